@@ -1,0 +1,330 @@
+//! Plain types of the value model (see VALUE-MODEL.md): sources, items, goals,
+//! metrics, hypotheses and links. No I/O lives here, so the score and the
+//! store can both speak these types without knowing about each other.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A point in time, always UTC, kept to the nanosecond so that what is stored
+/// reads back bit for bit.
+pub type Time = DateTime<Utc>;
+
+/// The kind of tracker a source connects to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackerKind {
+    Github,
+    Gitlab,
+    Jira,
+    Redmine,
+}
+
+impl TrackerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackerKind::Github => "github",
+            TrackerKind::Gitlab => "gitlab",
+            TrackerKind::Jira => "jira",
+            TrackerKind::Redmine => "redmine",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "github" => Some(TrackerKind::Github),
+            "gitlab" => Some(TrackerKind::Gitlab),
+            "jira" => Some(TrackerKind::Jira),
+            "redmine" => Some(TrackerKind::Redmine),
+            _ => None,
+        }
+    }
+}
+
+/// Rules that turn tracker data into links (applied by sync).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct LinkRules {
+    pub label_prefix: String,
+    pub body_keyword: String,
+    pub disabled: bool,
+}
+
+/// A connection to one tracker project. Holds the *name* of the variable that
+/// holds the token, never the token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub id: String,
+    pub kind: TrackerKind,
+    pub base_url: String,
+    pub project_key: String,
+    pub token_env: String,
+    pub link_rules: LinkRules,
+    pub estimate_field: String,
+    pub create_time: Time,
+    pub update_time: Time,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemState {
+    Open,
+    Closed,
+}
+
+/// A "- [ ] task" line of an item's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChecklistTask {
+    pub text: String,
+    pub done: bool,
+}
+
+/// A backlog item. Its key is `SOURCE/EXTERNAL_ID`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub source_id: String,
+    pub external_id: String,
+    pub title: String,
+    pub body: String,
+    pub url: String,
+    pub state: ItemState,
+    pub labels: Vec<String>,
+    pub estimate: Option<f64>,
+    pub parent_key: String,
+    pub create_time: Option<Time>,
+    pub update_time: Option<Time>,
+    pub close_time: Option<Time>,
+}
+
+impl Item {
+    pub fn key(&self) -> String {
+        item_key(&self.source_id, &self.external_id)
+    }
+
+    /// Checklist tasks of the body, in order.
+    pub fn tasks(&self) -> Vec<ChecklistTask> {
+        parse_checklist(&self.body)
+    }
+}
+
+pub fn item_key(source_id: &str, external_id: &str) -> String {
+    format!("{source_id}/{external_id}")
+}
+
+/// Parses GitHub-flavoured task list lines: `- [ ] text`, `* [x] text`.
+pub fn parse_checklist(body: &str) -> Vec<ChecklistTask> {
+    body.lines()
+        .filter_map(|line| {
+            let line = line.trim_start();
+            let rest = line
+                .strip_prefix("- [")
+                .or_else(|| line.strip_prefix("* ["))
+                .or_else(|| line.strip_prefix("+ ["))?;
+            let mut chars = rest.chars();
+            let mark = chars.next()?;
+            let rest = chars.as_str().strip_prefix("] ")?;
+            let done = match mark {
+                ' ' => false,
+                'x' | 'X' => true,
+                _ => return None,
+            };
+            let text = rest.trim();
+            (!text.is_empty()).then(|| ChecklistTask {
+                text: text.to_string(),
+                done,
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GoalLevel {
+    Strategic,
+    Intermediate,
+    Tactical,
+}
+
+impl GoalLevel {
+    /// The level a parent of a goal at this level must have.
+    pub fn parent_level(self) -> Option<GoalLevel> {
+        match self {
+            GoalLevel::Strategic => None,
+            GoalLevel::Intermediate => Some(GoalLevel::Strategic),
+            GoalLevel::Tactical => Some(GoalLevel::Intermediate),
+        }
+    }
+}
+
+/// The four Key Value Areas of Evidence-Based Management.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyValueArea {
+    Unspecified,
+    CurrentValue,
+    UnrealizedValue,
+    TimeToMarket,
+    AbilityToInnovate,
+}
+
+/// A node of the goal tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Goal {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub level: GoalLevel,
+    /// Empty for strategic goals.
+    pub parent_id: String,
+    pub key_value_area: KeyValueArea,
+    /// Relative weight among siblings, >= 0.
+    pub weight: f64,
+    pub create_time: Time,
+    pub update_time: Time,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    HigherIsBetter,
+    LowerIsBetter,
+}
+
+impl Direction {
+    /// The direction implied by a baseline and a target that differ.
+    pub fn implied(baseline: f64, target: f64) -> Direction {
+        if target > baseline {
+            Direction::HigherIsBetter
+        } else {
+            Direction::LowerIsBetter
+        }
+    }
+}
+
+/// A Key Value Measure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    pub id: String,
+    pub name: String,
+    pub unit: String,
+    pub direction: Direction,
+    pub baseline: f64,
+    pub target: f64,
+    /// Expected time between observations; `None` means never stale.
+    pub cadence: Option<chrono::Duration>,
+    pub create_time: Time,
+    pub update_time: Time,
+}
+
+/// One measured value of a metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub metric_id: String,
+    pub value: f64,
+    pub observe_time: Time,
+}
+
+/// The latest observation of a metric and how many there are.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ObservationSummary {
+    pub latest: Option<(Time, f64)>,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HypothesisStatus {
+    Proposed,
+    Testing,
+    Validated,
+    Invalidated,
+}
+
+/// A falsifiable value bet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hypothesis {
+    pub id: String,
+    pub statement: String,
+    pub goal_id: String,
+    pub metric_id: String,
+    /// In (0, 1]: the share of the metric's gap the change should close.
+    pub expected_effect: f64,
+    /// In [0, 1].
+    pub confidence: f64,
+    pub status: HypothesisStatus,
+    pub check_time: Option<Time>,
+    pub create_time: Time,
+    pub update_time: Time,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkOrigin {
+    Api,
+    Rule,
+}
+
+/// An item's share in delivering a hypothesis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub item_key: String,
+    pub hypothesis_id: String,
+    /// In (0, 1].
+    pub contribution: f64,
+    pub origin: LinkOrigin,
+    pub rationale: String,
+    pub create_time: Time,
+    pub update_time: Time,
+}
+
+/// Whether `id` is a usable id for a source, goal, metric or hypothesis:
+/// 1 to 64 characters of letters, digits, `.`, `_` and `-`, starting with a
+/// letter or digit. Keeps ids safe in item keys, URLs and CLI arguments.
+pub fn is_valid_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphanumeric() => {}
+        _ => return false,
+    }
+    id.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// Whether `name` looks like an environment variable name (`GITHUB_TOKEN`).
+/// Rejects values that look like a pasted token instead.
+pub fn is_valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_uppercase() || c == '_')
+        && name.len() <= 128
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checklist_lines_are_parsed_in_order() {
+        let body = "Intro\n- [ ] first step\n  - [x] nested done\n* [X] star\n- [] not a task\n- [ ]   \n- [y] no\ntext";
+        let tasks = parse_checklist(body);
+        assert_eq!(
+            tasks,
+            vec![
+                ChecklistTask { text: "first step".into(), done: false },
+                ChecklistTask { text: "nested done".into(), done: true },
+                ChecklistTask { text: "star".into(), done: true },
+            ]
+        );
+    }
+
+    #[test]
+    fn ids_and_env_names() {
+        assert!(is_valid_id("H-12"));
+        assert!(is_valid_id("web.v2_x"));
+        assert!(!is_valid_id(""));
+        assert!(!is_valid_id("-x"));
+        assert!(!is_valid_id("a/b"));
+        assert!(!is_valid_id(&"a".repeat(65)));
+        assert!(is_valid_env_name("GITHUB_TOKEN"));
+        assert!(!is_valid_env_name("ghp_abcdef123"));
+        assert!(!is_valid_env_name("1TOKEN"));
+    }
+}

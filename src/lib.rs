@@ -1,0 +1,16 @@
+//! plumbline: a gRPC sidecar that ranks backlog items by the value they are
+//! expected to deliver, and explains why.
+//!
+//! Data flows one way: store -> in-memory [`index`] -> [`score`] -> [`api`].
+
+pub mod domain;
+pub mod score;
+
+/// Code generated from `proto/plumbline/v1`.
+pub mod proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("plumbline.v1");
+
+    /// The encoded descriptors of plumbline's protos, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("plumbline_descriptor");
+}

@@ -284,8 +284,7 @@ pub fn is_valid_id(id: &str) -> bool {
         Some(c) if c.is_ascii_alphanumeric() => {}
         _ => return false,
     }
-    id.len() <= 64
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    id.len() <= 64 && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Whether `name` looks like an environment variable name (`GITHUB_TOKEN`).
@@ -308,9 +307,18 @@ mod tests {
         assert_eq!(
             tasks,
             vec![
-                ChecklistTask { text: "first step".into(), done: false },
-                ChecklistTask { text: "nested done".into(), done: true },
-                ChecklistTask { text: "star".into(), done: true },
+                ChecklistTask {
+                    text: "first step".into(),
+                    done: false
+                },
+                ChecklistTask {
+                    text: "nested done".into(),
+                    done: true
+                },
+                ChecklistTask {
+                    text: "star".into(),
+                    done: true
+                },
             ]
         );
     }

@@ -1,10 +1,17 @@
 //! plumbline: a gRPC sidecar that ranks backlog items by the value they are
 //! expected to deliver, and explains why.
 //!
-//! Data flows one way: store -> in-memory [`index`] -> [`score`] -> [`api`].
+//! Data flows one way: [`store`] -> in-memory [`index`] -> [`score`] ->
+//! [`api`] (gRPC). The [`engine`] keeps the store and the index in step.
 
+pub mod api;
+pub mod config;
 pub mod domain;
+pub mod engine;
+pub mod index;
 pub mod score;
+pub mod server;
+pub mod store;
 
 /// Code generated from `proto/plumbline/v1`.
 pub mod proto {
@@ -12,5 +19,6 @@ pub mod proto {
     tonic::include_proto!("plumbline.v1");
 
     /// The encoded descriptors of plumbline's protos, for server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("plumbline_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("plumbline_descriptor");
 }

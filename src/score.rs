@@ -42,7 +42,9 @@ pub fn effective_confidence(status: HypothesisStatus, confidence: f64) -> f64 {
 /// on the path from the root, so that all strategic goals together weigh 1.
 /// Siblings whose weights sum to 0 all weigh 0. Goals whose parent is missing
 /// are treated as roots.
-pub fn effective_goal_weights<'a>(goals: impl IntoIterator<Item = &'a Goal>) -> HashMap<String, f64> {
+pub fn effective_goal_weights<'a>(
+    goals: impl IntoIterator<Item = &'a Goal>,
+) -> HashMap<String, f64> {
     let goals: BTreeMap<&str, &Goal> = goals.into_iter().map(|g| (g.id.as_str(), g)).collect();
     fn parent_of<'g>(goals: &BTreeMap<&str, &'g Goal>, g: &'g Goal) -> Option<&'g str> {
         (!g.parent_id.is_empty() && goals.contains_key(g.parent_id.as_str()))
@@ -62,7 +64,11 @@ pub fn effective_goal_weights<'a>(goals: impl IntoIterator<Item = &'a Goal>) -> 
         for _ in 0..=goals.len() {
             let parent = parent_of(&goals, cur);
             let sum = sibling_sum.get(&parent).copied().unwrap_or(0.0);
-            w *= if sum > 0.0 { cur.weight.max(0.0) / sum } else { 0.0 };
+            w *= if sum > 0.0 {
+                cur.weight.max(0.0) / sum
+            } else {
+                0.0
+            };
             match parent {
                 Some(p) => cur = goals[p],
                 None => break,
@@ -131,7 +137,11 @@ pub fn hypothesis_value(goal_weight: f64, gap: f64, expected_effect: f64, confid
 /// The contribution a link counts with: scaled down when the contributions to
 /// its hypothesis add up to more than 1.
 pub fn effective_contribution(contribution: f64, total: f64) -> f64 {
-    if total > 1.0 { contribution / total } else { contribution }
+    if total > 1.0 {
+        contribution / total
+    } else {
+        contribution
+    }
 }
 
 /// Scores one item from its links. `estimate` is the item's size if
@@ -140,7 +150,8 @@ pub fn score_item(estimate: Option<f64>, default_size: f64, inputs: Vec<TermInpu
     let mut terms: Vec<Term> = inputs
         .into_iter()
         .map(|t| {
-            let effective_contribution = effective_contribution(t.contribution, t.contribution_total);
+            let effective_contribution =
+                effective_contribution(t.contribution, t.contribution_total);
             let value = hypothesis_value(t.goal_weight, t.gap, t.expected_effect, t.confidence)
                 * effective_contribution;
             Term {
@@ -190,7 +201,11 @@ mod tests {
             id: id.into(),
             title: id.into(),
             description: String::new(),
-            level: if parent.is_empty() { GoalLevel::Strategic } else { GoalLevel::Intermediate },
+            level: if parent.is_empty() {
+                GoalLevel::Strategic
+            } else {
+                GoalLevel::Intermediate
+            },
             parent_id: parent.into(),
             key_value_area: KeyValueArea::Unspecified,
             weight,
@@ -222,7 +237,11 @@ mod tests {
         assert_eq!(gap(2.1, 3.5, None), 1.0);
         assert_eq!(gap(2.1, 3.5, Some(3.5)), 0.0);
         assert_eq!(gap(2.1, 3.5, Some(4.0)), 0.0, "overshoot closes the gap");
-        assert_eq!(gap(2.1, 3.5, Some(1.0)), 1.0, "a drop below baseline is capped");
+        assert_eq!(
+            gap(2.1, 3.5, Some(1.0)),
+            1.0,
+            "a drop below baseline is capped"
+        );
         assert_eq!(gap(1.0, 1.0, Some(0.0)), 0.0, "degenerate span");
         assert_eq!(gap(1.0, 2.0, Some(f64::NAN)), 0.0);
     }
@@ -250,7 +269,11 @@ mod tests {
     fn worked_example_from_the_readme() {
         // Goal weight 0.375, conversion gap 0.5, effect 0.4, confidence 0.6,
         // contribution 0.5 of a hypothesis whose contributions sum to 0.5.
-        let s = score_item(Some(2.0), 3.0, vec![input("H-1", 0.375, 0.5, 0.4, 0.6, 0.5, 0.5)]);
+        let s = score_item(
+            Some(2.0),
+            3.0,
+            vec![input("H-1", 0.375, 0.5, 0.4, 0.6, 0.5, 0.5)],
+        );
         assert!((s.value - 0.0225).abs() < 1e-15);
         assert!((s.value_density - 0.01125).abs() < 1e-15);
         assert!(s.estimated);
@@ -269,7 +292,10 @@ mod tests {
     #[test]
     fn status_overrides_confidence() {
         assert_eq!(effective_confidence(HypothesisStatus::Validated, 0.2), 1.0);
-        assert_eq!(effective_confidence(HypothesisStatus::Invalidated, 0.9), 0.0);
+        assert_eq!(
+            effective_confidence(HypothesisStatus::Invalidated, 0.9),
+            0.0
+        );
         assert_eq!(effective_confidence(HypothesisStatus::Testing, 0.3), 0.3);
     }
 

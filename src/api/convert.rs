@@ -1,0 +1,634 @@
+//! Translation between proto messages and domain types. Conversions into the
+//! domain validate every field and report each bad one by its path, so a
+//! client learns all its mistakes from one call.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{
+    self, ChecklistTask, Direction, Goal, GoalLevel, Hypothesis, HypothesisStatus, Item, ItemState,
+    KeyValueArea, Link, LinkOrigin, LinkRules, Metric, Observation, Source, Time, TrackerKind,
+};
+use crate::engine::{Error, FieldViolation, Result};
+use crate::index::{MetricEntry, ScoreIndex};
+use crate::proto as pb;
+use crate::score::Score;
+
+/// Collects field violations under a path prefix.
+pub struct Check {
+    prefix: String,
+    pub violations: Vec<FieldViolation>,
+}
+
+impl Check {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Check {
+            prefix: prefix.into(),
+            violations: Vec::new(),
+        }
+    }
+
+    pub fn field(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    pub fn fail(&mut self, name: &str, description: impl Into<String>) {
+        let field = self.field(name);
+        self.violations
+            .push(FieldViolation::new(field, description));
+    }
+
+    pub fn id(&mut self, name: &str, value: &str) {
+        if value.is_empty() {
+            self.fail(name, "is required");
+        } else if !domain::is_valid_id(value) {
+            self.fail(
+                name,
+                "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            );
+        }
+    }
+
+    pub fn text(&mut self, name: &str, value: &str, required: bool, max: usize) {
+        if required && value.trim().is_empty() {
+            self.fail(name, "is required");
+        } else if value.len() > max {
+            self.fail(name, format!("is longer than {max} bytes"));
+        }
+    }
+
+    pub fn unit_interval(&mut self, name: &str, value: f64, allow_zero: bool) {
+        let ok = value.is_finite()
+            && value <= 1.0
+            && if allow_zero {
+                value >= 0.0
+            } else {
+                value > 0.0
+            };
+        if !ok {
+            self.fail(
+                name,
+                if allow_zero {
+                    "must be in [0, 1]"
+                } else {
+                    "must be in (0, 1]"
+                },
+            );
+        }
+    }
+
+    pub fn finite(&mut self, name: &str, value: f64) {
+        if !value.is_finite() {
+            self.fail(name, "must be a finite number");
+        }
+    }
+
+    pub fn time(&mut self, name: &str, ts: Option<&prost_types::Timestamp>) -> Option<Time> {
+        let ts = ts?;
+        match from_timestamp(ts) {
+            Some(t) => Some(t),
+            None => {
+                self.fail(name, "must be a valid time between 1678 and 2261");
+                None
+            }
+        }
+    }
+
+    pub fn finish<T>(self, value: T) -> Result<T> {
+        if self.violations.is_empty() {
+            Ok(value)
+        } else {
+            Err(Error::InvalidArgument(self.violations))
+        }
+    }
+}
+
+pub fn timestamp(t: &Time) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+pub fn from_timestamp(ts: &prost_types::Timestamp) -> Option<Time> {
+    if !(0..1_000_000_000).contains(&ts.nanos) {
+        return None;
+    }
+    let t = DateTime::<Utc>::from_timestamp(ts.seconds, ts.nanos as u32)?;
+    t.timestamp_nanos_opt().map(|_| t)
+}
+
+const MAX_TEXT: usize = 1 << 20;
+const MAX_SHORT: usize = 1024;
+
+// ----- sources -----
+
+pub fn source_to_pb(s: &Source) -> pb::Source {
+    pb::Source {
+        id: s.id.clone(),
+        kind: match s.kind {
+            TrackerKind::Github => pb::TrackerKind::Github,
+            TrackerKind::Gitlab => pb::TrackerKind::Gitlab,
+            TrackerKind::Jira => pb::TrackerKind::Jira,
+            TrackerKind::Redmine => pb::TrackerKind::Redmine,
+        } as i32,
+        base_url: s.base_url.clone(),
+        project_key: s.project_key.clone(),
+        token_env: s.token_env.clone(),
+        link_rules: Some(pb::LinkRules {
+            label_prefix: s.link_rules.label_prefix.clone(),
+            body_keyword: s.link_rules.body_keyword.clone(),
+            disabled: s.link_rules.disabled,
+        }),
+        estimate_field: s.estimate_field.clone(),
+        create_time: Some(timestamp(&s.create_time)),
+        update_time: Some(timestamp(&s.update_time)),
+    }
+}
+
+pub fn source_from_pb(p: &pb::Source, prefix: &str) -> Result<Source> {
+    let mut c = Check::new(prefix);
+    c.id("id", &p.id);
+    let kind = match pb::TrackerKind::try_from(p.kind) {
+        Ok(pb::TrackerKind::Github) => Some(TrackerKind::Github),
+        Ok(pb::TrackerKind::Gitlab) => Some(TrackerKind::Gitlab),
+        Ok(pb::TrackerKind::Jira) => Some(TrackerKind::Jira),
+        Ok(pb::TrackerKind::Redmine) => Some(TrackerKind::Redmine),
+        _ => {
+            c.fail("kind", "must be one of GITHUB, GITLAB, JIRA, REDMINE");
+            None
+        }
+    };
+    if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://"))
+        || p.base_url.len() > MAX_SHORT
+        || p.base_url.chars().any(char::is_whitespace)
+    {
+        c.fail("base_url", "must be an http:// or https:// URL");
+    }
+    c.text("project_key", &p.project_key, true, MAX_SHORT);
+    if !p.token_env.is_empty() && !domain::is_valid_env_name(&p.token_env) {
+        c.fail(
+            "token_env",
+            "must be the NAME of an environment variable (A-Z, 0-9, _), not the token itself",
+        );
+    }
+    let rules = p.link_rules.clone().unwrap_or_default();
+    c.text("link_rules.label_prefix", &rules.label_prefix, false, 64);
+    c.text("link_rules.body_keyword", &rules.body_keyword, false, 64);
+    c.text("estimate_field", &p.estimate_field, false, 256);
+    let now = Utc::now();
+    c.finish(())?;
+    Ok(Source {
+        id: p.id.clone(),
+        kind: kind.unwrap_or(TrackerKind::Github),
+        base_url: p.base_url.trim_end_matches('/').to_string(),
+        project_key: p.project_key.clone(),
+        token_env: p.token_env.clone(),
+        link_rules: LinkRules {
+            label_prefix: rules.label_prefix,
+            body_keyword: rules.body_keyword,
+            disabled: rules.disabled,
+        },
+        estimate_field: p.estimate_field.clone(),
+        create_time: now,
+        update_time: now,
+    })
+}
+
+// ----- items -----
+
+pub fn item_to_pb(it: &Item) -> pb::Item {
+    pb::Item {
+        key: it.key(),
+        source_id: it.source_id.clone(),
+        external_id: it.external_id.clone(),
+        title: it.title.clone(),
+        body: it.body.clone(),
+        url: it.url.clone(),
+        state: match it.state {
+            ItemState::Open => pb::ItemState::Open,
+            ItemState::Closed => pb::ItemState::Closed,
+        } as i32,
+        labels: it.labels.clone(),
+        estimate: it.estimate,
+        parent_key: it.parent_key.clone(),
+        create_time: it.create_time.as_ref().map(timestamp),
+        update_time: it.update_time.as_ref().map(timestamp),
+        close_time: it.close_time.as_ref().map(timestamp),
+        tasks: it
+            .tasks()
+            .into_iter()
+            .map(|ChecklistTask { text, done }| pb::ChecklistTask { text, done })
+            .collect(),
+    }
+}
+
+pub fn item_state_from_pb(state: i32, c: &mut Check, name: &str) -> Option<ItemState> {
+    match pb::ItemState::try_from(state) {
+        Ok(pb::ItemState::Unspecified) => None,
+        Ok(pb::ItemState::Open) => Some(ItemState::Open),
+        Ok(pb::ItemState::Closed) => Some(ItemState::Closed),
+        Err(_) => {
+            c.fail(name, "must be OPEN or CLOSED");
+            None
+        }
+    }
+}
+
+/// Validates one item of an upsert; `prefix` is e.g. `items[3]`.
+pub fn item_from_pb(p: &pb::Item, c: &mut Check) -> Option<Item> {
+    let before = c.violations.len();
+    c.id("source_id", &p.source_id);
+    if p.external_id.trim().is_empty() {
+        c.fail("external_id", "is required");
+    } else if p.external_id.len() > 256
+        || p.external_id
+            .chars()
+            .any(|ch| ch.is_control() || ch.is_whitespace())
+    {
+        c.fail(
+            "external_id",
+            "must be at most 256 characters, without spaces or control characters",
+        );
+    }
+    if !p.key.is_empty() && p.key != domain::item_key(&p.source_id, &p.external_id) {
+        c.fail(
+            "key",
+            "is output only; leave it empty or equal to SOURCE/EXTERNAL_ID",
+        );
+    }
+    c.text("title", &p.title, true, MAX_SHORT * 4);
+    c.text("body", &p.body, false, MAX_TEXT);
+    c.text("url", &p.url, false, MAX_SHORT * 2);
+    let state = item_state_from_pb(p.state, c, "state").unwrap_or(ItemState::Open);
+    if p.labels.len() > 100 {
+        c.fail("labels", "at most 100 labels");
+    }
+    for (i, l) in p.labels.iter().enumerate() {
+        if l.trim().is_empty() || l.len() > 256 {
+            c.fail(&format!("labels[{i}]"), "must be 1-256 bytes and not blank");
+        }
+    }
+    if let Some(e) = p.estimate
+        && !(e.is_finite() && e > 0.0)
+    {
+        c.fail(
+            "estimate",
+            "must be a positive number; leave it unset for unestimated items",
+        );
+    }
+    c.text("parent_key", &p.parent_key, false, MAX_SHORT);
+    let create_time = c.time("create_time", p.create_time.as_ref());
+    let update_time = c.time("update_time", p.update_time.as_ref());
+    let close_time = c.time("close_time", p.close_time.as_ref());
+    if c.violations.len() > before {
+        return None;
+    }
+    Some(Item {
+        source_id: p.source_id.clone(),
+        external_id: p.external_id.clone(),
+        title: p.title.clone(),
+        body: p.body.clone(),
+        url: p.url.clone(),
+        state,
+        labels: p.labels.clone(),
+        estimate: p.estimate,
+        parent_key: p.parent_key.clone(),
+        create_time,
+        update_time,
+        close_time,
+    })
+}
+
+// ----- goals -----
+
+pub fn goal_to_pb(g: &Goal, effective_weight: f64) -> pb::Goal {
+    pb::Goal {
+        id: g.id.clone(),
+        title: g.title.clone(),
+        description: g.description.clone(),
+        level: match g.level {
+            GoalLevel::Strategic => pb::GoalLevel::Strategic,
+            GoalLevel::Intermediate => pb::GoalLevel::Intermediate,
+            GoalLevel::Tactical => pb::GoalLevel::Tactical,
+        } as i32,
+        parent_id: g.parent_id.clone(),
+        key_value_area: match g.key_value_area {
+            KeyValueArea::Unspecified => pb::KeyValueArea::Unspecified,
+            KeyValueArea::CurrentValue => pb::KeyValueArea::CurrentValue,
+            KeyValueArea::UnrealizedValue => pb::KeyValueArea::UnrealizedValue,
+            KeyValueArea::TimeToMarket => pb::KeyValueArea::TimeToMarket,
+            KeyValueArea::AbilityToInnovate => pb::KeyValueArea::AbilityToInnovate,
+        } as i32,
+        weight: Some(g.weight),
+        effective_weight,
+        create_time: Some(timestamp(&g.create_time)),
+        update_time: Some(timestamp(&g.update_time)),
+    }
+}
+
+pub fn goal_from_pb(p: &pb::Goal, prefix: &str) -> Result<Goal> {
+    let mut c = Check::new(prefix);
+    c.id("id", &p.id);
+    c.text("title", &p.title, true, MAX_SHORT);
+    c.text("description", &p.description, false, MAX_TEXT);
+    let level = match pb::GoalLevel::try_from(p.level) {
+        Ok(pb::GoalLevel::Strategic) => GoalLevel::Strategic,
+        Ok(pb::GoalLevel::Intermediate) => GoalLevel::Intermediate,
+        Ok(pb::GoalLevel::Tactical) => GoalLevel::Tactical,
+        _ => {
+            c.fail("level", "must be STRATEGIC, INTERMEDIATE or TACTICAL");
+            GoalLevel::Strategic
+        }
+    };
+    if !p.parent_id.is_empty() && !domain::is_valid_id(&p.parent_id) {
+        c.fail("parent_id", "is not a valid goal id");
+    }
+    let kva = match pb::KeyValueArea::try_from(p.key_value_area) {
+        Ok(pb::KeyValueArea::Unspecified) => KeyValueArea::Unspecified,
+        Ok(pb::KeyValueArea::CurrentValue) => KeyValueArea::CurrentValue,
+        Ok(pb::KeyValueArea::UnrealizedValue) => KeyValueArea::UnrealizedValue,
+        Ok(pb::KeyValueArea::TimeToMarket) => KeyValueArea::TimeToMarket,
+        Ok(pb::KeyValueArea::AbilityToInnovate) => KeyValueArea::AbilityToInnovate,
+        Err(_) => {
+            c.fail("key_value_area", "is not a known key value area");
+            KeyValueArea::Unspecified
+        }
+    };
+    let weight = p.weight.unwrap_or(1.0);
+    if !(weight.is_finite() && weight >= 0.0) {
+        c.fail("weight", "must be a finite number >= 0");
+    }
+    let now = Utc::now();
+    c.finish(Goal {
+        id: p.id.clone(),
+        title: p.title.clone(),
+        description: p.description.clone(),
+        level,
+        parent_id: p.parent_id.clone(),
+        key_value_area: kva,
+        weight,
+        create_time: now,
+        update_time: now,
+    })
+}
+
+// ----- metrics -----
+
+pub fn metric_to_pb(m: &MetricEntry, now: Time) -> pb::Metric {
+    let x = &m.metric;
+    pb::Metric {
+        id: x.id.clone(),
+        name: x.name.clone(),
+        unit: x.unit.clone(),
+        direction: match x.direction {
+            Direction::HigherIsBetter => pb::MetricDirection::HigherIsBetter,
+            Direction::LowerIsBetter => pb::MetricDirection::LowerIsBetter,
+        } as i32,
+        baseline: x.baseline,
+        target: x.target,
+        cadence: x.cadence.map(|d| prost_types::Duration {
+            seconds: d.num_seconds(),
+            nanos: d.subsec_nanos(),
+        }),
+        current_value: m.observations.latest.map(|(_, v)| v),
+        last_observe_time: m.observations.latest.map(|(t, _)| timestamp(&t)),
+        observation_count: m.observations.count,
+        gap: m.gap,
+        stale: m.stale(now),
+        create_time: Some(timestamp(&x.create_time)),
+        update_time: Some(timestamp(&x.update_time)),
+    }
+}
+
+pub fn metric_from_pb(p: &pb::Metric, prefix: &str) -> Result<Metric> {
+    let mut c = Check::new(prefix);
+    c.id("id", &p.id);
+    c.text("name", &p.name, true, MAX_SHORT);
+    c.text("unit", &p.unit, false, 64);
+    c.finite("baseline", p.baseline);
+    c.finite("target", p.target);
+    if p.baseline == p.target {
+        c.fail("target", "must differ from the baseline");
+    }
+    let implied = Direction::implied(p.baseline, p.target);
+    let direction = match pb::MetricDirection::try_from(p.direction) {
+        Ok(pb::MetricDirection::Unspecified) => implied,
+        Ok(pb::MetricDirection::HigherIsBetter) => Direction::HigherIsBetter,
+        Ok(pb::MetricDirection::LowerIsBetter) => Direction::LowerIsBetter,
+        Err(_) => {
+            c.fail("direction", "is not a known direction");
+            implied
+        }
+    };
+    if direction != implied && p.baseline != p.target {
+        c.fail(
+            "direction",
+            "disagrees with baseline and target (higher is better needs target > baseline)",
+        );
+    }
+    let cadence = match &p.cadence {
+        None => None,
+        Some(d)
+            if d.seconds > 0
+                && d.seconds < 100 * 365 * 86_400
+                && (0..1_000_000_000).contains(&d.nanos) =>
+        {
+            Some(
+                chrono::Duration::seconds(d.seconds)
+                    + chrono::Duration::nanoseconds(d.nanos as i64),
+            )
+        }
+        Some(_) => {
+            c.fail("cadence", "must be a positive duration under 100 years");
+            None
+        }
+    };
+    let now = Utc::now();
+    c.finish(Metric {
+        id: p.id.clone(),
+        name: p.name.clone(),
+        unit: p.unit.clone(),
+        direction,
+        baseline: p.baseline,
+        target: p.target,
+        cadence,
+        create_time: now,
+        update_time: now,
+    })
+}
+
+pub fn observation_from_pb(p: &pb::Observation, c: &mut Check, now: Time) -> Option<Observation> {
+    let before = c.violations.len();
+    c.id("metric_id", &p.metric_id);
+    c.finite("value", p.value);
+    let t = c.time("observe_time", p.observe_time.as_ref());
+    (c.violations.len() == before).then(|| Observation {
+        metric_id: p.metric_id.clone(),
+        value: p.value,
+        observe_time: t.unwrap_or(now),
+    })
+}
+
+// ----- hypotheses -----
+
+pub fn hypothesis_to_pb(h: &Hypothesis, ix: &ScoreIndex) -> pb::Hypothesis {
+    pb::Hypothesis {
+        id: h.id.clone(),
+        statement: h.statement.clone(),
+        goal_id: h.goal_id.clone(),
+        metric_id: h.metric_id.clone(),
+        expected_effect: h.expected_effect,
+        confidence: Some(h.confidence),
+        status: match h.status {
+            HypothesisStatus::Proposed => pb::HypothesisStatus::Proposed,
+            HypothesisStatus::Testing => pb::HypothesisStatus::Testing,
+            HypothesisStatus::Validated => pb::HypothesisStatus::Validated,
+            HypothesisStatus::Invalidated => pb::HypothesisStatus::Invalidated,
+        } as i32,
+        check_time: h.check_time.as_ref().map(timestamp),
+        value: ix.hypothesis_value(h),
+        create_time: Some(timestamp(&h.create_time)),
+        update_time: Some(timestamp(&h.update_time)),
+    }
+}
+
+pub fn hypothesis_from_pb(p: &pb::Hypothesis, prefix: &str) -> Result<Hypothesis> {
+    let mut c = Check::new(prefix);
+    c.id("id", &p.id);
+    c.text("statement", &p.statement, true, MAX_TEXT);
+    c.id("goal_id", &p.goal_id);
+    c.id("metric_id", &p.metric_id);
+    c.unit_interval("expected_effect", p.expected_effect, false);
+    let confidence = p.confidence.unwrap_or(0.5);
+    c.unit_interval("confidence", confidence, true);
+    let status = match pb::HypothesisStatus::try_from(p.status) {
+        Ok(pb::HypothesisStatus::Unspecified | pb::HypothesisStatus::Proposed) => {
+            HypothesisStatus::Proposed
+        }
+        Ok(pb::HypothesisStatus::Testing) => HypothesisStatus::Testing,
+        Ok(pb::HypothesisStatus::Validated) => HypothesisStatus::Validated,
+        Ok(pb::HypothesisStatus::Invalidated) => HypothesisStatus::Invalidated,
+        Err(_) => {
+            c.fail("status", "is not a known status");
+            HypothesisStatus::Proposed
+        }
+    };
+    let check_time = c.time("check_time", p.check_time.as_ref());
+    let now = Utc::now();
+    c.finish(Hypothesis {
+        id: p.id.clone(),
+        statement: p.statement.clone(),
+        goal_id: p.goal_id.clone(),
+        metric_id: p.metric_id.clone(),
+        expected_effect: p.expected_effect,
+        confidence,
+        status,
+        check_time,
+        create_time: now,
+        update_time: now,
+    })
+}
+
+// ----- links and scores -----
+
+pub fn link_to_pb(l: &Link) -> pb::Link {
+    pb::Link {
+        item_key: l.item_key.clone(),
+        hypothesis_id: l.hypothesis_id.clone(),
+        contribution: l.contribution,
+        origin: match l.origin {
+            LinkOrigin::Api => pb::LinkOrigin::Api,
+            LinkOrigin::Rule => pb::LinkOrigin::Rule,
+        } as i32,
+        rationale: l.rationale.clone(),
+        create_time: Some(timestamp(&l.create_time)),
+        update_time: Some(timestamp(&l.update_time)),
+    }
+}
+
+/// An item's score as served, with flags; `full` adds the terms.
+pub fn score_to_pb(
+    key: &str,
+    title: &str,
+    s: &Score,
+    ix: &ScoreIndex,
+    now: Time,
+    full: bool,
+) -> pb::ItemScore {
+    let mut flags = Vec::new();
+    if s.unaligned() {
+        flags.push(pb::ScoreFlag::Unaligned as i32);
+    }
+    if !s.estimated {
+        flags.push(pb::ScoreFlag::Unestimated as i32);
+    }
+    if s.terms
+        .iter()
+        .any(|t| ix.metric_is_stale(&t.metric_id, now))
+    {
+        flags.push(pb::ScoreFlag::StaleMetric as i32);
+    }
+    let terms = if full {
+        s.terms
+            .iter()
+            .map(|t| pb::ScoreTerm {
+                hypothesis_id: t.hypothesis_id.clone(),
+                goal_id: t.goal_id.clone(),
+                goal_weight: t.goal_weight,
+                metric_id: t.metric_id.clone(),
+                gap: t.gap,
+                expected_effect: t.expected_effect,
+                confidence: t.confidence,
+                contribution: t.contribution,
+                effective_contribution: t.effective_contribution,
+                value: t.value,
+                metric_stale: ix.metric_is_stale(&t.metric_id, now),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    pb::ItemScore {
+        item_key: key.to_string(),
+        title: title.to_string(),
+        value: s.value,
+        size: s.size,
+        value_density: s.value_density,
+        flags,
+        terms,
+    }
+}
+
+/// Applies a field mask: copies the named fields of `incoming` onto
+/// `current` (all of `allowed` when the mask is empty). `copy` knows how to
+/// copy one field by name.
+pub fn apply_mask<T>(
+    current: &mut T,
+    incoming: &T,
+    mask: Option<&prost_types::FieldMask>,
+    allowed: &[&str],
+    copy: impl Fn(&mut T, &T, &str),
+) -> Result<()> {
+    let paths: Vec<&str> = match mask {
+        Some(m) if !m.paths.is_empty() => m.paths.iter().map(String::as_str).collect(),
+        _ => allowed.to_vec(),
+    };
+    let mut c = Check::new("");
+    for p in &paths {
+        if !allowed.contains(p) {
+            c.fail(
+                "update_mask",
+                format!("{p:?} cannot be updated; allowed: {}", allowed.join(", ")),
+            );
+        }
+    }
+    c.finish(())?;
+    for p in paths {
+        copy(current, incoming, p);
+    }
+    Ok(())
+}

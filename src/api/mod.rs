@@ -1,0 +1,42 @@
+//! The gRPC face of plumbline: validate requests, translate between proto and
+//! domain types, call the [`Engine`](crate::engine::Engine), and map its
+//! errors to `tonic::Status` in one place.
+
+mod convert;
+mod page;
+mod services;
+
+pub use services::{BacklogApi, ScoringApi, SourceApi, ValueModelApi};
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::engine::{Error, FieldViolation};
+
+/// The one mapping from engine errors to gRPC statuses. Invalid input carries
+/// `google.rpc.BadRequest` field violations naming each bad field.
+pub fn to_status(err: Error) -> Status {
+    match err {
+        Error::InvalidArgument(violations) => invalid(violations),
+        Error::NotFound(m) => Status::not_found(m),
+        Error::AlreadyExists(m) => Status::already_exists(m),
+        Error::FailedPrecondition(m) => Status::failed_precondition(m),
+        Error::Store(e) => {
+            tracing::error!(error = %e, "storage failure");
+            Status::internal("storage failure; see the server log")
+        }
+    }
+}
+
+fn invalid(violations: Vec<FieldViolation>) -> Status {
+    let message = violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut details = ErrorDetails::new();
+    for v in violations {
+        details.add_bad_request_violation(v.field, v.description);
+    }
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}

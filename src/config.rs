@@ -1,0 +1,124 @@
+//! One configuration, merged from (lowest to highest precedence) built-in
+//! defaults, a TOML file, `PLUMBLINE_*` environment variables and flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Settings of the sidecar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    pub listen: SocketAddr,
+    /// Path of the SQLite database file (created if missing).
+    pub db: PathBuf,
+    /// Size used for items without an estimate (> 0).
+    pub default_size: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            db: PathBuf::from("plumbline.sqlite"),
+            default_size: 3.0,
+        }
+    }
+}
+
+/// Values given as flags; `None` leaves the lower layers' value.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_size: Option<f64>,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Merges the layers. `file`, when given, must exist.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError::MissingFile(f.to_path_buf()));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        // PLUMBLINE_SERVER and PLUMBLINE_LOG* belong to the CLI, not here.
+        let env = Env::prefixed("PLUMBLINE_").only(&["listen", "db", "default_size"]);
+        let cfg: Config = fig
+            .merge(env)
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if !(cfg.default_size.is_finite() && cfg.default_size > 0.0) {
+            return Err(ConfigError::Invalid(format!(
+                "default_size must be a positive number, got {}",
+                cfg.default_size
+            )));
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_which_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(&f, "db = \"/tmp/x.sqlite\"\ndefault_size = 5.0\n").unwrap();
+        let cfg = Config::load(
+            Some(&f),
+            Overrides {
+                default_size: Some(2.0),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(cfg.db, PathBuf::from("/tmp/x.sqlite"));
+        assert_eq!(cfg.default_size, 2.0);
+        assert_eq!(cfg.listen, Config::default().listen);
+    }
+
+    #[test]
+    fn bad_config_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(&f, "colour = \"blue\"\n").unwrap();
+        let err = Config::load(Some(&f), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+        let err =
+            Config::load(Some(&dir.path().join("nope.toml")), Overrides::default()).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile(_)));
+        let err = Config::load(
+            None,
+            Overrides {
+                default_size: Some(0.0),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("default_size"));
+    }
+}

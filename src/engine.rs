@@ -1,0 +1,562 @@
+//! The use cases behind the API: check a change against the model, write it
+//! through the store in one transaction, then apply it to the in-memory index
+//! so the affected scores are fresh before the call returns.
+//!
+//! Writes are serialized by one async mutex: the model is small, the store is
+//! one SQLite file, and a total order of writes keeps the index and the store
+//! telling the same story. Reads take the index's read lock and never wait on
+//! SQL (except item bodies, which live only in the store).
+
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use chrono::Utc;
+
+use crate::domain::{Goal, Hypothesis, Item, Link, LinkOrigin, Metric, Observation, Source, Time};
+use crate::index::{ItemFacts, MetricEntry, ScoreIndex};
+use crate::store::{ItemFilter, Store, StoreError};
+
+/// One invalid field of a request, named by its path (`goal.weight`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// Why a use case refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid argument: {}", .0.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; "))]
+    InvalidArgument(Vec<FieldViolation>),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Error::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Counts of an item upsert.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpsertCounts {
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+}
+
+/// The store and the index, kept in step.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    index: RwLock<ScoreIndex>,
+    writes: tokio::sync::Mutex<()>,
+}
+
+fn facts_of(item: &Item) -> ItemFacts {
+    ItemFacts {
+        source_id: item.source_id.clone(),
+        title: item.title.clone(),
+        state: item.state,
+        labels: item.labels.clone(),
+        estimate: item.estimate,
+    }
+}
+
+impl Engine {
+    /// Loads the model from the store and builds the index.
+    pub async fn open(store: Arc<dyn Store>, default_size: f64) -> Result<Self> {
+        let snapshot = store.load().await?;
+        let index = ScoreIndex::from_snapshot(default_size, snapshot);
+        Ok(Engine {
+            store,
+            index: RwLock::new(index),
+            writes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// A read view of the model and scores.
+    pub fn read(&self) -> RwLockReadGuard<'_, ScoreIndex> {
+        // A panic while holding the lock cannot leave the index half-updated
+        // in a way later reads would misread more than a restart would, so
+        // recover the guard rather than poison every later call.
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_index(&self) -> RwLockWriteGuard<'_, ScoreIndex> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ----- sources -----
+
+    pub async fn create_source(&self, mut s: Source) -> Result<Source> {
+        let _w = self.writes.lock().await;
+        if self.read().source(&s.id).is_some() {
+            return Err(Error::AlreadyExists(format!(
+                "source {:?} already exists",
+                s.id
+            )));
+        }
+        let now = Utc::now();
+        s.create_time = now;
+        s.update_time = now;
+        self.store.put_source(&s).await?;
+        self.write_index().put_source(s.clone());
+        Ok(s)
+    }
+
+    pub fn get_source(&self, id: &str) -> Result<Source> {
+        self.read()
+            .source(id)
+            .cloned()
+            .ok_or_else(|| not_found("source", id))
+    }
+
+    /// Applies `change` to the stored source and saves it.
+    pub async fn update_source(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Source) -> Result<()>,
+    ) -> Result<Source> {
+        let _w = self.writes.lock().await;
+        let mut s = self.get_source(id)?;
+        change(&mut s)?;
+        s.update_time = Utc::now();
+        self.store.put_source(&s).await?;
+        self.write_index().put_source(s.clone());
+        Ok(s)
+    }
+
+    pub async fn delete_source(&self, id: &str, force: bool) -> Result<u64> {
+        let _w = self.writes.lock().await;
+        let keys: Vec<String> = {
+            let ix = self.read();
+            ix.source(id).ok_or_else(|| not_found("source", id))?;
+            let keys = ix.item_keys_of_source(id);
+            let n = keys.len();
+            if n > 0 && !force {
+                return Err(Error::FailedPrecondition(format!(
+                    "source {id:?} still has {n} items; delete with force to remove them too"
+                )));
+            }
+            keys
+        };
+        let deleted = self.store.delete_source(id).await?;
+        let mut ix = self.write_index();
+        for k in &keys {
+            ix.remove_item(k);
+        }
+        ix.remove_source(id);
+        Ok(deleted)
+    }
+
+    // ----- items -----
+
+    /// Inserts or updates items by key, all in one transaction.
+    pub async fn upsert_items(&self, items: Vec<Item>) -> Result<(Vec<Item>, UpsertCounts)> {
+        let _w = self.writes.lock().await;
+        {
+            let ix = self.read();
+            let mut violations = Vec::new();
+            for (i, it) in items.iter().enumerate() {
+                if ix.source(&it.source_id).is_none() {
+                    violations.push(FieldViolation::new(
+                        format!("items[{i}].source_id"),
+                        format!("no source with id {:?}", it.source_id),
+                    ));
+                }
+            }
+            if !violations.is_empty() {
+                return Err(Error::InvalidArgument(violations));
+            }
+        }
+        let keys: Vec<String> = items.iter().map(Item::key).collect();
+        let existing = self.store.get_items(&keys).await?;
+        let mut counts = UpsertCounts::default();
+        let mut changed = Vec::new();
+        for (item, old) in items.iter().zip(&existing) {
+            match old {
+                None => counts.created += 1,
+                Some(o) if o == item => counts.unchanged += 1,
+                Some(_) => counts.updated += 1,
+            }
+            if old.as_ref() != Some(item) {
+                changed.push(item.clone());
+            }
+        }
+        if !changed.is_empty() {
+            self.store.upsert_items(&changed).await?;
+            let mut ix = self.write_index();
+            for it in &changed {
+                ix.put_item(it.key(), facts_of(it));
+            }
+        }
+        Ok((items, counts))
+    }
+
+    /// Items by key, in order; NOT_FOUND names the first missing key.
+    pub async fn get_items(&self, keys: &[String]) -> Result<Vec<Item>> {
+        let found = self.store.get_items(keys).await?;
+        keys.iter()
+            .zip(found)
+            .map(|(k, it)| it.ok_or_else(|| not_found("item", k)))
+            .collect()
+    }
+
+    pub async fn list_items(
+        &self,
+        filter: &ItemFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Item>> {
+        Ok(self.store.list_items(filter, after, limit).await?)
+    }
+
+    // ----- goals -----
+
+    fn check_goal_parent(ix: &ScoreIndex, g: &Goal) -> Result<()> {
+        match g.level.parent_level() {
+            None if g.parent_id.is_empty() => Ok(()),
+            None => Err(Error::invalid(
+                "goal.parent_id",
+                "a strategic goal has no parent",
+            )),
+            Some(_) if g.parent_id.is_empty() => Err(Error::invalid(
+                "goal.parent_id",
+                "intermediate and tactical goals need a parent goal",
+            )),
+            Some(want) => match ix.goal(&g.parent_id) {
+                None => Err(Error::invalid(
+                    "goal.parent_id",
+                    format!("no goal with id {:?}", g.parent_id),
+                )),
+                Some(p) if p.level != want => Err(Error::invalid(
+                    "goal.parent_id",
+                    format!(
+                        "the parent of a {:?} goal must be {:?}, and {:?} is {:?}",
+                        g.level, want, p.id, p.level
+                    ),
+                )),
+                Some(_) => Ok(()),
+            },
+        }
+    }
+
+    pub async fn create_goal(&self, mut g: Goal) -> Result<Goal> {
+        let _w = self.writes.lock().await;
+        {
+            let ix = self.read();
+            if ix.goal(&g.id).is_some() {
+                return Err(Error::AlreadyExists(format!(
+                    "goal {:?} already exists",
+                    g.id
+                )));
+            }
+            Self::check_goal_parent(&ix, &g)?;
+        }
+        let now = Utc::now();
+        g.create_time = now;
+        g.update_time = now;
+        self.store.put_goal(&g).await?;
+        self.write_index().put_goal(g.clone());
+        Ok(g)
+    }
+
+    pub fn get_goal(&self, id: &str) -> Result<Goal> {
+        self.read()
+            .goal(id)
+            .cloned()
+            .ok_or_else(|| not_found("goal", id))
+    }
+
+    pub async fn update_goal(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Goal) -> Result<()>,
+    ) -> Result<Goal> {
+        let _w = self.writes.lock().await;
+        let mut g = self.get_goal(id)?;
+        let old_level = g.level;
+        change(&mut g)?;
+        {
+            let ix = self.read();
+            Self::check_goal_parent(&ix, &g)?;
+            if g.level != old_level && ix.goals().any(|c| c.parent_id == g.id) {
+                return Err(Error::FailedPrecondition(format!(
+                    "goal {:?} has child goals, so its level cannot change",
+                    g.id
+                )));
+            }
+        }
+        g.update_time = Utc::now();
+        self.store.put_goal(&g).await?;
+        self.write_index().put_goal(g.clone());
+        Ok(g)
+    }
+
+    pub async fn delete_goal(&self, id: &str) -> Result<()> {
+        let _w = self.writes.lock().await;
+        {
+            let ix = self.read();
+            ix.goal(id).ok_or_else(|| not_found("goal", id))?;
+            if let Some(c) = ix.goals().find(|c| c.parent_id == id) {
+                return Err(Error::FailedPrecondition(format!(
+                    "goal {id:?} still has child goal {:?}",
+                    c.id
+                )));
+            }
+            if let Some(h) = ix.hypotheses().find(|h| h.goal_id == id) {
+                return Err(Error::FailedPrecondition(format!(
+                    "hypothesis {:?} still serves goal {id:?}",
+                    h.id
+                )));
+            }
+        }
+        self.store.delete_goal(id).await?;
+        self.write_index().remove_goal(id);
+        Ok(())
+    }
+
+    // ----- metrics -----
+
+    pub async fn create_metric(&self, mut m: Metric) -> Result<MetricEntry> {
+        let _w = self.writes.lock().await;
+        if self.read().metric(&m.id).is_some() {
+            return Err(Error::AlreadyExists(format!(
+                "metric {:?} already exists",
+                m.id
+            )));
+        }
+        let now = Utc::now();
+        m.create_time = now;
+        m.update_time = now;
+        self.store.put_metric(&m).await?;
+        let mut ix = self.write_index();
+        ix.put_metric(m.clone());
+        Ok(ix
+            .metric(&m.id)
+            .cloned()
+            .unwrap_or_else(|| unreachable!("just inserted")))
+    }
+
+    pub fn get_metric(&self, id: &str) -> Result<MetricEntry> {
+        self.read()
+            .metric(id)
+            .cloned()
+            .ok_or_else(|| not_found("metric", id))
+    }
+
+    pub async fn update_metric(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Metric) -> Result<()>,
+    ) -> Result<MetricEntry> {
+        let _w = self.writes.lock().await;
+        let mut m = self.get_metric(id)?.metric;
+        change(&mut m)?;
+        m.update_time = Utc::now();
+        self.store.put_metric(&m).await?;
+        let mut ix = self.write_index();
+        ix.put_metric(m);
+        Ok(ix
+            .metric(id)
+            .cloned()
+            .unwrap_or_else(|| unreachable!("just updated")))
+    }
+
+    pub async fn delete_metric(&self, id: &str) -> Result<()> {
+        let _w = self.writes.lock().await;
+        {
+            let ix = self.read();
+            ix.metric(id).ok_or_else(|| not_found("metric", id))?;
+            if let Some(h) = ix.hypotheses().find(|h| h.metric_id == id) {
+                return Err(Error::FailedPrecondition(format!(
+                    "hypothesis {:?} still measures metric {id:?}",
+                    h.id
+                )));
+            }
+        }
+        self.store.delete_metric(id).await?;
+        self.write_index().remove_metric(id);
+        Ok(())
+    }
+
+    /// Records observations in one transaction; returns the touched metrics.
+    pub async fn record_observations(
+        &self,
+        observations: Vec<Observation>,
+    ) -> Result<Vec<MetricEntry>> {
+        let _w = self.writes.lock().await;
+        {
+            let ix = self.read();
+            for (i, o) in observations.iter().enumerate() {
+                if ix.metric(&o.metric_id).is_none() {
+                    return Err(Error::NotFound(format!(
+                        "observations[{i}]: metric {:?} not found",
+                        o.metric_id
+                    )));
+                }
+            }
+        }
+        let summaries = self.store.record_observations(&observations).await?;
+        let mut ix = self.write_index();
+        for (id, s) in &summaries {
+            ix.set_observations(id, s.clone());
+        }
+        Ok(summaries
+            .iter()
+            .filter_map(|(id, _)| ix.metric(id).cloned())
+            .collect())
+    }
+
+    // ----- hypotheses -----
+
+    fn check_hypothesis_refs(ix: &ScoreIndex, h: &Hypothesis) -> Result<()> {
+        let mut v = Vec::new();
+        if ix.goal(&h.goal_id).is_none() {
+            v.push(FieldViolation::new(
+                "hypothesis.goal_id",
+                format!("no goal with id {:?}", h.goal_id),
+            ));
+        }
+        if ix.metric(&h.metric_id).is_none() {
+            v.push(FieldViolation::new(
+                "hypothesis.metric_id",
+                format!("no metric with id {:?}", h.metric_id),
+            ));
+        }
+        if v.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(v))
+        }
+    }
+
+    pub async fn create_hypothesis(&self, mut h: Hypothesis) -> Result<Hypothesis> {
+        let _w = self.writes.lock().await;
+        {
+            let ix = self.read();
+            if ix.hypothesis(&h.id).is_some() {
+                return Err(Error::AlreadyExists(format!(
+                    "hypothesis {:?} already exists",
+                    h.id
+                )));
+            }
+            Self::check_hypothesis_refs(&ix, &h)?;
+        }
+        let now = Utc::now();
+        h.create_time = now;
+        h.update_time = now;
+        self.store.put_hypothesis(&h).await?;
+        self.write_index().put_hypothesis(h.clone());
+        Ok(h)
+    }
+
+    pub fn get_hypothesis(&self, id: &str) -> Result<Hypothesis> {
+        self.read()
+            .hypothesis(id)
+            .cloned()
+            .ok_or_else(|| not_found("hypothesis", id))
+    }
+
+    pub async fn update_hypothesis(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Hypothesis) -> Result<()>,
+    ) -> Result<Hypothesis> {
+        let _w = self.writes.lock().await;
+        let mut h = self.get_hypothesis(id)?;
+        change(&mut h)?;
+        Self::check_hypothesis_refs(&self.read(), &h)?;
+        h.update_time = Utc::now();
+        self.store.put_hypothesis(&h).await?;
+        self.write_index().put_hypothesis(h.clone());
+        Ok(h)
+    }
+
+    pub async fn delete_hypothesis(&self, id: &str, force: bool) -> Result<()> {
+        let _w = self.writes.lock().await;
+        {
+            let ix = self.read();
+            ix.hypothesis(id)
+                .ok_or_else(|| not_found("hypothesis", id))?;
+            let n = ix.links_of_hypothesis(id).len();
+            if n > 0 && !force {
+                return Err(Error::FailedPrecondition(format!(
+                    "{n} items link to hypothesis {id:?}; delete with force to remove the links too"
+                )));
+            }
+        }
+        self.store.delete_hypothesis(id).await?;
+        self.write_index().remove_hypothesis(id);
+        Ok(())
+    }
+
+    // ----- links -----
+
+    /// Links an item to a hypothesis through the API, or updates that link.
+    pub async fn link_item(
+        &self,
+        item_key: &str,
+        hypothesis_id: &str,
+        contribution: f64,
+        rationale: String,
+    ) -> Result<Link> {
+        let _w = self.writes.lock().await;
+        let now: Time = Utc::now();
+        let link = {
+            let ix = self.read();
+            ix.item(item_key)
+                .ok_or_else(|| not_found("item", item_key))?;
+            ix.hypothesis(hypothesis_id)
+                .ok_or_else(|| not_found("hypothesis", hypothesis_id))?;
+            let create_time = ix
+                .link(item_key, hypothesis_id)
+                .map_or(now, |l| l.create_time);
+            Link {
+                item_key: item_key.to_string(),
+                hypothesis_id: hypothesis_id.to_string(),
+                contribution,
+                origin: LinkOrigin::Api,
+                rationale,
+                create_time,
+                update_time: now,
+            }
+        };
+        self.store.put_link(&link).await?;
+        self.write_index().put_link(link.clone());
+        Ok(link)
+    }
+
+    pub async fn unlink_item(&self, item_key: &str, hypothesis_id: &str) -> Result<()> {
+        let _w = self.writes.lock().await;
+        if self.read().link(item_key, hypothesis_id).is_none() {
+            return Err(Error::NotFound(format!(
+                "item {item_key:?} is not linked to hypothesis {hypothesis_id:?}"
+            )));
+        }
+        self.store.delete_link(item_key, hypothesis_id).await?;
+        self.write_index().remove_link(item_key, hypothesis_id);
+        Ok(())
+    }
+}
+
+fn not_found(kind: &str, id: &str) -> Error {
+    Error::NotFound(format!("{kind} {id:?} not found"))
+}

@@ -1,0 +1,218 @@
+//! Wiring: open the store, rebuild the index, serve the four services with
+//! health and reflection, and shut down gracefully (in-flight RPCs finish).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::{BacklogApi, ScoringApi, SourceApi, ValueModelApi};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::proto as pb;
+use crate::store::{SqliteStore, StoreError};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot create the database folder {path}: {source}")]
+    DbDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database {path}: {source}")]
+    Store { path: String, source: StoreError },
+    #[error("cannot load the model from the database: {0}")]
+    Load(String),
+    #[error("reflection setup failed: {0}")]
+    Reflection(String),
+    #[error("gRPC transport failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A server running in the background of this process.
+pub struct RunningServer {
+    addr: SocketAddr,
+    engine: Arc<Engine>,
+    store: SqliteStore,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl RunningServer {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`, for clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The engine, for in-process inspection (tests, benchmarks).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Stops accepting calls, lets in-flight ones finish, closes the store.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let result = match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "server task failed");
+                Ok(())
+            }
+        };
+        self.store.close().await;
+        result
+    }
+
+    /// Waits until the server stops on its own (it does not, unless it fails).
+    pub async fn wait(mut self) -> Result<(), ServerError> {
+        let r = (&mut self.task).await.unwrap_or(Ok(()));
+        self.store.close().await;
+        r
+    }
+}
+
+/// Opens the store at `config.db`, rebuilds the index and starts serving on
+/// `config.listen` in a background task.
+pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
+    if let Some(dir) = config.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| ServerError::DbDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    let store = SqliteStore::open(&config.db)
+        .await
+        .map_err(|source| ServerError::Store {
+            path: config.db.display().to_string(),
+            source,
+        })?;
+    let started = std::time::Instant::now();
+    let engine = Arc::new(
+        Engine::open(Arc::new(store.clone()), config.default_size)
+            .await
+            .map_err(|e| ServerError::Load(e.to_string()))?,
+    );
+    tracing::info!(
+        items = engine.read().item_count(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "index rebuilt from the store"
+    );
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    for name in [
+        "",
+        "plumbline.v1.SourceService",
+        "plumbline.v1.BacklogService",
+        "plumbline.v1.ValueModelService",
+        "plumbline.v1.ScoringService",
+    ] {
+        health_reporter
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+
+    let router = tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(30))
+        .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(pb::source_service_server::SourceServiceServer::new(
+            SourceApi(engine.clone()),
+        ))
+        .add_service(pb::backlog_service_server::BacklogServiceServer::new(
+            BacklogApi(engine.clone()),
+        ))
+        .add_service(
+            pb::value_model_service_server::ValueModelServiceServer::new(ValueModelApi(
+                engine.clone(),
+            )),
+        )
+        .add_service(pb::scoring_service_server::ScoringServiceServer::new(
+            ScoringApi(engine.clone()),
+        ));
+
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = rx.await;
+            })
+            .await
+            .map_err(ServerError::from)
+    });
+    tracing::info!(%addr, db = %config.db.display(), "plumbline serving");
+    Ok(RunningServer {
+        addr,
+        engine,
+        store,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what process managers send).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        _ = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

@@ -1,0 +1,82 @@
+//! Durable storage behind one trait, so that a PostgreSQL backend can be added
+//! beside the embedded SQLite one without touching the API or the score.
+//!
+//! Each method is one transaction: an RPC's writes land together or not at
+//! all. Referential checks that need the model (does the parent goal exist?)
+//! are made by the caller against the index before writing; the schema's
+//! constraints are the last line of defence.
+
+mod sqlite;
+
+use async_trait::async_trait;
+
+pub use sqlite::SqliteStore;
+
+use crate::domain::{
+    Goal, Hypothesis, Item, ItemState, Link, Metric, Observation, ObservationSummary, Source,
+};
+use crate::index::Snapshot;
+
+/// A storage failure. The message is for operators; it never holds secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Filters of `list_items`.
+#[derive(Debug, Clone, Default)]
+pub struct ItemFilter {
+    pub source_id: Option<String>,
+    pub state: Option<ItemState>,
+    pub label: Option<String>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Everything the in-memory index needs, to rebuild it at start-up.
+    async fn load(&self) -> Result<Snapshot>;
+
+    async fn put_source(&self, source: &Source) -> Result<()>;
+    /// Deletes a source with its items and their links; returns how many
+    /// items went with it.
+    async fn delete_source(&self, id: &str) -> Result<u64>;
+
+    /// Inserts or replaces items by key.
+    async fn upsert_items(&self, items: &[Item]) -> Result<()>;
+    /// The items of `keys`, in the same order; `None` where a key is unknown.
+    async fn get_items(&self, keys: &[String]) -> Result<Vec<Option<Item>>>;
+    /// Items in key order after `after`, at most `limit`.
+    async fn list_items(
+        &self,
+        filter: &ItemFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Item>>;
+
+    async fn put_goal(&self, goal: &Goal) -> Result<()>;
+    async fn delete_goal(&self, id: &str) -> Result<()>;
+
+    async fn put_metric(&self, metric: &Metric) -> Result<()>;
+    /// Deletes a metric with its observations.
+    async fn delete_metric(&self, id: &str) -> Result<()>;
+    /// Stores observations (same metric and time replaces the value) and
+    /// returns the new summary of each metric touched, in metric-id order.
+    async fn record_observations(
+        &self,
+        observations: &[Observation],
+    ) -> Result<Vec<(String, ObservationSummary)>>;
+
+    async fn put_hypothesis(&self, hypothesis: &Hypothesis) -> Result<()>;
+    /// Deletes a hypothesis and the links to it.
+    async fn delete_hypothesis(&self, id: &str) -> Result<()>;
+
+    async fn put_link(&self, link: &Link) -> Result<()>;
+    async fn delete_link(&self, item_key: &str, hypothesis_id: &str) -> Result<()>;
+}

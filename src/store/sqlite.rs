@@ -1,0 +1,520 @@
+//! The embedded SQLite backend: one file, WAL journal, migrations applied at
+//! open. Times are stored as Unix nanoseconds and enums as their snake_case
+//! names, so rows are readable with the `sqlite3` shell.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::DateTime;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use super::{ItemFilter, Result, Store, StoreError};
+use crate::domain::{
+    Goal, Hypothesis, Item, Link, LinkRules, Metric, Observation, ObservationSummary, Source, Time,
+};
+use crate::index::{ItemFacts, Snapshot};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// SQLite-backed [`Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Closes the pool, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn enum_str<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => unreachable!("domain enums serialize to strings, got {other:?}"),
+    }
+}
+
+fn parse_enum<T: DeserializeOwned>(s: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| StoreError::Corrupt(format!("unknown enum value {s:?}")))
+}
+
+fn nanos(t: &Time) -> i64 {
+    // The API refuses times outside the i64-nanosecond range (1677..2262).
+    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+fn time(n: i64) -> Time {
+    DateTime::from_timestamp_nanos(n)
+}
+
+fn opt_time(n: Option<i64>) -> Option<Time> {
+    n.map(time)
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|e| unreachable!("plain data always serializes: {e}"))
+}
+
+fn parse_json<T: DeserializeOwned>(s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("bad JSON column: {e}")))
+}
+
+fn item_from_row(r: &SqliteRow) -> Result<Item> {
+    Ok(Item {
+        source_id: r.try_get("source_id")?,
+        external_id: r.try_get("external_id")?,
+        title: r.try_get("title")?,
+        body: r.try_get("body")?,
+        url: r.try_get("url")?,
+        state: parse_enum(r.try_get("state")?)?,
+        labels: parse_json(r.try_get("labels")?)?,
+        estimate: r.try_get("estimate")?,
+        parent_key: r.try_get("parent_key")?,
+        create_time: opt_time(r.try_get("create_time")?),
+        update_time: opt_time(r.try_get("update_time")?),
+        close_time: opt_time(r.try_get("close_time")?),
+    })
+}
+
+async fn observation_summary(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    metric_id: &str,
+) -> Result<ObservationSummary> {
+    let latest = sqlx::query(
+        "SELECT observe_time, value FROM observations WHERE metric_id = ? ORDER BY observe_time DESC LIMIT 1",
+    )
+    .bind(metric_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM observations WHERE metric_id = ?")
+        .bind(metric_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let latest = match latest {
+        Some(r) => Some((time(r.try_get("observe_time")?), r.try_get("value")?)),
+        None => None,
+    };
+    Ok(ObservationSummary { latest, count })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn load(&self) -> Result<Snapshot> {
+        let mut snap = Snapshot::default();
+        for r in sqlx::query("SELECT * FROM sources ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            snap.sources.push(Source {
+                id: r.try_get("id")?,
+                kind: parse_enum(r.try_get("kind")?)?,
+                base_url: r.try_get("base_url")?,
+                project_key: r.try_get("project_key")?,
+                token_env: r.try_get("token_env")?,
+                link_rules: parse_json::<LinkRules>(r.try_get("link_rules")?)?,
+                estimate_field: r.try_get("estimate_field")?,
+                create_time: time(r.try_get("create_time")?),
+                update_time: time(r.try_get("update_time")?),
+            });
+        }
+        for r in sqlx::query("SELECT * FROM goals ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            snap.goals.push(Goal {
+                id: r.try_get("id")?,
+                title: r.try_get("title")?,
+                description: r.try_get("description")?,
+                level: parse_enum(r.try_get("level")?)?,
+                parent_id: r.try_get("parent_id")?,
+                key_value_area: parse_enum(r.try_get("key_value_area")?)?,
+                weight: r.try_get("weight")?,
+                create_time: time(r.try_get("create_time")?),
+                update_time: time(r.try_get("update_time")?),
+            });
+        }
+        let mut summaries: BTreeMap<String, ObservationSummary> = BTreeMap::new();
+        let rows = sqlx::query(
+            "SELECT o.metric_id, o.observe_time, o.value, c.n FROM observations o \
+             JOIN (SELECT metric_id, MAX(observe_time) AS t, COUNT(*) AS n FROM observations GROUP BY metric_id) c \
+             ON o.metric_id = c.metric_id AND o.observe_time = c.t",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for r in rows {
+            summaries.insert(
+                r.try_get("metric_id")?,
+                ObservationSummary {
+                    latest: Some((time(r.try_get("observe_time")?), r.try_get("value")?)),
+                    count: r.try_get("n")?,
+                },
+            );
+        }
+        for r in sqlx::query("SELECT * FROM metrics ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let id: String = r.try_get("id")?;
+            let cadence: Option<i64> = r.try_get("cadence_nanos")?;
+            let summary = summaries.remove(&id).unwrap_or_default();
+            snap.metrics.push((
+                Metric {
+                    id,
+                    name: r.try_get("name")?,
+                    unit: r.try_get("unit")?,
+                    direction: parse_enum(r.try_get("direction")?)?,
+                    baseline: r.try_get("baseline")?,
+                    target: r.try_get("target")?,
+                    cadence: cadence.map(chrono::Duration::nanoseconds),
+                    create_time: time(r.try_get("create_time")?),
+                    update_time: time(r.try_get("update_time")?),
+                },
+                summary,
+            ));
+        }
+        for r in sqlx::query("SELECT * FROM hypotheses ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            snap.hypotheses.push(Hypothesis {
+                id: r.try_get("id")?,
+                statement: r.try_get("statement")?,
+                goal_id: r.try_get("goal_id")?,
+                metric_id: r.try_get("metric_id")?,
+                expected_effect: r.try_get("expected_effect")?,
+                confidence: r.try_get("confidence")?,
+                status: parse_enum(r.try_get("status")?)?,
+                check_time: opt_time(r.try_get("check_time")?),
+                create_time: time(r.try_get("create_time")?),
+                update_time: time(r.try_get("update_time")?),
+            });
+        }
+        for r in sqlx::query(
+            "SELECT key, source_id, title, state, labels, estimate FROM items ORDER BY key",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            snap.items.push((
+                r.try_get("key")?,
+                ItemFacts {
+                    source_id: r.try_get("source_id")?,
+                    title: r.try_get("title")?,
+                    state: parse_enum(r.try_get("state")?)?,
+                    labels: parse_json(r.try_get("labels")?)?,
+                    estimate: r.try_get("estimate")?,
+                },
+            ));
+        }
+        for r in sqlx::query("SELECT * FROM links ORDER BY item_key, hypothesis_id")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            snap.links.push(Link {
+                item_key: r.try_get("item_key")?,
+                hypothesis_id: r.try_get("hypothesis_id")?,
+                contribution: r.try_get("contribution")?,
+                origin: parse_enum(r.try_get("origin")?)?,
+                rationale: r.try_get("rationale")?,
+                create_time: time(r.try_get("create_time")?),
+                update_time: time(r.try_get("update_time")?),
+            });
+        }
+        Ok(snap)
+    }
+
+    async fn put_source(&self, s: &Source) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sources (id, kind, base_url, project_key, token_env, link_rules, estimate_field, create_time, update_time) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, base_url = excluded.base_url, \
+             project_key = excluded.project_key, token_env = excluded.token_env, link_rules = excluded.link_rules, \
+             estimate_field = excluded.estimate_field, update_time = excluded.update_time",
+        )
+        .bind(&s.id)
+        .bind(enum_str(&s.kind))
+        .bind(&s.base_url)
+        .bind(&s.project_key)
+        .bind(&s.token_env)
+        .bind(json(&s.link_rules))
+        .bind(&s.estimate_field)
+        .bind(nanos(&s.create_time))
+        .bind(nanos(&s.update_time))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_source(&self, id: &str) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("DELETE FROM items WHERE source_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM sources WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn upsert_items(&self, items: &[Item]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for it in items {
+            sqlx::query(
+                "INSERT INTO items (key, source_id, external_id, title, body, url, state, labels, estimate, parent_key, create_time, update_time, close_time) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (key) DO UPDATE SET title = excluded.title, body = excluded.body, url = excluded.url, \
+                 state = excluded.state, labels = excluded.labels, estimate = excluded.estimate, parent_key = excluded.parent_key, \
+                 create_time = excluded.create_time, update_time = excluded.update_time, close_time = excluded.close_time",
+            )
+            .bind(it.key())
+            .bind(&it.source_id)
+            .bind(&it.external_id)
+            .bind(&it.title)
+            .bind(&it.body)
+            .bind(&it.url)
+            .bind(enum_str(&it.state))
+            .bind(json(&it.labels))
+            .bind(it.estimate)
+            .bind(&it.parent_key)
+            .bind(it.create_time.as_ref().map(nanos))
+            .bind(it.update_time.as_ref().map(nanos))
+            .bind(it.close_time.as_ref().map(nanos))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_items(&self, keys: &[String]) -> Result<Vec<Option<Item>>> {
+        let mut found: BTreeMap<String, Item> = BTreeMap::new();
+        // Chunked to stay under SQLite's bound-parameter limit.
+        for chunk in keys.chunks(500) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT * FROM items WHERE key IN (");
+            let mut sep = qb.separated(", ");
+            for k in chunk {
+                sep.push_bind(k);
+            }
+            qb.push(")");
+            for r in qb.build().fetch_all(&self.pool).await? {
+                let item = item_from_row(&r)?;
+                found.insert(item.key(), item);
+            }
+        }
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
+    async fn list_items(
+        &self,
+        filter: &ItemFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Item>> {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM items WHERE 1 = 1");
+        if let Some(s) = &filter.source_id {
+            qb.push(" AND source_id = ").push_bind(s);
+        }
+        if let Some(st) = &filter.state {
+            qb.push(" AND state = ").push_bind(enum_str(st));
+        }
+        if let Some(l) = &filter.label {
+            qb.push(" AND EXISTS (SELECT 1 FROM json_each(items.labels) WHERE json_each.value = ")
+                .push_bind(l)
+                .push(")");
+        }
+        if let Some(a) = after {
+            qb.push(" AND key > ").push_bind(a);
+        }
+        qb.push(" ORDER BY key LIMIT ").push_bind(limit as i64);
+        qb.build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(item_from_row)
+            .collect()
+    }
+
+    async fn put_goal(&self, g: &Goal) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO goals (id, title, description, level, parent_id, key_value_area, weight, create_time, update_time) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET title = excluded.title, description = excluded.description, level = excluded.level, \
+             parent_id = excluded.parent_id, key_value_area = excluded.key_value_area, weight = excluded.weight, \
+             update_time = excluded.update_time",
+        )
+        .bind(&g.id)
+        .bind(&g.title)
+        .bind(&g.description)
+        .bind(enum_str(&g.level))
+        .bind(&g.parent_id)
+        .bind(enum_str(&g.key_value_area))
+        .bind(g.weight)
+        .bind(nanos(&g.create_time))
+        .bind(nanos(&g.update_time))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_goal(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM goals WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn put_metric(&self, m: &Metric) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO metrics (id, name, unit, direction, baseline, target, cadence_nanos, create_time, update_time) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, unit = excluded.unit, direction = excluded.direction, \
+             baseline = excluded.baseline, target = excluded.target, cadence_nanos = excluded.cadence_nanos, \
+             update_time = excluded.update_time",
+        )
+        .bind(&m.id)
+        .bind(&m.name)
+        .bind(&m.unit)
+        .bind(enum_str(&m.direction))
+        .bind(m.baseline)
+        .bind(m.target)
+        .bind(m.cadence.and_then(|c| c.num_nanoseconds()))
+        .bind(nanos(&m.create_time))
+        .bind(nanos(&m.update_time))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_metric(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM metrics WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_observations(
+        &self,
+        observations: &[Observation],
+    ) -> Result<Vec<(String, ObservationSummary)>> {
+        let mut tx = self.pool.begin().await?;
+        let mut touched: BTreeMap<&str, ()> = BTreeMap::new();
+        for o in observations {
+            sqlx::query(
+                "INSERT INTO observations (metric_id, observe_time, value) VALUES (?, ?, ?) \
+                 ON CONFLICT (metric_id, observe_time) DO UPDATE SET value = excluded.value",
+            )
+            .bind(&o.metric_id)
+            .bind(nanos(&o.observe_time))
+            .bind(o.value)
+            .execute(&mut *tx)
+            .await?;
+            touched.insert(&o.metric_id, ());
+        }
+        let mut out = Vec::with_capacity(touched.len());
+        for m in touched.keys() {
+            out.push((m.to_string(), observation_summary(&mut tx, m).await?));
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn put_hypothesis(&self, h: &Hypothesis) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO hypotheses (id, statement, goal_id, metric_id, expected_effect, confidence, status, check_time, create_time, update_time) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET statement = excluded.statement, goal_id = excluded.goal_id, \
+             metric_id = excluded.metric_id, expected_effect = excluded.expected_effect, confidence = excluded.confidence, \
+             status = excluded.status, check_time = excluded.check_time, update_time = excluded.update_time",
+        )
+        .bind(&h.id)
+        .bind(&h.statement)
+        .bind(&h.goal_id)
+        .bind(&h.metric_id)
+        .bind(h.expected_effect)
+        .bind(h.confidence)
+        .bind(enum_str(&h.status))
+        .bind(h.check_time.as_ref().map(nanos))
+        .bind(nanos(&h.create_time))
+        .bind(nanos(&h.update_time))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_hypothesis(&self, id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM links WHERE hypothesis_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM hypotheses WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn put_link(&self, l: &Link) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO links (item_key, hypothesis_id, contribution, origin, rationale, create_time, update_time) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (item_key, hypothesis_id) DO UPDATE SET contribution = excluded.contribution, \
+             origin = excluded.origin, rationale = excluded.rationale, update_time = excluded.update_time",
+        )
+        .bind(&l.item_key)
+        .bind(&l.hypothesis_id)
+        .bind(l.contribution)
+        .bind(enum_str(&l.origin))
+        .bind(&l.rationale)
+        .bind(nanos(&l.create_time))
+        .bind(nanos(&l.update_time))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_link(&self, item_key: &str, hypothesis_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM links WHERE item_key = ? AND hypothesis_id = ?")
+            .bind(item_key)
+            .bind(hypothesis_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,508 @@
+//! Client commands: each makes one or a few gRPC calls to a running sidecar
+//! and prints what came back.
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use super::output::{self, clip, enum_name, print_rows, time};
+use super::{Conn, ItemsArgs, LinkArgs, ObserveArgs, RankArgs, RankBy, StateArg};
+use crate::proto as pb;
+use pb::backlog_service_client::BacklogServiceClient;
+use pb::scoring_service_client::ScoringServiceClient;
+use pb::value_model_service_client::ValueModelServiceClient;
+
+/// Connects to the sidecar at `url`, with an error that says what to do.
+pub async fn connect(url: &str) -> Result<Channel> {
+    let endpoint = Channel::from_shared(url.to_string())
+        .with_context(|| {
+            format!("{url:?} is not a valid server URL (expected e.g. http://127.0.0.1:50051)")
+        })?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(60));
+    endpoint.connect().await.with_context(|| {
+        format!("cannot reach plumbline at {url}; is `plumbline serve` running there?")
+    })
+}
+
+/// A gRPC error as a sentence, with field violations when there are any.
+pub fn rpc_error(status: tonic::Status) -> anyhow::Error {
+    use tonic_types::StatusExt;
+    let mut msg = format!("{}: {}", status.code().description(), status.message());
+    if let Some(br) = status.get_details_bad_request() {
+        for v in br.field_violations {
+            msg.push_str(&format!("\n  - {}: {}", v.field, v.description));
+        }
+    }
+    anyhow::anyhow!(msg)
+}
+
+fn flags(s: &pb::ItemScore) -> Vec<String> {
+    s.flags
+        .iter()
+        .map(|f| {
+            pb::ScoreFlag::try_from(*f)
+                .map(|f| enum_name(f.as_str_name(), "SCORE_FLAG_"))
+                .unwrap_or_else(|_| f.to_string())
+        })
+        .collect()
+}
+
+/// One ranked row.
+pub fn rank_row(r: &pb::RankedItem) -> Value {
+    let s = r.score.clone().unwrap_or_default();
+    json!({
+        "rank": r.rank,
+        "item_key": s.item_key,
+        "title": s.title,
+        "value": s.value,
+        "size": s.size,
+        "value_density": s.value_density,
+        "flags": flags(&s),
+    })
+}
+
+pub const RANK_COLUMNS: &[(&str, &str)] = &[
+    ("#", "rank"),
+    ("item", "item_key"),
+    ("title", "title_short"),
+    ("value", "value"),
+    ("size", "size"),
+    ("value/size", "value_density"),
+    ("flags", "flags"),
+];
+
+/// Prints ranked rows as a table (titles shortened) or JSON.
+pub fn print_ranking(json: bool, items: &[pb::RankedItem]) {
+    let mut rows: Vec<Value> = items.iter().map(rank_row).collect();
+    if !json {
+        for r in &mut rows {
+            r["title_short"] = Value::String(clip(r["title"].as_str().unwrap_or_default(), 48));
+        }
+    }
+    print_rows(json, &rows, RANK_COLUMNS);
+}
+
+pub async fn rank(a: RankArgs) -> Result<()> {
+    let mut c = ScoringServiceClient::new(connect(&a.conn.server).await?);
+    let mut items = Vec::new();
+    let mut token = String::new();
+    let want = a.top as usize;
+    while items.len() < want {
+        let resp = c
+            .rank_items(pb::RankItemsRequest {
+                page_size: (want - items.len()).min(1000) as i32,
+                page_token: token,
+                order: match a.by {
+                    RankBy::Density => pb::RankOrder::ValueDensity,
+                    RankBy::Value => pb::RankOrder::Value,
+                } as i32,
+                source_id: a.source.clone().unwrap_or_default(),
+                label: a.label.clone().unwrap_or_default(),
+                include_closed: a.include_closed,
+                view: pb::ScoreView::Basic as i32,
+            })
+            .await
+            .map_err(rpc_error)?
+            .into_inner();
+        items.extend(resp.items);
+        if resp.next_page_token.is_empty() {
+            break;
+        }
+        token = resp.next_page_token;
+    }
+    print_ranking(a.conn.json, &items);
+    Ok(())
+}
+
+/// The explanation of one score as JSON.
+pub fn explanation(s: &pb::ItemScore) -> Value {
+    json!({
+        "item_key": s.item_key,
+        "title": s.title,
+        "value": s.value,
+        "size": s.size,
+        "value_density": s.value_density,
+        "flags": flags(s),
+        "terms": s.terms.iter().map(|t| json!({
+            "hypothesis_id": t.hypothesis_id,
+            "goal_id": t.goal_id,
+            "goal_weight": t.goal_weight,
+            "metric_id": t.metric_id,
+            "gap": t.gap,
+            "metric_stale": t.metric_stale,
+            "expected_effect": t.expected_effect,
+            "confidence": t.confidence,
+            "contribution": t.contribution,
+            "effective_contribution": t.effective_contribution,
+            "value": t.value,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Prints an explanation for people: the totals, then one row per term.
+pub fn print_explanation(s: &pb::ItemScore) {
+    let e = explanation(s);
+    let fl = flags(s);
+    println!("{}  {}", s.item_key, s.title);
+    println!(
+        "  value {} / size {} = value density {}{}",
+        output::format_number(s.value),
+        output::format_number(s.size),
+        output::format_number(s.value_density),
+        if fl.is_empty() {
+            String::new()
+        } else {
+            format!("   flags: {}", fl.join(", "))
+        }
+    );
+    if s.terms.is_empty() {
+        println!("  no link to any hypothesis: this item serves no known goal (unaligned)");
+        return;
+    }
+    let rows: Vec<Value> = e["terms"].as_array().cloned().unwrap_or_default();
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|mut r| {
+            if r["metric_stale"].as_bool() == Some(true) {
+                r["metric_id"] = Value::String(format!(
+                    "{} (stale)",
+                    r["metric_id"].as_str().unwrap_or_default()
+                ));
+            }
+            r
+        })
+        .collect();
+    let t = output::table(
+        &rows,
+        &[
+            ("hypothesis", "hypothesis_id"),
+            ("goal", "goal_id"),
+            ("goal weight", "goal_weight"),
+            ("metric", "metric_id"),
+            ("gap", "gap"),
+            ("effect", "expected_effect"),
+            ("confidence", "confidence"),
+            ("contribution", "contribution"),
+            ("used", "effective_contribution"),
+            ("term value", "value"),
+        ],
+    );
+    println!("{t}");
+    println!(
+        "  term value = goal weight × gap × effect × confidence × used contribution; value = sum of terms"
+    );
+}
+
+pub async fn explain(conn: &Conn, item_key: &str) -> Result<()> {
+    let mut c = ScoringServiceClient::new(connect(&conn.server).await?);
+    let s = c
+        .get_item_score(pb::GetItemScoreRequest {
+            item_key: item_key.to_string(),
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner()
+        .score
+        .unwrap_or_default();
+    if conn.json {
+        println!("{}", serde_json::to_string_pretty(&explanation(&s))?);
+    } else {
+        print_explanation(&s);
+    }
+    Ok(())
+}
+
+pub async fn items(a: ItemsArgs) -> Result<()> {
+    let mut c = BacklogServiceClient::new(connect(&a.conn.server).await?);
+    let mut rows = Vec::new();
+    let mut token = String::new();
+    loop {
+        let resp = c
+            .list_items(pb::ListItemsRequest {
+                source_id: a.source.clone().unwrap_or_default(),
+                state: match a.state {
+                    None => pb::ItemState::Unspecified,
+                    Some(StateArg::Open) => pb::ItemState::Open,
+                    Some(StateArg::Closed) => pb::ItemState::Closed,
+                } as i32,
+                label: a.label.clone().unwrap_or_default(),
+                page_size: 1000,
+                page_token: token,
+            })
+            .await
+            .map_err(rpc_error)?
+            .into_inner();
+        for it in &resp.items {
+            rows.push(json!({
+                "key": it.key,
+                "state": enum_name(it.state().as_str_name(), "ITEM_STATE_"),
+                "estimate": it.estimate,
+                "labels": it.labels,
+                "title": if a.conn.json { it.title.clone() } else { clip(&it.title, 56) },
+                "url": it.url,
+                "tasks_open": it.tasks.iter().filter(|t| !t.done).count(),
+                "update_time": time(it.update_time.as_ref()),
+            }));
+        }
+        if resp.next_page_token.is_empty() || (a.limit > 0 && rows.len() >= a.limit) {
+            break;
+        }
+        token = resp.next_page_token;
+    }
+    if a.limit > 0 {
+        rows.truncate(a.limit);
+    }
+    print_rows(
+        a.conn.json,
+        &rows,
+        &[
+            ("item", "key"),
+            ("state", "state"),
+            ("estimate", "estimate"),
+            ("labels", "labels"),
+            ("title", "title"),
+        ],
+    );
+    Ok(())
+}
+
+pub async fn goals(conn: &Conn) -> Result<()> {
+    let mut c = ValueModelServiceClient::new(connect(&conn.server).await?);
+    let mut goals = Vec::new();
+    let mut token = String::new();
+    loop {
+        let resp = c
+            .list_goals(pb::ListGoalsRequest {
+                parent_id: String::new(),
+                page_size: 1000,
+                page_token: token,
+            })
+            .await
+            .map_err(rpc_error)?
+            .into_inner();
+        goals.extend(resp.goals);
+        if resp.next_page_token.is_empty() {
+            break;
+        }
+        token = resp.next_page_token;
+    }
+    // Tree order: each goal followed by its children, indented.
+    fn walk(goals: &[pb::Goal], parent: &str, depth: usize, out: &mut Vec<(usize, pb::Goal)>) {
+        for g in goals.iter().filter(|g| g.parent_id == parent) {
+            out.push((depth, g.clone()));
+            walk(goals, &g.id, depth + 1, out);
+        }
+    }
+    let mut ordered = Vec::new();
+    walk(&goals, "", 0, &mut ordered);
+    let rows: Vec<Value> = ordered
+        .iter()
+        .map(|(depth, g)| {
+            json!({
+                "id": g.id,
+                "tree": format!("{}{}", "  ".repeat(*depth), g.id),
+                "level": enum_name(g.level().as_str_name(), "GOAL_LEVEL_"),
+                "parent_id": g.parent_id,
+                "key_value_area": enum_name(g.key_value_area().as_str_name(), "KEY_VALUE_AREA_"),
+                "weight": g.weight.unwrap_or(1.0),
+                "effective_weight": g.effective_weight,
+                "title": if conn.json { g.title.clone() } else { clip(&g.title, 52) },
+            })
+        })
+        .collect();
+    print_rows(
+        conn.json,
+        &rows,
+        &[
+            ("goal", "tree"),
+            ("level", "level"),
+            ("key value area", "key_value_area"),
+            ("weight", "weight"),
+            ("effective", "effective_weight"),
+            ("title", "title"),
+        ],
+    );
+    Ok(())
+}
+
+/// A metric as a JSON row.
+pub fn metric_row(m: &pb::Metric) -> Value {
+    json!({
+        "id": m.id,
+        "name": m.name,
+        "unit": m.unit,
+        "direction": enum_name(m.direction().as_str_name(), "METRIC_DIRECTION_"),
+        "baseline": m.baseline,
+        "target": m.target,
+        "current_value": m.current_value,
+        "last_observe_time": time(m.last_observe_time.as_ref()),
+        "observation_count": m.observation_count,
+        "gap": m.gap,
+        "stale": m.stale,
+    })
+}
+
+const METRIC_COLUMNS: &[(&str, &str)] = &[
+    ("metric", "id"),
+    ("unit", "unit"),
+    ("baseline", "baseline"),
+    ("target", "target"),
+    ("current", "current_value"),
+    ("gap", "gap"),
+    ("stale", "stale"),
+    ("observed", "last_observe_time"),
+];
+
+pub async fn metrics(conn: &Conn) -> Result<()> {
+    let mut c = ValueModelServiceClient::new(connect(&conn.server).await?);
+    let mut rows = Vec::new();
+    let mut token = String::new();
+    loop {
+        let resp = c
+            .list_metrics(pb::ListMetricsRequest {
+                page_size: 1000,
+                page_token: token,
+            })
+            .await
+            .map_err(rpc_error)?
+            .into_inner();
+        rows.extend(resp.metrics.iter().map(metric_row));
+        if resp.next_page_token.is_empty() {
+            break;
+        }
+        token = resp.next_page_token;
+    }
+    print_rows(conn.json, &rows, METRIC_COLUMNS);
+    Ok(())
+}
+
+pub async fn hypotheses(conn: &Conn) -> Result<()> {
+    let mut c = ValueModelServiceClient::new(connect(&conn.server).await?);
+    let mut rows = Vec::new();
+    let mut token = String::new();
+    loop {
+        let resp = c
+            .list_hypotheses(pb::ListHypothesesRequest {
+                goal_id: String::new(),
+                metric_id: String::new(),
+                page_size: 1000,
+                page_token: token,
+            })
+            .await
+            .map_err(rpc_error)?
+            .into_inner();
+        for h in &resp.hypotheses {
+            rows.push(json!({
+                "id": h.id,
+                "status": enum_name(h.status().as_str_name(), "HYPOTHESIS_STATUS_"),
+                "goal_id": h.goal_id,
+                "metric_id": h.metric_id,
+                "expected_effect": h.expected_effect,
+                "confidence": h.confidence.unwrap_or(0.5),
+                "value": h.value,
+                "statement": if conn.json { h.statement.clone() } else { clip(&h.statement, 60) },
+            }));
+        }
+        if resp.next_page_token.is_empty() {
+            break;
+        }
+        token = resp.next_page_token;
+    }
+    print_rows(
+        conn.json,
+        &rows,
+        &[
+            ("hypothesis", "id"),
+            ("status", "status"),
+            ("goal", "goal_id"),
+            ("metric", "metric_id"),
+            ("effect", "expected_effect"),
+            ("confidence", "confidence"),
+            ("value", "value"),
+            ("statement", "statement"),
+        ],
+    );
+    Ok(())
+}
+
+pub async fn link(a: LinkArgs) -> Result<()> {
+    let mut c = BacklogServiceClient::new(connect(&a.conn.server).await?);
+    if a.remove {
+        c.unlink_item(pb::UnlinkItemRequest {
+            item_key: a.item_key.clone(),
+            hypothesis_id: a.hypothesis_id.clone(),
+        })
+        .await
+        .map_err(rpc_error)?;
+        if a.conn.json {
+            println!(
+                "{}",
+                json!({"removed": true, "item_key": a.item_key, "hypothesis_id": a.hypothesis_id})
+            );
+        } else {
+            println!("unlinked {} from {}", a.item_key, a.hypothesis_id);
+        }
+        return Ok(());
+    }
+    let l = c
+        .link_item(pb::LinkItemRequest {
+            item_key: a.item_key,
+            hypothesis_id: a.hypothesis_id,
+            contribution: a.contribution,
+            rationale: a.rationale,
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner()
+        .link
+        .unwrap_or_default();
+    let row = json!({
+        "item_key": l.item_key,
+        "hypothesis_id": l.hypothesis_id,
+        "contribution": l.contribution,
+        "origin": enum_name(l.origin().as_str_name(), "LINK_ORIGIN_"),
+        "rationale": l.rationale,
+    });
+    print_rows(
+        a.conn.json,
+        &[row],
+        &[
+            ("item", "item_key"),
+            ("hypothesis", "hypothesis_id"),
+            ("contribution", "contribution"),
+            ("rationale", "rationale"),
+        ],
+    );
+    Ok(())
+}
+
+pub async fn observe(a: ObserveArgs) -> Result<()> {
+    let at = match &a.at {
+        None => None,
+        Some(s) => {
+            let t = chrono::DateTime::parse_from_rfc3339(s).with_context(|| {
+                format!("--at {s:?} is not an RFC 3339 time such as 2026-11-20T09:00:00Z")
+            })?;
+            Some(prost_types::Timestamp {
+                seconds: t.timestamp(),
+                nanos: t.timestamp_subsec_nanos() as i32,
+            })
+        }
+    };
+    let mut c = ValueModelServiceClient::new(connect(&a.conn.server).await?);
+    let resp = c
+        .record_observations(pb::RecordObservationsRequest {
+            observations: vec![pb::Observation {
+                metric_id: a.metric_id,
+                value: a.value,
+                observe_time: at,
+            }],
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    let rows: Vec<Value> = resp.metrics.iter().map(metric_row).collect();
+    print_rows(a.conn.json, &rows, METRIC_COLUMNS);
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! The command line: `serve` and `demo` run the sidecar; the other commands
+//! are gRPC clients of a running sidecar that print a table, or JSON with
+//! `--json`.
+
+mod client;
+mod demo;
+mod output;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, Overrides};
+
+/// plumbline: rank backlog items by the value they are expected to deliver,
+/// and explain why.
+///
+/// Start with `plumbline demo` to see a sample product ranked and explained.
+#[derive(Debug, Parser)]
+#[command(name = "plumbline", version, about, long_about)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "PLUMBLINE_LOG_FORMAT")]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the sidecar: open the SQLite store and serve gRPC until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Start a sidecar on a temporary database with a sample product, print
+    /// the ranked, explained backlog, and exit.
+    Demo(DemoArgs),
+    /// Items ranked by value density (value per unit of size), or by value.
+    Rank(RankArgs),
+    /// An item's score with every term that makes it up.
+    Explain {
+        /// Item key, SOURCE/EXTERNAL_ID (e.g. web/412).
+        item_key: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List backlog items.
+    Items(ItemsArgs),
+    /// The goal tree with effective weights.
+    Goals {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Key Value Measures with their current value, gap and staleness.
+    Metrics {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Value hypotheses with their status and value.
+    Hypotheses {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Link an item to a hypothesis (or remove the link with --remove).
+    Link(LinkArgs),
+    /// Record an observation of a metric.
+    Observe(ObserveArgs),
+}
+
+/// How to reach a running sidecar, and how to print.
+#[derive(Debug, Args, Clone)]
+struct Conn {
+    /// URL of the sidecar.
+    #[arg(
+        long,
+        env = "PLUMBLINE_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    server: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// TOML config file (keys: listen, db, default_size).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:50051].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// SQLite database file, created if missing [default: plumbline.sqlite].
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Size used for unestimated items [default: 3].
+    #[arg(long)]
+    default_size: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Keep the sidecar running after printing, for the other commands.
+    #[arg(long)]
+    keep_serving: bool,
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// How many ranked items to print.
+    #[arg(long, default_value_t = 15)]
+    top: u32,
+    /// How many of the top items to explain term by term.
+    #[arg(long, default_value_t = 3)]
+    explain: u32,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RankBy {
+    /// Value per unit of size (WSJF-like).
+    Density,
+    /// Value alone.
+    Value,
+}
+
+#[derive(Debug, Args)]
+struct RankArgs {
+    /// How many items.
+    #[arg(long, short = 'n', default_value_t = 20)]
+    top: u32,
+    /// Ranking key.
+    #[arg(long, value_enum, default_value_t = RankBy::Density)]
+    by: RankBy,
+    /// Only items of this source.
+    #[arg(long)]
+    source: Option<String>,
+    /// Only items carrying this label.
+    #[arg(long)]
+    label: Option<String>,
+    /// Include closed items.
+    #[arg(long)]
+    include_closed: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StateArg {
+    Open,
+    Closed,
+}
+
+#[derive(Debug, Args)]
+struct ItemsArgs {
+    /// Only items of this source.
+    #[arg(long)]
+    source: Option<String>,
+    /// Only items in this state.
+    #[arg(long, value_enum)]
+    state: Option<StateArg>,
+    /// Only items carrying this label.
+    #[arg(long)]
+    label: Option<String>,
+    /// At most this many items (all when 0).
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Debug, Args)]
+struct LinkArgs {
+    /// Item key, SOURCE/EXTERNAL_ID.
+    item_key: String,
+    /// Hypothesis id.
+    hypothesis_id: String,
+    /// The item's share of delivering the hypothesis, in (0, 1].
+    #[arg(long, short, default_value_t = 1.0)]
+    contribution: f64,
+    /// Why this item serves the hypothesis.
+    #[arg(long, short, default_value = "")]
+    rationale: String,
+    /// Remove the link instead.
+    #[arg(long)]
+    remove: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Debug, Args)]
+struct ObserveArgs {
+    /// Metric id.
+    metric_id: String,
+    /// The measured value, in the metric's unit.
+    #[arg(allow_negative_numbers = true)]
+    value: f64,
+    /// When it was measured, RFC 3339 (e.g. 2026-11-20T09:00:00Z) [default: now].
+    #[arg(long)]
+    at: Option<String>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("PLUMBLINE_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, default_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(a) => {
+            let cfg = Config::load(
+                a.config.as_deref(),
+                Overrides {
+                    listen: a.listen,
+                    db: a.db,
+                    default_size: a.default_size,
+                },
+            )?;
+            let server = crate::server::start(&cfg).await?;
+            crate::server::shutdown_signal().await;
+            server.shutdown().await?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Demo(a) => demo::run(a).await,
+        Command::Rank(a) => client::rank(a).await,
+        Command::Explain { item_key, conn } => client::explain(&conn, &item_key).await,
+        Command::Items(a) => client::items(a).await,
+        Command::Goals { conn } => client::goals(&conn).await,
+        Command::Metrics { conn } => client::metrics(&conn).await,
+        Command::Hypotheses { conn } => client::hypotheses(&conn).await,
+        Command::Link(a) => client::link(a).await,
+        Command::Observe(a) => client::observe(a).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -28,13 +28,16 @@ pub async fn connect(url: &str) -> Result<Channel> {
 /// A gRPC error as a sentence, with field violations when there are any.
 pub fn rpc_error(status: tonic::Status) -> anyhow::Error {
     use tonic_types::StatusExt;
-    let mut msg = format!("{}: {}", status.code().description(), status.message());
-    if let Some(br) = status.get_details_bad_request() {
-        for v in br.field_violations {
-            msg.push_str(&format!("\n  - {}: {}", v.field, v.description));
+    match status.get_details_bad_request() {
+        Some(br) if !br.field_violations.is_empty() => {
+            let mut msg = status.code().description().to_string();
+            for v in br.field_violations {
+                msg.push_str(&format!("\n  - {}: {}", v.field, v.description));
+            }
+            anyhow::anyhow!(msg)
         }
+        _ => anyhow::anyhow!("{}: {}", status.code().description(), status.message()),
     }
-    anyhow::anyhow!(msg)
 }
 
 fn flags(s: &pb::ItemScore) -> Vec<String> {

@@ -275,6 +275,72 @@ pub struct Link {
     pub update_time: Time,
 }
 
+/// Label prefix and body keyword used when a source leaves them empty.
+pub const DEFAULT_LABEL_PREFIX: &str = "hypothesis:";
+pub const DEFAULT_BODY_KEYWORD: &str = "Hypothesis";
+
+/// The links an item's tracker data asks for under a source's rules, as
+/// hypothesis id -> contribution: a label `<prefix><id>` links with
+/// contribution 1; a body line `<keyword>: <id>` or `<keyword>: <id> (0.5)`
+/// links with the contribution in parentheses. A body line wins over a label
+/// for the same hypothesis. Malformed ids or contributions are skipped.
+pub fn rule_links(
+    rules: &LinkRules,
+    labels: &[String],
+    body: &str,
+) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    if rules.disabled {
+        return out;
+    }
+    let prefix = if rules.label_prefix.is_empty() {
+        DEFAULT_LABEL_PREFIX
+    } else {
+        &rules.label_prefix
+    };
+    let keyword = if rules.body_keyword.is_empty() {
+        DEFAULT_BODY_KEYWORD
+    } else {
+        &rules.body_keyword
+    };
+    for label in labels {
+        if let Some(id) = label.strip_prefix(prefix).map(str::trim)
+            && is_valid_id(id)
+        {
+            out.insert(id.to_string(), 1.0);
+        }
+    }
+    for line in body.lines() {
+        let line = line.trim().trim_start_matches(['-', '*', '>']).trim();
+        let Some(head) = line.get(..keyword.len()) else {
+            continue;
+        };
+        if !head.eq_ignore_ascii_case(keyword) {
+            continue;
+        }
+        let Some(rest) = line[keyword.len()..].trim_start().strip_prefix(':') else {
+            continue;
+        };
+        let rest = rest.trim();
+        let (id, tail) = rest
+            .split_once(|c: char| c.is_whitespace() || c == '(')
+            .unwrap_or((rest, ""));
+        if !is_valid_id(id) {
+            continue;
+        }
+        let tail = tail.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
+        let contribution = match tail.split_once(')') {
+            Some((n, _)) => match n.trim().parse::<f64>() {
+                Ok(c) if c > 0.0 && c <= 1.0 => c,
+                _ => continue,
+            },
+            None => 1.0,
+        };
+        out.insert(id.to_string(), contribution);
+    }
+    out
+}
+
 /// Whether `id` is a usable id for a source, goal, metric or hypothesis:
 /// 1 to 64 characters of letters, digits, `.`, `_` and `-`, starting with a
 /// letter or digit. Keeps ids safe in item keys, URLs and CLI arguments.
@@ -321,6 +387,43 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn link_rules_read_labels_and_body_lines() {
+        let rules = LinkRules::default();
+        let labels = vec![
+            "hypothesis:H-1".to_string(),
+            "hypothesis:H-3".into(),
+            "bug".into(),
+            "hypothesis:bad id".into(),
+        ];
+        let body = "Why\nHypothesis: H-2 (0.5)\n- hypothesis: H-3 (0.25)\nHypothesis: H-4\nHypothesis: H-5 (7)\nHypothesis H-6";
+        let got = rule_links(&rules, &labels, body);
+        let want: Vec<(&str, f64)> = vec![("H-1", 1.0), ("H-2", 0.5), ("H-3", 0.25), ("H-4", 1.0)];
+        assert_eq!(
+            got.iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect::<Vec<_>>(),
+            want
+        );
+        let custom = LinkRules {
+            label_prefix: "value/".into(),
+            body_keyword: "Serves".into(),
+            disabled: false,
+        };
+        let got = rule_links(
+            &custom,
+            &["value/H-9".into(), "hypothesis:H-1".into()],
+            "Serves: H-8 (0.3)",
+        );
+        assert_eq!(got.len(), 2);
+        assert_eq!(got["H-8"], 0.3);
+        let off = LinkRules {
+            disabled: true,
+            ..LinkRules::default()
+        };
+        assert!(rule_links(&off, &labels, body).is_empty());
     }
 
     #[test]

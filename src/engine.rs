@@ -201,13 +201,65 @@ impl Engine {
             }
         }
         if !changed.is_empty() {
-            self.store.upsert_items(&changed).await?;
+            let (remove_links, put_links) = self.rule_link_changes(&changed);
+            self.store
+                .upsert_items(&changed, &remove_links, &put_links)
+                .await?;
             let mut ix = self.write_index();
             for it in &changed {
                 ix.put_item(it.key(), facts_of(it));
             }
+            for (item, hyp) in &remove_links {
+                ix.remove_link(item, hyp);
+            }
+            for l in put_links {
+                ix.put_link(l);
+            }
         }
         Ok((items, counts))
+    }
+
+    /// The link changes the sources' link rules ask for on changed items:
+    /// rule links to add or update, and rule links whose label or body line
+    /// is gone. Links made through the API are never touched, and rules that
+    /// name an unknown hypothesis are skipped.
+    fn rule_link_changes(&self, changed: &[Item]) -> (Vec<(String, String)>, Vec<Link>) {
+        let ix = self.read();
+        let now = Utc::now();
+        let (mut remove, mut put) = (Vec::new(), Vec::new());
+        for it in changed {
+            let Some(source) = ix.source(&it.source_id) else {
+                continue;
+            };
+            let key = it.key();
+            let wanted = crate::domain::rule_links(&source.link_rules, &it.labels, &it.body);
+            for l in ix.links_of_item(&key) {
+                if l.origin == LinkOrigin::Rule && !wanted.contains_key(&l.hypothesis_id) {
+                    remove.push((key.clone(), l.hypothesis_id.clone()));
+                }
+            }
+            for (hyp, contribution) in wanted {
+                if ix.hypothesis(&hyp).is_none() {
+                    continue;
+                }
+                let existing = ix.link(&key, &hyp);
+                match existing {
+                    Some(l) if l.origin == LinkOrigin::Api => continue,
+                    Some(l) if l.contribution == contribution => continue,
+                    _ => {}
+                }
+                put.push(Link {
+                    item_key: key.clone(),
+                    hypothesis_id: hyp,
+                    contribution,
+                    origin: LinkOrigin::Rule,
+                    rationale: "from the item's labels or body, by the source's link rules".into(),
+                    create_time: existing.map_or(now, |l| l.create_time),
+                    update_time: now,
+                });
+            }
+        }
+        (remove, put)
     }
 
     /// Items by key, in order; NOT_FOUND names the first missing key.

@@ -78,9 +78,10 @@ impl pb::source_service_server::SourceService for SourceApi {
         reply((|| {
             let r = req.get_ref();
             let size = page::page_size(r.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
-            let token = PageToken::decode(&r.page_token, "")?;
+            let token = PageToken::decode(&r.page_token, "ListSources")?;
             let ix = self.0.read();
-            let (page, next) = page::paginate(ix.sources(), |s| s.id.clone(), token, "", size);
+            let (page, next) =
+                page::paginate(ix.sources(), |s| s.id.clone(), token, "ListSources", size);
             Ok(pb::ListSourcesResponse {
                 sources: page.into_iter().map(convert::source_to_pb).collect(),
                 next_page_token: next,
@@ -261,7 +262,7 @@ impl pb::backlog_service_server::BacklogService for BacklogApi {
                 let mut c = Check::new("");
                 let state = convert::item_state_from_pb(r.state, &mut c, "state");
                 c.finish(())?;
-                let fingerprint = format!("{}|{}|{}", r.source_id, r.state, r.label);
+                let fingerprint = format!("ListItems|{}|{}|{}", r.source_id, r.state, r.label);
                 let token = PageToken::decode(&r.page_token, &fingerprint)?;
                 let filter = ItemFilter {
                     source_id: (!r.source_id.is_empty()).then(|| r.source_id.clone()),
@@ -351,7 +352,7 @@ impl pb::backlog_service_server::BacklogService for BacklogApi {
         reply((|| {
             let r = req.get_ref();
             let size = page::page_size(r.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
-            let fingerprint = format!("{}|{}", r.item_key, r.hypothesis_id);
+            let fingerprint = format!("ListLinks|{}|{}", r.item_key, r.hypothesis_id);
             let token = PageToken::decode(&r.page_token, &fingerprint)?;
             let ix = self.0.read();
             let links: Vec<&domain::Link> =
@@ -422,12 +423,13 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         reply((|| {
             let r = req.get_ref();
             let size = page::page_size(r.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
-            let token = PageToken::decode(&r.page_token, &r.parent_id)?;
+            let fingerprint = format!("ListGoals|{}", r.parent_id);
+            let token = PageToken::decode(&r.page_token, &fingerprint)?;
             let ix = self.0.read();
             let goals = ix
                 .goals()
                 .filter(|g| r.parent_id.is_empty() || g.parent_id == r.parent_id);
-            let (page, next) = page::paginate(goals, |g| g.id.clone(), token, &r.parent_id, size);
+            let (page, next) = page::paginate(goals, |g| g.id.clone(), token, &fingerprint, size);
             Ok(pb::ListGoalsResponse {
                 goals: page
                     .into_iter()
@@ -538,11 +540,16 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         reply((|| {
             let r = req.get_ref();
             let size = page::page_size(r.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
-            let token = PageToken::decode(&r.page_token, "")?;
+            let token = PageToken::decode(&r.page_token, "ListMetrics")?;
             let ix = self.0.read();
             let now = Utc::now();
-            let (page, next) =
-                page::paginate(ix.metrics(), |m| m.metric.id.clone(), token, "", size);
+            let (page, next) = page::paginate(
+                ix.metrics(),
+                |m| m.metric.id.clone(),
+                token,
+                "ListMetrics",
+                size,
+            );
             Ok(pb::ListMetricsResponse {
                 metrics: page
                     .into_iter()
@@ -571,10 +578,14 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
                             gap: 0.0,
                         };
                         let mut p = convert::metric_to_pb(&entry, Utc::now());
-                        let masked_direction = r
-                            .update_mask
-                            .as_ref()
-                            .is_some_and(|k| k.paths.iter().any(|x| x == "direction"));
+                        // Only the mask decides whether the caller sets the direction;
+                        // otherwise it is re-derived from baseline and target.
+                        let direction_given = match r.update_mask.as_ref() {
+                            Some(k) if !k.paths.is_empty() => {
+                                k.paths.iter().any(|x| x == "direction")
+                            }
+                            _ => incoming.direction != 0,
+                        };
                         convert::apply_mask(
                             &mut p,
                             incoming,
@@ -589,9 +600,7 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
                                 _ => p.cadence = i.cadence,
                             },
                         )?;
-                        // Moving baseline or target may flip the implied direction;
-                        // re-derive it unless the caller set it explicitly.
-                        if !masked_direction && incoming.direction == 0 {
+                        if !direction_given {
                             p.direction = 0;
                         }
                         let updated = convert::metric_from_pb(&p, "metric")?;
@@ -709,7 +718,7 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         reply((|| {
             let r = req.get_ref();
             let size = page::page_size(r.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
-            let fingerprint = format!("{}|{}", r.goal_id, r.metric_id);
+            let fingerprint = format!("ListHypotheses|{}|{}", r.goal_id, r.metric_id);
             let token = PageToken::decode(&r.page_token, &fingerprint)?;
             let ix = self.0.read();
             let hyps = ix.hypotheses().filter(|h| {
@@ -850,7 +859,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
                 Err(_) => return Err(Error::invalid("view", "is not a known view")),
             };
             let fingerprint = format!(
-                "{:?}|{}|{}|{}",
+                "RankItems|{:?}|{}|{}|{}",
                 order, r.source_id, r.label, r.include_closed
             );
             let token = PageToken::decode(&r.page_token, &fingerprint)?;

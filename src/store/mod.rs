@@ -48,8 +48,14 @@ pub trait Store: Send + Sync + 'static {
     /// items went with it.
     async fn delete_source(&self, id: &str) -> Result<u64>;
 
-    /// Inserts or replaces items by key.
-    async fn upsert_items(&self, items: &[Item]) -> Result<()>;
+    /// Inserts or replaces items by key, and in the same transaction removes
+    /// and then puts the links their link rules changed.
+    async fn upsert_items(
+        &self,
+        items: &[Item],
+        remove_links: &[(String, String)],
+        put_links: &[Link],
+    ) -> Result<()>;
     /// The items of `keys`, in the same order; `None` where a key is unknown.
     async fn get_items(&self, keys: &[String]) -> Result<Vec<Option<Item>>>;
     /// Items in key order after `after`, at most `limit`.

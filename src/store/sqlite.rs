@@ -125,6 +125,25 @@ async fn observation_summary(
     Ok(ObservationSummary { latest, count })
 }
 
+async fn put_link(conn: &mut sqlx::SqliteConnection, l: &Link) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO links (item_key, hypothesis_id, contribution, origin, rationale, create_time, update_time) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (item_key, hypothesis_id) DO UPDATE SET contribution = excluded.contribution, \
+         origin = excluded.origin, rationale = excluded.rationale, update_time = excluded.update_time",
+    )
+    .bind(&l.item_key)
+    .bind(&l.hypothesis_id)
+    .bind(l.contribution)
+    .bind(enum_str(&l.origin))
+    .bind(&l.rationale)
+    .bind(nanos(&l.create_time))
+    .bind(nanos(&l.update_time))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn load(&self) -> Result<Snapshot> {
@@ -288,7 +307,12 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
-    async fn upsert_items(&self, items: &[Item]) -> Result<()> {
+    async fn upsert_items(
+        &self,
+        items: &[Item],
+        remove_links: &[(String, String)],
+        put_links: &[Link],
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for it in items {
             sqlx::query(
@@ -313,6 +337,16 @@ impl Store for SqliteStore {
             .bind(it.close_time.as_ref().map(nanos))
             .execute(&mut *tx)
             .await?;
+        }
+        for (item_key, hypothesis_id) in remove_links {
+            sqlx::query("DELETE FROM links WHERE item_key = ? AND hypothesis_id = ?")
+                .bind(item_key)
+                .bind(hypothesis_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for l in put_links {
+            put_link(&mut tx, l).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -491,22 +525,8 @@ impl Store for SqliteStore {
     }
 
     async fn put_link(&self, l: &Link) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO links (item_key, hypothesis_id, contribution, origin, rationale, create_time, update_time) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (item_key, hypothesis_id) DO UPDATE SET contribution = excluded.contribution, \
-             origin = excluded.origin, rationale = excluded.rationale, update_time = excluded.update_time",
-        )
-        .bind(&l.item_key)
-        .bind(&l.hypothesis_id)
-        .bind(l.contribution)
-        .bind(enum_str(&l.origin))
-        .bind(&l.rationale)
-        .bind(nanos(&l.create_time))
-        .bind(nanos(&l.update_time))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        put_link(&mut conn, l).await
     }
 
     async fn delete_link(&self, item_key: &str, hypothesis_id: &str) -> Result<()> {

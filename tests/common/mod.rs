@@ -1,0 +1,526 @@
+//! Shared helpers of the integration tests: start the real server on
+//! 127.0.0.1:0 with a temporary SQLite file, connect the generated clients the
+//! way a tracker plugin would, and build a small value model whose scores are
+//! worked out by hand below.
+//!
+//! Not every test binary uses every helper.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use plumbline::config::Config;
+use plumbline::proto as pb;
+use plumbline::proto::backlog_service_client::BacklogServiceClient;
+use plumbline::proto::scoring_service_client::ScoringServiceClient;
+use plumbline::proto::source_service_client::SourceServiceClient;
+use plumbline::proto::value_model_service_client::ValueModelServiceClient;
+use plumbline::server::{self, RunningServer};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+/// The default size of the test configuration (the built-in default too).
+pub const DEFAULT_SIZE: f64 = 3.0;
+
+/// A running server with its own temporary database, and a channel to it.
+pub struct TestServer {
+    // Field order matters: the server shuts down before the folder goes.
+    server: Option<RunningServer>,
+    pub channel: Channel,
+    pub config: Config,
+    dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server on 127.0.0.1:0 with a fresh SQLite file.
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            db: dir.path().join("plumbline.sqlite"),
+            default_size: DEFAULT_SIZE,
+        };
+        Self::start_in(dir, config).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, config: Config) -> TestServer {
+        let server = server::start(&config).await.expect("server starts");
+        let channel = Channel::from_shared(server.url())
+            .expect("valid url")
+            .connect()
+            .await
+            .expect("client connects");
+        TestServer {
+            server: Some(server),
+            channel,
+            config,
+            dir,
+        }
+    }
+
+    /// Shuts the server down gracefully and starts a new one on the same
+    /// database file (on a new port).
+    pub async fn restart(mut self) -> TestServer {
+        let server = self.server.take().expect("running");
+        server.shutdown().await.expect("clean shutdown");
+        let TestServer { config, dir, .. } = self;
+        Self::start_in(dir, config).await
+    }
+
+    /// Shuts the server down gracefully.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    pub fn server(&self) -> &RunningServer {
+        self.server.as_ref().expect("running")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("plumbline.sqlite")
+    }
+
+    /// How many item scores the index has computed since start.
+    pub fn rescored(&self) -> u64 {
+        self.server().engine().read().rescored_count()
+    }
+
+    pub fn sources(&self) -> SourceServiceClient<Channel> {
+        SourceServiceClient::new(self.channel.clone())
+    }
+
+    pub fn backlog(&self) -> BacklogServiceClient<Channel> {
+        BacklogServiceClient::new(self.channel.clone())
+    }
+
+    pub fn model(&self) -> ValueModelServiceClient<Channel> {
+        ValueModelServiceClient::new(self.channel.clone())
+    }
+
+    pub fn scoring(&self) -> ScoringServiceClient<Channel> {
+        ScoringServiceClient::new(self.channel.clone())
+    }
+}
+
+// ----- errors -----
+
+/// The field names of the `google.rpc.BadRequest` violations of a status.
+pub fn bad_fields(status: &Status) -> Vec<String> {
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+/// Asserts INVALID_ARGUMENT whose field violations name exactly `fields`.
+#[track_caller]
+pub fn assert_invalid<T: std::fmt::Debug>(r: Result<T, Status>, fields: &[&str]) {
+    let status = r.expect_err("expected INVALID_ARGUMENT");
+    assert_eq!(
+        status.code(),
+        Code::InvalidArgument,
+        "unexpected status {status:?}"
+    );
+    assert_eq!(bad_fields(&status), fields, "violations of {status:?}");
+}
+
+/// Asserts the call failed with `code`, and returns the status.
+#[track_caller]
+pub fn assert_code<T: std::fmt::Debug>(r: Result<T, Status>, code: Code) -> Status {
+    let status = r.expect_err("expected an error status");
+    assert_eq!(status.code(), code, "unexpected status {status:?}");
+    status
+}
+
+// ----- messages -----
+
+pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+pub fn days_ago(days: i64) -> prost_types::Timestamp {
+    ts(Utc::now() - chrono::Duration::days(days))
+}
+
+pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    })
+}
+
+pub fn github_source(id: &str) -> pb::Source {
+    pb::Source {
+        id: id.into(),
+        kind: pb::TrackerKind::Github as i32,
+        base_url: "https://api.github.com".into(),
+        project_key: format!("acme/{id}"),
+        token_env: "GITHUB_TOKEN".into(),
+        ..Default::default()
+    }
+}
+
+pub fn jira_source(id: &str) -> pb::Source {
+    pb::Source {
+        id: id.into(),
+        kind: pb::TrackerKind::Jira as i32,
+        base_url: "https://acme.atlassian.net".into(),
+        project_key: id.to_uppercase(),
+        token_env: "JIRA_TOKEN".into(),
+        estimate_field: "customfield_10016".into(),
+        ..Default::default()
+    }
+}
+
+/// An open item; set `estimate`, `labels`, `state`, `body` as needed.
+pub fn item(source: &str, external_id: &str, title: &str) -> pb::Item {
+    pb::Item {
+        source_id: source.into(),
+        external_id: external_id.into(),
+        title: title.into(),
+        url: format!("https://tracker.example/{source}/{external_id}"),
+        ..Default::default()
+    }
+}
+
+pub fn estimated(mut it: pb::Item, estimate: f64) -> pb::Item {
+    it.estimate = Some(estimate);
+    it
+}
+
+pub fn labelled(mut it: pb::Item, labels: &[&str]) -> pb::Item {
+    it.labels = labels.iter().map(|l| l.to_string()).collect();
+    it
+}
+
+pub fn closed(mut it: pb::Item) -> pb::Item {
+    it.state = pb::ItemState::Closed as i32;
+    it
+}
+
+pub fn goal(id: &str, level: pb::GoalLevel, parent: &str, weight: Option<f64>) -> pb::Goal {
+    pb::Goal {
+        id: id.into(),
+        title: format!("Goal {id}"),
+        level: level as i32,
+        parent_id: parent.into(),
+        weight,
+        key_value_area: pb::KeyValueArea::UnrealizedValue as i32,
+        ..Default::default()
+    }
+}
+
+pub fn metric(id: &str, baseline: f64, target: f64) -> pb::Metric {
+    pb::Metric {
+        id: id.into(),
+        name: format!("Metric {id}"),
+        unit: "%".into(),
+        baseline,
+        target,
+        ..Default::default()
+    }
+}
+
+pub fn hypothesis(
+    id: &str,
+    goal_id: &str,
+    metric_id: &str,
+    expected_effect: f64,
+    confidence: f64,
+) -> pb::Hypothesis {
+    pb::Hypothesis {
+        id: id.into(),
+        statement: format!("We believe {id} will move {metric_id} toward its target."),
+        goal_id: goal_id.into(),
+        metric_id: metric_id.into(),
+        expected_effect,
+        confidence: Some(confidence),
+        ..Default::default()
+    }
+}
+
+pub fn observation(
+    metric_id: &str,
+    value: f64,
+    at: Option<prost_types::Timestamp>,
+) -> pb::Observation {
+    pb::Observation {
+        metric_id: metric_id.into(),
+        value,
+        observe_time: at,
+    }
+}
+
+// ----- RPC shorthands that must succeed -----
+
+pub async fn create_source(s: &TestServer, src: pb::Source) -> pb::Source {
+    s.sources()
+        .create_source(pb::CreateSourceRequest { source: Some(src) })
+        .await
+        .expect("CreateSource")
+        .into_inner()
+        .source
+        .expect("source")
+}
+
+pub async fn upsert(s: &TestServer, items: Vec<pb::Item>) -> pb::UpsertItemsResponse {
+    s.backlog()
+        .upsert_items(pb::UpsertItemsRequest { items })
+        .await
+        .expect("UpsertItems")
+        .into_inner()
+}
+
+pub async fn create_goal(s: &TestServer, g: pb::Goal) -> pb::Goal {
+    s.model()
+        .create_goal(pb::CreateGoalRequest { goal: Some(g) })
+        .await
+        .expect("CreateGoal")
+        .into_inner()
+        .goal
+        .expect("goal")
+}
+
+pub async fn create_metric(s: &TestServer, m: pb::Metric) -> pb::Metric {
+    s.model()
+        .create_metric(pb::CreateMetricRequest { metric: Some(m) })
+        .await
+        .expect("CreateMetric")
+        .into_inner()
+        .metric
+        .expect("metric")
+}
+
+pub async fn create_hypothesis(s: &TestServer, h: pb::Hypothesis) -> pb::Hypothesis {
+    s.model()
+        .create_hypothesis(pb::CreateHypothesisRequest {
+            hypothesis: Some(h),
+        })
+        .await
+        .expect("CreateHypothesis")
+        .into_inner()
+        .hypothesis
+        .expect("hypothesis")
+}
+
+pub async fn link(
+    s: &TestServer,
+    item_key: &str,
+    hypothesis_id: &str,
+    contribution: f64,
+) -> pb::Link {
+    s.backlog()
+        .link_item(pb::LinkItemRequest {
+            item_key: item_key.into(),
+            hypothesis_id: hypothesis_id.into(),
+            contribution,
+            rationale: format!("{item_key} serves {hypothesis_id}"),
+        })
+        .await
+        .expect("LinkItem")
+        .into_inner()
+        .link
+        .expect("link")
+}
+
+pub async fn record(
+    s: &TestServer,
+    observations: Vec<pb::Observation>,
+) -> pb::RecordObservationsResponse {
+    s.model()
+        .record_observations(pb::RecordObservationsRequest { observations })
+        .await
+        .expect("RecordObservations")
+        .into_inner()
+}
+
+pub async fn get_item(s: &TestServer, key: &str) -> Result<pb::Item, Status> {
+    s.backlog()
+        .get_item(pb::GetItemRequest { key: key.into() })
+        .await
+        .map(|r| r.into_inner().item.expect("item"))
+}
+
+pub async fn item_score(s: &TestServer, key: &str) -> pb::ItemScore {
+    s.scoring()
+        .get_item_score(pb::GetItemScoreRequest {
+            item_key: key.into(),
+        })
+        .await
+        .expect("GetItemScore")
+        .into_inner()
+        .score
+        .expect("score")
+}
+
+pub async fn rank(s: &TestServer, req: pb::RankItemsRequest) -> pb::RankItemsResponse {
+    s.scoring()
+        .rank_items(req)
+        .await
+        .expect("RankItems")
+        .into_inner()
+}
+
+/// The item keys of a ranking page, in order.
+pub fn keys(r: &pb::RankItemsResponse) -> Vec<String> {
+    r.items
+        .iter()
+        .map(|i| i.score.as_ref().expect("score").item_key.clone())
+        .collect()
+}
+
+/// The whole ranking in one page, with every term.
+pub async fn full_ranking(s: &TestServer, include_closed: bool) -> pb::RankItemsResponse {
+    rank(
+        s,
+        pb::RankItemsRequest {
+            page_size: 1000,
+            include_closed,
+            view: pb::ScoreView::Full as i32,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+// ----- the fixture model -----
+//
+// Goals: S-growth (strategic, weight 3 -> 0.75), S-speed (strategic, weight 1
+// -> 0.25), I-conv (intermediate under S-growth, only child -> 0.75),
+// T-checkout (tactical under I-conv -> 0.75).
+//
+// Metrics: conv 2.1% -> 3.5% (no observation: gap 1); lead 10 -> 4 days
+// (lower is better, no observation: gap 1); nps 30 -> 50 with a 1-day cadence
+// and one observation of 40 ten days ago (gap 0.5, stale).
+//
+// Hypotheses (value = goal weight x gap x effect x confidence):
+//   H-1 I-conv  / conv  effect 0.4 confidence 0.6 proposed  -> 0.18
+//   H-2 S-speed / lead  effect 0.5 confidence 0.8 testing   -> 0.1
+//   H-3 S-growth / nps  effect 0.2 confidence 0.3 validated -> 0.075 (confidence 1)
+//
+// Items (size; links with contribution; value; density):
+//   web/1 est 2 [checkout, ux]  H-1 0.5             0.09   0.045
+//   web/2 est 1 [infra]         H-2 0.5             0.05   0.05
+//   web/3 est 1 [checkout]      H-1 0.25            0.045  0.045 (ties web/1 exactly)
+//   web/4 unestimated           -                   0      0     UNALIGNED, UNESTIMATED
+//   web/5 est 1 CLOSED          H-2 0.25            0.025  0.025
+//   web/6 est 1                 -                   0      0     UNALIGNED
+//   ops/1 est 4 [research]      H-3 1               0.075  0.01875 STALE_METRIC
+//   ops/2 est 2 [checkout]      H-1 0.25, H-2 0.25  0.07   0.035
+//   ops/3 est 1                 -                   0      0     UNALIGNED
+// Contributions to H-1 and H-2 add up to exactly 1, so none is scaled down.
+
+/// Open items by value density desc, ties by key asc.
+pub const FIXTURE_DENSITY_ORDER: [&str; 8] = [
+    "web/2", "web/1", "web/3", "ops/2", "ops/1", "ops/3", "web/4", "web/6",
+];
+
+/// Open items by value desc, ties by key asc.
+pub const FIXTURE_VALUE_ORDER: [&str; 8] = [
+    "web/1", "ops/1", "ops/2", "web/2", "web/3", "ops/3", "web/4", "web/6",
+];
+
+/// Number of items in the fixture, closed ones included.
+pub const FIXTURE_ITEMS: usize = 9;
+
+pub async fn build_fixture(s: &TestServer) {
+    create_source(s, github_source("web")).await;
+    create_source(s, jira_source("ops")).await;
+
+    use pb::GoalLevel::{Intermediate, Strategic, Tactical};
+    create_goal(s, goal("S-growth", Strategic, "", Some(3.0))).await;
+    create_goal(s, goal("S-speed", Strategic, "", Some(1.0))).await;
+    create_goal(s, goal("I-conv", Intermediate, "S-growth", None)).await;
+    create_goal(s, goal("T-checkout", Tactical, "I-conv", None)).await;
+
+    create_metric(s, metric("conv", 2.1, 3.5)).await;
+    create_metric(
+        s,
+        pb::Metric {
+            unit: "days".into(),
+            ..metric("lead", 10.0, 4.0)
+        },
+    )
+    .await;
+    create_metric(
+        s,
+        pb::Metric {
+            unit: "points".into(),
+            cadence: Some(prost_types::Duration {
+                seconds: 86_400,
+                nanos: 0,
+            }),
+            ..metric("nps", 30.0, 50.0)
+        },
+    )
+    .await;
+    record(s, vec![observation("nps", 40.0, Some(days_ago(10)))]).await;
+
+    create_hypothesis(s, hypothesis("H-1", "I-conv", "conv", 0.4, 0.6)).await;
+    create_hypothesis(
+        s,
+        pb::Hypothesis {
+            status: pb::HypothesisStatus::Testing as i32,
+            ..hypothesis("H-2", "S-speed", "lead", 0.5, 0.8)
+        },
+    )
+    .await;
+    create_hypothesis(
+        s,
+        pb::Hypothesis {
+            status: pb::HypothesisStatus::Validated as i32,
+            ..hypothesis("H-3", "S-growth", "nps", 0.2, 0.3)
+        },
+    )
+    .await;
+
+    let r = upsert(
+        s,
+        vec![
+            labelled(
+                estimated(item("web", "1", "One-click checkout"), 2.0),
+                &["checkout", "ux"],
+            ),
+            labelled(estimated(item("web", "2", "Faster CI"), 1.0), &["infra"]),
+            labelled(
+                estimated(item("web", "3", "Checkout copy"), 1.0),
+                &["checkout"],
+            ),
+            item("web", "4", "Refactor logging"),
+            closed(estimated(item("web", "5", "Old build cache"), 1.0)),
+            estimated(item("web", "6", "Rename repo"), 1.0),
+            labelled(
+                estimated(item("ops", "1", "Customer survey"), 4.0),
+                &["research"],
+            ),
+            labelled(
+                estimated(item("ops", "2", "Checkout dashboard"), 2.0),
+                &["checkout"],
+            ),
+            estimated(item("ops", "3", "Rotate keys"), 1.0),
+        ],
+    )
+    .await;
+    assert_eq!(r.created_count as usize, FIXTURE_ITEMS);
+
+    link(s, "web/1", "H-1", 0.5).await;
+    link(s, "web/3", "H-1", 0.25).await;
+    link(s, "ops/2", "H-1", 0.25).await;
+    link(s, "web/2", "H-2", 0.5).await;
+    link(s, "web/5", "H-2", 0.25).await;
+    link(s, "ops/2", "H-2", 0.25).await;
+    link(s, "ops/1", "H-3", 1.0).await;
+}
+
+/// Starts a server and builds the fixture in it.
+pub async fn start_with_fixture() -> TestServer {
+    let s = TestServer::start().await;
+    build_fixture(&s).await;
+    s
+}

@@ -19,17 +19,17 @@ use crate::store::{SqliteStore, StoreError};
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot create the database folder {path}: {source}")]
+    #[error("cannot create the database folder {path}")]
     DbDir {
         path: String,
         source: std::io::Error,
     },
-    #[error("cannot open the database {path}: {source}")]
+    #[error("cannot open the database {path}")]
     Store { path: String, source: StoreError },
     #[error("cannot load the model from the database: {0}")]
     Load(String),

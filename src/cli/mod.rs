@@ -113,8 +113,8 @@ struct DemoArgs {
     /// Address to listen on; port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// How many ranked items to print.
-    #[arg(long, default_value_t = 15)]
+    /// How many ranked items to print (the sample has 29 open items).
+    #[arg(long, default_value_t = 30)]
     top: u32,
     /// How many of the top items to explain term by term.
     #[arg(long, default_value_t = 3)]

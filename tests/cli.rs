@@ -1,0 +1,209 @@
+//! The `plumbline` binary, end to end: client commands against a real
+//! sidecar on 127.0.0.1:0, and the demo.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+
+/// Runs the binary off the async runtime (the server under test lives on it).
+async fn plumbline(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_plumbline"))
+            .args(&args)
+            .env_remove("PLUMBLINE_SERVER")
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .expect("join")
+}
+
+async fn json(args: &[&str]) -> Value {
+    let out = plumbline(args).await;
+    assert!(
+        out.status.success(),
+        "plumbline {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "plumbline {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_commands_print_what_the_server_holds() {
+    let s = start_with_fixture().await;
+    let url = s.server().url();
+    let url = url.as_str();
+
+    // rank --json lists the same keys, in the same order, as RankItems.
+    let ranked = json(&["rank", "--json", "-n", "100", "--server", url]).await;
+    let cli_keys: Vec<&str> = ranked
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["item_key"].as_str().unwrap())
+        .collect();
+    let grpc = full_ranking(&s, false).await;
+    assert_eq!(cli_keys, keys(&grpc));
+    assert_eq!(ranked[0]["rank"], 1);
+
+    // explain --json carries the same value and terms as GetItemScore.
+    let top = cli_keys[0].to_string();
+    let explained = json(&["explain", &top, "--json", "--server", url]).await;
+    let score = item_score(&s, &top).await;
+    assert_eq!(explained["value"].as_f64(), Some(score.value));
+    assert_eq!(
+        explained["terms"].as_array().unwrap().len(),
+        score.terms.len()
+    );
+
+    // observe reaches the target: the metric's gap is 0 in its answer and in `metrics`.
+    let observed = json(&[
+        "observe",
+        "conv",
+        "3.5",
+        "--at",
+        "2026-11-20T09:00:00Z",
+        "--json",
+        "--server",
+        url,
+    ])
+    .await;
+    assert_eq!(observed[0]["id"], "conv");
+    assert_eq!(observed[0]["gap"].as_f64(), Some(0.0));
+    let metrics = json(&["metrics", "--json", "--server", url]).await;
+    let conv = metrics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "conv")
+        .unwrap();
+    assert_eq!(conv["current_value"].as_f64(), Some(3.5));
+
+    // link and unlink.
+    let linked = json(&[
+        "link",
+        "ops/3",
+        "H-2",
+        "-c",
+        "0.5",
+        "-r",
+        "cuts toil",
+        "--json",
+        "--server",
+        url,
+    ])
+    .await;
+    assert_eq!(linked[0]["origin"], "api");
+    assert_eq!(linked[0]["contribution"].as_f64(), Some(0.5));
+    let out = plumbline(&["link", "ops/3", "H-2", "--remove", "--server", url]).await;
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unlinked ops/3 from H-2"));
+
+    // listings.
+    let items = json(&["items", "--source", "ops", "--json", "--server", url]).await;
+    let item_keys: Vec<&str> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(item_keys, ["ops/1", "ops/2", "ops/3"]);
+    let goals = json(&["goals", "--json", "--server", url]).await;
+    assert_eq!(
+        goals.as_array().unwrap().len(),
+        s.model()
+            .list_goals(plumbline::proto::ListGoalsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .goals
+            .len()
+    );
+    let hyps = json(&["hypotheses", "--json", "--server", url]).await;
+    let ids: Vec<&str> = hyps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["H-1", "H-2", "H-3"]);
+
+    // the table output is the default.
+    let out = plumbline(&["rank", "--server", url]).await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("value/size") && table.contains(&top),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_errors_are_sentences_and_exit_non_zero() {
+    let s = start_with_fixture().await;
+    let url = s.server().url();
+
+    let out = plumbline(&["explain", "nope/1", "--server", &url]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not found") && err.contains("nope/1"), "{err}");
+
+    let out = plumbline(&["link", "web/1", "H-1", "-c", "1.5", "--server", &url]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("- contribution: must be in (0, 1]"));
+
+    let out = plumbline(&[
+        "observe",
+        "conv",
+        "2.0",
+        "--at",
+        "yesterday",
+        "--server",
+        &url,
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
+
+    // Nothing listens on port 9 of loopback.
+    let out = plumbline(&["rank", "--server", "http://127.0.0.1:9"]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("cannot reach plumbline at http://127.0.0.1:9")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_prints_a_ranked_explained_backlog_with_every_flag() {
+    let out = plumbline(&["demo"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Ranked backlog"), "{text}");
+    for needle in [
+        "Why #1:",
+        "Why #3:",
+        "term value",
+        "unaligned",
+        "unestimated",
+        "stale_metric",
+        "web/418",
+    ] {
+        assert!(
+            text.contains(needle),
+            "demo output lacks {needle:?}:\n{text}"
+        );
+    }
+}

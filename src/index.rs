@@ -193,10 +193,6 @@ impl ScoreIndex {
 
     // ----- reads -----
 
-    pub fn default_size(&self) -> f64 {
-        self.default_size
-    }
-
     /// How many item scores have been computed since start; lets tests see
     /// that a write rescored only what it reaches.
     pub fn rescored_count(&self) -> u64 {

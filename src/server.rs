@@ -79,13 +79,6 @@ impl RunningServer {
         self.store.close().await;
         result
     }
-
-    /// Waits until the server stops on its own (it does not, unless it fails).
-    pub async fn wait(mut self) -> Result<(), ServerError> {
-        let r = (&mut self.task).await.unwrap_or(Ok(()));
-        self.store.close().await;
-        r
-    }
 }
 
 /// Opens the store at `config.db`, rebuilds the index and starts serving on

@@ -475,7 +475,8 @@ pub fn observation_from_pb(p: &pb::Observation, c: &mut Check, now: Time) -> Opt
 
 // ----- hypotheses -----
 
-pub fn hypothesis_to_pb(h: &Hypothesis, ix: &ScoreIndex) -> pb::Hypothesis {
+/// `value` is the hypothesis value from the index (output only).
+pub fn hypothesis_to_pb(h: &Hypothesis, value: f64) -> pb::Hypothesis {
     pb::Hypothesis {
         id: h.id.clone(),
         statement: h.statement.clone(),
@@ -490,7 +491,7 @@ pub fn hypothesis_to_pb(h: &Hypothesis, ix: &ScoreIndex) -> pb::Hypothesis {
             HypothesisStatus::Invalidated => pb::HypothesisStatus::Invalidated,
         } as i32,
         check_time: h.check_time.as_ref().map(timestamp),
-        value: ix.hypothesis_value(h),
+        value,
         create_time: Some(timestamp(&h.create_time)),
         update_time: Some(timestamp(&h.update_time)),
     }

@@ -386,7 +386,7 @@ impl ValueModelApi {
     }
 
     fn hypothesis_pb(&self, h: &domain::Hypothesis) -> pb::Hypothesis {
-        convert::hypothesis_to_pb(h, &self.0.read())
+        convert::hypothesis_to_pb(h, self.0.read().hypothesis_value(h))
     }
 }
 
@@ -729,7 +729,7 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
             Ok(pb::ListHypothesesResponse {
                 hypotheses: page
                     .into_iter()
-                    .map(|h| convert::hypothesis_to_pb(h, &ix))
+                    .map(|h| convert::hypothesis_to_pb(h, ix.hypothesis_value(h)))
                     .collect(),
                 next_page_token: next,
             })
@@ -748,8 +748,7 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
                 let h = self
                     .0
                     .update_hypothesis(&incoming.id, |h| {
-                        let mut p =
-                            convert::hypothesis_to_pb(h, &crate::index::ScoreIndex::new(1.0));
+                        let mut p = convert::hypothesis_to_pb(h, 0.0);
                         convert::apply_mask(
                             &mut p,
                             incoming,

@@ -64,6 +64,27 @@ impl RunningServer {
         &self.engine
     }
 
+    /// Serves until `signal` resolves, then shuts down gracefully; returns
+    /// early with the error if the server fails first.
+    pub async fn run_until(
+        mut self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ServerError> {
+        tokio::select! {
+            joined = &mut self.task => {
+                self.store.close().await;
+                match joined {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "server task failed");
+                        Ok(())
+                    }
+                }
+            }
+            () = signal => self.shutdown().await,
+        }
+    }
+
     /// Stops accepting calls, lets in-flight ones finish, closes the store.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         if let Some(tx) = self.shutdown.take() {

@@ -323,9 +323,10 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         println!("  plumbline rank --server {url}");
         println!("  plumbline explain web/418 --server {url}");
         println!("Stop with Ctrl-C.");
-        crate::server::shutdown_signal().await;
+        server.run_until(crate::server::shutdown_signal()).await?;
+    } else {
+        server.shutdown().await?;
     }
-    server.shutdown().await?;
     drop(dir);
     Ok(())
 }

@@ -213,6 +213,7 @@ fn init_logging(format: LogFormat, default_level: &str) {
         EnvFilter::try_from_env("PLUMBLINE_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
@@ -259,8 +260,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 },
             )?;
             let server = crate::server::start(&cfg).await?;
-            crate::server::shutdown_signal().await;
-            server.shutdown().await?;
+            server.run_until(crate::server::shutdown_signal()).await?;
             tracing::info!("stopped");
             Ok(())
         }

@@ -40,6 +40,29 @@ pub fn rpc_error(status: tonic::Status) -> anyhow::Error {
     }
 }
 
+/// Follows page tokens to the last page (or until `at_least` entries when it
+/// is not 0), collecting every entry. `fetch` asks for one page by token;
+/// `split` takes a response apart into its entries and the next token.
+async fn all_pages<T, R, Fut>(
+    at_least: usize,
+    mut fetch: impl FnMut(String) -> Fut,
+    split: impl Fn(R) -> (Vec<T>, String),
+) -> Result<Vec<T>>
+where
+    Fut: std::future::Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
+{
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (page, next) = split(fetch(token).await.map_err(rpc_error)?.into_inner());
+        out.extend(page);
+        if next.is_empty() || (at_least > 0 && out.len() >= at_least) {
+            return Ok(out);
+        }
+        token = next;
+    }
+}
+
 fn flags(s: &pb::ItemScore) -> Vec<String> {
     s.flags
         .iter()
@@ -217,27 +240,32 @@ pub async fn explain(conn: &Conn, item_key: &str) -> Result<()> {
 }
 
 pub async fn items(a: ItemsArgs) -> Result<()> {
-    let mut c = BacklogServiceClient::new(connect(&a.conn.server).await?);
-    let mut rows = Vec::new();
-    let mut token = String::new();
-    loop {
-        let resp = c
-            .list_items(pb::ListItemsRequest {
+    let c = BacklogServiceClient::new(connect(&a.conn.server).await?);
+    let state = match a.state {
+        None => pb::ItemState::Unspecified,
+        Some(StateArg::Open) => pb::ItemState::Open,
+        Some(StateArg::Closed) => pb::ItemState::Closed,
+    } as i32;
+    let items = all_pages(
+        a.limit,
+        |page_token| {
+            let mut c = c.clone();
+            let req = pb::ListItemsRequest {
                 source_id: a.source.clone().unwrap_or_default(),
-                state: match a.state {
-                    None => pb::ItemState::Unspecified,
-                    Some(StateArg::Open) => pb::ItemState::Open,
-                    Some(StateArg::Closed) => pb::ItemState::Closed,
-                } as i32,
+                state,
                 label: a.label.clone().unwrap_or_default(),
                 page_size: 1000,
-                page_token: token,
-            })
-            .await
-            .map_err(rpc_error)?
-            .into_inner();
-        for it in &resp.items {
-            rows.push(json!({
+                page_token,
+            };
+            async move { c.list_items(req).await }
+        },
+        |r: pb::ListItemsResponse| (r.items, r.next_page_token),
+    )
+    .await?;
+    let mut rows: Vec<Value> = items
+        .iter()
+        .map(|it| {
+            json!({
                 "key": it.key,
                 "state": enum_name(it.state().as_str_name(), "ITEM_STATE_"),
                 "estimate": it.estimate,
@@ -246,13 +274,9 @@ pub async fn items(a: ItemsArgs) -> Result<()> {
                 "url": it.url,
                 "tasks_open": it.tasks.iter().filter(|t| !t.done).count(),
                 "update_time": time(it.update_time.as_ref()),
-            }));
-        }
-        if resp.next_page_token.is_empty() || (a.limit > 0 && rows.len() >= a.limit) {
-            break;
-        }
-        token = resp.next_page_token;
-    }
+            })
+        })
+        .collect();
     if a.limit > 0 {
         rows.truncate(a.limit);
     }
@@ -271,25 +295,21 @@ pub async fn items(a: ItemsArgs) -> Result<()> {
 }
 
 pub async fn goals(conn: &Conn) -> Result<()> {
-    let mut c = ValueModelServiceClient::new(connect(&conn.server).await?);
-    let mut goals = Vec::new();
-    let mut token = String::new();
-    loop {
-        let resp = c
-            .list_goals(pb::ListGoalsRequest {
+    let c = ValueModelServiceClient::new(connect(&conn.server).await?);
+    let goals = all_pages(
+        0,
+        |page_token| {
+            let mut c = c.clone();
+            let req = pb::ListGoalsRequest {
                 parent_id: String::new(),
                 page_size: 1000,
-                page_token: token,
-            })
-            .await
-            .map_err(rpc_error)?
-            .into_inner();
-        goals.extend(resp.goals);
-        if resp.next_page_token.is_empty() {
-            break;
-        }
-        token = resp.next_page_token;
-    }
+                page_token,
+            };
+            async move { c.list_goals(req).await }
+        },
+        |r: pb::ListGoalsResponse| (r.goals, r.next_page_token),
+    )
+    .await?;
     // Tree order: each goal followed by its children, indented.
     fn walk(goals: &[pb::Goal], parent: &str, depth: usize, out: &mut Vec<(usize, pb::Goal)>) {
         for g in goals.iter().filter(|g| g.parent_id == parent) {
@@ -358,45 +378,45 @@ const METRIC_COLUMNS: &[(&str, &str)] = &[
 ];
 
 pub async fn metrics(conn: &Conn) -> Result<()> {
-    let mut c = ValueModelServiceClient::new(connect(&conn.server).await?);
-    let mut rows = Vec::new();
-    let mut token = String::new();
-    loop {
-        let resp = c
-            .list_metrics(pb::ListMetricsRequest {
+    let c = ValueModelServiceClient::new(connect(&conn.server).await?);
+    let metrics = all_pages(
+        0,
+        |page_token| {
+            let mut c = c.clone();
+            let req = pb::ListMetricsRequest {
                 page_size: 1000,
-                page_token: token,
-            })
-            .await
-            .map_err(rpc_error)?
-            .into_inner();
-        rows.extend(resp.metrics.iter().map(metric_row));
-        if resp.next_page_token.is_empty() {
-            break;
-        }
-        token = resp.next_page_token;
-    }
+                page_token,
+            };
+            async move { c.list_metrics(req).await }
+        },
+        |r: pb::ListMetricsResponse| (r.metrics, r.next_page_token),
+    )
+    .await?;
+    let rows: Vec<Value> = metrics.iter().map(metric_row).collect();
     print_rows(conn.json, &rows, METRIC_COLUMNS);
     Ok(())
 }
 
 pub async fn hypotheses(conn: &Conn) -> Result<()> {
-    let mut c = ValueModelServiceClient::new(connect(&conn.server).await?);
-    let mut rows = Vec::new();
-    let mut token = String::new();
-    loop {
-        let resp = c
-            .list_hypotheses(pb::ListHypothesesRequest {
-                goal_id: String::new(),
-                metric_id: String::new(),
+    let c = ValueModelServiceClient::new(connect(&conn.server).await?);
+    let hypotheses = all_pages(
+        0,
+        |page_token| {
+            let mut c = c.clone();
+            let req = pb::ListHypothesesRequest {
                 page_size: 1000,
-                page_token: token,
-            })
-            .await
-            .map_err(rpc_error)?
-            .into_inner();
-        for h in &resp.hypotheses {
-            rows.push(json!({
+                page_token,
+                ..Default::default()
+            };
+            async move { c.list_hypotheses(req).await }
+        },
+        |r: pb::ListHypothesesResponse| (r.hypotheses, r.next_page_token),
+    )
+    .await?;
+    let rows: Vec<Value> = hypotheses
+        .iter()
+        .map(|h| {
+            json!({
                 "id": h.id,
                 "status": enum_name(h.status().as_str_name(), "HYPOTHESIS_STATUS_"),
                 "goal_id": h.goal_id,
@@ -405,13 +425,9 @@ pub async fn hypotheses(conn: &Conn) -> Result<()> {
                 "confidence": h.confidence.unwrap_or(0.5),
                 "value": h.value,
                 "statement": if conn.json { h.statement.clone() } else { clip(&h.statement, 60) },
-            }));
-        }
-        if resp.next_page_token.is_empty() {
-            break;
-        }
-        token = resp.next_page_token;
-    }
+            })
+        })
+        .collect();
     print_rows(
         conn.json,
         &rows,

@@ -18,6 +18,59 @@ pub struct Config {
     pub db: PathBuf,
     /// Size used for items without an estimate (> 0).
     pub default_size: f64,
+    /// Tracker sync settings (`[sync]` in the file).
+    #[serde(default)]
+    pub sync: SyncConfig,
+}
+
+/// How the sidecar talks to trackers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Seconds between background syncs of every source; 0 turns them off.
+    pub interval_secs: u64,
+    /// Timeout of one HTTP request, in seconds.
+    pub timeout_secs: u64,
+    /// Retries of a request after a transient failure.
+    pub max_retries: u32,
+    /// First backoff step in milliseconds (doubles per retry, with jitter).
+    pub backoff_ms: u64,
+    /// Longest wait for a rate limit before a sync gives up, in seconds.
+    pub max_wait_secs: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            interval_secs: 900,
+            timeout_secs: 30,
+            max_retries: 5,
+            backoff_ms: 500,
+            max_wait_secs: 900,
+        }
+    }
+}
+
+impl SyncConfig {
+    /// No background sync and quick retries: for tests and the demo.
+    pub fn manual() -> Self {
+        SyncConfig {
+            interval_secs: 0,
+            backoff_ms: 10,
+            ..SyncConfig::default()
+        }
+    }
+
+    pub fn http_options(&self) -> crate::sync::http::HttpOptions {
+        use std::time::Duration;
+        crate::sync::http::HttpOptions {
+            timeout: Duration::from_secs(self.timeout_secs.max(1)),
+            max_retries: self.max_retries,
+            backoff_base: Duration::from_millis(self.backoff_ms),
+            max_backoff: Duration::from_secs(30),
+            max_rate_limit_wait: Duration::from_secs(self.max_wait_secs),
+        }
+    }
 }
 
 impl Default for Config {
@@ -26,6 +79,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             db: PathBuf::from("plumbline.sqlite"),
             default_size: 3.0,
+            sync: SyncConfig::default(),
         }
     }
 }
@@ -60,8 +114,11 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        // PLUMBLINE_SERVER and PLUMBLINE_LOG* belong to the CLI, not here.
-        let env = Env::prefixed("PLUMBLINE_").only(&["listen", "db", "default_size"]);
+        // PLUMBLINE_SERVER and PLUMBLINE_LOG* belong to the CLI, not here;
+        // nested keys use a double underscore: PLUMBLINE_SYNC__INTERVAL_SECS.
+        let env = Env::prefixed("PLUMBLINE_")
+            .ignore(&["server", "log", "log_format"])
+            .split("__");
         let cfg: Config = fig
             .merge(env)
             .merge(Serialized::defaults(overrides))
@@ -97,6 +154,23 @@ mod tests {
         assert_eq!(cfg.db, PathBuf::from("/tmp/x.sqlite"));
         assert_eq!(cfg.default_size, 2.0);
         assert_eq!(cfg.listen, Config::default().listen);
+    }
+
+    #[test]
+    fn sync_settings_come_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(&f, "[sync]\ninterval_secs = 60\n").unwrap();
+        let cfg = Config::load(Some(&f), Overrides::default()).unwrap();
+        assert_eq!(cfg.sync.interval_secs, 60);
+        assert_eq!(cfg.sync.max_retries, SyncConfig::default().max_retries);
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PLUMBLINE_SYNC__MAX_RETRIES", "2");
+            jail.set_env("PLUMBLINE_SERVER", "http://elsewhere:1");
+            let cfg = Config::load(None, Overrides::default()).unwrap();
+            assert_eq!(cfg.sync.max_retries, 2);
+            Ok(())
+        });
     }
 
     #[test]

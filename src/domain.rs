@@ -275,6 +275,90 @@ pub struct Link {
     pub update_time: Time,
 }
 
+/// Where a source's incremental sync stands: every item the tracker updated
+/// before `time` is in the store, and so are those updated exactly at `time`
+/// whose external ids are in `ids` (tracker time filters are inclusive).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SyncCursor {
+    pub time: Option<Time>,
+    pub ids: Vec<String>,
+}
+
+impl SyncCursor {
+    /// Whether an item updated at `updated` was already stored by an earlier
+    /// page or sync, so that a boundary duplicate is skipped.
+    pub fn already_seen(&self, external_id: &str, updated: Option<Time>) -> bool {
+        match (self.time, updated) {
+            (Some(c), Some(u)) => u < c || (u == c && self.ids.iter().any(|i| i == external_id)),
+            _ => false,
+        }
+    }
+
+    /// The cursor after items with these update times were stored.
+    pub fn advance<'a>(&mut self, items: impl IntoIterator<Item = (&'a str, Option<Time>)>) {
+        for (id, updated) in items {
+            let Some(u) = updated else { continue };
+            match self.time {
+                Some(c) if u < c => {}
+                Some(c) if u == c => {
+                    if !self.ids.iter().any(|i| i == id) {
+                        self.ids.push(id.to_string());
+                    }
+                }
+                _ => {
+                    self.time = Some(u);
+                    self.ids = vec![id.to_string()];
+                }
+            }
+        }
+        self.ids.sort();
+    }
+}
+
+/// Outcome of the last sync of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncRunState {
+    Never,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// A source's sync state, kept in the store with each page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncState {
+    pub source_id: String,
+    pub cursor: SyncCursor,
+    /// Validator of the last single-page incremental answer, and its URL.
+    pub etag: String,
+    pub etag_url: String,
+    pub state: SyncRunState,
+    pub last_start_time: Option<Time>,
+    pub last_finish_time: Option<Time>,
+    pub last_error: String,
+    pub last_request_count: i64,
+    pub last_upserted_count: i64,
+}
+
+impl SyncState {
+    /// The state of a source that was never synced.
+    pub fn never(source_id: &str) -> Self {
+        SyncState {
+            source_id: source_id.to_string(),
+            cursor: SyncCursor::default(),
+            etag: String::new(),
+            etag_url: String::new(),
+            state: SyncRunState::Never,
+            last_start_time: None,
+            last_finish_time: None,
+            last_error: String::new(),
+            last_request_count: 0,
+            last_upserted_count: 0,
+        }
+    }
+}
+
 /// Label prefix and body keyword used when a source leaves them empty.
 pub const DEFAULT_LABEL_PREFIX: &str = "hypothesis:";
 pub const DEFAULT_BODY_KEYWORD: &str = "Hypothesis";
@@ -424,6 +508,28 @@ mod tests {
             ..LinkRules::default()
         };
         assert!(rule_links(&off, &labels, body).is_empty());
+    }
+
+    #[test]
+    fn cursor_skips_boundary_duplicates_and_advances() {
+        let t = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap();
+        let mut c = SyncCursor::default();
+        assert!(!c.already_seen("1", Some(t(10))));
+        c.advance([("1", Some(t(10))), ("2", Some(t(20))), ("3", Some(t(20)))]);
+        assert_eq!(c.time, Some(t(20)));
+        assert_eq!(c.ids, vec!["2".to_string(), "3".into()]);
+        assert!(c.already_seen("1", Some(t(15))), "older than the cursor");
+        assert!(c.already_seen("2", Some(t(20))), "boundary id seen");
+        assert!(!c.already_seen("4", Some(t(20))), "same instant, new id");
+        assert!(!c.already_seen("2", Some(t(21))), "updated again");
+        c.advance([("4", Some(t(20)))]);
+        assert_eq!(c.ids.len(), 3);
+        c.advance([("5", Some(t(5)))]);
+        assert_eq!(
+            c.time,
+            Some(t(20)),
+            "older items never move the cursor back"
+        );
     }
 
     #[test]

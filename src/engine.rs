@@ -11,7 +11,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::Utc;
 
-use crate::domain::{Goal, Hypothesis, Item, Link, LinkOrigin, Metric, Observation, Source, Time};
+use crate::domain::{
+    Goal, Hypothesis, Item, Link, LinkOrigin, Metric, Observation, Source, SyncState, Time,
+};
 use crate::index::{ItemFacts, MetricEntry, ScoreIndex};
 use crate::store::{ItemFilter, Store, StoreError};
 
@@ -170,6 +172,42 @@ impl Engine {
 
     /// Inserts or updates items by key, all in one transaction.
     pub async fn upsert_items(&self, items: Vec<Item>) -> Result<(Vec<Item>, UpsertCounts)> {
+        self.upsert_items_with_state(items, None).await
+    }
+
+    /// Stores one page of a sync: its items (with their rule links) and the
+    /// source's sync state, in one transaction.
+    pub async fn apply_sync_page(
+        &self,
+        items: Vec<Item>,
+        state: &SyncState,
+    ) -> Result<UpsertCounts> {
+        Ok(self.upsert_items_with_state(items, Some(state)).await?.1)
+    }
+
+    /// The sync state of a source (never synced if none is stored).
+    pub async fn sync_state(&self, source_id: &str) -> Result<SyncState> {
+        Ok(self
+            .store
+            .get_sync_state(source_id)
+            .await?
+            .unwrap_or_else(|| SyncState::never(source_id)))
+    }
+
+    /// Saves a source's sync state on its own (start and end of a sync).
+    pub async fn save_sync_state(&self, state: &SyncState) -> Result<()> {
+        let _w = self.writes.lock().await;
+        if self.read().source(&state.source_id).is_none() {
+            return Err(not_found("source", &state.source_id));
+        }
+        Ok(self.store.put_sync_state(state).await?)
+    }
+
+    async fn upsert_items_with_state(
+        &self,
+        items: Vec<Item>,
+        sync_state: Option<&SyncState>,
+    ) -> Result<(Vec<Item>, UpsertCounts)> {
         let _w = self.writes.lock().await;
         {
             let ix = self.read();
@@ -200,10 +238,10 @@ impl Engine {
                 changed.push(item.clone());
             }
         }
-        if !changed.is_empty() {
+        if !changed.is_empty() || sync_state.is_some() {
             let (remove_links, put_links) = self.rule_link_changes(&changed);
             self.store
-                .upsert_items(&changed, &remove_links, &put_links)
+                .upsert_items(&changed, &remove_links, &put_links, sync_state)
                 .await?;
             let mut ix = self.write_index();
             for it in &changed {

@@ -13,6 +13,7 @@ pub mod index;
 pub mod score;
 pub mod server;
 pub mod store;
+pub mod sync;
 
 /// Code generated from `proto/plumbline/v1`.
 pub mod proto {

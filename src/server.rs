@@ -10,11 +10,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::api::{BacklogApi, ScoringApi, SourceApi, ValueModelApi};
+use crate::api::{BacklogApi, ScoringApi, SourceApi, SyncApi, ValueModelApi};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::proto as pb;
 use crate::store::{SqliteStore, StoreError};
+use crate::sync::{Syncer, http::HttpClient};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,8 @@ pub enum ServerError {
     Load(String),
     #[error("reflection setup failed: {0}")]
     Reflection(String),
+    #[error("cannot set up tracker sync: {0}")]
+    Sync(String),
     #[error("gRPC transport failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -43,7 +46,9 @@ pub enum ServerError {
 pub struct RunningServer {
     addr: SocketAddr,
     engine: Arc<Engine>,
+    syncer: Arc<Syncer>,
     store: SqliteStore,
+    stop_background: tokio::sync::watch::Sender<bool>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServerError>>,
 }
@@ -85,8 +90,14 @@ impl RunningServer {
         }
     }
 
+    /// The syncer, for in-process syncs (tests, benchmarks).
+    pub fn syncer(&self) -> &Arc<Syncer> {
+        &self.syncer
+    }
+
     /// Stops accepting calls, lets in-flight ones finish, closes the store.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        let _ = self.stop_background.send(true);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -129,6 +140,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         "index rebuilt from the store"
     );
 
+    let http = HttpClient::new(config.sync.http_options())
+        .map_err(|e| ServerError::Sync(e.to_string()))?;
+    let syncer = Arc::new(Syncer::new(engine.clone(), http));
+
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -147,6 +162,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         "plumbline.v1.BacklogService",
         "plumbline.v1.ValueModelService",
         "plumbline.v1.ScoringService",
+        "plumbline.v1.SyncService",
     ] {
         health_reporter
             .set_service_status(name, tonic_health::ServingStatus::Serving)
@@ -182,9 +198,20 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         )
         .add_service(pb::scoring_service_server::ScoringServiceServer::new(
             ScoringApi(engine.clone()),
-        ));
+        ))
+        .add_service(pb::sync_service_server::SyncServiceServer::new(SyncApi(
+            syncer.clone(),
+        )));
 
     let (tx, rx) = oneshot::channel::<()>();
+    let (stop_background, stopped) = tokio::sync::watch::channel(false);
+    if config.sync.interval_secs > 0 {
+        tokio::spawn(background_sync(
+            syncer.clone(),
+            Duration::from_secs(config.sync.interval_secs),
+            stopped,
+        ));
+    }
     let task = tokio::spawn(async move {
         router
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
@@ -197,10 +224,47 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     Ok(RunningServer {
         addr,
         engine,
+        syncer,
         store,
         shutdown: Some(tx),
+        stop_background,
         task,
     })
+}
+
+/// Syncs every source at start and then every `interval`, skipping a source
+/// whose previous sync is still running, until told to stop.
+async fn background_sync(
+    syncer: Arc<Syncer>,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let ids: Vec<String> = syncer
+            .engine()
+            .read()
+            .sources()
+            .map(|s| s.id.clone())
+            .collect();
+        for id in ids {
+            if *stop.borrow() {
+                return;
+            }
+            if syncer.is_running(&id) {
+                continue;
+            }
+            match syncer.sync(&id, false, &|_| {}).await {
+                Ok(s) => {
+                    tracing::info!(source = %id, pages = s.pages, upserted = s.upserted, "background sync done")
+                }
+                Err(e) => tracing::warn!(source = %id, error = %e, "background sync failed"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (what process managers send).

@@ -5,8 +5,10 @@
 mod convert;
 mod page;
 mod services;
+mod sync;
 
 pub use services::{BacklogApi, ScoringApi, SourceApi, ValueModelApi};
+pub use sync::SyncApi;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};

@@ -262,10 +262,12 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         toml::from_str(SAMPLE).context("the bundled sample product does not parse")?;
     let dir =
         tempfile::tempdir().context("cannot create a temporary folder for the demo database")?;
+    // The sample's sources name real trackers: never sync them.
     let config = Config {
         listen: a.listen,
         db: dir.path().join("demo.sqlite"),
         default_size: 3.0,
+        sync: crate::config::SyncConfig::manual(),
     };
     let server = crate::server::start(&config).await?;
     let url = server.url();

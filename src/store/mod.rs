@@ -14,6 +14,7 @@ pub use sqlite::SqliteStore;
 
 use crate::domain::{
     Goal, Hypothesis, Item, ItemState, Link, Metric, Observation, ObservationSummary, Source,
+    SyncState,
 };
 use crate::index::Snapshot;
 
@@ -49,12 +50,14 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_source(&self, id: &str) -> Result<u64>;
 
     /// Inserts or replaces items by key, and in the same transaction removes
-    /// and then puts the links their link rules changed.
+    /// and then puts the links their link rules changed and, for a sync page,
+    /// saves the source's sync state (its cursor moves with the page).
     async fn upsert_items(
         &self,
         items: &[Item],
         remove_links: &[(String, String)],
         put_links: &[Link],
+        sync_state: Option<&SyncState>,
     ) -> Result<()>;
     /// The items of `keys`, in the same order; `None` where a key is unknown.
     async fn get_items(&self, keys: &[String]) -> Result<Vec<Option<Item>>>;
@@ -84,5 +87,9 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_hypothesis(&self, id: &str) -> Result<()>;
 
     async fn put_link(&self, link: &Link) -> Result<()>;
+
+    /// The sync state of a source, if it was ever saved.
+    async fn get_sync_state(&self, source_id: &str) -> Result<Option<SyncState>>;
+    async fn put_sync_state(&self, state: &SyncState) -> Result<()>;
     async fn delete_link(&self, item_key: &str, hypothesis_id: &str) -> Result<()>;
 }

@@ -18,7 +18,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::{ItemFilter, Result, Store, StoreError};
 use crate::domain::{
-    Goal, Hypothesis, Item, Link, LinkRules, Metric, Observation, ObservationSummary, Source, Time,
+    Goal, Hypothesis, Item, Link, LinkRules, Metric, Observation, ObservationSummary, Source,
+    SyncCursor, SyncState, Time,
 };
 use crate::index::{ItemFacts, Snapshot};
 
@@ -139,6 +140,32 @@ async fn put_link(conn: &mut sqlx::SqliteConnection, l: &Link) -> Result<()> {
     .bind(&l.rationale)
     .bind(nanos(&l.create_time))
     .bind(nanos(&l.update_time))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn put_sync_state(conn: &mut sqlx::SqliteConnection, st: &SyncState) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO sync_state (source_id, cursor_time, cursor_ids, etag, etag_url, state, last_start_time, \
+         last_finish_time, last_error, last_request_count, last_upserted_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (source_id) DO UPDATE SET cursor_time = excluded.cursor_time, cursor_ids = excluded.cursor_ids, \
+         etag = excluded.etag, etag_url = excluded.etag_url, state = excluded.state, \
+         last_start_time = excluded.last_start_time, last_finish_time = excluded.last_finish_time, \
+         last_error = excluded.last_error, last_request_count = excluded.last_request_count, \
+         last_upserted_count = excluded.last_upserted_count",
+    )
+    .bind(&st.source_id)
+    .bind(st.cursor.time.as_ref().map(nanos))
+    .bind(json(&st.cursor.ids))
+    .bind(&st.etag)
+    .bind(&st.etag_url)
+    .bind(enum_str(&st.state))
+    .bind(st.last_start_time.as_ref().map(nanos))
+    .bind(st.last_finish_time.as_ref().map(nanos))
+    .bind(&st.last_error)
+    .bind(st.last_request_count)
+    .bind(st.last_upserted_count)
     .execute(conn)
     .await?;
     Ok(())
@@ -312,6 +339,7 @@ impl Store for SqliteStore {
         items: &[Item],
         remove_links: &[(String, String)],
         put_links: &[Link],
+        sync_state: Option<&SyncState>,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for it in items {
@@ -348,8 +376,41 @@ impl Store for SqliteStore {
         for l in put_links {
             put_link(&mut tx, l).await?;
         }
+        if let Some(state) = sync_state {
+            put_sync_state(&mut tx, state).await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn get_sync_state(&self, source_id: &str) -> Result<Option<SyncState>> {
+        let Some(r) = sqlx::query("SELECT * FROM sync_state WHERE source_id = ?")
+            .bind(source_id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(SyncState {
+            source_id: r.try_get("source_id")?,
+            cursor: SyncCursor {
+                time: opt_time(r.try_get("cursor_time")?),
+                ids: parse_json(r.try_get("cursor_ids")?)?,
+            },
+            etag: r.try_get("etag")?,
+            etag_url: r.try_get("etag_url")?,
+            state: parse_enum(r.try_get("state")?)?,
+            last_start_time: opt_time(r.try_get("last_start_time")?),
+            last_finish_time: opt_time(r.try_get("last_finish_time")?),
+            last_error: r.try_get("last_error")?,
+            last_request_count: r.try_get("last_request_count")?,
+            last_upserted_count: r.try_get("last_upserted_count")?,
+        }))
+    }
+
+    async fn put_sync_state(&self, state: &SyncState) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        put_sync_state(&mut conn, state).await
     }
 
     async fn get_items(&self, keys: &[String]) -> Result<Vec<Option<Item>>> {

@@ -41,6 +41,7 @@ impl TestServer {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             db: dir.path().join("plumbline.sqlite"),
             default_size: DEFAULT_SIZE,
+            sync: plumbline::config::SyncConfig::manual(),
         };
         Self::start_in(dir, config).await
     }

@@ -1,0 +1,333 @@
+//! The one HTTP client every connector shares: timeouts, a User-Agent,
+//! conditional requests, and politeness. It waits out rate limits (Retry-After,
+//! X-RateLimit-Remaining/Reset, RateLimit-Reset) instead of failing, retries
+//! transient failures (5xx, timeouts, connection resets) with bounded
+//! exponential backoff and full jitter, and turns 401/403/404 into errors that
+//! name the source and the cause, never the token.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{StatusCode, Url};
+
+use super::{SyncError, SyncEvent};
+use crate::domain::Time;
+
+/// Politeness settings.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// Retries of one request after a transient failure.
+    pub max_retries: u32,
+    /// First backoff step; doubles per retry, capped at `max_backoff`.
+    pub backoff_base: Duration,
+    pub max_backoff: Duration,
+    /// The longest a rate limit may make us wait before we give up.
+    pub max_rate_limit_wait: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            timeout: Duration::from_secs(30),
+            max_retries: 5,
+            backoff_base: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            max_rate_limit_wait: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// A successful (2xx or 304) answer.
+#[derive(Debug)]
+pub struct Fetched {
+    pub url: Url,
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Fetched {
+    pub fn not_modified(&self) -> bool {
+        self.status == StatusCode::NOT_MODIFIED
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn etag(&self) -> Option<&str> {
+        self.header("etag")
+    }
+}
+
+/// The shared client.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    options: HttpOptions,
+}
+
+impl HttpClient {
+    pub fn new(options: HttpOptions) -> Result<Self, SyncError> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!(
+                "plumbline/",
+                env!("CARGO_PKG_VERSION"),
+                " (+https://github.com/plumbline)"
+            ))
+            .timeout(options.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| SyncError::Client(e.to_string()))?;
+        Ok(HttpClient { client, options })
+    }
+
+    /// GETs `url` with `headers` (auth among them) and, when given,
+    /// `If-None-Match`. Waits out rate limits and retries transient failures;
+    /// reports waits through `events`. `requests` counts every attempt.
+    pub async fn get(
+        &self,
+        source_id: &str,
+        url: &Url,
+        headers: &[(HeaderName, HeaderValue)],
+        if_none_match: Option<&str>,
+        events: &(dyn Fn(SyncEvent) + Send + Sync),
+        requests: &mut u32,
+    ) -> Result<Fetched, SyncError> {
+        let mut attempt: u32 = 0;
+        loop {
+            let mut req = self.client.get(url.clone());
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            if let Some(tag) = if_none_match {
+                req = req.header(reqwest::header::IF_NONE_MATCH, tag);
+            }
+            *requests += 1;
+            let transient = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let headers = resp.headers().clone();
+                    let final_url = resp.url().clone();
+                    if let Some(until) = rate_limit_wait(status, &headers) {
+                        self.wait_until(source_id, until, "the tracker's rate limit", events)
+                            .await?;
+                        continue;
+                    }
+                    if status.is_success() || status == StatusCode::NOT_MODIFIED {
+                        let body = match resp.bytes().await {
+                            Ok(b) => b.to_vec(),
+                            Err(e) => {
+                                if attempt < self.options.max_retries {
+                                    attempt += 1;
+                                    self.backoff(attempt).await;
+                                    continue;
+                                }
+                                return Err(SyncError::Transport {
+                                    source_id: source_id.into(),
+                                    detail: describe(&e),
+                                });
+                            }
+                        };
+                        // Spend the last request of a window, then wait for
+                        // the next one instead of being refused.
+                        if headers
+                            .get("x-ratelimit-remaining")
+                            .and_then(|v| v.to_str().ok())
+                            == Some("0")
+                            && let Some(reset) = reset_time(&headers)
+                        {
+                            events(SyncEvent::RateLimitWait {
+                                until: reset,
+                                reason: "rate limit window used up".into(),
+                            });
+                            self.sleep_until(source_id, reset).await?;
+                        }
+                        return Ok(Fetched {
+                            url: final_url,
+                            status,
+                            headers,
+                            body,
+                        });
+                    }
+                    let body = resp.text().await.unwrap_or_default();
+                    let message = tracker_message(&body);
+                    match status {
+                        StatusCode::UNAUTHORIZED => {
+                            return Err(SyncError::Unauthorized {
+                                source_id: source_id.into(),
+                                message,
+                            });
+                        }
+                        StatusCode::FORBIDDEN => {
+                            return Err(SyncError::Forbidden {
+                                source_id: source_id.into(),
+                                message,
+                            });
+                        }
+                        StatusCode::NOT_FOUND | StatusCode::GONE => {
+                            return Err(SyncError::NotFound {
+                                source_id: source_id.into(),
+                                url: strip_query(url),
+                                message,
+                            });
+                        }
+                        s if s.is_server_error()
+                            || s == StatusCode::TOO_MANY_REQUESTS
+                            || s == StatusCode::REQUEST_TIMEOUT =>
+                        {
+                            format!("HTTP {s}: {message}")
+                        }
+                        s => {
+                            return Err(SyncError::Http {
+                                source_id: source_id.into(),
+                                status: s.as_u16(),
+                                message,
+                            });
+                        }
+                    }
+                }
+                Err(e) => describe(&e),
+            };
+            if attempt >= self.options.max_retries {
+                return Err(SyncError::Transport {
+                    source_id: source_id.into(),
+                    detail: format!("{transient} (gave up after {} attempts)", attempt + 1),
+                });
+            }
+            attempt += 1;
+            tracing::warn!(source = source_id, attempt, error = %transient, "transient tracker failure; retrying");
+            self.backoff(attempt).await;
+        }
+    }
+
+    async fn backoff(&self, attempt: u32) {
+        let cap = self
+            .options
+            .backoff_base
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.options.max_backoff);
+        // Full jitter: anywhere in [0, cap], so that many clients spread out.
+        let millis = cap.as_millis() as u64;
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=millis))).await;
+    }
+
+    async fn wait_until(
+        &self,
+        source_id: &str,
+        until: Time,
+        reason: &str,
+        events: &(dyn Fn(SyncEvent) + Send + Sync),
+    ) -> Result<(), SyncError> {
+        events(SyncEvent::RateLimitWait {
+            until,
+            reason: reason.into(),
+        });
+        tracing::info!(source = source_id, %until, "rate limited; waiting");
+        self.sleep_until(source_id, until).await
+    }
+
+    async fn sleep_until(&self, source_id: &str, until: Time) -> Result<(), SyncError> {
+        let wait = (until - Utc::now()).to_std().unwrap_or_default();
+        if wait > self.options.max_rate_limit_wait {
+            return Err(SyncError::RateLimited {
+                source_id: source_id.into(),
+                until,
+            });
+        }
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+}
+
+/// When a response says "slow down", the time to try again.
+fn rate_limit_wait(status: StatusCode, headers: &HeaderMap) -> Option<Time> {
+    let limited = status == StatusCode::TOO_MANY_REQUESTS
+        || (status == StatusCode::FORBIDDEN
+            && (headers.contains_key("retry-after")
+                || headers
+                    .get("x-ratelimit-remaining")
+                    .and_then(|v| v.to_str().ok())
+                    == Some("0")))
+        || (status == StatusCode::SERVICE_UNAVAILABLE && headers.contains_key("retry-after"));
+    if !limited {
+        return None;
+    }
+    let now = Utc::now();
+    if let Some(v) = headers.get("retry-after").and_then(|v| v.to_str().ok()) {
+        if let Ok(secs) = v.trim().parse::<u64>() {
+            return Some(now + chrono::Duration::seconds(secs.min(86_400) as i64));
+        }
+        if let Ok(t) = chrono::DateTime::parse_from_rfc2822(v.trim()) {
+            return Some(t.with_timezone(&Utc).max(now));
+        }
+    }
+    // No usable header (GitLab often sends none): a short pause, then retry.
+    Some(reset_time(headers).unwrap_or(now + chrono::Duration::seconds(1)))
+}
+
+/// X-RateLimit-Reset (GitHub) or RateLimit-Reset (GitLab): Unix seconds.
+fn reset_time(headers: &HeaderMap) -> Option<Time> {
+    let v = headers
+        .get("x-ratelimit-reset")
+        .or_else(|| headers.get("ratelimit-reset"))?
+        .to_str()
+        .ok()?;
+    let secs: i64 = v.trim().parse().ok()?;
+    let now = Utc::now();
+    // Some trackers send seconds-until-reset rather than an epoch time.
+    if secs < 1_000_000_000 {
+        return Some(now + chrono::Duration::seconds(secs));
+    }
+    chrono::DateTime::from_timestamp(secs, 0).map(|t| t.max(now))
+}
+
+/// The tracker's own error message from a JSON error body, shortened.
+fn tracker_message(body: &str) -> String {
+    let from_json = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            for key in ["message", "error", "errorMessages", "errors"] {
+                match &v[key] {
+                    serde_json::Value::String(s) => return Some(s.clone()),
+                    serde_json::Value::Array(a) if !a.is_empty() => {
+                        return Some(
+                            a.iter()
+                                .map(|x| x.as_str().map_or(x.to_string(), str::to_string))
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            None
+        });
+    let text = from_json.unwrap_or_else(|| body.trim().to_string());
+    let mut short: String = text.chars().take(200).collect();
+    if short.is_empty() {
+        short = "no message".into();
+    }
+    short
+}
+
+fn strip_query(url: &Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.to_string()
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "transport error"
+    };
+    // reqwest's Display includes the URL, which never carries a token here.
+    format!("{kind}: {e}")
+}

@@ -105,6 +105,134 @@ impl TestServer {
     pub fn scoring(&self) -> ScoringServiceClient<Channel> {
         ScoringServiceClient::new(self.channel.clone())
     }
+
+    pub fn sync(&self) -> plumbline::proto::sync_service_client::SyncServiceClient<Channel> {
+        plumbline::proto::sync_service_client::SyncServiceClient::new(self.channel.clone())
+    }
+}
+
+// ----- sync -----
+
+/// What one SyncSource call streamed: its progress events and how it ended.
+#[derive(Debug)]
+pub struct SyncRun {
+    pub pages: Vec<pb::PageFetched>,
+    pub waits: Vec<pb::RateLimitWait>,
+    pub result: Result<pb::SyncDone, Status>,
+}
+
+impl SyncRun {
+    /// The done event; panics with the status if the sync failed.
+    pub fn done(&self) -> &pb::SyncDone {
+        match &self.result {
+            Ok(d) => d,
+            Err(e) => panic!("sync failed: {e:?}"),
+        }
+    }
+
+    /// The failure status; panics if the sync succeeded.
+    pub fn error(&self) -> &Status {
+        match &self.result {
+            Ok(d) => panic!("sync succeeded: {d:?}"),
+            Err(e) => e,
+        }
+    }
+}
+
+/// Runs SyncSource over gRPC and collects the stream.
+pub async fn run_sync(s: &TestServer, source_id: &str, full: bool) -> SyncRun {
+    use pb::sync_source_response::Event;
+    let mut run = SyncRun {
+        pages: Vec::new(),
+        waits: Vec::new(),
+        result: Err(Status::unknown("no done event")),
+    };
+    let mut stream = match s
+        .sync()
+        .sync_source(pb::SyncSourceRequest {
+            source_id: source_id.into(),
+            full,
+        })
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(e) => {
+            run.result = Err(e);
+            return run;
+        }
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(msg)) => match msg.event {
+                Some(Event::PageFetched(p)) => run.pages.push(p),
+                Some(Event::RateLimitWait(w)) => run.waits.push(w),
+                Some(Event::Done(d)) => run.result = Ok(d),
+                None => {}
+            },
+            Ok(None) => return run,
+            Err(e) => {
+                run.result = Err(e);
+                return run;
+            }
+        }
+    }
+}
+
+/// The sync status of a source.
+pub async fn sync_status(s: &TestServer, source_id: &str) -> pb::SyncStatus {
+    s.sync()
+        .get_sync_status(pb::GetSyncStatusRequest {
+            source_id: source_id.into(),
+        })
+        .await
+        .expect("GetSyncStatus")
+        .into_inner()
+        .status
+        .expect("status")
+}
+
+/// Sets a token variable once per test binary, before any sync reads it
+/// (every test calls this first, and `Once` makes the others wait).
+pub fn set_test_token(var: &'static str, value: &'static str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: called before any thread of this test binary reads the
+        // environment for a token; later callers wait on the Once.
+        unsafe { std::env::set_var(var, value) }
+    });
+}
+
+/// Every item of a source, walking all pages of ListItems.
+pub async fn all_items(s: &TestServer, source_id: &str) -> Vec<pb::Item> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let r = s
+            .backlog()
+            .list_items(pb::ListItemsRequest {
+                source_id: source_id.into(),
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .expect("ListItems")
+            .into_inner();
+        out.extend(r.items);
+        if r.next_page_token.is_empty() {
+            return out;
+        }
+        token = r.next_page_token;
+    }
+}
+
+/// A goal, a metric and hypotheses H-1 and H-2, so that link rules in
+/// tracker data have something to link to.
+pub async fn value_model_for_rules(s: &TestServer) {
+    create_goal(s, goal("G", pb::GoalLevel::Strategic, "", None)).await;
+    create_metric(s, metric("conversion", 2.0, 4.0)).await;
+    create_hypothesis(s, hypothesis("H-1", "G", "conversion", 0.5, 0.5)).await;
+    create_hypothesis(s, hypothesis("H-2", "G", "conversion", 0.2, 0.5)).await;
 }
 
 // ----- errors -----

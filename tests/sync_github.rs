@@ -1,0 +1,575 @@
+//! GitHub sync end to end: recorded-shape GitHub answers served by a local
+//! HTTP mock (wiremock on 127.0.0.1), a real server and SQLite file, and the
+//! sync driven through the gRPC SyncService.
+
+mod common;
+
+use common::*;
+use plumbline::proto as pb;
+use tonic::Code;
+use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TOKEN_VAR: &str = "PLUMBLINE_TEST_GITHUB_TOKEN";
+const TOKEN: &str = "ghp_testtoken0123456789";
+const ISSUES: &str = "/repos/acme/shop/issues";
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/github/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+fn json(body: String) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .insert_header("content-type", "application/json; charset=utf-8")
+        .insert_header("x-ratelimit-limit", "5000")
+        .insert_header("x-ratelimit-remaining", "4990")
+        .insert_header("x-ratelimit-reset", "4102444800")
+        .set_body_string(body)
+}
+
+/// A server with a GitHub source pointing at `mock`.
+async fn setup(mock: &MockServer) -> TestServer {
+    set_test_token(TOKEN_VAR, TOKEN);
+    let s = TestServer::start().await;
+    value_model_for_rules(&s).await;
+    create_source(
+        &s,
+        pb::Source {
+            id: "gh".into(),
+            kind: pb::TrackerKind::Github as i32,
+            base_url: mock.uri(),
+            project_key: "acme/shop".into(),
+            token_env: TOKEN_VAR.into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    s
+}
+
+/// Page 1 links to page 2 through the `/repositories/{id}` form GitHub uses.
+async fn mount_two_pages(mock: &MockServer) {
+    let next = format!(
+        "{}/repositories/42/issues?state=all&sort=updated&direction=asc&per_page=100&page=2",
+        mock.uri()
+    );
+    let last = format!(
+        "{}/repositories/42/issues?state=all&sort=updated&direction=asc&per_page=100&page=2",
+        mock.uri()
+    );
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param("state", "all"))
+        .and(query_param("sort", "updated"))
+        .and(query_param("direction", "asc"))
+        .and(query_param("per_page", "100"))
+        .and(query_param_is_missing("since"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .and(header("accept", "application/vnd.github+json"))
+        .respond_with(
+            json(fixture("issues-page1.json"))
+                .insert_header(
+                    "link",
+                    format!("<{next}>; rel=\"next\", <{last}>; rel=\"last\"").as_str(),
+                )
+                .insert_header("etag", "W/\"page1\""),
+        )
+        .mount(mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repositories/42/issues"))
+        .and(query_param("page", "2"))
+        .respond_with(json(fixture("issues-page2.json")))
+        .mount(mock)
+        .await;
+}
+
+#[tokio::test]
+async fn a_multi_page_sync_maps_every_field_and_skips_pull_requests() {
+    let mock = MockServer::start().await;
+    mount_two_pages(&mock).await;
+    let s = setup(&mock).await;
+
+    let run = run_sync(&s, "gh", false).await;
+    let done = run.done();
+    assert_eq!((done.pages, done.requests, done.upserted_count), (2, 2, 4));
+    assert_eq!(
+        run.pages.iter().map(|p| p.item_count).collect::<Vec<_>>(),
+        [2, 2],
+        "the PR is not an item"
+    );
+
+    let items = all_items(&s, "gh").await;
+    let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(keys, ["gh/11", "gh/13", "gh/14", "gh/15"]);
+    let one = &items[0];
+    assert_eq!(one.title, "One-page checkout on mobile");
+    assert_eq!(one.url, "https://github.com/acme/shop/issues/11");
+    assert_eq!(one.estimate, Some(5.0), "from the size:5 label");
+    assert_eq!(one.labels, ["checkout", "size:5", "hypothesis:H-1"]);
+    let tasks: Vec<(&str, bool)> = one
+        .tasks
+        .iter()
+        .map(|t| (t.text.as_str(), t.done))
+        .collect();
+    assert_eq!(
+        tasks,
+        [
+            ("merge address and payment steps", false),
+            ("measure drop-off per step", true),
+            ("keep form state on reload", false)
+        ]
+    );
+    let closed = &items[2];
+    assert_eq!(closed.state, pb::ItemState::Closed as i32);
+    assert_eq!(
+        closed.close_time.as_ref().map(|t| t.seconds),
+        Some(secs("2026-11-04T12:00:00Z"))
+    );
+    assert_eq!(items[3].estimate, None);
+
+    // Link rules ran on the synced items: a label and a body line.
+    let l1 = s
+        .backlog()
+        .list_links(pb::ListLinksRequest {
+            item_key: "gh/11".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .links;
+    assert_eq!(
+        (
+            l1[0].hypothesis_id.as_str(),
+            l1[0].contribution,
+            l1[0].origin
+        ),
+        ("H-1", 1.0, pb::LinkOrigin::Rule as i32)
+    );
+    let l3 = s
+        .backlog()
+        .list_links(pb::ListLinksRequest {
+            item_key: "gh/13".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .links;
+    assert_eq!(
+        (l3[0].hypothesis_id.as_str(), l3[0].contribution),
+        ("H-2", 0.5)
+    );
+
+    // The synced items rank, and the linked ones lead.
+    let ranked = keys_of(
+        &rank(
+            &s,
+            pb::RankItemsRequest {
+                page_size: 10,
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    assert_eq!(ranked.len(), 3, "closed gh/14 is left out");
+    assert_eq!(
+        ranked,
+        ["gh/11", "gh/13", "gh/15"],
+        "linked items lead; unlinked gh/15 is last"
+    );
+
+    let st = sync_status(&s, "gh").await;
+    assert_eq!(st.state, pb::SyncState::Succeeded as i32);
+    assert_eq!(
+        st.cursor_time.map(|t| t.seconds),
+        Some(secs("2026-11-05T13:00:00Z"))
+    );
+    assert_eq!(st.last_request_count, 2);
+}
+
+fn keys_of(r: &pb::RankItemsResponse) -> Vec<String> {
+    keys(r)
+}
+
+fn secs(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp()
+}
+
+#[tokio::test]
+async fn an_incremental_sync_asks_since_the_cursor_and_skips_the_boundary_duplicate() {
+    let mock = MockServer::start().await;
+    mount_two_pages(&mock).await;
+    let s = setup(&mock).await;
+    run_sync(&s, "gh", false).await.done();
+
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param("since", "2026-11-05T13:00:00Z"))
+        .respond_with(json(fixture("issues-since.json")).insert_header("etag", "\"since-1\""))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let run = run_sync(&s, "gh", false).await;
+    let done = run.done();
+    assert_eq!(
+        (done.pages, done.requests, done.upserted_count),
+        (1, 1, 1),
+        "only gh/16 is new"
+    );
+    assert_eq!(all_items(&s, "gh").await.len(), 5);
+    assert_eq!(
+        sync_status(&s, "gh").await.cursor_time.map(|t| t.seconds),
+        Some(secs("2026-11-06T14:00:00Z"))
+    );
+}
+
+#[tokio::test]
+async fn an_unchanged_source_costs_one_conditional_request() {
+    let mock = MockServer::start().await;
+    mount_two_pages(&mock).await;
+    let s = setup(&mock).await;
+    run_sync(&s, "gh", false).await.done();
+    // The incremental answer: the boundary item only, with a validator.
+    let since_page = fixture("issues-page2.json");
+    let boundary: serde_json::Value = serde_json::from_str(&since_page).unwrap();
+    let boundary = serde_json::to_string(&[boundary[1].clone()]).unwrap();
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param("since", "2026-11-05T13:00:00Z"))
+        .and(header("if-none-match", "\"unchanged\""))
+        .respond_with(ResponseTemplate::new(304).insert_header("etag", "\"unchanged\""))
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param("since", "2026-11-05T13:00:00Z"))
+        .respond_with(json(boundary).insert_header("etag", "\"unchanged\""))
+        .mount(&mock)
+        .await;
+
+    let second = run_sync(&s, "gh", false).await;
+    assert_eq!(
+        (
+            second.done().requests,
+            second.done().upserted_count,
+            second.done().not_modified
+        ),
+        (1, 0, false)
+    );
+    let third = run_sync(&s, "gh", false).await;
+    assert_eq!(
+        (
+            third.done().requests,
+            third.done().pages,
+            third.done().not_modified
+        ),
+        (1, 0, true)
+    );
+    assert_eq!(all_items(&s, "gh").await.len(), 4);
+}
+
+#[tokio::test]
+async fn a_rate_limit_is_waited_out_not_failed() {
+    let mock = MockServer::start().await;
+    // Secondary rate limit: 403 with Retry-After; then 429 with Retry-After.
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header("retry-after", "1")
+                .set_body_string(fixture("error-403-rate-limit.json")),
+        )
+        .up_to_n_times(1)
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0"))
+        .up_to_n_times(1)
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(json(fixture("issues-page2.json")))
+        .mount(&mock)
+        .await;
+    let s = setup(&mock).await;
+    let run = run_sync(&s, "gh", false).await;
+    assert_eq!((run.done().requests, run.done().upserted_count), (3, 2));
+    assert_eq!(run.waits.len(), 2, "each wait is reported: {:?}", run.waits);
+}
+
+#[tokio::test]
+async fn transient_server_errors_are_retried() {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(ResponseTemplate::new(502).set_body_string("<html>Bad Gateway</html>"))
+        .up_to_n_times(2)
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(json(fixture("issues-page2.json")))
+        .mount(&mock)
+        .await;
+    let s = setup(&mock).await;
+    let run = run_sync(&s, "gh", false).await;
+    assert_eq!((run.done().requests, run.done().upserted_count), (3, 2));
+}
+
+#[tokio::test]
+async fn bad_credentials_fail_clearly_without_the_token() {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(ResponseTemplate::new(401).set_body_string(fixture("error-401.json")))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let s = setup(&mock).await;
+    let run = run_sync(&s, "gh", false).await;
+    let err = run.error();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message().contains("\"gh\"") && err.message().contains("Bad credentials"),
+        "{err:?}"
+    );
+    assert!(!err.message().contains(TOKEN));
+    let st = sync_status(&s, "gh").await;
+    assert_eq!(st.state, pb::SyncState::Failed as i32);
+    assert!(
+        st.last_error.contains("401") && !st.last_error.contains(TOKEN),
+        "{}",
+        st.last_error
+    );
+}
+
+#[tokio::test]
+async fn a_missing_token_variable_is_named() {
+    let mock = MockServer::start().await;
+    let s = setup(&mock).await;
+    s.sources()
+        .update_source(pb::UpdateSourceRequest {
+            source: Some(pb::Source {
+                id: "gh".into(),
+                token_env: "PLUMBLINE_TEST_UNSET_TOKEN".into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["token_env"]),
+        })
+        .await
+        .unwrap();
+    let run = run_sync(&s, "gh", false).await;
+    assert_eq!(run.error().code(), Code::FailedPrecondition);
+    assert!(run.error().message().contains("PLUMBLINE_TEST_UNSET_TOKEN"));
+    assert!(
+        mock.received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty(),
+        "no request without a token"
+    );
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_clear_error_and_writes_nothing() {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(json("[{\"number\": 1, \"title\": ".into()))
+        .mount(&mock)
+        .await;
+    let s = setup(&mock).await;
+    let run = run_sync(&s, "gh", false).await;
+    assert_eq!(run.error().code(), Code::Unavailable);
+    assert!(
+        run.error().message().contains("malformed"),
+        "{:?}",
+        run.error()
+    );
+    assert!(all_items(&s, "gh").await.is_empty());
+    assert_eq!(sync_status(&s, "gh").await.cursor_time, None);
+}
+
+#[tokio::test]
+async fn a_sync_cut_off_after_a_page_resumes_without_losing_or_duplicating() {
+    let mock = MockServer::start().await;
+    let next = format!("{}/repositories/42/issues?page=2", mock.uri());
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param_is_missing("since"))
+        .respond_with(
+            json(fixture("issues-page1.json"))
+                .insert_header("link", format!("<{next}>; rel=\"next\"").as_str()),
+        )
+        .mount(&mock)
+        .await;
+    // Page 2 fails for good on the first run (every retry).
+    Mock::given(method("GET"))
+        .and(path("/repositories/42/issues"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&mock)
+        .await;
+    let s = setup(&mock).await;
+    let first = run_sync(&s, "gh", false).await;
+    assert_eq!(first.error().code(), Code::Unavailable);
+    assert_eq!(first.pages.len(), 1, "page 1 was stored before the failure");
+    assert_eq!(all_items(&s, "gh").await.len(), 2);
+    let cursor = sync_status(&s, "gh").await.cursor_time.map(|t| t.seconds);
+    assert_eq!(
+        cursor,
+        Some(secs("2026-11-03T11:30:00Z")),
+        "the last item of page 1"
+    );
+
+    // The resumed sync asks from the cursor; the tracker answers the boundary
+    // item again plus the rest.
+    let resumed = {
+        let mut v: Vec<serde_json::Value> =
+            serde_json::from_str(&fixture("issues-page1.json")).unwrap();
+        let mut rest: Vec<serde_json::Value> =
+            serde_json::from_str(&fixture("issues-page2.json")).unwrap();
+        v.retain(|i| i["number"] == 13);
+        v.append(&mut rest);
+        serde_json::to_string(&v).unwrap()
+    };
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param("since", "2026-11-03T11:30:00Z"))
+        .respond_with(json(resumed))
+        .mount(&mock)
+        .await;
+    let second = run_sync(&s, "gh", false).await;
+    assert_eq!(second.done().upserted_count, 2, "gh/13 is not stored twice");
+    let keys: Vec<String> = all_items(&s, "gh")
+        .await
+        .into_iter()
+        .map(|i| i.key)
+        .collect();
+    assert_eq!(keys, ["gh/11", "gh/13", "gh/14", "gh/15"]);
+}
+
+#[tokio::test]
+async fn two_syncs_of_one_source_never_run_at_once() {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(
+            json(fixture("issues-page2.json")).set_delay(std::time::Duration::from_millis(500)),
+        )
+        .mount(&mock)
+        .await;
+    let s = setup(&mock).await;
+    let (a, b) = tokio::join!(run_sync(&s, "gh", false), async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        run_sync(&s, "gh", false).await
+    });
+    assert_eq!(a.done().upserted_count, 2);
+    assert_eq!(b.error().code(), Code::Aborted);
+    assert_eq!(mock.received_requests().await.unwrap().len(), 1);
+}
+
+/// 5,000 issues over 50 pages: all land and rank; a second sync of the
+/// unchanged project costs one request.
+#[tokio::test]
+async fn five_thousand_items_sync_and_rank_and_a_resync_costs_one_request() {
+    let mock = MockServer::start().await;
+    let base = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    let template: serde_json::Value =
+        serde_json::from_str::<Vec<serde_json::Value>>(&fixture("issues-page2.json")).unwrap()[1]
+            .clone();
+    let total = 5_000usize;
+    let pages = total / 100;
+    for p in 0..pages {
+        let items: Vec<serde_json::Value> = (0..100)
+            .map(|i| {
+                let n = p * 100 + i + 1;
+                let mut v = template.clone();
+                v["number"] = n.into();
+                v["title"] = format!("Issue {n}").into();
+                v["updated_at"] = (base + chrono::Duration::minutes(n as i64)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true).into();
+                v["labels"] = serde_json::json!([{"name": format!("size:{}", 1 + n % 8)}, {"name": if n % 3 == 0 { "hypothesis:H-1" } else { "misc" }}]);
+                v
+            })
+            .collect();
+        let mut resp = json(serde_json::to_string(&items).unwrap());
+        if p + 1 < pages {
+            resp = resp.insert_header(
+                "link",
+                format!(
+                    "<{}/repositories/42/issues?page={}>; rel=\"next\"",
+                    mock.uri(),
+                    p + 2
+                )
+                .as_str(),
+            );
+        }
+        let m = if p == 0 {
+            Mock::given(method("GET"))
+                .and(path(ISSUES))
+                .and(query_param_is_missing("since"))
+        } else {
+            Mock::given(method("GET"))
+                .and(path("/repositories/42/issues"))
+                .and(query_param("page", (p + 1).to_string().as_str()))
+        };
+        m.respond_with(resp).mount(&mock).await;
+    }
+    let last = base + chrono::Duration::minutes(total as i64);
+    let last_item = {
+        let mut v = template.clone();
+        v["number"] = total.into();
+        v["updated_at"] = last
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            .into();
+        serde_json::to_string(&[v]).unwrap()
+    };
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param(
+            "since",
+            last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                .as_str(),
+        ))
+        .respond_with(json(last_item))
+        .mount(&mock)
+        .await;
+
+    let s = setup(&mock).await;
+    let first = run_sync(&s, "gh", false).await;
+    assert_eq!(
+        (first.done().pages, first.done().upserted_count),
+        (pages as i32, total as i32)
+    );
+    assert_eq!(all_items(&s, "gh").await.len(), total);
+    let top = rank(
+        &s,
+        pb::RankItemsRequest {
+            page_size: 5,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(top.items.len(), 5);
+    assert!(
+        top.items[0].score.as_ref().unwrap().value > 0.0,
+        "rule-linked items rank first"
+    );
+
+    let before = mock.received_requests().await.unwrap().len();
+    let second = run_sync(&s, "gh", false).await;
+    assert_eq!(
+        (second.done().requests, second.done().upserted_count),
+        (1, 0)
+    );
+    assert_eq!(mock.received_requests().await.unwrap().len() - before, 1);
+}

@@ -157,6 +157,8 @@ mod tests {
     }
 
     #[test]
+    // figment's Jail closure returns figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
     fn sync_settings_come_from_file_and_env() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.toml");

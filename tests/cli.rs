@@ -207,3 +207,81 @@ async fn the_demo_prints_a_ranked_explained_backlog_with_every_flag() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_and_sync_commands_drive_a_tracker_sync() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let mock = MockServer::start().await;
+    let body = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/github/issues-page2.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/shop/issues"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(body))
+        .mount(&mock)
+        .await;
+    let s = TestServer::start().await;
+    let url = s.server().url();
+    let url = url.as_str();
+
+    let out = plumbline(&[
+        "sources",
+        "add",
+        "gh",
+        "--kind",
+        "github",
+        "--url",
+        &mock.uri(),
+        "--project",
+        "acme/shop",
+        "--server",
+        url,
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("plumbline sync gh"));
+
+    // Not a terminal: plain progress lines, then the summary.
+    let out = plumbline(&["sync", "gh", "--server", url]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("page 1: 2 items, 2 new or changed"), "{text}");
+    assert!(
+        text.contains("gh: synced 1 pages in 1 requests; 2 items new or changed"),
+        "{text}"
+    );
+
+    let sources = json(&["sources", "list", "--json", "--server", url]).await;
+    assert_eq!(sources[0]["id"], "gh");
+    assert_eq!(sources[0]["sync_state"], "succeeded");
+    assert_eq!(sources[0]["cursor_time"], "2026-11-05T13:00:00Z");
+
+    let events = plumbline(&["sync", "gh", "--json", "--server", url]).await;
+    let last: Value = serde_json::from_str(
+        String::from_utf8_lossy(&events.stdout)
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (last["event"].as_str(), last["upserted"].as_i64()),
+        (Some("done"), Some(0))
+    );
+
+    let out = plumbline(&["sources", "remove", "gh", "--server", url]).await;
+    assert!(!out.status.success(), "items still there: needs --force");
+    let out = plumbline(&["sources", "remove", "gh", "--force", "--server", url]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("removed source gh and 2 items"));
+}

@@ -43,7 +43,7 @@ pub fn rpc_error(status: tonic::Status) -> anyhow::Error {
 /// Follows page tokens to the last page (or until `at_least` entries when it
 /// is not 0), collecting every entry. `fetch` asks for one page by token;
 /// `split` takes a response apart into its entries and the next token.
-async fn all_pages<T, R, Fut>(
+pub async fn all_pages<T, R, Fut>(
     at_least: usize,
     mut fetch: impl FnMut(String) -> Fut,
     split: impl Fn(R) -> (Vec<T>, String),

@@ -5,6 +5,7 @@
 mod client;
 mod demo;
 mod output;
+mod tracker;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,6 +73,87 @@ enum Command {
     Link(LinkArgs),
     /// Record an observation of a metric.
     Observe(ObserveArgs),
+    /// Manage tracker sources (add, list with sync status, remove).
+    #[command(subcommand)]
+    Sources(SourcesCommand),
+    /// Pull a source's changed items from its tracker now, with progress.
+    Sync(SyncArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum SourcesCommand {
+    /// Add a tracker project as a source.
+    Add(SourceAddArgs),
+    /// List sources with their sync status.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Remove a source (with --force, also its items and their links).
+    Remove {
+        /// Source id.
+        id: String,
+        /// Also delete the source's items and their links.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KindArg {
+    Github,
+    Gitlab,
+    Jira,
+    Redmine,
+}
+
+#[derive(Debug, Args)]
+struct SourceAddArgs {
+    /// Short id, the first half of item keys (e.g. "web" in web/412).
+    id: String,
+    /// Tracker kind.
+    #[arg(long, value_enum)]
+    kind: KindArg,
+    /// API base URL: https://api.github.com, https://gitlab.com,
+    /// https://YOURSITE.atlassian.net, https://redmine.example.com.
+    #[arg(long)]
+    url: String,
+    /// Project: OWNER/REPO (GitHub), group/project path or id (GitLab),
+    /// project key (Jira), project identifier (Redmine).
+    #[arg(long)]
+    project: String,
+    /// NAME of the environment variable holding the token (never the token).
+    /// For Jira Cloud it holds EMAIL:API_TOKEN.
+    #[arg(long, default_value = "")]
+    token_env: String,
+    /// Field with the estimate: label:size: (GitHub), weight or time_estimate
+    /// (GitLab), customfield_10016 (Jira), estimated_hours or cf_ID (Redmine).
+    #[arg(long, default_value = "")]
+    estimate_field: String,
+    /// Label prefix that links to a hypothesis [default: hypothesis:].
+    #[arg(long, default_value = "")]
+    label_prefix: String,
+    /// Body keyword that links to a hypothesis [default: Hypothesis].
+    #[arg(long, default_value = "")]
+    body_keyword: String,
+    /// Do not create links from labels or body lines.
+    #[arg(long)]
+    no_link_rules: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Debug, Args)]
+struct SyncArgs {
+    /// Source id.
+    source: String,
+    /// Ignore the cursor and fetch everything again.
+    #[arg(long)]
+    full: bool,
+    #[command(flatten)]
+    conn: Conn,
 }
 
 /// How to reach a running sidecar, and how to print.
@@ -273,6 +355,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Hypotheses { conn } => client::hypotheses(&conn).await,
         Command::Link(a) => client::link(a).await,
         Command::Observe(a) => client::observe(a).await,
+        Command::Sources(SourcesCommand::Add(a)) => tracker::add_source(a).await,
+        Command::Sources(SourcesCommand::List { conn }) => tracker::list_sources(&conn).await,
+        Command::Sources(SourcesCommand::Remove { id, force, conn }) => {
+            tracker::remove_source(&conn, &id, force).await
+        }
+        Command::Sync(a) => tracker::sync(a).await,
     }
 }
 

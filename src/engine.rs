@@ -247,12 +247,7 @@ impl Engine {
             for it in &changed {
                 ix.put_item(it.key(), facts_of(it));
             }
-            for (item, hyp) in &remove_links {
-                ix.remove_link(item, hyp);
-            }
-            for l in put_links {
-                ix.put_link(l);
-            }
+            ix.apply_links(&remove_links, put_links);
         }
         Ok((items, counts))
     }

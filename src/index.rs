@@ -452,6 +452,53 @@ impl ScoreIndex {
         self.after_link_change(hypothesis_id, item_key);
     }
 
+    /// Removes and puts many links at once, rescoring each affected item
+    /// once: a sync page that links dozens of items to one over-subscribed
+    /// hypothesis rescores that hypothesis' items once, not once per link.
+    pub fn apply_links(&mut self, remove: &[(String, String)], put: Vec<Link>) {
+        let mut hyps: BTreeSet<String> = BTreeSet::new();
+        let mut items: BTreeSet<String> = BTreeSet::new();
+        for (item, hyp) in remove {
+            if let Some(m) = self.links_by_item.get_mut(item) {
+                m.remove(hyp);
+            }
+            if let Some(set) = self.items_by_hypothesis.get_mut(hyp) {
+                set.remove(item);
+            }
+            hyps.insert(hyp.clone());
+            items.insert(item.clone());
+        }
+        for link in put {
+            let (item, hyp) = (link.item_key.clone(), link.hypothesis_id.clone());
+            self.items_by_hypothesis
+                .entry(hyp.clone())
+                .or_default()
+                .insert(item.clone());
+            self.links_by_item
+                .entry(item.clone())
+                .or_default()
+                .insert(hyp.clone(), link);
+            hyps.insert(hyp);
+            items.insert(item);
+        }
+        for h in &hyps {
+            let before = self.contribution_totals.get(h).copied().unwrap_or(0.0);
+            let after = self.refresh_contribution_total(h);
+            if before > 1.0 || after > 1.0 {
+                items.extend(
+                    self.items_by_hypothesis
+                        .get(h)
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                );
+            }
+        }
+        for k in &items {
+            self.rescore(k);
+        }
+    }
+
     // ----- internals -----
 
     fn after_link_change(&mut self, hypothesis_id: &str, item_key: &str) {
@@ -583,5 +630,127 @@ impl ScoreIndex {
             .insert((Reverse(OrdF64(s.value)), key.to_string()));
         self.scores.insert(key.to_string(), s);
         self.rescored += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Direction, GoalLevel, HypothesisStatus, KeyValueArea, LinkOrigin};
+    use chrono::Utc;
+
+    fn snapshot(links: Vec<Link>) -> Snapshot {
+        let now = Utc::now();
+        let goal = Goal {
+            id: "G".into(),
+            title: "G".into(),
+            description: String::new(),
+            level: GoalLevel::Strategic,
+            parent_id: String::new(),
+            key_value_area: KeyValueArea::CurrentValue,
+            weight: 1.0,
+            create_time: now,
+            update_time: now,
+        };
+        let metric = Metric {
+            id: "m".into(),
+            name: "m".into(),
+            unit: String::new(),
+            direction: Direction::HigherIsBetter,
+            baseline: 0.0,
+            target: 1.0,
+            cadence: None,
+            create_time: now,
+            update_time: now,
+        };
+        let hyp = |id: &str| Hypothesis {
+            id: id.into(),
+            statement: id.into(),
+            goal_id: "G".into(),
+            metric_id: "m".into(),
+            expected_effect: 0.5,
+            confidence: 0.5,
+            status: HypothesisStatus::Testing,
+            check_time: None,
+            create_time: now,
+            update_time: now,
+        };
+        let items = (0..40)
+            .map(|i| {
+                (
+                    format!("s/{i:02}"),
+                    ItemFacts {
+                        source_id: "s".into(),
+                        title: format!("item {i}"),
+                        state: ItemState::Open,
+                        labels: vec![],
+                        estimate: Some(1.0 + (i % 5) as f64),
+                    },
+                )
+            })
+            .collect();
+        Snapshot {
+            goals: vec![goal],
+            metrics: vec![(metric, Default::default())],
+            hypotheses: vec![hyp("H-1"), hyp("H-2")],
+            items,
+            links,
+            ..Default::default()
+        }
+    }
+
+    fn link(i: usize, h: &str, c: f64) -> Link {
+        let now = Utc::now();
+        Link {
+            item_key: format!("s/{i:02}"),
+            hypothesis_id: h.into(),
+            contribution: c,
+            origin: LinkOrigin::Rule,
+            rationale: String::new(),
+            create_time: now,
+            update_time: now,
+        }
+    }
+
+    #[test]
+    fn batched_links_score_like_a_rebuild_and_rescore_each_item_once() {
+        // Start with some links, then a batch that over-subscribes H-1 and
+        // removes two links.
+        let initial: Vec<Link> = (0..10).map(|i| link(i, "H-2", 0.05)).collect();
+        let mut ix = ScoreIndex::from_snapshot(3.0, snapshot(initial.clone()));
+        let batch: Vec<Link> = (0..30).map(|i| link(i, "H-1", 0.3)).collect();
+        let remove = vec![
+            ("s/01".to_string(), "H-2".to_string()),
+            ("s/02".to_string(), "H-2".to_string()),
+        ];
+        let before = ix.rescored_count();
+        ix.apply_links(&remove, batch.clone());
+        assert_eq!(ix.rescored_count() - before, 30, "each touched item once");
+
+        let mut all: Vec<Link> = initial
+            .into_iter()
+            .filter(|l| !matches!(l.item_key.as_str(), "s/01" | "s/02"))
+            .collect();
+        all.extend(batch);
+        let rebuilt = ScoreIndex::from_snapshot(3.0, snapshot(all));
+        for i in 0..40 {
+            let k = format!("s/{i:02}");
+            assert_eq!(ix.score(&k), rebuilt.score(&k), "{k}");
+        }
+        let q = RankQuery {
+            limit: 40,
+            ..Default::default()
+        };
+        let a: Vec<String> = ix
+            .rank(RankOrder::ValueDensity, &q)
+            .into_iter()
+            .map(|(k, _)| k.1)
+            .collect();
+        let b: Vec<String> = rebuilt
+            .rank(RankOrder::ValueDensity, &q)
+            .into_iter()
+            .map(|(k, _)| k.1)
+            .collect();
+        assert_eq!(a, b);
     }
 }

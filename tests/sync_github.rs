@@ -573,3 +573,73 @@ async fn five_thousand_items_sync_and_rank_and_a_resync_costs_one_request() {
     );
     assert_eq!(mock.received_requests().await.unwrap().len() - before, 1);
 }
+
+/// With an interval set, the server syncs every source by itself.
+#[tokio::test]
+async fn the_background_sync_pulls_without_being_asked() {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(json(fixture("issues-page2.json")))
+        .mount(&mock)
+        .await;
+    set_test_token(TOKEN_VAR, TOKEN);
+    let s = TestServer::start_with_sync(plumbline::config::SyncConfig {
+        interval_secs: 1,
+        ..plumbline::config::SyncConfig::manual()
+    })
+    .await;
+    create_source(
+        &s,
+        pb::Source {
+            id: "gh".into(),
+            kind: pb::TrackerKind::Github as i32,
+            base_url: mock.uri(),
+            project_key: "acme/shop".into(),
+            token_env: TOKEN_VAR.into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if all_items(&s, "gh").await.len() == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background sync within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let st = sync_status(&s, "gh").await;
+    assert!(matches!(
+        pb::SyncState::try_from(st.state),
+        Ok(pb::SyncState::Succeeded | pb::SyncState::Running)
+    ));
+}
+
+#[tokio::test]
+async fn sync_rpcs_validate_their_input() {
+    let mock = MockServer::start().await;
+    let s = setup(&mock).await;
+    assert_eq!(
+        run_sync(&s, "nope", false).await.error().code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        run_sync(&s, "bad id!", false).await.error().code(),
+        Code::InvalidArgument
+    );
+    let st = sync_status(&s, "gh").await;
+    assert_eq!(st.state, pb::SyncState::Never as i32);
+    assert_eq!(st.cursor_time, None);
+    let err = s
+        .sync()
+        .get_sync_status(pb::GetSyncStatusRequest {
+            source_id: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}

@@ -36,12 +36,17 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on 127.0.0.1:0 with a fresh SQLite file.
     pub async fn start() -> TestServer {
+        Self::start_with_sync(plumbline::config::SyncConfig::manual()).await
+    }
+
+    /// Starts a server with these sync settings (e.g. background sync on).
+    pub async fn start_with_sync(sync: plumbline::config::SyncConfig) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary folder");
         let config = Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             db: dir.path().join("plumbline.sqlite"),
             default_size: DEFAULT_SIZE,
-            sync: plumbline::config::SyncConfig::manual(),
+            sync,
         };
         Self::start_in(dir, config).await
     }

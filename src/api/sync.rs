@@ -120,11 +120,17 @@ impl pb::sync_service_server::SyncService for SyncApi {
         c.id("source_id", &id);
         c.finish(()).map_err(to_status)?;
         self.0.engine().get_source(&id).map_err(to_status)?;
-        let st = self.0.engine().sync_state(&id).await.map_err(to_status)?;
-        let state = if self.0.is_running(&id) {
-            SyncRunState::Running
-        } else {
-            st.state
+        let mut st = self.0.engine().sync_state(&id).await.map_err(to_status)?;
+        let state = match (self.0.is_running(&id), st.state) {
+            (true, _) => SyncRunState::Running,
+            // Stored as running, but no sync runs: the server stopped mid-way.
+            (false, SyncRunState::Running) => {
+                st.last_error = "interrupted: the server stopped during the sync; \
+                                 the next sync resumes from the cursor"
+                    .into();
+                SyncRunState::Failed
+            }
+            (false, s) => s,
         };
         Ok(Response::new(pb::GetSyncStatusResponse {
             status: Some(pb::SyncStatus {

@@ -20,13 +20,14 @@ pub fn sync_status(e: SyncError) -> Status {
     match e {
         SyncError::Engine(e) => to_status(e),
         SyncError::AlreadyRunning(_) => Status::aborted(e.to_string()),
+        // `Http` is a 4xx that retrying cannot fix (bad query, unknown project).
         SyncError::Unauthorized { .. }
         | SyncError::Forbidden { .. }
         | SyncError::NotFound { .. }
+        | SyncError::Http { .. }
         | SyncError::MissingToken { .. }
         | SyncError::Config { .. } => Status::failed_precondition(e.to_string()),
-        SyncError::Http { .. }
-        | SyncError::Transport { .. }
+        SyncError::Transport { .. }
         | SyncError::RateLimited { .. }
         | SyncError::Malformed { .. } => Status::unavailable(e.to_string()),
         SyncError::Client(_) => Status::internal(e.to_string()),

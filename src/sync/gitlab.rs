@@ -1,43 +1,447 @@
-//! GitLab connector: not written yet (the sync issue's work in progress).
+//! GitLab REST v4: the issues of one project (`project_key` = the project's
+//! full path, `group/subgroup/project`, or its numeric id).
+//!
+//! - `GET {base_url}/api/v4/projects/{id}/issues?scope=all&state=all&order_by=updated_at&sort=asc&per_page=100&updated_after=...`:
+//!   the path is percent-encoded into one segment (`group%2Fproject`);
+//!   `state=all` brings closed issues too; `updated_after` means "updated at or
+//!   after" and is sent truncated to the second, so nothing between two
+//!   seconds is lost (the cursor skips what was already stored). A `base_url`
+//!   that already ends in `/api/v4` is taken as is.
+//! - Pages follow the `Link: <...>; rel="next"` URL when it stays on the origin
+//!   of the page that gave it; otherwise (no `Link`, or one pointing elsewhere,
+//!   as GitLab behind a misconfigured proxy sends) the `X-Next-Page` number,
+//!   empty on the last page, replaces `page` in the current URL, so the token
+//!   never goes to another host. Past 10,000 rows GitLab leaves out `X-Total`,
+//!   `X-Total-Pages` and `rel="last"`, so they are never needed; `X-Total` is
+//!   only reported as the expected total when present.
+//! - Auth: `PRIVATE-TOKEN: TOKEN` (a personal, project or group access token
+//!   with `read_api`).
+//! - Estimate (`estimate_field`): empty or `weight` takes the issue weight
+//!   (a paid-tier field; `null` on Free); `time_estimate` takes
+//!   `time_stats.time_estimate`, converted from seconds to hours;
+//!   `label:PREFIX` takes a label such as `size::3` (`label:size::`). A weight
+//!   or time estimate of 0 leaves the item unestimated: 0 is GitLab's "not
+//!   set" for time estimates, and a score needs a positive size. Any other
+//!   `estimate_field` is refused before the first request.
+//! - Parent: none. An issue's `epic` is a group-level object with its own iid
+//!   space, not an issue of the project, so it cannot be an item key here;
+//!   `parent_key` stays empty.
+//! - Rate limits: GitLab sends `RateLimit-*` and `Retry-After` mostly on 429,
+//!   sometimes not at all; the shared client handles both.
 
 use reqwest::Url;
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::{ACCEPT, HeaderName, HeaderValue};
+use serde::Deserialize;
 
+use super::github::estimate_from_labels;
 use super::http::Fetched;
-use super::{Connector, Page, SyncError};
-use crate::domain::{Source, Time};
+use super::{
+    Connector, PAGE_SIZE, Page, SyncError, header_value, join_url, next_link, parse_json,
+    parse_time,
+};
+use crate::domain::{Item, ItemState, Source, Time};
 
 /// The GitLab connector.
 pub struct GitLab;
+
+#[derive(Debug, Deserialize)]
+struct Issue {
+    iid: u64,
+    title: String,
+    description: Option<String>,
+    web_url: String,
+    state: String,
+    #[serde(default)]
+    labels: Vec<String>,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+    closed_at: Option<String>,
+    weight: Option<f64>,
+    time_stats: Option<TimeStats>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TimeStats {
+    /// Seconds; 0 when not set.
+    time_estimate: Option<f64>,
+}
+
+/// Where a source's estimates come from.
+#[derive(Debug, Clone, PartialEq)]
+enum EstimateFrom {
+    Weight,
+    TimeEstimate,
+    Label(String),
+}
+
+impl EstimateFrom {
+    fn of(source: &Source) -> Result<Self, SyncError> {
+        match source.estimate_field.trim() {
+            "" | "weight" => Ok(EstimateFrom::Weight),
+            "time_estimate" => Ok(EstimateFrom::TimeEstimate),
+            f => match f.strip_prefix("label:") {
+                Some("") => Ok(EstimateFrom::Label("size:".into())),
+                Some(prefix) => Ok(EstimateFrom::Label(prefix.to_string())),
+                None => Err(SyncError::Config {
+                    source_id: source.id.clone(),
+                    detail: format!(
+                        "estimate_field {:?} is not a GitLab estimate; use \"weight\" (the default), \"time_estimate\" or \"label:PREFIX\"",
+                        source.estimate_field
+                    ),
+                }),
+            },
+        }
+    }
+
+    fn estimate(&self, issue: &Issue) -> Option<f64> {
+        let positive = |n: f64| (n.is_finite() && n > 0.0).then_some(n);
+        match self {
+            EstimateFrom::Weight => issue.weight.and_then(positive),
+            EstimateFrom::TimeEstimate => issue
+                .time_stats
+                .as_ref()
+                .and_then(|t| t.time_estimate)
+                .and_then(positive)
+                .map(|secs| secs / 3600.0),
+            EstimateFrom::Label(prefix) => estimate_from_labels(&issue.labels, prefix),
+        }
+    }
+}
+
+/// Percent-encodes a project path into one URL path segment: everything but
+/// RFC 3986 unreserved characters, so `/` becomes `%2F`.
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The next page: the `Link` target when it stays on this page's origin,
+/// else the `X-Next-Page` number in place of `page` in this page's URL.
+fn next_page(fetched: &Fetched) -> Option<Url> {
+    if let Some(link) = next_link(fetched)
+        && link.origin() == fetched.url.origin()
+    {
+        return Some(link);
+    }
+    let next: u64 = fetched.header("x-next-page")?.trim().parse().ok()?;
+    let current: u64 = fetched
+        .header("x-page")
+        .and_then(|p| p.trim().parse().ok())
+        .or_else(|| {
+            fetched
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "page")
+                .and_then(|(_, v)| v.parse().ok())
+        })
+        .unwrap_or(1);
+    // A next page that does not move forward would loop forever.
+    if next <= current {
+        return None;
+    }
+    let mut url = fetched.url.clone();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "page")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(pairs)
+        .append_pair("page", &next.to_string());
+    Some(url)
+}
 
 impl Connector for GitLab {
     fn headers(
         &self,
         source: &Source,
-        _token: Option<&str>,
+        token: Option<&str>,
     ) -> Result<Vec<(HeaderName, HeaderValue)>, SyncError> {
-        Err(SyncError::Config {
-            source_id: source.id.clone(),
-            detail: "GitLab sync is not available yet".into(),
-        })
+        let mut h = vec![(ACCEPT, HeaderValue::from_static("application/json"))];
+        if let Some(t) = token {
+            h.push((
+                HeaderName::from_static("private-token"),
+                header_value(source, t)?,
+            ));
+        }
+        Ok(h)
     }
 
     fn first_url(
         &self,
         source: &Source,
-        _since: Option<Time>,
+        since: Option<Time>,
         _now: Time,
     ) -> Result<Url, SyncError> {
-        Err(SyncError::Config {
-            source_id: source.id.clone(),
-            detail: "GitLab sync is not available yet".into(),
-        })
+        EstimateFrom::of(source)?;
+        let project = source.project_key.trim().trim_matches('/');
+        if project.is_empty() || project.split('/').any(|s| s.trim().is_empty()) {
+            return Err(SyncError::Config {
+                source_id: source.id.clone(),
+                detail: format!(
+                    "project_key {:?} must be a GitLab project path (GROUP/PROJECT, subgroups allowed) or numeric id",
+                    source.project_key
+                ),
+            });
+        }
+        let api = if source.base_url.trim_end_matches('/').ends_with("/api/v4") {
+            ""
+        } else {
+            "api/v4/"
+        };
+        let mut url = join_url(
+            source,
+            &format!("{api}projects/{}/issues", encode_segment(project)),
+        )?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("scope", "all")
+                .append_pair("state", "all")
+                .append_pair("order_by", "updated_at")
+                .append_pair("sort", "asc")
+                .append_pair("per_page", &PAGE_SIZE.to_string());
+            if let Some(t) = since {
+                q.append_pair(
+                    "updated_after",
+                    &t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                );
+            }
+        }
+        Ok(url)
     }
 
-    fn parse_page(&self, source: &Source, _fetched: &Fetched) -> Result<Page, SyncError> {
-        Err(SyncError::Config {
-            source_id: source.id.clone(),
-            detail: "GitLab sync is not available yet".into(),
+    fn parse_page(&self, source: &Source, fetched: &Fetched) -> Result<Page, SyncError> {
+        let estimate = EstimateFrom::of(source)?;
+        let issues: Vec<Issue> = parse_json(source, fetched)?;
+        let items = issues
+            .into_iter()
+            .map(|i| {
+                let estimate = estimate.estimate(&i);
+                Item {
+                    source_id: source.id.clone(),
+                    external_id: i.iid.to_string(),
+                    estimate,
+                    title: i.title,
+                    body: i.description.unwrap_or_default(),
+                    url: i.web_url,
+                    state: if i.state == "closed" {
+                        ItemState::Closed
+                    } else {
+                        ItemState::Open
+                    },
+                    labels: i.labels,
+                    parent_key: String::new(),
+                    create_time: i.created_at.as_deref().and_then(parse_time),
+                    update_time: i.updated_at.as_deref().and_then(parse_time),
+                    close_time: i.closed_at.as_deref().and_then(parse_time),
+                }
+            })
+            .collect();
+        Ok(Page {
+            items,
+            next: next_page(fetched),
+            expected_total: fetched
+                .header("x-total")
+                .and_then(|t| t.trim().parse().ok()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{LinkRules, TrackerKind};
+    use chrono::{TimeZone, Utc};
+    use reqwest::StatusCode;
+    use reqwest::header::HeaderMap;
+
+    fn source(base_url: &str, project_key: &str, estimate_field: &str) -> Source {
+        Source {
+            id: "gl".into(),
+            kind: TrackerKind::Gitlab,
+            base_url: base_url.into(),
+            project_key: project_key.into(),
+            token_env: String::new(),
+            link_rules: LinkRules::default(),
+            estimate_field: estimate_field.into(),
+            create_time: Utc::now(),
+            update_time: Utc::now(),
+        }
+    }
+
+    fn fetched(url: &str, headers: &[(&'static str, &str)], body: &str) -> Fetched {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        Fetched {
+            url: Url::parse(url).unwrap(),
+            status: StatusCode::OK,
+            headers: h,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_first_url_encodes_the_project_path_into_one_segment() {
+        let since = Utc.with_ymd_and_hms(2026, 11, 5, 13, 0, 0).unwrap()
+            + chrono::Duration::milliseconds(412);
+        let url = GitLab
+            .first_url(
+                &source("https://gitlab.com/", "/acme/platform/shop/", ""),
+                Some(since),
+                Utc::now(),
+            )
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://gitlab.com/api/v4/projects/acme%2Fplatform%2Fshop/issues?scope=all&state=all&order_by=updated_at&sort=asc&per_page=100&updated_after=2026-11-05T13%3A00%3A00Z"
+        );
+        let url = GitLab
+            .first_url(
+                &source("https://git.example.com/gitlab/api/v4", "4242", ""),
+                None,
+                Utc::now(),
+            )
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://git.example.com/gitlab/api/v4/projects/4242/issues?scope=all&state=all&order_by=updated_at&sort=asc&per_page=100"
+        );
+        let url = GitLab
+            .first_url(
+                &source("https://git.example.com/gitlab", "my.group/a b+c", ""),
+                None,
+                Utc::now(),
+            )
+            .unwrap();
+        assert_eq!(
+            url.path(),
+            "/gitlab/api/v4/projects/my.group%2Fa%20b%2Bc/issues"
+        );
+    }
+
+    #[test]
+    fn bad_project_keys_and_estimate_fields_are_refused() {
+        for key in ["", "/", "acme//shop", "acme/ /shop"] {
+            let err = GitLab
+                .first_url(&source("https://gitlab.com", key, ""), None, Utc::now())
+                .unwrap_err();
+            assert!(
+                matches!(&err, SyncError::Config { detail, .. } if detail.contains("project_key")),
+                "{key:?}: {err}"
+            );
+        }
+        let err = GitLab
+            .first_url(
+                &source("https://gitlab.com", "acme/shop", "story_points"),
+                None,
+                Utc::now(),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("\"story_points\""), "{err}");
+    }
+
+    #[test]
+    fn the_token_goes_in_a_sensitive_private_token_header() {
+        let h = GitLab
+            .headers(&source("https://gitlab.com", "a/b", ""), Some("glpat-x"))
+            .unwrap();
+        let (_, v) = h.iter().find(|(k, _)| k == "private-token").unwrap();
+        assert_eq!(v.to_str().unwrap(), "glpat-x");
+        assert!(v.is_sensitive());
+        assert!(!h.iter().any(|(k, _)| k == "authorization"));
+    }
+
+    #[test]
+    fn x_next_page_replaces_the_page_and_keeps_the_filters() {
+        let f = fetched(
+            "https://gitlab.com/api/v4/projects/a%2Fb/issues?scope=all&page=2&updated_after=2026-01-01T00%3A00%3A00Z",
+            &[("x-next-page", "3"), ("x-page", "2")],
+            "[]",
+        );
+        assert_eq!(
+            next_page(&f).unwrap().as_str(),
+            "https://gitlab.com/api/v4/projects/a%2Fb/issues?scope=all&updated_after=2026-01-01T00%3A00%3A00Z&page=3"
+        );
+        // The last page: empty X-Next-Page.
+        let last = fetched(
+            "https://gitlab.com/api/v4/projects/a%2Fb/issues?page=3",
+            &[("x-next-page", ""), ("x-page", "3")],
+            "[]",
+        );
+        assert_eq!(next_page(&last), None);
+        // A next page that does not move forward is not followed.
+        let stuck = fetched(
+            "https://gitlab.com/api/v4/projects/a%2Fb/issues?page=3",
+            &[("x-next-page", "3")],
+            "[]",
+        );
+        assert_eq!(next_page(&stuck), None);
+    }
+
+    #[test]
+    fn a_link_to_another_origin_is_not_followed() {
+        let f = fetched(
+            "https://gitlab.example.com/api/v4/projects/a%2Fb/issues?per_page=100",
+            &[
+                (
+                    "link",
+                    "<http://gitlab-internal:8080/api/v4/projects/a%2Fb/issues?page=2&per_page=100>; rel=\"next\"",
+                ),
+                ("x-next-page", "2"),
+                ("x-page", "1"),
+            ],
+            "[]",
+        );
+        assert_eq!(
+            next_page(&f).unwrap().as_str(),
+            "https://gitlab.example.com/api/v4/projects/a%2Fb/issues?per_page=100&page=2"
+        );
+        let same = fetched(
+            "https://gitlab.example.com/api/v4/projects/a%2Fb/issues?per_page=100",
+            &[(
+                "link",
+                "<https://gitlab.example.com/api/v4/projects/a%2Fb/issues?id=7&page=2&per_page=100>; rel=\"next\"",
+            )],
+            "[]",
+        );
+        assert_eq!(
+            next_page(&same).unwrap().as_str(),
+            "https://gitlab.example.com/api/v4/projects/a%2Fb/issues?id=7&page=2&per_page=100"
+        );
+    }
+
+    #[test]
+    fn estimates_come_from_the_configured_field() {
+        let body = r#"[
+            {"iid": 1, "title": "a", "description": null, "web_url": "u", "state": "opened",
+             "labels": ["size::2"], "weight": 3, "time_stats": {"time_estimate": 5400}},
+            {"iid": 2, "title": "b", "description": "d", "web_url": "u", "state": "closed",
+             "labels": [], "weight": 0, "time_stats": {"time_estimate": 0}},
+            {"iid": 3, "title": "c", "web_url": "u", "state": "opened"}
+        ]"#;
+        let f = fetched("https://gitlab.com/api/v4/projects/1/issues", &[], body);
+        let estimates = |field: &str| -> Vec<Option<f64>> {
+            GitLab
+                .parse_page(&source("https://gitlab.com", "1", field), &f)
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|i| i.estimate)
+                .collect()
+        };
+        assert_eq!(estimates(""), [Some(3.0), None, None]);
+        assert_eq!(estimates("weight"), [Some(3.0), None, None]);
+        assert_eq!(estimates("time_estimate"), [Some(1.5), None, None]);
+        assert_eq!(estimates("label:size::"), [Some(2.0), None, None]);
     }
 }

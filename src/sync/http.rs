@@ -134,10 +134,7 @@ impl HttpClient {
                         };
                         // Spend the last request of a window, then wait for
                         // the next one instead of being refused.
-                        if headers
-                            .get("x-ratelimit-remaining")
-                            .and_then(|v| v.to_str().ok())
-                            == Some("0")
+                        if remaining_is_zero(&headers)
                             && let Some(reset) = reset_time(&headers)
                         {
                             events(SyncEvent::RateLimitWait {
@@ -243,15 +240,18 @@ impl HttpClient {
     }
 }
 
+/// `X-RateLimit-Remaining: 0` (GitHub) or `RateLimit-Remaining: 0` (GitLab).
+fn remaining_is_zero(headers: &HeaderMap) -> bool {
+    ["x-ratelimit-remaining", "ratelimit-remaining"]
+        .iter()
+        .any(|h| headers.get(*h).and_then(|v| v.to_str().ok()).map(str::trim) == Some("0"))
+}
+
 /// When a response says "slow down", the time to try again.
 fn rate_limit_wait(status: StatusCode, headers: &HeaderMap) -> Option<Time> {
     let limited = status == StatusCode::TOO_MANY_REQUESTS
         || (status == StatusCode::FORBIDDEN
-            && (headers.contains_key("retry-after")
-                || headers
-                    .get("x-ratelimit-remaining")
-                    .and_then(|v| v.to_str().ok())
-                    == Some("0")))
+            && (headers.contains_key("retry-after") || remaining_is_zero(headers)))
         || (status == StatusCode::SERVICE_UNAVAILABLE && headers.contains_key("retry-after"));
     if !limited {
         return None;

@@ -14,10 +14,11 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
 
-const PLUMBLINE_SERVICES: [&str; 4] = [
+const PLUMBLINE_SERVICES: [&str; 5] = [
     "plumbline.v1.BacklogService",
     "plumbline.v1.ScoringService",
     "plumbline.v1.SourceService",
+    "plumbline.v1.SyncService",
     "plumbline.v1.ValueModelService",
 ];
 
@@ -61,7 +62,7 @@ async fn reflection_v1_lists_the_plumbline_services_and_health() {
         .map(String::as_str)
         .filter(|n| n.starts_with("plumbline."))
         .collect();
-    assert_eq!(plumbline, PLUMBLINE_SERVICES, "exactly the four services");
+    assert_eq!(plumbline, PLUMBLINE_SERVICES, "exactly the five services");
     s.stop().await;
 }
 

@@ -1,0 +1,794 @@
+//! Redmine sync end to end: recorded-shape Redmine answers served by a local
+//! HTTP mock (wiremock on 127.0.0.1), a real server and SQLite file, and the
+//! sync driven through the gRPC SyncService. Redmine is mounted under a
+//! sub-path (`/redmine`), as it often is behind a reverse proxy.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use plumbline::proto as pb;
+use tonic::Code;
+use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TOKEN_VAR: &str = "PLUMBLINE_TEST_REDMINE_TOKEN";
+/// Redmine API keys are 40 hex digits.
+const TOKEN: &str = "3f9c2b7a1e8d4c6b5a0f9e8d7c6b5a4f3e2d1c0b";
+const ISSUES: &str = "/redmine/issues.json";
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/redmine/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+fn fixture_json(name: &str) -> serde_json::Value {
+    serde_json::from_str(&fixture(name)).unwrap()
+}
+
+/// A 200 as Redmine (Rails) sends it.
+fn json(body: String) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .insert_header("content-type", "application/json; charset=utf-8")
+        .insert_header("cache-control", "max-age=0, private, must-revalidate")
+        .insert_header("x-request-id", "0b5c6f1e-7d7e-4c1e-9a53-3c2d1f0e9b8a")
+        .set_body_string(body)
+}
+
+/// A list answer of `issues` with Redmine's pagination fields.
+fn list(issues: Vec<serde_json::Value>, total: usize, offset: usize) -> String {
+    serde_json::json!({
+        "issues": issues,
+        "total_count": total,
+        "offset": offset,
+        "limit": 100,
+    })
+    .to_string()
+}
+
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn secs(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp()
+}
+
+/// A plain open support request `id`, updated at `updated`, built on issue
+/// 315 of page 2.
+fn plain_issue(id: usize, updated: &str) -> serde_json::Value {
+    let mut v = fixture_json("issues-page2.json")["issues"][2].clone();
+    v["id"] = id.into();
+    v["subject"] = format!("Support request {id}").into();
+    v["description"] = "Customer asks about delivery times.".into();
+    v["estimated_hours"] = serde_json::Value::Null;
+    v["created_on"] = updated.into();
+    v["updated_on"] = updated.into();
+    v["custom_fields"][0]["value"] = "".into();
+    v
+}
+
+/// Page 1 as Redmine answers it: a full page of 100. The fixture holds its
+/// interesting last three issues (311-313); in front of them come 97 plain
+/// support requests (201-297), updated earlier.
+fn page1() -> String {
+    let mut page = fixture_json("issues-page1.json");
+    let base = chrono::DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z").unwrap();
+    let mut issues: Vec<serde_json::Value> = (1..=97)
+        .map(|n| {
+            let t = base + chrono::Duration::hours(n as i64);
+            plain_issue(200 + n, &rfc3339(t.into()))
+        })
+        .collect();
+    issues.extend(page["issues"].as_array().unwrap().iter().cloned());
+    page["issues"] = issues.into();
+    page.to_string()
+}
+
+/// A server with a Redmine source `rm` pointing at `mock`.
+async fn setup(mock: &MockServer) -> TestServer {
+    setup_with(mock, "").await
+}
+
+async fn setup_with(mock: &MockServer, estimate_field: &str) -> TestServer {
+    set_test_token(TOKEN_VAR, TOKEN);
+    let s = TestServer::start().await;
+    value_model_for_rules(&s).await;
+    create_source(
+        &s,
+        pb::Source {
+            id: "rm".into(),
+            kind: pb::TrackerKind::Redmine as i32,
+            base_url: format!("{}/redmine", mock.uri()),
+            project_key: "shop".into(),
+            token_env: TOKEN_VAR.into(),
+            estimate_field: estimate_field.into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    s
+}
+
+/// The full sync's two pages: offset 0 and offset 100, open and closed
+/// issues, no time filter.
+async fn mount_two_pages(mock: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param("project_id", "shop"))
+        .and(query_param("status_id", "*"))
+        .and(query_param("sort", "updated_on"))
+        .and(query_param("limit", "100"))
+        .and(query_param("offset", "0"))
+        .and(query_param_is_missing("updated_on"))
+        .and(header("x-redmine-api-key", TOKEN))
+        .respond_with(json(page1()))
+        .mount(mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param("project_id", "shop"))
+        .and(query_param("status_id", "*"))
+        .and(query_param("sort", "updated_on"))
+        .and(query_param("limit", "100"))
+        .and(query_param("offset", "100"))
+        .and(query_param_is_missing("updated_on"))
+        .and(header("x-redmine-api-key", TOKEN))
+        .respond_with(json(fixture("issues-page2.json")))
+        .mount(mock)
+        .await;
+}
+
+async fn items_by_key(s: &TestServer) -> HashMap<String, pb::Item> {
+    all_items(s, "rm")
+        .await
+        .into_iter()
+        .map(|i| (i.key.clone(), i))
+        .collect()
+}
+
+async fn links_of(s: &TestServer, key: &str) -> Vec<(String, f64, i32)> {
+    s.backlog()
+        .list_links(pb::ListLinksRequest {
+            item_key: key.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .links
+        .into_iter()
+        .map(|l| (l.hypothesis_id, l.contribution, l.origin))
+        .collect()
+}
+
+async fn requests(mock: &MockServer) -> Vec<wiremock::Request> {
+    mock.received_requests().await.unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_multi_page_sync_pages_by_offset_and_maps_every_field() {
+    let mock = MockServer::start().await;
+    mount_two_pages(&mock).await;
+    let s = setup(&mock).await;
+
+    let run = run_sync(&s, "rm", false).await;
+    let done = run.done();
+    assert_eq!(
+        (done.pages, done.requests, done.upserted_count),
+        (2, 2, 103)
+    );
+    assert_eq!(
+        run.pages
+            .iter()
+            .map(|p| (p.item_count, p.expected_total))
+            .collect::<Vec<_>>(),
+        [(100, 103), (3, 103)],
+        "total_count is the expected total"
+    );
+
+    // Page 2 is page 1's URL with offset 100; closed issues are asked for.
+    let reqs = requests(&mock).await;
+    assert_eq!(reqs.len(), 2);
+    let query = |r: &wiremock::Request| -> HashMap<String, String> {
+        r.url.query_pairs().into_owned().collect()
+    };
+    let (q1, q2) = (query(&reqs[0]), query(&reqs[1]));
+    assert_eq!(q1["offset"], "0");
+    assert_eq!(q2["offset"], "100");
+    for q in [&q1, &q2] {
+        assert_eq!(q["status_id"], "*", "closed issues are included");
+        assert_eq!(q["sort"], "updated_on", "ascending");
+        assert_eq!(q["limit"], "100");
+        assert_eq!(q["project_id"], "shop");
+        assert!(!q.contains_key("updated_on"), "a first sync asks for all");
+    }
+    assert_eq!(reqs[1].url.path(), ISSUES);
+    assert!(reqs.iter().all(|r| r.headers["x-redmine-api-key"] == TOKEN));
+
+    let items = items_by_key(&s).await;
+    assert_eq!(items.len(), 103);
+    let one = &items["rm/311"];
+    assert_eq!(one.title, "One-page checkout on mobile");
+    assert_eq!(one.url, format!("{}/redmine/issues/311", mock.uri()));
+    assert_eq!(one.state, pb::ItemState::Open as i32);
+    assert_eq!(one.labels, ["Feature", "Checkout"], "tracker and category");
+    assert_eq!(one.estimate, Some(5.0), "from estimated_hours");
+    assert_eq!(one.parent_key, "");
+    assert_eq!(
+        one.create_time.as_ref().map(|t| t.seconds),
+        Some(secs("2026-10-01T08:00:00Z"))
+    );
+    assert_eq!(
+        one.update_time.as_ref().map(|t| t.seconds),
+        Some(secs("2026-11-01T09:00:00Z"))
+    );
+    assert_eq!(one.close_time, None);
+    let tasks: Vec<(&str, bool)> = one
+        .tasks
+        .iter()
+        .map(|t| (t.text.as_str(), t.done))
+        .collect();
+    assert_eq!(
+        tasks,
+        [
+            ("merge address and payment steps", false),
+            ("measure drop-off per step", true),
+            ("keep form state on reload", false)
+        ]
+    );
+
+    let child = &items["rm/312"];
+    assert_eq!(child.parent_key, "rm/311", "parent.id in this source");
+    assert_eq!(child.labels, ["Bug"], "no category");
+    assert_eq!(child.body, "", "a null description");
+    assert_eq!(child.estimate, None, "estimated_hours null");
+
+    let closed = &items["rm/313"];
+    assert_eq!(closed.state, pb::ItemState::Closed as i32);
+    assert_eq!(
+        closed.close_time.as_ref().map(|t| t.seconds),
+        Some(secs("2026-11-03T11:30:00Z"))
+    );
+    let rejected = &items["rm/317"];
+    assert_eq!(rejected.state, pb::ItemState::Closed as i32, "is_closed");
+    assert_eq!(rejected.estimate, None, "0 hours is no estimate");
+    let resolved = &items["rm/314"];
+    assert_eq!(
+        resolved.state,
+        pb::ItemState::Open as i32,
+        "Resolved is an open status in Redmine"
+    );
+    assert_eq!(resolved.estimate, Some(8.0));
+    assert_eq!(items["rm/315"].estimate, Some(0.5));
+    assert_eq!(items["rm/315"].labels, ["Support"]);
+    assert_eq!(items["rm/201"].title, "Support request 201");
+
+    // Link rules read the descriptions.
+    let rule = pb::LinkOrigin::Rule as i32;
+    assert_eq!(
+        links_of(&s, "rm/311").await,
+        [("H-1".to_string(), 0.5, rule)]
+    );
+    assert_eq!(
+        links_of(&s, "rm/314").await,
+        [("H-2".to_string(), 1.0, rule)]
+    );
+    assert!(links_of(&s, "rm/315").await.is_empty());
+
+    // The synced items rank: linked ones lead, closed ones are left out.
+    let ranked = keys(
+        &rank(
+            &s,
+            pb::RankItemsRequest {
+                page_size: 200,
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    assert_eq!(ranked.len(), 101, "rm/313 and rm/317 are closed");
+    assert_eq!(ranked[..2], ["rm/311", "rm/314"]);
+
+    let st = sync_status(&s, "rm").await;
+    assert_eq!(st.state, pb::SyncState::Succeeded as i32);
+    assert_eq!(
+        st.cursor_time.map(|t| t.seconds),
+        Some(secs("2026-11-05T13:00:00Z"))
+    );
+    assert_eq!(st.last_request_count, 2);
+}
+
+#[tokio::test]
+async fn an_incremental_sync_filters_on_updated_on_and_skips_the_boundary_duplicate() {
+    let mock = MockServer::start().await;
+    mount_two_pages(&mock).await;
+    let s = setup(&mock).await;
+    run_sync(&s, "rm", false).await.done();
+    let before = requests(&mock).await.len();
+
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param("updated_on", ">=2026-11-05T13:00:00Z"))
+        .and(query_param("status_id", "*"))
+        .and(query_param("sort", "updated_on"))
+        .and(query_param("offset", "0"))
+        .respond_with(json(fixture("issues-since.json")))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let run = run_sync(&s, "rm", false).await;
+    let done = run.done();
+    assert_eq!(
+        (done.pages, done.requests, done.upserted_count),
+        (1, 1, 1),
+        "only rm/318 is new; rm/315 is the boundary duplicate"
+    );
+    // The operator is url-encoded, the time is UTC with a Z.
+    let reqs = requests(&mock).await;
+    let raw = reqs[before].url.query().unwrap_or_default();
+    assert!(
+        raw.contains("updated_on=%3E%3D2026-11-05T13%3A00%3A00Z"),
+        "{raw}"
+    );
+    let items = items_by_key(&s).await;
+    assert_eq!(items.len(), 104);
+    assert_eq!(items["rm/318"].labels, ["Feature", "Checkout"]);
+    assert_eq!(
+        links_of(&s, "rm/318").await,
+        [("H-1".to_string(), 0.25, pb::LinkOrigin::Rule as i32)]
+    );
+    assert_eq!(
+        sync_status(&s, "rm").await.cursor_time.map(|t| t.seconds),
+        Some(secs("2026-11-06T14:00:00Z"))
+    );
+}
+
+#[tokio::test]
+async fn an_unchanged_project_costs_one_request() {
+    let mock = MockServer::start().await;
+    mount_two_pages(&mock).await;
+    let s = setup(&mock).await;
+    run_sync(&s, "rm", false).await.done();
+
+    // Redmine answers the inclusive filter with the boundary issue only, and
+    // Rails adds a weak ETag that a conditional request can match.
+    let boundary = fixture_json("issues-page2.json")["issues"][2].clone();
+    let tag = "W/\"8a1d6c0e5b3f2a4d9c7e1b0a6f5d4c3b\"";
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param("updated_on", ">=2026-11-05T13:00:00Z"))
+        .and(header("if-none-match", tag))
+        .respond_with(ResponseTemplate::new(304).insert_header("etag", tag))
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param("updated_on", ">=2026-11-05T13:00:00Z"))
+        .respond_with(json(list(vec![boundary], 1, 0)).insert_header("etag", tag))
+        .mount(&mock)
+        .await;
+
+    let before = requests(&mock).await.len();
+    let second = run_sync(&s, "rm", false).await;
+    let d = second.done();
+    assert_eq!(
+        (d.requests, d.pages, d.upserted_count, d.not_modified),
+        (1, 1, 0, false)
+    );
+    let third = run_sync(&s, "rm", false).await;
+    let d = third.done();
+    assert_eq!(
+        (d.requests, d.pages, d.upserted_count, d.not_modified),
+        (1, 0, 0, true)
+    );
+    assert_eq!(requests(&mock).await.len() - before, 2);
+    assert_eq!(all_items(&s, "rm").await.len(), 103);
+}
+
+#[tokio::test]
+async fn a_rate_limit_is_waited_out_not_failed() {
+    let mock = MockServer::start().await;
+    // Redmine itself does not limit; a proxy in front of it may.
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "1")
+                .insert_header("content-type", "text/html")
+                .set_body_string("<html><body><h1>429 Too Many Requests</h1></body></html>"),
+        )
+        .up_to_n_times(1)
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(json(fixture("issues-since.json")))
+        .mount(&mock)
+        .await;
+    let s = setup(&mock).await;
+    let run = run_sync(&s, "rm", false).await;
+    assert_eq!((run.done().requests, run.done().upserted_count), (2, 2));
+    assert_eq!(run.waits.len(), 1, "the wait is reported: {:?}", run.waits);
+}
+
+#[tokio::test]
+async fn transient_server_errors_are_retried() {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(ResponseTemplate::new(502).set_body_string(
+            "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>",
+        ))
+        .up_to_n_times(1)
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(ResponseTemplate::new(500).set_body_string(
+            "<!DOCTYPE html><html><head><title>Redmine 500 error</title></head><body><h1>Internal error</h1><p>An error occurred on the page you were trying to access.</p></body></html>",
+        ))
+        .up_to_n_times(1)
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(json(fixture("issues-since.json")))
+        .mount(&mock)
+        .await;
+    let s = setup(&mock).await;
+    let run = run_sync(&s, "rm", false).await;
+    assert_eq!((run.done().requests, run.done().upserted_count), (3, 2));
+    assert_eq!(all_items(&s, "rm").await.len(), 2);
+}
+
+#[tokio::test]
+async fn bad_credentials_fail_clearly_without_the_token() {
+    // Redmine answers a wrong key with an empty 401; a proxy may add HTML.
+    let bodies = [String::new(), fixture("error-401.html")];
+    for body in bodies {
+        let mock = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path(ISSUES))
+            .respond_with(
+                ResponseTemplate::new(401)
+                    .insert_header("www-authenticate", "Basic realm=\"Redmine API\"")
+                    .set_body_string(body.clone()),
+            )
+            .expect(1)
+            .mount(&mock)
+            .await;
+        let s = setup(&mock).await;
+        let run = run_sync(&s, "rm", false).await;
+        let err = run.error();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+        assert!(
+            err.message().contains("\"rm\"") && err.message().contains("401"),
+            "{err:?}"
+        );
+        if body.is_empty() {
+            assert!(err.message().contains("no message"), "{err:?}");
+        } else {
+            assert!(
+                err.message().contains("401 Authorization Required"),
+                "{err:?}"
+            );
+        }
+        assert!(!err.message().contains(TOKEN));
+        let st = sync_status(&s, "rm").await;
+        assert_eq!(st.state, pb::SyncState::Failed as i32);
+        assert!(
+            st.last_error.contains("401") && !st.last_error.contains(TOKEN),
+            "{}",
+            st.last_error
+        );
+        // The key was sent, in its header only.
+        let reqs = requests(&mock).await;
+        assert_eq!(reqs[0].headers["x-redmine-api-key"], TOKEN);
+        assert!(!reqs[0].url.as_str().contains(TOKEN));
+        assert!(all_items(&s, "rm").await.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_rejected_query_and_an_unknown_project_fail_clearly() {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(
+            ResponseTemplate::new(422)
+                .insert_header("content-type", "application/json; charset=utf-8")
+                .set_body_string(fixture("error-422.json")),
+        )
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let s = setup(&mock).await;
+    let run = run_sync(&s, "rm", false).await;
+    let err = run.error();
+    assert_eq!(
+        err.code(),
+        Code::FailedPrecondition,
+        "retrying cannot fix it"
+    );
+    assert!(
+        err.message().contains("422") && err.message().contains("Updated is invalid"),
+        "{err:?}"
+    );
+    assert!(all_items(&s, "rm").await.is_empty());
+
+    // A project_id Redmine does not know (or hides) is an empty 404.
+    mock.reset().await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(ResponseTemplate::new(404))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let run = run_sync(&s, "rm", false).await;
+    let err = run.error();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message().contains("/redmine/issues.json")
+            && err.message().contains("project_key")
+            && !err.message().contains("updated_on"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_token_variable_is_named() {
+    let mock = MockServer::start().await;
+    let s = setup(&mock).await;
+    s.sources()
+        .update_source(pb::UpdateSourceRequest {
+            source: Some(pb::Source {
+                id: "rm".into(),
+                token_env: "PLUMBLINE_TEST_UNSET_REDMINE_TOKEN".into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["token_env"]),
+        })
+        .await
+        .unwrap();
+    let run = run_sync(&s, "rm", false).await;
+    assert_eq!(run.error().code(), Code::FailedPrecondition);
+    assert!(
+        run.error()
+            .message()
+            .contains("PLUMBLINE_TEST_UNSET_REDMINE_TOKEN")
+    );
+    assert!(requests(&mock).await.is_empty(), "no request without a key");
+}
+
+#[tokio::test]
+async fn an_unknown_estimate_field_fails_before_any_request() {
+    let mock = MockServer::start().await;
+    let s = setup_with(&mock, "story_points").await;
+    let run = run_sync(&s, "rm", false).await;
+    let err = run.error();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message().contains("story_points") && err.message().contains("cf_ID"),
+        "{err:?}"
+    );
+    assert!(requests(&mock).await.is_empty());
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_clear_error_and_writes_nothing() {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(json("{\"issues\":[{\"id\":311,\"subject\":".into()))
+        .mount(&mock)
+        .await;
+    let s = setup(&mock).await;
+    let run = run_sync(&s, "rm", false).await;
+    assert_eq!(run.error().code(), Code::Unavailable);
+    assert!(
+        run.error().message().contains("malformed"),
+        "{:?}",
+        run.error()
+    );
+    assert!(all_items(&s, "rm").await.is_empty());
+    assert_eq!(sync_status(&s, "rm").await.cursor_time, None);
+
+    // A sign-in page instead of JSON (a proxy redirected the API call).
+    mock.reset().await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/html; charset=utf-8")
+                .set_body_string(
+                    "<!DOCTYPE html><html><head><title>Redmine</title></head><body><form action=\"/redmine/login\" method=\"post\"></form></body></html>",
+                ),
+        )
+        .mount(&mock)
+        .await;
+    let run = run_sync(&s, "rm", false).await;
+    assert_eq!(run.error().code(), Code::Unavailable);
+    assert!(run.error().message().contains("malformed"));
+    assert!(all_items(&s, "rm").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_sync_cut_off_after_a_page_resumes_without_losing_or_duplicating() {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param("offset", "0"))
+        .and(query_param_is_missing("updated_on"))
+        .respond_with(json(page1()))
+        .mount(&mock)
+        .await;
+    // Page 2 fails for good on the first run (every retry).
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param("offset", "100"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&mock)
+        .await;
+    let s = setup(&mock).await;
+    let first = run_sync(&s, "rm", false).await;
+    assert_eq!(first.error().code(), Code::Unavailable);
+    assert_eq!(first.pages.len(), 1, "page 1 was stored before the failure");
+    assert_eq!(all_items(&s, "rm").await.len(), 100);
+    assert_eq!(
+        sync_status(&s, "rm").await.cursor_time.map(|t| t.seconds),
+        Some(secs("2026-11-03T11:30:00Z")),
+        "the last issue of page 1"
+    );
+
+    // The resumed sync asks from the cursor; Redmine answers the boundary
+    // issue again plus the rest.
+    let mut resumed = vec![fixture_json("issues-page1.json")["issues"][2].clone()];
+    resumed.extend(
+        fixture_json("issues-page2.json")["issues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .cloned(),
+    );
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param("updated_on", ">=2026-11-03T11:30:00Z"))
+        .and(query_param("offset", "0"))
+        .respond_with(json(list(resumed, 4, 0)))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let second = run_sync(&s, "rm", false).await;
+    assert_eq!(
+        (second.done().requests, second.done().upserted_count),
+        (1, 3),
+        "rm/313 is not stored twice"
+    );
+    let items = items_by_key(&s).await;
+    assert_eq!(items.len(), 103);
+    for key in ["rm/313", "rm/314", "rm/315", "rm/317"] {
+        assert!(items.contains_key(key), "{key}");
+    }
+    assert_eq!(
+        sync_status(&s, "rm").await.cursor_time.map(|t| t.seconds),
+        Some(secs("2026-11-05T13:00:00Z"))
+    );
+}
+
+#[tokio::test]
+async fn estimates_can_come_from_a_string_custom_field() {
+    let mock = MockServer::start().await;
+    mount_two_pages(&mock).await;
+    let s = setup_with(&mock, "cf_12").await;
+    run_sync(&s, "rm", false).await.done();
+    let items = items_by_key(&s).await;
+    let est = |k: &str| items[k].estimate;
+    assert_eq!(est("rm/311"), Some(3.0), "\"3\", not the 5 estimated hours");
+    assert_eq!(est("rm/313"), Some(2.0));
+    assert_eq!(est("rm/314"), Some(8.0));
+    assert_eq!(est("rm/312"), None, "an empty value");
+    assert_eq!(est("rm/315"), None, "\"n/a\" is no number");
+    assert_eq!(est("rm/317"), None, "\"0\" is no estimate");
+    assert_eq!(est("rm/201"), None);
+}
+
+#[tokio::test]
+async fn an_older_redmine_without_is_closed_reads_closed_on_and_the_status() {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(json(fixture("issues-redmine-5.0.json")))
+        .mount(&mock)
+        .await;
+    let s = setup(&mock).await;
+    run_sync(&s, "rm", false).await.done();
+    let items = items_by_key(&s).await;
+    let state = |k: &str| {
+        let it = &items[k];
+        (
+            it.state == pb::ItemState::Closed as i32,
+            it.close_time.as_ref().map(|t| t.seconds),
+        )
+    };
+    assert_eq!(state("rm/41"), (true, Some(secs("2023-03-01T10:00:00Z"))));
+    assert_eq!(
+        state("rm/42"),
+        (false, None),
+        "reopened: Redmine keeps closed_on, the status is open"
+    );
+    assert_eq!(
+        state("rm/43"),
+        (true, Some(secs("2023-03-06T10:00:00Z"))),
+        "a custom closed status"
+    );
+    assert_eq!(state("rm/44"), (false, None));
+    assert_eq!(items["rm/44"].body, "", "no description key at all");
+    assert_eq!(items["rm/42"].estimate, Some(1.5));
+}
+
+/// 1,000 issues over 10 offset pages: all land, the loop stops at
+/// total_count, and a second sync of the unchanged project costs one request.
+#[tokio::test]
+async fn a_thousand_issues_sync_by_offset_and_a_resync_costs_one_request() {
+    let mock = MockServer::start().await;
+    let base = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    let updated = |n: usize| rfc3339((base + chrono::Duration::minutes(n as i64)).into());
+    let total = 1_000usize;
+    for p in 0..total / 100 {
+        let issues = (1..=100)
+            .map(|i| {
+                let n = p * 100 + i;
+                let mut v = plain_issue(n, &updated(n));
+                v["estimated_hours"] = (1 + n % 8).into();
+                v
+            })
+            .collect();
+        Mock::given(method("GET"))
+            .and(path(ISSUES))
+            .and(query_param_is_missing("updated_on"))
+            .and(query_param("offset", (p * 100).to_string().as_str()))
+            .respond_with(json(list(issues, total, p * 100)))
+            .expect(1)
+            .mount(&mock)
+            .await;
+    }
+    let last = plain_issue(total, &updated(total));
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param(
+            "updated_on",
+            format!(">={}", updated(total)).as_str(),
+        ))
+        .and(query_param("offset", "0"))
+        .respond_with(json(list(vec![last], 1, 0)))
+        .expect(1)
+        .mount(&mock)
+        .await;
+
+    let s = setup(&mock).await;
+    let first = run_sync(&s, "rm", false).await;
+    assert_eq!(
+        (
+            first.done().pages,
+            first.done().requests,
+            first.done().upserted_count
+        ),
+        (10, 10, total as i32)
+    );
+    assert_eq!(all_items(&s, "rm").await.len(), total);
+
+    let before = requests(&mock).await.len();
+    let second = run_sync(&s, "rm", false).await;
+    assert_eq!(
+        (second.done().requests, second.done().upserted_count),
+        (1, 0)
+    );
+    assert_eq!(requests(&mock).await.len() - before, 1);
+}

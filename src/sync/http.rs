@@ -331,3 +331,95 @@ fn describe(e: &reqwest::Error) -> String {
     // reqwest's Display includes the URL, which never carries a token here.
     format!("{kind}: {e}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn rate_limit_answers_say_when_to_come_back() {
+        let now = Utc::now();
+        let secs = |t: Option<Time>| t.map(|t| (t - now).num_seconds());
+        // Retry-After in seconds, on 429 and on a 403 secondary limit.
+        let t = rate_limit_wait(
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers(&[("retry-after", "30")]),
+        );
+        assert!(matches!(secs(t), Some(29..=30)));
+        let t = rate_limit_wait(StatusCode::FORBIDDEN, &headers(&[("retry-after", "5")]));
+        assert!(matches!(secs(t), Some(4..=5)));
+        // Retry-After as an HTTP date.
+        let when = (now + chrono::Duration::seconds(120)).to_rfc2822();
+        let t = rate_limit_wait(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &headers(&[("retry-after", &when)]),
+        );
+        assert!(matches!(secs(t), Some(118..=120)));
+        // GitHub's primary limit: 403 with remaining 0 and an epoch reset.
+        let reset = (now.timestamp() + 60).to_string();
+        let t = rate_limit_wait(
+            StatusCode::FORBIDDEN,
+            &headers(&[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", &reset),
+            ]),
+        );
+        assert!(matches!(secs(t), Some(58..=60)));
+        // A 429 without headers still backs off briefly.
+        let t = rate_limit_wait(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new());
+        assert!(matches!(secs(t), Some(0..=1)));
+        // A plain 403 or 503 is not a rate limit.
+        assert_eq!(
+            rate_limit_wait(StatusCode::FORBIDDEN, &HeaderMap::new()),
+            None
+        );
+        assert_eq!(
+            rate_limit_wait(StatusCode::SERVICE_UNAVAILABLE, &HeaderMap::new()),
+            None
+        );
+        assert_eq!(
+            rate_limit_wait(StatusCode::OK, &headers(&[("retry-after", "5")])),
+            None
+        );
+    }
+
+    #[test]
+    fn reset_headers_may_be_epochs_or_deltas() {
+        let now = Utc::now();
+        let delta = reset_time(&headers(&[("ratelimit-reset", "42")])).unwrap();
+        assert!(matches!((delta - now).num_seconds(), 41..=42));
+        let past = reset_time(&headers(&[("x-ratelimit-reset", "1700000000")])).unwrap();
+        assert!(past >= now, "a reset in the past means now");
+        assert!(remaining_is_zero(&headers(&[("ratelimit-remaining", "0")])));
+        assert!(!remaining_is_zero(&headers(&[(
+            "x-ratelimit-remaining",
+            "10"
+        )])));
+    }
+
+    #[test]
+    fn tracker_messages_are_read_from_their_error_bodies() {
+        assert_eq!(
+            tracker_message(r#"{"message":"Bad credentials","documentation_url":"x"}"#),
+            "Bad credentials"
+        );
+        assert_eq!(
+            tracker_message(r#"{"errorMessages":["No project 'X'","Second"],"errors":{}}"#),
+            "No project 'X'; Second"
+        );
+        assert_eq!(
+            tracker_message(r#"{"errors":["Updated is invalid"]}"#),
+            "Updated is invalid"
+        );
+        assert_eq!(tracker_message(""), "no message");
+        assert_eq!(tracker_message(&"x".repeat(500)).len(), 200);
+    }
+}

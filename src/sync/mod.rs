@@ -412,3 +412,39 @@ mod tests {
         assert_eq!(parse_time("yesterday"), None);
     }
 }
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+
+    fn fetched(link: &str) -> Fetched {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("link", HeaderValue::from_str(link).unwrap());
+        Fetched {
+            url: Url::parse("http://127.0.0.1/").unwrap(),
+            status: reqwest::StatusCode::OK,
+            headers,
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_next_link_is_taken_exactly_as_given() {
+        let f = fetched(
+            "<https://api.github.com/repositories/42/issues?page=2&per_page=100>; rel=\"next\", \
+             <https://api.github.com/repositories/42/issues?page=9>; rel=\"last\"",
+        );
+        assert_eq!(
+            next_link(&f).unwrap().as_str(),
+            "https://api.github.com/repositories/42/issues?page=2&per_page=100"
+        );
+        assert_eq!(
+            next_link(&fetched("<https://x/a?page=1>; rel=\"prev\"")),
+            None
+        );
+        assert_eq!(
+            next_link(&fetched("<https://x/a?page=3>; rel=\"prev next\"")).map(|u| u.to_string()),
+            Some("https://x/a?page=3".into())
+        );
+    }
+}

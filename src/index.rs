@@ -300,6 +300,18 @@ impl ScoreIndex {
         self.scores.get(item_key)
     }
 
+    /// Scores of the open items (the backlog), in key order.
+    pub fn open_item_scores(&self) -> Vec<(&str, &Score)> {
+        let mut out: Vec<(&str, &Score)> = self
+            .items
+            .iter()
+            .filter(|(_, f)| f.state == ItemState::Open)
+            .filter_map(|(k, _)| Some((k.as_str(), self.scores.get(k)?)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
     /// Items in ranking order, after `query.after`, filtered, at most
     /// `query.limit`, with the position to continue from.
     pub fn rank(&self, order: RankOrder, query: &RankQuery) -> Vec<(RankKey, &Score)> {

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::api::{BacklogApi, ScoringApi, SourceApi, SyncApi, ValueModelApi};
+use crate::api::{BacklogApi, RollupApi, ScoringApi, SourceApi, SyncApi, ValueModelApi};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::proto as pb;
@@ -163,6 +163,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         "plumbline.v1.ValueModelService",
         "plumbline.v1.ScoringService",
         "plumbline.v1.SyncService",
+        "plumbline.v1.RollupService",
     ] {
         health_reporter
             .set_service_status(name, tonic_health::ServingStatus::Serving)
@@ -201,7 +202,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         ))
         .add_service(pb::sync_service_server::SyncServiceServer::new(SyncApi(
             syncer.clone(),
-        )));
+        )))
+        .add_service(pb::rollup_service_server::RollupServiceServer::new(
+            RollupApi(engine.clone()),
+        ));
 
     let (tx, rx) = oneshot::channel::<()>();
     let (stop_background, stopped) = tokio::sync::watch::channel(false);

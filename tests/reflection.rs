@@ -14,8 +14,9 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
 
-const PLUMBLINE_SERVICES: [&str; 5] = [
+const PLUMBLINE_SERVICES: [&str; 6] = [
     "plumbline.v1.BacklogService",
+    "plumbline.v1.RollupService",
     "plumbline.v1.ScoringService",
     "plumbline.v1.SourceService",
     "plumbline.v1.SyncService",
@@ -62,7 +63,7 @@ async fn reflection_v1_lists_the_plumbline_services_and_health() {
         .map(String::as_str)
         .filter(|n| n.starts_with("plumbline."))
         .collect();
-    assert_eq!(plumbline, PLUMBLINE_SERVICES, "exactly the five services");
+    assert_eq!(plumbline, PLUMBLINE_SERVICES, "exactly these services");
     s.stop().await;
 }
 

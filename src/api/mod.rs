@@ -4,10 +4,12 @@
 
 mod convert;
 mod page;
+mod rollup;
 mod services;
 mod sync;
 
 pub use services::{BacklogApi, ScoringApi, SourceApi, ValueModelApi};
+pub use rollup::RollupApi;
 pub use sync::SyncApi;
 
 use tonic::{Code, Status};

@@ -525,3 +525,73 @@ pub async fn observe(a: ObserveArgs) -> Result<()> {
     print_rows(a.conn.json, &rows, METRIC_COLUMNS);
     Ok(())
 }
+
+/// A coverage bar: `width` cells, filled in proportion to `share` (0..=1).
+pub fn bar(share: f64, width: usize) -> String {
+    let filled = ((share.clamp(0.0, 1.0) * width as f64).round() as usize).min(width);
+    format!("{}{}", "█".repeat(filled), "░".repeat(width - filled))
+}
+
+pub async fn goal_tree(conn: &Conn) -> Result<()> {
+    let mut c = pb::rollup_service_client::RollupServiceClient::new(connect(&conn.server).await?);
+    let t = c
+        .get_goal_tree(pb::GetGoalTreeRequest { items_per_goal: 3 })
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    if conn.json {
+        let goals: Vec<Value> = t
+            .goals
+            .iter()
+            .map(|g| {
+                json!({
+                    "goal_id": g.goal_id, "title": g.title, "parent_id": g.parent_id, "depth": g.depth,
+                    "effective_weight": g.effective_weight, "weighted_gap": g.weighted_gap,
+                    "addressed": g.addressed, "coverage": g.coverage, "unserved": g.unserved,
+                    "item_count": g.item_count,
+                    "items": g.items.iter().map(|i| json!({"item_key": i.item_key, "value_for_goal": i.value_for_goal,
+                        "value_density": i.value_density})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let out = json!({"goals": goals, "unserved_goal_ids": t.unserved_goal_ids,
+            "unaligned_item_keys": t.unaligned_item_keys, "unaligned_item_count": t.unaligned_item_count});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("coverage = share of the goal's weighted gap that open, linked items address\n");
+    for g in &t.goals {
+        let indent = "  ".repeat(g.depth.max(0) as usize);
+        let label = clip(&format!("{indent}{} {}", g.goal_id, g.title), 56);
+        println!(
+            "{label:<56} {} {:>4.0}%  gap {:<6}  {} items{}",
+            bar(g.coverage, 20),
+            g.coverage * 100.0,
+            output::format_number(g.weighted_gap),
+            g.item_count,
+            if g.unserved { "  UNSERVED" } else { "" }
+        );
+        for i in &g.items {
+            println!("{indent}    · {} {}", i.item_key, clip(&i.title, 50));
+        }
+    }
+    if !t.unserved_goal_ids.is_empty() {
+        println!(
+            "\ngoals no open item serves: {}",
+            t.unserved_goal_ids.join(", ")
+        );
+    }
+    if t.unaligned_item_count > 0 {
+        println!(
+            "items that serve no goal ({}): {}",
+            t.unaligned_item_count,
+            t.unaligned_item_keys
+                .iter()
+                .take(20)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}

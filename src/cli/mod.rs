@@ -54,8 +54,13 @@ enum Command {
     },
     /// List backlog items.
     Items(ItemsArgs),
-    /// The goal tree with effective weights.
+    /// The goal tree with effective weights; --tree shows coverage: how much
+    /// of each goal's weighted gap the backlog addresses, and what serves it.
     Goals {
+        /// Draw the tree with coverage bars, serving items, unserved goals
+        /// and unaligned items.
+        #[arg(long)]
+        tree: bool,
         #[command(flatten)]
         conn: Conn,
     },
@@ -350,7 +355,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Rank(a) => client::rank(a).await,
         Command::Explain { item_key, conn } => client::explain(&conn, &item_key).await,
         Command::Items(a) => client::items(a).await,
-        Command::Goals { conn } => client::goals(&conn).await,
+        Command::Goals { tree: false, conn } => client::goals(&conn).await,
+        Command::Goals { tree: true, conn } => client::goal_tree(&conn).await,
         Command::Metrics { conn } => client::metrics(&conn).await,
         Command::Hypotheses { conn } => client::hypotheses(&conn).await,
         Command::Link(a) => client::link(a).await,

@@ -8,9 +8,10 @@ use pb::GoalLevel::{Intermediate, Strategic};
 use plumbline::proto as pb;
 use tonic::Code;
 
-/// S-a (weight 3) > I-conv measured by conv (gap 0.5) with H-1; S-b (weight
-/// 1) has nothing. web/1 links to H-1 (0.5), web/2 links nowhere, closed
-/// web/3 links to H-1 (0.5) but is not backlog.
+/// Strategic S-a (weight 3) holds I-conv, measured by conv (gap 0.5) with
+/// hypothesis H-1; strategic S-b (weight 1) has nothing. Item web/1 links to
+/// H-1 (0.5), web/2 links nowhere, and the closed web/3 links to H-1 (0.5)
+/// but is not backlog.
 async fn model() -> TestServer {
     let s = TestServer::start().await;
     create_source(&s, github_source("web")).await;

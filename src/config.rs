@@ -21,6 +21,57 @@ pub struct Config {
     /// Tracker sync settings (`[sync]` in the file).
     #[serde(default)]
     pub sync: SyncConfig,
+    /// Value validation settings (`[validation]` in the file).
+    #[serde(default)]
+    pub validation: ValidationConfig,
+}
+
+/// When and how releases are validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationConfig {
+    /// Seconds between automatic validations of releases whose after-window
+    /// has closed; 0 turns them off.
+    pub interval_secs: u64,
+    /// Days of observations before a release that count.
+    pub before_days: i64,
+    /// Days after a release before it is validated.
+    pub after_days: i64,
+    /// Releases closer than this many days share one step (confounded).
+    pub min_separation_days: i64,
+    /// Observations needed on each side of a step.
+    pub min_points: usize,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig {
+            interval_secs: 3600,
+            before_days: 28,
+            after_days: 28,
+            min_separation_days: 3,
+            min_points: 3,
+        }
+    }
+}
+
+impl ValidationConfig {
+    /// No automatic runs: for tests and the demo.
+    pub fn manual() -> Self {
+        ValidationConfig {
+            interval_secs: 0,
+            ..ValidationConfig::default()
+        }
+    }
+
+    pub fn windows(&self) -> crate::refine::validate::Windows {
+        crate::refine::validate::Windows {
+            before: chrono::Duration::days(self.before_days.max(0)),
+            after: chrono::Duration::days(self.after_days.max(0)),
+            min_separation: chrono::Duration::days(self.min_separation_days.max(0)),
+            min_points: self.min_points.max(1),
+        }
+    }
 }
 
 /// How the sidecar talks to trackers.
@@ -80,6 +131,7 @@ impl Default for Config {
             db: PathBuf::from("plumbline.sqlite"),
             default_size: 3.0,
             sync: SyncConfig::default(),
+            validation: ValidationConfig::default(),
         }
     }
 }

@@ -359,6 +359,76 @@ impl SyncState {
     }
 }
 
+/// Where a release came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseOrigin {
+    /// Named through the API (a deploy pipeline).
+    Api,
+    /// An item closed in its tracker; id `close:<item key>`.
+    Tracker,
+}
+
+/// Items that reached users at a time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Release {
+    pub id: String,
+    pub time: Time,
+    pub item_keys: Vec<String>,
+    pub origin: ReleaseOrigin,
+    pub note: String,
+}
+
+/// An A/B result for a hypothesis, in its metric's unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Experiment {
+    pub id: String,
+    pub hypothesis_id: String,
+    pub lift: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub time: Time,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceMethod {
+    BeforeAfter,
+    Experiment,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceOutcome {
+    Supports,
+    Refutes,
+    Inconclusive,
+    InsufficientData,
+}
+
+/// What one release (or experiment) says about one hypothesis, and what it
+/// did to the hypothesis' confidence and status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evidence {
+    pub hypothesis_id: String,
+    /// A release id, or `experiment:<id>`.
+    pub subject_id: String,
+    pub method: EvidenceMethod,
+    pub outcome: EvidenceOutcome,
+    pub realized_effect: Option<f64>,
+    pub expected_effect: f64,
+    pub confounded: bool,
+    pub step: Option<f64>,
+    pub points_before: i64,
+    pub points_after: i64,
+    pub confidence_before: f64,
+    pub confidence_after: f64,
+    pub status_after: HypothesisStatus,
+    pub reason: String,
+    pub record_time: Time,
+}
+
 /// Label prefix and body keyword used when a source leaves them empty.
 pub const DEFAULT_LABEL_PREFIX: &str = "hypothesis:";
 pub const DEFAULT_BODY_KEYWORD: &str = "Hypothesis";

@@ -7,6 +7,13 @@
 //! telling the same story. Reads take the index's read lock and never wait on
 //! SQL (except item bodies, which live only in the store).
 
+mod split;
+mod validation;
+
+pub use validation::TouchedRelease;
+
+pub use split::AppliedSplit;
+
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::Utc;
@@ -69,6 +76,8 @@ pub struct Engine {
     store: Arc<dyn Store>,
     index: RwLock<ScoreIndex>,
     writes: tokio::sync::Mutex<()>,
+    /// Bumped on every change to the index, so watchers can re-rank.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 fn facts_of(item: &Item) -> ItemFacts {
@@ -78,6 +87,7 @@ fn facts_of(item: &Item) -> ItemFacts {
         state: item.state,
         labels: item.labels.clone(),
         estimate: item.estimate,
+        parent_key: item.parent_key.clone(),
     }
 }
 
@@ -90,6 +100,7 @@ impl Engine {
             store,
             index: RwLock::new(index),
             writes: tokio::sync::Mutex::new(()),
+            changes: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -101,8 +112,17 @@ impl Engine {
         self.index.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The index for writing. Watchers are told once the lock is held, so
+    /// the read they make on waking waits for this change to finish.
     fn write_index(&self) -> RwLockWriteGuard<'_, ScoreIndex> {
-        self.index.write().unwrap_or_else(|e| e.into_inner())
+        let guard = self.index.write().unwrap_or_else(|e| e.into_inner());
+        self.changes.send_modify(|v| *v += 1);
+        guard
+    }
+
+    /// A receiver that wakes after each change to the model or the scores.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     // ----- sources -----

@@ -24,6 +24,9 @@ pub struct ItemFacts {
     pub state: ItemState,
     pub labels: Vec<String>,
     pub estimate: Option<f64>,
+    /// Key of the parent item; empty when it has none. Lets splitting find
+    /// an item's children without a SQL round trip.
+    pub parent_key: String,
 }
 
 /// A metric with its latest observation and current gap.
@@ -251,6 +254,19 @@ impl ScoreIndex {
 
     pub fn item_count(&self) -> usize {
         self.items.len()
+    }
+
+    /// Keys of the items whose parent is `parent_key` (itself excluded),
+    /// sorted. A scan: children are asked for one item at a time.
+    pub fn children_of(&self, parent_key: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .items
+            .iter()
+            .filter(|(k, f)| f.parent_key == parent_key && k.as_str() != parent_key)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        keys
     }
 
     /// Keys of a source's items, sorted.
@@ -697,6 +713,7 @@ mod tests {
                         state: ItemState::Open,
                         labels: vec![],
                         estimate: Some(1.0 + (i % 5) as f64),
+                        parent_key: String::new(),
                     },
                 )
             })

@@ -10,7 +10,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::api::{BacklogApi, RollupApi, ScoringApi, SourceApi, SyncApi, ValueModelApi};
+use crate::api::{
+    BacklogApi, RollupApi, ScoringApi, SourceApi, SplitApi, SyncApi, ValidationApi, ValueModelApi,
+};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::proto as pb;
@@ -164,6 +166,8 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         "plumbline.v1.ScoringService",
         "plumbline.v1.SyncService",
         "plumbline.v1.RollupService",
+        "plumbline.v1.SplitService",
+        "plumbline.v1.ValidationService",
     ] {
         health_reporter
             .set_service_status(name, tonic_health::ServingStatus::Serving)
@@ -205,10 +209,26 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         )))
         .add_service(pb::rollup_service_server::RollupServiceServer::new(
             RollupApi(engine.clone()),
-        ));
+        ))
+        .add_service(pb::validation_service_server::ValidationServiceServer::new(
+            ValidationApi {
+                engine: engine.clone(),
+                windows: config.validation.windows(),
+            },
+        ))
+        .add_service(pb::split_service_server::SplitServiceServer::new(SplitApi(
+            engine.clone(),
+        )));
 
     let (tx, rx) = oneshot::channel::<()>();
     let (stop_background, stopped) = tokio::sync::watch::channel(false);
+    if config.validation.interval_secs > 0 {
+        tokio::spawn(background_validation(
+            engine.clone(),
+            config.validation.clone(),
+            stop_background.subscribe(),
+        ));
+    }
     if config.sync.interval_secs > 0 {
         tokio::spawn(background_sync(
             syncer.clone(),
@@ -267,6 +287,30 @@ async fn background_sync(
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Validates releases whose after-window has closed, every interval, until
+/// told to stop. Evidence moves a hypothesis once, so re-runs are harmless.
+async fn background_validation(
+    engine: Arc<Engine>,
+    config: crate::config::ValidationConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let windows = config.windows();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(config.interval_secs)) => {}
+            _ = stop.changed() => return,
+        }
+        match engine
+            .validate_releases(&windows, chrono::Utc::now(), false)
+            .await
+        {
+            Ok(ev) if !ev.is_empty() => tracing::info!(evidence = ev.len(), "releases validated"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "automatic validation failed"),
         }
     }
 }

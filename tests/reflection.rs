@@ -14,12 +14,14 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
 
-const PLUMBLINE_SERVICES: [&str; 6] = [
+const PLUMBLINE_SERVICES: [&str; 8] = [
     "plumbline.v1.BacklogService",
     "plumbline.v1.RollupService",
     "plumbline.v1.ScoringService",
     "plumbline.v1.SourceService",
+    "plumbline.v1.SplitService",
     "plumbline.v1.SyncService",
+    "plumbline.v1.ValidationService",
     "plumbline.v1.ValueModelService",
 ];
 
@@ -89,7 +91,7 @@ async fn reflection_v1_serves_the_file_of_a_symbol() {
         .expect("scoring.proto served");
     assert_eq!(scoring.package(), "plumbline.v1");
     let methods: Vec<&str> = scoring.service[0].method.iter().map(|m| m.name()).collect();
-    assert_eq!(methods, ["GetItemScore", "RankItems"]);
+    assert_eq!(methods, ["GetItemScore", "RankItems", "WatchRanking"]);
 
     // An unknown symbol is NOT_FOUND (tonic-reflection ends the stream with
     // that status; an in-stream error response would do as well).

@@ -6,11 +6,16 @@ mod convert;
 mod page;
 mod rollup;
 mod services;
+mod split;
 mod sync;
+mod validation;
+mod watch;
 
-pub use services::{BacklogApi, ScoringApi, SourceApi, ValueModelApi};
 pub use rollup::RollupApi;
+pub use services::{BacklogApi, ScoringApi, SourceApi, ValueModelApi};
+pub use split::SplitApi;
 pub use sync::SyncApi;
+pub use validation::ValidationApi;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};

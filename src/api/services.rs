@@ -806,6 +806,36 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
 
 // ===== scoring =====
 
+/// The ranking order a request names.
+pub(super) fn rank_order(order: i32) -> Result<RankOrder> {
+    match pb::RankOrder::try_from(order) {
+        Ok(pb::RankOrder::Unspecified | pb::RankOrder::ValueDensity) => Ok(RankOrder::ValueDensity),
+        Ok(pb::RankOrder::Value) => Ok(RankOrder::Value),
+        Err(_) => Err(Error::invalid("order", "is not a known order")),
+    }
+}
+
+/// Ranked entries as served, numbered from `rank_before + 1`.
+pub(super) fn ranked_items(
+    ix: &crate::index::ScoreIndex,
+    ranked: &[(crate::index::RankKey, &crate::score::Score)],
+    rank_before: usize,
+    full: bool,
+    now: crate::domain::Time,
+) -> Vec<pb::RankedItem> {
+    ranked
+        .iter()
+        .enumerate()
+        .map(|(i, ((_, key), score))| {
+            let title = ix.item(key).map(|f| f.title.as_str()).unwrap_or_default();
+            pb::RankedItem {
+                rank: (rank_before + i + 1) as i32,
+                score: Some(convert::score_to_pb(key, title, score, ix, now, full)),
+            }
+        })
+        .collect()
+}
+
 /// `plumbline.v1.ScoringService`.
 #[derive(Clone)]
 pub struct ScoringApi(pub Arc<Engine>);
@@ -841,17 +871,22 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         })())
     }
 
+    type WatchRankingStream = super::watch::RankingStream;
+
+    async fn watch_ranking(
+        &self,
+        req: Request<pb::WatchRankingRequest>,
+    ) -> std::result::Result<Response<Self::WatchRankingStream>, Status> {
+        super::watch::watch_ranking(self.0.clone(), req.into_inner())
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
     async fn rank_items(&self, req: Request<pb::RankItemsRequest>) -> Reply<pb::RankItemsResponse> {
         reply((|| {
             let r = req.get_ref();
             let size = page::page_size(r.page_size, DEFAULT_RANK_SIZE, MAX_PAGE_SIZE)?;
-            let order = match pb::RankOrder::try_from(r.order) {
-                Ok(pb::RankOrder::Unspecified | pb::RankOrder::ValueDensity) => {
-                    RankOrder::ValueDensity
-                }
-                Ok(pb::RankOrder::Value) => RankOrder::Value,
-                Err(_) => return Err(Error::invalid("order", "is not a known order")),
-            };
+            let order = rank_order(r.order)?;
             let full = match pb::ScoreView::try_from(r.view) {
                 Ok(pb::ScoreView::Unspecified | pb::ScoreView::Basic) => false,
                 Ok(pb::ScoreView::Full) => true,
@@ -896,17 +931,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
                 .encode(),
                 _ => String::new(),
             };
-            let items = ranked
-                .iter()
-                .enumerate()
-                .map(|(i, ((_, key), score))| {
-                    let title = ix.item(key).map(|f| f.title.as_str()).unwrap_or_default();
-                    pb::RankedItem {
-                        rank: (rank_before as usize + i + 1) as i32,
-                        score: Some(convert::score_to_pb(key, title, score, &ix, now, full)),
-                    }
-                })
-                .collect();
+            let items = ranked_items(&ix, &ranked, rank_before as usize, full, now);
             Ok(pb::RankItemsResponse {
                 items,
                 next_page_token: next,

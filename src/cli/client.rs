@@ -109,7 +109,71 @@ pub fn print_ranking(json: bool, items: &[pb::RankedItem]) {
     print_rows(json, &rows, RANK_COLUMNS);
 }
 
+/// `rank --watch`: the ranking, then each change as it happens.
+async fn watch(a: RankArgs) -> Result<()> {
+    let mut c = ScoringServiceClient::new(connect(&a.conn.server).await?);
+    let mut stream = c
+        .watch_ranking(pb::WatchRankingRequest {
+            page_size: a.top as i32,
+            order: match a.by {
+                RankBy::Density => pb::RankOrder::ValueDensity,
+                RankBy::Value => pb::RankOrder::Value,
+            } as i32,
+            source_id: a.source.clone().unwrap_or_default(),
+            label: a.label.clone().unwrap_or_default(),
+            include_closed: a.include_closed,
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    while let Some(msg) = stream.message().await.map_err(rpc_error)? {
+        let at = chrono::Local::now().format("%H:%M:%S");
+        if a.conn.json {
+            let changes: Vec<Value> = msg
+                .changes
+                .iter()
+                .map(|c| json!({"item_key": c.item_key, "old_rank": c.old_rank, "new_rank": c.new_rank,
+                    "old_value_density": c.old_value_density, "new_value_density": c.new_value_density}))
+                .collect();
+            let items: Vec<Value> = msg.items.iter().map(rank_row).collect();
+            println!("{}", json!({"items": items, "changes": changes}));
+            continue;
+        }
+        println!(
+            "[{at}] top {} by {}:",
+            a.top,
+            if matches!(a.by, RankBy::Value) {
+                "value"
+            } else {
+                "value density"
+            }
+        );
+        print_ranking(false, &msg.items);
+        for ch in &msg.changes {
+            let line = match (ch.old_rank, ch.new_rank) {
+                (0, n) => format!("{} entered at #{n}", ch.item_key),
+                (o, 0) => format!("{} left the top {} (was #{o})", ch.item_key, a.top),
+                (o, n) if o == n => format!(
+                    "{} stays #{n}, value/size {} -> {}",
+                    ch.item_key,
+                    output::format_number(ch.old_value_density),
+                    output::format_number(ch.new_value_density)
+                ),
+                (o, n) => format!("{} moved #{o} -> #{n}", ch.item_key),
+            };
+            println!("  {line}");
+        }
+        println!();
+        use std::io::Write;
+        std::io::stdout().flush()?;
+    }
+    Ok(())
+}
+
 pub async fn rank(a: RankArgs) -> Result<()> {
+    if a.watch {
+        return watch(a).await;
+    }
     let mut c = ScoringServiceClient::new(connect(&a.conn.server).await?);
     let mut items = Vec::new();
     let mut token = String::new();

@@ -268,6 +268,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         db: dir.path().join("demo.sqlite"),
         default_size: 3.0,
         sync: crate::config::SyncConfig::manual(),
+        validation: crate::config::ValidationConfig::manual(),
     };
     let server = crate::server::start(&config).await?;
     let url = server.url();

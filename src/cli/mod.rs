@@ -5,7 +5,9 @@
 mod client;
 mod demo;
 mod output;
+mod split;
 mod tracker;
+mod trend;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -83,6 +85,13 @@ enum Command {
     Sources(SourcesCommand),
     /// Pull a source's changed items from its tracker now, with progress.
     Sync(SyncArgs),
+    /// A metric's observations with releases marked, in the terminal and
+    /// (--out FILE) as an SVG chart.
+    Trend(trend::TrendArgs),
+    /// Split plans of an item: by hypothesis, by open checklist task, by
+    /// child item; each slice with its value and size, the best first slice
+    /// marked. --apply creates the slices of a plan as items.
+    Split(split::SplitArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +242,10 @@ struct RankArgs {
     /// Include closed items.
     #[arg(long)]
     include_closed: bool,
+    /// Keep running and print the ranking again, with what moved, each time
+    /// it changes (Ctrl-C to stop).
+    #[arg(long)]
+    watch: bool,
     #[command(flatten)]
     conn: Conn,
 }
@@ -367,6 +380,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             tracker::remove_source(&conn, &id, force).await
         }
         Command::Sync(a) => tracker::sync(a).await,
+        Command::Trend(a) => trend::trend(a).await,
+        Command::Split(a) => split::split(a).await,
     }
 }
 

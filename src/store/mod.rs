@@ -13,8 +13,8 @@ use async_trait::async_trait;
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    Goal, Hypothesis, Item, ItemState, Link, Metric, Observation, ObservationSummary, Source,
-    SyncState,
+    Evidence, Experiment, Goal, Hypothesis, Item, ItemState, Link, Metric, Observation,
+    ObservationSummary, Release, Source, SyncState, Time,
 };
 use crate::index::Snapshot;
 
@@ -87,6 +87,23 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_hypothesis(&self, id: &str) -> Result<()>;
 
     async fn put_link(&self, link: &Link) -> Result<()>;
+
+    async fn put_release(&self, release: &Release) -> Result<()>;
+    /// Releases named through the API, by time.
+    async fn list_releases(&self) -> Result<Vec<Release>>;
+    /// Closed items with a close time, as (key, close time), by key.
+    async fn closed_items(&self) -> Result<Vec<(String, Time)>>;
+    async fn put_experiment(&self, experiment: &Experiment) -> Result<()>;
+    /// Every experiment result, by time.
+    async fn list_experiments(&self) -> Result<Vec<Experiment>>;
+    /// A metric's observations, oldest first.
+    async fn list_observations(&self, metric_id: &str) -> Result<Vec<(Time, f64)>>;
+    /// Stores evidence (replacing the same hypothesis and subject) and the
+    /// hypotheses it updated, in one transaction.
+    async fn record_evidence(&self, evidence: &[Evidence], hypotheses: &[Hypothesis])
+    -> Result<()>;
+    /// Evidence, of one hypothesis or all, newest first.
+    async fn list_evidence(&self, hypothesis_id: Option<&str>) -> Result<Vec<Evidence>>;
 
     /// The sync state of a source, if it was ever saved.
     async fn get_sync_state(&self, source_id: &str) -> Result<Option<SyncState>>;

@@ -18,8 +18,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::{ItemFilter, Result, Store, StoreError};
 use crate::domain::{
-    Goal, Hypothesis, Item, Link, LinkRules, Metric, Observation, ObservationSummary, Source,
-    SyncCursor, SyncState, Time,
+    Evidence, Experiment, Goal, Hypothesis, Item, Link, LinkRules, Metric, Observation,
+    ObservationSummary, Release, Source, SyncCursor, SyncState, Time,
 };
 use crate::index::{ItemFacts, Snapshot};
 
@@ -171,6 +171,49 @@ async fn put_sync_state(conn: &mut sqlx::SqliteConnection, st: &SyncState) -> Re
     Ok(())
 }
 
+async fn put_hypothesis(conn: &mut sqlx::SqliteConnection, h: &Hypothesis) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO hypotheses (id, statement, goal_id, metric_id, expected_effect, confidence, status, check_time, create_time, update_time) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET statement = excluded.statement, goal_id = excluded.goal_id, \
+         metric_id = excluded.metric_id, expected_effect = excluded.expected_effect, confidence = excluded.confidence, \
+         status = excluded.status, check_time = excluded.check_time, update_time = excluded.update_time",
+    )
+    .bind(&h.id)
+    .bind(&h.statement)
+    .bind(&h.goal_id)
+    .bind(&h.metric_id)
+    .bind(h.expected_effect)
+    .bind(h.confidence)
+    .bind(enum_str(&h.status))
+    .bind(h.check_time.as_ref().map(nanos))
+    .bind(nanos(&h.create_time))
+    .bind(nanos(&h.update_time))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn evidence_from_row(r: &SqliteRow) -> Result<Evidence> {
+    Ok(Evidence {
+        hypothesis_id: r.try_get("hypothesis_id")?,
+        subject_id: r.try_get("subject_id")?,
+        method: parse_enum(r.try_get("method")?)?,
+        outcome: parse_enum(r.try_get("outcome")?)?,
+        realized_effect: r.try_get("realized_effect")?,
+        expected_effect: r.try_get("expected_effect")?,
+        confounded: r.try_get("confounded")?,
+        step: r.try_get("step")?,
+        points_before: r.try_get("points_before")?,
+        points_after: r.try_get("points_after")?,
+        confidence_before: r.try_get("confidence_before")?,
+        confidence_after: r.try_get("confidence_after")?,
+        status_after: parse_enum(r.try_get("status_after")?)?,
+        reason: r.try_get("reason")?,
+        record_time: time(r.try_get("record_time")?),
+    })
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn load(&self) -> Result<Snapshot> {
@@ -264,7 +307,7 @@ impl Store for SqliteStore {
             });
         }
         for r in sqlx::query(
-            "SELECT key, source_id, title, state, labels, estimate FROM items ORDER BY key",
+            "SELECT key, source_id, title, state, labels, estimate, parent_key FROM items ORDER BY key",
         )
         .fetch_all(&self.pool)
         .await?
@@ -277,6 +320,7 @@ impl Store for SqliteStore {
                     state: parse_enum(r.try_get("state")?)?,
                     labels: parse_json(r.try_get("labels")?)?,
                     estimate: r.try_get("estimate")?,
+                    parent_key: r.try_get("parent_key")?,
                 },
             ));
         }
@@ -381,6 +425,153 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn put_release(&self, rel: &Release) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO releases (id, release_time, item_keys, origin, note, create_time) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&rel.id)
+        .bind(nanos(&rel.time))
+        .bind(json(&rel.item_keys))
+        .bind(enum_str(&rel.origin))
+        .bind(&rel.note)
+        .bind(nanos(&chrono::Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_releases(&self) -> Result<Vec<Release>> {
+        sqlx::query("SELECT * FROM releases ORDER BY release_time, id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Release {
+                    id: r.try_get("id")?,
+                    time: time(r.try_get("release_time")?),
+                    item_keys: parse_json(r.try_get("item_keys")?)?,
+                    origin: parse_enum(r.try_get("origin")?)?,
+                    note: r.try_get("note")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn closed_items(&self) -> Result<Vec<(String, Time)>> {
+        sqlx::query("SELECT key, close_time FROM items WHERE state = 'closed' AND close_time IS NOT NULL ORDER BY key")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("key")?, time(r.try_get("close_time")?))))
+            .collect()
+    }
+
+    async fn put_experiment(&self, e: &Experiment) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO experiments (id, hypothesis_id, lift, ci_low, ci_high, result_time, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&e.id)
+        .bind(&e.hypothesis_id)
+        .bind(e.lift)
+        .bind(e.ci_low)
+        .bind(e.ci_high)
+        .bind(nanos(&e.time))
+        .bind(&e.source)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_experiments(&self) -> Result<Vec<Experiment>> {
+        sqlx::query("SELECT * FROM experiments ORDER BY result_time, id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Experiment {
+                    id: r.try_get("id")?,
+                    hypothesis_id: r.try_get("hypothesis_id")?,
+                    lift: r.try_get("lift")?,
+                    ci_low: r.try_get("ci_low")?,
+                    ci_high: r.try_get("ci_high")?,
+                    time: time(r.try_get("result_time")?),
+                    source: r.try_get("source")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_observations(&self, metric_id: &str) -> Result<Vec<(Time, f64)>> {
+        sqlx::query("SELECT observe_time, value FROM observations WHERE metric_id = ? ORDER BY observe_time")
+            .bind(metric_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((time(r.try_get("observe_time")?), r.try_get("value")?)))
+            .collect()
+    }
+
+    async fn record_evidence(
+        &self,
+        evidence: &[Evidence],
+        hypotheses: &[Hypothesis],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for e in evidence {
+            sqlx::query(
+                "INSERT INTO evidence (hypothesis_id, subject_id, method, outcome, realized_effect, expected_effect, \
+                 confounded, step, points_before, points_after, confidence_before, confidence_after, status_after, \
+                 reason, record_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (hypothesis_id, subject_id) DO UPDATE SET method = excluded.method, \
+                 outcome = excluded.outcome, realized_effect = excluded.realized_effect, \
+                 expected_effect = excluded.expected_effect, confounded = excluded.confounded, step = excluded.step, \
+                 points_before = excluded.points_before, points_after = excluded.points_after, \
+                 confidence_before = excluded.confidence_before, confidence_after = excluded.confidence_after, \
+                 status_after = excluded.status_after, reason = excluded.reason, record_time = excluded.record_time",
+            )
+            .bind(&e.hypothesis_id)
+            .bind(&e.subject_id)
+            .bind(enum_str(&e.method))
+            .bind(enum_str(&e.outcome))
+            .bind(e.realized_effect)
+            .bind(e.expected_effect)
+            .bind(e.confounded)
+            .bind(e.step)
+            .bind(e.points_before)
+            .bind(e.points_after)
+            .bind(e.confidence_before)
+            .bind(e.confidence_after)
+            .bind(enum_str(&e.status_after))
+            .bind(&e.reason)
+            .bind(nanos(&e.record_time))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for h in hypotheses {
+            put_hypothesis(&mut tx, h).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_evidence(&self, hypothesis_id: Option<&str>) -> Result<Vec<Evidence>> {
+        let rows = match hypothesis_id {
+            Some(h) => {
+                sqlx::query("SELECT * FROM evidence WHERE hypothesis_id = ? ORDER BY record_time DESC, subject_id")
+                    .bind(h)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM evidence ORDER BY record_time DESC, hypothesis_id, subject_id")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(evidence_from_row).collect()
     }
 
     async fn get_sync_state(&self, source_id: &str) -> Result<Option<SyncState>> {
@@ -549,26 +740,8 @@ impl Store for SqliteStore {
     }
 
     async fn put_hypothesis(&self, h: &Hypothesis) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO hypotheses (id, statement, goal_id, metric_id, expected_effect, confidence, status, check_time, create_time, update_time) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET statement = excluded.statement, goal_id = excluded.goal_id, \
-             metric_id = excluded.metric_id, expected_effect = excluded.expected_effect, confidence = excluded.confidence, \
-             status = excluded.status, check_time = excluded.check_time, update_time = excluded.update_time",
-        )
-        .bind(&h.id)
-        .bind(&h.statement)
-        .bind(&h.goal_id)
-        .bind(&h.metric_id)
-        .bind(h.expected_effect)
-        .bind(h.confidence)
-        .bind(enum_str(&h.status))
-        .bind(h.check_time.as_ref().map(nanos))
-        .bind(nanos(&h.create_time))
-        .bind(nanos(&h.update_time))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        put_hypothesis(&mut conn, h).await
     }
 
     async fn delete_hypothesis(&self, id: &str) -> Result<()> {

@@ -47,6 +47,7 @@ impl TestServer {
             db: dir.path().join("plumbline.sqlite"),
             default_size: DEFAULT_SIZE,
             sync,
+            validation: plumbline::config::ValidationConfig::manual(),
         };
         Self::start_in(dir, config).await
     }

@@ -1,0 +1,145 @@
+//! `plumbline.v1.SplitService`: validate, call the engine's split use cases,
+//! and translate the planner's plain data to proto.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{self, Check};
+use super::to_status;
+use crate::engine::{Engine, Result};
+use crate::proto as pb;
+use crate::refine::split::{self, Plan, PlanKind, Proposal, Slice, SliceLink};
+
+/// `plumbline.v1.SplitService`.
+#[derive(Clone)]
+pub struct SplitApi(pub Arc<Engine>);
+
+fn reply<T>(r: Result<T>) -> std::result::Result<Response<T>, Status> {
+    r.map(Response::new).map_err(to_status)
+}
+
+fn kind_to_pb(k: PlanKind) -> pb::SplitPlanKind {
+    match k {
+        PlanKind::ByHypothesis => pb::SplitPlanKind::ByHypothesis,
+        PlanKind::ByTask => pb::SplitPlanKind::ByTask,
+        PlanKind::ByChild => pb::SplitPlanKind::ByChild,
+    }
+}
+
+fn link_pb(l: &SliceLink) -> pb::SliceLink {
+    pb::SliceLink {
+        hypothesis_id: l.hypothesis_id.clone(),
+        contribution: l.contribution,
+    }
+}
+
+fn slice_pb(s: &Slice) -> pb::Slice {
+    pb::Slice {
+        item_key: s.item_key.clone(),
+        title: s.title.clone(),
+        value: s.value,
+        size: s.size,
+        value_density: s.value_density,
+        links: s.links.iter().map(link_pb).collect(),
+    }
+}
+
+fn plan_pb(p: &Plan) -> pb::SplitPlan {
+    pb::SplitPlan {
+        kind: kind_to_pb(p.kind) as i32,
+        slices: p.slices.iter().map(slice_pb).collect(),
+        best_slice_index: p.best_slice_index as i32,
+        value_concentration: p.value_concentration,
+    }
+}
+
+fn proposal_pb(key: &str, title: String, p: &Proposal) -> pb::ProposeSplitsResponse {
+    pb::ProposeSplitsResponse {
+        item_key: key.to_string(),
+        title,
+        value: p.value,
+        size: p.size,
+        value_density: p.value_density,
+        size_threshold: p.size_threshold,
+        oversized: p.oversized,
+        plans: p.plans.iter().map(plan_pb).collect(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::split_service_server::SplitService for SplitApi {
+    async fn propose_splits(
+        &self,
+        req: Request<pb::ProposeSplitsRequest>,
+    ) -> std::result::Result<Response<pb::ProposeSplitsResponse>, Status> {
+        reply(
+            async {
+                let r = req.get_ref();
+                let mut c = Check::new("");
+                if r.item_key.is_empty() {
+                    c.fail("item_key", "is required");
+                }
+                if let Some(t) = r.size_threshold
+                    && !(t.is_finite() && t > 0.0)
+                {
+                    c.fail(
+                        "size_threshold",
+                        format!(
+                            "must be a positive number; leave it unset for the default of {}",
+                            split::DEFAULT_SIZE_THRESHOLD
+                        ),
+                    );
+                }
+                c.finish(())?;
+                let threshold = r.size_threshold.unwrap_or(split::DEFAULT_SIZE_THRESHOLD);
+                let proposal = self.0.propose_splits(&r.item_key, threshold).await?;
+                let title = self
+                    .0
+                    .read()
+                    .item(&r.item_key)
+                    .map(|f| f.title.clone())
+                    .unwrap_or_default();
+                Ok(proposal_pb(&r.item_key, title, &proposal))
+            }
+            .await,
+        )
+    }
+
+    async fn apply_split(
+        &self,
+        req: Request<pb::ApplySplitRequest>,
+    ) -> std::result::Result<Response<pb::ApplySplitResponse>, Status> {
+        reply(
+            async {
+                let r = req.get_ref();
+                let mut c = Check::new("");
+                if r.item_key.is_empty() {
+                    c.fail("item_key", "is required");
+                }
+                let kind = match pb::SplitPlanKind::try_from(r.plan_kind) {
+                    Ok(pb::SplitPlanKind::ByHypothesis) => Some(PlanKind::ByHypothesis),
+                    Ok(pb::SplitPlanKind::ByTask) => Some(PlanKind::ByTask),
+                    Ok(pb::SplitPlanKind::ByChild) => Some(PlanKind::ByChild),
+                    Ok(pb::SplitPlanKind::Unspecified) => {
+                        c.fail("plan_kind", "is required: BY_HYPOTHESIS or BY_TASK");
+                        None
+                    }
+                    Err(_) => {
+                        c.fail("plan_kind", "is not a known plan kind");
+                        None
+                    }
+                };
+                c.finish(())?;
+                // `kind` is only None when a violation was reported above.
+                let kind = kind.unwrap_or(PlanKind::ByHypothesis);
+                let applied = self.0.apply_split(&r.item_key, kind).await?;
+                Ok(pb::ApplySplitResponse {
+                    items: applied.items.iter().map(convert::item_to_pb).collect(),
+                    created_count: applied.created as i32,
+                })
+            }
+            .await,
+        )
+    }
+}

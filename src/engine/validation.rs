@@ -1,0 +1,427 @@
+//! Validating value after release: releases, experiments, and the evidence
+//! that moves hypotheses' confidence and status (rules in
+//! [`crate::refine::validate`]).
+//!
+//! Releases are those named through the API plus one implicit release per
+//! item closed in its tracker (`close:<item key>` at its close time), so a
+//! sync that sees a close needs no extra write. A release touches the
+//! hypotheses its items link to. Evidence is stored per (hypothesis,
+//! subject) and changes a hypothesis at most once: the first time it is
+//! conclusive, and once per group of releases that share a step. A hypothesis
+//! with an experiment result is moved by the experiment only; before/after
+//! evidence for it is kept for the record.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use chrono::Utc;
+
+use super::{Engine, Error, Result, not_found};
+use crate::domain::{
+    Evidence, EvidenceMethod, EvidenceOutcome, Experiment, Hypothesis, Release, ReleaseOrigin, Time,
+};
+use crate::index::MetricEntry;
+use crate::refine::validate::{
+    self, Attribution, Method, MetricSpan, Outcome, ReleaseInput, Verdict, Windows,
+};
+
+/// A release with the hypotheses its items serve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TouchedRelease {
+    pub release: Release,
+    pub hypothesis_ids: Vec<String>,
+}
+
+fn evidence_of(
+    outcome: &Outcome,
+    subject_id: String,
+    h: &Hypothesis,
+    applied: Option<(f64, Option<crate::domain::HypothesisStatus>)>,
+    reason_extra: &str,
+    now: Time,
+) -> Evidence {
+    let (new_conf, new_status) = match applied {
+        Some((c, s)) => (c, s.unwrap_or(h.status)),
+        None => (h.confidence, h.status),
+    };
+    let mut e = Evidence {
+        hypothesis_id: h.id.clone(),
+        subject_id,
+        method: EvidenceMethod::BeforeAfter,
+        outcome: EvidenceOutcome::InsufficientData,
+        realized_effect: None,
+        expected_effect: h.expected_effect,
+        confounded: false,
+        step: None,
+        points_before: 0,
+        points_after: 0,
+        confidence_before: h.confidence,
+        confidence_after: new_conf,
+        status_after: new_status,
+        reason: String::new(),
+        record_time: now,
+    };
+    match outcome {
+        Outcome::Attributed(a) => fill(&mut e, a, h.expected_effect),
+        Outcome::InsufficientData { reason, .. } => e.reason = reason.to_string(),
+    }
+    if !reason_extra.is_empty() {
+        e.reason = if e.reason.is_empty() {
+            reason_extra.to_string()
+        } else {
+            format!("{}; {reason_extra}", e.reason)
+        };
+    }
+    e
+}
+
+fn fill(e: &mut Evidence, a: &Attribution, expected: f64) {
+    e.method = match a.method {
+        Method::BeforeAfter => EvidenceMethod::BeforeAfter,
+        Method::Experiment => EvidenceMethod::Experiment,
+    };
+    e.realized_effect = Some(a.realized_effect);
+    e.step = Some(a.step);
+    e.confounded = a.confounded;
+    e.points_before = a.points_before as i64;
+    e.points_after = a.points_after as i64;
+    e.outcome = match Verdict::from_ratio(if expected > 0.0 {
+        a.realized_effect / expected
+    } else {
+        0.0
+    }) {
+        Verdict::Supports => EvidenceOutcome::Supports,
+        Verdict::Refutes => EvidenceOutcome::Refutes,
+        Verdict::Inconclusive => EvidenceOutcome::Inconclusive,
+    };
+    if !a.shared_with.is_empty() {
+        e.reason = format!("step shared with {}", a.shared_with.join(", "));
+    }
+}
+
+impl Engine {
+    /// Records a release of existing items. Idempotent on the id.
+    pub async fn record_release(&self, mut release: Release) -> Result<Release> {
+        let _w = self.writes.lock().await;
+        {
+            let ix = self.read();
+            for (i, k) in release.item_keys.iter().enumerate() {
+                if ix.item(k).is_none() {
+                    return Err(Error::NotFound(format!(
+                        "item_keys[{i}]: item {k:?} not found"
+                    )));
+                }
+            }
+        }
+        if release.id.is_empty() {
+            release.id = format!("R-{}", release.time.format("%Y%m%dT%H%M%S%.9fZ"));
+        }
+        if let Some(existing) = self
+            .store
+            .list_releases()
+            .await?
+            .into_iter()
+            .find(|r| r.id == release.id)
+        {
+            return Ok(existing);
+        }
+        self.store.put_release(&release).await?;
+        Ok(release)
+    }
+
+    /// Every release (named ones and tracker closes), by time, with the
+    /// hypotheses its items serve.
+    pub async fn releases(&self) -> Result<Vec<TouchedRelease>> {
+        let mut releases = self.store.list_releases().await?;
+        releases.extend(
+            self.store
+                .closed_items()
+                .await?
+                .into_iter()
+                .map(|(key, time)| Release {
+                    id: format!("close:{key}"),
+                    time,
+                    item_keys: vec![key],
+                    origin: ReleaseOrigin::Tracker,
+                    note: String::new(),
+                }),
+        );
+        releases.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
+        let ix = self.read();
+        Ok(releases
+            .into_iter()
+            .map(|release| {
+                let hyps: BTreeSet<String> = release
+                    .item_keys
+                    .iter()
+                    .flat_map(|k| {
+                        ix.links_of_item(k)
+                            .map(|l| l.hypothesis_id.clone())
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                TouchedRelease {
+                    release,
+                    hypothesis_ids: hyps.into_iter().collect(),
+                }
+            })
+            .collect())
+    }
+
+    /// Records an A/B result and lets it move its hypothesis now.
+    pub async fn record_experiment(&self, e: Experiment) -> Result<Evidence> {
+        let _w = self.writes.lock().await;
+        let (h, metric) = {
+            let ix = self.read();
+            let h = ix
+                .hypothesis(&e.hypothesis_id)
+                .cloned()
+                .ok_or_else(|| not_found("hypothesis", &e.hypothesis_id))?;
+            let m = ix
+                .metric(&h.metric_id)
+                .cloned()
+                .ok_or_else(|| not_found("metric", &h.metric_id))?;
+            (h, m)
+        };
+        let span = MetricSpan::from(&metric.metric);
+        let level = metric
+            .observations
+            .latest
+            .map_or(metric.metric.baseline, |(_, v)| v);
+        let outcome = experiment_outcome(&span, level, &e);
+        let applied = validate::update(h.confidence, h.expected_effect, &outcome);
+        let now = Utc::now();
+        let evidence = evidence_of(
+            &outcome,
+            format!("experiment:{}", e.id),
+            &h,
+            Some(applied),
+            "",
+            now,
+        );
+        let mut updated = h.clone();
+        updated.confidence = evidence.confidence_after;
+        updated.status = evidence.status_after;
+        updated.update_time = now;
+        self.store.put_experiment(&e).await?;
+        self.store
+            .record_evidence(
+                std::slice::from_ref(&evidence),
+                std::slice::from_ref(&updated),
+            )
+            .await?;
+        self.write_index().put_hypothesis(updated);
+        Ok(evidence)
+    }
+
+    /// Validates releases: per metric, attributes its movement to the
+    /// releases touching it (only those whose after-window has closed unless
+    /// `include_open`), stores the evidence, and moves hypotheses by the
+    /// update rule. Returns the evidence that is new or changed.
+    pub async fn validate_releases(
+        &self,
+        windows: &Windows,
+        now: Time,
+        include_open: bool,
+    ) -> Result<Vec<Evidence>> {
+        let releases = self.releases().await?;
+        let _w = self.writes.lock().await;
+        let existing: HashMap<(String, String), Evidence> = self
+            .store
+            .list_evidence(None)
+            .await?
+            .into_iter()
+            .map(|e| ((e.hypothesis_id.clone(), e.subject_id.clone()), e))
+            .collect();
+        let with_experiment: HashSet<String> = self
+            .store
+            .list_experiments()
+            .await?
+            .into_iter()
+            .map(|e| e.hypothesis_id)
+            .collect();
+
+        // Metric -> its releases (with only that metric's hypotheses).
+        let (by_metric, mut hyps): (
+            BTreeMap<String, Vec<ReleaseInput>>,
+            HashMap<String, Hypothesis>,
+        ) = {
+            let ix = self.read();
+            let mut by_metric: BTreeMap<String, Vec<ReleaseInput>> = BTreeMap::new();
+            for r in &releases {
+                if !include_open && r.release.time + windows.after > now {
+                    continue;
+                }
+                let mut per_metric: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                for h in &r.hypothesis_ids {
+                    if let Some(hyp) = ix.hypothesis(h) {
+                        per_metric
+                            .entry(hyp.metric_id.clone())
+                            .or_default()
+                            .push(h.clone());
+                    }
+                }
+                for (m, hs) in per_metric {
+                    by_metric.entry(m).or_default().push(ReleaseInput {
+                        id: r.release.id.clone(),
+                        time: r.release.time,
+                        hypothesis_ids: hs,
+                    });
+                }
+            }
+            (
+                by_metric,
+                ix.hypotheses().map(|h| (h.id.clone(), h.clone())).collect(),
+            )
+        };
+
+        let mut stored = Vec::new();
+        let mut changed: BTreeMap<String, Hypothesis> = BTreeMap::new();
+        // (hypothesis, release) pairs whose group already moved the hypothesis.
+        let mut moved: HashSet<(String, String)> = existing
+            .values()
+            .filter(|e| e.outcome != EvidenceOutcome::InsufficientData)
+            .map(|e| (e.hypothesis_id.clone(), e.subject_id.clone()))
+            .collect();
+        for (metric_id, inputs) in by_metric {
+            let Some(entry): Option<MetricEntry> = self.read().metric(&metric_id).cloned() else {
+                continue;
+            };
+            let observations = self.store.list_observations(&metric_id).await?;
+            let span = MetricSpan::from(&entry.metric);
+            let outcomes = match validate::attribute(
+                &span,
+                &observations,
+                &inputs,
+                &[],
+                entry.metric.baseline,
+                windows,
+            ) {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(metric = %metric_id, error = %e, "cannot validate releases on this metric");
+                    continue;
+                }
+            };
+            for outcome in outcomes {
+                let (release_id, hyp_id) = (
+                    outcome.release_id().to_string(),
+                    outcome.hypothesis_id().to_string(),
+                );
+                let Some(h) = hyps.get(&hyp_id).cloned() else {
+                    continue;
+                };
+                let key = (hyp_id.clone(), release_id.clone());
+                let conclusive = matches!(outcome, Outcome::Attributed(_));
+                let group: Vec<String> = match &outcome {
+                    Outcome::Attributed(a) => a.shared_with.clone(),
+                    Outcome::InsufficientData { .. } => Vec::new(),
+                };
+                let already = moved.contains(&key)
+                    || group
+                        .iter()
+                        .any(|g| moved.contains(&(hyp_id.clone(), g.clone())));
+                let (applied, note) = if !conclusive || already {
+                    (
+                        None,
+                        if already && conclusive {
+                            "already counted for this hypothesis"
+                        } else {
+                            ""
+                        },
+                    )
+                } else if with_experiment.contains(&hyp_id) {
+                    (None, "an experiment result takes precedence")
+                } else {
+                    (
+                        Some(validate::update(h.confidence, h.expected_effect, &outcome)),
+                        "",
+                    )
+                };
+                let ev = evidence_of(&outcome, release_id.clone(), &h, applied, note, now);
+                if let Some(old) = existing.get(&key)
+                    && old.outcome == ev.outcome
+                    && old.realized_effect == ev.realized_effect
+                    && applied.is_none()
+                {
+                    continue;
+                }
+                if applied.is_some() {
+                    moved.insert(key);
+                    let mut updated = h.clone();
+                    updated.confidence = ev.confidence_after;
+                    updated.status = ev.status_after;
+                    updated.update_time = now;
+                    hyps.insert(hyp_id.clone(), updated.clone());
+                    changed.insert(hyp_id, updated);
+                }
+                stored.push(ev);
+            }
+        }
+        if !stored.is_empty() {
+            let updated: Vec<Hypothesis> = changed.values().cloned().collect();
+            self.store.record_evidence(&stored, &updated).await?;
+            let mut ix = self.write_index();
+            for h in updated {
+                ix.put_hypothesis(h);
+            }
+        }
+        Ok(stored)
+    }
+
+    /// The evidence of one hypothesis, newest first.
+    pub async fn hypothesis_evidence(&self, hypothesis_id: &str) -> Result<Vec<Evidence>> {
+        self.read()
+            .hypothesis(hypothesis_id)
+            .ok_or_else(|| not_found("hypothesis", hypothesis_id))?;
+        Ok(self.store.list_evidence(Some(hypothesis_id)).await?)
+    }
+
+    /// A metric, its observations, and the releases touching it.
+    pub async fn metric_trend(
+        &self,
+        metric_id: &str,
+    ) -> Result<(MetricEntry, Vec<(Time, f64)>, Vec<TouchedRelease>)> {
+        let entry = self.get_metric(metric_id)?;
+        let points = self.store.list_observations(metric_id).await?;
+        let releases = self.releases().await?;
+        let ix = self.read();
+        let touching = releases
+            .into_iter()
+            .filter_map(|mut r| {
+                r.hypothesis_ids
+                    .retain(|h| ix.hypothesis(h).is_some_and(|h| h.metric_id == metric_id));
+                (!r.hypothesis_ids.is_empty()).then_some(r)
+            })
+            .collect();
+        Ok((entry, points, touching))
+    }
+}
+
+/// An experiment as an attribution: the lift and its interval as shares of
+/// the gap still open at `level`.
+fn experiment_outcome(span: &MetricSpan, level: f64, e: &Experiment) -> Outcome {
+    let share = |x: f64| validate::realized_share(span, level, x);
+    match (share(e.lift), share(e.ci_low), share(e.ci_high)) {
+        (Ok(r), Ok(lo), Ok(hi)) => Outcome::Attributed(Attribution {
+            release_id: format!("experiment:{}", e.id),
+            hypothesis_id: e.hypothesis_id.clone(),
+            step: e.lift,
+            step_share: e.lift,
+            level_before: level,
+            realized_effect: r,
+            realized_ci: Some((lo.min(hi), lo.max(hi))),
+            confounded: false,
+            shared_with: Vec::new(),
+            points_before: 0,
+            points_after: 0,
+            method: Method::Experiment,
+        }),
+        (Err(reason), _, _) | (_, Err(reason), _) | (_, _, Err(reason)) => {
+            Outcome::InsufficientData {
+                release_id: format!("experiment:{}", e.id),
+                hypothesis_id: e.hypothesis_id.clone(),
+                reason,
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! `plumbline split` end to end: the binary against a real sidecar on
+//! 127.0.0.1:0, proposing plans (JSON and table), applying one twice, and
+//! its errors.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+use plumbline::proto as pb;
+use serde_json::Value;
+
+/// Runs the binary off the async runtime (the server under test lives on it).
+async fn plumbline(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_plumbline"))
+            .args(&args)
+            .env_remove("PLUMBLINE_SERVER")
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .expect("join")
+}
+
+async fn stdout(args: &[&str]) -> String {
+    let out = plumbline(args).await;
+    assert!(
+        out.status.success(),
+        "plumbline {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn json(args: &[&str]) -> Value {
+    let out = stdout(args).await;
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("plumbline {args:?} printed no JSON ({e}): {out}"))
+}
+
+/// Goal G (effective weight 1); metric m, unobserved, gap 1; H-1 worth
+/// 1 x 1 x 0.5 x 0.4 = 0.2 and H-2 worth 1 x 1 x 0.25 x 0.4 = 0.1. Item web/7,
+/// estimate 10, links H-1 (0.5) and H-2 (0.2): terms 0.1 and 0.02, value
+/// 0.12; two open checklist tasks and a done one.
+async fn model(s: &TestServer) {
+    create_source(s, github_source("web")).await;
+    create_goal(s, goal("G", pb::GoalLevel::Strategic, "", None)).await;
+    create_metric(s, metric("m", 0.0, 10.0)).await;
+    create_hypothesis(s, hypothesis("H-1", "G", "m", 0.5, 0.4)).await;
+    create_hypothesis(s, hypothesis("H-2", "G", "m", 0.25, 0.4)).await;
+    upsert(
+        s,
+        vec![pb::Item {
+            body: "- [ ] Backend\n- [ ] Frontend\n- [x] Research".into(),
+            ..estimated(item("web", "7", "Saved carts"), 10.0)
+        }],
+    )
+    .await;
+    link(s, "web/7", "H-1", 0.5).await;
+    link(s, "web/7", "H-2", 0.2).await;
+}
+
+#[track_caller]
+fn close(v: &Value, want: f64) {
+    let got = v.as_f64().unwrap_or_else(|| panic!("{v} is not a number"));
+    assert!((got - want).abs() < 1e-12, "{got} != {want}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_proposes_plans_and_applies_one_once() {
+    let s = TestServer::start().await;
+    model(&s).await;
+    let url = s.server().url();
+    let url = url.as_str();
+
+    let p = json(&["split", "web/7", "--json", "--server", url]).await;
+    assert_eq!(p["item_key"], "web/7");
+    close(&p["value"], 0.12);
+    assert_eq!(p["oversized"], true, "10 > 8");
+    let plans = p["plans"].as_array().unwrap();
+    let kinds: Vec<&str> = plans.iter().map(|x| x["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["hypothesis", "task"]);
+    let h = &plans[0];
+    close(&h["slices"][0]["value"], 0.1);
+    close(&h["slices"][1]["value"], 0.02);
+    close(&h["slices"][0]["size"], 5.0);
+    assert_eq!(h["best_slice_index"], 0);
+    assert_eq!(h["slices"][0]["best"], true);
+    assert_eq!(h["slices"][1]["best"], false);
+    close(&h["value_concentration"], 0.1 / 0.12);
+    assert_eq!(h["slices"][1]["links"][0]["hypothesis_id"], "H-2");
+    let t = &plans[1];
+    assert_eq!(t["slices"][1]["title"], "Frontend");
+    close(&t["slices"][1]["links"][0]["contribution"], 0.25);
+
+    let p = json(&[
+        "split",
+        "web/7",
+        "--threshold",
+        "10",
+        "--json",
+        "--server",
+        url,
+    ])
+    .await;
+    assert_eq!(p["oversized"], false, "10 is not above 10");
+
+    // The table marks the best slice and shows the concentration.
+    let table = stdout(&["split", "web/7", "--server", url]).await;
+    assert!(table.contains("OVERSIZED"), "{table}");
+    assert!(table.contains("by hypothesis: 2 slices"), "{table}");
+    assert!(
+        table.contains("best first slice #1 (★), value concentration 83.3%"),
+        "{table}"
+    );
+    assert!(table.contains("by task: 2 slices"), "{table}");
+    let best_row = table
+        .lines()
+        .find(|l| l.contains("web/7-s1") && l.contains("H-1"))
+        .unwrap_or_else(|| panic!("no row for the first slice: {table}"));
+    assert!(best_row.contains('★'), "{best_row}");
+    assert!(
+        !table
+            .lines()
+            .any(|l| l.contains("web/7-s2") && l.contains("H-2") && l.contains('★')),
+        "only the best slice is marked: {table}"
+    );
+
+    // Apply by task, then again: the second run creates nothing.
+    let r = json(&[
+        "split", "web/7", "--apply", "task", "--json", "--server", url,
+    ])
+    .await;
+    assert_eq!(r["created_count"], 2);
+    assert_eq!(r["plan"], "task");
+    let created: Vec<&str> = r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(created, ["web/7-s1", "web/7-s2"]);
+    close(&r["items"][0]["estimate"], 5.0);
+    assert_eq!(r["items"][1]["parent_key"], "web/7");
+    let slice = item_score(&s, "web/7-s2").await.value;
+    assert!((slice - 0.06).abs() < 1e-12, "{slice}");
+    assert_eq!(item_score(&s, "web/7").await.value, 0.0);
+
+    let again = stdout(&["split", "web/7", "--apply", "task", "--server", url]).await;
+    assert!(
+        again.contains("already split by task; nothing created"),
+        "{again}"
+    );
+    assert_eq!(all_items(&s, "web").await.len(), 3);
+
+    // Errors are sentences on stderr with a non-zero exit.
+    let out = plumbline(&["split", "web/99", "--server", url]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("item \"web/99\" not found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = plumbline(&["split", "web/7", "--threshold", "0", "--server", url]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("- size_threshold: must be a positive"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = plumbline(&["split", "web/7", "--apply", "child", "--server", url]).await;
+    assert!(!out.status.success(), "children cannot be applied");
+    s.stop().await;
+}

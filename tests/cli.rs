@@ -200,6 +200,13 @@ async fn the_demo_prints_a_ranked_explained_backlog_with_every_flag() {
         "unestimated",
         "stale_metric",
         "web/418",
+        "Splitting the biggest item:",
+        "best first slice",
+        "Goal roll-up:",
+        "items that serve no goal",
+        "Validated after release:",
+        "H-4: release close:web/426",
+        "validated",
     ] {
         assert!(
             text.contains(needle),

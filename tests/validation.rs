@@ -346,3 +346,29 @@ async fn trend_draws_the_series_and_writes_an_svg() {
     assert!(chart.starts_with("<svg") && chart.contains("<polyline") && chart.contains("deploy-7"));
     assert_eq!(chart.matches("<circle").count(), 11);
 }
+
+/// With an interval set, releases whose window has closed are validated
+/// without being asked.
+#[tokio::test]
+async fn validation_runs_by_itself_when_a_window_has_closed() {
+    let s = TestServer::start_with_config(|c| c.validation.interval_secs = 1).await;
+    create_source(&s, github_source("web")).await;
+    create_goal(&s, goal("G", pb::GoalLevel::Strategic, "", None)).await;
+    create_metric(&s, metric("conv", 2.0, 3.0)).await;
+    create_hypothesis(&s, hypothesis("H-A", "G", "conv", 0.2, 0.5)).await;
+    upsert(&s, vec![item("web", "1", "Item")]).await;
+    link(&s, "web/1", "H-A", 1.0).await;
+    series(&s, "conv", 120, 5, |d| if d > 61 { 2.0 } else { 2.3 }).await;
+    release(&s, "rel-a", &["web/1"], 62).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if hyp(&s, "H-A").await.status == pb::HypothesisStatus::Validated as i32 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no automatic validation within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -623,6 +623,13 @@ pub async fn goal_tree(conn: &Conn) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
+    print_goal_tree(&t);
+    Ok(())
+}
+
+/// The goal tree with coverage bars, serving items, unserved goals and
+/// unaligned items.
+pub fn print_goal_tree(t: &pb::GetGoalTreeResponse) {
     println!("coverage = share of the goal's weighted gap that open, linked items address\n");
     for g in &t.goals {
         let indent = "  ".repeat(g.depth.max(0) as usize);
@@ -657,5 +664,4 @@ pub async fn goal_tree(conn: &Conn) -> Result<()> {
                 .join(", ")
         );
     }
-    Ok(())
 }

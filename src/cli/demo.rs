@@ -99,6 +99,9 @@ pub struct SampleItem {
     pub labels: Vec<String>,
     pub estimate: Option<f64>,
     pub state: String,
+    /// For closed items: when the tracker closed them (a release).
+    #[serde(default)]
+    pub closed_days_ago: Option<f64>,
     pub links: Vec<SampleLink>,
 }
 
@@ -232,6 +235,13 @@ pub async fn load(url: &str, sample: &Sample) -> Result<()> {
             })?,
             labels: it.labels.clone(),
             estimate: it.estimate,
+            close_time: it.closed_days_ago.map(|d| {
+                let at = now - chrono::Duration::seconds((d * 86_400.0) as i64);
+                prost_types::Timestamp {
+                    seconds: at.timestamp(),
+                    nanos: 0,
+                }
+            }),
             ..Default::default()
         });
     }
@@ -273,6 +283,17 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     let server = crate::server::start(&config).await?;
     let url = server.url();
     load(&url, &sample).await?;
+    // Releases whose after-window has closed are validated before ranking,
+    // so what was learned already moves the scores.
+    let evidence =
+        pb::validation_service_client::ValidationServiceClient::new(connect(&url).await?)
+            .validate_releases(pb::ValidateReleasesRequest {
+                include_open_windows: false,
+            })
+            .await
+            .map_err(rpc_error)?
+            .into_inner()
+            .evidence;
 
     println!(
         "plumbline demo: sample product \"Shopfront\" with {} items from {} sources, {} goals, {} metrics, {} hypotheses",
@@ -320,6 +341,51 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         print_explanation(&s);
         println!();
     }
+
+    // Break a big item down: the most valuable slice first.
+    let proposal = pb::split_service_client::SplitServiceClient::new(connect(&url).await?)
+        .propose_splits(pb::ProposeSplitsRequest {
+            item_key: "web/412".into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    println!("Splitting the biggest item:");
+    super::split::print_proposal(&proposal);
+    println!();
+
+    // Zoom out: how much of each goal's gap the backlog addresses.
+    let tree = pb::rollup_service_client::RollupServiceClient::new(connect(&url).await?)
+        .get_goal_tree(pb::GetGoalTreeRequest { items_per_goal: 1 })
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    println!("Goal roll-up:");
+    super::client::print_goal_tree(&tree);
+    println!();
+
+    // Value validated after release.
+    println!("Validated after release:");
+    for e in evidence.iter().filter(|e| e.realized_effect.is_some()) {
+        println!(
+            "  {}: release {} closed {} of the gap (expected {}) -> {}; confidence {} -> {}, {}",
+            e.hypothesis_id,
+            e.subject_id,
+            super::output::format_number(e.realized_effect.unwrap_or_default()),
+            super::output::format_number(e.expected_effect),
+            super::output::enum_name(
+                pb::EvidenceOutcome::try_from(e.outcome)
+                    .unwrap_or_default()
+                    .as_str_name(),
+                "EVIDENCE_OUTCOME_"
+            ),
+            super::output::format_number(e.confidence_before),
+            super::output::format_number(e.confidence_after),
+            super::output::enum_name(&e.status_after, "HYPOTHESIS_STATUS_"),
+        );
+    }
+    println!();
 
     if a.keep_serving {
         println!("Still serving on {url}. Try:");

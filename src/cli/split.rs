@@ -85,7 +85,7 @@ const SLICE_COLUMNS: &[(&str, &str)] = &[
     ("links", "links_text"),
 ];
 
-fn print_proposal(p: &pb::ProposeSplitsResponse) {
+pub(super) fn print_proposal(p: &pb::ProposeSplitsResponse) {
     let n = output::format_number;
     println!("{}  {}", p.item_key, p.title);
     println!(

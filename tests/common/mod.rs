@@ -36,19 +36,26 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on 127.0.0.1:0 with a fresh SQLite file.
     pub async fn start() -> TestServer {
-        Self::start_with_sync(plumbline::config::SyncConfig::manual()).await
+        Self::start_with_config(|_| {}).await
     }
 
     /// Starts a server with these sync settings (e.g. background sync on).
     pub async fn start_with_sync(sync: plumbline::config::SyncConfig) -> TestServer {
+        Self::start_with_config(|c| c.sync = sync).await
+    }
+
+    /// Starts a server with test settings (no background work, quick
+    /// retries) changed by `change`.
+    pub async fn start_with_config(change: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary folder");
-        let config = Config {
+        let mut config = Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             db: dir.path().join("plumbline.sqlite"),
             default_size: DEFAULT_SIZE,
-            sync,
+            sync: plumbline::config::SyncConfig::manual(),
             validation: plumbline::config::ValidationConfig::manual(),
         };
+        change(&mut config);
         Self::start_in(dir, config).await
     }
 

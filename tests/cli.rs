@@ -3,39 +3,8 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
 use common::*;
 use serde_json::Value;
-
-/// Runs the binary off the async runtime (the server under test lives on it).
-async fn plumbline(args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_plumbline"))
-            .args(&args)
-            .env_remove("PLUMBLINE_SERVER")
-            .output()
-            .expect("the binary runs")
-    })
-    .await
-    .expect("join")
-}
-
-async fn json(args: &[&str]) -> Value {
-    let out = plumbline(args).await;
-    assert!(
-        out.status.success(),
-        "plumbline {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "plumbline {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_commands_print_what_the_server_holds() {
@@ -44,7 +13,7 @@ async fn client_commands_print_what_the_server_holds() {
     let url = url.as_str();
 
     // rank --json lists the same keys, in the same order, as RankItems.
-    let ranked = json(&["rank", "--json", "-n", "100", "--server", url]).await;
+    let ranked = cli_json(&["rank", "--json", "-n", "100", "--server", url]).await;
     let cli_keys: Vec<&str> = ranked
         .as_array()
         .unwrap()
@@ -57,7 +26,7 @@ async fn client_commands_print_what_the_server_holds() {
 
     // explain --json carries the same value and terms as GetItemScore.
     let top = cli_keys[0].to_string();
-    let explained = json(&["explain", &top, "--json", "--server", url]).await;
+    let explained = cli_json(&["explain", &top, "--json", "--server", url]).await;
     let score = item_score(&s, &top).await;
     assert_eq!(explained["value"].as_f64(), Some(score.value));
     assert_eq!(
@@ -66,7 +35,7 @@ async fn client_commands_print_what_the_server_holds() {
     );
 
     // observe reaches the target: the metric's gap is 0 in its answer and in `metrics`.
-    let observed = json(&[
+    let observed = cli_json(&[
         "observe",
         "conv",
         "3.5",
@@ -79,7 +48,7 @@ async fn client_commands_print_what_the_server_holds() {
     .await;
     assert_eq!(observed[0]["id"], "conv");
     assert_eq!(observed[0]["gap"].as_f64(), Some(0.0));
-    let metrics = json(&["metrics", "--json", "--server", url]).await;
+    let metrics = cli_json(&["metrics", "--json", "--server", url]).await;
     let conv = metrics
         .as_array()
         .unwrap()
@@ -89,7 +58,7 @@ async fn client_commands_print_what_the_server_holds() {
     assert_eq!(conv["current_value"].as_f64(), Some(3.5));
 
     // link and unlink.
-    let linked = json(&[
+    let linked = cli_json(&[
         "link",
         "ops/3",
         "H-2",
@@ -104,12 +73,12 @@ async fn client_commands_print_what_the_server_holds() {
     .await;
     assert_eq!(linked[0]["origin"], "api");
     assert_eq!(linked[0]["contribution"].as_f64(), Some(0.5));
-    let out = plumbline(&["link", "ops/3", "H-2", "--remove", "--server", url]).await;
+    let out = run_cli(&["link", "ops/3", "H-2", "--remove", "--server", url]).await;
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("unlinked ops/3 from H-2"));
 
     // listings.
-    let items = json(&["items", "--source", "ops", "--json", "--server", url]).await;
+    let items = cli_json(&["items", "--source", "ops", "--json", "--server", url]).await;
     let item_keys: Vec<&str> = items
         .as_array()
         .unwrap()
@@ -117,7 +86,7 @@ async fn client_commands_print_what_the_server_holds() {
         .map(|i| i["key"].as_str().unwrap())
         .collect();
     assert_eq!(item_keys, ["ops/1", "ops/2", "ops/3"]);
-    let goals = json(&["goals", "--json", "--server", url]).await;
+    let goals = cli_json(&["goals", "--json", "--server", url]).await;
     assert_eq!(
         goals.as_array().unwrap().len(),
         s.model()
@@ -128,7 +97,7 @@ async fn client_commands_print_what_the_server_holds() {
             .goals
             .len()
     );
-    let hyps = json(&["hypotheses", "--json", "--server", url]).await;
+    let hyps = cli_json(&["hypotheses", "--json", "--server", url]).await;
     let ids: Vec<&str> = hyps
         .as_array()
         .unwrap()
@@ -138,7 +107,7 @@ async fn client_commands_print_what_the_server_holds() {
     assert_eq!(ids, ["H-1", "H-2", "H-3"]);
 
     // the table output is the default.
-    let out = plumbline(&["rank", "--server", url]).await;
+    let out = run_cli(&["rank", "--server", url]).await;
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         table.contains("value/size") && table.contains(&top),
@@ -151,16 +120,16 @@ async fn client_errors_are_sentences_and_exit_non_zero() {
     let s = start_with_fixture().await;
     let url = s.server().url();
 
-    let out = plumbline(&["explain", "nope/1", "--server", &url]).await;
+    let out = run_cli(&["explain", "nope/1", "--server", &url]).await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not found") && err.contains("nope/1"), "{err}");
 
-    let out = plumbline(&["link", "web/1", "H-1", "-c", "1.5", "--server", &url]).await;
+    let out = run_cli(&["link", "web/1", "H-1", "-c", "1.5", "--server", &url]).await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("- contribution: must be in (0, 1]"));
 
-    let out = plumbline(&[
+    let out = run_cli(&[
         "observe",
         "conv",
         "2.0",
@@ -174,7 +143,7 @@ async fn client_errors_are_sentences_and_exit_non_zero() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
 
     // Nothing listens on port 9 of loopback.
-    let out = plumbline(&["rank", "--server", "http://127.0.0.1:9"]).await;
+    let out = run_cli(&["rank", "--server", "http://127.0.0.1:9"]).await;
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr)
@@ -184,7 +153,7 @@ async fn client_errors_are_sentences_and_exit_non_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_prints_a_ranked_explained_backlog_with_every_flag() {
-    let out = plumbline(&["demo"]).await;
+    let out = run_cli(&["demo"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -234,7 +203,7 @@ async fn sources_and_sync_commands_drive_a_tracker_sync() {
     let url = s.server().url();
     let url = url.as_str();
 
-    let out = plumbline(&[
+    let out = run_cli(&[
         "sources",
         "add",
         "gh",
@@ -256,7 +225,7 @@ async fn sources_and_sync_commands_drive_a_tracker_sync() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("plumbline sync gh"));
 
     // Not a terminal: plain progress lines, then the summary.
-    let out = plumbline(&["sync", "gh", "--server", url]).await;
+    let out = run_cli(&["sync", "gh", "--server", url]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -269,12 +238,12 @@ async fn sources_and_sync_commands_drive_a_tracker_sync() {
         "{text}"
     );
 
-    let sources = json(&["sources", "list", "--json", "--server", url]).await;
+    let sources = cli_json(&["sources", "list", "--json", "--server", url]).await;
     assert_eq!(sources[0]["id"], "gh");
     assert_eq!(sources[0]["sync_state"], "succeeded");
     assert_eq!(sources[0]["cursor_time"], "2026-11-05T13:00:00Z");
 
-    let events = plumbline(&["sync", "gh", "--json", "--server", url]).await;
+    let events = run_cli(&["sync", "gh", "--json", "--server", url]).await;
     let last: Value = serde_json::from_str(
         String::from_utf8_lossy(&events.stdout)
             .lines()
@@ -287,8 +256,8 @@ async fn sources_and_sync_commands_drive_a_tracker_sync() {
         (Some("done"), Some(0))
     );
 
-    let out = plumbline(&["sources", "remove", "gh", "--server", url]).await;
+    let out = run_cli(&["sources", "remove", "gh", "--server", url]).await;
     assert!(!out.status.success(), "items still there: needs --force");
-    let out = plumbline(&["sources", "remove", "gh", "--force", "--server", url]).await;
+    let out = run_cli(&["sources", "remove", "gh", "--force", "--server", url]).await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("removed source gh and 2 items"));
 }

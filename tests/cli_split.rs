@@ -4,40 +4,18 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
 use common::*;
 use plumbline::proto as pb;
 use serde_json::Value;
 
-/// Runs the binary off the async runtime (the server under test lives on it).
-async fn plumbline(args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_plumbline"))
-            .args(&args)
-            .env_remove("PLUMBLINE_SERVER")
-            .output()
-            .expect("the binary runs")
-    })
-    .await
-    .expect("join")
-}
-
 async fn stdout(args: &[&str]) -> String {
-    let out = plumbline(args).await;
+    let out = run_cli(args).await;
     assert!(
         out.status.success(),
         "plumbline {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-async fn json(args: &[&str]) -> Value {
-    let out = stdout(args).await;
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("plumbline {args:?} printed no JSON ({e}): {out}"))
 }
 
 /// Goal G (effective weight 1); metric m, unobserved, gap 1; H-1 worth
@@ -75,7 +53,7 @@ async fn split_proposes_plans_and_applies_one_once() {
     let url = s.server().url();
     let url = url.as_str();
 
-    let p = json(&["split", "web/7", "--json", "--server", url]).await;
+    let p = cli_json(&["split", "web/7", "--json", "--server", url]).await;
     assert_eq!(p["item_key"], "web/7");
     close(&p["value"], 0.12);
     assert_eq!(p["oversized"], true, "10 > 8");
@@ -95,7 +73,7 @@ async fn split_proposes_plans_and_applies_one_once() {
     assert_eq!(t["slices"][1]["title"], "Frontend");
     close(&t["slices"][1]["links"][0]["contribution"], 0.25);
 
-    let p = json(&[
+    let p = cli_json(&[
         "split",
         "web/7",
         "--threshold",
@@ -129,7 +107,7 @@ async fn split_proposes_plans_and_applies_one_once() {
     );
 
     // Apply by task, then again: the second run creates nothing.
-    let r = json(&[
+    let r = cli_json(&[
         "split", "web/7", "--apply", "task", "--json", "--server", url,
     ])
     .await;
@@ -156,21 +134,21 @@ async fn split_proposes_plans_and_applies_one_once() {
     assert_eq!(all_items(&s, "web").await.len(), 3);
 
     // Errors are sentences on stderr with a non-zero exit.
-    let out = plumbline(&["split", "web/99", "--server", url]).await;
+    let out = run_cli(&["split", "web/99", "--server", url]).await;
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("item \"web/99\" not found"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = plumbline(&["split", "web/7", "--threshold", "0", "--server", url]).await;
+    let out = run_cli(&["split", "web/7", "--threshold", "0", "--server", url]).await;
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("- size_threshold: must be a positive"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = plumbline(&["split", "web/7", "--apply", "child", "--server", url]).await;
+    let out = run_cli(&["split", "web/7", "--apply", "child", "--server", url]).await;
     assert!(!out.status.success(), "children cannot be applied");
     s.stop().await;
 }

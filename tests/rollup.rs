@@ -138,14 +138,7 @@ async fn rollup_errors() {
 async fn goals_tree_draws_coverage_bars() {
     let s = model().await;
     let url = s.server().url();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_plumbline"))
-            .args(["goals", "--tree", "--server", &url])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = run_cli(&["goals", "--tree", "--server", &url]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

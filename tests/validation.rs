@@ -323,14 +323,7 @@ async fn trend_draws_the_series_and_writes_an_svg() {
     let svg = dir.path().join("conv.svg");
     let url = s.server().url();
     let svg_arg = svg.display().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_plumbline"))
-            .args(["trend", "conv", "--out", &svg_arg, "--server", &url])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = run_cli(&["trend", "conv", "--out", &svg_arg, "--server", &url]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

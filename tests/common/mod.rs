@@ -124,6 +124,39 @@ impl TestServer {
     }
 }
 
+// ----- the binary -----
+
+/// Runs the `plumbline` binary off the async runtime (the server under test
+/// lives on it), without a PLUMBLINE_SERVER from the environment.
+pub async fn run_cli(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_plumbline"))
+            .args(&args)
+            .env_remove("PLUMBLINE_SERVER")
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .expect("join")
+}
+
+/// Runs the binary, which must succeed, and parses its stdout as JSON.
+pub async fn cli_json(args: &[&str]) -> serde_json::Value {
+    let out = run_cli(args).await;
+    assert!(
+        out.status.success(),
+        "plumbline {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "plumbline {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
 // ----- sync -----
 
 /// What one SyncSource call streamed: its progress events and how it ended.

@@ -12,7 +12,7 @@ mod validation;
 
 pub use validation::TouchedRelease;
 
-pub use split::AppliedSplit;
+pub use split::{AppliedSplit, DraftSlice, SplitDraft, SplitStart};
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 

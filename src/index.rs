@@ -527,6 +527,15 @@ impl ScoreIndex {
         }
     }
 
+    /// Recomputes every item's score (what a change reaching every item
+    /// costs); the result equals a rebuild.
+    pub fn rescore_all(&mut self) {
+        let keys: Vec<String> = self.items.keys().cloned().collect();
+        for k in keys {
+            self.rescore(&k);
+        }
+    }
+
     // ----- internals -----
 
     fn after_link_change(&mut self, hypothesis_id: &str, item_key: &str) {

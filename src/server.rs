@@ -217,7 +217,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             },
         ))
         .add_service(pb::split_service_server::SplitServiceServer::new(SplitApi(
-            engine.clone(),
+            syncer.clone(),
         )));
 
     let (tx, rx) = oneshot::channel::<()>();

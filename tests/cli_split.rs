@@ -1,6 +1,6 @@
 //! `plumbline split` end to end: the binary against a real sidecar on
-//! 127.0.0.1:0, proposing plans (JSON and table), applying one twice, and
-//! its errors.
+//! 127.0.0.1:0, proposing plans (JSON and table), applying one twice (also
+//! with `--write-back`, against a local mock of GitHub), and its errors.
 
 mod common;
 
@@ -150,5 +150,100 @@ async fn split_proposes_plans_and_applies_one_once() {
     );
     let out = run_cli(&["split", "web/7", "--apply", "child", "--server", url]).await;
     assert!(!out.status.success(), "children cannot be applied");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_write_back_creates_the_slices_in_the_tracker_once() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    const TOKEN_VAR: &str = "PLUMBLINE_TEST_CLI_WRITE_BACK_TOKEN";
+    set_test_token(TOKEN_VAR, "ghp_clitoken");
+    let mock = MockServer::start().await;
+    // GitHub answers 201 with the issue; one mock per slice, each matching
+    // the body that slice must send.
+    let issue = |n: u64, title: &str, note: &str| {
+        ResponseTemplate::new(201).set_body_json(serde_json::json!({
+            "number": n, "title": title, "body": note, "state": "open",
+            "html_url": format!("https://github.com/acme/shop/issues/{n}"),
+            "labels": [{"name": "size:5"}],
+            "created_at": "2026-11-20T10:00:00Z", "updated_at": "2026-11-20T10:00:00Z",
+        }))
+    };
+    for (n, title) in [(41, "Backend"), (42, "Frontend")] {
+        let note = format!("Split from gh/7 by task: slice {} of 2.", n - 40);
+        Mock::given(method("POST"))
+            .and(path("/repos/acme/shop/issues"))
+            .and(header("authorization", "Bearer ghp_clitoken"))
+            .and(wiremock::matchers::body_partial_json(
+                serde_json::json!({"title": title, "body": note, "labels": ["size:5"]}),
+            ))
+            .respond_with(issue(n, title, &note))
+            .expect(1)
+            .mount(&mock)
+            .await;
+    }
+    let s = TestServer::start().await;
+    create_source(
+        &s,
+        pb::Source {
+            id: "gh".into(),
+            kind: pb::TrackerKind::Github as i32,
+            base_url: mock.uri(),
+            project_key: "acme/shop".into(),
+            token_env: TOKEN_VAR.into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    upsert(
+        &s,
+        vec![pb::Item {
+            body: "- [ ] Backend\n- [ ] Frontend".into(),
+            ..estimated(item("gh", "7", "Saved carts"), 10.0)
+        }],
+    )
+    .await;
+    let url = s.server().url();
+    let url = url.as_str();
+
+    let out = stdout(&[
+        "split",
+        "gh/7",
+        "--apply",
+        "task",
+        "--write-back",
+        "--server",
+        url,
+    ])
+    .await;
+    assert!(
+        out.contains("split gh/7 by task into 2 items, created in the tracker"),
+        "{out}"
+    );
+    assert!(
+        out.contains("https://github.com/acme/shop/issues/42"),
+        "{out}"
+    );
+    let again = cli_json(&[
+        "split",
+        "gh/7",
+        "--apply",
+        "task",
+        "--write-back",
+        "--json",
+        "--server",
+        url,
+    ])
+    .await;
+    assert_eq!(again["created_count"], 0);
+    assert_eq!(again["write_back"], true);
+    assert_eq!(again["items"][0]["key"], "gh/41");
+
+    // --write-back only goes with --apply.
+    let out = run_cli(&["split", "gh/7", "--write-back", "--server", url]).await;
+    assert!(!out.status.success());
+    mock.verify().await;
     s.stop().await;
 }

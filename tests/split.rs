@@ -89,6 +89,7 @@ async fn try_apply(
         .apply_split(pb::ApplySplitRequest {
             item_key: key.into(),
             plan_kind: kind as i32,
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner())
@@ -431,6 +432,7 @@ async fn errors_name_the_problem() {
             .apply_split(pb::ApplySplitRequest {
                 item_key: "web/1".into(),
                 plan_kind: 42,
+                ..Default::default()
             })
             .await,
         &["plan_kind"],

@@ -1,4 +1,5 @@
-//! `plumbline.v1.SplitService`: validate, call the engine's split use cases,
+//! `plumbline.v1.SplitService`: validate, call the engine's split use cases
+//! (through the [`Syncer`], which can also write the slices to a tracker),
 //! and translate the planner's plain data to proto.
 
 use std::sync::Arc;
@@ -6,14 +7,17 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::convert::{self, Check};
+use super::sync::sync_status;
 use super::to_status;
-use crate::engine::{Engine, Result};
+use crate::engine::Result;
 use crate::proto as pb;
 use crate::refine::split::{self, Plan, PlanKind, Proposal, Slice, SliceLink};
+use crate::sync::Syncer;
 
-/// `plumbline.v1.SplitService`.
+/// `plumbline.v1.SplitService`. It holds the [`Syncer`] for its shared HTTP
+/// client (write-back) and reaches the engine through it.
 #[derive(Clone)]
-pub struct SplitApi(pub Arc<Engine>);
+pub struct SplitApi(pub Arc<Syncer>);
 
 fn reply<T>(r: Result<T>) -> std::result::Result<Response<T>, Status> {
     r.map(Response::new).map_err(to_status)
@@ -93,9 +97,9 @@ impl pb::split_service_server::SplitService for SplitApi {
                 }
                 c.finish(())?;
                 let threshold = r.size_threshold.unwrap_or(split::DEFAULT_SIZE_THRESHOLD);
-                let proposal = self.0.propose_splits(&r.item_key, threshold).await?;
-                let title = self
-                    .0
+                let engine = self.0.engine();
+                let proposal = engine.propose_splits(&r.item_key, threshold).await?;
+                let title = engine
                     .read()
                     .item(&r.item_key)
                     .map(|f| f.title.clone())
@@ -110,36 +114,37 @@ impl pb::split_service_server::SplitService for SplitApi {
         &self,
         req: Request<pb::ApplySplitRequest>,
     ) -> std::result::Result<Response<pb::ApplySplitResponse>, Status> {
-        reply(
-            async {
-                let r = req.get_ref();
-                let mut c = Check::new("");
-                if r.item_key.is_empty() {
-                    c.fail("item_key", "is required");
-                }
-                let kind = match pb::SplitPlanKind::try_from(r.plan_kind) {
-                    Ok(pb::SplitPlanKind::ByHypothesis) => Some(PlanKind::ByHypothesis),
-                    Ok(pb::SplitPlanKind::ByTask) => Some(PlanKind::ByTask),
-                    Ok(pb::SplitPlanKind::ByChild) => Some(PlanKind::ByChild),
-                    Ok(pb::SplitPlanKind::Unspecified) => {
-                        c.fail("plan_kind", "is required: BY_HYPOTHESIS or BY_TASK");
-                        None
-                    }
-                    Err(_) => {
-                        c.fail("plan_kind", "is not a known plan kind");
-                        None
-                    }
-                };
-                c.finish(())?;
-                // `kind` is only None when a violation was reported above.
-                let kind = kind.unwrap_or(PlanKind::ByHypothesis);
-                let applied = self.0.apply_split(&r.item_key, kind).await?;
-                Ok(pb::ApplySplitResponse {
-                    items: applied.items.iter().map(convert::item_to_pb).collect(),
-                    created_count: applied.created as i32,
-                })
+        let r = req.get_ref();
+        let kind = {
+            let mut c = Check::new("");
+            if r.item_key.is_empty() {
+                c.fail("item_key", "is required");
             }
-            .await,
-        )
+            let kind = match pb::SplitPlanKind::try_from(r.plan_kind) {
+                Ok(pb::SplitPlanKind::ByHypothesis) => Some(PlanKind::ByHypothesis),
+                Ok(pb::SplitPlanKind::ByTask) => Some(PlanKind::ByTask),
+                Ok(pb::SplitPlanKind::ByChild) => Some(PlanKind::ByChild),
+                Ok(pb::SplitPlanKind::Unspecified) => {
+                    c.fail("plan_kind", "is required: BY_HYPOTHESIS or BY_TASK");
+                    None
+                }
+                Err(_) => {
+                    c.fail("plan_kind", "is not a known plan kind");
+                    None
+                }
+            };
+            c.finish(()).map_err(to_status)?;
+            // `kind` is only None when a violation was reported above.
+            kind.unwrap_or(PlanKind::ByHypothesis)
+        };
+        let applied = self
+            .0
+            .apply_split(&r.item_key, kind, r.write_back)
+            .await
+            .map_err(sync_status)?;
+        Ok(Response::new(pb::ApplySplitResponse {
+            items: applied.items.iter().map(convert::item_to_pb).collect(),
+            created_count: applied.created as i32,
+        }))
     }
 }

@@ -1,6 +1,6 @@
 //! `plumbline split`: show an item's split plans, each as a table of slices
 //! with the best first slice marked and the value concentration, or apply
-//! one (`--apply hypothesis|task`).
+//! one (`--apply hypothesis|task`), in the tracker too with `--write-back`.
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
@@ -20,6 +20,12 @@ pub struct SplitArgs {
     /// them (applying the same plan again creates nothing).
     #[arg(long, value_enum)]
     apply: Option<ApplyArg>,
+    /// With --apply: first create each slice as an issue in the item's
+    /// tracker (GitHub, GitLab, Redmine; Jira sub-tasks), with the source's
+    /// token, and keep it under the tracker's id. Safe to run again: slices
+    /// already created are found, and only missing ones are created.
+    #[arg(long, requires = "apply")]
+    write_back: bool,
     /// Flag the item as oversized when its size is above this [default: 8].
     #[arg(long, conflicts_with = "apply")]
     threshold: Option<f64>,
@@ -185,6 +191,7 @@ pub async fn split(a: SplitArgs) -> Result<()> {
         .apply_split(pb::ApplySplitRequest {
             item_key: a.item_key.clone(),
             plan_kind: kind as i32,
+            write_back: a.write_back,
         })
         .await
         .map_err(rpc_error)?
@@ -198,6 +205,7 @@ pub async fn split(a: SplitArgs) -> Result<()> {
                 "parent_key": it.parent_key,
                 "estimate": it.estimate,
                 "title": if a.conn.json { it.title.clone() } else { clip(&it.title, 56) },
+                "url": it.url,
             })
         })
         .collect();
@@ -205,6 +213,7 @@ pub async fn split(a: SplitArgs) -> Result<()> {
         let out = json!({
             "item_key": a.item_key,
             "plan": kind_name(kind as i32),
+            "write_back": a.write_back,
             "created_count": r.created_count,
             "items": rows,
         });
@@ -219,20 +228,25 @@ pub async fn split(a: SplitArgs) -> Result<()> {
         );
     } else {
         println!(
-            "split {} by {} into {} items; its links moved to them:",
+            "split {} by {} into {} items{}; its links moved to them:",
             a.item_key,
             kind_name(kind as i32),
-            r.created_count
+            r.created_count,
+            if a.write_back {
+                ", created in the tracker"
+            } else {
+                ""
+            }
         );
     }
-    print_rows(
-        false,
-        &rows,
-        &[
-            ("item", "key"),
-            ("estimate", "estimate"),
-            ("title", "title"),
-        ],
-    );
+    let mut columns = vec![
+        ("item", "key"),
+        ("estimate", "estimate"),
+        ("title", "title"),
+    ];
+    if a.write_back {
+        columns.push(("url", "url"));
+    }
+    print_rows(false, &rows, &columns);
     Ok(())
 }

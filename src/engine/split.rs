@@ -2,9 +2,11 @@
 //! [`crate::refine::split`] needs (the item's body from the store; its score,
 //! its hypotheses and its children from the index), and apply a plan by
 //! creating its slices and moving the item's links to them in one
-//! transaction, then updating the index the same way.
+//! transaction, then updating the index the same way. Slices made in a
+//! tracker (write-back, in [`crate::sync`]) go through the same steps:
+//! [`Engine::start_split`], the tracker calls, [`Engine::finish_split`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Utc;
 
@@ -98,22 +100,44 @@ fn no_plan(key: &str, kind: PlanKind, s: &SplitSubject) -> Error {
     })
 }
 
-/// Keys of the slices an earlier split of `item` created: `-s1`, `-s2`, ...
-/// as long as they exist and name `item` as their parent.
-fn existing_slices(ix: &ScoreIndex, item: &Item) -> Vec<String> {
-    let key = item.key();
-    let mut out = Vec::new();
-    for n in 1.. {
-        let k = item_key(
-            &item.source_id,
-            &split::slice_external_id(&item.external_id, n),
-        );
-        match ix.item(&k) {
-            Some(f) if f.parent_key == key => out.push(k),
-            _ => break,
-        }
-    }
-    out
+/// One slice of a plan about to be applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DraftSlice {
+    /// The slice's place in the plan, from 1.
+    pub n: usize,
+    pub title: String,
+    /// The slice note ([`split::slice_note`]), the whole body of a slice.
+    pub body: String,
+    pub size: f64,
+    /// The links the slice gets once every slice exists.
+    pub links: Vec<SliceLink>,
+    /// The item made for this slice by an earlier application that stopped
+    /// partway (a tracker failed), if any.
+    pub existing: Option<Item>,
+}
+
+/// A plan of an item, ready to be applied: its slices in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitDraft {
+    /// The item being split.
+    pub item: Item,
+    pub kind: PlanKind,
+    pub slices: Vec<DraftSlice>,
+}
+
+/// Where applying a plan starts from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SplitStart {
+    /// The plan was applied before: its slices, nothing to create.
+    Done(AppliedSplit),
+    /// Slices to create (those without an `existing` item).
+    Draft(Box<SplitDraft>),
+}
+
+/// A slice an earlier application made, found by the note in its body.
+struct Found {
+    item: Item,
+    note: split::Note,
 }
 
 impl Engine {
@@ -128,73 +152,59 @@ impl Engine {
     /// Creates the slices of one plan of an item as items, moves the item's
     /// links to them, and stores it all in one transaction:
     /// - slice n is `{external_id}-s{n}` of the same source, open, with the
-    ///   item as parent, the plan's title and the slice size as estimate;
+    ///   item as parent, the plan's title, the slice note as body and the
+    ///   slice size as estimate;
     /// - by hypothesis, slice n gets the link to hypothesis n with its
     ///   contribution; by task, every slice gets every link with its
     ///   contribution divided by the number of slices;
     /// - the item's own links are removed.
     ///
     /// The carried links are API links (sync's link rules never remove
-    /// them). Applying the same plan again finds the slices by key and
-    /// returns them with `created` 0. A plan by child, a plan that does not
-    /// apply, an item split before by the other plan, or a slice key taken
-    /// by another item are FAILED_PRECONDITION.
+    /// them). Applying the same plan again finds the slices by their notes
+    /// and returns them with `created` 0. A plan by child, a plan that does
+    /// not apply, an item split before by the other plan or partly into a
+    /// tracker, or a slice key taken by another item are FAILED_PRECONDITION.
     pub async fn apply_split(&self, key: &str, kind: PlanKind) -> Result<AppliedSplit> {
         let _w = self.writes.lock().await;
-        let item = self.stored_item(key).await?;
-        if kind == PlanKind::ByChild {
+        let draft = match self.start_split(key, kind).await? {
+            SplitStart::Done(applied) => return Ok(applied),
+            SplitStart::Draft(d) => *d,
+        };
+        let partial: Vec<String> = draft
+            .slices
+            .iter()
+            .filter_map(|s| s.existing.as_ref().map(Item::key))
+            .collect();
+        if !partial.is_empty() {
             return Err(Error::FailedPrecondition(format!(
-                "the children of item {key:?} already exist as items; only plans by hypothesis or by task can be applied"
+                "item {key:?} was partly split by {} in its tracker ({}); apply the plan again with write-back to create the rest there",
+                kind.as_str(),
+                partial.join(", ")
             )));
         }
-        let existing = existing_slices(&self.read(), &item);
-        if !existing.is_empty() {
-            let items = self.get_items(&existing).await?;
-            if let Some(other) = items
-                .first()
-                .and_then(|s| split::note_kind(&s.body, key))
-                .filter(|k| *k != kind)
-            {
-                return Err(Error::FailedPrecondition(format!(
-                    "item {key:?} was already split by {} into {}",
-                    other.as_str(),
-                    existing.join(", ")
-                )));
-            }
-            return Ok(AppliedSplit { items, created: 0 });
-        }
-
         let now = Utc::now();
-        let (items, remove, put) = {
+        let item = &draft.item;
+        let mut items = Vec::with_capacity(draft.slices.len());
+        {
             let ix = self.read();
-            let subject = subject(&ix, &item)?;
-            let plan = split::plan(&subject, kind).ok_or_else(|| no_plan(key, kind, &subject))?;
-            let originals: BTreeMap<&str, &Link> = ix
-                .links_of_item(key)
-                .map(|l| (l.hypothesis_id.as_str(), l))
-                .collect();
-            let total = plan.slices.len();
-            let mut items = Vec::with_capacity(total);
-            let mut put = Vec::new();
-            for (i, slice) in plan.slices.iter().enumerate() {
-                let n = i + 1;
-                let external_id = split::slice_external_id(&item.external_id, n);
+            for slice in &draft.slices {
+                let external_id = split::slice_external_id(&item.external_id, slice.n);
                 if external_id.len() > MAX_EXTERNAL_ID {
                     return Err(Error::FailedPrecondition(format!(
                         "the slice ids of item {key:?} would be longer than {MAX_EXTERNAL_ID} characters"
                     )));
                 }
-                if ix.item(&slice.item_key).is_some() {
+                let slice_key = item_key(&item.source_id, &external_id);
+                if ix.item(&slice_key).is_some() {
                     return Err(Error::FailedPrecondition(format!(
-                        "item {:?} already exists and is not a slice of {key:?}",
-                        slice.item_key
+                        "item {slice_key:?} already exists and is not a slice of {key:?}"
                     )));
                 }
                 items.push(Item {
                     source_id: item.source_id.clone(),
                     external_id,
                     title: slice.title.clone(),
-                    body: split::slice_note(key, kind, n, total),
+                    body: slice.body.clone(),
                     url: String::new(),
                     state: ItemState::Open,
                     labels: Vec::new(),
@@ -204,6 +214,129 @@ impl Engine {
                     update_time: Some(now),
                     close_time: None,
                 });
+            }
+        }
+        let created = items.len();
+        self.finish_split_locked(&draft, items, created).await
+    }
+
+    /// The first step of applying a plan, for callers that create the slices
+    /// elsewhere (in a tracker): the slices found from an earlier application
+    /// of the same plan, complete ([`SplitStart::Done`]) or partial, and the
+    /// plan's slices. Writes nothing. The errors of
+    /// [`apply_split`](Self::apply_split), except for slice keys.
+    pub async fn start_split(&self, key: &str, kind: PlanKind) -> Result<SplitStart> {
+        let item = self.stored_item(key).await?;
+        if kind == PlanKind::ByChild {
+            return Err(Error::FailedPrecondition(format!(
+                "the children of item {key:?} already exist as items; only plans by hypothesis or by task can be applied"
+            )));
+        }
+        let found = self.found_slices(&item).await?;
+        if let Some(other) = found.iter().find(|f| f.note.kind != kind) {
+            let keys: Vec<String> = found
+                .iter()
+                .filter(|f| f.note.kind == other.note.kind)
+                .map(|f| f.item.key())
+                .collect();
+            return Err(Error::FailedPrecondition(format!(
+                "item {key:?} was already split by {} into {}",
+                other.note.kind.as_str(),
+                keys.join(", ")
+            )));
+        }
+        let totals: BTreeSet<usize> = found.iter().map(|f| f.note.total).collect();
+        // Slice n's item; the first by key when a tracker holds copies.
+        let mut by_n: BTreeMap<usize, Item> = BTreeMap::new();
+        for f in found {
+            by_n.entry(f.note.n).or_insert(f.item);
+        }
+        if let [total] = totals.iter().copied().collect::<Vec<_>>()[..]
+            && (1..=total).all(|n| by_n.contains_key(&n))
+        {
+            return Ok(SplitStart::Done(AppliedSplit {
+                items: by_n.into_values().collect(),
+                created: 0,
+            }));
+        }
+
+        let ix = self.read();
+        let subject = subject(&ix, &item)?;
+        let plan = split::plan(&subject, kind).ok_or_else(|| no_plan(key, kind, &subject))?;
+        let total = plan.slices.len();
+        if totals.iter().any(|t| *t != total) {
+            let keys: Vec<String> = by_n.values().map(Item::key).collect();
+            return Err(Error::FailedPrecondition(format!(
+                "item {key:?} was partly split by {} into {}, and its plan has changed since: it now has {total} slices",
+                kind.as_str(),
+                keys.join(", ")
+            )));
+        }
+        let slices = plan
+            .slices
+            .iter()
+            .enumerate()
+            .map(|(i, slice)| DraftSlice {
+                n: i + 1,
+                title: slice.title.clone(),
+                body: split::slice_note(key, kind, i + 1, total),
+                size: slice.size,
+                links: slice.links.clone(),
+                existing: by_n.remove(&(i + 1)),
+            })
+            .collect();
+        Ok(SplitStart::Draft(Box::new(SplitDraft {
+            item,
+            kind,
+            slices,
+        })))
+    }
+
+    /// Stores slices created in a tracker before the rest of their plan
+    /// could be, without links (the item keeps its own until every slice
+    /// exists), so that applying the plan again finds them and creates only
+    /// the others.
+    pub async fn store_partial_split(&self, slices: &[Item]) -> Result<()> {
+        let _w = self.writes.lock().await;
+        self.store.upsert_items(slices, &[], &[], None).await?;
+        let mut ix = self.write_index();
+        for it in slices {
+            ix.put_item(it.key(), facts_of(it));
+        }
+        Ok(())
+    }
+
+    /// The last step of applying a plan: stores `items`, one per slice of
+    /// `draft` in slice order, gives each the links of its slice and removes
+    /// the split item's own, in one transaction. `created` is how many of
+    /// them this application created.
+    pub async fn finish_split(
+        &self,
+        draft: &SplitDraft,
+        items: Vec<Item>,
+        created: usize,
+    ) -> Result<AppliedSplit> {
+        let _w = self.writes.lock().await;
+        self.finish_split_locked(draft, items, created).await
+    }
+
+    async fn finish_split_locked(
+        &self,
+        draft: &SplitDraft,
+        items: Vec<Item>,
+        created: usize,
+    ) -> Result<AppliedSplit> {
+        let key = draft.item.key();
+        let kind = draft.kind;
+        let now = Utc::now();
+        let (remove, put) = {
+            let ix = self.read();
+            let originals: BTreeMap<&str, &Link> = ix
+                .links_of_item(&key)
+                .map(|l| (l.hypothesis_id.as_str(), l))
+                .collect();
+            let mut put = Vec::new();
+            for (slice, it) in draft.slices.iter().zip(&items) {
                 for l in &slice.links {
                     let carried = format!("carried over from {key}, split by {}", kind.as_str());
                     let rationale = match originals.get(l.hypothesis_id.as_str()) {
@@ -211,7 +344,7 @@ impl Engine {
                         _ => carried,
                     };
                     put.push(Link {
-                        item_key: slice.item_key.clone(),
+                        item_key: it.key(),
                         hypothesis_id: l.hypothesis_id.clone(),
                         contribution: l.contribution,
                         origin: LinkOrigin::Api,
@@ -223,9 +356,9 @@ impl Engine {
             }
             let remove: Vec<(String, String)> = originals
                 .keys()
-                .map(|h| (key.to_string(), h.to_string()))
+                .map(|h| (key.clone(), h.to_string()))
                 .collect();
-            (items, remove, put)
+            (remove, put)
         };
         self.store.upsert_items(&items, &remove, &put, None).await?;
         let mut ix = self.write_index();
@@ -233,10 +366,25 @@ impl Engine {
             ix.put_item(it.key(), facts_of(it));
         }
         ix.apply_links(&remove, put);
-        Ok(AppliedSplit {
-            created: items.len(),
-            items,
-        })
+        Ok(AppliedSplit { created, items })
+    }
+
+    /// The slices an earlier application of a plan of `item` made: items of
+    /// its source, other than itself, whose body holds a note of its split.
+    async fn found_slices(&self, item: &Item) -> Result<Vec<Found>> {
+        let key = item.key();
+        let candidates = self
+            .store
+            .items_with_body_text(&item.source_id, &split::note_prefix(&key))
+            .await?;
+        Ok(candidates
+            .into_iter()
+            .filter(|c| c.key() != key)
+            .filter_map(|c| {
+                let note = split::find_note(&c.body, &key)?;
+                Some(Found { item: c, note })
+            })
+            .collect())
     }
 
     /// One item from the store (its body lives only there).

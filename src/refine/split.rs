@@ -294,13 +294,57 @@ pub fn slice_note(item_key: &str, kind: PlanKind, n: usize, total: usize) -> Str
     )
 }
 
-/// The plan kind a slice body's note names, if its first line is a note of a
-/// split of `item_key`.
-pub fn note_kind(body: &str, item_key: &str) -> Option<PlanKind> {
-    let first = body.lines().next()?;
-    let rest = first.strip_prefix(&format!("Split from {item_key} by "))?;
-    let (word, _) = rest.split_once(':')?;
-    PlanKind::parse(word)
+/// What a slice note says: the split item, the plan kind, and the slice's
+/// place (`n` of `total`, n from 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub item_key: String,
+    pub kind: PlanKind,
+    pub n: usize,
+    pub total: usize,
+}
+
+/// The text every note of a split of `item_key` starts with; what a search
+/// for earlier slices looks for.
+pub fn note_prefix(item_key: &str) -> String {
+    format!("Split from {item_key} by ")
+}
+
+/// Parses one line written by [`slice_note`] (surrounding blanks allowed).
+pub fn parse_note(line: &str) -> Option<Note> {
+    let rest = line.trim().strip_prefix("Split from ")?;
+    let (item_key, rest) = rest.rsplit_once(" by ")?;
+    let (word, rest) = rest.split_once(": slice ")?;
+    let (n, total) = rest.strip_suffix('.')?.split_once(" of ")?;
+    let (n, total): (usize, usize) = (n.parse().ok()?, total.parse().ok()?);
+    (!item_key.is_empty() && n >= 1 && n <= total).then_some(Note {
+        item_key: item_key.to_string(),
+        kind: PlanKind::parse(word)?,
+        n,
+        total,
+    })
+}
+
+/// The note of a split of `item_key` in a slice's body: on any line, since
+/// a tracker or a person may add text around it.
+pub fn find_note(body: &str, item_key: &str) -> Option<Note> {
+    body.lines()
+        .filter_map(parse_note)
+        .find(|note| note.item_key == item_key)
+}
+
+/// The key of the item a body's note says it was split from, when that item
+/// is in source `source_id`: the parent of a slice written to a tracker that
+/// has no parent field of its own.
+pub fn note_parent(body: &str, source_id: &str) -> Option<String> {
+    body.lines()
+        .filter_map(parse_note)
+        .map(|note| note.item_key)
+        .find(|key| {
+            key.strip_prefix(source_id)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|id| !id.is_empty())
+        })
 }
 
 /// Cuts a title to [`MAX_TITLE_BYTES`] on a character boundary.
@@ -464,13 +508,41 @@ mod tests {
     }
 
     #[test]
-    fn notes_name_the_plan_kind() {
+    fn notes_name_the_item_the_plan_kind_and_the_place() {
         let note = slice_note("web/1", PlanKind::ByTask, 2, 3);
         assert_eq!(note, "Split from web/1 by task: slice 2 of 3.");
-        let body = format!("{note}\nmore text");
-        assert_eq!(note_kind(&body, "web/1"), Some(PlanKind::ByTask));
-        assert_eq!(note_kind(&body, "web/10"), None, "another item's note");
-        assert_eq!(note_kind("edited", "web/1"), None);
+        assert!(note.starts_with(&note_prefix("web/1")));
+        let want = Note {
+            item_key: "web/1".into(),
+            kind: PlanKind::ByTask,
+            n: 2,
+            total: 3,
+        };
+        assert_eq!(parse_note(&note), Some(want.clone()));
+        let body = format!("{note}\r\nmore text");
+        assert_eq!(find_note(&body, "web/1"), Some(want.clone()));
+        assert_eq!(find_note(&body, "web/10"), None, "another item's note");
+        assert_eq!(
+            find_note(&format!("Edited on top.\n\n  {note}  "), "web/1"),
+            Some(want),
+            "found on any line"
+        );
+        assert_eq!(find_note("edited", "web/1"), None);
+        // A key may hold " by " itself; the last one separates the kind.
+        let odd = slice_note("ops/A by B", PlanKind::ByHypothesis, 1, 2);
+        assert_eq!(parse_note(&odd).unwrap().item_key, "ops/A by B");
+        for bad in [
+            "Split from web/1 by task: slice 4 of 3.",
+            "Split from web/1 by task: slice 0 of 3.",
+            "Split from web/1 by size: slice 1 of 3.",
+            "Split from web/1 by task: slice 1 of 3",
+            "Split from  by task: slice 1 of 3.",
+        ] {
+            assert_eq!(parse_note(bad), None, "{bad}");
+        }
+        assert_eq!(note_parent(&body, "web"), Some("web/1".into()));
+        assert_eq!(note_parent(&body, "we"), None, "another source");
+        assert_eq!(note_parent("no note", "web"), None);
         assert_eq!(slice_external_id("OPS-12", 3), "OPS-12-s3");
     }
 

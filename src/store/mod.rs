@@ -61,6 +61,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// The items of `keys`, in the same order; `None` where a key is unknown.
     async fn get_items(&self, keys: &[String]) -> Result<Vec<Option<Item>>>;
+    /// The items of a source whose body contains `text`, in key order.
+    async fn items_with_body_text(&self, source_id: &str, text: &str) -> Result<Vec<Item>>;
     /// Items in key order after `after`, at most `limit`.
     async fn list_items(
         &self,

@@ -623,6 +623,17 @@ impl Store for SqliteStore {
         Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
 
+    async fn items_with_body_text(&self, source_id: &str, text: &str) -> Result<Vec<Item>> {
+        sqlx::query("SELECT * FROM items WHERE source_id = ? AND instr(body, ?) > 0 ORDER BY key")
+            .bind(source_id)
+            .bind(text)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(item_from_row)
+            .collect()
+    }
+
     async fn list_items(
         &self,
         filter: &ItemFilter,

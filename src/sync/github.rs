@@ -11,6 +11,12 @@
 //!   304 that does not count against the rate limit.
 //! - Estimate: from a label such as `size:3` (`estimate_field` =
 //!   `label:size:`, the default), since GitHub issues have no estimate field.
+//! - Parent: GitHub issues have no parent field here; an issue whose body
+//!   holds a split note (`Split from web/1 by task: slice 1 of 3.`, written
+//!   by write-back) gets the item it names as parent.
+//! - Write-back: `POST /repos/{owner}/{repo}/issues` with `{title, body,
+//!   labels}`, the estimate as a label (`size:4`); GitHub answers 201 with
+//!   the issue, mapped as a sync maps it.
 
 use reqwest::Url;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderName, HeaderValue};
@@ -19,9 +25,10 @@ use serde::Deserialize;
 use super::http::Fetched;
 use super::{
     Connector, PAGE_SIZE, Page, SyncError, header_value, join_url, next_link, parse_json,
-    parse_time,
+    parse_time, short_number,
 };
 use crate::domain::{Item, ItemState, Source, Time};
+use crate::refine::split::note_parent;
 
 /// The GitHub connector.
 pub struct GitHub;
@@ -82,17 +89,7 @@ impl Connector for GitHub {
         since: Option<Time>,
         _now: Time,
     ) -> Result<Url, SyncError> {
-        let repo = source.project_key.trim_matches('/');
-        if repo.split('/').count() != 2 || repo.split('/').any(str::is_empty) {
-            return Err(SyncError::Config {
-                source_id: source.id.clone(),
-                detail: format!(
-                    "project_key {:?} must be OWNER/REPO for GitHub",
-                    source.project_key
-                ),
-            });
-        }
-        let mut url = join_url(source, &format!("repos/{repo}/issues"))?;
+        let mut url = issues_url(source)?;
         {
             let mut q = url.query_pairs_mut();
             q.append_pair("state", "all")
@@ -111,39 +108,93 @@ impl Connector for GitHub {
 
     fn parse_page(&self, source: &Source, fetched: &Fetched) -> Result<Page, SyncError> {
         let issues: Vec<Issue> = parse_json(source, fetched)?;
-        let prefix = match source.estimate_field.strip_prefix("label:") {
-            Some(p) if !p.is_empty() => p.to_string(),
-            _ => "size:".to_string(),
-        };
+        let prefix = label_prefix(source);
         let items = issues
             .into_iter()
             .filter(|i| i.pull_request.is_none())
-            .map(|i| {
-                let labels: Vec<String> = i.labels.into_iter().map(|l| l.name).collect();
-                Item {
-                    source_id: source.id.clone(),
-                    external_id: i.number.to_string(),
-                    title: i.title,
-                    body: i.body.unwrap_or_default(),
-                    url: i.html_url,
-                    state: if i.state == "closed" {
-                        ItemState::Closed
-                    } else {
-                        ItemState::Open
-                    },
-                    estimate: estimate_from_labels(&labels, &prefix),
-                    labels,
-                    parent_key: String::new(),
-                    create_time: i.created_at.as_deref().and_then(parse_time),
-                    update_time: i.updated_at.as_deref().and_then(parse_time),
-                    close_time: i.closed_at.as_deref().and_then(parse_time),
-                }
-            })
+            .map(|i| issue_item(source, &prefix, i))
             .collect();
         Ok(Page {
             items,
             next: next_link(fetched),
             expected_total: None,
         })
+    }
+
+    fn create_issue_request(
+        &self,
+        source: &Source,
+        _parent: &Item,
+        title: &str,
+        body: &str,
+        estimate: Option<f64>,
+    ) -> Result<(Url, serde_json::Value), SyncError> {
+        let labels: Vec<String> = estimate
+            .filter(|e| e.is_finite() && *e > 0.0)
+            .map(|e| format!("{}{}", label_prefix(source), short_number(e)))
+            .into_iter()
+            .collect();
+        Ok((
+            issues_url(source)?,
+            serde_json::json!({ "title": title, "body": body, "labels": labels }),
+        ))
+    }
+
+    fn parse_created(
+        &self,
+        source: &Source,
+        _request: &serde_json::Value,
+        fetched: &Fetched,
+    ) -> Result<Item, SyncError> {
+        let issue: Issue = parse_json(source, fetched)?;
+        Ok(issue_item(source, &label_prefix(source), issue))
+    }
+}
+
+/// `{base}/repos/{owner}/{repo}/issues`, after checking `project_key`.
+fn issues_url(source: &Source) -> Result<Url, SyncError> {
+    let repo = source.project_key.trim_matches('/');
+    if repo.split('/').count() != 2 || repo.split('/').any(str::is_empty) {
+        return Err(SyncError::Config {
+            source_id: source.id.clone(),
+            detail: format!(
+                "project_key {:?} must be OWNER/REPO for GitHub",
+                source.project_key
+            ),
+        });
+    }
+    join_url(source, &format!("repos/{repo}/issues"))
+}
+
+/// The prefix of estimate labels: `estimate_field` `label:PREFIX`, else
+/// `size:`.
+fn label_prefix(source: &Source) -> String {
+    match source.estimate_field.strip_prefix("label:") {
+        Some(p) if !p.is_empty() => p.to_string(),
+        _ => "size:".to_string(),
+    }
+}
+
+/// One issue as an item.
+fn issue_item(source: &Source, prefix: &str, i: Issue) -> Item {
+    let labels: Vec<String> = i.labels.into_iter().map(|l| l.name).collect();
+    let body = i.body.unwrap_or_default();
+    Item {
+        source_id: source.id.clone(),
+        external_id: i.number.to_string(),
+        title: i.title,
+        parent_key: note_parent(&body, &source.id).unwrap_or_default(),
+        body,
+        url: i.html_url,
+        state: if i.state == "closed" {
+            ItemState::Closed
+        } else {
+            ItemState::Open
+        },
+        estimate: estimate_from_labels(&labels, prefix),
+        labels,
+        create_time: i.created_at.as_deref().and_then(parse_time),
+        update_time: i.updated_at.as_deref().and_then(parse_time),
+        close_time: i.closed_at.as_deref().and_then(parse_time),
     }
 }

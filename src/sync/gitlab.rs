@@ -25,7 +25,13 @@
 //!   `estimate_field` is refused before the first request.
 //! - Parent: none. An issue's `epic` is a group-level object with its own iid
 //!   space, not an issue of the project, so it cannot be an item key here;
-//!   `parent_key` stays empty.
+//!   `parent_key` stays empty, except for an issue whose description holds a
+//!   split note (written by write-back): the item it names is its parent.
+//! - Write-back: `POST {base_url}/api/v4/projects/{id}/issues` with `{title,
+//!   description}` and the estimate as `weight` (rounded: weights are whole
+//!   numbers, at least 1) or as a label (`labels`, comma-separated); a time
+//!   estimate cannot be set on create and is left out. GitLab answers 201
+//!   with the issue, mapped as a sync maps it.
 //! - Rate limits: GitLab sends `RateLimit-*` and `Retry-After` mostly on 429,
 //!   sometimes not at all; the shared client handles both.
 
@@ -37,9 +43,10 @@ use super::github::estimate_from_labels;
 use super::http::Fetched;
 use super::{
     Connector, PAGE_SIZE, Page, SyncError, header_value, join_url, next_link, parse_json,
-    parse_time,
+    parse_time, short_number,
 };
 use crate::domain::{Item, ItemState, Source, Time};
+use crate::refine::split::note_parent;
 
 /// The GitLab connector.
 pub struct GitLab;
@@ -182,25 +189,7 @@ impl Connector for GitLab {
         _now: Time,
     ) -> Result<Url, SyncError> {
         EstimateFrom::of(source)?;
-        let project = source.project_key.trim().trim_matches('/');
-        if project.is_empty() || project.split('/').any(|s| s.trim().is_empty()) {
-            return Err(SyncError::Config {
-                source_id: source.id.clone(),
-                detail: format!(
-                    "project_key {:?} must be a GitLab project path (GROUP/PROJECT, subgroups allowed) or numeric id",
-                    source.project_key
-                ),
-            });
-        }
-        let api = if source.base_url.trim_end_matches('/').ends_with("/api/v4") {
-            ""
-        } else {
-            "api/v4/"
-        };
-        let mut url = join_url(
-            source,
-            &format!("{api}projects/{}/issues", encode_segment(project)),
-        )?;
+        let mut url = issues_url(source)?;
         {
             let mut q = url.query_pairs_mut();
             q.append_pair("scope", "all")
@@ -223,27 +212,7 @@ impl Connector for GitLab {
         let issues: Vec<Issue> = parse_json(source, fetched)?;
         let items = issues
             .into_iter()
-            .map(|i| {
-                let estimate = estimate.estimate(&i);
-                Item {
-                    source_id: source.id.clone(),
-                    external_id: i.iid.to_string(),
-                    estimate,
-                    title: i.title,
-                    body: i.description.unwrap_or_default(),
-                    url: i.web_url,
-                    state: if i.state == "closed" {
-                        ItemState::Closed
-                    } else {
-                        ItemState::Open
-                    },
-                    labels: i.labels,
-                    parent_key: String::new(),
-                    create_time: i.created_at.as_deref().and_then(parse_time),
-                    update_time: i.updated_at.as_deref().and_then(parse_time),
-                    close_time: i.closed_at.as_deref().and_then(parse_time),
-                }
-            })
+            .map(|i| issue_item(source, &estimate, i))
             .collect();
         Ok(Page {
             items,
@@ -252,6 +221,85 @@ impl Connector for GitLab {
                 .header("x-total")
                 .and_then(|t| t.trim().parse().ok()),
         })
+    }
+
+    fn create_issue_request(
+        &self,
+        source: &Source,
+        _parent: &Item,
+        title: &str,
+        body: &str,
+        estimate: Option<f64>,
+    ) -> Result<(Url, serde_json::Value), SyncError> {
+        let from = EstimateFrom::of(source)?;
+        let mut req = serde_json::json!({ "title": title, "description": body });
+        if let Some(e) = estimate.filter(|e| e.is_finite() && *e > 0.0) {
+            match from {
+                EstimateFrom::Weight => req["weight"] = (e.round().max(1.0) as u64).into(),
+                EstimateFrom::Label(prefix) => {
+                    req["labels"] = format!("{prefix}{}", short_number(e)).into()
+                }
+                EstimateFrom::TimeEstimate => {}
+            }
+        }
+        Ok((issues_url(source)?, req))
+    }
+
+    fn parse_created(
+        &self,
+        source: &Source,
+        _request: &serde_json::Value,
+        fetched: &Fetched,
+    ) -> Result<Item, SyncError> {
+        let issue: Issue = parse_json(source, fetched)?;
+        Ok(issue_item(source, &EstimateFrom::of(source)?, issue))
+    }
+}
+
+/// `{base}/api/v4/projects/{id}/issues`, after checking `project_key`.
+fn issues_url(source: &Source) -> Result<Url, SyncError> {
+    let project = source.project_key.trim().trim_matches('/');
+    if project.is_empty() || project.split('/').any(|s| s.trim().is_empty()) {
+        return Err(SyncError::Config {
+            source_id: source.id.clone(),
+            detail: format!(
+                "project_key {:?} must be a GitLab project path (GROUP/PROJECT, subgroups allowed) or numeric id",
+                source.project_key
+            ),
+        });
+    }
+    let api = if source.base_url.trim_end_matches('/').ends_with("/api/v4") {
+        ""
+    } else {
+        "api/v4/"
+    };
+    join_url(
+        source,
+        &format!("{api}projects/{}/issues", encode_segment(project)),
+    )
+}
+
+/// One issue as an item.
+fn issue_item(source: &Source, estimate: &EstimateFrom, i: Issue) -> Item {
+    let estimate = estimate.estimate(&i);
+    let body = i.description.unwrap_or_default();
+    Item {
+        source_id: source.id.clone(),
+        external_id: i.iid.to_string(),
+        estimate,
+        title: i.title,
+        parent_key: note_parent(&body, &source.id).unwrap_or_default(),
+        body,
+        url: i.web_url,
+        state: if i.state == "closed" {
+            ItemState::Closed
+        } else {
+            ItemState::Open
+        },
+        labels: i.labels,
+        create_time: i.created_at.as_deref().and_then(parse_time),
+        update_time: i.updated_at.as_deref().and_then(parse_time),
+        close_time: i.closed_at.as_deref().and_then(parse_time),
     }
 }
 

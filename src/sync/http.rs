@@ -1,9 +1,10 @@
 //! The one HTTP client every connector shares: timeouts, a User-Agent,
 //! conditional requests, and politeness. It waits out rate limits (Retry-After,
 //! X-RateLimit-Remaining/Reset, RateLimit-Reset) instead of failing, retries
-//! transient failures (5xx, timeouts, connection resets) with bounded
+//! transient failures of reads (5xx, timeouts, connection resets) with bounded
 //! exponential backoff and full jitter, and turns 401/403/404 into errors that
-//! name the source and the cause, never the token.
+//! name the source and the cause, never the token. Writes (`post_json`) are
+//! retried only when the tracker surely did not apply them.
 
 use std::time::Duration;
 
@@ -63,6 +64,15 @@ impl Fetched {
     }
 }
 
+/// Whether a request may be sent again when the tracker may have received it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// Reads: sending again changes nothing.
+    Safe,
+    /// Creates: sending again could make a duplicate.
+    Unsafe,
+}
+
 /// The shared client.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
@@ -97,8 +107,7 @@ impl HttpClient {
         events: &(dyn Fn(SyncEvent) + Send + Sync),
         requests: &mut u32,
     ) -> Result<Fetched, SyncError> {
-        let mut attempt: u32 = 0;
-        loop {
+        let build = || {
             let mut req = self.client.get(url.clone());
             for (k, v) in headers {
                 req = req.header(k, v);
@@ -106,89 +115,147 @@ impl HttpClient {
             if let Some(tag) = if_none_match {
                 req = req.header(reqwest::header::IF_NONE_MATCH, tag);
             }
+            req
+        };
+        self.send(source_id, url, Replay::Safe, build, events, requests)
+            .await
+    }
+
+    /// POSTs `body` as JSON (`Content-Type: application/json`) to `url` with
+    /// `headers`, as politely as [`get`](Self::get): rate limits are waited
+    /// out and 401/403/404 become the same errors. But a POST creates
+    /// something, and a duplicate is worse than an error, so it is sent again
+    /// only when the tracker surely did not apply it: after a rate-limit
+    /// answer (429, or 403/503 with `Retry-After`) and after a connection
+    /// that failed before the request went out. A timeout, a 5xx or an answer
+    /// cut off is returned as an error at once.
+    pub async fn post_json(
+        &self,
+        source_id: &str,
+        url: &Url,
+        headers: &[(HeaderName, HeaderValue)],
+        body: &serde_json::Value,
+        events: &(dyn Fn(SyncEvent) + Send + Sync),
+        requests: &mut u32,
+    ) -> Result<Fetched, SyncError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| SyncError::Client(e.to_string()))?;
+        let build = || {
+            let mut req = self.client.post(url.clone());
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            req.header(
+                reqwest::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )
+            .body(bytes.clone())
+        };
+        self.send(source_id, url, Replay::Unsafe, build, events, requests)
+            .await
+    }
+
+    /// Sends what `build` makes until it succeeds, fails for good, or may
+    /// not be sent again under `replay`.
+    async fn send(
+        &self,
+        source_id: &str,
+        url: &Url,
+        replay: Replay,
+        build: impl Fn() -> reqwest::RequestBuilder,
+        events: &(dyn Fn(SyncEvent) + Send + Sync),
+        requests: &mut u32,
+    ) -> Result<Fetched, SyncError> {
+        let mut attempt: u32 = 0;
+        loop {
             *requests += 1;
-            let transient = match req.send().await {
+            // What went wrong, and whether the tracker may have applied it.
+            let (transient, maybe_applied) = match build().send().await {
                 Ok(resp) => {
                     let status = resp.status();
                     let headers = resp.headers().clone();
                     let final_url = resp.url().clone();
+                    // A rate-limit answer means the request was not applied.
                     if let Some(until) = rate_limit_wait(status, &headers) {
                         self.wait_until(source_id, until, "the tracker's rate limit", events)
                             .await?;
                         continue;
                     }
                     if status.is_success() || status == StatusCode::NOT_MODIFIED {
-                        let body = match resp.bytes().await {
-                            Ok(b) => b.to_vec(),
-                            Err(e) => {
-                                if attempt < self.options.max_retries {
-                                    attempt += 1;
-                                    self.backoff(attempt).await;
-                                    continue;
+                        match resp.bytes().await {
+                            Ok(b) => {
+                                // Spend the last request of a window, then wait
+                                // for the next one instead of being refused.
+                                if remaining_is_zero(&headers)
+                                    && let Some(reset) = reset_time(&headers)
+                                {
+                                    events(SyncEvent::RateLimitWait {
+                                        until: reset,
+                                        reason: "rate limit window used up".into(),
+                                    });
+                                    self.sleep_until(source_id, reset).await?;
                                 }
-                                return Err(SyncError::Transport {
-                                    source_id: source_id.into(),
-                                    detail: describe(&e),
+                                return Ok(Fetched {
+                                    url: final_url,
+                                    status,
+                                    headers,
+                                    body: b.to_vec(),
                                 });
                             }
-                        };
-                        // Spend the last request of a window, then wait for
-                        // the next one instead of being refused.
-                        if remaining_is_zero(&headers)
-                            && let Some(reset) = reset_time(&headers)
-                        {
-                            events(SyncEvent::RateLimitWait {
-                                until: reset,
-                                reason: "rate limit window used up".into(),
-                            });
-                            self.sleep_until(source_id, reset).await?;
+                            Err(e) => (
+                                format!("HTTP {status}, answer cut off: {}", describe(&e)),
+                                true,
+                            ),
                         }
-                        return Ok(Fetched {
-                            url: final_url,
-                            status,
-                            headers,
-                            body,
-                        });
-                    }
-                    let body = resp.text().await.unwrap_or_default();
-                    let message = tracker_message(&body);
-                    match status {
-                        StatusCode::UNAUTHORIZED => {
-                            return Err(SyncError::Unauthorized {
-                                source_id: source_id.into(),
-                                message,
-                            });
-                        }
-                        StatusCode::FORBIDDEN => {
-                            return Err(SyncError::Forbidden {
-                                source_id: source_id.into(),
-                                message,
-                            });
-                        }
-                        StatusCode::NOT_FOUND | StatusCode::GONE => {
-                            return Err(SyncError::NotFound {
-                                source_id: source_id.into(),
-                                url: strip_query(url),
-                                message,
-                            });
-                        }
-                        s if s.is_server_error()
-                            || s == StatusCode::TOO_MANY_REQUESTS
-                            || s == StatusCode::REQUEST_TIMEOUT =>
-                        {
-                            format!("HTTP {s}: {message}")
-                        }
-                        s => {
-                            return Err(SyncError::Http {
-                                source_id: source_id.into(),
-                                status: s.as_u16(),
-                                message,
-                            });
+                    } else {
+                        let body = resp.text().await.unwrap_or_default();
+                        let message = tracker_message(&body);
+                        match status {
+                            StatusCode::UNAUTHORIZED => {
+                                return Err(SyncError::Unauthorized {
+                                    source_id: source_id.into(),
+                                    message,
+                                });
+                            }
+                            StatusCode::FORBIDDEN => {
+                                return Err(SyncError::Forbidden {
+                                    source_id: source_id.into(),
+                                    message,
+                                });
+                            }
+                            StatusCode::NOT_FOUND | StatusCode::GONE => {
+                                return Err(SyncError::NotFound {
+                                    source_id: source_id.into(),
+                                    url: strip_query(url),
+                                    message,
+                                });
+                            }
+                            s if s.is_server_error()
+                                || s == StatusCode::TOO_MANY_REQUESTS
+                                || s == StatusCode::REQUEST_TIMEOUT =>
+                            {
+                                (format!("HTTP {s}: {message}"), true)
+                            }
+                            s => {
+                                return Err(SyncError::Http {
+                                    source_id: source_id.into(),
+                                    status: s.as_u16(),
+                                    message,
+                                });
+                            }
                         }
                     }
                 }
-                Err(e) => describe(&e),
+                // A connection that failed was never used: nothing was sent.
+                Err(e) => (describe(&e), !e.is_connect()),
             };
+            if maybe_applied && replay == Replay::Unsafe {
+                return Err(SyncError::Transport {
+                    source_id: source_id.into(),
+                    detail: format!(
+                        "{transient} (not retried: the tracker may have applied the request; check it before trying again)"
+                    ),
+                });
+            }
             if attempt >= self.options.max_retries {
                 return Err(SyncError::Transport {
                     source_id: source_id.into(),

@@ -24,6 +24,14 @@
 //!   `customfield_10016` (story points, a number or null);
 //!   `timeoriginalestimate` (seconds) becomes hours; `label:PREFIX` reads a
 //!   label such as `size:3`, as for GitHub.
+//! - Write-back: `POST /rest/api/3/issue` with `{"fields": {project: {key},
+//!   parent: {key}, summary, issuetype: {name: "Sub-task"}, description}}`,
+//!   the description as Atlassian Document Format, one paragraph per line.
+//!   The estimate is sent only as a label (`estimate_field` `label:PREFIX`):
+//!   story points and time estimates are often not on a sub-task's create
+//!   screen, and Jira refuses a field that is not. Jira answers 201 with only
+//!   `{id, key, self}`, so the item is built from the fields sent and the
+//!   key, with the URL `{base_url}/browse/{key}`.
 
 use base64::Engine as _;
 use chrono::Datelike;
@@ -36,6 +44,7 @@ use super::github::estimate_from_labels;
 use super::http::Fetched;
 use super::{
     Connector, PAGE_SIZE, Page, SyncError, header_value, join_url, parse_json, parse_time,
+    short_number,
 };
 use crate::domain::{Item, ItemState, Source, Time, item_key};
 
@@ -59,6 +68,12 @@ struct SearchResults {
     issues: Vec<Issue>,
     next_page_token: Option<String>,
     is_last: Option<bool>,
+}
+
+/// The answer to a create.
+#[derive(Debug, Deserialize)]
+struct Created {
+    key: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -321,6 +336,96 @@ impl Connector for Jira {
             expected_total: None,
         })
     }
+
+    fn create_issue_request(
+        &self,
+        source: &Source,
+        parent: &Item,
+        title: &str,
+        body: &str,
+        estimate: Option<f64>,
+    ) -> Result<(Url, Value), SyncError> {
+        let project = source.project_key.trim();
+        if project.is_empty() {
+            return Err(SyncError::Config {
+                source_id: source.id.clone(),
+                detail: "project_key must be the Jira project key (e.g. OPS)".into(),
+            });
+        }
+        let mut fields = serde_json::json!({
+            "project": { "key": project },
+            "parent": { "key": parent.external_id },
+            "summary": title,
+            "issuetype": { "name": SUBTASK_TYPE },
+            "description": adf_paragraphs(body),
+        });
+        if let (Estimate::Label(prefix), Some(e)) = (
+            Estimate::of(source)?,
+            estimate.filter(|e| e.is_finite() && *e > 0.0),
+        ) {
+            fields["labels"] = serde_json::json!([format!("{prefix}{}", short_number(e))]);
+        }
+        Ok((
+            join_url(source, "rest/api/3/issue")?,
+            serde_json::json!({ "fields": fields }),
+        ))
+    }
+
+    fn parse_created(
+        &self,
+        source: &Source,
+        request: &Value,
+        fetched: &Fetched,
+    ) -> Result<Item, SyncError> {
+        let created: Created = parse_json(source, fetched)?;
+        let sent = &request["fields"];
+        let labels: Vec<String> = sent["labels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.as_str().map(str::to_string))
+            .collect();
+        let estimate = match Estimate::of(source)? {
+            Estimate::Label(prefix) => estimate_from_labels(&labels, &prefix),
+            Estimate::Field(_) | Estimate::Seconds(_) => None,
+        };
+        Ok(Item {
+            source_id: source.id.clone(),
+            url: format!(
+                "{}/browse/{}",
+                source.base_url.trim_end_matches('/'),
+                created.key
+            ),
+            title: sent["summary"].as_str().unwrap_or_default().to_string(),
+            body: description_text(&sent["description"]),
+            state: ItemState::Open,
+            labels,
+            estimate,
+            parent_key: sent["parent"]["key"]
+                .as_str()
+                .map(|k| item_key(&source.id, k))
+                .unwrap_or_default(),
+            create_time: None,
+            update_time: None,
+            close_time: None,
+            external_id: created.key,
+        })
+    }
+}
+
+/// The issue type of the sub-tasks write-back creates (Jira's default name).
+const SUBTASK_TYPE: &str = "Sub-task";
+
+/// Plain text as an Atlassian Document Format document: one paragraph per
+/// non-empty line (ADF text nodes may not be empty).
+pub fn adf_paragraphs(text: &str) -> Value {
+    let content: Vec<Value> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::json!({"type": "paragraph", "content": [{"type": "text", "text": l}]}))
+        .collect();
+    serde_json::json!({ "type": "doc", "version": 1, "content": content })
 }
 
 /// An issue description as plain text: v3 sends Atlassian Document Format,

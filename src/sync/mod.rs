@@ -1,5 +1,6 @@
 //! Tracker sync: pull backlog items from each source's tracker into the
-//! store, incrementally and politely.
+//! store, incrementally and politely; and write-back ([`write`]): create the
+//! slices of a split as issues in the tracker.
 //!
 //! One [`Connector`] per tracker knows its HTTP dialect (URLs, auth header,
 //! pagination, field mapping); the [`Syncer`] drives any of them the same
@@ -13,6 +14,7 @@ pub mod gitlab;
 pub mod http;
 pub mod jira;
 pub mod redmine;
+pub mod write;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -72,6 +74,8 @@ pub enum SyncError {
     Config { source_id: String, detail: String },
     #[error("a sync of source {0:?} is already running")]
     AlreadyRunning(String),
+    #[error("a split of item {0:?} is already being applied")]
+    SplitRunning(String),
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
     #[error(transparent)]
@@ -131,6 +135,66 @@ pub trait Connector: Send + Sync {
 
     /// Maps one answer to items and the next page.
     fn parse_page(&self, source: &Source, fetched: &Fetched) -> Result<Page, SyncError>;
+
+    /// The URL and JSON body that create one issue under `parent` in the
+    /// source's project: `title`, `body` (kept whole, so its first line can
+    /// mark where the issue came from) and, where the tracker holds one, the
+    /// estimate in the field `estimate_field` names.
+    fn create_issue_request(
+        &self,
+        source: &Source,
+        _parent: &Item,
+        _title: &str,
+        _body: &str,
+        _estimate: Option<f64>,
+    ) -> Result<(Url, serde_json::Value), SyncError> {
+        Err(not_writable(source))
+    }
+
+    /// Maps the answer to a create request (`request`, the body sent) to the
+    /// created item, as a sync would map it.
+    fn parse_created(
+        &self,
+        source: &Source,
+        _request: &serde_json::Value,
+        _fetched: &Fetched,
+    ) -> Result<Item, SyncError> {
+        Err(not_writable(source))
+    }
+}
+
+/// The error of a connector that cannot create issues.
+fn not_writable(source: &Source) -> SyncError {
+    SyncError::Config {
+        source_id: source.id.clone(),
+        detail: "creating issues in this tracker is not supported".into(),
+    }
+}
+
+/// The token of a source, read from the environment variable it names at
+/// each use (never stored); `None` when it names none.
+pub fn source_token(source: &Source) -> Result<Option<String>, SyncError> {
+    if source.token_env.is_empty() {
+        return Ok(None);
+    }
+    std::env::var(&source.token_env)
+        .map(Some)
+        .map_err(|_| SyncError::MissingToken {
+            source_id: source.id.clone(),
+            var: source.token_env.clone(),
+        })
+}
+
+/// `n` as short as it reads well: at most two decimals, no trailing zeros
+/// (`4`, `2.5`, `1.33`). For estimates written into labels.
+pub fn short_number(n: f64) -> String {
+    let s = format!("{n:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() || s == "-" {
+        "0".into()
+    } else {
+        s.to_string()
+    }
 }
 
 /// The connector of a tracker kind.
@@ -208,6 +272,8 @@ pub struct Syncer {
     engine: Arc<Engine>,
     http: HttpClient,
     running: Mutex<HashSet<String>>,
+    /// Items whose split is being applied ([`Syncer::apply_split`]).
+    splitting: Mutex<HashSet<String>>,
 }
 
 /// Removes a source from the running set when its sync ends, however it ends.
@@ -232,6 +298,7 @@ impl Syncer {
             engine,
             http,
             running: Mutex::new(HashSet::new()),
+            splitting: Mutex::new(HashSet::new()),
         }
     }
 
@@ -309,16 +376,7 @@ impl Syncer {
         events: &(dyn Fn(SyncEvent) + Send + Sync),
     ) -> Result<(), SyncError> {
         let conn = connector(source.kind);
-        let token = if source.token_env.is_empty() {
-            None
-        } else {
-            Some(
-                std::env::var(&source.token_env).map_err(|_| SyncError::MissingToken {
-                    source_id: source.id.clone(),
-                    var: source.token_env.clone(),
-                })?,
-            )
-        };
+        let token = source_token(source)?;
         let headers = conn.headers(source, token.as_deref())?;
         if full {
             state.cursor = Default::default();
@@ -445,6 +503,115 @@ mod link_tests {
         assert_eq!(
             next_link(&fetched("<https://x/a?page=3>; rel=\"prev next\"")).map(|u| u.to_string()),
             Some("https://x/a?page=3".into())
+        );
+    }
+}
+
+#[cfg(test)]
+mod write_tests {
+    use super::*;
+    use crate::domain::{LinkRules, TrackerKind};
+
+    fn source(kind: TrackerKind, estimate_field: &str) -> Source {
+        Source {
+            id: "s".into(),
+            kind,
+            base_url: "https://tracker.example".into(),
+            project_key: match kind {
+                TrackerKind::Redmine => "shop",
+                TrackerKind::Jira => "OPS",
+                TrackerKind::Github | TrackerKind::Gitlab => "acme/shop",
+            }
+            .into(),
+            token_env: "T".into(),
+            link_rules: LinkRules::default(),
+            estimate_field: estimate_field.into(),
+            create_time: Utc::now(),
+            update_time: Utc::now(),
+        }
+    }
+
+    fn parent(external_id: &str) -> Item {
+        Item {
+            source_id: "s".into(),
+            external_id: external_id.into(),
+            title: "parent".into(),
+            body: String::new(),
+            url: String::new(),
+            state: crate::domain::ItemState::Open,
+            labels: Vec::new(),
+            estimate: None,
+            parent_key: String::new(),
+            create_time: None,
+            update_time: None,
+            close_time: None,
+        }
+    }
+
+    #[test]
+    fn short_numbers_keep_at_most_two_decimals() {
+        assert_eq!(short_number(4.0), "4");
+        assert_eq!(short_number(2.5), "2.5");
+        assert_eq!(short_number(12.0 / 9.0), "1.33");
+        assert_eq!(short_number(0.001), "0");
+    }
+
+    #[test]
+    fn estimates_go_where_each_source_reads_them_back() {
+        let create = |kind, field: &str, est: Option<f64>| {
+            connector(kind)
+                .create_issue_request(&source(kind, field), &parent("7"), "t", "b", est)
+                .unwrap()
+                .1
+        };
+        let gl = TrackerKind::Gitlab;
+        assert_eq!(create(gl, "", Some(2.4))["weight"], 2);
+        assert_eq!(create(gl, "", Some(0.3))["weight"], 1, "at least 1");
+        assert_eq!(create(gl, "label:size::", Some(1.5))["labels"], "size::1.5");
+        let te = create(gl, "time_estimate", Some(3.0));
+        assert!(te.get("weight").is_none() && te.get("labels").is_none());
+        assert!(create(gl, "", None).get("weight").is_none());
+        assert_eq!(
+            create(TrackerKind::Github, "label:pts:", Some(3.0))["labels"],
+            serde_json::json!(["pts:3"])
+        );
+        let rm = create(TrackerKind::Redmine, "cf_12", Some(2.5));
+        assert_eq!(
+            rm["issue"]["custom_fields"],
+            serde_json::json!([{"id": 12, "value": "2.5"}])
+        );
+        assert!(rm["issue"].get("estimated_hours").is_none());
+        let jira = |field: &str| create(TrackerKind::Jira, field, Some(4.0));
+        assert!(jira("").get("fields").unwrap().get("labels").is_none());
+        assert_eq!(
+            jira("label:size:")["fields"]["labels"],
+            serde_json::json!(["size:4"])
+        );
+        // A Redmine parent must be a Redmine issue id.
+        let err = connector(TrackerKind::Redmine)
+            .create_issue_request(
+                &source(TrackerKind::Redmine, ""),
+                &parent("7-s1"),
+                "t",
+                "b",
+                None,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("not a Redmine issue"), "{err}");
+    }
+
+    #[test]
+    fn jira_descriptions_are_one_paragraph_per_line_and_read_back_the_same() {
+        let text = "Split from ops/OPS-7 by task: slice 1 of 2.\n\nSecond line";
+        let doc = jira::adf_paragraphs(text);
+        assert_eq!(
+            doc["content"].as_array().unwrap().len(),
+            2,
+            "no empty paragraph"
+        );
+        assert_eq!(
+            jira::adf_to_text(&doc),
+            "Split from ops/OPS-7 by task: slice 1 of 2.\nSecond line"
         );
     }
 }

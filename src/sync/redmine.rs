@@ -25,6 +25,10 @@
 //!   value Redmine sends as a string (`"5"`, `""` when unset). Empty,
 //!   non-numeric and non-positive values leave the issue unestimated; any
 //!   other `estimate_field` fails the sync before its first request.
+//! - Write-back: `POST /issues.json` with `{"issue": {project_id, subject,
+//!   description, parent_issue_id, estimated_hours}}` (or the estimate as
+//!   `custom_fields: [{id, value}]` for `cf_ID`); Redmine answers 201 with
+//!   `{"issue": {...}}`, mapped as a sync maps it.
 
 use reqwest::Url;
 use reqwest::header::{ACCEPT, HeaderName, HeaderValue};
@@ -33,6 +37,7 @@ use serde::Deserialize;
 use super::http::Fetched;
 use super::{
     Connector, PAGE_SIZE, Page, SyncError, header_value, join_url, parse_json, parse_time,
+    short_number,
 };
 use crate::domain::{Item, ItemState, Source, Time};
 
@@ -45,6 +50,12 @@ struct IssueList {
     total_count: Option<u64>,
     offset: Option<u64>,
     limit: Option<u64>,
+}
+
+/// The answer to a create: the issue, wrapped.
+#[derive(Debug, Deserialize)]
+struct Created {
+    issue: Issue,
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,16 +221,7 @@ impl Connector for Redmine {
         since: Option<Time>,
         _now: Time,
     ) -> Result<Url, SyncError> {
-        let project = source.project_key.trim();
-        if project.is_empty() || project.contains(['/', ',', '?', '#']) {
-            return Err(SyncError::Config {
-                source_id: source.id.clone(),
-                detail: format!(
-                    "project_key {:?} must be a Redmine project identifier or id",
-                    source.project_key
-                ),
-            });
-        }
+        let project = project(source)?;
         EstimateField::of(source)?;
         let mut url = join_url(source, "issues.json")?;
         {
@@ -242,56 +244,127 @@ impl Connector for Redmine {
     fn parse_page(&self, source: &Source, fetched: &Fetched) -> Result<Page, SyncError> {
         let list: IssueList = parse_json(source, fetched)?;
         let estimate_field = EstimateField::of(source)?;
-        let base = source.base_url.trim_end_matches('/');
         let next = next_url(&fetched.url, &list);
+        let expected_total = list.total_count;
         let items = list
             .issues
             .into_iter()
-            .map(|i| {
-                let closed_on = i.closed_on.as_deref().and_then(parse_time);
-                let closed = is_closed(i.status.as_ref(), closed_on);
-                let labels: Vec<String> = [i.tracker, i.category]
-                    .into_iter()
-                    .flatten()
-                    .map(|n| n.name)
-                    .filter(|n| !n.trim().is_empty())
-                    .collect();
-                let estimate = match estimate_field {
-                    EstimateField::EstimatedHours => i.estimated_hours.and_then(positive),
-                    EstimateField::CustomField(id) => i
-                        .custom_fields
-                        .iter()
-                        .find(|f| f.id == id)
-                        .and_then(|f| custom_value_estimate(&f.value)),
-                };
-                Item {
-                    source_id: source.id.clone(),
-                    external_id: i.id.to_string(),
-                    title: i.subject,
-                    body: i.description.unwrap_or_default(),
-                    url: format!("{base}/issues/{}", i.id),
-                    state: if closed {
-                        ItemState::Closed
-                    } else {
-                        ItemState::Open
-                    },
-                    labels,
-                    estimate,
-                    parent_key: i
-                        .parent
-                        .map(|p| crate::domain::item_key(&source.id, &p.id.to_string()))
-                        .unwrap_or_default(),
-                    create_time: i.created_on.as_deref().and_then(parse_time),
-                    update_time: i.updated_on.as_deref().and_then(parse_time),
-                    close_time: if closed { closed_on } else { None },
-                }
-            })
+            .map(|i| issue_item(source, estimate_field, i))
             .collect();
         Ok(Page {
             items,
             next,
-            expected_total: list.total_count,
+            expected_total,
         })
+    }
+
+    fn create_issue_request(
+        &self,
+        source: &Source,
+        parent: &Item,
+        title: &str,
+        body: &str,
+        estimate: Option<f64>,
+    ) -> Result<(Url, serde_json::Value), SyncError> {
+        let project = project(source)?;
+        let estimate_field = EstimateField::of(source)?;
+        let parent_id: u64 = parent.external_id.parse().map_err(|_| SyncError::Config {
+            source_id: source.id.clone(),
+            detail: format!(
+                "item {:?} is not a Redmine issue (its id is not a number), so it cannot be a parent",
+                parent.key()
+            ),
+        })?;
+        let mut issue = serde_json::json!({
+            "project_id": project,
+            "subject": title,
+            "description": body,
+            "parent_issue_id": parent_id,
+        });
+        if let Some(e) = estimate.and_then(positive) {
+            match estimate_field {
+                EstimateField::EstimatedHours => issue["estimated_hours"] = e.into(),
+                EstimateField::CustomField(id) => {
+                    issue["custom_fields"] =
+                        serde_json::json!([{ "id": id, "value": short_number(e) }])
+                }
+            }
+        }
+        Ok((
+            join_url(source, "issues.json")?,
+            serde_json::json!({ "issue": issue }),
+        ))
+    }
+
+    fn parse_created(
+        &self,
+        source: &Source,
+        _request: &serde_json::Value,
+        fetched: &Fetched,
+    ) -> Result<Item, SyncError> {
+        let created: Created = parse_json(source, fetched)?;
+        Ok(issue_item(
+            source,
+            EstimateField::of(source)?,
+            created.issue,
+        ))
+    }
+}
+
+/// The project identifier or id of a source, checked.
+fn project(source: &Source) -> Result<&str, SyncError> {
+    let project = source.project_key.trim();
+    if project.is_empty() || project.contains(['/', ',', '?', '#']) {
+        return Err(SyncError::Config {
+            source_id: source.id.clone(),
+            detail: format!(
+                "project_key {:?} must be a Redmine project identifier or id",
+                source.project_key
+            ),
+        });
+    }
+    Ok(project)
+}
+
+/// One issue as an item.
+fn issue_item(source: &Source, estimate_field: EstimateField, i: Issue) -> Item {
+    let base = source.base_url.trim_end_matches('/');
+    let closed_on = i.closed_on.as_deref().and_then(parse_time);
+    let closed = is_closed(i.status.as_ref(), closed_on);
+    let labels: Vec<String> = [i.tracker, i.category]
+        .into_iter()
+        .flatten()
+        .map(|n| n.name)
+        .filter(|n| !n.trim().is_empty())
+        .collect();
+    let estimate = match estimate_field {
+        EstimateField::EstimatedHours => i.estimated_hours.and_then(positive),
+        EstimateField::CustomField(id) => i
+            .custom_fields
+            .iter()
+            .find(|f| f.id == id)
+            .and_then(|f| custom_value_estimate(&f.value)),
+    };
+    Item {
+        source_id: source.id.clone(),
+        external_id: i.id.to_string(),
+        title: i.subject,
+        body: i.description.unwrap_or_default(),
+        url: format!("{base}/issues/{}", i.id),
+        state: if closed {
+            ItemState::Closed
+        } else {
+            ItemState::Open
+        },
+        labels,
+        estimate,
+        parent_key: i
+            .parent
+            .map(|p| crate::domain::item_key(&source.id, &p.id.to_string()))
+            .unwrap_or_default(),
+        create_time: i.created_on.as_deref().and_then(parse_time),
+        update_time: i.updated_on.as_deref().and_then(parse_time),
+        close_time: if closed { closed_on } else { None },
     }
 }
 

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUF="npx --yes @bufbuild/buf@1.75.0"
-BIN=target/debug/plumbline
+BIN="${CARGO_TARGET_DIR:-target}/debug/plumbline"
 cargo build --locked --quiet
 
 out=$(mktemp)

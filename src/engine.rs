@@ -6,6 +6,11 @@
 //! one SQLite file, and a total order of writes keeps the index and the store
 //! telling the same story. Reads take the index's read lock and never wait on
 //! SQL (except item bodies, which live only in the store).
+//!
+//! Item upserts (a sync page, `UpsertItems`) leave their rescoring to the
+//! next read, which does it first: a sync of many pages linking to the same
+//! over-subscribed hypotheses then rescores each reached item once, not
+//! once per page, and no read ever sees a stale score.
 
 mod split;
 mod validation;
@@ -94,8 +99,9 @@ fn facts_of(item: &Item) -> ItemFacts {
 impl Engine {
     /// Loads the model from the store and builds the index.
     pub async fn open(store: Arc<dyn Store>, default_size: f64) -> Result<Self> {
-        let snapshot = store.load().await?;
-        let index = ScoreIndex::from_snapshot(default_size, snapshot);
+        let mut builder = crate::index::IndexBuilder::new(default_size);
+        store.load_into(&mut builder).await?;
+        let index = builder.finish();
         Ok(Engine {
             store,
             index: RwLock::new(index),
@@ -104,17 +110,42 @@ impl Engine {
         })
     }
 
-    /// A read view of the model and scores.
+    /// A read view of the model and scores, with any rescoring that item
+    /// upserts deferred done first.
     pub fn read(&self) -> RwLockReadGuard<'_, ScoreIndex> {
+        loop {
+            let guard = self.read_unflushed();
+            if !guard.has_deferred() {
+                return guard;
+            }
+            drop(guard);
+            self.index
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .flush();
+        }
+    }
+
+    /// A read view whose scores may lag behind deferred upserts (facts,
+    /// links and the model do not): for checks made while writing.
+    fn read_unflushed(&self) -> RwLockReadGuard<'_, ScoreIndex> {
         // A panic while holding the lock cannot leave the index half-updated
         // in a way later reads would misread more than a restart would, so
         // recover the guard rather than poison every later call.
         self.index.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The index for writing. Watchers are told once the lock is held, so
-    /// the read they make on waking waits for this change to finish.
+    /// The index for writing, with deferred rescoring done. Watchers are
+    /// told once the lock is held, so the read they make on waking waits
+    /// for this change to finish.
     fn write_index(&self) -> RwLockWriteGuard<'_, ScoreIndex> {
+        let mut guard = self.write_index_unflushed();
+        guard.flush();
+        guard
+    }
+
+    /// The index for writing, deferred rescoring left pending.
+    fn write_index_unflushed(&self) -> RwLockWriteGuard<'_, ScoreIndex> {
         let guard = self.index.write().unwrap_or_else(|e| e.into_inner());
         self.changes.send_modify(|v| *v += 1);
         guard
@@ -230,7 +261,7 @@ impl Engine {
     ) -> Result<(Vec<Item>, UpsertCounts)> {
         let _w = self.writes.lock().await;
         {
-            let ix = self.read();
+            let ix = self.read_unflushed();
             let mut violations = Vec::new();
             for (i, it) in items.iter().enumerate() {
                 if ix.source(&it.source_id).is_none() {
@@ -244,8 +275,7 @@ impl Engine {
                 return Err(Error::InvalidArgument(violations));
             }
         }
-        let keys: Vec<String> = items.iter().map(Item::key).collect();
-        let existing = self.store.get_items(&keys).await?;
+        let existing = self.stored_items(&items).await?;
         let mut counts = UpsertCounts::default();
         let mut changed = Vec::new();
         for (item, old) in items.iter().zip(&existing) {
@@ -263,13 +293,41 @@ impl Engine {
             self.store
                 .upsert_items(&changed, &remove_links, &put_links, sync_state)
                 .await?;
-            let mut ix = self.write_index();
-            for it in &changed {
-                ix.put_item(it.key(), facts_of(it));
-            }
-            ix.apply_links(&remove_links, put_links);
+            // The rescoring waits for the next read: a sync's pages, each
+            // linking to hypotheses whose many items all need rescoring,
+            // then cost one rescore per reached item, not one per page.
+            let facts = changed.iter().map(|it| (it.key(), facts_of(it))).collect();
+            self.write_index_unflushed()
+                .defer_upsert(facts, &remove_links, put_links);
         }
         Ok((items, counts))
+    }
+
+    /// The stored version of each item, `None` for new ones. Only keys the
+    /// index knows are read from the store: the index holds exactly the
+    /// stored items (writes are serialized and go to both), so a first sync
+    /// of a project reads nothing back.
+    async fn stored_items(&self, items: &[Item]) -> Result<Vec<Option<Item>>> {
+        let keys: Vec<String> = items.iter().map(Item::key).collect();
+        let known: Vec<String> = {
+            let ix = self.read_unflushed();
+            keys.iter()
+                .filter(|k| ix.item(k).is_some())
+                .cloned()
+                .collect()
+        };
+        if known.is_empty() {
+            return Ok(vec![None; keys.len()]);
+        }
+        let found: std::collections::HashMap<String, Item> = self
+            .store
+            .get_items(&known)
+            .await?
+            .into_iter()
+            .flatten()
+            .map(|it| (it.key(), it))
+            .collect();
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
 
     /// The link changes the sources' link rules ask for on changed items:
@@ -277,7 +335,7 @@ impl Engine {
     /// is gone. Links made through the API are never touched, and rules that
     /// name an unknown hypothesis are skipped.
     fn rule_link_changes(&self, changed: &[Item]) -> (Vec<(String, String)>, Vec<Link>) {
-        let ix = self.read();
+        let ix = self.read_unflushed();
         let now = Utc::now();
         let (mut remove, mut put) = (Vec::new(), Vec::new());
         for it in changed {

@@ -1,6 +1,6 @@
 //! The in-memory score index: the whole value model except item bodies and
-//! observation history, with every item's explained score and two orderings
-//! (by value density and by value). `RankItems` reads only this.
+//! observation history, with every item's score and two orderings (by value
+//! density and by value). `RankItems` reads only this.
 //!
 //! Every mutation works out which items its change can reach and rescores only
 //! those: an observation reaches the items linked to the hypotheses that
@@ -8,13 +8,28 @@
 //! hypothesis, when the contributions to it are over-subscribed); a goal
 //! weight reaches the items of hypotheses under goals whose effective weight
 //! moved. The index is rebuilt from the store at start-up.
+//!
+//! Shaped for 100,000s of items: an item's facts, links and ranking numbers
+//! live in one entry under one shared key (`Arc<str>`, also what the
+//! rankings hold). A rescore computes value and density only, and touches
+//! the rankings only when they moved; the explained [`Score`] (terms with
+//! their ids) is built when first read and kept until the next rescore,
+//! since few items are ever explained. Many rescores look each hypothesis
+//! up once, and a change reaching many items rebuilds the rankings in one
+//! merge. At start-up, [`IndexBuilder`] indexes rows while more are read.
+//!
+//! A sync can [`defer`](ScoreIndex::defer_upsert) the rescoring its pages
+//! cause until [`flush`](ScoreIndex::flush), so that a page linking to an
+//! over-subscribed hypothesis does not rescore that hypothesis' every item
+//! once per page.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
+use std::sync::{Arc, OnceLock};
 
 use crate::domain::{Goal, Hypothesis, ItemState, Link, Metric, ObservationSummary, Source, Time};
-use crate::score::{self, Score, TermInput};
+use crate::score::{self, Score, TermRef};
 
 /// What the score and the ranking filters need of an item.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +124,520 @@ pub struct Snapshot {
     pub links: Vec<Link>,
 }
 
+/// An item key, shared by the entry map and the rankings.
+type Key = Arc<str>;
+/// A ranking entry, in the order of [`RankKey`]: the number, then the
+/// key. The key's first eight bytes, big-endian, come in between: they
+/// order the same way and settle most ties (many items share a score)
+/// without a string comparison.
+type Ranked = (Reverse<OrdF64>, u64, Key);
+
+fn key_prefix(key: &str) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key.as_bytes()[..n]);
+    u64::from_be_bytes(b)
+}
+
+fn ranked(number: f64, key: &Key) -> Ranked {
+    (Reverse(OrdF64(number)), key_prefix(key), key.clone())
+}
+
+/// Everything the index holds about one item key.
+#[derive(Debug)]
+struct Entry {
+    key: Key,
+    /// `None` for links whose item is not (or no longer) known.
+    facts: Option<ItemFacts>,
+    /// Ordered by hypothesis id, as the score's terms are.
+    links: Vec<Link>,
+    /// (value, value density) the item is ranked with; present once scored
+    /// (exactly when `facts` is, outside a deferred upsert).
+    ranked: Option<(f64, f64)>,
+    /// The explained score, built on first read after each rescore.
+    explained: OnceLock<Box<Score>>,
+}
+
+impl Entry {
+    fn new(key: Key) -> Self {
+        Entry {
+            key,
+            facts: None,
+            links: Vec::new(),
+            ranked: None,
+            explained: OnceLock::new(),
+        }
+    }
+
+    fn link_position(&self, hypothesis_id: &str) -> Result<usize, usize> {
+        self.links
+            .binary_search_by(|l| l.hypothesis_id.as_str().cmp(hypothesis_id))
+    }
+}
+
+/// What one hypothesis brings to each of its terms.
+#[derive(Debug, Clone, Copy)]
+struct HypothesisTerms<'a> {
+    h: &'a Hypothesis,
+    goal_weight: f64,
+    gap: f64,
+    confidence: f64,
+    contribution_total: Option<f64>,
+}
+
+/// The model parts a rescore reads, borrowed apart from the entries it
+/// writes.
+struct Model<'a> {
+    goal_weights: &'a HashMap<String, f64>,
+    metrics: &'a BTreeMap<String, MetricEntry>,
+    hypotheses: &'a BTreeMap<String, Hypothesis>,
+    contribution_totals: &'a HashMap<String, f64>,
+}
+
+impl<'a> Model<'a> {
+    fn terms_of(&self, h: &'a Hypothesis) -> HypothesisTerms<'a> {
+        HypothesisTerms {
+            h,
+            goal_weight: self.goal_weights.get(&h.goal_id).copied().unwrap_or(0.0),
+            gap: self.metrics.get(&h.metric_id).map_or(0.0, |m| m.gap),
+            confidence: score::effective_confidence(h.status, h.confidence),
+            contribution_total: self.contribution_totals.get(&h.id).copied(),
+        }
+    }
+
+    fn lookup(&self, hypothesis_id: &str) -> Option<HypothesisTerms<'a>> {
+        self.hypotheses.get(hypothesis_id).map(|h| self.terms_of(h))
+    }
+
+    /// Every hypothesis' terms, for rescoring many items.
+    fn all(&self) -> HashMap<&'a str, HypothesisTerms<'a>, FxBuild> {
+        self.hypotheses
+            .values()
+            .map(|h| (h.id.as_str(), self.terms_of(h)))
+            .collect()
+    }
+}
+
+/// A small multiplicative hasher (rustc's "Fx") for the per-batch map of
+/// hypothesis ids: it is looked up once per link of every rescored item,
+/// where SipHash costs more than the score itself. Its keys are the model's
+/// own hypotheses, a few hundred at most, so hash flooding is not a concern.
+#[derive(Debug, Default, Clone, Copy)]
+struct FxBuild;
+
+#[derive(Debug, Default)]
+struct FxHasher(u64);
+
+impl std::hash::BuildHasher for FxBuild {
+    type Hasher = FxHasher;
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher(0)
+    }
+}
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // The product's high bits are its well-mixed ones; the table
+        // indexes by the low bits (addresses end in zero bits).
+        self.0.rotate_left(26)
+    }
+}
+
+/// What rescoring one entry did.
+enum Rescored {
+    /// Not an item (links only): nothing scored.
+    NotItem,
+    /// Scored; value and density are what they were.
+    Same,
+    Moved(Moved),
+}
+
+/// How a rescore changed an item's numbers.
+struct Moved {
+    key: Key,
+    /// (value, value density) it was ranked with, if it was.
+    old: Option<(f64, f64)>,
+    value: f64,
+    density: f64,
+}
+
+/// The term inputs of `e`'s links, in hypothesis-id order (`lookup` gives
+/// each hypothesis' part; links to unknown hypotheses count for nothing).
+fn term_inputs<'e, 'm: 'e>(
+    e: &'e Entry,
+    lookup: impl Fn(&str) -> Option<HypothesisTerms<'m>> + 'e,
+) -> impl Iterator<Item = TermRef<'e>> {
+    e.links.iter().filter_map(move |l| {
+        let t = lookup(&l.hypothesis_id)?;
+        Some(TermRef {
+            hypothesis_id: &t.h.id,
+            goal_id: &t.h.goal_id,
+            goal_weight: t.goal_weight,
+            metric_id: &t.h.metric_id,
+            gap: t.gap,
+            expected_effect: t.h.expected_effect,
+            confidence: t.confidence,
+            contribution: l.contribution,
+            contribution_total: t.contribution_total.unwrap_or(l.contribution),
+        })
+    })
+}
+
+/// Recomputes `e`'s value and density and forgets its explained score.
+fn rescore_entry<'m>(
+    e: &mut Entry,
+    lookup: impl Fn(&str) -> Option<HypothesisTerms<'m>>,
+    default_size: f64,
+) -> Rescored {
+    let Some(facts) = &e.facts else {
+        return Rescored::NotItem;
+    };
+    let (value, density) =
+        score::value_and_density(facts.estimate, default_size, term_inputs(e, lookup));
+    e.explained.take();
+    let old = e.ranked.replace((value, density));
+    match old {
+        Some((v, d)) if v.to_bits() == value.to_bits() && d.to_bits() == density.to_bits() => {
+            Rescored::Same
+        }
+        _ => Rescored::Moved(Moved {
+            key: e.key.clone(),
+            old,
+            value,
+            density,
+        }),
+    }
+}
+
+/// Runs `a` here and `b` on a second thread at the same time: for the few
+/// changes that reach every item, on a machine with a core to spare. If no
+/// thread can be had, `b` runs here after `a`.
+fn both<A, B: Send>(a: impl FnOnce() -> A, b: impl FnOnce() -> B + Send) -> (A, B) {
+    let slot = std::sync::Mutex::new(Some(b));
+    let run_b = || {
+        let b = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        b.map(|b| b())
+    };
+    std::thread::scope(|s| {
+        let other = std::thread::Builder::new()
+            .name("plumbline-index".into())
+            .spawn_scoped(s, run_b);
+        let ra = a();
+        let rb = match other {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => None,
+        };
+        let rb = rb
+            .or_else(run_b)
+            .unwrap_or_else(|| unreachable!("`b` runs on the other thread or here"));
+        (ra, rb)
+    })
+}
+
+/// Above this many entries a rescore of all of them is split over two
+/// threads.
+const PARALLEL_MIN: usize = 16_384;
+
+/// Rescores `entries`; returns how many were items and how the numbers of
+/// those that moved changed.
+fn rescore_entries(
+    mut entries: Vec<&mut Entry>,
+    all: &HashMap<&str, HypothesisTerms<'_>, FxBuild>,
+    default_size: f64,
+) -> (u64, Vec<Moved>) {
+    let run = |part: &mut [&mut Entry]| {
+        let (mut items, mut moved) = (0, Vec::new());
+        for e in part {
+            match rescore_entry(e, |h| all.get(h).copied(), default_size) {
+                Rescored::NotItem => {}
+                Rescored::Same => items += 1,
+                Rescored::Moved(m) => {
+                    items += 1;
+                    moved.push(m);
+                }
+            }
+        }
+        (items, moved)
+    };
+    if entries.len() < PARALLEL_MIN {
+        return run(&mut entries);
+    }
+    let mid = entries.len() / 2;
+    let (a, b) = entries.split_at_mut(mid);
+    let ((n1, mut m1), (n2, m2)) = both(|| run(a), || run(b));
+    m1.extend(m2);
+    (n1 + n2, m1)
+}
+
+/// Below this many moved items the rankings are updated item by item;
+/// above it, and above 1/32 of a ranking, each is rebuilt in one merge.
+const BULK_MIN: usize = 512;
+
+/// The two rankings, updated together.
+struct Rankings<'a> {
+    by_density: &'a mut BTreeSet<Ranked>,
+    by_value: &'a mut BTreeSet<Ranked>,
+}
+
+impl Rankings<'_> {
+    /// Moves each item to its new place in both rankings.
+    fn apply(&mut self, moved: Vec<Moved>) {
+        if moved.len() < BULK_MIN || moved.len() * 32 < self.by_density.len() {
+            for m in &moved {
+                match m.old {
+                    Some((v, d)) => {
+                        if d.to_bits() != m.density.to_bits() {
+                            self.by_density.remove(&ranked(d, &m.key));
+                            self.by_density.insert(ranked(m.density, &m.key));
+                        }
+                        if v.to_bits() != m.value.to_bits() {
+                            self.by_value.remove(&ranked(v, &m.key));
+                            self.by_value.insert(ranked(m.value, &m.key));
+                        }
+                    }
+                    None => {
+                        self.by_density.insert(ranked(m.density, &m.key));
+                        self.by_value.insert(ranked(m.value, &m.key));
+                    }
+                }
+            }
+            return;
+        }
+        // A change that reaches many items (an observation of a widely
+        // used metric, a goal weight, start-up): one sequential merge per
+        // ranking, the two on two threads, costs less than thousands of
+        // tree updates with a cache miss each.
+        let (mut density, mut value) = (Change::default(), Change::default());
+        for m in &moved {
+            let (old_v, old_d) = m.old.unzip();
+            density.add(old_d, m.density, &m.key);
+            value.add(old_v, m.value, &m.key);
+        }
+        drop(moved);
+        let (by_density, by_value) = (&mut *self.by_density, &mut *self.by_value);
+        both(|| density.apply(by_density), || value.apply(by_value));
+    }
+}
+
+/// Changes to one ranking, applied in one merge.
+#[derive(Default)]
+struct Change {
+    /// Items whose old place goes.
+    gone: HashSet<usize, FxBuild>,
+    /// Their new places.
+    fresh: Vec<Ranked>,
+}
+
+impl Change {
+    /// An item ranked at `old` (if it was) now ranks at `new`.
+    fn add(&mut self, old: Option<f64>, new: f64, key: &Key) {
+        if old.map(f64::to_bits) == Some(new.to_bits()) {
+            return;
+        }
+        if old.is_some() {
+            self.gone.insert(key_id(key));
+        }
+        self.fresh.push(ranked(new, key));
+    }
+
+    /// Rebuilds `set` with the changes: one pass drops the old places and
+    /// merges the new ones in.
+    fn apply(self, set: &mut BTreeSet<Ranked>) {
+        let Change { gone, mut fresh } = self;
+        if fresh.is_empty() {
+            return;
+        }
+        fresh.sort_unstable();
+        if set.is_empty() {
+            // Start-up: nothing to merge with, and no second copy.
+            *set = fresh.into_iter().collect();
+            return;
+        }
+        let old = std::mem::take(set);
+        let mut merged: Vec<Ranked> = Vec::with_capacity(old.len() + fresh.len());
+        let mut fresh = fresh.into_iter().peekable();
+        for r in old {
+            if gone.contains(&key_id(&r.2)) {
+                continue;
+            }
+            while let Some(f) = fresh.next_if(|f| *f < r) {
+                merged.push(f);
+            }
+            merged.push(r);
+        }
+        merged.extend(fresh);
+        *set = merged.into_iter().collect();
+    }
+}
+
+/// The address of a key's text: entries, rankings and contribution maps
+/// share one allocation per key, so it identifies the item.
+fn key_id(key: &Key) -> usize {
+    Arc::as_ptr(key).cast::<u8>() as usize
+}
+
+/// Builds an index from the stored model while it is being read, so that
+/// reading rows and indexing them overlap at start-up: items and links may
+/// come in any order and in chunks, and [`finish`](Self::finish) scores
+/// every item once. The result equals [`ScoreIndex::from_snapshot`] of the
+/// same rows (later rows win, as in a snapshot).
+#[derive(Debug)]
+pub struct IndexBuilder {
+    ix: ScoreIndex,
+}
+
+impl IndexBuilder {
+    pub fn new(default_size: f64) -> Self {
+        IndexBuilder {
+            ix: ScoreIndex::new(default_size),
+        }
+    }
+
+    /// Sources, goals, metrics with their observations, and hypotheses.
+    pub fn model(
+        &mut self,
+        sources: Vec<Source>,
+        goals: Vec<Goal>,
+        metrics: Vec<(Metric, ObservationSummary)>,
+        hypotheses: Vec<Hypothesis>,
+    ) {
+        let ix = &mut self.ix;
+        ix.sources = sources.into_iter().map(|s| (s.id.clone(), s)).collect();
+        ix.goals = goals.into_iter().map(|g| (g.id.clone(), g)).collect();
+        ix.goal_weights = score::effective_goal_weights(ix.goals.values());
+        ix.metrics = metrics
+            .into_iter()
+            .map(|(m, o)| (m.id.clone(), MetricEntry::new(m, o)))
+            .collect();
+        ix.hypotheses = hypotheses.into_iter().map(|h| (h.id.clone(), h)).collect();
+    }
+
+    /// Room for `n` more entries.
+    pub fn reserve(&mut self, n: usize) {
+        self.ix.entries.reserve(n);
+    }
+
+    pub fn items(&mut self, items: impl IntoIterator<Item = (String, ItemFacts)>) {
+        let ix = &mut self.ix;
+        for (key, facts) in items {
+            match ix.entries.get_mut(key.as_str()) {
+                Some(e) => {
+                    if e.facts.is_none() {
+                        ix.item_count += 1;
+                    }
+                    e.facts = Some(facts);
+                }
+                None => {
+                    let key: Key = Arc::from(key);
+                    let mut e = Entry::new(key.clone());
+                    e.facts = Some(facts);
+                    ix.entries.insert(key, e);
+                    ix.item_count += 1;
+                }
+            }
+        }
+    }
+
+    /// Links, kept in arrival order until [`finish`](Self::finish) sorts
+    /// each item's.
+    pub fn links(&mut self, links: impl IntoIterator<Item = Link>) {
+        let ix = &mut self.ix;
+        for link in links {
+            match ix.entries.get_mut(link.item_key.as_str()) {
+                Some(e) => e.links.push(link),
+                None => {
+                    let key: Key = Arc::from(link.item_key.as_str());
+                    let mut e = Entry::new(key.clone());
+                    e.links.push(link);
+                    ix.entries.insert(key, e);
+                }
+            }
+        }
+    }
+
+    /// Sorts the links, totals the contributions, scores every item once
+    /// and builds the rankings.
+    pub fn finish(self) -> ScoreIndex {
+        let mut ix = self.ix;
+        // Each item's links by hypothesis, and each hypothesis'
+        // contributions built in one sorted pass.
+        let mut per_hypothesis: HashMap<String, Vec<(Key, f64)>, FxBuild> = HashMap::default();
+        for e in ix.entries.values_mut() {
+            e.links.shrink_to_fit();
+            if e.links.len() > 1 {
+                // Stable, after a reverse: of two links to one hypothesis
+                // the later one wins, as `insert_link` would have it.
+                e.links.reverse();
+                e.links
+                    .sort_by(|a, b| a.hypothesis_id.cmp(&b.hypothesis_id));
+                e.links.dedup_by(|a, b| a.hypothesis_id == b.hypothesis_id);
+            }
+            for l in &e.links {
+                let pair = (e.key.clone(), l.contribution);
+                match per_hypothesis.get_mut(&l.hypothesis_id) {
+                    Some(v) => v.push(pair),
+                    None => {
+                        per_hypothesis.insert(l.hypothesis_id.clone(), vec![pair]);
+                    }
+                }
+            }
+        }
+        for (h, pairs) in per_hypothesis {
+            ix.contributions
+                .insert(h.clone(), pairs.into_iter().collect());
+            ix.refresh_contribution_total(&h);
+        }
+        // Score everything, then build the rankings in one sorted pass each.
+        let model = Model {
+            goal_weights: &ix.goal_weights,
+            metrics: &ix.metrics,
+            hypotheses: &ix.hypotheses,
+            contribution_totals: &ix.contribution_totals,
+        };
+        let all = model.all();
+        let (items, moved) =
+            rescore_entries(ix.entries.values_mut().collect(), &all, ix.default_size);
+        ix.rescored += items;
+        Rankings {
+            by_density: &mut ix.by_density,
+            by_value: &mut ix.by_value,
+        }
+        .apply(moved);
+        ix
+    }
+}
+
 /// The in-memory model and scores.
 #[derive(Debug)]
 pub struct ScoreIndex {
@@ -118,16 +647,20 @@ pub struct ScoreIndex {
     goal_weights: HashMap<String, f64>,
     metrics: BTreeMap<String, MetricEntry>,
     hypotheses: BTreeMap<String, Hypothesis>,
-    items: HashMap<String, ItemFacts>,
-    /// item key -> hypothesis id -> link
-    links_by_item: HashMap<String, BTreeMap<String, Link>>,
-    /// hypothesis id -> item keys
-    items_by_hypothesis: HashMap<String, BTreeSet<String>>,
+    /// item key -> facts, links and score
+    entries: HashMap<Key, Entry>,
+    /// Entries that are items (have facts).
+    item_count: usize,
+    /// hypothesis id -> item key -> contribution, in item-key order
+    contributions: HashMap<String, BTreeMap<Key, f64>>,
     /// hypothesis id -> sum of contributions, added in item-key order
     contribution_totals: HashMap<String, f64>,
-    scores: HashMap<String, Score>,
-    by_density: BTreeSet<RankKey>,
-    by_value: BTreeSet<RankKey>,
+    by_density: BTreeSet<Ranked>,
+    by_value: BTreeSet<Ranked>,
+    /// Deferred by `defer_upsert`: hypotheses whose links changed and items
+    /// whose facts or links did, not yet rescored.
+    deferred_hypotheses: BTreeSet<String>,
+    deferred_items: HashSet<Key>,
     rescored: u64,
 }
 
@@ -141,57 +674,25 @@ impl ScoreIndex {
             goal_weights: HashMap::new(),
             metrics: BTreeMap::new(),
             hypotheses: BTreeMap::new(),
-            items: HashMap::new(),
-            links_by_item: HashMap::new(),
-            items_by_hypothesis: HashMap::new(),
+            entries: HashMap::new(),
+            item_count: 0,
+            contributions: HashMap::new(),
             contribution_totals: HashMap::new(),
-            scores: HashMap::new(),
             by_density: BTreeSet::new(),
             by_value: BTreeSet::new(),
+            deferred_hypotheses: BTreeSet::new(),
+            deferred_items: HashSet::new(),
             rescored: 0,
         }
     }
 
     /// Builds the index from a snapshot, scoring every item once.
     pub fn from_snapshot(default_size: f64, snap: Snapshot) -> Self {
-        let mut ix = ScoreIndex::new(default_size);
-        ix.sources = snap
-            .sources
-            .into_iter()
-            .map(|s| (s.id.clone(), s))
-            .collect();
-        ix.goals = snap.goals.into_iter().map(|g| (g.id.clone(), g)).collect();
-        ix.goal_weights = score::effective_goal_weights(ix.goals.values());
-        ix.metrics = snap
-            .metrics
-            .into_iter()
-            .map(|(m, o)| (m.id.clone(), MetricEntry::new(m, o)))
-            .collect();
-        ix.hypotheses = snap
-            .hypotheses
-            .into_iter()
-            .map(|h| (h.id.clone(), h))
-            .collect();
-        ix.items = snap.items.into_iter().collect();
-        for link in snap.links {
-            ix.items_by_hypothesis
-                .entry(link.hypothesis_id.clone())
-                .or_default()
-                .insert(link.item_key.clone());
-            ix.links_by_item
-                .entry(link.item_key.clone())
-                .or_default()
-                .insert(link.hypothesis_id.clone(), link);
-        }
-        let hyps: Vec<String> = ix.items_by_hypothesis.keys().cloned().collect();
-        for h in hyps {
-            ix.refresh_contribution_total(&h);
-        }
-        let keys: Vec<String> = ix.items.keys().cloned().collect();
-        for k in keys {
-            ix.rescore(&k);
-        }
-        ix
+        let mut b = IndexBuilder::new(default_size);
+        b.model(snap.sources, snap.goals, snap.metrics, snap.hypotheses);
+        b.items(snap.items);
+        b.links(snap.links);
+        b.finish()
     }
 
     // ----- reads -----
@@ -249,21 +750,27 @@ impl ScoreIndex {
     }
 
     pub fn item(&self, key: &str) -> Option<&ItemFacts> {
-        self.items.get(key)
+        self.entries.get(key)?.facts.as_ref()
     }
 
     pub fn item_count(&self) -> usize {
-        self.items.len()
+        self.item_count
+    }
+
+    /// The known items, in no particular order.
+    fn items(&self) -> impl Iterator<Item = (&str, &ItemFacts)> {
+        self.entries
+            .values()
+            .filter_map(|e| Some((&*e.key, e.facts.as_ref()?)))
     }
 
     /// Keys of the items whose parent is `parent_key` (itself excluded),
     /// sorted. A scan: children are asked for one item at a time.
     pub fn children_of(&self, parent_key: &str) -> Vec<String> {
         let mut keys: Vec<String> = self
-            .items
-            .iter()
-            .filter(|(k, f)| f.parent_key == parent_key && k.as_str() != parent_key)
-            .map(|(k, _)| k.clone())
+            .items()
+            .filter(|(k, f)| f.parent_key == parent_key && *k != parent_key)
+            .map(|(k, _)| k.to_string())
             .collect();
         keys.sort();
         keys
@@ -272,57 +779,89 @@ impl ScoreIndex {
     /// Keys of a source's items, sorted.
     pub fn item_keys_of_source(&self, source_id: &str) -> Vec<String> {
         let mut keys: Vec<String> = self
-            .items
-            .iter()
+            .items()
             .filter(|(_, f)| f.source_id == source_id)
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k.to_string())
             .collect();
         keys.sort();
         keys
     }
 
     pub fn link(&self, item_key: &str, hypothesis_id: &str) -> Option<&Link> {
-        self.links_by_item.get(item_key)?.get(hypothesis_id)
+        let e = self.entries.get(item_key)?;
+        e.links.get(e.link_position(hypothesis_id).ok()?)
     }
 
     /// Links of one item, by hypothesis id.
     pub fn links_of_item(&self, item_key: &str) -> impl Iterator<Item = &Link> {
-        self.links_by_item
+        self.entries
             .get(item_key)
             .into_iter()
-            .flat_map(|m| m.values())
+            .flat_map(|e| e.links.iter())
     }
 
     /// Links to one hypothesis, by item key.
     pub fn links_of_hypothesis(&self, hypothesis_id: &str) -> Vec<&Link> {
-        self.items_by_hypothesis
+        self.contributions
             .get(hypothesis_id)
             .into_iter()
-            .flatten()
+            .flat_map(|m| m.keys())
             .filter_map(|k| self.link(k, hypothesis_id))
             .collect()
     }
 
     /// Every link, ordered by (item key, hypothesis id).
     pub fn all_links(&self) -> Vec<&Link> {
-        let mut keys: Vec<&String> = self.links_by_item.keys().collect();
-        keys.sort();
-        keys.into_iter()
-            .flat_map(|k| self.links_by_item[k].values())
-            .collect()
+        let mut entries: Vec<&Entry> = self
+            .entries
+            .values()
+            .filter(|e| !e.links.is_empty())
+            .collect();
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        entries.into_iter().flat_map(|e| e.links.iter()).collect()
     }
 
     pub fn score(&self, item_key: &str) -> Option<&Score> {
-        self.scores.get(item_key)
+        self.explained(self.entries.get(item_key)?)
+    }
+
+    /// The explained score of an item, built from the model now (what its
+    /// last rescore computed, since every change rescores what it reaches).
+    fn explained<'s>(&'s self, e: &'s Entry) -> Option<&'s Score> {
+        debug_assert!(!self.has_deferred(), "flush before reading scores");
+        let facts = e.facts.as_ref()?;
+        e.ranked?;
+        let score = e.explained.get_or_init(|| {
+            let model = self.model();
+            let mut s = score::empty_score();
+            score::rescore_into(
+                &mut s,
+                facts.estimate,
+                self.default_size,
+                term_inputs(e, |h| model.lookup(h)),
+            );
+            Box::new(s)
+        });
+        Some(score)
+    }
+
+    fn model(&self) -> Model<'_> {
+        Model {
+            goal_weights: &self.goal_weights,
+            metrics: &self.metrics,
+            hypotheses: &self.hypotheses,
+            contribution_totals: &self.contribution_totals,
+        }
     }
 
     /// Scores of the open items (the backlog), in key order.
     pub fn open_item_scores(&self) -> Vec<(&str, &Score)> {
+        debug_assert!(!self.has_deferred(), "flush before reading scores");
         let mut out: Vec<(&str, &Score)> = self
-            .items
-            .iter()
-            .filter(|(_, f)| f.state == ItemState::Open)
-            .filter_map(|(k, _)| Some((k.as_str(), self.scores.get(k)?)))
+            .entries
+            .values()
+            .filter(|e| e.facts.as_ref().is_some_and(|f| f.state == ItemState::Open))
+            .filter_map(|e| Some((&*e.key, self.explained(e)?)))
             .collect();
         out.sort_by(|a, b| a.0.cmp(b.0));
         out
@@ -331,25 +870,30 @@ impl ScoreIndex {
     /// Items in ranking order, after `query.after`, filtered, at most
     /// `query.limit`, with the position to continue from.
     pub fn rank(&self, order: RankOrder, query: &RankQuery) -> Vec<(RankKey, &Score)> {
+        debug_assert!(!self.has_deferred(), "flush before ranking");
         let set = match order {
             RankOrder::ValueDensity => &self.by_density,
             RankOrder::Value => &self.by_value,
         };
-        let start = match &query.after {
+        let after: Option<Ranked> = query
+            .after
+            .as_ref()
+            .map(|(v, k)| (*v, key_prefix(k), Arc::from(k.as_str())));
+        let start = match &after {
             Some(k) => Bound::Excluded(k),
             None => Bound::Unbounded,
         };
         set.range((start, Bound::Unbounded))
-            .filter(|(_, key)| {
-                let Some(f) = self.items.get(key) else {
-                    return false;
-                };
-                (query.include_closed || f.state == ItemState::Open)
+            .filter_map(|(v, _, key)| {
+                let e = self.entries.get(key)?;
+                let f = e.facts.as_ref()?;
+                let keep = (query.include_closed || f.state == ItemState::Open)
                     && query.source_id.as_ref().is_none_or(|s| *s == f.source_id)
-                    && query.label.as_ref().is_none_or(|l| f.labels.contains(l))
+                    && query.label.as_ref().is_none_or(|l| f.labels.contains(l));
+                keep.then_some((v, e))
             })
             .take(query.limit)
-            .filter_map(|k| Some((k.clone(), self.scores.get(&k.1)?)))
+            .filter_map(|(v, e)| Some(((*v, e.key.to_string()), self.explained(e)?)))
             .collect()
     }
 
@@ -370,17 +914,20 @@ impl ScoreIndex {
 
     /// Inserts or replaces a goal; rescores the items whose goal weight moved.
     pub fn put_goal(&mut self, goal: Goal) {
+        self.flush();
         self.goals.insert(goal.id.clone(), goal);
         self.refresh_goal_weights();
     }
 
     pub fn remove_goal(&mut self, id: &str) {
+        self.flush();
         self.goals.remove(id);
         self.refresh_goal_weights();
     }
 
     /// Inserts or replaces a metric definition, keeping its observations.
     pub fn put_metric(&mut self, metric: Metric) {
+        self.flush();
         let obs = self
             .metrics
             .get(&metric.id)
@@ -394,6 +941,7 @@ impl ScoreIndex {
 
     /// New latest observation and count of a metric.
     pub fn set_observations(&mut self, metric_id: &str, observations: ObservationSummary) {
+        self.flush();
         let Some(entry) = self.metrics.get(metric_id) else {
             return;
         };
@@ -406,11 +954,13 @@ impl ScoreIndex {
     }
 
     pub fn remove_metric(&mut self, id: &str) {
+        self.flush();
         self.metrics.remove(id);
         self.rescore_metric_dependents(id);
     }
 
     pub fn put_hypothesis(&mut self, h: Hypothesis) {
+        self.flush();
         let id = h.id.clone();
         self.hypotheses.insert(id.clone(), h);
         self.rescore_hypothesis_items(&id);
@@ -418,65 +968,61 @@ impl ScoreIndex {
 
     /// Removes a hypothesis and every link to it.
     pub fn remove_hypothesis(&mut self, id: &str) {
+        self.flush();
         self.hypotheses.remove(id);
-        let items = self.items_by_hypothesis.remove(id).unwrap_or_default();
+        let items = self.contributions.remove(id).unwrap_or_default();
         self.contribution_totals.remove(id);
-        for k in &items {
-            if let Some(m) = self.links_by_item.get_mut(k) {
-                m.remove(id);
+        for k in items.keys() {
+            if let Some(e) = self.entries.get_mut(&**k)
+                && let Ok(i) = e.link_position(id)
+            {
+                e.links.remove(i);
             }
-            self.rescore(k);
+            self.drop_if_empty(k);
         }
+        self.rescore_many(items.into_keys());
     }
 
     /// Inserts or replaces an item's facts and rescores it.
     pub fn put_item(&mut self, key: String, facts: ItemFacts) {
-        if self.items.get(&key) == Some(&facts) {
-            return;
+        self.flush();
+        if self.set_facts(key.as_str(), facts) {
+            self.rescore(&key);
         }
-        self.items.insert(key.clone(), facts);
-        self.rescore(&key);
     }
 
     /// Removes an item, its links and its score.
     pub fn remove_item(&mut self, key: &str) {
-        self.items.remove(key);
-        self.unrank(key);
-        self.scores.remove(key);
-        let hyps: Vec<String> = self
-            .links_by_item
-            .remove(key)
-            .map(|m| m.into_keys().collect())
-            .unwrap_or_default();
-        for h in hyps {
-            if let Some(set) = self.items_by_hypothesis.get_mut(&h) {
-                set.remove(key);
+        self.flush();
+        let Some(e) = self.entries.remove(key) else {
+            return;
+        };
+        if e.facts.is_some() {
+            self.item_count -= 1;
+        }
+        if let Some((value, density)) = e.ranked {
+            self.by_density.remove(&ranked(density, &e.key));
+            self.by_value.remove(&ranked(value, &e.key));
+        }
+        for l in &e.links {
+            if let Some(m) = self.contributions.get_mut(&l.hypothesis_id) {
+                m.remove(key);
             }
-            self.after_link_change(&h, key);
+            self.after_link_change(&l.hypothesis_id, key);
         }
     }
 
     /// Inserts or replaces a link.
     pub fn put_link(&mut self, link: Link) {
+        self.flush();
         let (item, hyp) = (link.item_key.clone(), link.hypothesis_id.clone());
-        self.items_by_hypothesis
-            .entry(hyp.clone())
-            .or_default()
-            .insert(item.clone());
-        self.links_by_item
-            .entry(item.clone())
-            .or_default()
-            .insert(hyp.clone(), link);
+        self.insert_link(link);
         self.after_link_change(&hyp, &item);
     }
 
     pub fn remove_link(&mut self, item_key: &str, hypothesis_id: &str) {
-        if let Some(m) = self.links_by_item.get_mut(item_key) {
-            m.remove(hypothesis_id);
-        }
-        if let Some(s) = self.items_by_hypothesis.get_mut(hypothesis_id) {
-            s.remove(item_key);
-        }
+        self.flush();
+        self.delete_link(item_key, hypothesis_id);
         self.after_link_change(hypothesis_id, item_key);
     }
 
@@ -484,59 +1030,194 @@ impl ScoreIndex {
     /// once: a sync page that links dozens of items to one over-subscribed
     /// hypothesis rescores that hypothesis' items once, not once per link.
     pub fn apply_links(&mut self, remove: &[(String, String)], put: Vec<Link>) {
-        let mut hyps: BTreeSet<String> = BTreeSet::new();
-        let mut items: BTreeSet<String> = BTreeSet::new();
-        for (item, hyp) in remove {
-            if let Some(m) = self.links_by_item.get_mut(item) {
-                m.remove(hyp);
-            }
-            if let Some(set) = self.items_by_hypothesis.get_mut(hyp) {
-                set.remove(item);
-            }
-            hyps.insert(hyp.clone());
-            items.insert(item.clone());
-        }
-        for link in put {
-            let (item, hyp) = (link.item_key.clone(), link.hypothesis_id.clone());
-            self.items_by_hypothesis
-                .entry(hyp.clone())
-                .or_default()
-                .insert(item.clone());
-            self.links_by_item
-                .entry(item.clone())
-                .or_default()
-                .insert(hyp.clone(), link);
-            hyps.insert(hyp);
-            items.insert(item);
-        }
+        self.flush();
+        let (hyps, mut items) = self.change_links(remove, put);
         for h in &hyps {
             let before = self.contribution_totals.get(h).copied().unwrap_or(0.0);
             let after = self.refresh_contribution_total(h);
             if before > 1.0 || after > 1.0 {
                 items.extend(
-                    self.items_by_hypothesis
+                    self.contributions
                         .get(h)
                         .into_iter()
-                        .flatten()
+                        .flat_map(|m| m.keys())
                         .cloned(),
                 );
             }
         }
-        for k in &items {
-            self.rescore(k);
+        self.rescore_many(items.into_iter());
+    }
+
+    /// Like `put_item` for each item and then `apply_links`, but leaves the
+    /// rescoring to [`flush`](Self::flush): until then, scores and rankings
+    /// are stale (facts and links are not). For a sync, whose pages each
+    /// link to many over-subscribed hypotheses: one flush at the end
+    /// rescores each reached item once instead of once per page. Every
+    /// other write flushes first.
+    pub fn defer_upsert(
+        &mut self,
+        items: Vec<(String, ItemFacts)>,
+        remove: &[(String, String)],
+        put: Vec<Link>,
+    ) {
+        for (key, facts) in items {
+            if self.set_facts(&key, facts)
+                && let Some(e) = self.entries.get(key.as_str())
+            {
+                self.deferred_items.insert(e.key.clone());
+            }
         }
+        let (hyps, items) = self.change_links(remove, put);
+        self.deferred_hypotheses.extend(hyps);
+        self.deferred_items.extend(items);
+    }
+
+    /// Whether [`defer_upsert`](Self::defer_upsert) left work for
+    /// [`flush`](Self::flush).
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred_items.is_empty() || !self.deferred_hypotheses.is_empty()
+    }
+
+    /// Does the rescoring deferred by [`defer_upsert`](Self::defer_upsert):
+    /// afterwards every score equals what the writes done one by one would
+    /// have left.
+    pub fn flush(&mut self) {
+        if !self.has_deferred() {
+            return;
+        }
+        let mut items = std::mem::take(&mut self.deferred_items);
+        for h in std::mem::take(&mut self.deferred_hypotheses) {
+            let before = self.contribution_totals.get(&h).copied().unwrap_or(0.0);
+            let after = self.refresh_contribution_total(&h);
+            if before > 1.0 || after > 1.0 {
+                items.extend(
+                    self.contributions
+                        .get(&h)
+                        .into_iter()
+                        .flat_map(|m| m.keys())
+                        .cloned(),
+                );
+            }
+        }
+        self.rescore_many(items.into_iter());
     }
 
     /// Recomputes every item's score (what a change reaching every item
     /// costs); the result equals a rebuild.
     pub fn rescore_all(&mut self) {
-        let keys: Vec<String> = self.items.keys().cloned().collect();
-        for k in keys {
-            self.rescore(&k);
-        }
+        self.flush();
+        let model = Model {
+            goal_weights: &self.goal_weights,
+            metrics: &self.metrics,
+            hypotheses: &self.hypotheses,
+            contribution_totals: &self.contribution_totals,
+        };
+        let all = model.all();
+        let mut rankings = Rankings {
+            by_density: &mut self.by_density,
+            by_value: &mut self.by_value,
+        };
+        let (items, moved) =
+            rescore_entries(self.entries.values_mut().collect(), &all, self.default_size);
+        self.rescored += items;
+        rankings.apply(moved);
     }
 
     // ----- internals -----
+
+    /// Sets an item's facts; false when they were already these.
+    fn set_facts(&mut self, key: &str, facts: ItemFacts) -> bool {
+        if let Some(e) = self.entries.get_mut(key) {
+            if e.facts.as_ref() == Some(&facts) {
+                return false;
+            }
+            if e.facts.is_none() {
+                self.item_count += 1;
+            }
+            e.facts = Some(facts);
+            return true;
+        }
+        let key: Key = Arc::from(key);
+        let mut e = Entry::new(key.clone());
+        e.facts = Some(facts);
+        self.entries.insert(key, e);
+        self.item_count += 1;
+        true
+    }
+
+    /// Puts a link into the entry and contribution maps (no rescoring).
+    fn insert_link(&mut self, link: Link) {
+        if !self.entries.contains_key(link.item_key.as_str()) {
+            let key: Key = Arc::from(link.item_key.as_str());
+            self.entries.insert(key.clone(), Entry::new(key));
+        }
+        let Some(e) = self.entries.get_mut(link.item_key.as_str()) else {
+            return; // inserted just above
+        };
+        self.contributions
+            .entry(link.hypothesis_id.clone())
+            .or_default()
+            .insert(e.key.clone(), link.contribution);
+        match e.link_position(&link.hypothesis_id) {
+            Ok(i) => e.links[i] = link,
+            Err(i) => {
+                // Items have a link or two: grow by one, not to four.
+                e.links.reserve_exact(1);
+                e.links.insert(i, link);
+            }
+        }
+    }
+
+    /// Takes a link out of the entry and contribution maps (no rescoring).
+    fn delete_link(&mut self, item_key: &str, hypothesis_id: &str) {
+        if let Some(e) = self.entries.get_mut(item_key)
+            && let Ok(i) = e.link_position(hypothesis_id)
+        {
+            e.links.remove(i);
+        }
+        if let Some(m) = self.contributions.get_mut(hypothesis_id) {
+            m.remove(item_key);
+        }
+        self.drop_if_empty(item_key);
+    }
+
+    /// Forgets an entry that is neither an item nor holds links.
+    fn drop_if_empty(&mut self, key: &str) {
+        if self
+            .entries
+            .get(key)
+            .is_some_and(|e| e.facts.is_none() && e.links.is_empty())
+        {
+            self.entries.remove(key);
+        }
+    }
+
+    /// Applies link changes to the maps; returns the hypotheses and the
+    /// items they touch.
+    fn change_links(
+        &mut self,
+        remove: &[(String, String)],
+        put: Vec<Link>,
+    ) -> (BTreeSet<String>, BTreeSet<Key>) {
+        let mut hyps: BTreeSet<String> = BTreeSet::new();
+        let mut items: BTreeSet<Key> = BTreeSet::new();
+        for (item, hyp) in remove {
+            if let Some(e) = self.entries.get(item.as_str()) {
+                items.insert(e.key.clone());
+            }
+            self.delete_link(item, hyp);
+            hyps.insert(hyp.clone());
+        }
+        for link in put {
+            hyps.insert(link.hypothesis_id.clone());
+            let item = link.item_key.clone();
+            self.insert_link(link);
+            if let Some(e) = self.entries.get(item.as_str()) {
+                items.insert(e.key.clone());
+            }
+        }
+        (hyps, items)
+    }
 
     fn after_link_change(&mut self, hypothesis_id: &str, item_key: &str) {
         let before = self
@@ -550,19 +1231,18 @@ impl ScoreIndex {
             // effective contribution moved.
             self.rescore_hypothesis_items(hypothesis_id);
         }
-        if self.items.contains_key(item_key) {
+        if self.item(item_key).is_some() {
             self.rescore(item_key);
         }
     }
 
     fn refresh_contribution_total(&mut self, hypothesis_id: &str) -> f64 {
         let total = self
-            .items_by_hypothesis
+            .contributions
             .get(hypothesis_id)
             .into_iter()
-            .flatten()
-            .filter_map(|k| self.links_by_item.get(k)?.get(hypothesis_id))
-            .fold(0.0, |acc, l| acc + l.contribution);
+            .flat_map(|m| m.values())
+            .fold(0.0, |acc, c| acc + c);
         self.contribution_totals
             .insert(hypothesis_id.to_string(), total);
         total
@@ -594,79 +1274,90 @@ impl ScoreIndex {
     }
 
     fn rescore_metric_dependents(&mut self, metric_id: &str) {
-        let hyps: Vec<String> = self
+        let mut items: Vec<Key> = Vec::new();
+        for h in self
             .hypotheses
             .values()
             .filter(|h| h.metric_id == metric_id)
-            .map(|h| h.id.clone())
-            .collect();
-        let mut items = BTreeSet::new();
-        for h in &hyps {
-            if let Some(s) = self.items_by_hypothesis.get(h) {
-                items.extend(s.iter().cloned());
+        {
+            if let Some(m) = self.contributions.get(&h.id) {
+                items.extend(m.keys().cloned());
             }
         }
-        for k in items {
-            self.rescore(&k);
-        }
+        // An item serving two of the metric's hypotheses is rescored once;
+        // the keys are the entries' own, so their addresses identify them.
+        items.sort_unstable_by_key(|k| Arc::as_ptr(k).cast::<u8>() as usize);
+        items.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        self.rescore_many(items.into_iter());
     }
 
     fn rescore_hypothesis_items(&mut self, hypothesis_id: &str) {
-        let items: Vec<String> = self
-            .items_by_hypothesis
+        let items: Vec<Key> = self
+            .contributions
             .get(hypothesis_id)
-            .map(|s| s.iter().cloned().collect())
+            .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
-        for k in items {
-            self.rescore(&k);
-        }
+        self.rescore_many(items.into_iter());
     }
 
-    fn unrank(&mut self, key: &str) {
-        if let Some(old) = self.scores.get(key) {
-            self.by_density
-                .remove(&(Reverse(OrdF64(old.value_density)), key.to_string()));
-            self.by_value
-                .remove(&(Reverse(OrdF64(old.value)), key.to_string()));
-        }
-    }
-
+    /// Rescores one item, looking its hypotheses up one by one.
     fn rescore(&mut self, key: &str) {
-        let Some(facts) = self.items.get(key) else {
+        let Some(e) = self.entries.get_mut(key) else {
             return;
         };
-        let inputs: Vec<TermInput> = self
-            .links_by_item
-            .get(key)
-            .into_iter()
-            .flat_map(|m| m.values())
-            .filter_map(|l| {
-                let h = self.hypotheses.get(&l.hypothesis_id)?;
-                Some(TermInput {
-                    hypothesis_id: h.id.clone(),
-                    goal_id: h.goal_id.clone(),
-                    goal_weight: self.goal_weight(&h.goal_id),
-                    metric_id: h.metric_id.clone(),
-                    gap: self.metrics.get(&h.metric_id).map_or(0.0, |m| m.gap),
-                    expected_effect: h.expected_effect,
-                    confidence: score::effective_confidence(h.status, h.confidence),
-                    contribution: l.contribution,
-                    contribution_total: self
-                        .contribution_totals
-                        .get(&h.id)
-                        .copied()
-                        .unwrap_or(l.contribution),
-                })
-            })
-            .collect();
-        let s = score::score_item(facts.estimate, self.default_size, inputs);
-        self.unrank(key);
-        self.by_density
-            .insert((Reverse(OrdF64(s.value_density)), key.to_string()));
-        self.by_value
-            .insert((Reverse(OrdF64(s.value)), key.to_string()));
-        self.scores.insert(key.to_string(), s);
-        self.rescored += 1;
+        let model = Model {
+            goal_weights: &self.goal_weights,
+            metrics: &self.metrics,
+            hypotheses: &self.hypotheses,
+            contribution_totals: &self.contribution_totals,
+        };
+        let mut rankings = Rankings {
+            by_density: &mut self.by_density,
+            by_value: &mut self.by_value,
+        };
+        match rescore_entry(e, |h| model.lookup(h), self.default_size) {
+            Rescored::NotItem => {}
+            Rescored::Same => self.rescored += 1,
+            Rescored::Moved(m) => {
+                self.rescored += 1;
+                rankings.apply(vec![m]);
+            }
+        }
+    }
+
+    /// Rescores each of `keys` (once per occurrence), looking every
+    /// hypothesis up once for all of them.
+    fn rescore_many(&mut self, keys: impl Iterator<Item = Key>) {
+        let model = Model {
+            goal_weights: &self.goal_weights,
+            metrics: &self.metrics,
+            hypotheses: &self.hypotheses,
+            contribution_totals: &self.contribution_totals,
+        };
+        let mut keys = keys.peekable();
+        if keys.peek().is_none() {
+            return;
+        }
+        let all = model.all();
+        let mut rankings = Rankings {
+            by_density: &mut self.by_density,
+            by_value: &mut self.by_value,
+        };
+        let mut moved = Vec::new();
+        for k in keys {
+            let Some(e) = self.entries.get_mut(&*k) else {
+                continue;
+            };
+            match rescore_entry(e, |h| all.get(h).copied(), self.default_size) {
+                Rescored::NotItem => {}
+                Rescored::Same => self.rescored += 1,
+                Rescored::Moved(m) => {
+                    self.rescored += 1;
+                    moved.push(m);
+                }
+            }
+        }
+        rankings.apply(moved);
     }
 }
 
@@ -790,5 +1481,160 @@ mod tests {
             .map(|(k, _)| k.1)
             .collect();
         assert_eq!(a, b);
+    }
+
+    /// A product of `n` items over two metrics and six hypotheses, with
+    /// links drawn from `seed`; over-subscribed hypotheses included.
+    fn big_snapshot(n: usize, seed: u64) -> Snapshot {
+        let mut snap = snapshot(vec![]);
+        let now = Utc::now();
+        let mut m2 = snap.metrics[0].0.clone();
+        m2.id = "m2".into();
+        snap.metrics.push((m2, Default::default()));
+        let base = snap.hypotheses[0].clone();
+        snap.hypotheses = (0..6)
+            .map(|h| Hypothesis {
+                id: format!("H-{h}"),
+                metric_id: if h < 2 { "m".into() } else { "m2".into() },
+                expected_effect: 0.1 + 0.1 * h as f64,
+                ..base.clone()
+            })
+            .collect();
+        let mut rng = fastrand::Rng::with_seed(seed);
+        snap.items = (0..n)
+            .map(|i| {
+                (
+                    format!("s/{i:05}"),
+                    ItemFacts {
+                        source_id: "s".into(),
+                        title: format!("item {i}"),
+                        state: if i % 7 == 0 {
+                            ItemState::Closed
+                        } else {
+                            ItemState::Open
+                        },
+                        labels: vec![],
+                        estimate: (i % 4 != 0).then(|| [1.0, 2.0, 3.0, 5.0][rng.usize(..4)]),
+                        parent_key: String::new(),
+                    },
+                )
+            })
+            .collect();
+        snap.links = (0..n)
+            .flat_map(|i| {
+                let hyps: Vec<usize> = (0..rng.usize(0..3)).map(|_| rng.usize(..6)).collect();
+                let c = [0.1, 0.25, 0.5, 1.0][rng.usize(..4)];
+                hyps.into_iter().map(move |h| Link {
+                    item_key: format!("s/{i:05}"),
+                    hypothesis_id: format!("H-{h}"),
+                    contribution: c,
+                    origin: LinkOrigin::Rule,
+                    rationale: String::new(),
+                    create_time: now,
+                    update_time: now,
+                })
+            })
+            .collect();
+        snap
+    }
+
+    fn same_scores_and_rankings(a: &ScoreIndex, b: &ScoreIndex) {
+        assert_eq!(a.item_count(), b.item_count());
+        for (k, _) in a.items() {
+            assert_eq!(a.score(k), b.score(k), "{k}");
+        }
+        for order in [RankOrder::ValueDensity, RankOrder::Value] {
+            let q = RankQuery {
+                include_closed: true,
+                limit: usize::MAX,
+                ..Default::default()
+            };
+            let ka: Vec<RankKey> = a.rank(order, &q).into_iter().map(|(k, _)| k).collect();
+            let kb: Vec<RankKey> = b.rank(order, &q).into_iter().map(|(k, _)| k).collect();
+            assert_eq!(ka.len(), a.item_count());
+            assert_eq!(ka, kb, "{order:?}");
+        }
+    }
+
+    #[test]
+    fn a_change_reaching_many_items_ranks_like_a_rebuild() {
+        // 3000 items: an observation of "m" reaches well over BULK_MIN of
+        // them and over 1/32 of the ranking, so the rankings are merged in
+        // bulk; a goal weight change reaches every item.
+        let mut ix = ScoreIndex::from_snapshot(3.0, big_snapshot(3000, 7));
+        let summary = |v: f64| ObservationSummary {
+            latest: Some((Utc::now(), v)),
+            count: 1,
+        };
+        ix.set_observations("m", summary(0.4));
+        let mut fresh = big_snapshot(3000, 7);
+        fresh.metrics[0].1 = summary(0.4);
+        same_scores_and_rankings(&ix, &ScoreIndex::from_snapshot(3.0, fresh));
+
+        // A few items only: item by item.
+        let before = ix.rescored_count();
+        ix.put_link(Link {
+            item_key: "s/00001".into(),
+            hypothesis_id: "H-5".into(),
+            contribution: 0.3,
+            origin: LinkOrigin::Api,
+            rationale: String::new(),
+            create_time: Utc::now(),
+            update_time: Utc::now(),
+        });
+        assert!(ix.rescored_count() > before);
+        let mut fresh = big_snapshot(3000, 7);
+        fresh.metrics[0].1 = summary(0.4);
+        fresh
+            .links
+            .push(ix.link("s/00001", "H-5").cloned().unwrap());
+        same_scores_and_rankings(&ix, &ScoreIndex::from_snapshot(3.0, fresh));
+    }
+
+    #[test]
+    fn rescoring_everything_changes_nothing() {
+        let mut ix = ScoreIndex::from_snapshot(3.0, big_snapshot(2000, 3));
+        let before = ix.rescored_count();
+        ix.rescore_all();
+        assert_eq!(ix.rescored_count() - before, 2000);
+        same_scores_and_rankings(&ix, &ScoreIndex::from_snapshot(3.0, big_snapshot(2000, 3)));
+    }
+
+    #[test]
+    fn deferred_upserts_end_where_item_by_item_ones_do() {
+        // Pages of items with links to over-subscribed hypotheses, applied
+        // eagerly to one index and deferred (then flushed) on another.
+        let start = || {
+            let mut s = big_snapshot(600, 11);
+            s.items.truncate(300);
+            s.links.retain(|l| l.item_key.as_str() < "s/00300");
+            ScoreIndex::from_snapshot(3.0, s)
+        };
+        let full = big_snapshot(600, 11);
+        let (mut eager, mut deferred) = (start(), start());
+        for page in full.items[300..].chunks(50) {
+            let keys: Vec<&String> = page.iter().map(|(k, _)| k).collect();
+            let links: Vec<Link> = full
+                .links
+                .iter()
+                .filter(|l| keys.contains(&&l.item_key))
+                .cloned()
+                .collect();
+            // Also drop one old link per page, as a rule that no longer
+            // applies would.
+            let old = eager.all_links()[0];
+            let remove = vec![(old.item_key.clone(), old.hypothesis_id.clone())];
+            for (k, f) in page {
+                eager.put_item(k.clone(), f.clone());
+            }
+            eager.apply_links(&remove, links.clone());
+            deferred.defer_upsert(page.to_vec(), &remove, links);
+            assert!(deferred.has_deferred());
+        }
+        deferred.flush();
+        assert!(!deferred.has_deferred());
+        same_scores_and_rankings(&eager, &deferred);
+        // The deferred index did less work for the same result.
+        assert!(deferred.rescored_count() < eager.rescored_count());
     }
 }

@@ -189,6 +189,156 @@ pub fn sum_terms(terms: &[Term]) -> f64 {
     terms.iter().fold(0.0, |acc, t| acc + t.value)
 }
 
+/// [`TermInput`] with borrowed ids: what [`rescore_into`] reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TermRef<'a> {
+    pub hypothesis_id: &'a str,
+    pub goal_id: &'a str,
+    pub goal_weight: f64,
+    pub metric_id: &'a str,
+    pub gap: f64,
+    pub expected_effect: f64,
+    /// Already effective (see [`effective_confidence`]).
+    pub confidence: f64,
+    pub contribution: f64,
+    /// Sum of all contributions to this hypothesis, this link's included.
+    pub contribution_total: f64,
+}
+
+impl TermRef<'_> {
+    /// The owned input, for [`score_item`].
+    pub fn to_input(&self) -> TermInput {
+        TermInput {
+            hypothesis_id: self.hypothesis_id.to_string(),
+            goal_id: self.goal_id.to_string(),
+            goal_weight: self.goal_weight,
+            metric_id: self.metric_id.to_string(),
+            gap: self.gap,
+            expected_effect: self.expected_effect,
+            confidence: self.confidence,
+            contribution: self.contribution,
+            contribution_total: self.contribution_total,
+        }
+    }
+}
+
+/// An item's value and value density from its term inputs, in
+/// hypothesis-id order: the same numbers, bit for bit, as
+/// [`score_item`]'s, without building the explanation. For ranking.
+pub fn value_and_density<'a>(
+    estimate: Option<f64>,
+    default_size: f64,
+    inputs: impl IntoIterator<Item = TermRef<'a>>,
+) -> (f64, f64) {
+    let mut value = 0.0;
+    let mut last: Option<&str> = None;
+    for t in inputs {
+        debug_assert!(
+            last.is_none_or(|l| l < t.hypothesis_id),
+            "terms in hypothesis-id order"
+        );
+        last = Some(t.hypothesis_id);
+        let effective_contribution = effective_contribution(t.contribution, t.contribution_total);
+        value += hypothesis_value(t.goal_weight, t.gap, t.expected_effect, t.confidence)
+            * effective_contribution;
+    }
+    let size = match estimate {
+        Some(e) if e > 0.0 && e.is_finite() => e,
+        _ => default_size,
+    };
+    (value, value / size)
+}
+
+/// A score with no terms, to be filled by [`rescore_into`].
+pub fn empty_score() -> Score {
+    Score {
+        value: 0.0,
+        size: 0.0,
+        estimated: false,
+        value_density: 0.0,
+        terms: Vec::new(),
+    }
+}
+
+fn set_id(dst: &mut String, src: &str) {
+    if dst != src {
+        dst.clear();
+        dst.push_str(src);
+    }
+}
+
+/// Recomputes `score` from `inputs` exactly as [`score_item`] would, but
+/// reuses the storage of its terms (their id strings included), so that
+/// rescoring an item whose links did not change allocates nothing. This is
+/// what keeps a change that reaches every item cheap.
+pub fn rescore_into<'a>(
+    score: &mut Score,
+    estimate: Option<f64>,
+    default_size: f64,
+    inputs: impl IntoIterator<Item = TermRef<'a>>,
+) {
+    let inputs = inputs.into_iter();
+    // Most items have one or two terms: grow to fit, not to Vec's first
+    // step of four.
+    if let (_, Some(upper)) = inputs.size_hint()
+        && score.terms.capacity() < upper
+    {
+        score.terms.reserve_exact(upper - score.terms.len());
+    }
+    let mut n = 0;
+    for t in inputs {
+        let effective_contribution = effective_contribution(t.contribution, t.contribution_total);
+        let value = hypothesis_value(t.goal_weight, t.gap, t.expected_effect, t.confidence)
+            * effective_contribution;
+        match score.terms.get_mut(n) {
+            Some(term) => {
+                set_id(&mut term.hypothesis_id, t.hypothesis_id);
+                set_id(&mut term.goal_id, t.goal_id);
+                set_id(&mut term.metric_id, t.metric_id);
+                term.goal_weight = t.goal_weight;
+                term.gap = t.gap;
+                term.expected_effect = t.expected_effect;
+                term.confidence = t.confidence;
+                term.contribution = t.contribution;
+                term.effective_contribution = effective_contribution;
+                term.value = value;
+            }
+            None => score.terms.push(Term {
+                hypothesis_id: t.hypothesis_id.to_string(),
+                goal_id: t.goal_id.to_string(),
+                goal_weight: t.goal_weight,
+                metric_id: t.metric_id.to_string(),
+                gap: t.gap,
+                expected_effect: t.expected_effect,
+                confidence: t.confidence,
+                contribution: t.contribution,
+                effective_contribution,
+                value,
+            }),
+        }
+        n += 1;
+    }
+    score.terms.truncate(n);
+    // Callers pass links in hypothesis-id order; sorting (stably, like
+    // `score_item`) keeps the result the same if one does not.
+    if !score
+        .terms
+        .is_sorted_by(|a, b| a.hypothesis_id <= b.hypothesis_id)
+    {
+        score
+            .terms
+            .sort_by(|a, b| a.hypothesis_id.cmp(&b.hypothesis_id));
+    }
+    score.value = sum_terms(&score.terms);
+    let (size, estimated) = match estimate {
+        Some(e) if e > 0.0 && e.is_finite() => (e, true),
+        _ => (default_size, false),
+    };
+    score.size = size;
+    score.estimated = estimated;
+    score.value_density = score.value / size;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +493,45 @@ mod tests {
             }
             prop_assert!(s.value >= 0.0);
             prop_assert_eq!(s.value_density, s.value / s.size);
+        }
+
+        #[test]
+        fn rescoring_in_place_equals_scoring_afresh(
+            previous in prop::collection::vec(term_input(), 0..6).prop_map(dedup),
+            inputs in prop::collection::vec(term_input(), 0..6).prop_map(dedup),
+            reverse in any::<bool>(),
+            estimate in prop::option::of(0.1..20.0f64),
+        ) {
+            let mut inputs = inputs;
+            if reverse {
+                inputs.reverse();
+            }
+            let mut s = score_item(Some(2.0), 3.0, previous);
+            let refs: Vec<TermRef> = inputs
+                .iter()
+                .map(|t| TermRef {
+                    hypothesis_id: &t.hypothesis_id,
+                    goal_id: &t.goal_id,
+                    goal_weight: t.goal_weight,
+                    metric_id: &t.metric_id,
+                    gap: t.gap,
+                    expected_effect: t.expected_effect,
+                    confidence: t.confidence,
+                    contribution: t.contribution,
+                    contribution_total: t.contribution_total,
+                })
+                .collect();
+            rescore_into(&mut s, estimate, 3.0, refs.iter().copied());
+            let fresh = score_item(estimate, 3.0, refs.iter().map(TermRef::to_input).collect());
+            prop_assert_eq!(&s, &fresh);
+            prop_assert_eq!(s.value.to_bits(), fresh.value.to_bits());
+            prop_assert_eq!(s.value_density.to_bits(), fresh.value_density.to_bits());
+            // The ranking numbers alone, from the inputs in id order.
+            let mut sorted = refs.clone();
+            sorted.sort_by(|a, b| a.hypothesis_id.cmp(b.hypothesis_id));
+            let (value, density) = value_and_density(estimate, 3.0, sorted);
+            prop_assert_eq!(value.to_bits(), fresh.value.to_bits());
+            prop_assert_eq!(density.to_bits(), fresh.value_density.to_bits());
         }
 
         #[test]

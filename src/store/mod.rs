@@ -16,7 +16,7 @@ use crate::domain::{
     Evidence, Experiment, Goal, Hypothesis, Item, ItemState, Link, Metric, Observation,
     ObservationSummary, Release, Source, SyncState, Time,
 };
-use crate::index::Snapshot;
+use crate::index::{IndexBuilder, Snapshot};
 
 /// A storage failure. The message is for operators; it never holds secrets.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,16 @@ pub struct ItemFilter {
 pub trait Store: Send + Sync + 'static {
     /// Everything the in-memory index needs, to rebuild it at start-up.
     async fn load(&self) -> Result<Snapshot>;
+
+    /// The same as [`load`](Self::load), handed to `index` as it is read so
+    /// that reading and indexing can overlap. By default, read then hand.
+    async fn load_into(&self, index: &mut IndexBuilder) -> Result<()> {
+        let snap = self.load().await?;
+        index.model(snap.sources, snap.goals, snap.metrics, snap.hypotheses);
+        index.items(snap.items);
+        index.links(snap.links);
+        Ok(())
+    }
 
     async fn put_source(&self, source: &Source) -> Result<()>;
     /// Deletes a source with its items and their links; returns how many

@@ -21,7 +21,7 @@ use crate::domain::{
     Evidence, Experiment, Goal, Hypothesis, Item, Link, LinkRules, Metric, Observation,
     ObservationSummary, Release, Source, SyncCursor, SyncState, Time,
 };
-use crate::index::{ItemFacts, Snapshot};
+use crate::index::{IndexBuilder, ItemFacts, Snapshot};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -52,6 +52,101 @@ impl SqliteStore {
     /// Closes the pool, checkpointing the WAL.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// The value model without items and links: sources, goals, metrics
+    /// with their observation summaries, hypotheses.
+    async fn load_model(&self) -> Result<Snapshot> {
+        let mut snap = Snapshot::default();
+        for r in sqlx::query("SELECT * FROM sources ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            snap.sources.push(Source {
+                id: r.try_get("id")?,
+                kind: parse_enum(r.try_get("kind")?)?,
+                base_url: r.try_get("base_url")?,
+                project_key: r.try_get("project_key")?,
+                token_env: r.try_get("token_env")?,
+                link_rules: parse_json::<LinkRules>(r.try_get("link_rules")?)?,
+                estimate_field: r.try_get("estimate_field")?,
+                create_time: time(r.try_get("create_time")?),
+                update_time: time(r.try_get("update_time")?),
+            });
+        }
+        for r in sqlx::query("SELECT * FROM goals ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            snap.goals.push(Goal {
+                id: r.try_get("id")?,
+                title: r.try_get("title")?,
+                description: r.try_get("description")?,
+                level: parse_enum(r.try_get("level")?)?,
+                parent_id: r.try_get("parent_id")?,
+                key_value_area: parse_enum(r.try_get("key_value_area")?)?,
+                weight: r.try_get("weight")?,
+                create_time: time(r.try_get("create_time")?),
+                update_time: time(r.try_get("update_time")?),
+            });
+        }
+        let mut summaries: BTreeMap<String, ObservationSummary> = BTreeMap::new();
+        let rows = sqlx::query(
+            "SELECT o.metric_id, o.observe_time, o.value, c.n FROM observations o \
+             JOIN (SELECT metric_id, MAX(observe_time) AS t, COUNT(*) AS n FROM observations GROUP BY metric_id) c \
+             ON o.metric_id = c.metric_id AND o.observe_time = c.t",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for r in rows {
+            summaries.insert(
+                r.try_get("metric_id")?,
+                ObservationSummary {
+                    latest: Some((time(r.try_get("observe_time")?), r.try_get("value")?)),
+                    count: r.try_get("n")?,
+                },
+            );
+        }
+        for r in sqlx::query("SELECT * FROM metrics ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let id: String = r.try_get("id")?;
+            let cadence: Option<i64> = r.try_get("cadence_nanos")?;
+            let summary = summaries.remove(&id).unwrap_or_default();
+            snap.metrics.push((
+                Metric {
+                    id,
+                    name: r.try_get("name")?,
+                    unit: r.try_get("unit")?,
+                    direction: parse_enum(r.try_get("direction")?)?,
+                    baseline: r.try_get("baseline")?,
+                    target: r.try_get("target")?,
+                    cadence: cadence.map(chrono::Duration::nanoseconds),
+                    create_time: time(r.try_get("create_time")?),
+                    update_time: time(r.try_get("update_time")?),
+                },
+                summary,
+            ));
+        }
+        for r in sqlx::query("SELECT * FROM hypotheses ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            snap.hypotheses.push(Hypothesis {
+                id: r.try_get("id")?,
+                statement: r.try_get("statement")?,
+                goal_id: r.try_get("goal_id")?,
+                metric_id: r.try_get("metric_id")?,
+                expected_effect: r.try_get("expected_effect")?,
+                confidence: r.try_get("confidence")?,
+                status: parse_enum(r.try_get("status")?)?,
+                check_time: opt_time(r.try_get("check_time")?),
+                create_time: time(r.try_get("create_time")?),
+                update_time: time(r.try_get("update_time")?),
+            });
+        }
+        Ok(snap)
     }
 }
 
@@ -103,6 +198,300 @@ fn item_from_row(r: &SqliteRow) -> Result<Item> {
         update_time: opt_time(r.try_get("update_time")?),
         close_time: opt_time(r.try_get("close_time")?),
     })
+}
+
+/// Rows of a multi-row INSERT are sent in runs whose lengths are powers of
+/// two up to this, so that a handful of statement texts cover every batch
+/// and stay prepared in the connection's statement cache.
+const INSERT_RUN: usize = 64;
+
+/// Splits `rows` into runs of 64, 32, ..., 1 rows.
+fn runs<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if rows.is_empty() {
+            return None;
+        }
+        let n = if rows.len() >= INSERT_RUN {
+            INSERT_RUN
+        } else {
+            1 << rows.len().ilog2()
+        };
+        let (run, rest) = rows.split_at(n);
+        rows = rest;
+        Some(run)
+    })
+}
+
+/// Inserts or updates a run of items with one statement.
+async fn upsert_item_run(conn: &mut sqlx::SqliteConnection, run: &[Item]) -> Result<()> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO items (key, source_id, external_id, title, body, url, state, labels, estimate, \
+         parent_key, create_time, update_time, close_time) ",
+    );
+    qb.push_values(run, |mut row, it| {
+        row.push_bind(it.key())
+            .push_bind(&it.source_id)
+            .push_bind(&it.external_id)
+            .push_bind(&it.title)
+            .push_bind(&it.body)
+            .push_bind(&it.url)
+            .push_bind(enum_str(&it.state))
+            .push_bind(json(&it.labels))
+            .push_bind(it.estimate)
+            .push_bind(&it.parent_key)
+            .push_bind(it.create_time.as_ref().map(nanos))
+            .push_bind(it.update_time.as_ref().map(nanos))
+            .push_bind(it.close_time.as_ref().map(nanos));
+    });
+    qb.push(
+        " ON CONFLICT (key) DO UPDATE SET title = excluded.title, body = excluded.body, url = excluded.url, \
+         state = excluded.state, labels = excluded.labels, estimate = excluded.estimate, parent_key = excluded.parent_key, \
+         create_time = excluded.create_time, update_time = excluded.update_time, close_time = excluded.close_time",
+    );
+    qb.build().execute(conn).await?;
+    Ok(())
+}
+
+/// Inserts or updates a run of links with one statement.
+async fn put_link_run(conn: &mut sqlx::SqliteConnection, run: &[Link]) -> Result<()> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO links (item_key, hypothesis_id, contribution, origin, rationale, create_time, update_time) ",
+    );
+    qb.push_values(run, |mut row, l| {
+        row.push_bind(&l.item_key)
+            .push_bind(&l.hypothesis_id)
+            .push_bind(l.contribution)
+            .push_bind(enum_str(&l.origin))
+            .push_bind(&l.rationale)
+            .push_bind(nanos(&l.create_time))
+            .push_bind(nanos(&l.update_time));
+    });
+    qb.push(
+        " ON CONFLICT (item_key, hypothesis_id) DO UPDATE SET contribution = excluded.contribution, \
+         origin = excluded.origin, rationale = excluded.rationale, update_time = excluded.update_time",
+    );
+    qb.build().execute(conn).await?;
+    Ok(())
+}
+
+/// Rows per JSON chunk when loading the big tables at start-up.
+const LOAD_CHUNK: i64 = 8192;
+
+/// Rows of the two big tables, read in chunks at start-up.
+enum Rows {
+    Items(Vec<(String, ItemFacts)>),
+    Links(Vec<Link>),
+}
+
+/// Starts reading items and links side by side, on two connections; their
+/// chunks arrive on the receiver, which closes after the last (or after an
+/// error, which it carries).
+///
+/// Each chunk is a range of rowids read as one JSON array built by SQLite:
+/// row by row, the driver costs about a microsecond per row and a copy per
+/// column, several times what the data itself costs, and start-up reads
+/// every item and link. Rows come in rowid order; the index does not need
+/// key order.
+///
+/// REALs travel as text that must parse back to the same double. SQLite
+/// renders REALs in JSON with 15 significant digits, which loses bits, so
+/// the queries use `printf('%!.17e', x)`: 18 digits (a double needs 17).
+/// SQLite's decimal conversion is exact for doubles of ordinary size (none
+/// of millions of random doubles between 2^-30 and 2^300 came back
+/// different) but not for tiny ones (below about 1e-9, a quarter come back
+/// an ulp off), so rows with a REAL outside [1e-6, 1e15] are left out of
+/// the JSON, counted, and read natively.
+fn read_rows(pool: &SqlitePool) -> tokio::sync::mpsc::Receiver<Result<Rows>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (p, t) = (pool.clone(), tx.clone());
+    tokio::spawn(async move {
+        if let Err(e) = read_items(&p, &t).await {
+            let _ = t.send(Err(e)).await;
+        }
+    });
+    let p = pool.clone();
+    tokio::spawn(async move {
+        if let Err(e) = read_links(&p, &tx).await {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    rx
+}
+
+/// The rowid range of a table, `None` when it is empty.
+async fn rowid_range(pool: &SqlitePool, sql: &'static str) -> Result<Option<(i64, i64)>> {
+    let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as(sql).fetch_one(pool).await?;
+    Ok(lo.zip(hi))
+}
+
+fn exact_real(text: &str) -> Result<f64> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("bad REAL {text:?}")))
+}
+
+fn bad_row(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!("bad row at start-up: {e}"))
+}
+
+#[derive(serde::Deserialize)]
+struct ItemRow(
+    String,
+    String,
+    String,
+    crate::domain::ItemState,
+    Vec<String>,
+    Option<String>,
+    String,
+);
+
+fn item_facts_from_row(r: &SqliteRow) -> Result<(String, ItemFacts)> {
+    Ok((
+        r.try_get("key")?,
+        ItemFacts {
+            source_id: r.try_get("source_id")?,
+            title: r.try_get("title")?,
+            state: parse_enum(r.try_get("state")?)?,
+            labels: parse_json(r.try_get("labels")?)?,
+            estimate: r.try_get("estimate")?,
+            parent_key: r.try_get("parent_key")?,
+        },
+    ))
+}
+
+async fn read_items(pool: &SqlitePool, tx: &tokio::sync::mpsc::Sender<Result<Rows>>) -> Result<()> {
+    let Some((lo, hi)) = rowid_range(pool, "SELECT min(rowid), max(rowid) FROM items").await?
+    else {
+        return Ok(());
+    };
+    let mut start = lo;
+    while start <= hi {
+        let end = start.saturating_add(LOAD_CHUNK);
+        let (json, native): (String, i64) = sqlx::query_as(
+            "SELECT json_group_array(json_array(key, source_id, title, state, json(labels), \
+             CASE WHEN estimate IS NULL THEN NULL ELSE printf('%!.17e', estimate) END, parent_key)) \
+             FILTER (WHERE estimate IS NULL OR abs(estimate) BETWEEN 1e-6 AND 1e15), \
+             count(*) FILTER (WHERE abs(estimate) NOT BETWEEN 1e-6 AND 1e15) \
+             FROM items WHERE rowid >= ? AND rowid < ?",
+        )
+        .bind(start)
+        .bind(end)
+        .fetch_one(pool)
+        .await?;
+        let rows: Vec<ItemRow> = serde_json::from_str(&json).map_err(bad_row)?;
+        drop(json);
+        let mut chunk = Vec::with_capacity(rows.len());
+        for ItemRow(key, source_id, title, state, labels, estimate, parent_key) in rows {
+            let estimate = estimate.as_deref().map(exact_real).transpose()?;
+            chunk.push((
+                key,
+                ItemFacts {
+                    source_id,
+                    title,
+                    state,
+                    labels,
+                    estimate,
+                    parent_key,
+                },
+            ));
+        }
+        if native > 0 {
+            for r in sqlx::query(
+                "SELECT key, source_id, title, state, labels, estimate, parent_key FROM items \
+                 WHERE rowid >= ? AND rowid < ? AND abs(estimate) NOT BETWEEN 1e-6 AND 1e15",
+            )
+            .bind(start)
+            .bind(end)
+            .fetch_all(pool)
+            .await?
+            {
+                chunk.push(item_facts_from_row(&r)?);
+            }
+        }
+        if tx.send(Ok(Rows::Items(chunk))).await.is_err() {
+            return Ok(()); // the reader gave up
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct LinkRow(
+    String,
+    String,
+    String,
+    crate::domain::LinkOrigin,
+    String,
+    i64,
+    i64,
+);
+
+fn link_from_row(r: &SqliteRow) -> Result<Link> {
+    Ok(Link {
+        item_key: r.try_get("item_key")?,
+        hypothesis_id: r.try_get("hypothesis_id")?,
+        contribution: r.try_get("contribution")?,
+        origin: parse_enum(r.try_get("origin")?)?,
+        rationale: r.try_get("rationale")?,
+        create_time: time(r.try_get("create_time")?),
+        update_time: time(r.try_get("update_time")?),
+    })
+}
+
+async fn read_links(pool: &SqlitePool, tx: &tokio::sync::mpsc::Sender<Result<Rows>>) -> Result<()> {
+    let Some((lo, hi)) = rowid_range(pool, "SELECT min(rowid), max(rowid) FROM links").await?
+    else {
+        return Ok(());
+    };
+    let mut start = lo;
+    while start <= hi {
+        let end = start.saturating_add(LOAD_CHUNK);
+        let (json, native): (String, i64) = sqlx::query_as(
+            "SELECT json_group_array(json_array(item_key, hypothesis_id, \
+             printf('%!.17e', contribution), origin, rationale, create_time, update_time)) \
+             FILTER (WHERE abs(contribution) BETWEEN 1e-6 AND 1e15), \
+             count(*) FILTER (WHERE abs(contribution) NOT BETWEEN 1e-6 AND 1e15) \
+             FROM links WHERE rowid >= ? AND rowid < ?",
+        )
+        .bind(start)
+        .bind(end)
+        .fetch_one(pool)
+        .await?;
+        let rows: Vec<LinkRow> = serde_json::from_str(&json).map_err(bad_row)?;
+        drop(json);
+        let mut chunk = Vec::with_capacity(rows.len());
+        for LinkRow(item_key, hypothesis_id, contribution, origin, rationale, created, updated) in
+            rows
+        {
+            chunk.push(Link {
+                item_key,
+                hypothesis_id,
+                contribution: exact_real(&contribution)?,
+                origin,
+                rationale,
+                create_time: time(created),
+                update_time: time(updated),
+            });
+        }
+        if native > 0 {
+            for r in sqlx::query(
+                "SELECT * FROM links \
+                 WHERE rowid >= ? AND rowid < ? AND abs(contribution) NOT BETWEEN 1e-6 AND 1e15",
+            )
+            .bind(start)
+            .bind(end)
+            .fetch_all(pool)
+            .await?
+            {
+                chunk.push(link_from_row(&r)?);
+            }
+        }
+        if tx.send(Ok(Rows::Links(chunk))).await.is_err() {
+            return Ok(()); // the reader gave up
+        }
+        start = end;
+    }
+    Ok(())
 }
 
 async fn observation_summary(
@@ -217,128 +606,34 @@ fn evidence_from_row(r: &SqliteRow) -> Result<Evidence> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn load(&self) -> Result<Snapshot> {
-        let mut snap = Snapshot::default();
-        for r in sqlx::query("SELECT * FROM sources ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?
-        {
-            snap.sources.push(Source {
-                id: r.try_get("id")?,
-                kind: parse_enum(r.try_get("kind")?)?,
-                base_url: r.try_get("base_url")?,
-                project_key: r.try_get("project_key")?,
-                token_env: r.try_get("token_env")?,
-                link_rules: parse_json::<LinkRules>(r.try_get("link_rules")?)?,
-                estimate_field: r.try_get("estimate_field")?,
-                create_time: time(r.try_get("create_time")?),
-                update_time: time(r.try_get("update_time")?),
-            });
-        }
-        for r in sqlx::query("SELECT * FROM goals ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?
-        {
-            snap.goals.push(Goal {
-                id: r.try_get("id")?,
-                title: r.try_get("title")?,
-                description: r.try_get("description")?,
-                level: parse_enum(r.try_get("level")?)?,
-                parent_id: r.try_get("parent_id")?,
-                key_value_area: parse_enum(r.try_get("key_value_area")?)?,
-                weight: r.try_get("weight")?,
-                create_time: time(r.try_get("create_time")?),
-                update_time: time(r.try_get("update_time")?),
-            });
-        }
-        let mut summaries: BTreeMap<String, ObservationSummary> = BTreeMap::new();
-        let rows = sqlx::query(
-            "SELECT o.metric_id, o.observe_time, o.value, c.n FROM observations o \
-             JOIN (SELECT metric_id, MAX(observe_time) AS t, COUNT(*) AS n FROM observations GROUP BY metric_id) c \
-             ON o.metric_id = c.metric_id AND o.observe_time = c.t",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        for r in rows {
-            summaries.insert(
-                r.try_get("metric_id")?,
-                ObservationSummary {
-                    latest: Some((time(r.try_get("observe_time")?), r.try_get("value")?)),
-                    count: r.try_get("n")?,
-                },
-            );
-        }
-        for r in sqlx::query("SELECT * FROM metrics ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?
-        {
-            let id: String = r.try_get("id")?;
-            let cadence: Option<i64> = r.try_get("cadence_nanos")?;
-            let summary = summaries.remove(&id).unwrap_or_default();
-            snap.metrics.push((
-                Metric {
-                    id,
-                    name: r.try_get("name")?,
-                    unit: r.try_get("unit")?,
-                    direction: parse_enum(r.try_get("direction")?)?,
-                    baseline: r.try_get("baseline")?,
-                    target: r.try_get("target")?,
-                    cadence: cadence.map(chrono::Duration::nanoseconds),
-                    create_time: time(r.try_get("create_time")?),
-                    update_time: time(r.try_get("update_time")?),
-                },
-                summary,
-            ));
-        }
-        for r in sqlx::query("SELECT * FROM hypotheses ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?
-        {
-            snap.hypotheses.push(Hypothesis {
-                id: r.try_get("id")?,
-                statement: r.try_get("statement")?,
-                goal_id: r.try_get("goal_id")?,
-                metric_id: r.try_get("metric_id")?,
-                expected_effect: r.try_get("expected_effect")?,
-                confidence: r.try_get("confidence")?,
-                status: parse_enum(r.try_get("status")?)?,
-                check_time: opt_time(r.try_get("check_time")?),
-                create_time: time(r.try_get("create_time")?),
-                update_time: time(r.try_get("update_time")?),
-            });
-        }
-        for r in sqlx::query(
-            "SELECT key, source_id, title, state, labels, estimate, parent_key FROM items ORDER BY key",
-        )
-        .fetch_all(&self.pool)
-        .await?
-        {
-            snap.items.push((
-                r.try_get("key")?,
-                ItemFacts {
-                    source_id: r.try_get("source_id")?,
-                    title: r.try_get("title")?,
-                    state: parse_enum(r.try_get("state")?)?,
-                    labels: parse_json(r.try_get("labels")?)?,
-                    estimate: r.try_get("estimate")?,
-                    parent_key: r.try_get("parent_key")?,
-                },
-            ));
-        }
-        for r in sqlx::query("SELECT * FROM links ORDER BY item_key, hypothesis_id")
-            .fetch_all(&self.pool)
-            .await?
-        {
-            snap.links.push(Link {
-                item_key: r.try_get("item_key")?,
-                hypothesis_id: r.try_get("hypothesis_id")?,
-                contribution: r.try_get("contribution")?,
-                origin: parse_enum(r.try_get("origin")?)?,
-                rationale: r.try_get("rationale")?,
-                create_time: time(r.try_get("create_time")?),
-                update_time: time(r.try_get("update_time")?),
-            });
+        let mut snap = self.load_model().await?;
+        let mut rows = read_rows(&self.pool);
+        while let Some(chunk) = rows.recv().await {
+            match chunk? {
+                Rows::Items(v) => snap.items.extend(v),
+                Rows::Links(v) => snap.links.extend(v),
+            }
         }
         Ok(snap)
+    }
+
+    async fn load_into(&self, index: &mut IndexBuilder) -> Result<()> {
+        let mut rows = read_rows(&self.pool);
+        let model = self.load_model().await?;
+        index.model(model.sources, model.goals, model.metrics, model.hypotheses);
+        if let Some((lo, hi)) =
+            rowid_range(&self.pool, "SELECT min(rowid), max(rowid) FROM items").await?
+        {
+            index.reserve(usize::try_from(hi.saturating_sub(lo).saturating_add(1)).unwrap_or(0));
+        }
+        // Indexing one chunk while the next ones are read and parsed.
+        while let Some(chunk) = rows.recv().await {
+            match chunk? {
+                Rows::Items(v) => index.items(v),
+                Rows::Links(v) => index.links(v),
+            }
+        }
+        Ok(())
     }
 
     async fn put_source(&self, s: &Source) -> Result<()> {
@@ -386,29 +681,10 @@ impl Store for SqliteStore {
         sync_state: Option<&SyncState>,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for it in items {
-            sqlx::query(
-                "INSERT INTO items (key, source_id, external_id, title, body, url, state, labels, estimate, parent_key, create_time, update_time, close_time) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (key) DO UPDATE SET title = excluded.title, body = excluded.body, url = excluded.url, \
-                 state = excluded.state, labels = excluded.labels, estimate = excluded.estimate, parent_key = excluded.parent_key, \
-                 create_time = excluded.create_time, update_time = excluded.update_time, close_time = excluded.close_time",
-            )
-            .bind(it.key())
-            .bind(&it.source_id)
-            .bind(&it.external_id)
-            .bind(&it.title)
-            .bind(&it.body)
-            .bind(&it.url)
-            .bind(enum_str(&it.state))
-            .bind(json(&it.labels))
-            .bind(it.estimate)
-            .bind(&it.parent_key)
-            .bind(it.create_time.as_ref().map(nanos))
-            .bind(it.update_time.as_ref().map(nanos))
-            .bind(it.close_time.as_ref().map(nanos))
-            .execute(&mut *tx)
-            .await?;
+        // A few multi-row statements instead of one per row: a sync page of
+        // 100 items is three round trips to SQLite's thread, not 100.
+        for run in runs(items) {
+            upsert_item_run(&mut tx, run).await?;
         }
         for (item_key, hypothesis_id) in remove_links {
             sqlx::query("DELETE FROM links WHERE item_key = ? AND hypothesis_id = ?")
@@ -417,8 +693,8 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        for l in put_links {
-            put_link(&mut tx, l).await?;
+        for run in runs(put_links) {
+            put_link_run(&mut tx, run).await?;
         }
         if let Some(state) = sync_state {
             put_sync_state(&mut tx, state).await?;
@@ -781,5 +1057,162 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        Direction, GoalLevel, HypothesisStatus, ItemState, KeyValueArea, LinkOrigin, TrackerKind,
+    };
+    use std::collections::HashMap;
+
+    /// Doubles whose decimal forms are awkward: long expansions, the
+    /// smallest and largest, and the tiny ones SQLite cannot convert exactly.
+    fn awkward(rng: &mut fastrand::Rng) -> Vec<f64> {
+        let mut v = vec![
+            0.1 + 0.2,
+            1.0 / 3.0,
+            2.0 / 3.0,
+            7.0 / 9.0,
+            0.30000000000000004,
+            1e-300,
+            5e-324,
+            f64::MIN_POSITIVE,
+            1e-7,
+            1e-6,
+            1e15,
+            1e300,
+            f64::MAX,
+            2.5,
+            13.0,
+        ];
+        v.extend((0..500).map(|_| rng.f64()));
+        v.extend((0..500).map(|_| rng.f64() * 40.0));
+        v.extend((0..200).map(|_| (1.0 + rng.f64()) * 2f64.powi(rng.i32(-1070..1000))));
+        v
+    }
+
+    #[tokio::test]
+    async fn start_up_reads_back_every_real_bit_for_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.sqlite"))
+            .await
+            .unwrap();
+        let t = chrono::Utc::now();
+        store
+            .put_source(&Source {
+                id: "s".into(),
+                kind: TrackerKind::Github,
+                base_url: String::new(),
+                project_key: String::new(),
+                token_env: String::new(),
+                link_rules: LinkRules::default(),
+                estimate_field: String::new(),
+                create_time: t,
+                update_time: t,
+            })
+            .await
+            .unwrap();
+        store
+            .put_goal(&Goal {
+                id: "G".into(),
+                title: String::new(),
+                description: String::new(),
+                level: GoalLevel::Strategic,
+                parent_id: String::new(),
+                key_value_area: KeyValueArea::CurrentValue,
+                weight: 1.0,
+                create_time: t,
+                update_time: t,
+            })
+            .await
+            .unwrap();
+        store
+            .put_metric(&Metric {
+                id: "m".into(),
+                name: String::new(),
+                unit: String::new(),
+                direction: Direction::HigherIsBetter,
+                baseline: 0.0,
+                target: 1.0,
+                cadence: None,
+                create_time: t,
+                update_time: t,
+            })
+            .await
+            .unwrap();
+        store
+            .put_hypothesis(&Hypothesis {
+                id: "H".into(),
+                statement: String::new(),
+                goal_id: "G".into(),
+                metric_id: "m".into(),
+                expected_effect: 0.5,
+                confidence: 0.5,
+                status: HypothesisStatus::Testing,
+                check_time: None,
+                create_time: t,
+                update_time: t,
+            })
+            .await
+            .unwrap();
+        let values = awkward(&mut fastrand::Rng::with_seed(5));
+        let items: Vec<Item> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| Item {
+                source_id: "s".into(),
+                external_id: i.to_string(),
+                title: format!("tab\there \"quoted\" \\ é {i}"),
+                body: String::new(),
+                url: String::new(),
+                state: ItemState::Open,
+                labels: vec!["a\"b".into()],
+                estimate: (i % 5 != 0).then_some(x),
+                parent_key: String::new(),
+                create_time: Some(t),
+                update_time: None,
+                close_time: None,
+            })
+            .collect();
+        let links: Vec<Link> = items
+            .iter()
+            .zip(&values)
+            .map(|(it, &x)| Link {
+                item_key: it.key(),
+                hypothesis_id: "H".into(),
+                contribution: x,
+                origin: LinkOrigin::Api,
+                rationale: "why".into(),
+                create_time: t,
+                update_time: t,
+            })
+            .collect();
+        store.upsert_items(&items, &[], &links, None).await.unwrap();
+
+        let snap = store.load().await.unwrap();
+        let loaded: HashMap<&str, &ItemFacts> =
+            snap.items.iter().map(|(k, f)| (k.as_str(), f)).collect();
+        for it in &items {
+            let f = loaded[it.key().as_str()];
+            assert_eq!(f.estimate.map(f64::to_bits), it.estimate.map(f64::to_bits));
+            assert_eq!((&f.title, &f.labels), (&it.title, &it.labels));
+        }
+        let contributions: HashMap<&str, f64> = snap
+            .links
+            .iter()
+            .map(|l| (l.item_key.as_str(), l.contribution))
+            .collect();
+        for l in &links {
+            assert_eq!(
+                contributions[l.item_key.as_str()].to_bits(),
+                l.contribution.to_bits(),
+                "{}",
+                l.contribution
+            );
+        }
+        assert_eq!(snap.links.len(), links.len());
     }
 }

@@ -23,10 +23,15 @@
 //! over-subscribed hypothesis does not rescore that hypothesis' every item
 //! once per page.
 
+mod ranking;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::ops::Bound;
 use std::sync::{Arc, OnceLock};
+
+use rustc_hash::FxBuildHasher;
+
+use ranking::{Move, Ranking, position};
 
 use crate::domain::{Goal, Hypothesis, ItemState, Link, Metric, ObservationSummary, Source, Time};
 use crate::score::{self, Score, TermRef};
@@ -126,23 +131,6 @@ pub struct Snapshot {
 
 /// An item key, shared by the entry map and the rankings.
 type Key = Arc<str>;
-/// A ranking entry, in the order of [`RankKey`]: the number, then the
-/// key. The key's first eight bytes, big-endian, come in between: they
-/// order the same way and settle most ties (many items share a score)
-/// without a string comparison.
-type Ranked = (Reverse<OrdF64>, u64, Key);
-
-fn key_prefix(key: &str) -> u64 {
-    let mut b = [0u8; 8];
-    let n = key.len().min(8);
-    b[..n].copy_from_slice(&key.as_bytes()[..n]);
-    u64::from_be_bytes(b)
-}
-
-fn ranked(number: f64, key: &Key) -> Ranked {
-    (Reverse(OrdF64(number)), key_prefix(key), key.clone())
-}
-
 /// Everything the index holds about one item key.
 #[derive(Debug)]
 struct Entry {
@@ -210,65 +198,11 @@ impl<'a> Model<'a> {
     }
 
     /// Every hypothesis' terms, for rescoring many items.
-    fn all(&self) -> HashMap<&'a str, HypothesisTerms<'a>, FxBuild> {
+    fn all(&self) -> HashMap<&'a str, HypothesisTerms<'a>, FxBuildHasher> {
         self.hypotheses
             .values()
             .map(|h| (h.id.as_str(), self.terms_of(h)))
             .collect()
-    }
-}
-
-/// A small multiplicative hasher (rustc's "Fx") for the per-batch map of
-/// hypothesis ids: it is looked up once per link of every rescored item,
-/// where SipHash costs more than the score itself. Its keys are the model's
-/// own hypotheses, a few hundred at most, so hash flooding is not a concern.
-#[derive(Debug, Default, Clone, Copy)]
-struct FxBuild;
-
-#[derive(Debug, Default)]
-struct FxHasher(u64);
-
-impl std::hash::BuildHasher for FxBuild {
-    type Hasher = FxHasher;
-    fn build_hasher(&self) -> FxHasher {
-        FxHasher(0)
-    }
-}
-
-impl FxHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        // The product's high bits are its well-mixed ones; the table
-        // indexes by the low bits (addresses end in zero bits).
-        self.0.rotate_left(26)
     }
 }
 
@@ -373,7 +307,7 @@ const PARALLEL_MIN: usize = 16_384;
 /// those that moved changed.
 fn rescore_entries(
     mut entries: Vec<&mut Entry>,
-    all: &HashMap<&str, HypothesisTerms<'_>, FxBuild>,
+    all: &HashMap<&str, HypothesisTerms<'_>, FxBuildHasher>,
     default_size: f64,
 ) -> (u64, Vec<Moved>) {
     let run = |part: &mut [&mut Entry]| {
@@ -400,104 +334,44 @@ fn rescore_entries(
     (n1 + n2, m1)
 }
 
-/// Below this many moved items the rankings are updated item by item;
-/// above it, and above 1/32 of a ranking, each is rebuilt in one merge.
-const BULK_MIN: usize = 512;
+/// Above this many moved items the two rankings are updated on two
+/// threads.
+const PARALLEL_MOVES: usize = 4096;
 
 /// The two rankings, updated together.
 struct Rankings<'a> {
-    by_density: &'a mut BTreeSet<Ranked>,
-    by_value: &'a mut BTreeSet<Ranked>,
+    by_density: &'a mut Ranking,
+    by_value: &'a mut Ranking,
 }
 
 impl Rankings<'_> {
     /// Moves each item to its new place in both rankings.
     fn apply(&mut self, moved: Vec<Moved>) {
-        if moved.len() < BULK_MIN || moved.len() * 32 < self.by_density.len() {
-            for m in &moved {
-                match m.old {
-                    Some((v, d)) => {
-                        if d.to_bits() != m.density.to_bits() {
-                            self.by_density.remove(&ranked(d, &m.key));
-                            self.by_density.insert(ranked(m.density, &m.key));
-                        }
-                        if v.to_bits() != m.value.to_bits() {
-                            self.by_value.remove(&ranked(v, &m.key));
-                            self.by_value.insert(ranked(m.value, &m.key));
-                        }
-                    }
-                    None => {
-                        self.by_density.insert(ranked(m.density, &m.key));
-                        self.by_value.insert(ranked(m.value, &m.key));
-                    }
-                }
-            }
+        if moved.is_empty() {
             return;
         }
-        // A change that reaches many items (an observation of a widely
-        // used metric, a goal weight, start-up): one sequential merge per
-        // ranking, the two on two threads, costs less than thousands of
-        // tree updates with a cache miss each.
-        let (mut density, mut value) = (Change::default(), Change::default());
-        for m in &moved {
-            let (old_v, old_d) = m.old.unzip();
-            density.add(old_d, m.density, &m.key);
-            value.add(old_v, m.value, &m.key);
-        }
-        drop(moved);
         let (by_density, by_value) = (&mut *self.by_density, &mut *self.by_value);
-        both(|| density.apply(by_density), || value.apply(by_value));
-    }
-}
-
-/// Changes to one ranking, applied in one merge.
-#[derive(Default)]
-struct Change {
-    /// Items whose old place goes.
-    gone: HashSet<usize, FxBuild>,
-    /// Their new places.
-    fresh: Vec<Ranked>,
-}
-
-impl Change {
-    /// An item ranked at `old` (if it was) now ranks at `new`.
-    fn add(&mut self, old: Option<f64>, new: f64, key: &Key) {
-        if old.map(f64::to_bits) == Some(new.to_bits()) {
-            return;
+        let moved = &moved;
+        let mut density = move || {
+            by_density.apply(moved.iter().map(|m| Move {
+                old: m.old.map(|(_, d)| d),
+                new: Some(m.density),
+                key: &m.key,
+            }))
+        };
+        let mut value = move || {
+            by_value.apply(moved.iter().map(|m| Move {
+                old: m.old.map(|(v, _)| v),
+                new: Some(m.value),
+                key: &m.key,
+            }))
+        };
+        if moved.len() < PARALLEL_MOVES {
+            density();
+            value();
+        } else {
+            both(density, value);
         }
-        if old.is_some() {
-            self.gone.insert(key_id(key));
-        }
-        self.fresh.push(ranked(new, key));
-    }
-
-    /// Rebuilds `set` with the changes: one pass drops the old places and
-    /// merges the new ones in.
-    fn apply(self, set: &mut BTreeSet<Ranked>) {
-        let Change { gone, mut fresh } = self;
-        if fresh.is_empty() {
-            return;
-        }
-        fresh.sort_unstable();
-        if set.is_empty() {
-            // Start-up: nothing to merge with, and no second copy.
-            *set = fresh.into_iter().collect();
-            return;
-        }
-        let old = std::mem::take(set);
-        let mut merged: Vec<Ranked> = Vec::with_capacity(old.len() + fresh.len());
-        let mut fresh = fresh.into_iter().peekable();
-        for r in old {
-            if gone.contains(&key_id(&r.2)) {
-                continue;
-            }
-            while let Some(f) = fresh.next_if(|f| *f < r) {
-                merged.push(f);
-            }
-            merged.push(r);
-        }
-        merged.extend(fresh);
-        *set = merged.into_iter().collect();
     }
 }
 
@@ -592,7 +466,8 @@ impl IndexBuilder {
         let mut ix = self.ix;
         // Each item's links by hypothesis, and each hypothesis'
         // contributions built in one sorted pass.
-        let mut per_hypothesis: HashMap<String, Vec<(Key, f64)>, FxBuild> = HashMap::default();
+        let mut per_hypothesis: HashMap<String, Vec<(Key, f64)>, FxBuildHasher> =
+            HashMap::default();
         for e in ix.entries.values_mut() {
             e.links.shrink_to_fit();
             if e.links.len() > 1 {
@@ -648,15 +523,15 @@ pub struct ScoreIndex {
     metrics: BTreeMap<String, MetricEntry>,
     hypotheses: BTreeMap<String, Hypothesis>,
     /// item key -> facts, links and score
-    entries: HashMap<Key, Entry>,
+    entries: HashMap<Key, Entry, foldhash::fast::RandomState>,
     /// Entries that are items (have facts).
     item_count: usize,
     /// hypothesis id -> item key -> contribution, in item-key order
     contributions: HashMap<String, BTreeMap<Key, f64>>,
     /// hypothesis id -> sum of contributions, added in item-key order
     contribution_totals: HashMap<String, f64>,
-    by_density: BTreeSet<Ranked>,
-    by_value: BTreeSet<Ranked>,
+    by_density: Ranking,
+    by_value: Ranking,
     /// Deferred by `defer_upsert`: hypotheses whose links changed and items
     /// whose facts or links did, not yet rescored.
     deferred_hypotheses: BTreeSet<String>,
@@ -674,12 +549,12 @@ impl ScoreIndex {
             goal_weights: HashMap::new(),
             metrics: BTreeMap::new(),
             hypotheses: BTreeMap::new(),
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             item_count: 0,
             contributions: HashMap::new(),
             contribution_totals: HashMap::new(),
-            by_density: BTreeSet::new(),
-            by_value: BTreeSet::new(),
+            by_density: Ranking::default(),
+            by_value: Ranking::default(),
             deferred_hypotheses: BTreeSet::new(),
             deferred_items: HashSet::new(),
             rescored: 0,
@@ -871,19 +746,13 @@ impl ScoreIndex {
     /// `query.limit`, with the position to continue from.
     pub fn rank(&self, order: RankOrder, query: &RankQuery) -> Vec<(RankKey, &Score)> {
         debug_assert!(!self.has_deferred(), "flush before ranking");
-        let set = match order {
+        let ranking = match order {
             RankOrder::ValueDensity => &self.by_density,
             RankOrder::Value => &self.by_value,
         };
-        let after: Option<Ranked> = query
-            .after
-            .as_ref()
-            .map(|(v, k)| (*v, key_prefix(k), Arc::from(k.as_str())));
-        let start = match &after {
-            Some(k) => Bound::Excluded(k),
-            None => Bound::Unbounded,
-        };
-        set.range((start, Bound::Unbounded))
+        let after = query.after.as_ref().map(|(v, k)| position(*v, k));
+        ranking
+            .after(after.as_ref())
             .filter_map(|(v, _, key)| {
                 let e = self.entries.get(key)?;
                 let f = e.facts.as_ref()?;
@@ -1001,8 +870,13 @@ impl ScoreIndex {
             self.item_count -= 1;
         }
         if let Some((value, density)) = e.ranked {
-            self.by_density.remove(&ranked(density, &e.key));
-            self.by_value.remove(&ranked(value, &e.key));
+            let gone = |old| Move {
+                old: Some(old),
+                new: None,
+                key: &e.key,
+            };
+            self.by_density.apply([gone(density)]);
+            self.by_value.apply([gone(value)]);
         }
         for l in &e.links {
             if let Some(m) = self.contributions.get_mut(&l.hypothesis_id) {
@@ -1274,20 +1148,25 @@ impl ScoreIndex {
     }
 
     fn rescore_metric_dependents(&mut self, metric_id: &str) {
-        let mut items: Vec<Key> = Vec::new();
-        for h in self
+        let served: Vec<&BTreeMap<Key, f64>> = self
             .hypotheses
             .values()
             .filter(|h| h.metric_id == metric_id)
-        {
-            if let Some(m) = self.contributions.get(&h.id) {
-                items.extend(m.keys().cloned());
+            .filter_map(|h| self.contributions.get(&h.id))
+            .collect();
+        let mut items: Vec<Key> = Vec::with_capacity(served.iter().map(|m| m.len()).sum());
+        if let [one] = served[..] {
+            items.extend(one.keys().cloned());
+        } else {
+            // An item serving two of the metric's hypotheses is rescored
+            // once; the keys are the entries' own, so their addresses
+            // identify them.
+            let mut seen: HashSet<usize, FxBuildHasher> = HashSet::default();
+            seen.reserve(items.capacity());
+            for m in served {
+                items.extend(m.keys().filter(|k| seen.insert(key_id(k))).cloned());
             }
         }
-        // An item serving two of the metric's hypotheses is rescored once;
-        // the keys are the entries' own, so their addresses identify them.
-        items.sort_unstable_by_key(|k| Arc::as_ptr(k).cast::<u8>() as usize);
-        items.dedup_by(|a, b| Arc::ptr_eq(a, b));
         self.rescore_many(items.into_iter());
     }
 

@@ -3,7 +3,7 @@
 //! names, so rows are readable with the `sqlite3` shell.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -29,6 +29,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The database file, which start-up also reads on its own connections.
+    path: PathBuf,
 }
 
 impl SqliteStore {
@@ -46,7 +48,10 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Closes the pool, checkpointing the WAL.
@@ -158,8 +163,9 @@ fn enum_str<T: Serialize>(v: &T) -> String {
 }
 
 fn parse_enum<T: DeserializeOwned>(s: &str) -> Result<T> {
-    serde_json::from_value(serde_json::Value::String(s.to_string()))
-        .map_err(|_| StoreError::Corrupt(format!("unknown enum value {s:?}")))
+    use serde::de::IntoDeserializer;
+    let d: serde::de::value::StrDeserializer<'_, serde::de::value::Error> = s.into_deserializer();
+    T::deserialize(d).map_err(|_| StoreError::Corrupt(format!("unknown enum value {s:?}")))
 }
 
 fn nanos(t: &Time) -> i64 {
@@ -274,8 +280,8 @@ async fn put_link_run(conn: &mut sqlx::SqliteConnection, run: &[Link]) -> Result
     Ok(())
 }
 
-/// Rows per JSON chunk when loading the big tables at start-up.
-const LOAD_CHUNK: i64 = 8192;
+/// Rows per chunk when loading the big tables at start-up.
+const LOAD_CHUNK: usize = 8192;
 
 /// Rows of the two big tables, read in chunks at start-up.
 enum Rows {
@@ -283,215 +289,118 @@ enum Rows {
     Links(Vec<Link>),
 }
 
-/// Starts reading items and links side by side, on two connections; their
-/// chunks arrive on the receiver, which closes after the last (or after an
-/// error, which it carries).
+/// Starts reading items and links side by side, each on its own read-only
+/// connection on a blocking thread; their chunks arrive on the receiver,
+/// which closes after the last (or after an error, which it carries).
 ///
-/// Each chunk is a range of rowids read as one JSON array built by SQLite:
-/// row by row, the driver costs about a microsecond per row and a copy per
-/// column, several times what the data itself costs, and start-up reads
-/// every item and link. Rows come in rowid order; the index does not need
-/// key order.
-///
-/// REALs travel as text that must parse back to the same double. SQLite
-/// renders REALs in JSON with 15 significant digits, which loses bits, so
-/// the queries use `printf('%!.17e', x)`: 18 digits (a double needs 17).
-/// SQLite's decimal conversion is exact for doubles of ordinary size (none
-/// of millions of random doubles between 2^-30 and 2^300 came back
-/// different) but not for tiny ones (below about 1e-9, a quarter come back
-/// an ulp off), so rows with a REAL outside [1e-6, 1e15] are left out of
-/// the JSON, counted, and read natively.
-fn read_rows(pool: &SqlitePool) -> tokio::sync::mpsc::Receiver<Result<Rows>> {
+/// Start-up reads every item and link, so these two scans bypass the async
+/// driver: through it, a row costs about a microsecond and a copy per
+/// column, several times what the data itself costs. Rows come in rowid
+/// order; the index does not need key order. A WAL database gives each
+/// scan a consistent snapshot; both run before the server takes writes.
+fn read_rows(path: &Path) -> tokio::sync::mpsc::Receiver<Result<Rows>> {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let (p, t) = (pool.clone(), tx.clone());
-    tokio::spawn(async move {
-        if let Err(e) = read_items(&p, &t).await {
-            let _ = t.send(Err(e)).await;
-        }
-    });
-    let p = pool.clone();
-    tokio::spawn(async move {
-        if let Err(e) = read_links(&p, &tx).await {
-            let _ = tx.send(Err(e)).await;
-        }
-    });
+    for table in [Table::Items, Table::Links] {
+        let (path, tx) = (path.to_path_buf(), tx.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = scan(&path, table, &tx) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+    }
     rx
 }
 
-/// The rowid range of a table, `None` when it is empty.
-async fn rowid_range(pool: &SqlitePool, sql: &'static str) -> Result<Option<(i64, i64)>> {
-    let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as(sql).fetch_one(pool).await?;
-    Ok(lo.zip(hi))
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Items,
+    Links,
 }
 
-fn exact_real(text: &str) -> Result<f64> {
-    text.parse()
-        .map_err(|_| StoreError::Corrupt(format!("bad REAL {text:?}")))
+fn scan_error(e: rusqlite::Error) -> StoreError {
+    StoreError::Corrupt(format!("cannot read the database at start-up: {e}"))
 }
 
-fn bad_row(e: serde_json::Error) -> StoreError {
-    StoreError::Corrupt(format!("bad row at start-up: {e}"))
+/// Reads one table in chunks onto `tx`.
+fn scan(path: &Path, table: Table, tx: &tokio::sync::mpsc::Sender<Result<Rows>>) -> Result<()> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(scan_error)?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(scan_error)?;
+    let sql = match table {
+        Table::Items => {
+            "SELECT key, source_id, title, state, labels, estimate, parent_key FROM items"
+        }
+        Table::Links => {
+            "SELECT item_key, hypothesis_id, contribution, origin, rationale, create_time, \
+             update_time FROM links"
+        }
+    };
+    let mut stmt = conn.prepare(sql).map_err(scan_error)?;
+    let mut rows = stmt.query([]).map_err(scan_error)?;
+    let (mut items, mut links) = (Vec::new(), Vec::new());
+    loop {
+        let row = rows.next().map_err(scan_error)?;
+        if let Some(r) = row {
+            match table {
+                Table::Items => items.push(item_facts_from_scan(r).map_err(scan_error)??),
+                Table::Links => links.push(link_from_scan(r).map_err(scan_error)??),
+            }
+        }
+        let full = items.len() >= LOAD_CHUNK || links.len() >= LOAD_CHUNK;
+        if full || row.is_none() {
+            let chunk = match table {
+                Table::Items => Rows::Items(std::mem::take(&mut items)),
+                Table::Links => Rows::Links(std::mem::take(&mut links)),
+            };
+            if tx.blocking_send(Ok(chunk)).is_err() {
+                return Ok(()); // the reader gave up
+            }
+        }
+        if row.is_none() {
+            return Ok(());
+        }
+    }
 }
 
-#[derive(serde::Deserialize)]
-struct ItemRow(
-    String,
-    String,
-    String,
-    crate::domain::ItemState,
-    Vec<String>,
-    Option<String>,
-    String,
-);
-
-fn item_facts_from_row(r: &SqliteRow) -> Result<(String, ItemFacts)> {
-    Ok((
-        r.try_get("key")?,
+fn item_facts_from_scan(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<(String, ItemFacts)>> {
+    let state = r.get_ref(3)?.as_str()?;
+    let labels = r.get_ref(4)?.as_str()?;
+    let (state, labels) = match (parse_enum(state), parse_json(labels)) {
+        (Ok(s), Ok(l)) => (s, l),
+        (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
+    };
+    Ok(Ok((
+        r.get(0)?,
         ItemFacts {
-            source_id: r.try_get("source_id")?,
-            title: r.try_get("title")?,
-            state: parse_enum(r.try_get("state")?)?,
-            labels: parse_json(r.try_get("labels")?)?,
-            estimate: r.try_get("estimate")?,
-            parent_key: r.try_get("parent_key")?,
+            source_id: r.get(1)?,
+            title: r.get(2)?,
+            state,
+            labels,
+            estimate: r.get(5)?,
+            parent_key: r.get(6)?,
         },
-    ))
+    )))
 }
 
-async fn read_items(pool: &SqlitePool, tx: &tokio::sync::mpsc::Sender<Result<Rows>>) -> Result<()> {
-    let Some((lo, hi)) = rowid_range(pool, "SELECT min(rowid), max(rowid) FROM items").await?
-    else {
-        return Ok(());
+fn link_from_scan(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Link>> {
+    let origin = match parse_enum(r.get_ref(3)?.as_str()?) {
+        Ok(o) => o,
+        Err(e) => return Ok(Err(e)),
     };
-    let mut start = lo;
-    while start <= hi {
-        let end = start.saturating_add(LOAD_CHUNK);
-        let (json, native): (String, i64) = sqlx::query_as(
-            "SELECT json_group_array(json_array(key, source_id, title, state, json(labels), \
-             CASE WHEN estimate IS NULL THEN NULL ELSE printf('%!.17e', estimate) END, parent_key)) \
-             FILTER (WHERE estimate IS NULL OR abs(estimate) BETWEEN 1e-6 AND 1e15), \
-             count(*) FILTER (WHERE abs(estimate) NOT BETWEEN 1e-6 AND 1e15) \
-             FROM items WHERE rowid >= ? AND rowid < ?",
-        )
-        .bind(start)
-        .bind(end)
-        .fetch_one(pool)
-        .await?;
-        let rows: Vec<ItemRow> = serde_json::from_str(&json).map_err(bad_row)?;
-        drop(json);
-        let mut chunk = Vec::with_capacity(rows.len());
-        for ItemRow(key, source_id, title, state, labels, estimate, parent_key) in rows {
-            let estimate = estimate.as_deref().map(exact_real).transpose()?;
-            chunk.push((
-                key,
-                ItemFacts {
-                    source_id,
-                    title,
-                    state,
-                    labels,
-                    estimate,
-                    parent_key,
-                },
-            ));
-        }
-        if native > 0 {
-            for r in sqlx::query(
-                "SELECT key, source_id, title, state, labels, estimate, parent_key FROM items \
-                 WHERE rowid >= ? AND rowid < ? AND abs(estimate) NOT BETWEEN 1e-6 AND 1e15",
-            )
-            .bind(start)
-            .bind(end)
-            .fetch_all(pool)
-            .await?
-            {
-                chunk.push(item_facts_from_row(&r)?);
-            }
-        }
-        if tx.send(Ok(Rows::Items(chunk))).await.is_err() {
-            return Ok(()); // the reader gave up
-        }
-        start = end;
-    }
-    Ok(())
-}
-
-#[derive(serde::Deserialize)]
-struct LinkRow(
-    String,
-    String,
-    String,
-    crate::domain::LinkOrigin,
-    String,
-    i64,
-    i64,
-);
-
-fn link_from_row(r: &SqliteRow) -> Result<Link> {
-    Ok(Link {
-        item_key: r.try_get("item_key")?,
-        hypothesis_id: r.try_get("hypothesis_id")?,
-        contribution: r.try_get("contribution")?,
-        origin: parse_enum(r.try_get("origin")?)?,
-        rationale: r.try_get("rationale")?,
-        create_time: time(r.try_get("create_time")?),
-        update_time: time(r.try_get("update_time")?),
-    })
-}
-
-async fn read_links(pool: &SqlitePool, tx: &tokio::sync::mpsc::Sender<Result<Rows>>) -> Result<()> {
-    let Some((lo, hi)) = rowid_range(pool, "SELECT min(rowid), max(rowid) FROM links").await?
-    else {
-        return Ok(());
-    };
-    let mut start = lo;
-    while start <= hi {
-        let end = start.saturating_add(LOAD_CHUNK);
-        let (json, native): (String, i64) = sqlx::query_as(
-            "SELECT json_group_array(json_array(item_key, hypothesis_id, \
-             printf('%!.17e', contribution), origin, rationale, create_time, update_time)) \
-             FILTER (WHERE abs(contribution) BETWEEN 1e-6 AND 1e15), \
-             count(*) FILTER (WHERE abs(contribution) NOT BETWEEN 1e-6 AND 1e15) \
-             FROM links WHERE rowid >= ? AND rowid < ?",
-        )
-        .bind(start)
-        .bind(end)
-        .fetch_one(pool)
-        .await?;
-        let rows: Vec<LinkRow> = serde_json::from_str(&json).map_err(bad_row)?;
-        drop(json);
-        let mut chunk = Vec::with_capacity(rows.len());
-        for LinkRow(item_key, hypothesis_id, contribution, origin, rationale, created, updated) in
-            rows
-        {
-            chunk.push(Link {
-                item_key,
-                hypothesis_id,
-                contribution: exact_real(&contribution)?,
-                origin,
-                rationale,
-                create_time: time(created),
-                update_time: time(updated),
-            });
-        }
-        if native > 0 {
-            for r in sqlx::query(
-                "SELECT * FROM links \
-                 WHERE rowid >= ? AND rowid < ? AND abs(contribution) NOT BETWEEN 1e-6 AND 1e15",
-            )
-            .bind(start)
-            .bind(end)
-            .fetch_all(pool)
-            .await?
-            {
-                chunk.push(link_from_row(&r)?);
-            }
-        }
-        if tx.send(Ok(Rows::Links(chunk))).await.is_err() {
-            return Ok(()); // the reader gave up
-        }
-        start = end;
-    }
-    Ok(())
+    Ok(Ok(Link {
+        item_key: r.get(0)?,
+        hypothesis_id: r.get(1)?,
+        contribution: r.get(2)?,
+        origin,
+        rationale: r.get(4)?,
+        create_time: time(r.get(5)?),
+        update_time: time(r.get(6)?),
+    }))
 }
 
 async fn observation_summary(
@@ -607,7 +516,7 @@ fn evidence_from_row(r: &SqliteRow) -> Result<Evidence> {
 impl Store for SqliteStore {
     async fn load(&self) -> Result<Snapshot> {
         let mut snap = self.load_model().await?;
-        let mut rows = read_rows(&self.pool);
+        let mut rows = read_rows(&self.path);
         while let Some(chunk) = rows.recv().await {
             match chunk? {
                 Rows::Items(v) => snap.items.extend(v),
@@ -618,12 +527,16 @@ impl Store for SqliteStore {
     }
 
     async fn load_into(&self, index: &mut IndexBuilder) -> Result<()> {
-        let mut rows = read_rows(&self.pool);
+        let mut rows = read_rows(&self.path);
         let model = self.load_model().await?;
         index.model(model.sources, model.goals, model.metrics, model.hypotheses);
-        if let Some((lo, hi)) =
-            rowid_range(&self.pool, "SELECT min(rowid), max(rowid) FROM items").await?
-        {
+        // About how many items come: the rowid range, read off the b-tree's
+        // ends without a scan.
+        let (lo, hi): (Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT min(rowid), max(rowid) FROM items")
+                .fetch_one(&self.pool)
+                .await?;
+        if let (Some(lo), Some(hi)) = (lo, hi) {
             index.reserve(usize::try_from(hi.saturating_sub(lo).saturating_add(1)).unwrap_or(0));
         }
         // Indexing one chunk while the next ones are read and parsed.

@@ -74,7 +74,7 @@ impl Ranking {
     /// A ranking of `places`, in any order, one per item.
     #[cfg(test)]
     pub fn build(mut places: Vec<Ranked>) -> Self {
-        places.sort_unstable();
+        sort(&mut places);
         Ranking {
             base: places,
             ..Ranking::default()
@@ -125,9 +125,9 @@ impl Ranking {
     /// fresh and `added` ones in, copying the runs between them wholesale.
     fn rebuild(&mut self, mut added: Vec<Ranked>, mut removed: Vec<Ranked>) {
         added.extend(std::mem::take(&mut self.fresh));
-        added.sort_unstable();
+        sort(&mut added);
         removed.extend(std::mem::take(&mut self.gone));
-        removed.sort_unstable();
+        sort(&mut removed);
         let old = std::mem::take(&mut self.base);
         let mut base = Vec::with_capacity(old.len() - removed.len() + added.len());
         let mut old = old.into_iter();
@@ -182,6 +182,24 @@ impl Ranking {
         Merge {
             a: base.peekable(),
             b: fresh.peekable(),
+        }
+    }
+}
+
+/// Sorts places: by number and key prefix as plain integers first, then
+/// each run that ties on both by the whole key. The same order as sorting
+/// the tuples, for a fraction of the comparisons' cost.
+fn sort(places: &mut [Ranked]) {
+    fn bits(r: &Ranked) -> (u64, u64) {
+        // `total_cmp`'s order as an unsigned integer, reversed.
+        let b = r.0.0.0.to_bits() as i64;
+        let ordered = (b ^ ((((b >> 63) as u64) >> 1) as i64)) as u64 ^ (1 << 63);
+        (!ordered, r.1)
+    }
+    places.sort_unstable_by_key(bits);
+    for run in places.chunk_by_mut(|a, b| bits(a) == bits(b)) {
+        if run.len() > 1 {
+            run.sort_unstable_by(|a, b| a.2.cmp(&b.2));
         }
     }
 }
@@ -270,6 +288,26 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// The integer sort orders exactly as the tuples do, negative
+        /// numbers, zeros and ties included.
+        #[test]
+        fn sorting_orders_as_the_tuples_do(
+            places in prop::collection::vec(
+                (prop_oneof![any::<f64>().prop_filter("not NaN", |f| !f.is_nan()), Just(0.0), Just(-0.0), 0.0..2.0f64],
+                 prop::sample::select(vec!["s/1", "s/10", "s/100", "s/1000000", "s/10000000", "s/10000001", "t"])),
+                0..300,
+            ),
+        ) {
+            let mut got: Vec<Ranked> = places
+                .iter()
+                .map(|(n, k)| ranked(*n, &Arc::from(*k)))
+                .collect();
+            let mut want = got.clone();
+            want.sort_unstable();
+            sort(&mut got);
+            prop_assert_eq!(got, want);
+        }
 
         /// Whatever the writes, the ranking reads as the sorted set of the
         /// current places, from the start and after any place.

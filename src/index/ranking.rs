@@ -17,6 +17,7 @@
 //! `base` is also rebuilt once the changes kept aside grow past a small
 //! fraction of it, so reads never wade through many of them.
 
+use std::borrow::Borrow;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BTreeSet;
 use std::iter::Peekable;
@@ -36,6 +37,13 @@ fn key_prefix(key: &str) -> u64 {
     let n = key.len().min(8);
     b[..n].copy_from_slice(&key.as_bytes()[..n]);
     u64::from_be_bytes(b)
+}
+
+/// A place borrowing its key, to look for in a ranking.
+type Place<'k> = (Reverse<OrdF64>, u64, &'k Key);
+
+fn place(number: f64, key: &Key) -> Place<'_> {
+    (Reverse(OrdF64(number)), key_prefix(key), key)
 }
 
 /// The place of `key` at `number`.
@@ -97,18 +105,20 @@ impl Ranking {
             if m.old.map(f64::to_bits) == m.new.map(f64::to_bits) {
                 continue;
             }
+            // (The emptiness checks spare a key's reference count, on a
+            // cache line of its own, in the common bulk case.)
             if let Some(old) = m.old {
-                let place = ranked(old, m.key);
-                if !self.fresh.remove(&place) {
-                    debug_assert!(self.base.binary_search(&place).is_ok(), "{place:?}");
-                    removed.push(place);
+                let was_fresh = !self.fresh.is_empty() && self.fresh.remove(&ranked(old, m.key));
+                if !was_fresh {
+                    debug_assert!(self.base.binary_search(&ranked(old, m.key)).is_ok());
+                    removed.push(place(old, m.key));
                 }
             }
             if let Some(new) = m.new {
-                let place = ranked(new, m.key);
                 // Back at its place in `base`: that place is the item's again.
-                if !self.gone.remove(&place) {
-                    added.push(place);
+                let revived = !self.gone.is_empty() && self.gone.remove(&ranked(new, m.key));
+                if !revived {
+                    added.push(ranked(new, m.key));
                 }
             }
         }
@@ -117,16 +127,19 @@ impl Ranking {
             self.rebuild(added, removed);
         } else {
             self.fresh.extend(added);
-            self.gone.extend(removed);
+            self.gone
+                .extend(removed.into_iter().map(|(n, p, k)| (n, p, k.clone())));
         }
     }
 
     /// Makes `base` the current places: drops the gone ones and merges the
     /// fresh and `added` ones in, copying the runs between them wholesale.
-    fn rebuild(&mut self, mut added: Vec<Ranked>, mut removed: Vec<Ranked>) {
+    fn rebuild(&mut self, mut added: Vec<Ranked>, removed: Vec<Place<'_>>) {
         added.extend(std::mem::take(&mut self.fresh));
         sort(&mut added);
-        removed.extend(std::mem::take(&mut self.gone));
+        let gone = std::mem::take(&mut self.gone);
+        let mut removed: Vec<Place<'_>> = removed;
+        removed.extend(gone.iter().map(|(n, p, k)| (*n, *p, k)));
         sort(&mut removed);
         let old = std::mem::take(&mut self.base);
         let mut base = Vec::with_capacity(old.len() - removed.len() + added.len());
@@ -137,7 +150,7 @@ impl Ranking {
             let rest = old.as_slice();
             let front = rest.first();
             if let (Some(r), Some(f)) = (removed.peek(), front)
-                && r == f
+                && is_at(r, f)
             {
                 old.next();
                 removed.next();
@@ -153,8 +166,8 @@ impl Ranking {
             // Up to the next place that goes or comes, `base` stays.
             let run = removed
                 .peek()
-                .map_or(rest.len(), |r| gallop(rest, r))
-                .min(added.peek().map_or(rest.len(), |a| gallop(rest, a)));
+                .map_or(rest.len(), |r| gallop(rest, |x| (x.0, x.1, &x.2) < *r))
+                .min(added.peek().map_or(rest.len(), |a| gallop(rest, |x| x < a)));
             debug_assert!(run > 0, "a gone place is not in base");
             base.extend(old.by_ref().take(run.max(1)));
         }
@@ -189,8 +202,8 @@ impl Ranking {
 /// Sorts places: by number and key prefix as plain integers first, then
 /// each run that ties on both by the whole key. The same order as sorting
 /// the tuples, for a fraction of the comparisons' cost.
-fn sort(places: &mut [Ranked]) {
-    fn bits(r: &Ranked) -> (u64, u64) {
+fn sort<K: Borrow<Key>>(places: &mut [(Reverse<OrdF64>, u64, K)]) {
+    fn bits<K>(r: &(Reverse<OrdF64>, u64, K)) -> (u64, u64) {
         // `total_cmp`'s order as an unsigned integer, reversed.
         let b = r.0.0.0.to_bits() as i64;
         let ordered = (b ^ ((((b >> 63) as u64) >> 1) as i64)) as u64 ^ (1 << 63);
@@ -199,21 +212,26 @@ fn sort(places: &mut [Ranked]) {
     places.sort_unstable_by_key(bits);
     for run in places.chunk_by_mut(|a, b| bits(a) == bits(b)) {
         if run.len() > 1 {
-            run.sort_unstable_by(|a, b| a.2.cmp(&b.2));
+            run.sort_unstable_by(|a, b| a.2.borrow().cmp(b.2.borrow()));
         }
     }
 }
 
 /// How many of `sorted`'s first places come before `bound`, looked for
 /// from the front: changes are usually close together.
-fn gallop(sorted: &[Ranked], bound: &Ranked) -> usize {
+fn gallop(sorted: &[Ranked], before: impl Fn(&Ranked) -> bool) -> usize {
     let mut hi = 1;
-    while hi < sorted.len() && sorted[hi] < *bound {
+    while hi < sorted.len() && before(&sorted[hi]) {
         hi *= 2;
     }
     let lo = hi / 2;
     let hi = hi.min(sorted.len());
-    lo + sorted[lo..hi].partition_point(|r| r < bound)
+    lo + sorted[lo..hi].partition_point(before)
+}
+
+/// Whether `place` is `r`.
+fn is_at(place: &Place<'_>, r: &Ranked) -> bool {
+    place.0 == r.0 && place.1 == r.1 && (Arc::ptr_eq(place.2, &r.2) || **place.2 == *r.2)
 }
 
 /// The places of `all` that are not in `gone` (a sorted subset of it).

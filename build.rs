@@ -25,6 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         fds.encode_to_vec(),
     )?;
     tonic_prost_build::configure()
+        // Decodes each message from one slice: see src/api/codec.rs.
+        .codec_path("crate::api::codec::SliceCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

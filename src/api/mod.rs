@@ -2,6 +2,7 @@
 //! domain types, call the [`Engine`](crate::engine::Engine), and map its
 //! errors to `tonic::Status` in one place.
 
+pub(crate) mod codec;
 mod convert;
 mod page;
 mod rollup;

@@ -823,6 +823,7 @@ pub(super) fn ranked_items(
     full: bool,
     now: crate::domain::Time,
 ) -> Vec<pb::RankedItem> {
+    let stale = convert::StaleMetrics::new(ix, now);
     ranked
         .iter()
         .enumerate()
@@ -830,7 +831,7 @@ pub(super) fn ranked_items(
             let title = ix.item(key).map(|f| f.title.as_str()).unwrap_or_default();
             pb::RankedItem {
                 rank: (rank_before + i + 1) as i32,
-                score: Some(convert::score_to_pb(key, title, score, ix, now, full)),
+                score: Some(convert::score_to_pb(key, title, score, &stale, full)),
             }
         })
         .collect()
@@ -863,8 +864,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
                     key,
                     &facts.title,
                     score,
-                    &ix,
-                    Utc::now(),
+                    &convert::StaleMetrics::new(&ix, Utc::now()),
                     true,
                 )),
             })

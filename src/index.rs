@@ -762,7 +762,7 @@ impl ScoreIndex {
                 keep.then_some((v, e))
             })
             .take(query.limit)
-            .filter_map(|(v, e)| Some(((*v, e.key.to_string()), self.explained(e)?)))
+            .filter_map(|(v, e)| Some(((*v, String::from(&*e.key)), self.explained(e)?)))
             .collect()
     }
 

@@ -458,6 +458,115 @@ async fn a_sync_cut_off_after_a_page_resumes_without_losing_or_duplicating() {
     assert_eq!(keys, ["gh/11", "gh/13", "gh/14", "gh/15"]);
 }
 
+/// A GitHub issue with only the fields the connector reads.
+fn issue(number: u64, title: &str, updated: &str) -> serde_json::Value {
+    serde_json::json!({
+        "number": number,
+        "title": title,
+        "body": null,
+        "html_url": format!("https://github.com/acme/shop/issues/{number}"),
+        "state": "open",
+        "labels": [],
+        "created_at": "2026-11-01T00:00:00Z",
+        "updated_at": updated,
+        "closed_at": null,
+    })
+}
+
+#[tokio::test]
+async fn pages_fetched_ahead_are_stored_in_order_up_to_a_failure() {
+    // Pages are fetched while earlier ones are written. Page 3 changes an
+    // item of page 1, and page 4 fails for good, likely while page 3 is
+    // still being written: pages 1 to 3 must all land, in order, with the
+    // cursor at the end of page 3.
+    let mock = MockServer::start().await;
+    let pages = [
+        vec![
+            issue(1, "first", "2026-11-02T10:00:00Z"),
+            issue(2, "second", "2026-11-02T11:00:00Z"),
+        ],
+        vec![issue(3, "third", "2026-11-02T12:00:00Z")],
+        vec![
+            issue(1, "first, renamed", "2026-11-02T13:00:00Z"),
+            issue(4, "fourth", "2026-11-02T14:00:00Z"),
+        ],
+    ];
+    for (i, body) in pages.iter().enumerate() {
+        let next = format!("{}/repositories/42/issues?page={}", mock.uri(), i + 2);
+        let m = if i == 0 {
+            Mock::given(method("GET"))
+                .and(path(ISSUES))
+                .and(query_param_is_missing("since"))
+        } else {
+            Mock::given(method("GET"))
+                .and(path("/repositories/42/issues"))
+                .and(query_param("page", (i + 1).to_string().as_str()))
+        };
+        m.respond_with(
+            json(serde_json::to_string(body).unwrap())
+                .insert_header("link", format!("<{next}>; rel=\"next\"").as_str()),
+        )
+        .mount(&mock)
+        .await;
+    }
+    Mock::given(method("GET"))
+        .and(path("/repositories/42/issues"))
+        .and(query_param("page", "4"))
+        .respond_with(ResponseTemplate::new(404).set_body_string(r#"{"message":"Not Found"}"#))
+        .mount(&mock)
+        .await;
+    let s = setup(&mock).await;
+    let run = run_sync(&s, "gh", false).await;
+    assert_eq!(
+        run.error().code(),
+        Code::FailedPrecondition,
+        "{:?}",
+        run.error()
+    );
+    let pages: Vec<(i32, i32)> = run
+        .pages
+        .iter()
+        .map(|p| (p.page, p.upserted_count))
+        .collect();
+    assert_eq!(
+        pages,
+        [(1, 2), (2, 1), (3, 2)],
+        "every fetched page, in order"
+    );
+    let items: Vec<(String, String)> = all_items(&s, "gh")
+        .await
+        .into_iter()
+        .map(|i| (i.key, i.title))
+        .collect();
+    assert_eq!(
+        items,
+        [
+            ("gh/1".to_string(), "first, renamed".to_string()),
+            ("gh/2".into(), "second".into()),
+            ("gh/3".into(), "third".into()),
+            ("gh/4".into(), "fourth".into()),
+        ]
+    );
+    let status = sync_status(&s, "gh").await;
+    assert_eq!(
+        status.cursor_time.map(|t| t.seconds),
+        Some(secs("2026-11-02T14:00:00Z")),
+        "the cursor stops at the last item of page 3"
+    );
+
+    // The resume asks from there and gets only the boundary item back.
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param("since", "2026-11-02T14:00:00Z"))
+        .respond_with(json(
+            serde_json::to_string(&[issue(4, "fourth", "2026-11-02T14:00:00Z")]).unwrap(),
+        ))
+        .mount(&mock)
+        .await;
+    let resumed = run_sync(&s, "gh", false).await;
+    assert_eq!(resumed.done().upserted_count, 0, "nothing stored twice");
+}
+
 #[tokio::test]
 async fn two_syncs_of_one_source_never_run_at_once() {
     let mock = MockServer::start().await;

@@ -17,6 +17,7 @@ pub mod redmine;
 pub mod write;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -29,6 +30,10 @@ use http::{Fetched, HttpClient};
 
 /// Items per page asked of every tracker (the most each allows).
 pub const PAGE_SIZE: usize = 100;
+
+/// Parsed pages the fetcher may hold ready while the writer stores one:
+/// enough to keep the writer busy, few enough to bound memory.
+const PAGES_AHEAD: usize = 2;
 
 /// Why a sync failed. Messages name the source and the cause; they never
 /// hold a token.
@@ -367,6 +372,12 @@ impl Syncer {
         result.map(|()| summary)
     }
 
+    /// The page loop, in two halves that overlap: [`Self::fetch_pages`] fetches
+    /// and parses page k+1 while [`Self::store_pages`] writes page k. The channel
+    /// between them holds at most [`PAGES_AHEAD`] pages and keeps their
+    /// order; the writer alone moves the cursor and stores each page with
+    /// it in one transaction, so a failure on either side leaves the store
+    /// at the end of the last page written, and a resume starts there.
     async fn run(
         &self,
         source: &Source,
@@ -384,31 +395,133 @@ impl Syncer {
             state.etag_url.clear();
         }
         let first = conn.first_url(source, state.cursor.time, Utc::now())?;
-        let mut url = first.clone();
-        let mut first_etag: Option<String> = None;
+        // A validator is only sent for the first page, and only when it was
+        // kept for this very URL.
+        let conditional = (!state.etag.is_empty() && state.etag_url == first.as_str())
+            .then(|| state.etag.clone());
+        let requests = AtomicU32::new(summary.requests);
+        let (tx, rx) = tokio::sync::mpsc::channel(PAGES_AHEAD);
+        let fetch = self.fetch_pages(
+            source,
+            conn.as_ref(),
+            &headers,
+            (first.clone(), conditional),
+            events,
+            &requests,
+            tx,
+        );
+        let result = {
+            let store = self.store_pages(full, &first, state, summary, events, rx);
+            tokio::pin!(fetch, store);
+            // The writer ends the sync. On its error the fetcher is dropped at
+            // once, mid-request or mid-wait; on its success the fetcher has
+            // already sent its last page.
+            let mut fetching = true;
+            loop {
+                tokio::select! {
+                    () = &mut fetch, if fetching => fetching = false,
+                    r = &mut store => break r,
+                }
+            }
+        };
+        summary.requests = requests.load(Ordering::Relaxed);
+        result
+    }
+
+    /// Fetches and parses pages from `first` on, sending each to the writer
+    /// in order, until the last page, a 304 or a failure, which is sent too.
+    /// Stops early when the writer is gone.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_pages(
+        &self,
+        source: &Source,
+        conn: &dyn Connector,
+        headers: &[(HeaderName, HeaderValue)],
+        (first, conditional): (Url, Option<String>),
+        events: &(dyn Fn(SyncEvent) + Send + Sync),
+        total_requests: &AtomicU32,
+        tx: tokio::sync::mpsc::Sender<Fetch>,
+    ) {
+        let mut url = first;
+        let mut conditional = conditional;
+        let mut requests = total_requests.load(Ordering::Relaxed);
         loop {
-            let conditional =
-                (summary.pages == 0 && !state.etag.is_empty() && state.etag_url == first.as_str())
-                    .then(|| state.etag.clone());
             let fetched = self
                 .http
                 .get(
                     &source.id,
                     &url,
-                    &headers,
-                    conditional.as_deref(),
+                    headers,
+                    conditional.take().as_deref(),
                     events,
-                    &mut summary.requests,
+                    &mut requests,
                 )
-                .await?;
-            if fetched.not_modified() {
-                summary.not_modified = true;
-                return Ok(());
+                .await;
+            total_requests.store(requests, Ordering::Relaxed);
+            let (msg, next) = match fetched {
+                Ok(f) if f.not_modified() => (Fetch::NotModified, None),
+                Ok(f) => match conn.parse_page(source, &f) {
+                    Ok(page) => {
+                        let next = page.next.clone();
+                        let etag = f.etag().map(str::to_string);
+                        (
+                            Fetch::Page {
+                                page,
+                                etag,
+                                requests,
+                            },
+                            next,
+                        )
+                    }
+                    Err(e) => (Fetch::Failed(e), None),
+                },
+                Err(e) => (Fetch::Failed(e), None),
+            };
+            if tx.send(msg).await.is_err() {
+                return; // the writer stopped
             }
-            let page = conn.parse_page(source, &fetched)?;
+            match next {
+                Some(n) => url = n,
+                None => return,
+            }
+        }
+    }
+
+    /// Stores the pages [`fetch_pages`](Self::fetch_pages) sends, in order,
+    /// each with the advanced cursor in one transaction, and reports each.
+    async fn store_pages(
+        &self,
+        full: bool,
+        first: &Url,
+        state: &mut SyncState,
+        summary: &mut SyncSummary,
+        events: &(dyn Fn(SyncEvent) + Send + Sync),
+        mut rx: tokio::sync::mpsc::Receiver<Fetch>,
+    ) -> Result<(), SyncError> {
+        let mut first_etag: Option<String> = None;
+        loop {
+            let (page, etag, requests) = match rx.recv().await {
+                Some(Fetch::Page {
+                    page,
+                    etag,
+                    requests,
+                }) => (page, etag, requests),
+                Some(Fetch::NotModified) => {
+                    summary.not_modified = true;
+                    return Ok(());
+                }
+                Some(Fetch::Failed(e)) => return Err(e),
+                // The fetcher always ends with a last page, a 304 or a failure.
+                None => {
+                    return Err(SyncError::Transport {
+                        source_id: state.source_id.clone(),
+                        detail: "the page fetcher stopped without a last page".into(),
+                    });
+                }
+            };
             summary.pages += 1;
             if summary.pages == 1 {
-                first_etag = fetched.etag().map(str::to_string);
+                first_etag = etag;
             }
             let item_count = page.items.len() as u32;
             let fresh: Vec<Item> = page
@@ -429,29 +542,40 @@ impl Syncer {
                 item_count,
                 upserted,
                 total_upserted: summary.upserted,
-                requests: summary.requests,
+                requests,
                 expected_total: page.expected_total,
             });
-            match page.next {
-                Some(next) => url = next,
-                None => {
-                    // A validator is only trusted for a one-page answer that
-                    // was not full: then any change shows on that page.
-                    match first_etag {
-                        Some(tag) if summary.pages == 1 && (item_count as usize) < PAGE_SIZE => {
-                            state.etag = tag;
-                            state.etag_url = first.to_string();
-                        }
-                        _ => {
-                            state.etag.clear();
-                            state.etag_url.clear();
-                        }
+            if page.next.is_none() {
+                // A validator is only trusted for a one-page answer that
+                // was not full: then any change shows on that page.
+                match first_etag {
+                    Some(tag) if summary.pages == 1 && (item_count as usize) < PAGE_SIZE => {
+                        state.etag = tag;
+                        state.etag_url = first.to_string();
                     }
-                    return Ok(());
+                    _ => {
+                        state.etag.clear();
+                        state.etag_url.clear();
+                    }
                 }
+                return Ok(());
             }
         }
     }
+}
+
+/// What the page fetcher hands the page writer, in page order.
+enum Fetch {
+    /// A parsed page, its validator, and the requests sent up to it.
+    Page {
+        page: Page,
+        etag: Option<String>,
+        requests: u32,
+    },
+    /// The first page did not change since the stored validator.
+    NotModified,
+    /// Fetching or parsing failed; the sync stops after the pages before.
+    Failed(SyncError),
 }
 
 #[cfg(test)]

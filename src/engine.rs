@@ -345,8 +345,8 @@ impl Engine {
             let key = it.key();
             let wanted = crate::domain::rule_links(&source.link_rules, &it.labels, &it.body);
             for l in ix.links_of_item(&key) {
-                if l.origin == LinkOrigin::Rule && !wanted.contains_key(&l.hypothesis_id) {
-                    remove.push((key.clone(), l.hypothesis_id.clone()));
+                if l.origin == LinkOrigin::Rule && !wanted.contains_key(l.hypothesis_id) {
+                    remove.push((key.clone(), l.hypothesis_id.to_string()));
                 }
             }
             for (hyp, contribution) in wanted {

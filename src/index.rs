@@ -33,7 +33,9 @@ use rustc_hash::FxBuildHasher;
 
 use ranking::{Move, Ranking, position};
 
-use crate::domain::{Goal, Hypothesis, ItemState, Link, Metric, ObservationSummary, Source, Time};
+use crate::domain::{
+    Goal, Hypothesis, ItemState, Link, LinkOrigin, Metric, ObservationSummary, Source, Time,
+};
 use crate::score::{self, Score, TermRef};
 
 /// What the score and the ranking filters need of an item.
@@ -131,6 +133,94 @@ pub struct Snapshot {
 
 /// An item key, shared by the entry map and the rankings.
 type Key = Arc<str>;
+
+/// A link as the index keeps it. Its item is the entry it sits in, and its
+/// hypothesis id and rationale are shared with every link that has the same
+/// (the rule links' rationale is one sentence): at 100,000 items that is a
+/// fifth of the index's memory, not repeated per link.
+#[derive(Debug, Clone)]
+struct Linked {
+    hypothesis_id: Arc<str>,
+    contribution: f64,
+    origin: LinkOrigin,
+    rationale: Arc<str>,
+    create_time: Time,
+    update_time: Time,
+}
+
+impl Linked {
+    fn new(link: &Link, strings: &mut Strings) -> Self {
+        Linked {
+            hypothesis_id: strings.get(&link.hypothesis_id),
+            contribution: link.contribution,
+            origin: link.origin,
+            rationale: strings.get(&link.rationale),
+            create_time: link.create_time,
+            update_time: link.update_time,
+        }
+    }
+
+    fn view<'a>(&'a self, item_key: &'a str) -> LinkRef<'a> {
+        LinkRef {
+            item_key,
+            hypothesis_id: &self.hypothesis_id,
+            contribution: self.contribution,
+            origin: self.origin,
+            rationale: &self.rationale,
+            create_time: self.create_time,
+            update_time: self.update_time,
+        }
+    }
+}
+
+/// A link in the index, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkRef<'a> {
+    pub item_key: &'a str,
+    pub hypothesis_id: &'a str,
+    pub contribution: f64,
+    pub origin: LinkOrigin,
+    pub rationale: &'a str,
+    pub create_time: Time,
+    pub update_time: Time,
+}
+
+impl LinkRef<'_> {
+    pub fn to_link(&self) -> Link {
+        Link {
+            item_key: self.item_key.to_string(),
+            hypothesis_id: self.hypothesis_id.to_string(),
+            contribution: self.contribution,
+            origin: self.origin,
+            rationale: self.rationale.to_string(),
+            create_time: self.create_time,
+            update_time: self.update_time,
+        }
+    }
+}
+
+/// One shared copy of each hypothesis id and rationale the links use.
+#[derive(Debug, Default)]
+struct Strings {
+    set: HashSet<Arc<str>, FxBuildHasher>,
+    /// Size after the last sweep of strings no link holds any more.
+    swept_at: usize,
+}
+
+impl Strings {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.set.get(s) {
+            return a.clone();
+        }
+        if self.set.len() >= 1024.max(2 * self.swept_at) {
+            self.set.retain(|a| Arc::strong_count(a) > 1);
+            self.swept_at = self.set.len();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.set.insert(a.clone());
+        a
+    }
+}
 /// Everything the index holds about one item key.
 #[derive(Debug)]
 struct Entry {
@@ -138,7 +228,7 @@ struct Entry {
     /// `None` for links whose item is not (or no longer) known.
     facts: Option<ItemFacts>,
     /// Ordered by hypothesis id, as the score's terms are.
-    links: Vec<Link>,
+    links: Vec<Linked>,
     /// (value, value density) the item is ranked with; present once scored
     /// (exactly when `facts` is, outside a deferred upsert).
     ranked: Option<(f64, f64)>,
@@ -159,7 +249,7 @@ impl Entry {
 
     fn link_position(&self, hypothesis_id: &str) -> Result<usize, usize> {
         self.links
-            .binary_search_by(|l| l.hypothesis_id.as_str().cmp(hypothesis_id))
+            .binary_search_by(|l| (*l.hypothesis_id).cmp(hypothesis_id))
     }
 }
 
@@ -448,12 +538,14 @@ impl IndexBuilder {
     pub fn links(&mut self, links: impl IntoIterator<Item = Link>) {
         let ix = &mut self.ix;
         for link in links {
-            match ix.entries.get_mut(link.item_key.as_str()) {
-                Some(e) => e.links.push(link),
+            let linked = Linked::new(&link, &mut ix.strings);
+            let key = link.item_key;
+            match ix.entries.get_mut(key.as_str()) {
+                Some(e) => e.links.push(linked),
                 None => {
-                    let key: Key = Arc::from(link.item_key.as_str());
+                    let key: Key = Arc::from(key);
                     let mut e = Entry::new(key.clone());
-                    e.links.push(link);
+                    e.links.push(linked);
                     ix.entries.insert(key, e);
                 }
             }
@@ -480,10 +572,10 @@ impl IndexBuilder {
             }
             for l in &e.links {
                 let pair = (e.key.clone(), l.contribution);
-                match per_hypothesis.get_mut(&l.hypothesis_id) {
+                match per_hypothesis.get_mut(&*l.hypothesis_id) {
                     Some(v) => v.push(pair),
                     None => {
-                        per_hypothesis.insert(l.hypothesis_id.clone(), vec![pair]);
+                        per_hypothesis.insert(l.hypothesis_id.to_string(), vec![pair]);
                     }
                 }
             }
@@ -536,6 +628,8 @@ pub struct ScoreIndex {
     /// whose facts or links did, not yet rescored.
     deferred_hypotheses: BTreeSet<String>,
     deferred_items: HashSet<Key>,
+    /// Shared hypothesis ids and rationales of the links.
+    strings: Strings,
     rescored: u64,
 }
 
@@ -557,6 +651,7 @@ impl ScoreIndex {
             by_value: Ranking::default(),
             deferred_hypotheses: BTreeSet::new(),
             deferred_items: HashSet::new(),
+            strings: Strings::default(),
             rescored: 0,
         }
     }
@@ -662,21 +757,22 @@ impl ScoreIndex {
         keys
     }
 
-    pub fn link(&self, item_key: &str, hypothesis_id: &str) -> Option<&Link> {
+    pub fn link(&self, item_key: &str, hypothesis_id: &str) -> Option<LinkRef<'_>> {
         let e = self.entries.get(item_key)?;
-        e.links.get(e.link_position(hypothesis_id).ok()?)
+        let l = e.links.get(e.link_position(hypothesis_id).ok()?)?;
+        Some(l.view(&e.key))
     }
 
     /// Links of one item, by hypothesis id.
-    pub fn links_of_item(&self, item_key: &str) -> impl Iterator<Item = &Link> {
+    pub fn links_of_item(&self, item_key: &str) -> impl Iterator<Item = LinkRef<'_>> {
         self.entries
             .get(item_key)
             .into_iter()
-            .flat_map(|e| e.links.iter())
+            .flat_map(|e| e.links.iter().map(|l| l.view(&e.key)))
     }
 
     /// Links to one hypothesis, by item key.
-    pub fn links_of_hypothesis(&self, hypothesis_id: &str) -> Vec<&Link> {
+    pub fn links_of_hypothesis(&self, hypothesis_id: &str) -> Vec<LinkRef<'_>> {
         self.contributions
             .get(hypothesis_id)
             .into_iter()
@@ -685,15 +781,23 @@ impl ScoreIndex {
             .collect()
     }
 
+    /// How many links point at one hypothesis.
+    pub fn link_count_of_hypothesis(&self, hypothesis_id: &str) -> usize {
+        self.contributions.get(hypothesis_id).map_or(0, |m| m.len())
+    }
+
     /// Every link, ordered by (item key, hypothesis id).
-    pub fn all_links(&self) -> Vec<&Link> {
+    pub fn all_links(&self) -> Vec<LinkRef<'_>> {
         let mut entries: Vec<&Entry> = self
             .entries
             .values()
             .filter(|e| !e.links.is_empty())
             .collect();
         entries.sort_by(|a, b| a.key.cmp(&b.key));
-        entries.into_iter().flat_map(|e| e.links.iter()).collect()
+        entries
+            .into_iter()
+            .flat_map(|e| e.links.iter().map(|l| l.view(&e.key)))
+            .collect()
     }
 
     pub fn score(&self, item_key: &str) -> Option<&Score> {
@@ -879,7 +983,7 @@ impl ScoreIndex {
             self.by_value.apply([gone(value)]);
         }
         for l in &e.links {
-            if let Some(m) = self.contributions.get_mut(&l.hypothesis_id) {
+            if let Some(m) = self.contributions.get_mut(&*l.hypothesis_id) {
                 m.remove(key);
             }
             self.after_link_change(&l.hypothesis_id, key);
@@ -1032,12 +1136,13 @@ impl ScoreIndex {
             .entry(link.hypothesis_id.clone())
             .or_default()
             .insert(e.key.clone(), link.contribution);
+        let linked = Linked::new(&link, &mut self.strings);
         match e.link_position(&link.hypothesis_id) {
-            Ok(i) => e.links[i] = link,
+            Ok(i) => e.links[i] = linked,
             Err(i) => {
                 // Items have a link or two: grow by one, not to four.
                 e.links.reserve_exact(1);
-                e.links.insert(i, link);
+                e.links.insert(i, linked);
             }
         }
     }
@@ -1466,7 +1571,7 @@ mod tests {
         fresh.metrics[0].1 = summary(0.4);
         fresh
             .links
-            .push(ix.link("s/00001", "H-5").cloned().unwrap());
+            .push(ix.link("s/00001", "H-5").unwrap().to_link());
         same_scores_and_rankings(&ix, &ScoreIndex::from_snapshot(3.0, fresh));
     }
 
@@ -1502,7 +1607,7 @@ mod tests {
             // Also drop one old link per page, as a rule that no longer
             // applies would.
             let old = eager.all_links()[0];
-            let remove = vec![(old.item_key.clone(), old.hypothesis_id.clone())];
+            let remove = vec![(old.item_key.to_string(), old.hypothesis_id.to_string())];
             for (k, f) in page {
                 eager.put_item(k.clone(), f.clone());
             }

@@ -355,19 +355,23 @@ impl pb::backlog_service_server::BacklogService for BacklogApi {
             let fingerprint = format!("ListLinks|{}|{}", r.item_key, r.hypothesis_id);
             let token = PageToken::decode(&r.page_token, &fingerprint)?;
             let ix = self.0.read();
-            let links: Vec<&domain::Link> =
+            let links: Vec<crate::index::LinkRef<'_>> =
                 match (r.item_key.is_empty(), r.hypothesis_id.is_empty()) {
                     (false, false) => ix.link(&r.item_key, &r.hypothesis_id).into_iter().collect(),
                     (false, true) => ix.links_of_item(&r.item_key).collect(),
                     (true, false) => ix.links_of_hypothesis(&r.hypothesis_id),
                     (true, true) => ix.all_links(),
                 };
-            let key = |l: &&domain::Link| format!("{}\u{0}{}", l.item_key, l.hypothesis_id);
+            let key =
+                |l: &crate::index::LinkRef<'_>| format!("{}\u{0}{}", l.item_key, l.hypothesis_id);
             let mut links = links;
             links.sort_by_key(|l| key(l));
             let (page, next) = page::paginate(links.into_iter(), key, token, &fingerprint, size);
             Ok(pb::ListLinksResponse {
-                links: page.into_iter().map(convert::link_to_pb).collect(),
+                links: page
+                    .iter()
+                    .map(|l| convert::link_to_pb(&l.to_link()))
+                    .collect(),
                 next_page_token: next,
             })
         })())

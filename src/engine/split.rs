@@ -60,7 +60,7 @@ fn subject(ix: &ScoreIndex, item: &Item) -> Result<SplitSubject> {
                 links: ix
                     .links_of_item(&k)
                     .map(|l| SliceLink {
-                        hypothesis_id: l.hypothesis_id.clone(),
+                        hypothesis_id: l.hypothesis_id.to_string(),
                         contribution: l.contribution,
                     })
                     .collect(),
@@ -331,9 +331,9 @@ impl Engine {
         let now = Utc::now();
         let (remove, put) = {
             let ix = self.read();
-            let originals: BTreeMap<&str, &Link> = ix
+            let originals: BTreeMap<&str, crate::index::LinkRef<'_>> = ix
                 .links_of_item(&key)
-                .map(|l| (l.hypothesis_id.as_str(), l))
+                .map(|l| (l.hypothesis_id, l))
                 .collect();
             let mut put = Vec::new();
             for (slice, it) in draft.slices.iter().zip(&items) {
@@ -345,7 +345,7 @@ impl Engine {
                     };
                     put.push(Link {
                         item_key: it.key(),
-                        hypothesis_id: l.hypothesis_id.clone(),
+                        hypothesis_id: l.hypothesis_id.to_string(),
                         contribution: l.contribution,
                         origin: LinkOrigin::Api,
                         rationale,

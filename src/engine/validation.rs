@@ -155,7 +155,7 @@ impl Engine {
                     .iter()
                     .flat_map(|k| {
                         ix.links_of_item(k)
-                            .map(|l| l.hypothesis_id.clone())
+                            .map(|l| l.hypothesis_id.to_string())
                             .collect::<Vec<_>>()
                     })
                     .collect();

@@ -659,7 +659,7 @@ impl Engine {
             let ix = self.read();
             ix.hypothesis(id)
                 .ok_or_else(|| not_found("hypothesis", id))?;
-            let n = ix.links_of_hypothesis(id).len();
+            let n = ix.link_count_of_hypothesis(id);
             if n > 0 && !force {
                 return Err(Error::FailedPrecondition(format!(
                     "{n} items link to hypothesis {id:?}; delete with force to remove the links too"

@@ -95,6 +95,23 @@ pub struct TermInput {
     pub contribution_total: f64,
 }
 
+impl TermInput {
+    /// The borrowed input, for [`rescore_into`].
+    pub fn as_ref(&self) -> TermRef<'_> {
+        TermRef {
+            hypothesis_id: &self.hypothesis_id,
+            goal_id: &self.goal_id,
+            goal_weight: self.goal_weight,
+            metric_id: &self.metric_id,
+            gap: self.gap,
+            expected_effect: self.expected_effect,
+            confidence: self.confidence,
+            contribution: self.contribution,
+            contribution_total: self.contribution_total,
+        }
+    }
+}
+
 /// One link's part of an item's value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Term {
@@ -147,39 +164,21 @@ pub fn effective_contribution(contribution: f64, total: f64) -> f64 {
 /// Scores one item from its links. `estimate` is the item's size if
 /// estimated; `default_size` (> 0) is used otherwise.
 pub fn score_item(estimate: Option<f64>, default_size: f64, inputs: Vec<TermInput>) -> Score {
-    let mut terms: Vec<Term> = inputs
-        .into_iter()
-        .map(|t| {
-            let effective_contribution =
-                effective_contribution(t.contribution, t.contribution_total);
-            let value = hypothesis_value(t.goal_weight, t.gap, t.expected_effect, t.confidence)
-                * effective_contribution;
-            Term {
-                hypothesis_id: t.hypothesis_id,
-                goal_id: t.goal_id,
-                goal_weight: t.goal_weight,
-                metric_id: t.metric_id,
-                gap: t.gap,
-                expected_effect: t.expected_effect,
-                confidence: t.confidence,
-                contribution: t.contribution,
-                effective_contribution,
-                value,
-            }
-        })
-        .collect();
-    terms.sort_by(|a, b| a.hypothesis_id.cmp(&b.hypothesis_id));
-    let value = sum_terms(&terms);
-    let (size, estimated) = match estimate {
+    let mut score = empty_score();
+    rescore_into(
+        &mut score,
+        estimate,
+        default_size,
+        inputs.iter().map(TermInput::as_ref),
+    );
+    score
+}
+
+/// The size an item counts with, and whether it was estimated.
+fn size_of(estimate: Option<f64>, default_size: f64) -> (f64, bool) {
+    match estimate {
         Some(e) if e > 0.0 && e.is_finite() => (e, true),
         _ => (default_size, false),
-    };
-    Score {
-        value,
-        size,
-        estimated,
-        value_density: value / size,
-        terms,
     }
 }
 
@@ -205,23 +204,6 @@ pub struct TermRef<'a> {
     pub contribution_total: f64,
 }
 
-impl TermRef<'_> {
-    /// The owned input, for [`score_item`].
-    pub fn to_input(&self) -> TermInput {
-        TermInput {
-            hypothesis_id: self.hypothesis_id.to_string(),
-            goal_id: self.goal_id.to_string(),
-            goal_weight: self.goal_weight,
-            metric_id: self.metric_id.to_string(),
-            gap: self.gap,
-            expected_effect: self.expected_effect,
-            confidence: self.confidence,
-            contribution: self.contribution,
-            contribution_total: self.contribution_total,
-        }
-    }
-}
-
 /// An item's value and value density from its term inputs, in
 /// hypothesis-id order: the same numbers, bit for bit, as
 /// [`score_item`]'s, without building the explanation. For ranking.
@@ -242,10 +224,7 @@ pub fn value_and_density<'a>(
         value += hypothesis_value(t.goal_weight, t.gap, t.expected_effect, t.confidence)
             * effective_contribution;
     }
-    let size = match estimate {
-        Some(e) if e > 0.0 && e.is_finite() => e,
-        _ => default_size,
-    };
+    let (size, _) = size_of(estimate, default_size);
     (value, value / size)
 }
 
@@ -267,8 +246,8 @@ fn set_id(dst: &mut String, src: &str) {
     }
 }
 
-/// Recomputes `score` from `inputs` exactly as [`score_item`] would, but
-/// reuses the storage of its terms (their id strings included), so that
+/// Recomputes `score` from `inputs` (what [`score_item`] does on an empty
+/// score), but reuses the storage of its terms (their id strings included), so that
 /// rescoring an item whose links did not change allocates nothing. This is
 /// what keeps a change that reaches every item cheap.
 pub fn rescore_into<'a>(
@@ -330,10 +309,7 @@ pub fn rescore_into<'a>(
             .sort_by(|a, b| a.hypothesis_id.cmp(&b.hypothesis_id));
     }
     score.value = sum_terms(&score.terms);
-    let (size, estimated) = match estimate {
-        Some(e) if e > 0.0 && e.is_finite() => (e, true),
-        _ => (default_size, false),
-    };
+    let (size, estimated) = size_of(estimate, default_size);
     score.size = size;
     score.estimated = estimated;
     score.value_density = score.value / size;
@@ -507,22 +483,9 @@ mod tests {
                 inputs.reverse();
             }
             let mut s = score_item(Some(2.0), 3.0, previous);
-            let refs: Vec<TermRef> = inputs
-                .iter()
-                .map(|t| TermRef {
-                    hypothesis_id: &t.hypothesis_id,
-                    goal_id: &t.goal_id,
-                    goal_weight: t.goal_weight,
-                    metric_id: &t.metric_id,
-                    gap: t.gap,
-                    expected_effect: t.expected_effect,
-                    confidence: t.confidence,
-                    contribution: t.contribution,
-                    contribution_total: t.contribution_total,
-                })
-                .collect();
+            let refs: Vec<TermRef> = inputs.iter().map(TermInput::as_ref).collect();
             rescore_into(&mut s, estimate, 3.0, refs.iter().copied());
-            let fresh = score_item(estimate, 3.0, refs.iter().map(TermRef::to_input).collect());
+            let fresh = score_item(estimate, 3.0, inputs.clone());
             prop_assert_eq!(&s, &fresh);
             prop_assert_eq!(s.value.to_bits(), fresh.value.to_bits());
             prop_assert_eq!(s.value_density.to_bits(), fresh.value_density.to_bits());

@@ -19,6 +19,7 @@ pub use validation::TouchedRelease;
 
 pub use split::{AppliedSplit, DraftSlice, SplitDraft, SplitStart};
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::Utc;
@@ -221,19 +222,22 @@ impl Engine {
 
     // ----- items -----
 
-    /// Inserts or updates items by key, all in one transaction.
+    /// Inserts or updates items by key, all in one transaction. An item
+    /// given twice is counted as written in order; the last one is kept.
     pub async fn upsert_items(&self, items: Vec<Item>) -> Result<(Vec<Item>, UpsertCounts)> {
-        self.upsert_items_with_state(items, None).await
+        let counts = self.upsert_pages(vec![items.clone()], None).await?;
+        Ok((items, counts[0]))
     }
 
-    /// Stores one page of a sync: its items (with their rule links) and the
-    /// source's sync state, in one transaction.
-    pub async fn apply_sync_page(
+    /// Stores consecutive pages of a sync with the source's sync state (the
+    /// cursor after the last page), all in one transaction, and counts each
+    /// page as if the pages had been stored one by one.
+    pub async fn apply_sync_pages(
         &self,
-        items: Vec<Item>,
+        pages: Vec<Vec<Item>>,
         state: &SyncState,
-    ) -> Result<UpsertCounts> {
-        Ok(self.upsert_items_with_state(items, Some(state)).await?.1)
+    ) -> Result<Vec<UpsertCounts>> {
+        self.upsert_pages(pages, Some(state)).await
     }
 
     /// The sync state of a source (never synced if none is stored).
@@ -254,16 +258,21 @@ impl Engine {
         Ok(self.store.put_sync_state(state).await?)
     }
 
-    async fn upsert_items_with_state(
+    /// Writes the items of `pages` (and `sync_state`) in one transaction;
+    /// returns the counts of each page. Each item is compared with the
+    /// version before it: an earlier one in `pages`, else the stored one.
+    /// Only the last version of each key is written, and only if it differs
+    /// from the stored one, so that its rule links follow from it alone.
+    async fn upsert_pages(
         &self,
-        items: Vec<Item>,
+        pages: Vec<Vec<Item>>,
         sync_state: Option<&SyncState>,
-    ) -> Result<(Vec<Item>, UpsertCounts)> {
+    ) -> Result<Vec<UpsertCounts>> {
         let _w = self.writes.lock().await;
         {
             let ix = self.read_unflushed();
             let mut violations = Vec::new();
-            for (i, it) in items.iter().enumerate() {
+            for (i, it) in pages.iter().flatten().enumerate() {
                 if ix.source(&it.source_id).is_none() {
                     violations.push(FieldViolation::new(
                         format!("items[{i}].source_id"),
@@ -275,40 +284,61 @@ impl Engine {
                 return Err(Error::InvalidArgument(violations));
             }
         }
-        let existing = self.stored_items(&items).await?;
-        let mut counts = UpsertCounts::default();
-        let mut changed = Vec::new();
-        for (item, old) in items.iter().zip(&existing) {
-            match old {
-                None => counts.created += 1,
-                Some(o) if o == item => counts.unchanged += 1,
-                Some(_) => counts.updated += 1,
-            }
-            if old.as_ref() != Some(item) {
-                changed.push(item.clone());
+        let all: Vec<&Item> = pages.iter().flatten().collect();
+        let keys: Vec<String> = all.iter().map(|it| it.key()).collect();
+        let stored = self.stored_items(&keys).await?;
+        // The last position of each key so far.
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(keys.len());
+        let mut counts = vec![UpsertCounts::default(); pages.len()];
+        let page_of = pages
+            .iter()
+            .enumerate()
+            .flat_map(|(p, page)| std::iter::repeat_n(p, page.len()));
+        for (i, p) in page_of.enumerate() {
+            let before = match last.insert(&keys[i], i) {
+                Some(j) => Some(all[j]),
+                None => stored[i].as_ref(),
+            };
+            match before {
+                None => counts[p].created += 1,
+                Some(b) if b == all[i] => counts[p].unchanged += 1,
+                Some(_) => counts[p].updated += 1,
             }
         }
+        let write: Vec<bool> = (0..all.len())
+            .map(|i| last[keys[i].as_str()] == i && stored[i].as_ref() != Some(all[i]))
+            .collect();
+        drop((all, last, stored));
+        let (changed, facts): (Vec<Item>, Vec<(String, ItemFacts)>) = pages
+            .into_iter()
+            .flatten()
+            .zip(keys)
+            .zip(write)
+            .filter_map(|((it, key), w)| w.then_some((key, it)))
+            .map(|(key, it)| {
+                let facts = facts_of(&it);
+                (it, (key, facts))
+            })
+            .unzip();
         if !changed.is_empty() || sync_state.is_some() {
             let (remove_links, put_links) = self.rule_link_changes(&changed);
             self.store
-                .upsert_items(&changed, &remove_links, &put_links, sync_state)
+                .upsert_items(changed, &remove_links, &put_links, sync_state)
                 .await?;
             // The rescoring waits for the next read: a sync's pages, each
             // linking to hypotheses whose many items all need rescoring,
             // then cost one rescore per reached item, not one per page.
-            let facts = changed.iter().map(|it| (it.key(), facts_of(it))).collect();
             self.write_index_unflushed()
                 .defer_upsert(facts, &remove_links, put_links);
         }
-        Ok((items, counts))
+        Ok(counts)
     }
 
     /// The stored version of each item, `None` for new ones. Only keys the
     /// index knows are read from the store: the index holds exactly the
     /// stored items (writes are serialized and go to both), so a first sync
     /// of a project reads nothing back.
-    async fn stored_items(&self, items: &[Item]) -> Result<Vec<Option<Item>>> {
-        let keys: Vec<String> = items.iter().map(Item::key).collect();
+    async fn stored_items(&self, keys: &[String]) -> Result<Vec<Option<Item>>> {
         let known: Vec<String> = {
             let ix = self.read_unflushed();
             keys.iter()
@@ -319,7 +349,7 @@ impl Engine {
         if known.is_empty() {
             return Ok(vec![None; keys.len()]);
         }
-        let found: std::collections::HashMap<String, Item> = self
+        let found: HashMap<String, Item> = self
             .store
             .get_items(&known)
             .await?

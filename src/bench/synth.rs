@@ -459,7 +459,7 @@ pub async fn write_product(
             keys.push(key);
             items.push(it);
         }
-        store.upsert_items(&items, &[], &links, None).await?;
+        store.upsert_items(items, &[], &links, None).await?;
         start = end;
     }
     Ok(keys)

@@ -298,7 +298,9 @@ impl Engine {
     /// the others.
     pub async fn store_partial_split(&self, slices: &[Item]) -> Result<()> {
         let _w = self.writes.lock().await;
-        self.store.upsert_items(slices, &[], &[], None).await?;
+        self.store
+            .upsert_items(slices.to_vec(), &[], &[], None)
+            .await?;
         let mut ix = self.write_index();
         for it in slices {
             ix.put_item(it.key(), facts_of(it));
@@ -360,7 +362,9 @@ impl Engine {
                 .collect();
             (remove, put)
         };
-        self.store.upsert_items(&items, &remove, &put, None).await?;
+        self.store
+            .upsert_items(items.clone(), &remove, &put, None)
+            .await?;
         let mut ix = self.write_index();
         for it in &items {
             ix.put_item(it.key(), facts_of(it));

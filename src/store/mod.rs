@@ -25,6 +25,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A failure on the bulk write connection (see `SqliteStore`).
+    #[error("database write failed: {0}")]
+    Write(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
@@ -62,9 +65,10 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts or replaces items by key, and in the same transaction removes
     /// and then puts the links their link rules changed and, for a sync page,
     /// saves the source's sync state (its cursor moves with the page).
+    /// Items come by value: a sync hands over every item it fetched.
     async fn upsert_items(
         &self,
-        items: &[Item],
+        items: Vec<Item>,
         remove_links: &[(String, String)],
         put_links: &[Link],
         sync_state: Option<&SyncState>,

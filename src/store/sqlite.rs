@@ -23,6 +23,10 @@ use crate::domain::{
 };
 use crate::index::{IndexBuilder, ItemFacts, Snapshot};
 
+mod write;
+
+use write::{ItemWrite, Writer};
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// SQLite-backed [`Store`].
@@ -31,6 +35,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The database file, which start-up also reads on its own connections.
     path: PathBuf,
+    /// The connection that writes items in bulk (see [`write`]).
+    writer: Writer,
 }
 
 impl SqliteStore {
@@ -52,11 +58,13 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             path: path.to_path_buf(),
+            writer: Writer::new(path),
         })
     }
 
-    /// Closes the pool, checkpointing the WAL.
+    /// Closes the write connection and the pool, checkpointing the WAL.
     pub async fn close(&self) {
+        self.writer.close();
         self.pool.close().await;
     }
 
@@ -205,80 +213,6 @@ fn item_from_row(r: &SqliteRow) -> Result<Item> {
         update_time: opt_time(r.try_get("update_time")?),
         close_time: opt_time(r.try_get("close_time")?),
     })
-}
-
-/// Rows of a multi-row INSERT are sent in runs whose lengths are powers of
-/// two up to this, so that a handful of statement texts cover every batch
-/// and stay prepared in the connection's statement cache.
-const INSERT_RUN: usize = 64;
-
-/// Splits `rows` into runs of 64, 32, ..., 1 rows.
-fn runs<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
-    std::iter::from_fn(move || {
-        if rows.is_empty() {
-            return None;
-        }
-        let n = if rows.len() >= INSERT_RUN {
-            INSERT_RUN
-        } else {
-            1 << rows.len().ilog2()
-        };
-        let (run, rest) = rows.split_at(n);
-        rows = rest;
-        Some(run)
-    })
-}
-
-/// Inserts or updates a run of items with one statement.
-async fn upsert_item_run(conn: &mut sqlx::SqliteConnection, run: &[Item]) -> Result<()> {
-    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO items (key, source_id, external_id, title, body, url, state, labels, estimate, \
-         parent_key, create_time, update_time, close_time) ",
-    );
-    qb.push_values(run, |mut row, it| {
-        row.push_bind(it.key())
-            .push_bind(&it.source_id)
-            .push_bind(&it.external_id)
-            .push_bind(&it.title)
-            .push_bind(&it.body)
-            .push_bind(&it.url)
-            .push_bind(enum_str(&it.state))
-            .push_bind(json(&it.labels))
-            .push_bind(it.estimate)
-            .push_bind(&it.parent_key)
-            .push_bind(it.create_time.as_ref().map(nanos))
-            .push_bind(it.update_time.as_ref().map(nanos))
-            .push_bind(it.close_time.as_ref().map(nanos));
-    });
-    qb.push(
-        " ON CONFLICT (key) DO UPDATE SET title = excluded.title, body = excluded.body, url = excluded.url, \
-         state = excluded.state, labels = excluded.labels, estimate = excluded.estimate, parent_key = excluded.parent_key, \
-         create_time = excluded.create_time, update_time = excluded.update_time, close_time = excluded.close_time",
-    );
-    qb.build().execute(conn).await?;
-    Ok(())
-}
-
-/// Inserts or updates a run of links with one statement.
-async fn put_link_run(conn: &mut sqlx::SqliteConnection, run: &[Link]) -> Result<()> {
-    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO links (item_key, hypothesis_id, contribution, origin, rationale, create_time, update_time) ",
-    );
-    qb.push_values(run, |mut row, l| {
-        row.push_bind(&l.item_key)
-            .push_bind(&l.hypothesis_id)
-            .push_bind(l.contribution)
-            .push_bind(enum_str(&l.origin))
-            .push_bind(&l.rationale)
-            .push_bind(nanos(&l.create_time))
-            .push_bind(nanos(&l.update_time));
-    });
-    qb.push(
-        " ON CONFLICT (item_key, hypothesis_id) DO UPDATE SET contribution = excluded.contribution, \
-         origin = excluded.origin, rationale = excluded.rationale, update_time = excluded.update_time",
-    );
-    qb.build().execute(conn).await?;
-    Ok(())
 }
 
 /// Rows per chunk when loading the big tables at start-up.
@@ -589,32 +523,19 @@ impl Store for SqliteStore {
 
     async fn upsert_items(
         &self,
-        items: &[Item],
+        items: Vec<Item>,
         remove_links: &[(String, String)],
         put_links: &[Link],
         sync_state: Option<&SyncState>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        // A few multi-row statements instead of one per row: a sync page of
-        // 100 items is three round trips to SQLite's thread, not 100.
-        for run in runs(items) {
-            upsert_item_run(&mut tx, run).await?;
-        }
-        for (item_key, hypothesis_id) in remove_links {
-            sqlx::query("DELETE FROM links WHERE item_key = ? AND hypothesis_id = ?")
-                .bind(item_key)
-                .bind(hypothesis_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for run in runs(put_links) {
-            put_link_run(&mut tx, run).await?;
-        }
-        if let Some(state) = sync_state {
-            put_sync_state(&mut tx, state).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.writer
+            .write(ItemWrite {
+                items,
+                remove_links: remove_links.to_vec(),
+                put_links: put_links.to_vec(),
+                sync_state: sync_state.cloned(),
+            })
+            .await
     }
 
     async fn put_release(&self, rel: &Release) -> Result<()> {
@@ -1104,7 +1025,10 @@ mod tests {
                 update_time: t,
             })
             .collect();
-        store.upsert_items(&items, &[], &links, None).await.unwrap();
+        store
+            .upsert_items(items.clone(), &[], &links, None)
+            .await
+            .unwrap();
 
         let snap = store.load().await.unwrap();
         let loaded: HashMap<&str, &ItemFacts> =

@@ -31,9 +31,16 @@ use http::{Fetched, HttpClient};
 /// Items per page asked of every tracker (the most each allows).
 pub const PAGE_SIZE: usize = 100;
 
-/// Parsed pages the fetcher may hold ready while the writer stores one:
-/// enough to keep the writer busy, few enough to bound memory.
-const PAGES_AHEAD: usize = 2;
+/// Parsed pages the fetcher may hold ready while the writer stores others:
+/// enough to keep the writer busy, few enough to bound memory (a page of
+/// 100 items is a few hundred kB at most).
+const PAGES_AHEAD: usize = 16;
+
+/// At most this many pages are stored in one transaction. The writer takes
+/// the pages already waiting, so a writer that keeps up stores each page on
+/// its own, and one that falls behind commits less often: each commit
+/// writes every B-tree page it touched once, however many items touched it.
+const PAGES_PER_COMMIT: usize = 16;
 
 /// Why a sync failed. Messages name the source and the cause; they never
 /// hold a token.
@@ -488,7 +495,9 @@ impl Syncer {
     }
 
     /// Stores the pages [`fetch_pages`](Self::fetch_pages) sends, in order,
-    /// each with the advanced cursor in one transaction, and reports each.
+    /// and reports each. The pages already waiting (up to
+    /// [`PAGES_PER_COMMIT`]) are stored together, with the cursor after the
+    /// last of them, in one transaction.
     async fn store_pages(
         &self,
         full: bool,
@@ -499,13 +508,20 @@ impl Syncer {
         mut rx: tokio::sync::mpsc::Receiver<Fetch>,
     ) -> Result<(), SyncError> {
         let mut first_etag: Option<String> = None;
+        // What ended the last group without belonging to it.
+        let mut held: Option<Fetch> = None;
         loop {
-            let (page, etag, requests) = match rx.recv().await {
+            let mut group = Vec::new();
+            let next = match held.take() {
+                Some(f) => Some(f),
+                None => rx.recv().await,
+            };
+            match next {
                 Some(Fetch::Page {
                     page,
                     etag,
                     requests,
-                }) => (page, etag, requests),
+                }) => group.push((page, etag, requests)),
                 Some(Fetch::NotModified) => {
                     summary.not_modified = true;
                     return Ok(());
@@ -518,38 +534,68 @@ impl Syncer {
                         detail: "the page fetcher stopped without a last page".into(),
                     });
                 }
-            };
-            summary.pages += 1;
-            if summary.pages == 1 {
-                first_etag = etag;
             }
-            let item_count = page.items.len() as u32;
-            let fresh: Vec<Item> = page
-                .items
-                .into_iter()
-                .filter(|it| full || !state.cursor.already_seen(&it.external_id, it.update_time))
-                .collect();
-            state.cursor.advance(
-                fresh
-                    .iter()
-                    .map(|it| (it.external_id.as_str(), it.update_time)),
-            );
-            let counts = self.engine.apply_sync_page(fresh, state).await?;
-            let upserted = (counts.created + counts.updated) as u32;
-            summary.upserted += upserted;
-            events(SyncEvent::PageFetched {
-                page: summary.pages,
-                item_count,
-                upserted,
-                total_upserted: summary.upserted,
-                requests,
-                expected_total: page.expected_total,
-            });
-            if page.next.is_none() {
+            while group.len() < PAGES_PER_COMMIT
+                && group.last().is_some_and(|(p, _, _)| p.next.is_some())
+            {
+                match rx.try_recv() {
+                    Ok(Fetch::Page {
+                        page,
+                        etag,
+                        requests,
+                    }) => group.push((page, etag, requests)),
+                    Ok(other) => {
+                        held = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+
+            let mut fresh_pages = Vec::with_capacity(group.len());
+            let mut item_counts = Vec::with_capacity(group.len());
+            for (page, etag, _) in &mut group {
+                item_counts.push(page.items.len() as u32);
+                if summary.pages + fresh_pages.len() as u32 == 0 {
+                    first_etag = etag.take();
+                }
+                let fresh: Vec<Item> = std::mem::take(&mut page.items)
+                    .into_iter()
+                    .filter(|it| {
+                        full || !state.cursor.already_seen(&it.external_id, it.update_time)
+                    })
+                    .collect();
+                state.cursor.advance(
+                    fresh
+                        .iter()
+                        .map(|it| (it.external_id.as_str(), it.update_time)),
+                );
+                fresh_pages.push(fresh);
+            }
+            let counts = self.engine.apply_sync_pages(fresh_pages, state).await?;
+            for (((page, _, requests), counts), &item_count) in
+                group.iter().zip(counts).zip(&item_counts)
+            {
+                summary.pages += 1;
+                let upserted = (counts.created + counts.updated) as u32;
+                summary.upserted += upserted;
+                events(SyncEvent::PageFetched {
+                    page: summary.pages,
+                    item_count,
+                    upserted,
+                    total_upserted: summary.upserted,
+                    requests: *requests,
+                    expected_total: page.expected_total,
+                });
+            }
+            let (Some((last, _, _)), Some(&last_count)) = (group.last(), item_counts.last()) else {
+                unreachable!("a group holds at least the page it started with")
+            };
+            if last.next.is_none() {
                 // A validator is only trusted for a one-page answer that
                 // was not full: then any change shows on that page.
                 match first_etag {
-                    Some(tag) if summary.pages == 1 && (item_count as usize) < PAGE_SIZE => {
+                    Some(tag) if summary.pages == 1 && (last_count as usize) < PAGE_SIZE => {
                         state.etag = tag;
                         state.etag_url = first.to_string();
                     }

@@ -380,11 +380,12 @@ impl Syncer {
     }
 
     /// The page loop, in two halves that overlap: [`Self::fetch_pages`] fetches
-    /// and parses page k+1 while [`Self::store_pages`] writes page k. The channel
-    /// between them holds at most [`PAGES_AHEAD`] pages and keeps their
-    /// order; the writer alone moves the cursor and stores each page with
-    /// it in one transaction, so a failure on either side leaves the store
-    /// at the end of the last page written, and a resume starts there.
+    /// and parses the next pages while [`Self::store_pages`] writes earlier
+    /// ones. The channel between them holds at most [`PAGES_AHEAD`] pages
+    /// and keeps their order; the writer alone moves the cursor and stores
+    /// whole pages with it in one transaction, so a failure on either side
+    /// leaves the store at the end of the last page written, and a resume
+    /// starts there.
     async fn run(
         &self,
         source: &Source,

@@ -150,5 +150,12 @@ async fn a_failed_write_stores_none_of_the_pages() {
         .await
         .unwrap();
     assert_eq!(got, [counts(1, 0, 0)]);
+
+    // A closed store takes no more writes.
     store.close().await;
+    let err = store
+        .upsert_items(vec![item(3, "third", &[])], &[], &[], None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("closed"), "{err}");
 }

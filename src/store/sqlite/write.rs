@@ -36,7 +36,16 @@ pub(super) struct ItemWrite {
 #[derive(Debug, Clone)]
 pub(super) struct Writer {
     path: PathBuf,
-    conn: Arc<Mutex<Option<Connection>>>,
+    conn: Arc<Mutex<Conn>>,
+}
+
+#[derive(Debug)]
+enum Conn {
+    /// Not opened yet, or dropped after a failed commit.
+    Unopened,
+    Open(Connection),
+    /// The store was closed; writes fail like the pool's do.
+    Closed,
 }
 
 fn write_error(e: rusqlite::Error) -> StoreError {
@@ -47,13 +56,13 @@ impl Writer {
     pub fn new(path: &Path) -> Writer {
         Writer {
             path: path.to_path_buf(),
-            conn: Arc::new(Mutex::new(None)),
+            conn: Arc::new(Mutex::new(Conn::Unopened)),
         }
     }
 
-    /// Closes the connection (the next write opens it again).
+    /// Closes the connection; later writes fail.
     pub fn close(&self) {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner()).take();
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Conn::Closed;
     }
 
     /// Writes `w` in one transaction, on a blocking thread.
@@ -66,17 +75,17 @@ impl Writer {
 
     fn write_now(&self, w: &ItemWrite) -> Result<()> {
         let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            *guard = Some(open(&self.path).map_err(write_error)?);
+        if matches!(*guard, Conn::Unopened) {
+            *guard = Conn::Open(open(&self.path).map_err(write_error)?);
         }
-        let Some(conn) = guard.as_mut() else {
-            unreachable!("opened above")
+        let Conn::Open(conn) = &mut *guard else {
+            return Err(StoreError::Write("the store is closed".into()));
         };
         let result = write_in_transaction(conn, w).map_err(write_error);
         if result.is_err() && !conn.is_autocommit() {
             // A failed COMMIT can leave the transaction open; a connection
             // in that state would fail every later write, so drop it.
-            guard.take();
+            *guard = Conn::Unopened;
         }
         result
     }

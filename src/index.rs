@@ -23,6 +23,7 @@
 //! over-subscribed hypothesis does not rescore that hypothesis' every item
 //! once per page.
 
+mod entries;
 mod ranking;
 
 use std::cmp::Reverse;
@@ -31,7 +32,8 @@ use std::sync::{Arc, OnceLock};
 
 use rustc_hash::FxBuildHasher;
 
-use ranking::{Move, Ranking, position};
+use entries::Entries;
+use ranking::{Move, Ranking, after_label};
 
 use crate::domain::{
     Goal, Hypothesis, ItemState, Link, LinkOrigin, Metric, ObservationSummary, Source, Time,
@@ -131,8 +133,19 @@ pub struct Snapshot {
     pub links: Vec<Link>,
 }
 
-/// An item key, shared by the entry map and the rankings.
+/// An item key, shared by the entry maps and the contribution maps.
 type Key = Arc<str>;
+
+/// Where an entry sits in the index's slab of entries.
+type Slot = u32;
+
+/// One item's link to a hypothesis, as the hypothesis' contribution map
+/// keeps it.
+#[derive(Debug, Clone, Copy)]
+struct Contribution {
+    slot: Slot,
+    amount: f64,
+}
 
 /// A link as the index keeps it. Its item is the entry it sits in, and its
 /// hypothesis id and rationale are shared with every link that has the same
@@ -234,6 +247,9 @@ struct Entry {
     ranked: Option<(f64, f64)>,
     /// The explained score, built on first read after each rescore.
     explained: OnceLock<Box<Score>>,
+    /// Orders as the key does among the entries' (see [`Entries`]); 0
+    /// until labelled.
+    label: u64,
 }
 
 impl Entry {
@@ -244,6 +260,7 @@ impl Entry {
             links: Vec::new(),
             ranked: None,
             explained: OnceLock::new(),
+            label: 0,
         }
     }
 
@@ -307,7 +324,8 @@ enum Rescored {
 
 /// How a rescore changed an item's numbers.
 struct Moved {
-    key: Key,
+    slot: Slot,
+    label: u64,
     /// (value, value density) it was ranked with, if it was.
     old: Option<(f64, f64)>,
     value: f64,
@@ -338,6 +356,7 @@ fn term_inputs<'e, 'm: 'e>(
 
 /// Recomputes `e`'s value and density and forgets its explained score.
 fn rescore_entry<'m>(
+    slot: Slot,
     e: &mut Entry,
     lookup: impl Fn(&str) -> Option<HypothesisTerms<'m>>,
     default_size: f64,
@@ -354,7 +373,8 @@ fn rescore_entry<'m>(
             Rescored::Same
         }
         _ => Rescored::Moved(Moved {
-            key: e.key.clone(),
+            slot,
+            label: e.label,
             old,
             value,
             density,
@@ -396,14 +416,14 @@ const PARALLEL_MIN: usize = 16_384;
 /// Rescores `entries`; returns how many were items and how the numbers of
 /// those that moved changed.
 fn rescore_entries(
-    mut entries: Vec<&mut Entry>,
+    mut entries: Vec<(Slot, &mut Entry)>,
     all: &HashMap<&str, HypothesisTerms<'_>, FxBuildHasher>,
     default_size: f64,
 ) -> (u64, Vec<Moved>) {
-    let run = |part: &mut [&mut Entry]| {
+    let run = |part: &mut [(Slot, &mut Entry)]| {
         let (mut items, mut moved) = (0, Vec::new());
-        for e in part {
-            match rescore_entry(e, |h| all.get(h).copied(), default_size) {
+        for (slot, e) in part {
+            match rescore_entry(*slot, e, |h| all.get(h).copied(), default_size) {
                 Rescored::NotItem => {}
                 Rescored::Same => items += 1,
                 Rescored::Moved(m) => {
@@ -446,14 +466,16 @@ impl Rankings<'_> {
             by_density.apply(moved.iter().map(|m| Move {
                 old: m.old.map(|(_, d)| d),
                 new: Some(m.density),
-                key: &m.key,
+                label: m.label,
+                slot: m.slot,
             }))
         };
         let mut value = move || {
             by_value.apply(moved.iter().map(|m| Move {
                 old: m.old.map(|(v, _)| v),
                 new: Some(m.value),
-                key: &m.key,
+                label: m.label,
+                slot: m.slot,
             }))
         };
         if moved.len() < PARALLEL_MOVES {
@@ -463,12 +485,6 @@ impl Rankings<'_> {
             both(density, value);
         }
     }
-}
-
-/// The address of a key's text: entries, rankings and contribution maps
-/// share one allocation per key, so it identifies the item.
-fn key_id(key: &Key) -> usize {
-    Arc::as_ptr(key).cast::<u8>() as usize
 }
 
 /// Builds an index from the stored model while it is being read, so that
@@ -523,11 +539,11 @@ impl IndexBuilder {
                     e.facts = Some(facts);
                 }
                 None => {
-                    let key: Key = Arc::from(key);
-                    let mut e = Entry::new(key.clone());
-                    e.facts = Some(facts);
-                    ix.entries.insert(key, e);
-                    ix.item_count += 1;
+                    let slot = ix.entries.add(Arc::from(key));
+                    if let Some(e) = ix.entries.at_mut(slot) {
+                        e.facts = Some(facts);
+                        ix.item_count += 1;
+                    }
                 }
             }
         }
@@ -543,10 +559,10 @@ impl IndexBuilder {
             match ix.entries.get_mut(key.as_str()) {
                 Some(e) => e.links.push(linked),
                 None => {
-                    let key: Key = Arc::from(key);
-                    let mut e = Entry::new(key.clone());
-                    e.links.push(linked);
-                    ix.entries.insert(key, e);
+                    let slot = ix.entries.add(Arc::from(key));
+                    if let Some(e) = ix.entries.at_mut(slot) {
+                        e.links.push(linked);
+                    }
                 }
             }
         }
@@ -558,9 +574,9 @@ impl IndexBuilder {
         let mut ix = self.ix;
         // Each item's links by hypothesis, and each hypothesis'
         // contributions built in one sorted pass.
-        let mut per_hypothesis: HashMap<String, Vec<(Key, f64)>, FxBuildHasher> =
+        let mut per_hypothesis: HashMap<String, Vec<(Key, Contribution)>, FxBuildHasher> =
             HashMap::default();
-        for e in ix.entries.values_mut() {
+        for (slot, e) in ix.entries.with_slots_mut() {
             e.links.shrink_to_fit();
             if e.links.len() > 1 {
                 // Stable, after a reverse: of two links to one hypothesis
@@ -571,7 +587,13 @@ impl IndexBuilder {
                 e.links.dedup_by(|a, b| a.hypothesis_id == b.hypothesis_id);
             }
             for l in &e.links {
-                let pair = (e.key.clone(), l.contribution);
+                let pair = (
+                    e.key.clone(),
+                    Contribution {
+                        slot,
+                        amount: l.contribution,
+                    },
+                );
                 match per_hypothesis.get_mut(&*l.hypothesis_id) {
                     Some(v) => v.push(pair),
                     None => {
@@ -585,7 +607,9 @@ impl IndexBuilder {
                 .insert(h.clone(), pairs.into_iter().collect());
             ix.refresh_contribution_total(&h);
         }
-        // Score everything, then build the rankings in one sorted pass each.
+        // Label the keys, score everything, then build the rankings in
+        // one sorted pass each.
+        ix.entries.label_new();
         let model = Model {
             goal_weights: &ix.goal_weights,
             metrics: &ix.metrics,
@@ -594,7 +618,7 @@ impl IndexBuilder {
         };
         let all = model.all();
         let (items, moved) =
-            rescore_entries(ix.entries.values_mut().collect(), &all, ix.default_size);
+            rescore_entries(ix.entries.with_slots_mut().collect(), &all, ix.default_size);
         ix.rescored += items;
         Rankings {
             by_density: &mut ix.by_density,
@@ -615,11 +639,11 @@ pub struct ScoreIndex {
     metrics: BTreeMap<String, MetricEntry>,
     hypotheses: BTreeMap<String, Hypothesis>,
     /// item key -> facts, links and score
-    entries: HashMap<Key, Entry, foldhash::fast::RandomState>,
+    entries: Entries,
     /// Entries that are items (have facts).
     item_count: usize,
     /// hypothesis id -> item key -> contribution, in item-key order
-    contributions: HashMap<String, BTreeMap<Key, f64>>,
+    contributions: HashMap<String, BTreeMap<Key, Contribution>>,
     /// hypothesis id -> sum of contributions, added in item-key order
     contribution_totals: HashMap<String, f64>,
     by_density: Ranking,
@@ -627,7 +651,8 @@ pub struct ScoreIndex {
     /// Deferred by `defer_upsert`: hypotheses whose links changed and items
     /// whose facts or links did, not yet rescored.
     deferred_hypotheses: BTreeSet<String>,
-    deferred_items: HashSet<Key>,
+    /// Slots (some maybe freed or reused since: rescoring them is harmless).
+    deferred_items: Vec<Slot>,
     /// Shared hypothesis ids and rationales of the links.
     strings: Strings,
     rescored: u64,
@@ -643,14 +668,14 @@ impl ScoreIndex {
             goal_weights: HashMap::new(),
             metrics: BTreeMap::new(),
             hypotheses: BTreeMap::new(),
-            entries: HashMap::default(),
+            entries: Entries::default(),
             item_count: 0,
             contributions: HashMap::new(),
             contribution_totals: HashMap::new(),
             by_density: Ranking::default(),
             by_value: Ranking::default(),
             deferred_hypotheses: BTreeSet::new(),
-            deferred_items: HashSet::new(),
+            deferred_items: Vec::new(),
             strings: Strings::default(),
             rescored: 0,
         }
@@ -854,19 +879,34 @@ impl ScoreIndex {
             RankOrder::ValueDensity => &self.by_density,
             RankOrder::Value => &self.by_value,
         };
-        let after = query.after.as_ref().map(|(v, k)| position(*v, k));
+        // After the page's last key, or the greatest key before it if it
+        // is gone.
+        let after = query
+            .after
+            .as_ref()
+            .map(|(v, k)| after_label(v.0.0, self.entries.label_up_to(k)));
         ranking
             .after(after.as_ref())
-            .filter_map(|(v, _, key)| {
-                let e = self.entries.get(key)?;
+            .filter_map(|&(_, _, slot)| {
+                let e = self.entries.at(slot)?;
                 let f = e.facts.as_ref()?;
                 let keep = (query.include_closed || f.state == ItemState::Open)
                     && query.source_id.as_ref().is_none_or(|s| *s == f.source_id)
                     && query.label.as_ref().is_none_or(|l| f.labels.contains(l));
-                keep.then_some((v, e))
+                keep.then_some(e)
             })
             .take(query.limit)
-            .filter_map(|(v, e)| Some(((*v, String::from(&*e.key)), self.explained(e)?)))
+            .filter_map(|e| {
+                let (value, density) = e.ranked?;
+                let number = match order {
+                    RankOrder::ValueDensity => density,
+                    RankOrder::Value => value,
+                };
+                Some((
+                    (Reverse(OrdF64(number)), String::from(&*e.key)),
+                    self.explained(e)?,
+                ))
+            })
             .collect()
     }
 
@@ -945,15 +985,15 @@ impl ScoreIndex {
         self.hypotheses.remove(id);
         let items = self.contributions.remove(id).unwrap_or_default();
         self.contribution_totals.remove(id);
-        for k in items.keys() {
-            if let Some(e) = self.entries.get_mut(&**k)
+        for (k, c) in &items {
+            if let Some(e) = self.entries.at_mut(c.slot)
                 && let Ok(i) = e.link_position(id)
             {
                 e.links.remove(i);
             }
             self.drop_if_empty(k);
         }
-        self.rescore_many(items.into_keys());
+        self.rescore_slots(items.values().map(|c| c.slot).collect());
     }
 
     /// Inserts or replaces an item's facts and rescores it.
@@ -967,6 +1007,9 @@ impl ScoreIndex {
     /// Removes an item, its links and its score.
     pub fn remove_item(&mut self, key: &str) {
         self.flush();
+        let Some(slot) = self.entries.slot(key) else {
+            return;
+        };
         let Some(e) = self.entries.remove(key) else {
             return;
         };
@@ -977,7 +1020,8 @@ impl ScoreIndex {
             let gone = |old| Move {
                 old: Some(old),
                 new: None,
-                key: &e.key,
+                label: e.label,
+                slot,
             };
             self.by_density.apply([gone(density)]);
             self.by_value.apply([gone(value)]);
@@ -1014,16 +1058,10 @@ impl ScoreIndex {
             let before = self.contribution_totals.get(h).copied().unwrap_or(0.0);
             let after = self.refresh_contribution_total(h);
             if before > 1.0 || after > 1.0 {
-                items.extend(
-                    self.contributions
-                        .get(h)
-                        .into_iter()
-                        .flat_map(|m| m.keys())
-                        .cloned(),
-                );
+                items.extend(self.slots_of_hypothesis(h));
             }
         }
-        self.rescore_many(items.into_iter());
+        self.rescore_slots(items);
     }
 
     /// Like `put_item` for each item and then `apply_links`, but leaves the
@@ -1040,9 +1078,9 @@ impl ScoreIndex {
     ) {
         for (key, facts) in items {
             if self.set_facts(&key, facts)
-                && let Some(e) = self.entries.get(key.as_str())
+                && let Some(slot) = self.entries.slot(&key)
             {
-                self.deferred_items.insert(e.key.clone());
+                self.deferred_items.push(slot);
             }
         }
         let (hyps, items) = self.change_links(remove, put);
@@ -1068,22 +1106,17 @@ impl ScoreIndex {
             let before = self.contribution_totals.get(&h).copied().unwrap_or(0.0);
             let after = self.refresh_contribution_total(&h);
             if before > 1.0 || after > 1.0 {
-                items.extend(
-                    self.contributions
-                        .get(&h)
-                        .into_iter()
-                        .flat_map(|m| m.keys())
-                        .cloned(),
-                );
+                items.extend(self.slots_of_hypothesis(&h));
             }
         }
-        self.rescore_many(items.into_iter());
+        self.rescore_slots(items);
     }
 
     /// Recomputes every item's score (what a change reaching every item
     /// costs); the result equals a rebuild.
     pub fn rescore_all(&mut self) {
         self.flush();
+        self.label_new_entries();
         let model = Model {
             goal_weights: &self.goal_weights,
             metrics: &self.metrics,
@@ -1095,8 +1128,11 @@ impl ScoreIndex {
             by_density: &mut self.by_density,
             by_value: &mut self.by_value,
         };
-        let (items, moved) =
-            rescore_entries(self.entries.values_mut().collect(), &all, self.default_size);
+        let (items, moved) = rescore_entries(
+            self.entries.with_slots_mut().collect(),
+            &all,
+            self.default_size,
+        );
         self.rescored += items;
         rankings.apply(moved);
     }
@@ -1115,27 +1151,33 @@ impl ScoreIndex {
             e.facts = Some(facts);
             return true;
         }
-        let key: Key = Arc::from(key);
-        let mut e = Entry::new(key.clone());
-        e.facts = Some(facts);
-        self.entries.insert(key, e);
-        self.item_count += 1;
+        let slot = self.entries.add(Arc::from(key));
+        if let Some(e) = self.entries.at_mut(slot) {
+            e.facts = Some(facts);
+            self.item_count += 1;
+        }
         true
     }
 
     /// Puts a link into the entry and contribution maps (no rescoring).
     fn insert_link(&mut self, link: Link) {
-        if !self.entries.contains_key(link.item_key.as_str()) {
-            let key: Key = Arc::from(link.item_key.as_str());
-            self.entries.insert(key.clone(), Entry::new(key));
-        }
-        let Some(e) = self.entries.get_mut(link.item_key.as_str()) else {
-            return; // inserted just above
+        let slot = match self.entries.slot(&link.item_key) {
+            Some(slot) => slot,
+            None => self.entries.add(Arc::from(link.item_key.as_str())),
+        };
+        let Some(e) = self.entries.at_mut(slot) else {
+            return; // added just above
         };
         self.contributions
             .entry(link.hypothesis_id.clone())
             .or_default()
-            .insert(e.key.clone(), link.contribution);
+            .insert(
+                e.key.clone(),
+                Contribution {
+                    slot,
+                    amount: link.contribution,
+                },
+            );
         let linked = Linked::new(&link, &mut self.strings);
         match e.link_position(&link.hypothesis_id) {
             Ok(i) => e.links[i] = linked,
@@ -1177,13 +1219,11 @@ impl ScoreIndex {
         &mut self,
         remove: &[(String, String)],
         put: Vec<Link>,
-    ) -> (BTreeSet<String>, BTreeSet<Key>) {
+    ) -> (BTreeSet<String>, Vec<Slot>) {
         let mut hyps: BTreeSet<String> = BTreeSet::new();
-        let mut items: BTreeSet<Key> = BTreeSet::new();
+        let mut items: Vec<Slot> = Vec::with_capacity(remove.len() + put.len());
         for (item, hyp) in remove {
-            if let Some(e) = self.entries.get(item.as_str()) {
-                items.insert(e.key.clone());
-            }
+            items.extend(self.entries.slot(item));
             self.delete_link(item, hyp);
             hyps.insert(hyp.clone());
         }
@@ -1191,9 +1231,7 @@ impl ScoreIndex {
             hyps.insert(link.hypothesis_id.clone());
             let item = link.item_key.clone();
             self.insert_link(link);
-            if let Some(e) = self.entries.get(item.as_str()) {
-                items.insert(e.key.clone());
-            }
+            items.extend(self.entries.slot(&item));
         }
         (hyps, items)
     }
@@ -1221,7 +1259,7 @@ impl ScoreIndex {
             .get(hypothesis_id)
             .into_iter()
             .flat_map(|m| m.values())
-            .fold(0.0, |acc, c| acc + c);
+            .fold(0.0, |acc, c| acc + c.amount);
         self.contribution_totals
             .insert(hypothesis_id.to_string(), total);
         total
@@ -1253,40 +1291,49 @@ impl ScoreIndex {
     }
 
     fn rescore_metric_dependents(&mut self, metric_id: &str) {
-        let served: Vec<&BTreeMap<Key, f64>> = self
+        // An item serving two of the metric's hypotheses is listed twice
+        // and rescored once.
+        let items: Vec<Slot> = self
             .hypotheses
             .values()
             .filter(|h| h.metric_id == metric_id)
             .filter_map(|h| self.contributions.get(&h.id))
+            .flat_map(|m| m.values().map(|c| c.slot))
             .collect();
-        let mut items: Vec<Key> = Vec::with_capacity(served.iter().map(|m| m.len()).sum());
-        if let [one] = served[..] {
-            items.extend(one.keys().cloned());
-        } else {
-            // An item serving two of the metric's hypotheses is rescored
-            // once; the keys are the entries' own, so their addresses
-            // identify them.
-            let mut seen: HashSet<usize, FxBuildHasher> = HashSet::default();
-            seen.reserve(items.capacity());
-            for m in served {
-                items.extend(m.keys().filter(|k| seen.insert(key_id(k))).cloned());
-            }
-        }
-        self.rescore_many(items.into_iter());
+        self.rescore_slots(items);
+    }
+
+    /// The slots of the items linked to a hypothesis.
+    fn slots_of_hypothesis(&self, hypothesis_id: &str) -> impl Iterator<Item = Slot> + '_ {
+        self.contributions
+            .get(hypothesis_id)
+            .into_iter()
+            .flat_map(|m| m.values().map(|c| c.slot))
     }
 
     fn rescore_hypothesis_items(&mut self, hypothesis_id: &str) {
-        let items: Vec<Key> = self
-            .contributions
-            .get(hypothesis_id)
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
-        self.rescore_many(items.into_iter());
+        let items = self.slots_of_hypothesis(hypothesis_id).collect();
+        self.rescore_slots(items);
+    }
+
+    /// Labels the entries added since the last rescore (they are about to
+    /// be ranked), relabelling the rankings when every label changed.
+    fn label_new_entries(&mut self) {
+        if self.entries.label_new() {
+            let entries = &self.entries;
+            let label_of = |slot| entries.at(slot).map_or(0, |e| e.label);
+            self.by_density.relabel(label_of);
+            self.by_value.relabel(label_of);
+        }
     }
 
     /// Rescores one item, looking its hypotheses up one by one.
     fn rescore(&mut self, key: &str) {
-        let Some(e) = self.entries.get_mut(key) else {
+        self.label_new_entries();
+        let Some(slot) = self.entries.slot(key) else {
+            return;
+        };
+        let Some(e) = self.entries.at_mut(slot) else {
             return;
         };
         let model = Model {
@@ -1299,7 +1346,7 @@ impl ScoreIndex {
             by_density: &mut self.by_density,
             by_value: &mut self.by_value,
         };
-        match rescore_entry(e, |h| model.lookup(h), self.default_size) {
+        match rescore_entry(slot, e, |h| model.lookup(h), self.default_size) {
             Rescored::NotItem => {}
             Rescored::Same => self.rescored += 1,
             Rescored::Moved(m) => {
@@ -1309,30 +1356,34 @@ impl ScoreIndex {
         }
     }
 
-    /// Rescores each of `keys` (once per occurrence), looking every
+    /// Rescores the entries in `slots` once each, in memory order (slots
+    /// freed since they were listed are skipped; one reused by another
+    /// entry rescores that entry, which is harmless), looking every
     /// hypothesis up once for all of them.
-    fn rescore_many(&mut self, keys: impl Iterator<Item = Key>) {
+    fn rescore_slots(&mut self, mut slots: Vec<Slot>) {
+        if slots.is_empty() {
+            return;
+        }
+        self.label_new_entries();
+        slots.sort_unstable();
+        slots.dedup();
         let model = Model {
             goal_weights: &self.goal_weights,
             metrics: &self.metrics,
             hypotheses: &self.hypotheses,
             contribution_totals: &self.contribution_totals,
         };
-        let mut keys = keys.peekable();
-        if keys.peek().is_none() {
-            return;
-        }
         let all = model.all();
         let mut rankings = Rankings {
             by_density: &mut self.by_density,
             by_value: &mut self.by_value,
         };
         let mut moved = Vec::new();
-        for k in keys {
-            let Some(e) = self.entries.get_mut(&*k) else {
+        for slot in slots {
+            let Some(e) = self.entries.at_mut(slot) else {
                 continue;
             };
-            match rescore_entry(e, |h| all.get(h).copied(), self.default_size) {
+            match rescore_entry(slot, e, |h| all.get(h).copied(), self.default_size) {
                 Rescored::NotItem => {}
                 Rescored::Same => self.rescored += 1,
                 Rescored::Moved(m) => {
@@ -1620,5 +1671,90 @@ mod tests {
         same_scores_and_rankings(&eager, &deferred);
         // The deferred index did less work for the same result.
         assert!(deferred.rescored_count() < eager.rescored_count());
+    }
+
+    #[test]
+    fn items_added_between_others_one_by_one_rank_and_page_like_a_rebuild() {
+        // Every fourth item first, then the rest one at a time from the
+        // end, three between each two ranked items. The tests' label
+        // spacing is small, so the labels are respaced again and again.
+        let late = |k: &str| !k["s/".len()..].parse::<usize>().is_ok_and(|i| i % 4 == 0);
+        let full = big_snapshot(600, 5);
+        let mut start = big_snapshot(600, 5);
+        start.items.retain(|(k, _)| !late(k));
+        start.links.retain(|l| !late(&l.item_key));
+        let mut ix = ScoreIndex::from_snapshot(3.0, start);
+        let summary = |v: f64| ObservationSummary {
+            latest: Some((Utc::now(), v)),
+            count: 1,
+        };
+        let mut last = None;
+        for (n, (k, f)) in full.items.iter().rev().filter(|(k, _)| late(k)).enumerate() {
+            ix.put_item(k.clone(), f.clone());
+            let links = full
+                .links
+                .iter()
+                .filter(|l| l.item_key == *k)
+                .cloned()
+                .collect();
+            ix.apply_links(&[], links);
+            if n % 60 == 59 {
+                let v = n as f64 / 1000.0;
+                ix.set_observations("m", summary(v));
+                last = Some(v);
+            }
+        }
+        let mut want = big_snapshot(600, 5);
+        want.metrics[0].1 = summary(last.unwrap());
+        let mut rebuilt = ScoreIndex::from_snapshot(3.0, want);
+        same_scores_and_rankings(&ix, &rebuilt);
+
+        let all = |ix: &ScoreIndex, order| -> Vec<RankKey> {
+            let q = RankQuery {
+                include_closed: true,
+                limit: usize::MAX,
+                ..Default::default()
+            };
+            ix.rank(order, &q).into_iter().map(|(k, _)| k).collect()
+        };
+        let gone = "s/00100";
+        let tokens: Vec<RankKey> = [RankOrder::ValueDensity, RankOrder::Value]
+            .into_iter()
+            .map(|o| all(&ix, o).into_iter().find(|k| k.1 == gone).unwrap())
+            .collect();
+        ix.remove_item(gone);
+        rebuilt.remove_item(gone);
+        for (order, token) in [RankOrder::ValueDensity, RankOrder::Value]
+            .into_iter()
+            .zip(tokens)
+        {
+            let want = all(&rebuilt, order);
+            // Page by page, each after the last one's token.
+            let (mut pages, mut after) = (Vec::new(), None);
+            loop {
+                let q = RankQuery {
+                    include_closed: true,
+                    limit: 7,
+                    after: after.clone(),
+                    ..Default::default()
+                };
+                let page: Vec<RankKey> = ix.rank(order, &q).into_iter().map(|(k, _)| k).collect();
+                let Some(last) = page.last() else { break };
+                after = Some(last.clone());
+                pages.extend(page);
+            }
+            assert_eq!(pages, want, "{order:?}");
+            // A token on an item removed since continues after its place.
+            let q = RankQuery {
+                include_closed: true,
+                limit: usize::MAX,
+                after: Some(token.clone()),
+                ..Default::default()
+            };
+            let got: Vec<RankKey> = ix.rank(order, &q).into_iter().map(|(k, _)| k).collect();
+            let rest: Vec<RankKey> = want.into_iter().filter(|k| *k > token).collect();
+            assert!(!rest.is_empty());
+            assert_eq!(got, rest, "{order:?}");
+        }
     }
 }

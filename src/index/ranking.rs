@@ -1,5 +1,7 @@
 //! One ranking of the index: every scored item at its place, highest number
-//! first, ties broken by key.
+//! first, ties broken by key. A place holds the item's key label (an
+//! integer the index keeps in key order) and slot rather than its key, so
+//! that places are small and compared without reading any key.
 //!
 //! A ranking is a sorted vector (`base`) plus the changes made since it was
 //! last rebuilt: `gone` holds the places in `base` that are no longer any
@@ -17,51 +19,45 @@
 //! `base` is also rebuilt once the changes kept aside grow past a small
 //! fraction of it, so reads never wade through many of them.
 
-use std::borrow::Borrow;
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::iter::Peekable;
 use std::ops::Bound;
-use std::sync::Arc;
 
-use super::{Key, OrdF64};
+use super::Slot;
 
-/// A place in a ranking: the number, highest first, then the key. The
-/// key's first eight bytes, big-endian, come in between: they order the
-/// same way as the key and settle most ties (many items share a score)
-/// without a string comparison.
-pub(super) type Ranked = (Reverse<OrdF64>, u64, Key);
+/// A place in a ranking: the number, as an integer that orders highest
+/// first; the item's key label, an integer that orders as the keys do;
+/// and the item's slot in the index. Places compare as plain integers:
+/// no key is read, and no reference count touched, to sort or merge them.
+pub(super) type Ranked = (u64, u64, Slot);
 
-fn key_prefix(key: &str) -> u64 {
-    let mut b = [0u8; 8];
-    let n = key.len().min(8);
-    b[..n].copy_from_slice(&key.as_bytes()[..n]);
-    u64::from_be_bytes(b)
+/// `number` as an integer in ranking order: highest first, in
+/// [`f64::total_cmp`]'s order.
+fn number_order(number: f64) -> u64 {
+    let b = number.to_bits() as i64;
+    let ordered = (b ^ ((((b >> 63) as u64) >> 1) as i64)) as u64 ^ (1 << 63);
+    !ordered
 }
 
-/// A place borrowing its key, to look for in a ranking.
-type Place<'k> = (Reverse<OrdF64>, u64, &'k Key);
-
-fn place(number: f64, key: &Key) -> Place<'_> {
-    (Reverse(OrdF64(number)), key_prefix(key), key)
+/// The place of the item in `slot`, labelled `label`, at `number`.
+pub(super) fn ranked(number: f64, label: u64, slot: Slot) -> Ranked {
+    (number_order(number), label, slot)
 }
 
-/// The place of `key` at `number`.
-pub(super) fn ranked(number: f64, key: &Key) -> Ranked {
-    (Reverse(OrdF64(number)), key_prefix(key), key.clone())
-}
-
-/// The place a page of a ranking continues after, from its number and key.
-pub(super) fn position(number: Reverse<OrdF64>, key: &str) -> Ranked {
-    (number, key_prefix(key), Arc::from(key))
+/// The place a page continues after: past every place at `number` whose
+/// key label is `label` or lower.
+pub(super) fn after_label(number: f64, label: u64) -> Ranked {
+    (number_order(number), label, Slot::MAX)
 }
 
 /// One item's move in a ranking: from its old place (if it had one) to
 /// its new one (if it keeps one).
-pub(super) struct Move<'a> {
+pub(super) struct Move {
     pub old: Option<f64>,
     pub new: Option<f64>,
-    pub key: &'a Key,
+    pub label: u64,
+    pub slot: Slot,
 }
 
 /// Changes kept aside beyond which `base` is rebuilt: a 32nd of it, and
@@ -82,7 +78,7 @@ impl Ranking {
     /// A ranking of `places`, in any order, one per item.
     #[cfg(test)]
     pub fn build(mut places: Vec<Ranked>) -> Self {
-        sort(&mut places);
+        places.sort_unstable();
         Ranking {
             base: places,
             ..Ranking::default()
@@ -97,28 +93,28 @@ impl Ranking {
 
     /// Applies `moves`, at most one per item, each item's `old` being its
     /// current place here.
-    pub fn apply<'a>(&mut self, moves: impl IntoIterator<Item = Move<'a>>) {
+    pub fn apply(&mut self, moves: impl IntoIterator<Item = Move>) {
         let moves = moves.into_iter();
         let mut added = Vec::with_capacity(moves.size_hint().0);
-        let mut removed = Vec::new();
+        let mut removed = Vec::with_capacity(moves.size_hint().0);
         for m in moves {
             if m.old.map(f64::to_bits) == m.new.map(f64::to_bits) {
                 continue;
             }
-            // (The emptiness checks spare a key's reference count, on a
-            // cache line of its own, in the common bulk case.)
             if let Some(old) = m.old {
-                let was_fresh = !self.fresh.is_empty() && self.fresh.remove(&ranked(old, m.key));
+                let old = ranked(old, m.label, m.slot);
+                let was_fresh = !self.fresh.is_empty() && self.fresh.remove(&old);
                 if !was_fresh {
-                    debug_assert!(self.base.binary_search(&ranked(old, m.key)).is_ok());
-                    removed.push(place(old, m.key));
+                    debug_assert!(self.base.binary_search(&old).is_ok());
+                    removed.push(old);
                 }
             }
             if let Some(new) = m.new {
+                let new = ranked(new, m.label, m.slot);
                 // Back at its place in `base`: that place is the item's again.
-                let revived = !self.gone.is_empty() && self.gone.remove(&ranked(new, m.key));
+                let revived = !self.gone.is_empty() && self.gone.remove(&new);
                 if !revived {
-                    added.push(ranked(new, m.key));
+                    added.push(new);
                 }
             }
         }
@@ -127,51 +123,65 @@ impl Ranking {
             self.rebuild(added, removed);
         } else {
             self.fresh.extend(added);
-            self.gone
-                .extend(removed.into_iter().map(|(n, p, k)| (n, p, k.clone())));
+            self.gone.extend(removed);
         }
+    }
+
+    /// Gives every place the label `label_of` its slot now has. The labels
+    /// must order as the old ones did (they are respaced, not reordered).
+    pub fn relabel(&mut self, label_of: impl Fn(Slot) -> u64) {
+        if !self.gone.is_empty() || !self.fresh.is_empty() {
+            self.rebuild(Vec::new(), Vec::new());
+        }
+        for r in &mut self.base {
+            r.1 = label_of(r.2);
+        }
+        debug_assert!(self.base.is_sorted());
     }
 
     /// Makes `base` the current places: drops the gone ones and merges the
     /// fresh and `added` ones in, copying the runs between them wholesale.
-    fn rebuild(&mut self, mut added: Vec<Ranked>, removed: Vec<Place<'_>>) {
+    fn rebuild(&mut self, mut added: Vec<Ranked>, mut removed: Vec<Ranked>) {
         added.extend(std::mem::take(&mut self.fresh));
-        sort(&mut added);
-        let gone = std::mem::take(&mut self.gone);
-        let mut removed: Vec<Place<'_>> = removed;
-        removed.extend(gone.iter().map(|(n, p, k)| (*n, *p, k)));
-        sort(&mut removed);
+        added.sort_unstable();
+        removed.extend(std::mem::take(&mut self.gone));
+        removed.sort_unstable();
         let old = std::mem::take(&mut self.base);
         let mut base = Vec::with_capacity(old.len() - removed.len() + added.len());
-        let mut old = old.into_iter();
-        let mut removed = removed.into_iter().peekable();
-        let mut added = added.into_iter().peekable();
+        let (mut rest, mut removed, mut added) = (&old[..], &removed[..], &added[..]);
         loop {
-            let rest = old.as_slice();
-            let front = rest.first();
-            if let (Some(r), Some(f)) = (removed.peek(), front)
-                && is_at(r, f)
+            if let (Some(r), Some(f)) = (removed.first(), rest.first())
+                && r == f
             {
-                old.next();
-                removed.next();
+                rest = &rest[1..];
+                removed = &removed[1..];
                 continue;
             }
-            if let Some(a) = added.next_if(|a| front.is_none_or(|f| a < f)) {
-                base.push(a);
+            if let Some(a) = added.first()
+                && rest.first().is_none_or(|f| a < f)
+            {
+                base.push(*a);
+                added = &added[1..];
                 continue;
             }
-            if front.is_none() {
+            if rest.is_empty() {
                 break;
             }
             // Up to the next place that goes or comes, `base` stays.
             let run = removed
-                .peek()
-                .map_or(rest.len(), |r| gallop(rest, |x| (x.0, x.1, &x.2) < *r))
-                .min(added.peek().map_or(rest.len(), |a| gallop(rest, |x| x < a)));
+                .first()
+                .map_or(rest.len(), |r| gallop(rest, |x| x < r))
+                .min(
+                    added
+                        .first()
+                        .map_or(rest.len(), |a| gallop(rest, |x| x < a)),
+                );
             debug_assert!(run > 0, "a gone place is not in base");
-            base.extend(old.by_ref().take(run.max(1)));
+            let run = run.max(1);
+            base.extend_from_slice(&rest[..run]);
+            rest = &rest[run..];
         }
-        debug_assert!(removed.next().is_none() && added.next().is_none());
+        debug_assert!(removed.is_empty() && added.is_empty());
         self.base = base;
     }
 
@@ -199,24 +209,6 @@ impl Ranking {
     }
 }
 
-/// Sorts places: by number and key prefix as plain integers first, then
-/// each run that ties on both by the whole key. The same order as sorting
-/// the tuples, for a fraction of the comparisons' cost.
-fn sort<K: Borrow<Key>>(places: &mut [(Reverse<OrdF64>, u64, K)]) {
-    fn bits<K>(r: &(Reverse<OrdF64>, u64, K)) -> (u64, u64) {
-        // `total_cmp`'s order as an unsigned integer, reversed.
-        let b = r.0.0.0.to_bits() as i64;
-        let ordered = (b ^ ((((b >> 63) as u64) >> 1) as i64)) as u64 ^ (1 << 63);
-        (!ordered, r.1)
-    }
-    places.sort_unstable_by_key(bits);
-    for run in places.chunk_by_mut(|a, b| bits(a) == bits(b)) {
-        if run.len() > 1 {
-            run.sort_unstable_by(|a, b| a.2.borrow().cmp(b.2.borrow()));
-        }
-    }
-}
-
 /// How many of `sorted`'s first places come before `bound`, looked for
 /// from the front: changes are usually close together.
 fn gallop(sorted: &[Ranked], before: impl Fn(&Ranked) -> bool) -> usize {
@@ -227,11 +219,6 @@ fn gallop(sorted: &[Ranked], before: impl Fn(&Ranked) -> bool) -> usize {
     let lo = hi / 2;
     let hi = hi.min(sorted.len());
     lo + sorted[lo..hi].partition_point(before)
-}
-
-/// Whether `place` is `r`.
-fn is_at(place: &Place<'_>, r: &Ranked) -> bool {
-    place.0 == r.0 && place.1 == r.1 && (Arc::ptr_eq(place.2, &r.2) || **place.2 == *r.2)
 }
 
 /// The places of `all` that are not in `gone` (a sorted subset of it).
@@ -294,6 +281,8 @@ mod tests {
         Set(usize, Option<u8>),
         /// Many items at once, so that `base` is rebuilt.
         Bulk(Vec<(usize, Option<u8>)>),
+        /// Every key label respaced (multiplied by this).
+        Relabel(u64),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -301,30 +290,21 @@ mod tests {
         prop_oneof![
             4 => set.clone().prop_map(|(i, n)| Op::Set(i, n)),
             1 => prop::collection::vec(set, 0..2500).prop_map(Op::Bulk),
+            1 => (2..5u64).prop_map(Op::Relabel),
         ]
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
 
-        /// The integer sort orders exactly as the tuples do, negative
-        /// numbers, zeros and ties included.
+        /// The number's integer orders as `total_cmp` does, reversed:
+        /// negative numbers, zeros and ties included.
         #[test]
-        fn sorting_orders_as_the_tuples_do(
-            places in prop::collection::vec(
-                (prop_oneof![any::<f64>().prop_filter("not NaN", |f| !f.is_nan()), Just(0.0), Just(-0.0), 0.0..2.0f64],
-                 prop::sample::select(vec!["s/1", "s/10", "s/100", "s/1000000", "s/10000000", "s/10000001", "t"])),
-                0..300,
-            ),
+        fn number_order_is_total_cmp_reversed(
+            a in prop_oneof![any::<f64>().prop_filter("not NaN", |f| !f.is_nan()), Just(0.0), Just(-0.0), 0.0..2.0f64],
+            b in prop_oneof![any::<f64>().prop_filter("not NaN", |f| !f.is_nan()), Just(0.0), Just(-0.0), 0.0..2.0f64],
         ) {
-            let mut got: Vec<Ranked> = places
-                .iter()
-                .map(|(n, k)| ranked(*n, &Arc::from(*k)))
-                .collect();
-            let mut want = got.clone();
-            want.sort_unstable();
-            sort(&mut got);
-            prop_assert_eq!(got, want);
+            prop_assert_eq!(number_order(a).cmp(&number_order(b)), b.total_cmp(&a));
         }
 
         /// Whatever the writes, the ranking reads as the sorted set of the
@@ -335,7 +315,9 @@ mod tests {
             ops in prop::collection::vec(op(), 1..12),
             probes in prop::collection::vec((0..40u8, 0..3000usize), 4),
         ) {
-            let keys: Vec<Key> = (0..3000).map(|i| Arc::from(format!("s/{i:05}"))).collect();
+            // Item i sits in slot i with key label (i + 1) x scale.
+            let mut scale = 1u64;
+            let label = |i: usize, scale: u64| (i as u64 + 1) * scale;
             let number = |n: u8| f64::from(n) / 8.0;
             let mut current: BTreeMap<usize, u8> = initial
                 .iter()
@@ -343,7 +325,7 @@ mod tests {
                 .filter_map(|(i, n)| Some((i, (*n)?)))
                 .collect();
             let mut ranking =
-                Ranking::build(current.iter().map(|(i, n)| ranked(number(*n), &keys[*i])).collect());
+                Ranking::build(current.iter().map(|(i, n)| ranked(number(*n), label(*i, scale), *i as Slot)).collect());
             for op in ops {
                 let changes = match op {
                     Op::Set(i, n) => vec![(i, n)],
@@ -351,6 +333,11 @@ mod tests {
                         // One move per item in a batch, as the index makes.
                         let mut seen = std::collections::HashSet::new();
                         v.into_iter().filter(|(i, _)| seen.insert(*i)).collect()
+                    }
+                    Op::Relabel(by) => {
+                        scale *= by;
+                        ranking.relabel(|slot| label(slot as usize, scale));
+                        Vec::new()
                     }
                 };
                 let moves: Vec<(Option<u8>, Option<u8>, usize)> = changes
@@ -366,15 +353,18 @@ mod tests {
                 ranking.apply(moves.iter().map(|(o, n, i)| Move {
                     old: o.map(number),
                     new: n.map(number),
-                    key: &keys[*i],
+                    label: label(*i, scale),
+                    slot: *i as Slot,
                 }));
                 let want: BTreeSet<Ranked> =
-                    current.iter().map(|(i, n)| ranked(number(*n), &keys[*i])).collect();
+                    current.iter().map(|(i, n)| ranked(number(*n), label(*i, scale), *i as Slot)).collect();
                 prop_assert_eq!(ranking.len(), want.len());
                 let got: Vec<&Ranked> = ranking.after(None).collect();
                 prop_assert_eq!(got, want.iter().collect::<Vec<_>>());
                 for (n, i) in &probes {
-                    let from = position(Reverse(OrdF64(number(*n))), &keys[*i]);
+                    // After an item's key, or after a label between two
+                    // items' (a key no item has).
+                    let from = after_label(number(*n), label(*i, scale) - (*i as u64 % 2));
                     let got: Vec<&Ranked> = ranking.after(Some(&from)).collect();
                     let want: Vec<&Ranked> =
                         want.range((Bound::Excluded(&from), Bound::Unbounded)).collect();

@@ -13,9 +13,9 @@
 //! reaches a few items costs a few operations on the small `gone` and
 //! `fresh` trees, however long the ranking. A change that reaches thousands
 //! of items (an observation of a metric a tenth of the backlog depends on)
-//! rebuilds `base` in one merge that copies the runs between changes
-//! wholesale, about a millisecond at 100,000 items, where thousands of
-//! removals and insertions in a tree of 100,000 cost a cache miss each.
+//! rebuilds `base` in one merge, under a millisecond at 100,000 items,
+//! where thousands of removals and insertions in a tree of 100,000 cost a
+//! cache miss each.
 //! `base` is also rebuilt once the changes kept aside grow past a small
 //! fraction of it, so reads never wade through many of them.
 
@@ -140,48 +140,35 @@ impl Ranking {
     }
 
     /// Makes `base` the current places: drops the gone ones and merges the
-    /// fresh and `added` ones in, copying the runs between them wholesale.
-    fn rebuild(&mut self, mut added: Vec<Ranked>, mut removed: Vec<Ranked>) {
+    /// fresh and `added` ones in, in one pass over `base`. The places that
+    /// go are known by their slot (`base` holds at most one place per
+    /// slot: an item's place there either is its current one or is gone),
+    /// so only the places that come need sorting.
+    fn rebuild(&mut self, mut added: Vec<Ranked>, removed: Vec<Ranked>) {
         added.extend(std::mem::take(&mut self.fresh));
         added.sort_unstable();
-        removed.extend(std::mem::take(&mut self.gone));
-        removed.sort_unstable();
-        let old = std::mem::take(&mut self.base);
-        let mut base = Vec::with_capacity(old.len() - removed.len() + added.len());
-        let (mut rest, mut removed, mut added) = (&old[..], &removed[..], &added[..]);
-        loop {
-            if let (Some(r), Some(f)) = (removed.first(), rest.first())
-                && r == f
-            {
-                rest = &rest[1..];
-                removed = &removed[1..];
-                continue;
-            }
-            if let Some(a) = added.first()
-                && rest.first().is_none_or(|f| a < f)
-            {
-                base.push(*a);
-                added = &added[1..];
-                continue;
-            }
-            if rest.is_empty() {
-                break;
-            }
-            // Up to the next place that goes or comes, `base` stays.
-            let run = removed
-                .first()
-                .map_or(rest.len(), |r| gallop(rest, |x| x < r))
-                .min(
-                    added
-                        .first()
-                        .map_or(rest.len(), |a| gallop(rest, |x| x < a)),
-                );
-            debug_assert!(run > 0, "a gone place is not in base");
-            let run = run.max(1);
-            base.extend_from_slice(&rest[..run]);
-            rest = &rest[run..];
+        let gone = std::mem::take(&mut self.gone);
+        let going = || removed.iter().chain(&gone).map(|r| r.2 as usize);
+        let mut bits = vec![0u64; going().max().map_or(0, |s| s / 64 + 1)];
+        for s in going() {
+            bits[s / 64] |= 1 << (s % 64);
         }
-        debug_assert!(removed.is_empty() && added.is_empty());
+        let goes = |s: usize| bits.get(s / 64).is_some_and(|w| w & (1 << (s % 64)) != 0);
+        let old = std::mem::take(&mut self.base);
+        let left = old.len() - removed.len() - gone.len() + added.len();
+        let mut base = Vec::with_capacity(left);
+        let mut added = added.into_iter().peekable();
+        for r in &old {
+            if goes(r.2 as usize) {
+                continue;
+            }
+            while let Some(a) = added.next_if(|a| a < r) {
+                base.push(a);
+            }
+            base.push(*r);
+        }
+        base.extend(added);
+        debug_assert_eq!(base.len(), left, "each going place was in base once");
         self.base = base;
     }
 
@@ -207,18 +194,6 @@ impl Ranking {
             b: fresh.peekable(),
         }
     }
-}
-
-/// How many of `sorted`'s first places come before `bound`, looked for
-/// from the front: changes are usually close together.
-fn gallop(sorted: &[Ranked], before: impl Fn(&Ranked) -> bool) -> usize {
-    let mut hi = 1;
-    while hi < sorted.len() && before(&sorted[hi]) {
-        hi *= 2;
-    }
-    let lo = hi / 2;
-    let hi = hi.min(sorted.len());
-    lo + sorted[lo..hi].partition_point(before)
 }
 
 /// The places of `all` that are not in `gone` (a sorted subset of it).

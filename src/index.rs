@@ -444,6 +444,9 @@ fn rescore_entries(
     (n1 + n2, m1)
 }
 
+/// Entries a rescore of many reads ahead of scoring them.
+const READ_AHEAD: usize = 64;
+
 /// Above this many moved items the two rankings are updated on two
 /// threads.
 const PARALLEL_MOVES: usize = 4096;
@@ -1379,16 +1382,26 @@ impl ScoreIndex {
             by_value: &mut self.by_value,
         };
         let mut moved = Vec::new();
-        for slot in slots {
-            let Some(e) = self.entries.at_mut(slot) else {
-                continue;
-            };
-            match rescore_entry(slot, e, |h| all.get(h).copied(), self.default_size) {
-                Rescored::NotItem => {}
-                Rescored::Same => self.rescored += 1,
-                Rescored::Moved(m) => {
-                    self.rescored += 1;
-                    moved.push(m);
+        for chunk in slots.chunks(READ_AHEAD) {
+            // Entries far apart each miss the cache: read the chunk's
+            // entries and links first, loads that overlap one another,
+            // instead of one after the other in the loop below.
+            for &slot in chunk {
+                if let Some(e) = self.entries.at(slot) {
+                    std::hint::black_box((e.ranked, e.links.first().map(|l| l.contribution)));
+                }
+            }
+            for &slot in chunk {
+                let Some(e) = self.entries.at_mut(slot) else {
+                    continue;
+                };
+                match rescore_entry(slot, e, |h| all.get(h).copied(), self.default_size) {
+                    Rescored::NotItem => {}
+                    Rescored::Same => self.rescored += 1,
+                    Rescored::Moved(m) => {
+                        self.rescored += 1;
+                        moved.push(m);
+                    }
                 }
             }
         }

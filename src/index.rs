@@ -411,7 +411,10 @@ fn both<A, B: Send>(a: impl FnOnce() -> A, b: impl FnOnce() -> B + Send) -> (A, 
 
 /// Above this many entries a rescore of all of them is split over two
 /// threads.
-const PARALLEL_MIN: usize = 16_384;
+const PARALLEL_MIN: usize = 4096;
+
+/// Entries a rescore reads ahead of scoring them.
+const READ_AHEAD: usize = 64;
 
 /// Rescores `entries`; returns how many were items and how the numbers of
 /// those that moved changed.
@@ -422,13 +425,21 @@ fn rescore_entries(
 ) -> (u64, Vec<Moved>) {
     let run = |part: &mut [(Slot, &mut Entry)]| {
         let (mut items, mut moved) = (0, Vec::new());
-        for (slot, e) in part {
-            match rescore_entry(*slot, e, |h| all.get(h).copied(), default_size) {
-                Rescored::NotItem => {}
-                Rescored::Same => items += 1,
-                Rescored::Moved(m) => {
-                    items += 1;
-                    moved.push(m);
+        for chunk in part.chunks_mut(READ_AHEAD) {
+            // Entries far apart each miss the cache: read the chunk's
+            // entries and links first, loads that overlap one another,
+            // instead of one after the other in the loop below.
+            for (_, e) in chunk.iter() {
+                std::hint::black_box((e.ranked, e.links.first().map(|l| l.contribution)));
+            }
+            for (slot, e) in chunk {
+                match rescore_entry(*slot, e, |h| all.get(h).copied(), default_size) {
+                    Rescored::NotItem => {}
+                    Rescored::Same => items += 1,
+                    Rescored::Moved(m) => {
+                        items += 1;
+                        moved.push(m);
+                    }
                 }
             }
         }
@@ -443,9 +454,6 @@ fn rescore_entries(
     m1.extend(m2);
     (n1 + n2, m1)
 }
-
-/// Entries a rescore of many reads ahead of scoring them.
-const READ_AHEAD: usize = 64;
 
 /// Above this many moved items the two rankings are updated on two
 /// threads.
@@ -1359,10 +1367,10 @@ impl ScoreIndex {
         }
     }
 
-    /// Rescores the entries in `slots` once each, in memory order (slots
-    /// freed since they were listed are skipped; one reused by another
-    /// entry rescores that entry, which is harmless), looking every
-    /// hypothesis up once for all of them.
+    /// Rescores the entries in `slots` once each, in memory order, on two
+    /// threads when they are many (slots freed since they were listed are
+    /// skipped; one reused by another entry rescores that entry, which is
+    /// harmless), looking every hypothesis up once for all of them.
     fn rescore_slots(&mut self, mut slots: Vec<Slot>) {
         if slots.is_empty() {
             return;
@@ -1381,30 +1389,9 @@ impl ScoreIndex {
             by_density: &mut self.by_density,
             by_value: &mut self.by_value,
         };
-        let mut moved = Vec::new();
-        for chunk in slots.chunks(READ_AHEAD) {
-            // Entries far apart each miss the cache: read the chunk's
-            // entries and links first, loads that overlap one another,
-            // instead of one after the other in the loop below.
-            for &slot in chunk {
-                if let Some(e) = self.entries.at(slot) {
-                    std::hint::black_box((e.ranked, e.links.first().map(|l| l.contribution)));
-                }
-            }
-            for &slot in chunk {
-                let Some(e) = self.entries.at_mut(slot) else {
-                    continue;
-                };
-                match rescore_entry(slot, e, |h| all.get(h).copied(), self.default_size) {
-                    Rescored::NotItem => {}
-                    Rescored::Same => self.rescored += 1,
-                    Rescored::Moved(m) => {
-                        self.rescored += 1;
-                        moved.push(m);
-                    }
-                }
-            }
-        }
+        let (items, moved) =
+            rescore_entries(self.entries.select_mut(&slots), &all, self.default_size);
+        self.rescored += items;
         rankings.apply(moved);
     }
 }
@@ -1606,16 +1593,18 @@ mod tests {
 
     #[test]
     fn a_change_reaching_many_items_ranks_like_a_rebuild() {
-        // 3000 items: an observation of "m" reaches well over BULK_MIN of
-        // them and over 1/32 of the ranking, so the rankings are merged in
-        // bulk; a goal weight change reaches every item.
-        let mut ix = ScoreIndex::from_snapshot(3.0, big_snapshot(3000, 7));
+        // 15,000 items: an observation of "m" reaches enough of them to be
+        // rescored on two threads and to fold the rankings; a goal weight
+        // change reaches every item.
+        let mut ix = ScoreIndex::from_snapshot(3.0, big_snapshot(15_000, 7));
         let summary = |v: f64| ObservationSummary {
             latest: Some((Utc::now(), v)),
             count: 1,
         };
+        let before = ix.rescored_count();
         ix.set_observations("m", summary(0.4));
-        let mut fresh = big_snapshot(3000, 7);
+        assert!(ix.rescored_count() - before >= PARALLEL_MIN as u64);
+        let mut fresh = big_snapshot(15_000, 7);
         fresh.metrics[0].1 = summary(0.4);
         same_scores_and_rankings(&ix, &ScoreIndex::from_snapshot(3.0, fresh));
 
@@ -1631,7 +1620,7 @@ mod tests {
             update_time: Utc::now(),
         });
         assert!(ix.rescored_count() > before);
-        let mut fresh = big_snapshot(3000, 7);
+        let mut fresh = big_snapshot(15_000, 7);
         fresh.metrics[0].1 = summary(0.4);
         fresh
             .links

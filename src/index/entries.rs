@@ -66,6 +66,31 @@ impl Entries {
             .filter_map(|(i, e)| Some((i as Slot, e.as_mut()?)))
     }
 
+    /// The entries in `slots` (sorted, each once), with their slots; empty
+    /// slots are left out.
+    pub fn select_mut(&mut self, slots: &[Slot]) -> Vec<(Slot, &mut Entry)> {
+        debug_assert!(slots.is_sorted() && slots.windows(2).all(|w| w[0] < w[1]));
+        let mut out = Vec::with_capacity(slots.len());
+        let (mut rest, mut first) = (&mut self.slab[..], 0usize);
+        for &slot in slots {
+            let Some(skip) = (slot as usize).checked_sub(first) else {
+                continue;
+            };
+            let Some((e, tail)) = std::mem::take(&mut rest)
+                .get_mut(skip..)
+                .and_then(|r| r.split_first_mut())
+            else {
+                break;
+            };
+            if let Some(e) = e.as_mut() {
+                out.push((slot, e));
+            }
+            rest = tail;
+            first = slot as usize + 1;
+        }
+        out
+    }
+
     /// Room for `n` more entries.
     pub fn reserve(&mut self, n: usize) {
         self.slab.reserve(n);

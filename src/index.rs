@@ -10,13 +10,15 @@
 //! moved. The index is rebuilt from the store at start-up.
 //!
 //! Shaped for 100,000s of items: an item's facts, links and ranking numbers
-//! live in one entry under one shared key (`Arc<str>`, also what the
-//! rankings hold). A rescore computes value and density only, and touches
-//! the rankings only when they moved; the explained [`Score`] (terms with
-//! their ids) is built when first read and kept until the next rescore,
-//! since few items are ever explained. Many rescores look each hypothesis
-//! up once, and a change reaching many items rebuilds the rankings in one
-//! merge. At start-up, [`IndexBuilder`] indexes rows while more are read.
+//! live in one entry, in a slab (`index/entries.rs`); the rankings and the
+//! hypotheses' contribution maps name it by slot. A rescore computes value
+//! and density only, and touches the rankings only when they moved; the
+//! explained [`Score`] (terms with their ids) is built when first read and
+//! kept until the next rescore, since few items are ever explained. Many
+//! rescores look each hypothesis up once and read the entries in slot
+//! order, on two threads when they are many; the rankings take their moves
+//! in one batch. At start-up, [`IndexBuilder`] indexes rows while more are
+//! read.
 //!
 //! A sync can [`defer`](ScoreIndex::defer_upsert) the rescoring its pages
 //! cause until [`flush`](ScoreIndex::flush), so that a page linking to an

@@ -61,6 +61,10 @@ pub(super) struct Move {
 /// never fewer than this many.
 const FOLD_MIN: usize = 1024;
 
+/// Up to this many new places are inserted into `fresh` one by one;
+/// more are merged with it into a new vector.
+const INSERT_MAX: usize = 8;
+
 /// A set of slots, as bits.
 #[derive(Debug, Default)]
 struct SlotSet(Vec<u64>);
@@ -155,7 +159,15 @@ impl Ranking {
         // A place's number and label settle its order (one place per key):
         // compared as one integer, a sort takes a fraction of the time.
         added.sort_unstable_by_key(|r| (u128::from(r.0) << 64) | u128::from(r.1));
-        self.fresh = merge(std::mem::take(&mut self.fresh), added);
+        if added.len() <= INSERT_MAX {
+            // A write or two: in place, without a new vector.
+            for r in added {
+                let at = self.fresh.partition_point(|x| *x < r);
+                self.fresh.insert(at, r);
+            }
+        } else {
+            self.fresh = merge(std::mem::take(&mut self.fresh), added);
+        }
         if self.fresh.len() + self.moved_count > FOLD_MIN.max(self.base.len() / 4) {
             self.fold();
         }

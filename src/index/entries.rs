@@ -66,6 +66,36 @@ impl Entries {
             .filter_map(|(i, e)| Some((i as Slot, e.as_mut()?)))
     }
 
+    /// Sorts `slots` and drops repeats and slots past the slab (they name
+    /// no entry). Many slots (a rescore reaching thousands of items) are
+    /// set as bits over the slab and read back in order: linear, where a
+    /// sort is not.
+    pub fn sort_slots(&self, slots: &mut Vec<Slot>) {
+        let words = self.slab.len().div_ceil(64);
+        if slots.len() < words {
+            slots.sort_unstable();
+            slots.dedup();
+            slots.truncate(slots.partition_point(|&s| (s as usize) < self.slab.len()));
+            return;
+        }
+        let mut bits = vec![0u64; words];
+        for &s in slots.iter() {
+            if (s as usize) < self.slab.len()
+                && let Some(w) = bits.get_mut(s as usize / 64)
+            {
+                *w |= 1 << (s % 64);
+            }
+        }
+        slots.clear();
+        for (i, &w) in bits.iter().enumerate() {
+            let mut w = w;
+            while w != 0 {
+                slots.push((i * 64) as Slot + w.trailing_zeros());
+                w &= w - 1;
+            }
+        }
+    }
+
     /// The entries in `slots` (sorted, each once), with their slots; empty
     /// slots are left out.
     pub fn select_mut(&mut self, slots: &[Slot]) -> Vec<(Slot, &mut Entry)> {
@@ -240,6 +270,29 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Few slots are sorted, many set as bits: either way the result
+        /// is the slab's slots among them, sorted, each once.
+        #[test]
+        fn slots_sort_and_dedup(
+            n in 0..300usize,
+            // Fewer slots than the slab has words are sorted.
+            slots in prop_oneof![
+                prop::collection::vec(0..320u32, 0..5),
+                prop::collection::vec(0..320u32, 0..400),
+            ],
+        ) {
+            let mut entries = Entries::default();
+            for i in 0..n {
+                entries.add(Arc::from(format!("k{i}")));
+            }
+            let mut want: Vec<Slot> = slots.iter().copied().filter(|&s| (s as usize) < n).collect();
+            want.sort_unstable();
+            want.dedup();
+            let mut got = slots;
+            entries.sort_slots(&mut got);
+            prop_assert_eq!(got, want);
+        }
 
         /// Keys added a few or many at a time, and removed, in any order:
         /// the labels keep the key order, and `label_up_to` finds the

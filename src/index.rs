@@ -332,7 +332,7 @@ impl<'a> Model<'a> {
     /// string the links share.
     fn link_terms(&self, strings: &Strings) -> LinkTerms<'a> {
         LinkTerms {
-            by_id: self
+            by_address: self
                 .hypotheses
                 .values()
                 .filter_map(|h| {
@@ -358,14 +358,14 @@ fn id_address(id: &Arc<str>) -> usize {
 /// hold it (see [`Strings`]): a rescore of many items hashes an address
 /// per link instead of an id. A hypothesis no link names is left out.
 struct LinkTerms<'a> {
-    by_id: HashMap<usize, HypothesisTerms<'a>, FxBuildHasher>,
+    by_address: HashMap<usize, HypothesisTerms<'a>, FxBuildHasher>,
     #[cfg(debug_assertions)]
     hypotheses: &'a BTreeMap<String, Hypothesis>,
 }
 
 impl<'a> LinkTerms<'a> {
     fn get(&self, l: &Linked) -> Option<HypothesisTerms<'a>> {
-        let terms = self.by_id.get(&id_address(&l.hypothesis_id)).copied();
+        let terms = self.by_address.get(&id_address(&l.hypothesis_id)).copied();
         #[cfg(debug_assertions)]
         debug_assert_eq!(
             terms.map(|t| t.h.id.as_str()),

@@ -19,6 +19,49 @@ use super::{Entry, Key, Slot};
 /// use a small one, so that respacing happens in them all the time.
 const LABEL_SPACING: u64 = if cfg!(test) { 4 } else { 1 << 32 };
 
+/// A set of slots, as bits.
+#[derive(Debug, Default)]
+pub(super) struct SlotSet(Vec<u64>);
+
+impl SlotSet {
+    /// An empty set with room for the slots below `n`.
+    pub fn with_room(n: usize) -> Self {
+        SlotSet(vec![0; n.div_ceil(64)])
+    }
+
+    pub fn contains(&self, s: Slot) -> bool {
+        self.0
+            .get(s as usize / 64)
+            .is_some_and(|w| w & (1 << (s % 64)) != 0)
+    }
+
+    /// Adds `s`; true when it was not in the set.
+    pub fn insert(&mut self, s: Slot) -> bool {
+        let i = s as usize / 64;
+        if i >= self.0.len() {
+            self.0.resize(i + 1, 0);
+        }
+        let bit = 1u64 << (s % 64);
+        let new = self.0[i] & bit == 0;
+        self.0[i] |= bit;
+        new
+    }
+
+    /// The slots in the set, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Slot> + '_ {
+        self.0.iter().enumerate().flat_map(|(i, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                let bit = w.trailing_zeros();
+                (w != 0).then(|| {
+                    w &= w - 1;
+                    (i * 64) as Slot + bit
+                })
+            })
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Entries {
     slab: Vec<Option<Entry>>,
@@ -71,29 +114,21 @@ impl Entries {
     /// set as bits over the slab and read back in order: linear, where a
     /// sort is not.
     pub fn sort_slots(&self, slots: &mut Vec<Slot>) {
-        let words = self.slab.len().div_ceil(64);
-        if slots.len() < words {
+        let len = self.slab.len();
+        if slots.len() < len.div_ceil(64) {
             slots.sort_unstable();
             slots.dedup();
-            slots.truncate(slots.partition_point(|&s| (s as usize) < self.slab.len()));
+            slots.truncate(slots.partition_point(|&s| (s as usize) < len));
             return;
         }
-        let mut bits = vec![0u64; words];
+        let mut set = SlotSet::with_room(len);
         for &s in slots.iter() {
-            if (s as usize) < self.slab.len()
-                && let Some(w) = bits.get_mut(s as usize / 64)
-            {
-                *w |= 1 << (s % 64);
+            if (s as usize) < len {
+                set.insert(s);
             }
         }
         slots.clear();
-        for (i, &w) in bits.iter().enumerate() {
-            let mut w = w;
-            while w != 0 {
-                slots.push((i * 64) as Slot + w.trailing_zeros());
-                w &= w - 1;
-            }
-        }
+        slots.extend(set.iter());
     }
 
     /// The entries in `slots` (sorted, each once), with their slots; empty

@@ -22,6 +22,7 @@ use std::cmp::Ordering;
 use std::iter::Peekable;
 
 use super::Slot;
+use super::entries::SlotSet;
 
 /// A place in a ranking: the number, as an integer that orders highest
 /// first; the item's key label, an integer that orders as the keys do;
@@ -64,30 +65,6 @@ const FOLD_MIN: usize = 1024;
 /// Up to this many new places are inserted into `fresh` one by one;
 /// more are merged with it into a new vector.
 const INSERT_MAX: usize = 8;
-
-/// A set of slots, as bits.
-#[derive(Debug, Default)]
-struct SlotSet(Vec<u64>);
-
-impl SlotSet {
-    fn contains(&self, s: Slot) -> bool {
-        self.0
-            .get(s as usize / 64)
-            .is_some_and(|w| w & (1 << (s % 64)) != 0)
-    }
-
-    /// Adds `s`; true when it was not in the set.
-    fn insert(&mut self, s: Slot) -> bool {
-        let i = s as usize / 64;
-        if i >= self.0.len() {
-            self.0.resize(i + 1, 0);
-        }
-        let bit = 1u64 << (s % 64);
-        let new = self.0[i] & bit == 0;
-        self.0[i] |= bit;
-        new
-    }
-}
 
 #[derive(Debug, Default)]
 pub(super) struct Ranking {
@@ -216,34 +193,30 @@ impl Ranking {
 
 /// Two sorted runs of places as one sorted vector.
 fn merge(a: impl IntoIterator<Item = Ranked>, b: Vec<Ranked>) -> Vec<Ranked> {
-    let a = a.into_iter();
-    let (low, high) = a.size_hint();
-    let mut out = Vec::with_capacity(high.unwrap_or(low) + b.len());
-    let mut b = b.into_iter().peekable();
-    for r in a {
-        while let Some(x) = b.next_if(|x| *x < r) {
-            out.push(x);
-        }
-        out.push(r);
-    }
-    out.extend(b);
+    let merged = Merge {
+        a: a.into_iter().peekable(),
+        b: b.into_iter().peekable(),
+    };
+    let (low, high) = merged.size_hint();
+    let mut out = Vec::with_capacity(high.unwrap_or(low));
+    out.extend(merged);
     out
 }
 
-/// Two sorted iterators as one.
+/// Two sorted iterators as one; of two equal items, `a`'s comes first.
 struct Merge<A: Iterator, B: Iterator> {
     a: Peekable<A>,
     b: Peekable<B>,
 }
 
-impl<'r, A, B> Iterator for Merge<A, B>
+impl<T: Ord, A, B> Iterator for Merge<A, B>
 where
-    A: Iterator<Item = &'r Ranked>,
-    B: Iterator<Item = &'r Ranked>,
+    A: Iterator<Item = T>,
+    B: Iterator<Item = T>,
 {
-    type Item = &'r Ranked;
+    type Item = T;
 
-    fn next(&mut self) -> Option<&'r Ranked> {
+    fn next(&mut self) -> Option<T> {
         match (self.a.peek(), self.b.peek()) {
             (Some(a), Some(b)) => match a.cmp(b) {
                 Ordering::Greater => self.b.next(),
@@ -252,6 +225,15 @@ where
             (Some(_), None) => self.a.next(),
             (None, _) => self.b.next(),
         }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (a_low, a_high) = self.a.size_hint();
+        let (b_low, b_high) = self.b.size_hint();
+        (
+            a_low.saturating_add(b_low),
+            a_high.zip(b_high).and_then(|(a, b)| a.checked_add(b)),
+        )
     }
 }
 

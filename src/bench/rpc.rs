@@ -22,6 +22,8 @@ use crate::proto::value_model_service_client::ValueModelServiceClient;
 const BLOCK: usize = 50;
 /// Concurrent clients of the throughput figure.
 const CLIENTS: usize = 16;
+/// Alternations of baseline and measured blocks in the throughput figure.
+const THROUGHPUT_ROUNDS: usize = 8;
 
 async fn connect(url: &str) -> Result<Channel> {
     Ok(Channel::from_shared(url.to_string())
@@ -114,13 +116,13 @@ pub async fn measure(
     ];
 
     // 2. Throughput, 16 clients on their own connections.
-    let per_client = (opts.samples / 4).max(10);
+    let per_client = (opts.samples / 2 / THROUGHPUT_ROUNDS).max(10);
     let mut channels = Vec::new();
     for _ in 0..CLIENTS {
         channels.push(connect(url).await?);
     }
     let (mut hc, mut ht, mut rc, mut rt) = (0usize, Duration::ZERO, 0usize, Duration::ZERO);
-    for _ in 0..2 {
+    for _ in 0..THROUGHPUT_ROUNDS {
         let (calls, took) = concurrent(&channels, per_client, false).await?;
         hc += calls;
         ht += took;

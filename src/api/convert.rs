@@ -587,16 +587,7 @@ pub fn score_to_pb(
     stale: &StaleMetrics<'_>,
     full: bool,
 ) -> pb::ItemScore {
-    let mut flags = Vec::new();
-    if s.unaligned() {
-        flags.push(pb::ScoreFlag::Unaligned as i32);
-    }
-    if !s.estimated {
-        flags.push(pb::ScoreFlag::Unestimated as i32);
-    }
-    if s.terms.iter().any(|t| stale.contains(&t.metric_id)) {
-        flags.push(pb::ScoreFlag::StaleMetric as i32);
-    }
+    let flags = ScoreFlags::of(s, stale);
     let terms = if full {
         s.terms
             .iter()
@@ -623,8 +614,41 @@ pub fn score_to_pb(
         value: s.value,
         size: s.size,
         value_density: s.value_density,
-        flags,
+        flags: flags.as_slice().to_vec(),
         terms,
+    }
+}
+
+/// A score's flags, in flag order, without allocating.
+pub struct ScoreFlags {
+    flags: [i32; 3],
+    len: usize,
+}
+
+impl ScoreFlags {
+    pub fn of(s: &Score, stale: &StaleMetrics<'_>) -> Self {
+        let mut f = ScoreFlags {
+            flags: [0; 3],
+            len: 0,
+        };
+        let mut push = |flag: pb::ScoreFlag| {
+            f.flags[f.len] = flag as i32;
+            f.len += 1;
+        };
+        if s.unaligned() {
+            push(pb::ScoreFlag::Unaligned);
+        }
+        if !s.estimated {
+            push(pb::ScoreFlag::Unestimated);
+        }
+        if s.terms.iter().any(|t| stale.contains(&t.metric_id)) {
+            push(pb::ScoreFlag::StaleMetric);
+        }
+        f
+    }
+
+    pub fn as_slice(&self) -> &[i32] {
+        &self.flags[..self.len]
     }
 }
 

@@ -5,6 +5,7 @@
 pub(crate) mod codec;
 mod convert;
 mod page;
+pub(crate) mod rank_page;
 mod rollup;
 mod services;
 mod split;

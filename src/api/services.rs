@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, Check};
 use super::page::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageToken};
+use super::rank_page::{BasicItem, EncodedItems};
 use super::to_status;
 use crate::domain::{self, Item};
 use crate::engine::{Engine, Error, Result};
@@ -841,6 +842,32 @@ pub(super) fn ranked_items(
         .collect()
 }
 
+/// The basic view of a page, encoded straight from the index: the same
+/// bytes as [`ranked_items`] without terms (see [`super::rank_page`]).
+fn basic_items(
+    ix: &crate::index::ScoreIndex,
+    ranked: &[(crate::index::RankKey, &crate::score::Score)],
+    rank_before: u32,
+    now: crate::domain::Time,
+) -> EncodedItems {
+    let stale = convert::StaleMetrics::new(ix, now);
+    // A key, a title and three numbers: about 80 bytes an item.
+    let mut out = EncodedItems::with_capacity(ranked.len(), 96);
+    for (i, ((_, key), score)) in ranked.iter().enumerate() {
+        let flags = convert::ScoreFlags::of(score, &stale);
+        out.push(&BasicItem {
+            rank: (rank_before as usize + i + 1) as i32,
+            item_key: key,
+            title: ix.item(key).map(|f| f.title.as_str()).unwrap_or_default(),
+            value: score.value,
+            size: score.size,
+            value_density: score.value_density,
+            flags: flags.as_slice(),
+        });
+    }
+    out
+}
+
 /// `plumbline.v1.ScoringService`.
 #[derive(Clone)]
 pub struct ScoringApi(pub Arc<Engine>);
@@ -935,10 +962,11 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
                 .encode(),
                 _ => String::new(),
             };
-            let items = ranked_items(&ix, &ranked, rank_before as usize, full, now);
-            Ok(pb::RankItemsResponse {
-                items,
-                next_page_token: next,
+            Ok(if full {
+                let items = ranked_items(&ix, &ranked, rank_before as usize, true, now);
+                pb::RankItemsResponse::new(items, next)
+            } else {
+                pb::RankItemsResponse::encoded(basic_items(&ix, &ranked, rank_before, now), next)
             })
         })())
     }

@@ -15,7 +15,7 @@
 //! client side, and tests) fills [`RankItemsResponse::items`] as the
 //! generated type did.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use prost::encoding::{self, DecodeContext, WireType, encode_key, encode_varint, key_len};
 use prost::{DecodeError, Message};
 
@@ -48,7 +48,7 @@ impl RankItemsResponse {
         RankItemsResponse {
             items: Vec::new(),
             next_page_token,
-            encoded_items: items.buf.freeze(),
+            encoded_items: Bytes::from(items.buf),
         }
     }
 }
@@ -123,7 +123,9 @@ pub struct BasicItem<'a> {
 /// item as prost would encode the same messages.
 #[derive(Debug, Default)]
 pub struct EncodedItems {
-    buf: BytesMut,
+    // A `Vec` rather than a `BytesMut`: each varint and key is written a
+    // byte at a time, and a `Vec`'s `put_u8` is a plain push.
+    buf: Vec<u8>,
 }
 
 fn string_len(tag: u32, s: &str) -> usize {
@@ -134,7 +136,7 @@ fn string_len(tag: u32, s: &str) -> usize {
     }
 }
 
-fn put_string(tag: u32, s: &str, buf: &mut BytesMut) {
+fn put_string(tag: u32, s: &str, buf: &mut Vec<u8>) {
     if !s.is_empty() {
         encode_key(tag, WireType::LengthDelimited, buf);
         encode_varint(s.len() as u64, buf);
@@ -148,7 +150,7 @@ fn double_len(tag: u32, v: f64) -> usize {
     if v == 0.0 { 0 } else { key_len(tag) + 8 }
 }
 
-fn put_double(tag: u32, v: f64, buf: &mut BytesMut) {
+fn put_double(tag: u32, v: f64, buf: &mut Vec<u8>) {
     if v != 0.0 {
         encoding::double::encode(tag, &v, buf);
     }
@@ -158,7 +160,7 @@ impl EncodedItems {
     /// Room for `n` items of about `per_item` bytes.
     pub fn with_capacity(n: usize, per_item: usize) -> Self {
         EncodedItems {
-            buf: BytesMut::with_capacity(n * per_item),
+            buf: Vec::with_capacity(n * per_item),
         }
     }
 

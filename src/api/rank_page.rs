@@ -16,7 +16,7 @@
 //! generated type did.
 
 use bytes::{BufMut, Bytes};
-use prost::encoding::{self, DecodeContext, WireType, encode_key, encode_varint, key_len};
+use prost::encoding::{self, DecodeContext, WireType, encode_varint};
 use prost::{DecodeError, Message};
 
 use crate::proto as pb;
@@ -128,31 +128,49 @@ pub struct EncodedItems {
     buf: Vec<u8>,
 }
 
-fn string_len(tag: u32, s: &str) -> usize {
+/// A string field numbered below 16: a one-byte key, its length, its bytes.
+fn string_len(s: &str) -> usize {
     if s.is_empty() {
         0
     } else {
-        key_len(tag) + encoding::encoded_len_varint(s.len() as u64) + s.len()
+        1 + encoding::encoded_len_varint(s.len() as u64) + s.len()
     }
 }
 
-fn put_string(tag: u32, s: &str, buf: &mut Vec<u8>) {
+/// A varint, with one byte's worth (nearly every length in a page)
+/// written inline.
+fn put_varint(v: usize, buf: &mut Vec<u8>) {
+    if v < 0x80 {
+        buf.push(v as u8);
+    } else {
+        encode_varint(v as u64, buf);
+    }
+}
+
+/// The key of a length-delimited field numbered below 16: one byte.
+const fn len_key(tag: u8) -> u8 {
+    (tag << 3) | WireType::LengthDelimited as u8
+}
+
+fn put_string(tag: u8, s: &str, buf: &mut Vec<u8>) {
     if !s.is_empty() {
-        encode_key(tag, WireType::LengthDelimited, buf);
-        encode_varint(s.len() as u64, buf);
-        buf.put_slice(s.as_bytes());
+        buf.push(len_key(tag));
+        put_varint(s.len(), buf);
+        buf.extend_from_slice(s.as_bytes());
     }
 }
 
 /// Proto3 leaves a double out when it equals its default, as prost does
 /// (so -0.0 is left out too).
-fn double_len(tag: u32, v: f64) -> usize {
-    if v == 0.0 { 0 } else { key_len(tag) + 8 }
+/// A double field numbered below 16 is a one-byte key and eight bytes.
+fn double_len(v: f64) -> usize {
+    if v == 0.0 { 0 } else { 9 }
 }
 
-fn put_double(tag: u32, v: f64, buf: &mut Vec<u8>) {
+fn put_double(tag: u8, v: f64, buf: &mut Vec<u8>) {
     if v != 0.0 {
-        encoding::double::encode(tag, &v, buf);
+        buf.push((tag << 3) | WireType::SixtyFourBit as u8);
+        buf.extend_from_slice(&v.to_le_bytes());
     }
 }
 
@@ -165,11 +183,11 @@ impl EncodedItems {
     }
 
     pub fn push(&mut self, it: &BasicItem<'_>) {
-        let score_len = string_len(1, it.item_key)
-            + string_len(2, it.title)
-            + double_len(3, it.value)
-            + double_len(4, it.size)
-            + double_len(5, it.value_density)
+        let score_len = string_len(it.item_key)
+            + string_len(it.title)
+            + double_len(it.value)
+            + double_len(it.size)
+            + double_len(it.value_density)
             + if it.flags.is_empty() {
                 0
             } else {
@@ -180,17 +198,16 @@ impl EncodedItems {
         } else {
             encoding::int32::encoded_len(1, &it.rank)
         };
-        let ranked_len =
-            rank_len + key_len(2) + encoding::encoded_len_varint(score_len as u64) + score_len;
+        let ranked_len = rank_len + 1 + encoding::encoded_len_varint(score_len as u64) + score_len;
         let buf = &mut self.buf;
-        buf.reserve(key_len(1) + encoding::encoded_len_varint(ranked_len as u64) + ranked_len);
-        encode_key(1, WireType::LengthDelimited, buf);
-        encode_varint(ranked_len as u64, buf);
+        buf.reserve(1 + encoding::encoded_len_varint(ranked_len as u64) + ranked_len);
+        buf.push(len_key(1));
+        put_varint(ranked_len, buf);
         if it.rank != 0 {
             encoding::int32::encode(1, &it.rank, buf);
         }
-        encode_key(2, WireType::LengthDelimited, buf);
-        encode_varint(score_len as u64, buf);
+        buf.push(len_key(2));
+        put_varint(score_len, buf);
         put_string(1, it.item_key, buf);
         put_string(2, it.title, buf);
         put_double(3, it.value, buf);

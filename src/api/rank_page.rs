@@ -5,9 +5,10 @@
 //! Why: a 50-item page built as prost messages clones each key and title
 //! into an owned string, then prost works out every nested message's
 //! length again at each level while encoding, and drops it all afterwards.
-//! Together that was about 60k instructions per `RankItems` call, more
-//! than a third of what the call costs beyond a `Health/Check`. Here each
-//! item is written once, from borrowed strings, into one buffer.
+//! In callgrind that was about 57k instructions per `RankItems` call
+//! (building 19k, encoding 38k). Here each item is written once, from
+//! borrowed strings, into one buffer: about 16k for a page, and the server
+//! spends about 34k fewer instructions per call in all.
 //!
 //! The bytes are exactly prost's encoding of the same
 //! [`RankedItem`](pb::RankedItem)s (a test checks it byte for byte), so
@@ -123,8 +124,7 @@ pub struct BasicItem<'a> {
 /// item as prost would encode the same messages.
 #[derive(Debug, Default)]
 pub struct EncodedItems {
-    // A `Vec` rather than a `BytesMut`: each varint and key is written a
-    // byte at a time, and a `Vec`'s `put_u8` is a plain push.
+    // Written with plain pushes; becomes `Bytes` without a copy.
     buf: Vec<u8>,
 }
 
@@ -160,9 +160,9 @@ fn put_string(tag: u8, s: &str, buf: &mut Vec<u8>) {
     }
 }
 
-/// Proto3 leaves a double out when it equals its default, as prost does
-/// (so -0.0 is left out too).
-/// A double field numbered below 16 is a one-byte key and eight bytes.
+/// A double field numbered below 16: a one-byte key and eight bytes, or
+/// nothing when it equals proto3's default, as prost leaves it out (so
+/// -0.0 is left out too).
 fn double_len(v: f64) -> usize {
     if v == 0.0 { 0 } else { 9 }
 }

@@ -1938,6 +1938,37 @@ async fn rank_items_orders_by_density_then_key() {
         let sc = it.score.as_ref().unwrap();
         assert_eq!(sc, &item_score(&s, &sc.item_key).await);
     }
+    // The basic view, encoded straight from the index, is the full view
+    // without terms, field for field, on every page.
+    let mut basic = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = rank(
+            &s,
+            pb::RankItemsRequest {
+                page_size: 2,
+                page_token: token,
+                ..Default::default()
+            },
+        )
+        .await;
+        basic.extend(page.items);
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    let mut without_terms = full.items.clone();
+    for it in &mut without_terms {
+        it.score.as_mut().unwrap().terms.clear();
+    }
+    assert_eq!(basic, without_terms);
+    assert!(
+        basic
+            .iter()
+            .any(|i| !i.score.as_ref().unwrap().flags.is_empty()),
+        "the fixture has flagged items"
+    );
 
     assert_invalid(
         s.scoring()

@@ -820,6 +820,22 @@ pub(super) fn rank_order(order: i32) -> Result<RankOrder> {
     }
 }
 
+/// Each ranked entry's rank (numbered from `rank_before + 1`), key, title
+/// and score: what both views of a page are made of.
+fn page_entries<'a>(
+    ix: &'a crate::index::ScoreIndex,
+    ranked: &'a [(crate::index::RankKey, &'a crate::score::Score)],
+    rank_before: usize,
+) -> impl Iterator<Item = (i32, &'a str, &'a str, &'a crate::score::Score)> {
+    ranked
+        .iter()
+        .enumerate()
+        .map(move |(i, ((_, key), score))| {
+            let title = ix.item(key).map(|f| f.title.as_str()).unwrap_or_default();
+            ((rank_before + i + 1) as i32, key.as_str(), title, *score)
+        })
+}
+
 /// Ranked entries as served, numbered from `rank_before + 1`.
 pub(super) fn ranked_items(
     ix: &crate::index::ScoreIndex,
@@ -829,15 +845,10 @@ pub(super) fn ranked_items(
     now: crate::domain::Time,
 ) -> Vec<pb::RankedItem> {
     let stale = convert::StaleMetrics::new(ix, now);
-    ranked
-        .iter()
-        .enumerate()
-        .map(|(i, ((_, key), score))| {
-            let title = ix.item(key).map(|f| f.title.as_str()).unwrap_or_default();
-            pb::RankedItem {
-                rank: (rank_before + i + 1) as i32,
-                score: Some(convert::score_to_pb(key, title, score, &stale, full)),
-            }
+    page_entries(ix, ranked, rank_before)
+        .map(|(rank, key, title, score)| pb::RankedItem {
+            rank,
+            score: Some(convert::score_to_pb(key, title, score, &stale, full)),
         })
         .collect()
 }
@@ -847,18 +858,18 @@ pub(super) fn ranked_items(
 fn basic_items(
     ix: &crate::index::ScoreIndex,
     ranked: &[(crate::index::RankKey, &crate::score::Score)],
-    rank_before: u32,
+    rank_before: usize,
     now: crate::domain::Time,
 ) -> EncodedItems {
     let stale = convert::StaleMetrics::new(ix, now);
     // A key, a title and three numbers: about 80 bytes an item.
     let mut out = EncodedItems::with_capacity(ranked.len(), 96);
-    for (i, ((_, key), score)) in ranked.iter().enumerate() {
+    for (rank, item_key, title, score) in page_entries(ix, ranked, rank_before) {
         let flags = convert::ScoreFlags::of(score, &stale);
         out.push(&BasicItem {
-            rank: (rank_before as usize + i + 1) as i32,
-            item_key: key,
-            title: ix.item(key).map(|f| f.title.as_str()).unwrap_or_default(),
+            rank,
+            item_key,
+            title,
             value: score.value,
             size: score.size,
             value_density: score.value_density,
@@ -962,8 +973,9 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
                 .encode(),
                 _ => String::new(),
             };
+            let rank_before = rank_before as usize;
             Ok(if full {
-                let items = ranked_items(&ix, &ranked, rank_before as usize, true, now);
+                let items = ranked_items(&ix, &ranked, rank_before, true, now);
                 pb::RankItemsResponse::new(items, next)
             } else {
                 pb::RankItemsResponse::encoded(basic_items(&ix, &ranked, rank_before, now), next)

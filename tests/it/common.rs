@@ -2,9 +2,6 @@
 //! 127.0.0.1:0 with a temporary SQLite file, connect the generated clients the
 //! way a tracker plugin would, and build a small value model whose scores are
 //! worked out by hand below.
-//!
-//! Not every test binary uses every helper.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -237,15 +234,39 @@ pub async fn sync_status(s: &TestServer, source_id: &str) -> pb::SyncStatus {
         .expect("status")
 }
 
-/// Sets a token variable once per test binary, before any sync reads it
-/// (every test calls this first, and `Once` makes the others wait).
+/// Every token variable the tests name, with its value. They are all set at
+/// once, before the first test that needs one goes on: setting a variable
+/// while another thread reads the environment is a data race, and all the
+/// topics share one test binary. The names stay clear of `PLUMBLINE_`, which
+/// the server's config loader reads as settings.
+const TEST_TOKENS: &[(&str, &str)] = &[
+    ("PLB_TEST_CLI_WRITE_BACK_TOKEN", "ghp_clitoken"),
+    ("PLB_TEST_WRITE_BACK_TOKEN", "me@example.com:jira-api-token"),
+    ("PLB_TEST_GITHUB_TOKEN", "ghp_testtoken0123456789"),
+    ("PLB_TEST_GITLAB_TOKEN", "glpat-testtoken0123456789"),
+    ("PLB_TEST_JIRA_TOKEN", "me@example.com:jira-api-token"),
+    (
+        "PLB_TEST_REDMINE_TOKEN",
+        "3f9c2b7a1e8d4c6b5a0f9e8d7c6b5a4f3e2d1c0b",
+    ),
+];
+
+/// Makes sure `var` holds `value` before a sync reads it: the first call
+/// sets every variable of [`TEST_TOKENS`] (later callers wait on the `Once`).
 pub fn set_test_token(var: &'static str, value: &'static str) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        // SAFETY: called before any thread of this test binary reads the
-        // environment for a token; later callers wait on the Once.
-        unsafe { std::env::set_var(var, value) }
+        for (name, token) in TEST_TOKENS {
+            // SAFETY: no thread of this binary reads a token variable before
+            // this Once has run; every reader calls this function first.
+            unsafe { std::env::set_var(name, token) }
+        }
     });
+    assert_eq!(
+        std::env::var(var).as_deref(),
+        Ok(value),
+        "{var} must be listed in TEST_TOKENS with this value"
+    );
 }
 
 /// Every item of a source, walking all pages of ListItems.

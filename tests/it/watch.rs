@@ -1,9 +1,7 @@
 //! WatchRanking: the top N now, then again with what moved after each write
 //! that changes it; and `plumbline rank --watch`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use plumbline::proto as pb;
 use std::time::Duration;
 

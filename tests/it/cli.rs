@@ -1,9 +1,7 @@
 //! The `plumbline` binary, end to end: client commands against a real
 //! sidecar on 127.0.0.1:0, and the demo.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

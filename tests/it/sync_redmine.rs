@@ -3,17 +3,15 @@
 //! sync driven through the gRPC SyncService. Redmine is mounted under a
 //! sub-path (`/redmine`), as it often is behind a reverse proxy.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::*;
+use crate::common::*;
 use plumbline::proto as pb;
 use tonic::Code;
 use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const TOKEN_VAR: &str = "PLUMBLINE_TEST_REDMINE_TOKEN";
+const TOKEN_VAR: &str = "PLB_TEST_REDMINE_TOKEN";
 /// Redmine API keys are 40 hex digits.
 const TOKEN: &str = "3f9c2b7a1e8d4c6b5a0f9e8d7c6b5a4f3e2d1c0b";
 const ISSUES: &str = "/redmine/issues.json";
@@ -550,7 +548,7 @@ async fn a_missing_token_variable_is_named() {
         .update_source(pb::UpdateSourceRequest {
             source: Some(pb::Source {
                 id: "rm".into(),
-                token_env: "PLUMBLINE_TEST_UNSET_REDMINE_TOKEN".into(),
+                token_env: "PLB_TEST_UNSET_REDMINE_TOKEN".into(),
                 ..Default::default()
             }),
             update_mask: mask(&["token_env"]),
@@ -562,7 +560,7 @@ async fn a_missing_token_variable_is_named() {
     assert!(
         run.error()
             .message()
-            .contains("PLUMBLINE_TEST_UNSET_REDMINE_TOKEN")
+            .contains("PLB_TEST_UNSET_REDMINE_TOKEN")
     );
     assert!(requests(&mock).await.is_empty(), "no request without a key");
 }

@@ -3,9 +3,7 @@
 //! confounding, insufficient data, experiments taking precedence, evidence
 //! applied once, and metric trends with releases marked.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pb::validation_service_client::ValidationServiceClient;
 use plumbline::proto as pb;
 use tonic::Code;

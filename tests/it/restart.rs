@@ -1,9 +1,7 @@
 //! A restart on the same SQLite file rebuilds the index from the store, and
 //! must serve the same model and the same ranking, byte for byte.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use plumbline::proto as pb;
 use prost::Message;
 

@@ -2,15 +2,13 @@
 //! HTTP mock (wiremock on 127.0.0.1), a real server and SQLite file, and the
 //! sync driven through the gRPC SyncService.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use plumbline::proto as pb;
 use tonic::Code;
 use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const TOKEN_VAR: &str = "PLUMBLINE_TEST_GITHUB_TOKEN";
+const TOKEN_VAR: &str = "PLB_TEST_GITHUB_TOKEN";
 const TOKEN: &str = "ghp_testtoken0123456789";
 const ISSUES: &str = "/repos/acme/shop/issues";
 
@@ -361,7 +359,7 @@ async fn a_missing_token_variable_is_named() {
         .update_source(pb::UpdateSourceRequest {
             source: Some(pb::Source {
                 id: "gh".into(),
-                token_env: "PLUMBLINE_TEST_UNSET_TOKEN".into(),
+                token_env: "PLB_TEST_UNSET_TOKEN".into(),
                 ..Default::default()
             }),
             update_mask: mask(&["token_env"]),
@@ -370,7 +368,7 @@ async fn a_missing_token_variable_is_named() {
         .unwrap();
     let run = run_sync(&s, "gh", false).await;
     assert_eq!(run.error().code(), Code::FailedPrecondition);
-    assert!(run.error().message().contains("PLUMBLINE_TEST_UNSET_TOKEN"));
+    assert!(run.error().message().contains("PLB_TEST_UNSET_TOKEN"));
     assert!(
         mock.received_requests()
             .await

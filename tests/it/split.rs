@@ -3,9 +3,7 @@
 //! applying a plan by hypothesis and by task (keys, parents, estimates,
 //! links, the ranking, idempotence, a restart), and the error codes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use plumbline::proto as pb;
 use plumbline::proto::split_service_client::SplitServiceClient;
 use tonic::Code;

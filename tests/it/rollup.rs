@@ -1,9 +1,7 @@
 //! Zoom out / zoom in over gRPC: goal roll-ups with coverage, serving items,
 //! unserved goals and unaligned items, and `plumbline goals --tree`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pb::GoalLevel::{Intermediate, Strategic};
 use plumbline::proto as pb;
 use tonic::Code;

@@ -2,15 +2,13 @@
 //! local HTTP mock (wiremock on 127.0.0.1), a real server and SQLite file, and
 //! the sync driven through the gRPC SyncService.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use plumbline::proto as pb;
 use tonic::Code;
 use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const TOKEN_VAR: &str = "PLUMBLINE_TEST_GITLAB_TOKEN";
+const TOKEN_VAR: &str = "PLB_TEST_GITLAB_TOKEN";
 const TOKEN: &str = "glpat-testtoken0123456789";
 const PROJECT: &str = "acme/platform/shop";
 /// The project path is one percent-encoded segment.

@@ -2,9 +2,7 @@
 //! 127.0.0.1:0, proposing plans (JSON and table), applying one twice (also
 //! with `--write-back`, against a local mock of GitHub), and its errors.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use plumbline::proto as pb;
 use serde_json::Value;
 
@@ -158,7 +156,7 @@ async fn split_write_back_creates_the_slices_in_the_tracker_once() {
     use wiremock::matchers::{header, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
-    const TOKEN_VAR: &str = "PLUMBLINE_TEST_CLI_WRITE_BACK_TOKEN";
+    const TOKEN_VAR: &str = "PLB_TEST_CLI_WRITE_BACK_TOKEN";
     set_test_token(TOKEN_VAR, "ghp_clitoken");
     let mock = MockServer::start().await;
     // GitHub answers 201 with the issue; one mock per slice, each matching

@@ -3,16 +3,14 @@
 //! served by a local HTTP mock (wiremock on 127.0.0.1), a real server and
 //! SQLite file, and the sync driven through the gRPC SyncService.
 
-mod common;
-
+use crate::common::*;
 use chrono::{DateTime, Duration, Utc};
-use common::*;
 use plumbline::proto as pb;
 use tonic::Code;
 use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
 use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
 
-const TOKEN_VAR: &str = "PLUMBLINE_TEST_JIRA_TOKEN";
+const TOKEN_VAR: &str = "PLB_TEST_JIRA_TOKEN";
 const TOKEN: &str = "me@example.com:jira-api-token";
 /// `Basic ` and base64 of TOKEN, worked out independently
 /// (`printf %s me@example.com:jira-api-token | base64`).

@@ -1,9 +1,7 @@
 //! Server reflection (v1) and the standard health service, as generic gRPC
 //! tools (grpcurl, grpc-health-probe, Kubernetes probes) use them.
 
-mod common;
-
-use common::TestServer;
+use crate::common::TestServer;
 use prost::Message;
 use tonic::{Code, Status};
 use tonic_health::pb::HealthCheckRequest;

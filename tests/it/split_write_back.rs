@@ -6,13 +6,11 @@
 //! keeps what was created so that a retry creates only the rest, no retry of
 //! a create that may have been applied, and no HTTP at all without the flag.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use common::*;
+use crate::common::*;
 use plumbline::proto as pb;
 use plumbline::proto::split_service_client::SplitServiceClient;
 use serde_json::{Value, json};
@@ -21,7 +19,7 @@ use wiremock::matchers::{any, header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// One variable for every source of this binary (see `set_test_token`).
-const TOKEN_VAR: &str = "PLUMBLINE_TEST_WRITE_BACK_TOKEN";
+const TOKEN_VAR: &str = "PLB_TEST_WRITE_BACK_TOKEN";
 /// Jira Cloud's `email:api_token`; the other trackers take it as it is.
 const TOKEN: &str = "me@example.com:jira-api-token";
 const BASIC: &str = "Basic bWVAZXhhbXBsZS5jb206amlyYS1hcGktdG9rZW4=";
@@ -554,7 +552,7 @@ async fn a_refused_first_create_creates_nothing() {
         .and(path(GITHUB_ISSUES))
         .respond_with(
             ResponseTemplate::new(401)
-                .set_body_string(include_str!("fixtures/github/error-401.json")),
+                .set_body_string(include_str!("../fixtures/github/error-401.json")),
         )
         .expect(1)
         .mount(&mock)
@@ -729,7 +727,7 @@ async fn a_source_without_a_token_is_refused_before_any_request() {
     let s = start(&mock, &GITHUB).await;
     for (token_env, want) in [
         ("", "names no token variable"),
-        ("PLUMBLINE_TEST_WRITE_BACK_UNSET", "is not set"),
+        ("PLB_TEST_WRITE_BACK_UNSET", "is not set"),
     ] {
         s.sources()
             .update_source(pb::UpdateSourceRequest {

@@ -1,0 +1,24 @@
+//! plumbline's integration tests, in one binary (one link of tonic, sqlx and
+//! reqwest instead of one per file). Each module is one topic; every test
+//! starts the real server on 127.0.0.1:0 with a temporary database, or the
+//! real binary, and talks to it as a client would.
+
+mod common;
+
+mod api;
+mod bench;
+mod cli;
+mod cli_split;
+mod reflection;
+mod restart;
+mod rollup;
+mod split;
+mod split_write_back;
+mod sync_github;
+mod sync_gitlab;
+mod sync_jira;
+mod sync_kill;
+mod sync_pages;
+mod sync_redmine;
+mod validation;
+mod watch;

@@ -172,9 +172,9 @@ fn rescore_entry<'m>(
 /// changes that reach every item, on a machine with a core to spare. If no
 /// thread can be had, `b` runs here after `a`.
 pub(super) fn both<A, B: Send>(a: impl FnOnce() -> A, b: impl FnOnce() -> B + Send) -> (A, B) {
-    let slot = std::sync::Mutex::new(Some(b));
+    let slot = parking_lot::Mutex::new(Some(b));
     let run_b = || {
-        let b = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let b = slot.lock().take();
         b.map(|b| b())
     };
     std::thread::scope(|s| {

@@ -9,6 +9,8 @@ use crate::domain::{
     LinkOrigin, Metric,
 };
 
+/// Forty open items under one goal, one metric and two hypotheses
+/// (`H-1`, `H-2`), with `links`.
 pub(super) fn snapshot(links: Vec<Link>) -> Snapshot {
     let now = Utc::now();
     let goal = Goal {
@@ -70,6 +72,7 @@ pub(super) fn snapshot(links: Vec<Link>) -> Snapshot {
     }
 }
 
+/// A rule link of item `i` of [`snapshot`] to hypothesis `h`.
 pub(super) fn link(i: usize, h: &str, c: f64) -> Link {
     let now = Utc::now();
     Link {
@@ -138,6 +141,8 @@ pub(super) fn big_snapshot(n: usize, seed: u64) -> Snapshot {
     snap
 }
 
+/// Asserts that `a` and `b` score every item alike and rank them in the
+/// same order by both numbers.
 pub(super) fn same_scores_and_rankings(a: &ScoreIndex, b: &ScoreIndex) {
     assert_eq!(a.item_count(), b.item_count());
     for (k, _) in a.items() {

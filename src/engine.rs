@@ -20,9 +20,11 @@ pub use validation::TouchedRelease;
 pub use split::{AppliedSplit, DraftSlice, SplitDraft, SplitStart};
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use chrono::Utc;
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::domain::{
     Goal, Hypothesis, Item, Link, LinkOrigin, Metric, Observation, Source, SyncState, Time,
@@ -86,6 +88,44 @@ pub struct Engine {
     changes: tokio::sync::watch::Sender<u64>,
 }
 
+/// The index's write guard, which aborts the process if a panic unwinds
+/// through it. A panic in the middle of an index write can leave the index
+/// half-updated (some reached items rescored and others not, a link in its
+/// item's entry but not in its hypothesis' contribution map), and no lock
+/// keeps later calls from reading that: a poisoned std lock only tells
+/// them, and parking_lot's lock does not poison. The store is written
+/// before the index and holds every change, so the honest way back is a
+/// restart, which rebuilds the index from it; aborting gets there without
+/// a time in which calls read a wrong index or are refused while it waits
+/// for one.
+struct IndexWrite<'a>(RwLockWriteGuard<'a, ScoreIndex>);
+
+impl Deref for IndexWrite<'_> {
+    type Target = ScoreIndex;
+
+    fn deref(&self) -> &ScoreIndex {
+        &self.0
+    }
+}
+
+impl DerefMut for IndexWrite<'_> {
+    fn deref_mut(&mut self) -> &mut ScoreIndex {
+        &mut self.0
+    }
+}
+
+impl Drop for IndexWrite<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(
+                "a panic while writing the in-memory index may have left it half-updated; \
+                 aborting, so that a restart rebuilds the index from the store"
+            );
+            std::process::abort();
+        }
+    }
+}
+
 fn facts_of(item: &Item) -> ItemFacts {
     ItemFacts {
         source_id: item.source_id.clone(),
@@ -120,34 +160,28 @@ impl Engine {
                 return guard;
             }
             drop(guard);
-            self.index
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .flush();
+            IndexWrite(self.index.write()).flush();
         }
     }
 
     /// A read view whose scores may lag behind deferred upserts (facts,
     /// links and the model do not): for checks made while writing.
     fn read_unflushed(&self) -> RwLockReadGuard<'_, ScoreIndex> {
-        // A panic while holding the lock cannot leave the index half-updated
-        // in a way later reads would misread more than a restart would, so
-        // recover the guard rather than poison every later call.
-        self.index.read().unwrap_or_else(|e| e.into_inner())
+        self.index.read()
     }
 
     /// The index for writing, with deferred rescoring done. Watchers are
     /// told once the lock is held, so the read they make on waking waits
     /// for this change to finish.
-    fn write_index(&self) -> RwLockWriteGuard<'_, ScoreIndex> {
+    fn write_index(&self) -> IndexWrite<'_> {
         let mut guard = self.write_index_unflushed();
         guard.flush();
         guard
     }
 
     /// The index for writing, deferred rescoring left pending.
-    fn write_index_unflushed(&self) -> RwLockWriteGuard<'_, ScoreIndex> {
-        let guard = self.index.write().unwrap_or_else(|e| e.into_inner());
+    fn write_index_unflushed(&self) -> IndexWrite<'_> {
+        let guard = IndexWrite(self.index.write());
         self.changes.send_modify(|v| *v += 1);
         guard
     }
@@ -752,4 +786,55 @@ impl Engine {
 
 fn not_found(kind: &str, id: &str) -> Error {
     Error::NotFound(format!("{kind} {id:?} not found"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Set in the child process that [`a_panic_while_writing_the_index_aborts`]
+    /// starts, where the write panics.
+    const PANIC_CHILD: &str = "PLB_TEST_PANIC_IN_INDEX_WRITE";
+
+    #[test]
+    fn a_panic_while_writing_the_index_aborts() {
+        if std::env::var_os(PANIC_CHILD).is_some() {
+            let index = RwLock::new(ScoreIndex::new(1.0));
+            let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut ix = IndexWrite(index.write());
+                ix.remove_item("s/1");
+                panic!("a bug half-way through an index write");
+            }));
+            // Reached only if the panic unwound past the guard: the lock is
+            // free again and the index readable, the failure the parent
+            // looks for.
+            assert!(unwound.is_err());
+            assert_eq!(index.read().item_count(), 0);
+            return;
+        }
+        let exe = std::env::current_exe().expect("the test binary knows its path");
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "engine::tests::a_panic_while_writing_the_index_aborts",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env(PANIC_CHILD, "1")
+            .output()
+            .expect("the test binary runs again as a child");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("a bug half-way through an index write"),
+            "the child's write panicked: {stderr}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            // SIGABRT: the process aborted instead of unwinding.
+            assert_eq!(out.status.signal(), Some(6), "{:?}: {stderr}", out.status);
+        }
+        #[cfg(not(unix))]
+        assert!(!out.status.success(), "{:?}: {stderr}", out.status);
+    }
 }

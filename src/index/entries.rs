@@ -13,7 +13,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
-use super::{Entry, Key, Slot};
+use std::sync::OnceLock;
+
+use super::links::Linked;
+use super::{ItemFacts, Key, Slot};
+use crate::score::Score;
 
 /// The gap between neighbouring labels after a respacing, at most. Tests
 /// use a small one, so that respacing happens in them all the time.
@@ -59,6 +63,64 @@ impl SlotSet {
                 })
             })
         })
+    }
+}
+
+/// Everything the index holds about one item key. The fields a rescore
+/// reads come first, so that they share the entry's first cache lines; the
+/// facts it does not read (title, labels, ...) are boxed apart, which keeps
+/// a rescore of many entries from streaming them through the cache.
+#[derive(Debug)]
+#[repr(C)]
+pub(super) struct Entry {
+    /// The item's estimate, a copy of its facts' (see [`Entry::set_facts`]).
+    pub(super) estimate: Option<f64>,
+    /// (value, value density) the item is ranked with; present once scored
+    /// (exactly when `facts` is, outside a deferred upsert).
+    pub(super) ranked: Option<(f64, f64)>,
+    /// Ordered by hypothesis id, as the score's terms are.
+    pub(super) links: Vec<Linked>,
+    /// Orders as the key does among the entries' (see [`Entries`]); 0
+    /// until labelled.
+    pub(super) label: u64,
+    /// `None` for links whose item is not (or no longer) known.
+    pub(super) facts: Option<Box<ItemFacts>>,
+    /// The explained score, built on first read after each rescore.
+    pub(super) explained: OnceLock<Box<Score>>,
+    pub(super) key: Key,
+}
+
+impl Entry {
+    pub(super) fn new(key: Key) -> Self {
+        Entry {
+            estimate: None,
+            ranked: None,
+            links: Vec::new(),
+            label: 0,
+            facts: None,
+            explained: OnceLock::new(),
+            key,
+        }
+    }
+
+    /// Sets the item's facts; false when it had them already.
+    pub(super) fn set_facts(&mut self, facts: ItemFacts) -> bool {
+        self.estimate = facts.estimate;
+        match &mut self.facts {
+            Some(f) => {
+                **f = facts;
+                false
+            }
+            None => {
+                self.facts = Some(Box::new(facts));
+                true
+            }
+        }
+    }
+
+    pub(super) fn link_position(&self, hypothesis_id: &str) -> Result<usize, usize> {
+        self.links
+            .binary_search_by(|l| (*l.hypothesis_id).cmp(hypothesis_id))
     }
 }
 

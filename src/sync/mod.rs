@@ -17,10 +17,11 @@ pub mod redmine;
 pub mod write;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
 use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 
@@ -296,11 +297,7 @@ struct RunningGuard<'a> {
 
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
-        self.syncer
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.source_id);
+        self.syncer.running.lock().remove(&self.source_id);
     }
 }
 
@@ -320,10 +317,7 @@ impl Syncer {
 
     /// Whether a sync of `source_id` is under way.
     pub fn is_running(&self, source_id: &str) -> bool {
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(source_id)
+        self.running.lock().contains(source_id)
     }
 
     /// Syncs one source now. `full` ignores the cursor. Progress goes to
@@ -336,12 +330,7 @@ impl Syncer {
         events: &(dyn Fn(SyncEvent) + Send + Sync),
     ) -> Result<SyncSummary, SyncError> {
         let source = self.engine.get_source(source_id)?;
-        if !self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(source_id.to_string())
-        {
+        if !self.running.lock().insert(source_id.to_string()) {
             return Err(SyncError::AlreadyRunning(source_id.to_string()));
         }
         let _guard = RunningGuard {

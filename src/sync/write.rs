@@ -31,11 +31,7 @@ struct SplittingGuard<'a> {
 
 impl Drop for SplittingGuard<'_> {
     fn drop(&mut self) {
-        self.syncer
-            .splitting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.key);
+        self.syncer.splitting.lock().remove(&self.key);
     }
 }
 
@@ -50,12 +46,7 @@ impl Syncer {
         kind: PlanKind,
         write_back: bool,
     ) -> Result<AppliedSplit, SyncError> {
-        if !self
-            .splitting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_string())
-        {
+        if !self.splitting.lock().insert(key.to_string()) {
             return Err(SyncError::SplitRunning(key.to_string()));
         }
         let _guard = SplittingGuard {

@@ -15,9 +15,10 @@
 //! it could not upgrade.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
 use super::{enum_str, json, nanos};
@@ -62,7 +63,7 @@ impl Writer {
 
     /// Closes the connection; later writes fail.
     pub fn close(&self) {
-        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Conn::Closed;
+        *self.conn.lock() = Conn::Closed;
     }
 
     /// Writes `w` in one transaction, on a blocking thread.
@@ -74,7 +75,7 @@ impl Writer {
     }
 
     fn write_now(&self, w: &ItemWrite) -> Result<()> {
-        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.conn.lock();
         if matches!(*guard, Conn::Unopened) {
             *guard = Conn::Open(open(&self.path).map_err(write_error)?);
         }

@@ -565,19 +565,42 @@ async fn pages_fetched_ahead_are_stored_in_order_up_to_a_failure() {
     assert_eq!(resumed.done().upserted_count, 0, "nothing stored twice");
 }
 
+/// Answers the issues and says so on a channel the moment a request
+/// arrives, before the answer's delay runs out.
+struct Announced {
+    arrived: tokio::sync::mpsc::UnboundedSender<()>,
+    answer: ResponseTemplate,
+}
+
+impl wiremock::Respond for Announced {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        let _ = self.arrived.send(());
+        self.answer.clone()
+    }
+}
+
 #[tokio::test]
 async fn two_syncs_of_one_source_never_run_at_once() {
     let mock = MockServer::start().await;
+    let (arrived, mut first_request) = tokio::sync::mpsc::unbounded_channel();
+    // The first sync's answer takes 2 s; the second sync starts once the
+    // first one's request has arrived, and is refused without a request of
+    // its own, long before that answer.
     Mock::given(method("GET"))
         .and(path(ISSUES))
-        .respond_with(
-            json(fixture("issues-page2.json")).set_delay(std::time::Duration::from_millis(500)),
-        )
+        .respond_with(Announced {
+            arrived,
+            answer: json(fixture("issues-page2.json")).set_delay(std::time::Duration::from_secs(2)),
+        })
         .mount(&mock)
         .await;
     let s = setup(&mock).await;
     let (a, b) = tokio::join!(run_sync(&s, "gh", false), async {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // The first sync is running once its request reached the tracker.
+        first_request
+            .recv()
+            .await
+            .expect("the first sync's request");
         run_sync(&s, "gh", false).await
     });
     assert_eq!(a.done().upserted_count, 2);

@@ -126,6 +126,15 @@ impl Tracker for GitHub {
             resp
         }
     }
+
+    fn says(&self, status: u16) -> &'static str {
+        match status {
+            401 => "Bad credentials",
+            403 => "Resource not accessible by personal access token",
+            404 => "Not Found",
+            _ => "",
+        }
+    }
 }
 
 conformance_cases!(super::GitHub);

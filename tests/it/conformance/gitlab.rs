@@ -142,6 +142,15 @@ impl Tracker for GitLab {
             .insert_header("content-type", kind)
             .set_body_string(body)
     }
+
+    fn says(&self, status: u16) -> &'static str {
+        match status {
+            401 => "401 Unauthorized",
+            403 => "insufficient_scope",
+            404 => "404 Project Not Found",
+            _ => "",
+        }
+    }
 }
 
 conformance_cases!(super::GitLab);

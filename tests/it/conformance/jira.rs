@@ -129,6 +129,15 @@ impl Tracker for Jira {
             resp
         }
     }
+
+    fn says(&self, status: u16) -> &'static str {
+        match status {
+            401 => "You are not authenticated",
+            403 => "You do not have permission to browse issues",
+            404 => "could not be found",
+            _ => "",
+        }
+    }
 }
 
 conformance_cases!(super::Jira);

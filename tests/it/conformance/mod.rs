@@ -20,6 +20,7 @@ macro_rules! conformance_cases {
             unauthorized,
             forbidden,
             not_found,
+            missing_token_named,
             rate_limited_then_success,
             server_errors_retried,
             malformed_json_writes_nothing,
@@ -103,6 +104,9 @@ pub trait Tracker: Send + Sync + Default + 'static {
     /// The tracker's answer with `status` (401, 403, 404, 429, 500...), with
     /// its real body and headers.
     fn error(&self, status: u16) -> ResponseTemplate;
+    /// What of the tracker's own reason in [`error`](Self::error)`(status)`
+    /// must reach the person reading the sync's error.
+    fn says(&self, status: u16) -> &'static str;
 }
 
 /// The URL `req` was sent to, with the host and port it was sent to (the
@@ -409,26 +413,70 @@ pub async fn unchanged_resync_costs_one_request<T: Tracker>() {
 
 /// 401, 403 and 404 stop the sync at once with an error naming the source
 /// and the cause, without the token; nothing is retried or stored.
-pub async fn refused<T: Tracker>(status: u16, needle: &str) {
+pub async fn refused<T: Tracker>(status: u16, needle: &str) -> (World<T>, SyncRun) {
     let w = World::<T>::start(issues(3)).await;
     w.fail(0, w.tracker.error(status), None).await;
     let run = w.sync().await;
     w.assert_failed(&run, Code::FailedPrecondition, needle)
         .await;
-    assert_eq!(w.queries().await.len(), 1, "not retried");
+    let msg = run.error().message();
+    assert!(
+        msg.contains(w.tracker.says(status)),
+        "the tracker's reason: {msg}"
+    );
+    assert!(run.waits.is_empty(), "a refusal is not a rate limit");
+    let received = w.mock.received_requests().await.unwrap_or_default();
+    assert_eq!(received.len(), 1, "not retried");
+    assert!(
+        !received[0].url.as_str().contains(T::TOKEN.1),
+        "the token goes in a header, never the URL"
+    );
     assert!(w.stored().await.is_empty());
+    assert_eq!(w.cursor().await, None);
+    (w, run)
 }
 
 pub async fn unauthorized<T: Tracker>() {
-    refused::<T>(401, "401").await
+    refused::<T>(401, "(401)").await;
 }
 
 pub async fn forbidden<T: Tracker>() {
-    refused::<T>(403, "403").await
+    refused::<T>(403, "(403)").await;
 }
 
+/// A 404 names the URL asked, without its query, and the settings to check.
 pub async fn not_found<T: Tracker>() {
-    refused::<T>(404, "not found (404)").await
+    let (w, run) = refused::<T>(404, "not found (404)").await;
+    let msg = run.error().message();
+    assert!(
+        msg.contains(&w.tracker.list_path()) && msg.contains("project_key"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains('?'),
+        "the URL is shown without its query: {msg}"
+    );
+}
+
+/// A source whose token variable is unset fails before any request, naming
+/// the variable.
+pub async fn missing_token_named<T: Tracker>() {
+    let w = World::<T>::start(issues(3)).await;
+    w.s.sources()
+        .update_source(pb::UpdateSourceRequest {
+            source: Some(pb::Source {
+                id: T::ID.into(),
+                token_env: "PLB_TEST_UNSET_TOKEN".into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["token_env"]),
+        })
+        .await
+        .unwrap();
+    let run = w.sync().await;
+    w.assert_failed(&run, Code::FailedPrecondition, "PLB_TEST_UNSET_TOKEN")
+        .await;
+    assert!(w.queries().await.is_empty(), "no request without a token");
 }
 
 /// A rate-limit answer is waited out (and reported), then the sync goes on.

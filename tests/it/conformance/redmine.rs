@@ -117,6 +117,14 @@ impl Tracker for Redmine {
             .insert_header("content-type", kind)
             .set_body_string(body)
     }
+
+    fn says(&self, status: u16) -> &'static str {
+        match status {
+            401 => "401 Authorization Required",
+            // Redmine answers these with an empty body.
+            _ => "no message",
+        }
+    }
 }
 
 conformance_cases!(super::Redmine);

@@ -88,6 +88,12 @@ pub struct SyncConfig {
     pub backoff_ms: u64,
     /// Longest wait for a rate limit before a sync gives up, in seconds.
     pub max_wait_secs: u64,
+    /// Rate-limit answers to one request waited out in a row before a sync
+    /// gives up.
+    pub max_rate_limit_waits: u32,
+    /// Shortest wait after a rate-limit answer, in milliseconds, even when
+    /// the tracker says `Retry-After: 0`.
+    pub min_rate_limit_delay_ms: u64,
 }
 
 impl Default for SyncConfig {
@@ -98,6 +104,8 @@ impl Default for SyncConfig {
             max_retries: 5,
             backoff_ms: 500,
             max_wait_secs: 900,
+            max_rate_limit_waits: 10,
+            min_rate_limit_delay_ms: 1000,
         }
     }
 }
@@ -108,6 +116,7 @@ impl SyncConfig {
         SyncConfig {
             interval_secs: 0,
             backoff_ms: 10,
+            min_rate_limit_delay_ms: 10,
             ..SyncConfig::default()
         }
     }
@@ -120,6 +129,8 @@ impl SyncConfig {
             backoff_base: Duration::from_millis(self.backoff_ms),
             max_backoff: Duration::from_secs(30),
             max_rate_limit_wait: Duration::from_secs(self.max_wait_secs),
+            max_rate_limit_waits: self.max_rate_limit_waits,
+            min_rate_limit_delay: Duration::from_millis(self.min_rate_limit_delay_ms),
         }
     }
 }

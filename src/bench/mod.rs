@@ -461,7 +461,15 @@ async fn fetch_and_parse(
     let mut count = 0u64;
     loop {
         let fetched = http
-            .get(&source.id, &url, headers, None, &|_| {}, &mut requests)
+            .get(
+                conn,
+                &source.id,
+                &url,
+                headers,
+                None,
+                &|_| {},
+                &mut requests,
+            )
             .await?;
         let page = conn.parse_page(source, &fetched)?;
         count += page.items.len() as u64;

@@ -17,15 +17,18 @@
 //! - Write-back: `POST /repos/{owner}/{repo}/issues` with `{title, body,
 //!   labels}`, the estimate as a label (`size:4`); GitHub answers 201 with
 //!   the issue, mapped as a sync maps it.
+//! - Rate limits: `X-RateLimit-Remaining: 0` with `X-RateLimit-Reset` (Unix
+//!   seconds) on a 403/429 or on the window's last answer; the secondary
+//!   limit's `Retry-After` is the shared client's.
 
-use reqwest::Url;
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderName, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
-use super::http::Fetched;
+use super::http::{Fetched, none_remaining, unix_reset};
 use super::{
-    Connector, PAGE_SIZE, Page, SyncError, header_value, join_url, next_link, parse_json,
-    parse_time, short_number,
+    Connector, PAGE_SIZE, Page, RateLimit, SyncError, header_value, join_url, next_link,
+    parse_json, parse_time, short_number,
 };
 use crate::domain::{Item, ItemState, Source, Time};
 use crate::refine::split::note_parent;
@@ -121,6 +124,20 @@ impl Connector for GitHub {
         })
     }
 
+    fn rate_limit(&self, status: StatusCode, headers: &HeaderMap) -> Option<RateLimit> {
+        // The primary limit: `X-RateLimit-Remaining: 0` until
+        // `X-RateLimit-Reset` (Unix seconds), on the refused request (403 or
+        // 429) or on the window's last success. A refusal without a reset
+        // waits a minute, as GitHub's docs advise. (The secondary limit
+        // sends the standard `Retry-After`, which the shared client reads.)
+        if !none_remaining(headers, "x-ratelimit-remaining") {
+            return None;
+        }
+        unix_reset(headers, "x-ratelimit-reset").or_else(|| {
+            (!status.is_success()).then_some(RateLimit::After(std::time::Duration::from_secs(60)))
+        })
+    }
+
     fn create_issue_request(
         &self,
         source: &Source,
@@ -161,6 +178,7 @@ fn issues_url(source: &Source) -> Result<Url, SyncError> {
                 "project_key {:?} must be OWNER/REPO for GitHub",
                 source.project_key
             ),
+            source: None,
         });
     }
     join_url(source, &format!("repos/{repo}/issues"))

@@ -33,17 +33,19 @@
 //!   estimate cannot be set on create and is left out. GitLab answers 201
 //!   with the issue, mapped as a sync maps it.
 //! - Rate limits: GitLab sends `RateLimit-*` and `Retry-After` mostly on 429,
-//!   sometimes not at all; the shared client handles both.
+//!   sometimes not at all. `RateLimit-Remaining`/`RateLimit-Reset` (Unix
+//!   seconds) are read here; `Retry-After` and a bare 429 are the shared
+//!   client's.
 
-use reqwest::Url;
-use reqwest::header::{ACCEPT, HeaderName, HeaderValue};
+use reqwest::header::{ACCEPT, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
 use super::github::estimate_from_labels;
-use super::http::Fetched;
+use super::http::{Fetched, none_remaining, unix_reset};
 use super::{
-    Connector, PAGE_SIZE, Page, SyncError, header_value, join_url, next_link, parse_json,
-    parse_time, short_number,
+    Connector, PAGE_SIZE, Page, RateLimit, SyncError, header_value, join_url, next_link,
+    parse_json, parse_time, short_number,
 };
 use crate::domain::{Item, ItemState, Source, Time};
 use crate::refine::split::note_parent;
@@ -95,6 +97,7 @@ impl EstimateFrom {
                         "estimate_field {:?} is not a GitLab estimate; use \"weight\" (the default), \"time_estimate\" or \"label:PREFIX\"",
                         source.estimate_field
                     ),
+                    source: None,
                 }),
             },
         }
@@ -207,6 +210,18 @@ impl Connector for GitLab {
         Ok(url)
     }
 
+    fn rate_limit(&self, status: StatusCode, headers: &HeaderMap) -> Option<RateLimit> {
+        // `RateLimit-Reset` (Unix seconds) counts when the window is used up
+        // (`RateLimit-Remaining: 0`) or on a 429, which may carry the reset
+        // alone. A bare 429 is the shared client's.
+        if none_remaining(headers, "ratelimit-remaining") || status == StatusCode::TOO_MANY_REQUESTS
+        {
+            unix_reset(headers, "ratelimit-reset")
+        } else {
+            None
+        }
+    }
+
     fn parse_page(&self, source: &Source, fetched: &Fetched) -> Result<Page, SyncError> {
         let estimate = EstimateFrom::of(source)?;
         let issues: Vec<Issue> = parse_json(source, fetched)?;
@@ -266,6 +281,7 @@ fn issues_url(source: &Source) -> Result<Url, SyncError> {
                 "project_key {:?} must be a GitLab project path (GROUP/PROJECT, subgroups allowed) or numeric id",
                 source.project_key
             ),
+            source: None,
         });
     }
     let api = if source.base_url.trim_end_matches('/').ends_with("/api/v4") {

@@ -1,6 +1,11 @@
 //! The one HTTP client every connector shares: timeouts, a User-Agent,
-//! conditional requests, and politeness. It waits out rate limits (Retry-After,
-//! X-RateLimit-Remaining/Reset, RateLimit-Reset) instead of failing, retries
+//! conditional requests, and politeness. It waits out rate limits instead of
+//! failing: the standard `Retry-After` and a bare 429 here, each tracker's
+//! own headers (`X-RateLimit-*`, `RateLimit-*`) through its connector's
+//! [`Connector::rate_limit`] hook, so that one place knows one tracker's
+//! dialect. Every such wait lasts at least a minimum delay and only so many
+//! come in a row, so a tracker that answers `Retry-After: 0` forever ends
+//! the sync with an error instead of a tight loop. It retries
 //! transient failures of reads (5xx, timeouts, connection resets) with bounded
 //! exponential backoff and full jitter, and turns 401/403/404 into errors that
 //! name the source and the cause, never the token. Writes (`post_json`) are
@@ -12,7 +17,7 @@ use chrono::Utc;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{StatusCode, Url};
 
-use super::{SyncError, SyncEvent};
+use super::{Connector, RateLimit, RateLimitStop, SyncError, SyncEvent};
 use crate::domain::Time;
 
 /// Politeness settings.
@@ -27,6 +32,13 @@ pub struct HttpOptions {
     pub max_backoff: Duration,
     /// The longest a rate limit may make us wait before we give up.
     pub max_rate_limit_wait: Duration,
+    /// Rate-limit answers to one request waited out in a row before the
+    /// sync fails: a tracker that says "slow down" forever is not obeyed
+    /// forever.
+    pub max_rate_limit_waits: u32,
+    /// The shortest wait after a rate-limit answer, whatever it says
+    /// (`Retry-After: 0`, a reset already past).
+    pub min_rate_limit_delay: Duration,
 }
 
 impl Default for HttpOptions {
@@ -37,6 +49,8 @@ impl Default for HttpOptions {
             backoff_base: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             max_rate_limit_wait: Duration::from_secs(15 * 60),
+            max_rate_limit_waits: 10,
+            min_rate_limit_delay: Duration::from_secs(1),
         }
     }
 }
@@ -91,15 +105,17 @@ impl HttpClient {
             .timeout(options.timeout)
             .connect_timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| SyncError::Client(e.to_string()))?;
+            .map_err(|e| SyncError::Client(Box::new(e)))?;
         Ok(HttpClient { client, options })
     }
 
     /// GETs `url` with `headers` (auth among them) and, when given,
     /// `If-None-Match`. Waits out rate limits and retries transient failures;
     /// reports waits through `events`. `requests` counts every attempt.
+    #[allow(clippy::too_many_arguments)]
     pub async fn get(
         &self,
+        conn: &dyn Connector,
         source_id: &str,
         url: &Url,
         headers: &[(HeaderName, HeaderValue)],
@@ -117,7 +133,7 @@ impl HttpClient {
             }
             req
         };
-        self.send(source_id, url, Replay::Safe, build, events, requests)
+        self.send(conn, source_id, url, Replay::Safe, build, events, requests)
             .await
     }
 
@@ -129,8 +145,10 @@ impl HttpClient {
     /// answer (429, or 403/503 with `Retry-After`) and after a connection
     /// that failed before the request went out. A timeout, a 5xx or an answer
     /// cut off is returned as an error at once.
+    #[allow(clippy::too_many_arguments)]
     pub async fn post_json(
         &self,
+        conn: &dyn Connector,
         source_id: &str,
         url: &Url,
         headers: &[(HeaderName, HeaderValue)],
@@ -138,7 +156,7 @@ impl HttpClient {
         events: &(dyn Fn(SyncEvent) + Send + Sync),
         requests: &mut u32,
     ) -> Result<Fetched, SyncError> {
-        let bytes = serde_json::to_vec(body).map_err(|e| SyncError::Client(e.to_string()))?;
+        let bytes = serde_json::to_vec(body).map_err(|e| SyncError::Client(Box::new(e)))?;
         let build = || {
             let mut req = self.client.post(url.clone());
             for (k, v) in headers {
@@ -150,14 +168,28 @@ impl HttpClient {
             )
             .body(bytes.clone())
         };
-        self.send(source_id, url, Replay::Unsafe, build, events, requests)
-            .await
+        self.send(
+            conn,
+            source_id,
+            url,
+            Replay::Unsafe,
+            build,
+            events,
+            requests,
+        )
+        .await
     }
 
     /// Sends what `build` makes until it succeeds, fails for good, or may
-    /// not be sent again under `replay`.
+    /// not be sent again under `replay`. Rate-limit answers are waited out,
+    /// each wait at least [`HttpOptions::min_rate_limit_delay`], at most
+    /// [`HttpOptions::max_rate_limit_waits`] times in a row: a tracker that
+    /// answers `Retry-After: 0` (or a reset already past) forever would
+    /// otherwise be hammered in a tight loop.
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
+        conn: &dyn Connector,
         source_id: &str,
         url: &Url,
         replay: Replay,
@@ -166,16 +198,21 @@ impl HttpClient {
         requests: &mut u32,
     ) -> Result<Fetched, SyncError> {
         let mut attempt: u32 = 0;
+        let mut limited = RateLimitRun::default();
         loop {
             *requests += 1;
-            // What went wrong, and whether the tracker may have applied it.
-            let (transient, maybe_applied) = match build().send().await {
+            // What went wrong, its cause, and whether the tracker may have
+            // applied it.
+            let (transient, cause, maybe_applied) = match build().send().await {
                 Ok(resp) => {
                     let status = resp.status();
                     let headers = resp.headers().clone();
                     let final_url = resp.url().clone();
+                    let dialect = conn.rate_limit(status, &headers);
                     // A rate-limit answer means the request was not applied.
-                    if let Some(until) = rate_limit_wait(status, &headers) {
+                    if let Some(come_back) = rate_limit_wait(status, &headers, dialect) {
+                        let until =
+                            self.bounded_wait(source_id, status, come_back, &mut limited)?;
                         self.wait_until(source_id, until, "the tracker's rate limit", events)
                             .await?;
                         continue;
@@ -185,9 +222,8 @@ impl HttpClient {
                             Ok(b) => {
                                 // Spend the last request of a window, then wait
                                 // for the next one instead of being refused.
-                                if remaining_is_zero(&headers)
-                                    && let Some(reset) = reset_time(&headers)
-                                {
+                                if let Some(reset) = dialect {
+                                    let reset = reset.at(Utc::now());
                                     events(SyncEvent::RateLimitWait {
                                         until: reset,
                                         reason: "rate limit window used up".into(),
@@ -203,6 +239,7 @@ impl HttpClient {
                             }
                             Err(e) => (
                                 format!("HTTP {status}, answer cut off: {}", describe(&e)),
+                                Some(e),
                                 true,
                             ),
                         }
@@ -229,11 +266,8 @@ impl HttpClient {
                                     message,
                                 });
                             }
-                            s if s.is_server_error()
-                                || s == StatusCode::TOO_MANY_REQUESTS
-                                || s == StatusCode::REQUEST_TIMEOUT =>
-                            {
-                                (format!("HTTP {s}: {message}"), true)
+                            s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => {
+                                (format!("HTTP {s}: {message}"), None, true)
                             }
                             s => {
                                 return Err(SyncError::Http {
@@ -246,7 +280,10 @@ impl HttpClient {
                     }
                 }
                 // A connection that failed was never used: nothing was sent.
-                Err(e) => (describe(&e), !e.is_connect()),
+                Err(e) => {
+                    let applied = !e.is_connect();
+                    (describe(&e), Some(e), applied)
+                }
             };
             if maybe_applied && replay == Replay::Unsafe {
                 return Err(SyncError::Transport {
@@ -254,18 +291,49 @@ impl HttpClient {
                     detail: format!(
                         "{transient} (not retried: the tracker may have applied the request; check it before trying again)"
                     ),
+                    source: cause,
                 });
             }
             if attempt >= self.options.max_retries {
                 return Err(SyncError::Transport {
                     source_id: source_id.into(),
                     detail: format!("{transient} (gave up after {} attempts)", attempt + 1),
+                    source: cause,
                 });
             }
             attempt += 1;
             tracing::warn!(source = source_id, attempt, error = %transient, "transient tracker failure; retrying");
             self.backoff(attempt).await;
         }
+    }
+
+    /// Counts one more rate-limit answer in a row and says until when to
+    /// wait for it: at least the minimum delay from now, so that
+    /// `Retry-After: 0` or a reset already past still paces the requests;
+    /// or fails once the waits run out.
+    fn bounded_wait(
+        &self,
+        source_id: &str,
+        status: StatusCode,
+        come_back: Time,
+        run: &mut RateLimitRun,
+    ) -> Result<Time, SyncError> {
+        run.answers += 1;
+        if run.answers > self.options.max_rate_limit_waits {
+            return Err(SyncError::RateLimited {
+                source_id: source_id.into(),
+                why: RateLimitStop::TooOften {
+                    status: status.as_u16(),
+                    answers: run.answers,
+                    waits: run.answers - 1,
+                    waited_secs: run.since.elapsed().as_secs_f64(),
+                },
+            });
+        }
+        let earliest = Utc::now()
+            + chrono::Duration::from_std(self.options.min_rate_limit_delay)
+                .unwrap_or(chrono::Duration::seconds(1));
+        Ok(come_back.max(earliest))
     }
 
     async fn backoff(&self, attempt: u32) {
@@ -299,7 +367,7 @@ impl HttpClient {
         if wait > self.options.max_rate_limit_wait {
             return Err(SyncError::RateLimited {
                 source_id: source_id.into(),
-                until,
+                why: RateLimitStop::TooLong { until },
             });
         }
         tokio::time::sleep(wait).await;
@@ -307,49 +375,82 @@ impl HttpClient {
     }
 }
 
-/// `X-RateLimit-Remaining: 0` (GitHub) or `RateLimit-Remaining: 0` (GitLab).
-fn remaining_is_zero(headers: &HeaderMap) -> bool {
-    ["x-ratelimit-remaining", "ratelimit-remaining"]
-        .iter()
-        .any(|h| headers.get(*h).and_then(|v| v.to_str().ok()).map(str::trim) == Some("0"))
+/// Rate-limit answers to one request in a row, and since when.
+struct RateLimitRun {
+    answers: u32,
+    since: std::time::Instant,
 }
 
-/// When a response says "slow down", the time to try again.
-fn rate_limit_wait(status: StatusCode, headers: &HeaderMap) -> Option<Time> {
+impl Default for RateLimitRun {
+    fn default() -> Self {
+        RateLimitRun {
+            answers: 0,
+            since: std::time::Instant::now(),
+        }
+    }
+}
+
+/// When an answer says "slow down", the time to try again. A 429 always
+/// does; a 403 or 503 does with the standard `Retry-After`; any failure
+/// does when the tracker's own dialect (`dialect`, from its connector)
+/// says so. `Retry-After` wins over the dialect; a 429 with neither (GitLab
+/// often sends none) comes back after the minimum delay.
+fn rate_limit_wait(
+    status: StatusCode,
+    headers: &HeaderMap,
+    dialect: Option<RateLimit>,
+) -> Option<Time> {
+    if status.is_success() || status == StatusCode::NOT_MODIFIED {
+        return None;
+    }
+    let retry_after = headers.get("retry-after").and_then(|v| v.to_str().ok());
     let limited = status == StatusCode::TOO_MANY_REQUESTS
-        || (status == StatusCode::FORBIDDEN
-            && (headers.contains_key("retry-after") || remaining_is_zero(headers)))
-        || (status == StatusCode::SERVICE_UNAVAILABLE && headers.contains_key("retry-after"));
+        || (retry_after.is_some()
+            && (status == StatusCode::FORBIDDEN || status == StatusCode::SERVICE_UNAVAILABLE))
+        || dialect.is_some();
     if !limited {
         return None;
     }
     let now = Utc::now();
-    if let Some(v) = headers.get("retry-after").and_then(|v| v.to_str().ok()) {
-        if let Ok(secs) = v.trim().parse::<u64>() {
-            return Some(now + chrono::Duration::seconds(secs.min(86_400) as i64));
+    let standard = retry_after.and_then(|v| {
+        let v = v.trim();
+        if let Ok(secs) = v.parse::<u64>() {
+            return Some(RateLimit::After(std::time::Duration::from_secs(
+                secs.min(86_400),
+            )));
         }
-        if let Ok(t) = chrono::DateTime::parse_from_rfc2822(v.trim()) {
-            return Some(t.with_timezone(&Utc).max(now));
-        }
-    }
-    // No usable header (GitLab often sends none): a short pause, then retry.
-    Some(reset_time(headers).unwrap_or(now + chrono::Duration::seconds(1)))
+        chrono::DateTime::parse_from_rfc2822(v)
+            .ok()
+            .map(|t| RateLimit::Until(t.with_timezone(&Utc)))
+    });
+    Some(
+        standard
+            .or(dialect)
+            .map_or(now, |come_back| come_back.at(now)),
+    )
 }
 
-/// X-RateLimit-Reset (GitHub) or RateLimit-Reset (GitLab): Unix seconds.
-fn reset_time(headers: &HeaderMap) -> Option<Time> {
-    let v = headers
-        .get("x-ratelimit-reset")
-        .or_else(|| headers.get("ratelimit-reset"))?
-        .to_str()
-        .ok()?;
-    let secs: i64 = v.trim().parse().ok()?;
-    let now = Utc::now();
-    // Some trackers send seconds-until-reset rather than an epoch time.
+/// A reset header in Unix seconds (`X-RateLimit-Reset`, `RateLimit-Reset`),
+/// as a time to come back; a small number is taken as seconds from now,
+/// since some trackers and proxies send that instead. For connectors'
+/// [`Connector::rate_limit`] hooks.
+pub fn unix_reset(headers: &HeaderMap, name: &str) -> Option<RateLimit> {
+    let secs: i64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
     if secs < 1_000_000_000 {
-        return Some(now + chrono::Duration::seconds(secs));
+        return Some(RateLimit::After(std::time::Duration::from_secs(
+            secs.max(0) as u64,
+        )));
     }
-    chrono::DateTime::from_timestamp(secs, 0).map(|t| t.max(now))
+    chrono::DateTime::from_timestamp(secs, 0).map(RateLimit::Until)
+}
+
+/// Whether the header `name` says no request is left in the window.
+pub fn none_remaining(headers: &HeaderMap, name: &str) -> bool {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        == Some("0")
 }
 
 /// The tracker's own error message from a JSON error body, shortened.
@@ -419,41 +520,52 @@ mod tests {
         let t = rate_limit_wait(
             StatusCode::TOO_MANY_REQUESTS,
             &headers(&[("retry-after", "30")]),
+            None,
         );
         assert!(matches!(secs(t), Some(29..=30)));
-        let t = rate_limit_wait(StatusCode::FORBIDDEN, &headers(&[("retry-after", "5")]));
+        let t = rate_limit_wait(
+            StatusCode::FORBIDDEN,
+            &headers(&[("retry-after", "5")]),
+            None,
+        );
         assert!(matches!(secs(t), Some(4..=5)));
         // Retry-After as an HTTP date.
         let when = (now + chrono::Duration::seconds(120)).to_rfc2822();
         let t = rate_limit_wait(
             StatusCode::SERVICE_UNAVAILABLE,
             &headers(&[("retry-after", &when)]),
+            None,
         );
         assert!(matches!(secs(t), Some(118..=120)));
-        // GitHub's primary limit: 403 with remaining 0 and an epoch reset.
-        let reset = (now.timestamp() + 60).to_string();
+        // A tracker's dialect makes a 403 a rate limit; Retry-After wins.
+        let reset = RateLimit::Until(now + chrono::Duration::seconds(60));
+        let t = rate_limit_wait(StatusCode::FORBIDDEN, &HeaderMap::new(), Some(reset));
+        assert!(matches!(secs(t), Some(59..=60)));
         let t = rate_limit_wait(
-            StatusCode::FORBIDDEN,
-            &headers(&[
-                ("x-ratelimit-remaining", "0"),
-                ("x-ratelimit-reset", &reset),
-            ]),
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers(&[("retry-after", "2")]),
+            Some(reset),
         );
-        assert!(matches!(secs(t), Some(58..=60)));
-        // A 429 without headers still backs off briefly.
-        let t = rate_limit_wait(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new());
-        assert!(matches!(secs(t), Some(0..=1)));
-        // A plain 403 or 503 is not a rate limit.
+        assert!(matches!(secs(t), Some(1..=2)));
+        // A 429 without headers comes back at once (the minimum delay is
+        // the caller's).
+        let t = rate_limit_wait(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), None);
+        assert!(matches!(secs(t), Some(0)));
+        // A plain 403 or 503, or a success, is not a rate limit.
         assert_eq!(
-            rate_limit_wait(StatusCode::FORBIDDEN, &HeaderMap::new()),
+            rate_limit_wait(StatusCode::FORBIDDEN, &HeaderMap::new(), None),
             None
         );
         assert_eq!(
-            rate_limit_wait(StatusCode::SERVICE_UNAVAILABLE, &HeaderMap::new()),
+            rate_limit_wait(StatusCode::SERVICE_UNAVAILABLE, &HeaderMap::new(), None),
             None
         );
         assert_eq!(
-            rate_limit_wait(StatusCode::OK, &headers(&[("retry-after", "5")])),
+            rate_limit_wait(
+                StatusCode::OK,
+                &headers(&[("retry-after", "5")]),
+                Some(reset)
+            ),
             None
         );
     }
@@ -461,15 +573,58 @@ mod tests {
     #[test]
     fn reset_headers_may_be_epochs_or_deltas() {
         let now = Utc::now();
-        let delta = reset_time(&headers(&[("ratelimit-reset", "42")])).unwrap();
-        assert!(matches!((delta - now).num_seconds(), 41..=42));
-        let past = reset_time(&headers(&[("x-ratelimit-reset", "1700000000")])).unwrap();
-        assert!(past >= now, "a reset in the past means now");
-        assert!(remaining_is_zero(&headers(&[("ratelimit-remaining", "0")])));
-        assert!(!remaining_is_zero(&headers(&[(
-            "x-ratelimit-remaining",
-            "10"
-        )])));
+        let delta = unix_reset(&headers(&[("ratelimit-reset", "42")]), "ratelimit-reset")
+            .unwrap()
+            .at(now);
+        assert_eq!((delta - now).num_seconds(), 42);
+        let past = unix_reset(
+            &headers(&[("x-ratelimit-reset", "1700000000")]),
+            "x-ratelimit-reset",
+        )
+        .unwrap();
+        assert_eq!(past.at(now), now, "a reset in the past means now");
+        assert!(none_remaining(
+            &headers(&[("ratelimit-remaining", "0")]),
+            "ratelimit-remaining"
+        ));
+        assert!(!none_remaining(
+            &headers(&[("x-ratelimit-remaining", "10")]),
+            "x-ratelimit-remaining"
+        ));
+    }
+
+    #[test]
+    fn rate_limit_waits_are_paced_and_bounded() {
+        let client = HttpClient::new(HttpOptions {
+            max_rate_limit_waits: 2,
+            min_rate_limit_delay: Duration::from_millis(1500),
+            ..HttpOptions::default()
+        })
+        .unwrap();
+        let mut run = RateLimitRun::default();
+        let now = Utc::now();
+        // "Come back now" still waits the minimum delay.
+        let until = client
+            .bounded_wait("s", StatusCode::TOO_MANY_REQUESTS, now, &mut run)
+            .unwrap();
+        assert!((until - now).num_milliseconds() >= 1500);
+        // A later time is kept.
+        let later = now + chrono::Duration::seconds(10);
+        let until = client
+            .bounded_wait("s", StatusCode::TOO_MANY_REQUESTS, later, &mut run)
+            .unwrap();
+        assert_eq!(until, later);
+        // The third answer in a row ends it, saying what happened.
+        let err = client
+            .bounded_wait("s", StatusCode::TOO_MANY_REQUESTS, now, &mut run)
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("kept answering HTTP 429")
+                && msg.contains("3 answers")
+                && msg.contains("2 waits"),
+            "{msg}"
+        );
     }
 
     #[test]

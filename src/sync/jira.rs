@@ -35,16 +35,16 @@
 
 use base64::Engine as _;
 use chrono::Datelike;
-use reqwest::Url;
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderName, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::github::estimate_from_labels;
 use super::http::Fetched;
 use super::{
-    Connector, PAGE_SIZE, Page, SyncError, header_value, join_url, parse_json, parse_time,
-    short_number,
+    Connector, PAGE_SIZE, Page, RateLimit, SyncError, header_value, join_url, parse_json,
+    parse_time, short_number,
 };
 use crate::domain::{Item, ItemState, Source, Time, item_key};
 
@@ -146,6 +146,7 @@ impl Estimate {
                 detail: format!(
                     "estimate_field {f:?} must be a Jira field id (e.g. customfield_10016, timeoriginalestimate) or label:PREFIX"
                 ),
+                source: None,
             });
         }
         Ok(
@@ -240,6 +241,7 @@ impl Connector for Jira {
             return Err(SyncError::Config {
                 source_id: source.id.clone(),
                 detail: "project_key must be the Jira project key (e.g. OPS)".into(),
+                source: None,
             });
         }
         let estimate = Estimate::of(source)?;
@@ -258,6 +260,16 @@ impl Connector for Jira {
             .append_pair("fields", &fields)
             .append_pair("maxResults", &PAGE_SIZE.to_string());
         Ok(url)
+    }
+
+    fn rate_limit(&self, status: StatusCode, headers: &HeaderMap) -> Option<RateLimit> {
+        // Jira Cloud's 429 names its reset as an ISO 8601 time, not Unix
+        // seconds; it usually sends `Retry-After` too, which wins.
+        if status != StatusCode::TOO_MANY_REQUESTS {
+            return None;
+        }
+        let reset = headers.get("x-ratelimit-reset")?.to_str().ok()?;
+        parse_time(reset.trim()).map(RateLimit::Until)
     }
 
     fn parse_page(&self, source: &Source, fetched: &Fetched) -> Result<Page, SyncError> {
@@ -324,6 +336,7 @@ impl Connector for Jira {
                         source_id: source.id.clone(),
                         url: fetched.url.to_string(),
                         detail: "the tracker gave the same nextPageToken again".into(),
+                        source: None,
                     });
                 }
                 Some(with_page_token(&fetched.url, &token))
@@ -350,6 +363,7 @@ impl Connector for Jira {
             return Err(SyncError::Config {
                 source_id: source.id.clone(),
                 detail: "project_key must be the Jira project key (e.g. OPS)".into(),
+                source: None,
             });
         }
         let mut fields = serde_json::json!({

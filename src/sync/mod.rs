@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
-use reqwest::Url;
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{StatusCode, Url};
 
 use crate::domain::{Item, Source, SyncRunState, SyncState, Time, TrackerKind};
 use crate::engine::Engine;
@@ -69,30 +69,93 @@ pub enum SyncError {
         status: u16,
         message: String,
     },
+    /// The tracker could not be reached, or kept failing. `source` is the
+    /// last transport error, when there was one (a 5xx has none).
     #[error("source {source_id:?}: {detail}")]
-    Transport { source_id: String, detail: String },
-    #[error(
-        "source {source_id:?}: rate limited until {until}, longer than the configured maximum wait"
-    )]
-    RateLimited { source_id: String, until: Time },
+    Transport {
+        source_id: String,
+        detail: String,
+        #[source]
+        source: Option<reqwest::Error>,
+    },
+    #[error("source {source_id:?}: {why}")]
+    RateLimited {
+        source_id: String,
+        why: RateLimitStop,
+    },
+    /// `source` is the JSON error, when the body did not parse; `None` when
+    /// it parsed but made no sense (e.g. a page token that repeats).
     #[error("source {source_id:?}: malformed response from {url}: {detail}")]
     Malformed {
         source_id: String,
         url: String,
         detail: String,
+        #[source]
+        source: Option<serde_json::Error>,
     },
     #[error("source {source_id:?}: the environment variable {var} that holds its token is not set")]
     MissingToken { source_id: String, var: String },
+    /// `source` is the URL error when the setting did not make a URL.
     #[error("source {source_id:?}: {detail}")]
-    Config { source_id: String, detail: String },
+    Config {
+        source_id: String,
+        detail: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     #[error("a sync of source {0:?} is already running")]
     AlreadyRunning(String),
     #[error("a split of item {0:?} is already being applied")]
     SplitRunning(String),
-    #[error("cannot build the HTTP client: {0}")]
-    Client(String),
+    /// The HTTP client or a request body could not be built: a bug or a
+    /// broken TLS setup, not the tracker's fault.
+    #[error("cannot build the HTTP client or request: {0}")]
+    Client(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Engine(#[from] crate::engine::Error),
+}
+
+/// Why the shared client stopped waiting out a tracker's rate limit.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RateLimitStop {
+    /// One wait would be longer than `sync.max_wait_secs`.
+    #[error(
+        "rate limited until {until}, longer than the configured maximum wait (sync.max_wait_secs)"
+    )]
+    TooLong { until: Time },
+    /// The tracker answered "slow down" again after every wait: a
+    /// misbehaving tracker (or proxy) is not waited out forever.
+    #[error(
+        "the tracker kept answering HTTP {status} (rate limited) to the same request: {answers} answers in a row over {waited_secs:.1} s; gave up after {waits} waits (sync.max_rate_limit_waits)"
+    )]
+    TooOften {
+        status: u16,
+        answers: u32,
+        waits: u32,
+        waited_secs: f64,
+    },
+}
+
+/// When a tracker says to come back, as its connector reads its own
+/// rate-limit headers ([`Connector::rate_limit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimit {
+    /// At this time (the reset of the tracker's window).
+    Until(Time),
+    /// After this long.
+    After(std::time::Duration),
+}
+
+impl RateLimit {
+    /// The time to come back, never before `now`.
+    pub fn at(self, now: Time) -> Time {
+        match self {
+            RateLimit::Until(t) => t.max(now),
+            RateLimit::After(d) => {
+                now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(1))
+            }
+        }
+    }
 }
 
 /// Progress of a sync, in the order it happens.
@@ -149,6 +212,17 @@ pub trait Connector: Send + Sync {
     /// Maps one answer to items and the next page.
     fn parse_page(&self, source: &Source, fetched: &Fetched) -> Result<Page, SyncError>;
 
+    /// This tracker's own rate-limit dialect (`X-RateLimit-*`,
+    /// `RateLimit-*`), read from any answer: on an answer that is not a
+    /// success, `Some` means "rate limited, come back then"; on a success,
+    /// `Some` means "that was the last request of the window, wait before
+    /// the next". The standard `Retry-After`, a bare 429, the minimum delay
+    /// and the bound on waits are the shared client's ([`http`]); this
+    /// hook only knows the headers. `None` (the default): no dialect.
+    fn rate_limit(&self, _status: StatusCode, _headers: &HeaderMap) -> Option<RateLimit> {
+        None
+    }
+
     /// The URL and JSON body that create one issue under `parent` in the
     /// source's project: `title`, `body` (kept whole, so its first line can
     /// mark where the issue came from) and, where the tracker holds one, the
@@ -181,6 +255,7 @@ fn not_writable(source: &Source) -> SyncError {
     SyncError::Config {
         source_id: source.id.clone(),
         detail: "creating issues in this tracker is not supported".into(),
+        source: None,
     }
 }
 
@@ -241,6 +316,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
         source_id: source.id.clone(),
         url: fetched.url.to_string(),
         detail: e.to_string(),
+        source: Some(e),
     })
 }
 
@@ -252,6 +328,7 @@ pub fn join_url(source: &Source, path: &str) -> Result<Url, SyncError> {
         .map_err(|e| SyncError::Config {
             source_id: source.id.clone(),
             detail: format!("bad base_url or project_key: {e}"),
+            source: Some(Box::new(e)),
         })
 }
 
@@ -275,6 +352,7 @@ pub fn header_value(source: &Source, value: &str) -> Result<HeaderValue, SyncErr
     let mut v = HeaderValue::from_str(value).map_err(|_| SyncError::Config {
         source_id: source.id.clone(),
         detail: "the token holds characters not allowed in an HTTP header".into(),
+        source: None,
     })?;
     v.set_sensitive(true);
     Ok(v)
@@ -446,6 +524,7 @@ impl Syncer {
             let fetched = self
                 .http
                 .get(
+                    conn,
                     &source.id,
                     &url,
                     headers,
@@ -522,6 +601,7 @@ impl Syncer {
                     return Err(SyncError::Transport {
                         source_id: state.source_id.clone(),
                         detail: "the page fetcher stopped without a last page".into(),
+                        source: None,
                     });
                 }
             }

@@ -120,6 +120,7 @@ impl EstimateField {
                     "estimate_field {:?} must be empty, estimated_hours or cf_ID (a custom field id, e.g. cf_12) for Redmine",
                     source.estimate_field
                 ),
+                source: None,
             }),
         }
     }
@@ -274,6 +275,7 @@ impl Connector for Redmine {
                 "item {:?} is not a Redmine issue (its id is not a number), so it cannot be a parent",
                 parent.key()
             ),
+            source: None,
         })?;
         let mut issue = serde_json::json!({
             "project_id": project,
@@ -321,6 +323,7 @@ fn project(source: &Source) -> Result<&str, SyncError> {
                 "project_key {:?} must be a Redmine project identifier or id",
                 source.project_key
             ),
+            source: None,
         });
     }
     Ok(project)

@@ -75,6 +75,7 @@ async fn write_back_split(
         return Err(SyncError::Config {
             source_id: source.id.clone(),
             detail: "the source names no token variable (token_env); creating issues in the tracker needs one".into(),
+            source: None,
         });
     }
     let conn = connector(source.kind);
@@ -105,7 +106,15 @@ async fn write_back_split(
             continue;
         };
         let result = match http
-            .post_json(&source.id, &url, &headers, &body, &|_| {}, &mut sent)
+            .post_json(
+                conn.as_ref(),
+                &source.id,
+                &url,
+                &headers,
+                &body,
+                &|_| {},
+                &mut sent,
+            )
             .await
         {
             Ok(fetched) => conn.parse_created(&source, &body, &fetched),

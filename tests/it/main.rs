@@ -4,6 +4,7 @@
 //! real binary, and talks to it as a client would.
 
 mod common;
+mod conformance;
 
 mod api;
 mod bench;

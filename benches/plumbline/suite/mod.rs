@@ -247,13 +247,13 @@ impl Figure {
                 )
             })
             .collect();
-        let largest = if self.baselines.len() > 1 {
-            "the larger baseline, "
-        } else {
-            ""
+        let largest = match self.baselines.len() {
+            0 | 1 => String::new(),
+            2 => ", the larger of two".to_string(),
+            k => format!(", the largest of {k}"),
         };
         format!(
-            "{}: {} {} ({:.2}x {largest}baseline {} {}, {}{others}) target {} {}",
+            "{}: {} {} ({:.2}x baseline {} {}, {}{largest}{others}) target {} {}",
             self.name,
             fmt_num(self.value),
             self.unit,

@@ -60,6 +60,7 @@ pub async fn figure(opts: &Options, dir: &Path) -> Result<Figure> {
         let t = Instant::now();
         let pages = fetch_and_parse(&http, conn.as_ref(), &source, &headers).await?;
         fetch.push(t.elapsed());
+        drop(http); // its idle connection to the mock, before the write alone
         let fetched: usize = pages.iter().map(Vec::len).sum();
         if fetched as u64 != n {
             return Err(BenchError::Check(format!(

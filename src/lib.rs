@@ -5,7 +5,6 @@
 //! [`api`] (gRPC). The [`engine`] keeps the store and the index in step.
 
 pub mod api;
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -92,10 +92,6 @@ enum Command {
     /// child item; each slice with its value and size, the best first slice
     /// marked. --apply creates the slices of a plan as items.
     Split(split::SplitArgs),
-    /// Benchmark suite: generate a seeded synthetic product of N items and
-    /// print each performance figure with its ratio to a baseline measured
-    /// in the same run (see BENCHMARKS.md).
-    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -386,7 +382,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Sync(a) => tracker::sync(a).await,
         Command::Trend(a) => trend::trend(a).await,
         Command::Split(a) => split::split(a).await,
-        Command::Bench(a) => Ok(crate::bench::cli(a).await?),
     }
 }
 

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
+use crate::bench::suite::synth;
 use chrono::{TimeZone, Utc};
-use plumbline::bench::synth;
 use plumbline::domain::{Item, ItemState, SyncState};
 use plumbline::engine::{Engine, UpsertCounts};
 use plumbline::store::{SqliteStore, Store};

@@ -12,18 +12,18 @@
 use chrono::{DateTime, Duration};
 use fastrand::Rng;
 
-use crate::domain::{
+use plumbline::domain::{
     Direction, Goal, GoalLevel, Hypothesis, HypothesisStatus, Item, ItemState, KeyValueArea, Link,
     LinkOrigin, LinkRules, Metric, Observation, Source, Time, TrackerKind, rule_links,
 };
-use crate::store::{Store, StoreError};
+use plumbline::store::{Store, StoreError};
 
 /// The metric one item in ten depends on.
 pub const HOT_METRIC: &str = "m-00";
 /// A metric no hypothesis measures: observing it rescores nothing.
 pub const COLD_METRIC: &str = "m-cold";
 /// Hypotheses on the hot metric.
-const HOT_HYPOTHESES: usize = 4;
+pub const HOT_HYPOTHESES: usize = 4;
 /// All hypotheses.
 const HYPOTHESES: usize = 120;
 /// Metrics besides the cold one (the hot one included).
@@ -221,7 +221,7 @@ impl SynthItem {
             } else {
                 ItemState::Open
             },
-            estimate: crate::sync::github::estimate_from_labels(&self.labels, "size:"),
+            estimate: plumbline::sync::github::estimate_from_labels(&self.labels, "size:"),
             labels: self.labels.clone(),
             parent_key: String::new(),
             create_time: Some(self.create_time),
@@ -521,45 +521,4 @@ fn github_issue(out: &mut String, s: &SynthItem) {
 
 fn json_str(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn items_are_drawn_from_seed_and_index_alone() {
-        let a = item(7, 42, 1000);
-        let b = item(7, 42, 1000);
-        assert_eq!((a.title, a.body, a.labels), (b.title, b.body, b.labels));
-        assert_ne!(item(7, 43, 1000).title, item(8, 43, 1000).title);
-    }
-
-    #[test]
-    fn one_item_in_ten_serves_the_hot_metric() {
-        let rules = LinkRules::default();
-        let hot: Vec<String> = (0..HOT_HYPOTHESES).map(hypothesis_id).collect();
-        let n = 2000;
-        let serving = (0..n)
-            .filter(|&i| {
-                let s = item(1, i, n);
-                rule_links(&rules, &s.labels, &s.body)
-                    .keys()
-                    .any(|h| hot.contains(h))
-            })
-            .count();
-        assert_eq!(serving as u64, n / 10);
-    }
-
-    #[test]
-    fn a_rendered_page_parses_as_the_items_it_was_drawn_from() {
-        let body = github_page(3, 0, 5, 5);
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let arr = v.as_array().unwrap();
-        assert_eq!(arr.len(), 5);
-        let first = item(3, 0, 5);
-        assert_eq!(arr[0]["title"], first.title.as_str());
-        assert_eq!(arr[0]["body"], first.body.as_str());
-        assert_eq!(arr[0]["number"], 1);
-    }
 }

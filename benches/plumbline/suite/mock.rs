@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::synth;
-use crate::sync::PAGE_SIZE;
+use plumbline::sync::PAGE_SIZE;
 
 /// Rendered pages kept in memory up to this many bytes (estimated).
 const PRERENDER_LIMIT: u64 = 600 * 1024 * 1024;

@@ -12,8 +12,8 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::{BenchError, Figure, Options, Result, Target, median, ms};
-use crate::proto as pb;
-use crate::proto::scoring_service_client::ScoringServiceClient;
+use plumbline::proto as pb;
+use plumbline::proto::scoring_service_client::ScoringServiceClient;
 
 /// Longest a child may take to answer SERVING.
 const START_TIMEOUT: Duration = Duration::from_secs(600);

@@ -14,9 +14,9 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::{BenchError, Figure, Options, Result, Target, ms, synth};
-use crate::proto as pb;
-use crate::proto::scoring_service_client::ScoringServiceClient;
-use crate::proto::value_model_service_client::ValueModelServiceClient;
+use plumbline::proto as pb;
+use plumbline::proto::scoring_service_client::ScoringServiceClient;
+use plumbline::proto::value_model_service_client::ValueModelServiceClient;
 
 /// Calls per block before switching between baseline and measured calls.
 const BLOCK: usize = 50;
@@ -245,7 +245,7 @@ async fn observe_figure(opts: &Options, channel: Channel, keys: &[String]) -> Re
             .into_inner()
             .score
             .ok_or_else(|| BenchError::Check("GetItemScore without a score".into()))?;
-        let want = crate::score::gap(hot.0, hot.1, Some(value));
+        let want = plumbline::score::gap(hot.0, hot.1, Some(value));
         let got = score
             .terms
             .iter()

@@ -1,0 +1,242 @@
+//! Graceful shutdown: on SIGTERM the server stops accepting calls, ends its
+//! `WatchRanking` streams, lets a sync finish the page it is storing, waits
+//! for all of it, closes the store and exits with success within seconds;
+//! a restart on the same file resumes the sync, losing and doubling nothing.
+//! The server runs as a real process (the binary, its signal handling and
+//! its exit code are what is tested), against the slow GitHub-shaped tracker
+//! of [`super::sync_kill`].
+
+use std::collections::HashSet;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use plumbline::proto as pb;
+use tonic::Code;
+use tonic::transport::Channel;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer};
+
+use super::sync_kill::{TOTAL, github_like, spawn_server};
+use crate::common::TestServer;
+
+/// How long after SIGTERM the process may take to exit: the page being
+/// stored, the streams' last messages and closing SQLite, with room for a
+/// loaded machine.
+const EXIT_BOUND: Duration = Duration::from_secs(5);
+
+/// Waits up to `bound` for `child` to exit; kills it if it does not, so that
+/// a failing test leaves no process behind.
+fn wait_exit(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + bound;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("child status") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "SIGTERM was delivered");
+}
+
+async fn stored_keys(channel: &Channel) -> Vec<String> {
+    pb::backlog_service_client::BacklogServiceClient::new(channel.clone())
+        .list_items(pb::ListItemsRequest {
+            source_id: "gh".into(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .items
+        .into_iter()
+        .map(|i| format!("{}/{}", i.source_id, i.external_id))
+        .collect()
+}
+
+fn sync_request() -> pb::SyncSourceRequest {
+    pb::SyncSourceRequest {
+        source_id: "gh".into(),
+        full: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_watches_stops_a_sync_at_a_page_and_a_restart_resumes_it() {
+    use pb::sync_source_response::Event;
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/shop/issues"))
+        .respond_with(github_like(mock.uri()))
+        .mount(&mock)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plumbline.sqlite");
+
+    let (mut first, url) = tokio::task::block_in_place(|| spawn_server(&db));
+    let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    pb::source_service_client::SourceServiceClient::new(channel.clone())
+        .create_source(pb::CreateSourceRequest {
+            source: Some(pb::Source {
+                id: "gh".into(),
+                kind: pb::TrackerKind::Github as i32,
+                base_url: mock.uri(),
+                project_key: "acme/shop".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    // A watcher that stays connected for as long as the server lets it.
+    let mut watch = pb::scoring_service_client::ScoringServiceClient::new(channel.clone())
+        .watch_ranking(pb::WatchRankingRequest {
+            page_size: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    watch.message().await.unwrap().expect("the first ranking");
+    let mut sync = pb::sync_service_client::SyncServiceClient::new(channel.clone())
+        .sync_source(sync_request())
+        .await
+        .unwrap()
+        .into_inner();
+    // Two pages in (of five, 300 ms each), the process manager says stop.
+    let mut reported = 0;
+    let mut pages = 0;
+    while pages < 2 {
+        if let Some(Event::PageFetched(p)) = sync.message().await.unwrap().unwrap().event {
+            pages += 1;
+            reported = p.total_upserted as usize;
+        }
+    }
+    sigterm(&first);
+    let signalled = Instant::now();
+
+    let exited = tokio::task::spawn_blocking(move || {
+        let status = wait_exit(&mut first, EXIT_BOUND);
+        (status, signalled.elapsed())
+    });
+    // The sync reports every page it stored, then how it ended.
+    let sync_end = tokio::time::timeout(EXIT_BOUND, async {
+        loop {
+            match sync.message().await {
+                Ok(Some(pb::SyncSourceResponse {
+                    event: Some(Event::PageFetched(p)),
+                })) => reported = p.total_upserted as usize,
+                Ok(Some(other)) => break Ok(other),
+                Ok(None) => panic!("the sync stream ended without a last event or status"),
+                Err(status) => break Err(status),
+            }
+        }
+    });
+    // The watcher's stream ends; it does not hold the server up.
+    let watch_end = tokio::time::timeout(EXIT_BOUND, async {
+        loop {
+            match watch.message().await {
+                Ok(Some(_)) => continue, // the sync's pages moved the ranking
+                Ok(None) => break None,
+                Err(status) => break Some(status),
+            }
+        }
+    });
+    let (exited, sync_end, watch_end) = tokio::join!(exited, sync_end, watch_end);
+    let (status, took) = exited.unwrap();
+    let status = status.unwrap_or_else(|| {
+        panic!("the server did not exit within {EXIT_BOUND:?} of SIGTERM (killed)")
+    });
+    assert!(status.success(), "the server exits with success: {status}");
+
+    let sync_end = sync_end.expect("the sync stream ended");
+    let status = sync_end.expect_err("the sync was interrupted, not done");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("interrupted"), "{status:?}");
+    let watch_end = watch_end.expect("the watch stream ended");
+    let status = watch_end.expect("the watch ends with a status saying why");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    eprintln!("exited {took:?} after SIGTERM, {reported} of {TOTAL} items stored");
+    assert!(
+        (200..TOTAL).contains(&reported),
+        "two pages or more, not all, were stored before the stop: {reported}"
+    );
+
+    let (mut second, url) = tokio::task::block_in_place(|| spawn_server(&db));
+    let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    let stored = stored_keys(&channel).await;
+    assert_eq!(
+        stored.len(),
+        reported,
+        "every page reported is stored, and nothing after"
+    );
+    let state = pb::sync_service_client::SyncServiceClient::new(channel.clone())
+        .get_sync_status(pb::GetSyncStatusRequest {
+            source_id: "gh".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(state.state, pb::SyncState::Failed as i32);
+    assert!(state.last_error.contains("interrupted"), "{state:?}");
+
+    let mut sync = pb::sync_service_client::SyncServiceClient::new(channel.clone())
+        .sync_source(sync_request())
+        .await
+        .unwrap()
+        .into_inner();
+    let done = loop {
+        match sync.message().await.unwrap().expect("a done event").event {
+            Some(Event::Done(d)) => break d,
+            _ => continue,
+        }
+    };
+    assert_eq!(
+        done.upserted_count as usize,
+        TOTAL - reported,
+        "the resume starts where the stop left off"
+    );
+    let after = stored_keys(&channel).await;
+    let distinct: HashSet<&String> = after.iter().collect();
+    assert_eq!((after.len(), distinct.len()), (TOTAL, TOTAL));
+    assert!(
+        stored.iter().all(|k| distinct.contains(k)),
+        "what was stored before the stop is kept"
+    );
+    sigterm(&second);
+    let status = tokio::task::block_in_place(|| wait_exit(&mut second, EXIT_BOUND));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+/// `RunningServer::shutdown` (the in-process path tests and the demo use)
+/// goes the same way: an open watch does not keep it from finishing.
+#[tokio::test]
+async fn an_open_watch_does_not_hold_up_an_in_process_shutdown() {
+    let s = TestServer::start().await;
+    let mut watch = s
+        .scoring()
+        .watch_ranking(pb::WatchRankingRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    watch.message().await.unwrap().expect("the first ranking");
+    tokio::time::timeout(EXIT_BOUND, s.stop())
+        .await
+        .expect("the shutdown finished in time");
+    let end = tokio::time::timeout(EXIT_BOUND, watch.message())
+        .await
+        .expect("the stream ended");
+    let status = end.expect_err("the watch ends with a status saying why");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+}

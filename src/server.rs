@@ -3,7 +3,8 @@
 //!
 //! Shutdown, in order (both `serve`'s SIGTERM/SIGINT and
 //! [`RunningServer::shutdown`] take this one path):
-//! 1. the [`Lifecycle`] stops: tonic accepts no new connection and sends
+//! 1. health says NOT_SERVING and its `Watch` streams end; the
+//!    [`Lifecycle`] stops: tonic accepts no new connection and sends
 //!    GOAWAY, and every long task sees the signal at once: `WatchRanking`
 //!    streams end with UNAVAILABLE, a sync stores the pages in hand and ends
 //!    as interrupted, the background loops return;
@@ -65,6 +66,19 @@ pub enum ServerError {
     Shutdown(#[from] StillRunning),
 }
 
+/// What health reports on: the server as a whole (`""`) and each service.
+const HEALTH_NAMES: [&str; 9] = [
+    "",
+    "plumbline.v1.SourceService",
+    "plumbline.v1.BacklogService",
+    "plumbline.v1.ValueModelService",
+    "plumbline.v1.ScoringService",
+    "plumbline.v1.SyncService",
+    "plumbline.v1.RollupService",
+    "plumbline.v1.SplitService",
+    "plumbline.v1.ValidationService",
+];
+
 /// A server running in the background of this process.
 pub struct RunningServer {
     addr: SocketAddr,
@@ -72,6 +86,7 @@ pub struct RunningServer {
     syncer: Arc<Syncer>,
     store: SqliteStore,
     lifecycle: Lifecycle,
+    health: tonic_health::server::HealthReporter,
     /// Serves until the lifecycle stops and every connection has closed.
     task: JoinHandle<Result<(), ServerError>>,
 }
@@ -128,6 +143,15 @@ impl RunningServer {
             tasks = self.lifecycle.running().len(),
             "stopping: no new calls; streams, syncs and background work told to end"
         );
+        // A health `Watch` never ends by itself either: say NOT_SERVING to
+        // the watchers (load balancers), then drop the statuses, which ends
+        // their streams.
+        for name in HEALTH_NAMES {
+            self.health
+                .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                .await;
+            self.health.clear_service_status(name).await;
+        }
         self.lifecycle.stop();
         let served = match served {
             Some(joined) => joined,
@@ -205,17 +229,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     })?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    for name in [
-        "",
-        "plumbline.v1.SourceService",
-        "plumbline.v1.BacklogService",
-        "plumbline.v1.ValueModelService",
-        "plumbline.v1.ScoringService",
-        "plumbline.v1.SyncService",
-        "plumbline.v1.RollupService",
-        "plumbline.v1.SplitService",
-        "plumbline.v1.ValidationService",
-    ] {
+    for name in HEALTH_NAMES {
         health_reporter
             .set_service_status(name, tonic_health::ServingStatus::Serving)
             .await;
@@ -300,6 +314,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         syncer,
         store,
         lifecycle,
+        health: health_reporter,
         task,
     })
 }

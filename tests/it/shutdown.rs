@@ -240,3 +240,34 @@ async fn an_open_watch_does_not_hold_up_an_in_process_shutdown() {
     let status = end.expect_err("the watch ends with a status saying why");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 }
+
+/// A health watcher (a load balancer following the server) hears that it
+/// stops serving, and its stream ends, so it does not hold the shutdown up.
+#[tokio::test]
+async fn a_health_watcher_hears_not_serving_and_does_not_hold_up_a_shutdown() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let s = TestServer::start().await;
+    let mut health = HealthClient::new(s.channel.clone())
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = health.message().await.unwrap().expect("the status now");
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    tokio::time::timeout(EXIT_BOUND, s.stop())
+        .await
+        .expect("the shutdown finished in time");
+    let mut heard = Vec::new();
+    while let Some(m) = tokio::time::timeout(EXIT_BOUND, health.message())
+        .await
+        .expect("the stream ended")
+        .unwrap()
+    {
+        heard.push(m.status);
+    }
+    assert_eq!(heard, [ServingStatus::NotServing as i32]);
+}

@@ -271,3 +271,92 @@ async fn a_health_watcher_hears_not_serving_and_does_not_hold_up_a_shutdown() {
     }
     assert_eq!(heard, [ServingStatus::NotServing as i32]);
 }
+
+/// The background sync is a task the shutdown waits for: it stores the
+/// pages in hand, records how it ended, and only then does the store close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_waits_for_the_background_sync_to_record_its_stop() {
+    use plumbline::config::{Config, SyncConfig, ValidationConfig};
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/shop/issues"))
+        .respond_with(github_like(mock.uri()))
+        .mount(&mock)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        db: dir.path().join("plumbline.sqlite"),
+        sync: SyncConfig {
+            interval_secs: 1,
+            ..SyncConfig::manual()
+        },
+        validation: ValidationConfig::manual(),
+        ..Config::default()
+    };
+    let server = plumbline::server::start(&config).await.unwrap();
+    let channel = Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    pb::source_service_client::SourceServiceClient::new(channel.clone())
+        .create_source(pb::CreateSourceRequest {
+            source: Some(pb::Source {
+                id: "gh".into(),
+                kind: pb::TrackerKind::Github as i32,
+                base_url: mock.uri(),
+                project_key: "acme/shop".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    // The loop picks the source up at its next round, within a second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.engine().read().item_count() < 100 {
+        assert!(Instant::now() < deadline, "no background sync within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let syncer = server.syncer().clone();
+    assert!(syncer.is_running("gh"), "the sync is under way");
+    tokio::time::timeout(EXIT_BOUND, server.shutdown())
+        .await
+        .expect("the shutdown finished in time")
+        .expect("a clean shutdown");
+    assert!(
+        !syncer.is_running("gh"),
+        "the sync ended before the store closed"
+    );
+
+    config.sync = SyncConfig::manual();
+    let server = plumbline::server::start(&config).await.unwrap();
+    let channel = Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let stored = stored_keys(&channel).await.len();
+    assert!(
+        (100..TOTAL).contains(&stored) && stored % 100 == 0,
+        "whole pages, not all: {stored}"
+    );
+    let state = pb::sync_service_client::SyncServiceClient::new(channel)
+        .get_sync_status(pb::GetSyncStatusRequest {
+            source_id: "gh".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    // Written by the sync as it stopped, while the store was still open.
+    assert!(state.last_finish_time.is_some(), "{state:?}");
+    assert_eq!(state.last_upserted_count as usize, stored, "{state:?}");
+    assert!(
+        state.last_error.contains("shutting down"),
+        "{}",
+        state.last_error
+    );
+    server.shutdown().await.unwrap();
+}

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 /// Tasks still running when a shutdown's grace period ran out, by name.
 #[derive(Debug, thiserror::Error)]
-#[error("still running when the shutdown grace period ended: {}", .0.join(", "))]
+#[error("still running: {}", .0.join(", "))]
 pub struct StillRunning(pub Vec<String>);
 
 /// The stop signal and the tracked tasks of one server. Clones share both.

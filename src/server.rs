@@ -62,7 +62,7 @@ pub enum ServerError {
     Sync(String),
     #[error("gRPC transport failed: {0}")]
     Transport(#[from] tonic::transport::Error),
-    #[error("the shutdown did not finish in {secs} s: {0}", secs = SHUTDOWN_GRACE.as_secs())]
+    #[error("the shutdown did not finish in {secs} s; {0}", secs = SHUTDOWN_GRACE.as_secs())]
     Shutdown(#[from] StillRunning),
 }
 
@@ -355,7 +355,8 @@ async fn background_sync(syncer: Arc<Syncer>, interval: Duration) {
 
 /// Validates releases whose after-window has closed, every interval, until
 /// the server stops. Evidence moves a hypothesis once, so re-runs are
-/// harmless; a run under way finishes (one transaction), then the loop ends.
+/// harmless; a run under way finishes (its evidence is written in one
+/// transaction), then the loop ends.
 async fn background_validation(
     engine: Arc<Engine>,
     config: crate::config::ValidationConfig,

@@ -39,13 +39,17 @@ fn wait_exit(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
     None
 }
 
-fn sigterm(child: &Child) {
+fn signal(child: &Child, name: &str) {
     let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{name}"), &child.id().to_string()])
         .status()
         .expect("kill runs")
         .success();
-    assert!(ok, "SIGTERM was delivered");
+    assert!(ok, "SIG{name} was delivered");
+}
+
+fn sigterm(child: &Child) {
+    signal(child, "TERM");
 }
 
 async fn stored_keys(channel: &Channel) -> Vec<String> {
@@ -359,4 +363,29 @@ async fn a_shutdown_waits_for_the_background_sync_to_record_its_stop() {
         state.last_error
     );
     server.shutdown().await.unwrap();
+}
+
+/// Ctrl-C (SIGINT) takes the same path as SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_a_server_with_an_open_watch_the_same_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url) =
+        tokio::task::block_in_place(|| spawn_server(&dir.path().join("plumbline.sqlite")));
+    let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    let mut watch = pb::scoring_service_client::ScoringServiceClient::new(channel)
+        .watch_ranking(pb::WatchRankingRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    watch.message().await.unwrap().expect("the first ranking");
+    signal(&child, "INT");
+    let status = tokio::task::block_in_place(|| wait_exit(&mut child, EXIT_BOUND));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exits with success within {EXIT_BOUND:?}: {status:?}"
+    );
+    let end = tokio::time::timeout(EXIT_BOUND, watch.message())
+        .await
+        .expect("the stream ended");
+    assert_eq!(end.expect_err("a status").code(), Code::Unavailable);
 }

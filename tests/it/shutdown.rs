@@ -389,3 +389,38 @@ async fn sigint_stops_a_server_with_an_open_watch_the_same_way() {
         .expect("the stream ended");
     assert_eq!(end.expect_err("a status").code(), Code::Unavailable);
 }
+
+/// What the lifecycle cannot end, a client holding a reflection stream open
+/// (it ends when the client's side does), delays the shutdown by the grace
+/// period at most: the shutdown is bounded whatever the clients do.
+#[tokio::test]
+async fn a_stream_the_server_cannot_end_delays_the_shutdown_by_the_grace_at_most() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    let s = TestServer::start().await;
+    let (requests, rx) = tokio::sync::mpsc::channel(1);
+    let mut stream = ServerReflectionClient::new(s.channel.clone())
+        .server_reflection_info(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    requests
+        .send(ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        })
+        .await
+        .unwrap();
+    stream
+        .message()
+        .await
+        .unwrap()
+        .expect("a reflection answer");
+    let started = Instant::now();
+    tokio::time::timeout(plumbline::server::SHUTDOWN_GRACE + EXIT_BOUND, s.stop())
+        .await
+        .expect("the shutdown is bounded by its grace period");
+    assert!(started.elapsed() >= plumbline::server::SHUTDOWN_GRACE);
+    drop(requests); // held open until here on purpose
+}

@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod index;
+pub mod lifecycle;
 pub mod refine;
 pub mod score;
 pub mod server;

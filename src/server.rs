@@ -1,22 +1,43 @@
-//! Wiring: open the store, rebuild the index, serve the four services with
-//! health and reflection, and shut down gracefully (in-flight RPCs finish).
+//! Wiring: open the store, rebuild the index, serve the services with
+//! health and reflection, and shut down gracefully.
+//!
+//! Shutdown, in order (both `serve`'s SIGTERM/SIGINT and
+//! [`RunningServer::shutdown`] take this one path):
+//! 1. health says NOT_SERVING and its `Watch` streams end; the
+//!    [`Lifecycle`] stops: tonic accepts no new connection and sends
+//!    GOAWAY, and every long task sees the signal at once: `WatchRanking`
+//!    streams end with UNAVAILABLE, a sync stores the pages in hand and ends
+//!    as interrupted, the background loops return;
+//! 2. in-flight calls finish and their connections close;
+//! 3. every tracked task has ended;
+//! 4. the store closes, so nothing writes to a closed store.
+//!
+//! Steps 2 and 3 share one grace period ([`SHUTDOWN_GRACE`]); past it the
+//! store closes anyway and the shutdown fails naming what still ran.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
+use tokio::time::Instant;
 
 use crate::api::{
     BacklogApi, RollupApi, ScoringApi, SourceApi, SplitApi, SyncApi, ValidationApi, ValueModelApi,
 };
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::lifecycle::{Lifecycle, StillRunning};
 use crate::proto as pb;
 use crate::store::{SqliteStore, StoreError};
-use crate::sync::{Syncer, http::HttpClient};
+use crate::sync::{SyncError, Syncer, http::HttpClient};
+
+/// How long a shutdown waits for calls, streams and tasks to end. A sync
+/// only finishes the commit it is in and a watch ends at once, so this
+/// bounds the unexpected: a unary call stuck in the store, a client that
+/// never reads its last message.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +62,22 @@ pub enum ServerError {
     Sync(String),
     #[error("gRPC transport failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("the shutdown did not finish in {secs} s; {0}", secs = SHUTDOWN_GRACE.as_secs())]
+    Shutdown(#[from] StillRunning),
 }
+
+/// What health reports on: the server as a whole (`""`) and each service.
+const HEALTH_NAMES: [&str; 9] = [
+    "",
+    "plumbline.v1.SourceService",
+    "plumbline.v1.BacklogService",
+    "plumbline.v1.ValueModelService",
+    "plumbline.v1.ScoringService",
+    "plumbline.v1.SyncService",
+    "plumbline.v1.RollupService",
+    "plumbline.v1.SplitService",
+    "plumbline.v1.ValidationService",
+];
 
 /// A server running in the background of this process.
 pub struct RunningServer {
@@ -49,8 +85,9 @@ pub struct RunningServer {
     engine: Arc<Engine>,
     syncer: Arc<Syncer>,
     store: SqliteStore,
-    stop_background: tokio::sync::watch::Sender<bool>,
-    shutdown: Option<oneshot::Sender<()>>,
+    lifecycle: Lifecycle,
+    health: tonic_health::server::HealthReporter,
+    /// Serves until the lifecycle stops and every connection has closed.
     task: JoinHandle<Result<(), ServerError>>,
 }
 
@@ -70,25 +107,17 @@ impl RunningServer {
         &self.engine
     }
 
-    /// Serves until `signal` resolves, then shuts down gracefully; returns
-    /// early with the error if the server fails first.
+    /// Serves until `signal` resolves, then shuts down gracefully; if the
+    /// server fails first, stops the rest the same way and returns its error.
     pub async fn run_until(
         mut self,
         signal: impl std::future::Future<Output = ()>,
     ) -> Result<(), ServerError> {
-        tokio::select! {
-            joined = &mut self.task => {
-                self.store.close().await;
-                match joined {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(error = %e, "server task failed");
-                        Ok(())
-                    }
-                }
-            }
-            () = signal => self.shutdown().await,
-        }
+        let served = tokio::select! {
+            joined = &mut self.task => Some(joined),
+            () = signal => None,
+        };
+        self.stop(served).await
     }
 
     /// The syncer, for in-process syncs (tests, benchmarks).
@@ -96,21 +125,63 @@ impl RunningServer {
         &self.syncer
     }
 
-    /// Stops accepting calls, lets in-flight ones finish, closes the store.
-    pub async fn shutdown(mut self) -> Result<(), ServerError> {
-        let _ = self.stop_background.send(true);
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+    /// Stops accepting calls, ends streams and long tasks, waits for them
+    /// and for in-flight calls, then closes the store (see the module doc).
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        self.stop(None).await
+    }
+
+    /// The one shutdown path; `served` is how the serving task ended, when
+    /// it ended before the shutdown began.
+    async fn stop(
+        mut self,
+        served: Option<Result<Result<(), ServerError>, JoinError>>,
+    ) -> Result<(), ServerError> {
+        let started = Instant::now();
+        let deadline = started + SHUTDOWN_GRACE;
+        tracing::info!(
+            tasks = self.lifecycle.running().len(),
+            "stopping: no new calls; streams, syncs and background work told to end"
+        );
+        // A health `Watch` never ends by itself either: say NOT_SERVING to
+        // the watchers (load balancers), then drop the statuses, which ends
+        // their streams.
+        for name in HEALTH_NAMES {
+            self.health
+                .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                .await;
+            self.health.clear_service_status(name).await;
         }
-        let result = match (&mut self.task).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "server task failed");
-                Ok(())
-            }
+        self.lifecycle.stop();
+        let served = match served {
+            Some(joined) => joined,
+            None => match tokio::time::timeout_at(deadline, &mut self.task).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    tracing::warn!(
+                        grace_secs = SHUTDOWN_GRACE.as_secs(),
+                        "gRPC connections still open after the grace period; no longer waiting for them"
+                    );
+                    self.task.abort();
+                    Ok(Ok(()))
+                }
+            },
         };
+        let served = served.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "server task failed");
+            Ok(())
+        });
+        let waited = self.lifecycle.wait_until(deadline).await;
+        if let Err(e) = &waited {
+            tracing::warn!(still_running = ?e.0, "closing the store with tasks still running");
+        }
         self.store.close().await;
-        result
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "store closed; shutdown complete"
+        );
+        served?;
+        Ok(waited?)
     }
 }
 
@@ -143,7 +214,8 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
 
     let http = HttpClient::new(config.sync.http_options())
         .map_err(|e| ServerError::Sync(e.to_string()))?;
-    let syncer = Arc::new(Syncer::new(engine.clone(), http));
+    let lifecycle = Lifecycle::new();
+    let syncer = Arc::new(Syncer::new(engine.clone(), http).within(lifecycle.clone()));
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -157,17 +229,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     })?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    for name in [
-        "",
-        "plumbline.v1.SourceService",
-        "plumbline.v1.BacklogService",
-        "plumbline.v1.ValueModelService",
-        "plumbline.v1.ScoringService",
-        "plumbline.v1.SyncService",
-        "plumbline.v1.RollupService",
-        "plumbline.v1.SplitService",
-        "plumbline.v1.ValidationService",
-    ] {
+    for name in HEALTH_NAMES {
         health_reporter
             .set_service_status(name, tonic_health::ServingStatus::Serving)
             .await;
@@ -201,7 +263,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             )),
         )
         .add_service(pb::scoring_service_server::ScoringServiceServer::new(
-            ScoringApi(engine.clone()),
+            ScoringApi(engine.clone(), lifecycle.clone()),
         ))
         .add_service(pb::sync_service_server::SyncServiceServer::new(SyncApi(
             syncer.clone(),
@@ -219,30 +281,29 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             syncer.clone(),
         )));
 
-    let (tx, rx) = oneshot::channel::<()>();
-    let (stop_background, stopped) = tokio::sync::watch::channel(false);
     if config.validation.interval_secs > 0 {
-        tokio::spawn(background_validation(
-            engine.clone(),
-            config.validation.clone(),
-            stop_background.subscribe(),
-        ));
+        lifecycle.spawn(
+            "background validation",
+            background_validation(engine.clone(), config.validation.clone(), lifecycle.clone()),
+        );
     }
     if config.sync.interval_secs > 0 {
-        tokio::spawn(background_sync(
-            syncer.clone(),
-            Duration::from_secs(config.sync.interval_secs),
-            stopped,
-        ));
+        lifecycle.spawn(
+            "background sync",
+            background_sync(
+                syncer.clone(),
+                Duration::from_secs(config.sync.interval_secs),
+            ),
+        );
     }
     // TCP_NODELAY: without it a response longer than one segment waits out
     // the client's delayed ACK (40 ms on Linux) before its last bytes go.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Stopping the lifecycle is what stops accepting: one signal for all.
+    let stop_accepting = lifecycle.token().clone().cancelled_owned();
     let task = tokio::spawn(async move {
         router
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = rx.await;
-            })
+            .serve_with_incoming_shutdown(incoming, stop_accepting)
             .await
             .map_err(ServerError::from)
     });
@@ -252,19 +313,17 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         engine,
         syncer,
         store,
-        shutdown: Some(tx),
-        stop_background,
+        lifecycle,
+        health: health_reporter,
         task,
     })
 }
 
 /// Syncs every source at start and then every `interval`, skipping a source
-/// whose previous sync is still running, until told to stop.
-async fn background_sync(
-    syncer: Arc<Syncer>,
-    interval: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+/// whose previous sync is still running, until the server stops (a sync
+/// under way then stores the pages in hand and ends).
+async fn background_sync(syncer: Arc<Syncer>, interval: Duration) {
+    let lifecycle = syncer.lifecycle().clone();
     loop {
         let ids: Vec<String> = syncer
             .engine()
@@ -273,7 +332,7 @@ async fn background_sync(
             .map(|s| s.id.clone())
             .collect();
         for id in ids {
-            if *stop.borrow() {
+            if lifecycle.is_stopping() {
                 return;
             }
             if syncer.is_running(&id) {
@@ -283,28 +342,31 @@ async fn background_sync(
                 Ok(s) => {
                     tracing::info!(source = %id, pages = s.pages, upserted = s.upserted, "background sync done")
                 }
+                Err(SyncError::Interrupted { .. }) => return,
                 Err(e) => tracing::warn!(source = %id, error = %e, "background sync failed"),
             }
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => return,
+            () = lifecycle.cancelled() => return,
         }
     }
 }
 
 /// Validates releases whose after-window has closed, every interval, until
-/// told to stop. Evidence moves a hypothesis once, so re-runs are harmless.
+/// the server stops. Evidence moves a hypothesis once, so re-runs are
+/// harmless; a run under way finishes (its evidence is written in one
+/// transaction), then the loop ends.
 async fn background_validation(
     engine: Arc<Engine>,
     config: crate::config::ValidationConfig,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    lifecycle: Lifecycle,
 ) {
     let windows = config.windows();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(config.interval_secs)) => {}
-            _ = stop.changed() => return,
+            () = lifecycle.cancelled() => return,
         }
         match engine
             .validate_releases(&windows, chrono::Utc::now(), false)

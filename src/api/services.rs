@@ -879,9 +879,12 @@ fn basic_items(
     out
 }
 
-/// `plumbline.v1.ScoringService`.
+/// `plumbline.v1.ScoringService`; its watches end when the [`Lifecycle`]
+/// stops.
+///
+/// [`Lifecycle`]: crate::lifecycle::Lifecycle
 #[derive(Clone)]
-pub struct ScoringApi(pub Arc<Engine>);
+pub struct ScoringApi(pub Arc<Engine>, pub crate::lifecycle::Lifecycle);
 
 /// Default and maximum page sizes of `RankItems`.
 const DEFAULT_RANK_SIZE: usize = 50;
@@ -919,7 +922,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         &self,
         req: Request<pb::WatchRankingRequest>,
     ) -> std::result::Result<Response<Self::WatchRankingStream>, Status> {
-        super::watch::watch_ranking(self.0.clone(), req.into_inner())
+        super::watch::watch_ranking(self.0.clone(), &self.1, req.into_inner())
             .map(Response::new)
             .map_err(to_status)
     }

@@ -27,7 +27,9 @@ pub fn sync_status(e: SyncError) -> Status {
         | SyncError::Http { .. }
         | SyncError::MissingToken { .. }
         | SyncError::Config { .. } => Status::failed_precondition(e.to_string()),
-        SyncError::Transport { .. }
+        // The server is going away: the caller may sync again on the next.
+        SyncError::Interrupted { .. }
+        | SyncError::Transport { .. }
         | SyncError::RateLimited { .. }
         | SyncError::Malformed { .. } => Status::unavailable(e.to_string()),
         SyncError::Client(_) => Status::internal(e.to_string()),
@@ -90,8 +92,11 @@ impl pb::sync_service_server::SyncService for SyncApi {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let syncer = self.0.clone();
         // The sync runs to its end even if the client goes away: every page
-        // it stores is consistent, and stopping halfway gains nothing.
-        tokio::spawn(async move {
+        // it stores is consistent, and stopping halfway gains nothing. Only
+        // the server stopping ends it early, after the pages in hand; the
+        // shutdown waits for it, so its last status reaches the client.
+        let what = format!("sync of source {:?} (SyncSource call)", r.source_id);
+        self.0.lifecycle().spawn(what, async move {
             let events_tx = tx.clone();
             let send = move |e: SyncEvent| {
                 let _ = events_tx.send(Ok(event_pb(e)));

@@ -4,6 +4,11 @@
 //! re-ranks from memory and sends a message only when its top N differs
 //! (rank, key or value density), with the moves. Bursts of writes coalesce:
 //! a watcher that wakes late sees the latest state once.
+//!
+//! A watch is the one call that never ends by itself, and an open stream
+//! keeps hyper's graceful shutdown waiting on its connection: so each
+//! watcher is a task of the server's [`Lifecycle`], and ends its stream with
+//! UNAVAILABLE (retry elsewhere) when the server stops.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -18,6 +23,7 @@ use super::page;
 use super::services::{rank_order, ranked_items};
 use crate::engine::{Engine, Result};
 use crate::index::{RankOrder, RankQuery};
+use crate::lifecycle::Lifecycle;
 use crate::proto as pb;
 
 pub type RankingStream =
@@ -72,7 +78,11 @@ pub fn changes(old: &[pb::RankedItem], new: &[pb::RankedItem]) -> Vec<pb::RankCh
 
 /// Starts a watch; the stream ends when the client goes away or the server
 /// stops.
-pub fn watch_ranking(engine: Arc<Engine>, r: pb::WatchRankingRequest) -> Result<RankingStream> {
+pub fn watch_ranking(
+    engine: Arc<Engine>,
+    lifecycle: &Lifecycle,
+    r: pb::WatchRankingRequest,
+) -> Result<RankingStream> {
     let size = page::page_size(r.page_size, 20, page::MAX_PAGE_SIZE)?;
     let order = rank_order(r.order)?;
     let query = RankQuery {
@@ -84,7 +94,8 @@ pub fn watch_ranking(engine: Arc<Engine>, r: pb::WatchRankingRequest) -> Result<
     };
     let mut changed = engine.subscribe();
     let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(async move {
+    let stop = lifecycle.token().clone();
+    lifecycle.spawn("WatchRanking stream", async move {
         changed.mark_unchanged();
         let mut last = snapshot(&engine, order, &query);
         let first = pb::WatchRankingResponse {
@@ -98,6 +109,14 @@ pub fn watch_ranking(engine: Arc<Engine>, r: pb::WatchRankingRequest) -> Result<
             tokio::select! {
                 () = tx.closed() => return,
                 r = changed.changed() => if r.is_err() { return },
+                () = stop.cancelled() => {
+                    // Not `send`: a reader that stopped reading must not hold
+                    // the shutdown up; its stream then just ends.
+                    let _ = tx.try_send(Err(Status::unavailable(
+                        "the server is shutting down; watch again on the next one",
+                    )));
+                    return;
+                }
             }
             let now = snapshot(&engine, order, &query);
             let moved = changes(&last, &now);

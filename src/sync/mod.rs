@@ -27,6 +27,7 @@ use reqwest::{StatusCode, Url};
 
 use crate::domain::{Item, Source, SyncRunState, SyncState, Time, TrackerKind};
 use crate::engine::Engine;
+use crate::lifecycle::Lifecycle;
 use http::{Fetched, HttpClient};
 
 /// Items per page asked of every tracker (the most each allows).
@@ -103,6 +104,10 @@ pub enum SyncError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    #[error(
+        "source {source_id:?}: interrupted: the server is shutting down; the pages stored so far are kept and the next sync resumes from there"
+    )]
+    Interrupted { source_id: String },
     #[error("a sync of source {0:?} is already running")]
     AlreadyRunning(String),
     #[error("a split of item {0:?} is already being applied")]
@@ -362,6 +367,10 @@ pub fn header_value(source: &Source, value: &str) -> Result<HeaderValue, SyncErr
 pub struct Syncer {
     engine: Arc<Engine>,
     http: HttpClient,
+    /// The server's stop signal, which every sync listens to between pages,
+    /// and its task tracker, which syncs started in the background of a
+    /// call are spawned through.
+    lifecycle: Lifecycle,
     running: Mutex<HashSet<String>>,
     /// Items whose split is being applied ([`Syncer::apply_split`]).
     splitting: Mutex<HashSet<String>>,
@@ -384,13 +393,27 @@ impl Syncer {
         Syncer {
             engine,
             http,
+            lifecycle: Lifecycle::default(),
             running: Mutex::new(HashSet::new()),
             splitting: Mutex::new(HashSet::new()),
         }
     }
 
+    /// The same syncer, stopping its syncs when `lifecycle` stops (without
+    /// it, a syncer's syncs run to their end).
+    pub fn within(mut self, lifecycle: Lifecycle) -> Self {
+        self.lifecycle = lifecycle;
+        self
+    }
+
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+
+    /// The lifetime syncs run within: spawn a sync that outlives its caller
+    /// through it, so that a shutdown waits for the sync.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
     }
 
     /// Whether a sync of `source_id` is under way.
@@ -400,7 +423,8 @@ impl Syncer {
 
     /// Syncs one source now. `full` ignores the cursor. Progress goes to
     /// `events`. Fails with [`SyncError::AlreadyRunning`] if another sync of
-    /// the source is under way.
+    /// the source is under way, and with [`SyncError::Interrupted`] when
+    /// the server stops first (after storing the pages in hand).
     pub async fn sync(
         &self,
         source_id: &str,
@@ -408,6 +432,11 @@ impl Syncer {
         events: &(dyn Fn(SyncEvent) + Send + Sync),
     ) -> Result<SyncSummary, SyncError> {
         let source = self.engine.get_source(source_id)?;
+        if self.lifecycle.is_stopping() {
+            return Err(SyncError::Interrupted {
+                source_id: source_id.to_string(),
+            });
+        }
         if !self.running.lock().insert(source_id.to_string()) {
             return Err(SyncError::AlreadyRunning(source_id.to_string()));
         }
@@ -436,7 +465,15 @@ impl Syncer {
             Err(e) => {
                 state.state = SyncRunState::Failed;
                 state.last_error = e.to_string();
-                tracing::warn!(source = source_id, error = %e, "sync failed");
+                if matches!(e, SyncError::Interrupted { .. }) {
+                    tracing::info!(
+                        source = source_id,
+                        pages = summary.pages,
+                        "sync stopped for shutdown"
+                    );
+                } else {
+                    tracing::warn!(source = source_id, error = %e, "sync failed");
+                }
             }
         }
         // The source may have been deleted meanwhile; then there is no state to keep.
@@ -581,9 +618,21 @@ impl Syncer {
         let mut held: Option<Fetch> = None;
         loop {
             let mut group = Vec::new();
+            let interrupted = || SyncError::Interrupted {
+                source_id: state.source_id.clone(),
+            };
+            // Cancellation point: between commits, never inside one. What
+            // was stored stays with its cursor; the pages in flight are
+            // fetched again by the next sync.
+            if self.lifecycle.is_stopping() {
+                return Err(interrupted());
+            }
             let next = match held.take() {
                 Some(f) => Some(f),
-                None => rx.recv().await,
+                None => tokio::select! {
+                    f = rx.recv() => f,
+                    () = self.lifecycle.cancelled() => return Err(interrupted()),
+                },
             };
             match next {
                 Some(Fetch::Page {

@@ -13,6 +13,7 @@ mod cli_split;
 mod reflection;
 mod restart;
 mod rollup;
+mod shutdown;
 mod split;
 mod split_write_back;
 mod sync_github;

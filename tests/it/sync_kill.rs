@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-const TOTAL: usize = 500;
+pub(crate) const TOTAL: usize = 500;
 
 fn updated(n: usize) -> String {
     let base = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap();
@@ -21,7 +21,7 @@ fn updated(n: usize) -> String {
 
 /// GitHub's issues list: ascending by update time, `since` inclusive,
 /// 100 per page, `Link` to the next page; each page takes 300 ms.
-fn github_like(uri: String) -> impl Fn(&Request) -> ResponseTemplate + Send + Sync {
+pub(crate) fn github_like(uri: String) -> impl Fn(&Request) -> ResponseTemplate + Send + Sync {
     move |req: &Request| {
         let q: std::collections::HashMap<String, String> =
             req.url.query_pairs().into_owned().collect();
@@ -59,7 +59,7 @@ fn github_like(uri: String) -> impl Fn(&Request) -> ResponseTemplate + Send + Sy
 }
 
 /// Starts `plumbline serve` as a child process and returns it with its URL.
-fn spawn_server(db: &std::path::Path) -> (Child, String) {
+pub(crate) fn spawn_server(db: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_plumbline"))
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])
         .arg(db)

@@ -18,7 +18,6 @@ mod split_write_back;
 mod sync_github;
 mod sync_gitlab;
 mod sync_jira;
-mod sync_kill;
 mod sync_pages;
 mod sync_redmine;
 mod validation;

@@ -142,7 +142,7 @@ pub enum RateLimitStop {
     /// The tracker answered "slow down" again after every wait: a
     /// misbehaving tracker (or proxy) is not waited out forever.
     #[error(
-        "the tracker kept answering HTTP {status} (rate limited) to the same request: {answers} answers in a row over {waited_secs:.1} s; gave up after {waits} waits (sync.max_rate_limit_waits)"
+        "the tracker kept answering HTTP {status} (rate limited) to the same request: {answers} answers over {waited_secs:.1} s; gave up after {waits} waits (sync.max_rate_limit_waits)"
     )]
     TooOften {
         status: u16,

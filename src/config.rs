@@ -88,7 +88,7 @@ pub struct SyncConfig {
     pub backoff_ms: u64,
     /// Longest wait for a rate limit before a sync gives up, in seconds.
     pub max_wait_secs: u64,
-    /// Rate-limit answers to one request waited out in a row before a sync
+    /// Rate-limit answers to one request waited out before a sync
     /// gives up.
     pub max_rate_limit_waits: u32,
     /// Shortest wait after a rate-limit answer, in milliseconds, even when

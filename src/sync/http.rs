@@ -4,7 +4,7 @@
 //! own headers (`X-RateLimit-*`, `RateLimit-*`) through its connector's
 //! [`Connector::rate_limit`] hook, so that one place knows one tracker's
 //! dialect. Every such wait lasts at least a minimum delay and only so many
-//! come in a row, so a tracker that answers `Retry-After: 0` forever ends
+//! come for one request, so a tracker that answers `Retry-After: 0` forever ends
 //! the sync with an error instead of a tight loop. It retries
 //! transient failures of reads (5xx, timeouts, connection resets) with bounded
 //! exponential backoff and full jitter, and turns 401/403/404 into errors that
@@ -32,7 +32,7 @@ pub struct HttpOptions {
     pub max_backoff: Duration,
     /// The longest a rate limit may make us wait before we give up.
     pub max_rate_limit_wait: Duration,
-    /// Rate-limit answers to one request waited out in a row before the
+    /// Rate-limit answers to one request waited out before the
     /// sync fails: a tracker that says "slow down" forever is not obeyed
     /// forever.
     pub max_rate_limit_waits: u32,
@@ -183,7 +183,7 @@ impl HttpClient {
     /// Sends what `build` makes until it succeeds, fails for good, or may
     /// not be sent again under `replay`. Rate-limit answers are waited out,
     /// each wait at least [`HttpOptions::min_rate_limit_delay`], at most
-    /// [`HttpOptions::max_rate_limit_waits`] times in a row: a tracker that
+    /// [`HttpOptions::max_rate_limit_waits`] times per request: a tracker that
     /// answers `Retry-After: 0` (or a reset already past) forever would
     /// otherwise be hammered in a tight loop.
     #[allow(clippy::too_many_arguments)]
@@ -307,7 +307,7 @@ impl HttpClient {
         }
     }
 
-    /// Counts one more rate-limit answer in a row and says until when to
+    /// Counts one more rate-limit answer to the request and says until when to
     /// wait for it: at least the minimum delay from now, so that
     /// `Retry-After: 0` or a reset already past still paces the requests;
     /// or fails once the waits run out.
@@ -375,7 +375,7 @@ impl HttpClient {
     }
 }
 
-/// Rate-limit answers to one request in a row, and since when.
+/// Rate-limit answers to one request so far, and since when.
 struct RateLimitRun {
     answers: u32,
     since: std::time::Instant,
@@ -614,7 +614,7 @@ mod tests {
             .bounded_wait("s", StatusCode::TOO_MANY_REQUESTS, later, &mut run)
             .unwrap();
         assert_eq!(until, later);
-        // The third answer in a row ends it, saying what happened.
+        // The third answer ends it, saying what happened.
         let err = client
             .bounded_wait("s", StatusCode::TOO_MANY_REQUESTS, now, &mut run)
             .unwrap_err();

@@ -592,6 +592,25 @@ mod tests {
     use chrono::{DateTime, Utc};
     use reqwest::StatusCode;
     use reqwest::header::HeaderMap;
+
+    #[test]
+    fn a_429_names_its_reset_as_an_iso_time() {
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-reset", "2026-12-04T10:15:00Z".parse().unwrap());
+        let want = DateTime::parse_from_rfc3339("2026-12-04T10:15:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            Jira.rate_limit(StatusCode::TOO_MANY_REQUESTS, &h),
+            Some(RateLimit::Until(want))
+        );
+        // Only a 429 is Jira's rate limit; a 200 with the header is not.
+        assert_eq!(Jira.rate_limit(StatusCode::OK, &h), None);
+        assert_eq!(
+            Jira.rate_limit(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new()),
+            None
+        );
+    }
     use serde_json::json;
 
     fn source(estimate_field: &str) -> Source {

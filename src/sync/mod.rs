@@ -44,6 +44,14 @@ const PAGES_AHEAD: usize = 16;
 /// writes every B-tree page it touched once, however many items touched it.
 const PAGES_PER_COMMIT: usize = 16;
 
+/// What is wrong with a token variable, for [`SyncError::MissingToken`].
+fn token_var_problem(e: &std::env::VarError) -> &'static str {
+    match e {
+        std::env::VarError::NotPresent => "is not set",
+        std::env::VarError::NotUnicode(_) => "is not valid Unicode",
+    }
+}
+
 /// Why a sync failed. Messages name the source and the cause; they never
 /// hold a token.
 #[derive(Debug, thiserror::Error)]
@@ -94,8 +102,17 @@ pub enum SyncError {
         #[source]
         source: Option<serde_json::Error>,
     },
-    #[error("source {source_id:?}: the environment variable {var} that holds its token is not set")]
-    MissingToken { source_id: String, var: String },
+    /// `source` says whether the variable is unset or not Unicode.
+    #[error(
+        "source {source_id:?}: the environment variable {var} that holds its token {}",
+        token_var_problem(.source)
+    )]
+    MissingToken {
+        source_id: String,
+        var: String,
+        #[source]
+        source: std::env::VarError,
+    },
     /// `source` is the URL error when the setting did not make a URL.
     #[error("source {source_id:?}: {detail}")]
     Config {
@@ -131,7 +148,7 @@ pub enum RateLimitStop {
     /// The tracker answered "slow down" again after every wait: a
     /// misbehaving tracker (or proxy) is not waited out forever.
     #[error(
-        "the tracker kept answering HTTP {status} (rate limited) to the same request: {answers} answers in a row over {waited_secs:.1} s; gave up after {waits} waits (sync.max_rate_limit_waits)"
+        "the tracker kept answering HTTP {status} (rate limited) to the same request: {answers} answers over {waited_secs:.1} s; gave up after {waits} waits (sync.max_rate_limit_waits)"
     )]
     TooOften {
         status: u16,
@@ -272,9 +289,10 @@ pub fn source_token(source: &Source) -> Result<Option<String>, SyncError> {
     }
     std::env::var(&source.token_env)
         .map(Some)
-        .map_err(|_| SyncError::MissingToken {
+        .map_err(|e| SyncError::MissingToken {
             source_id: source.id.clone(),
             var: source.token_env.clone(),
+            source: e,
         })
 }
 
@@ -354,10 +372,11 @@ pub fn next_link(fetched: &Fetched) -> Option<Url> {
 
 /// A header value that must be valid, with an error naming the source.
 pub fn header_value(source: &Source, value: &str) -> Result<HeaderValue, SyncError> {
-    let mut v = HeaderValue::from_str(value).map_err(|_| SyncError::Config {
+    let mut v = HeaderValue::from_str(value).map_err(|e| SyncError::Config {
         source_id: source.id.clone(),
         detail: "the token holds characters not allowed in an HTTP header".into(),
-        source: None,
+        // The error names no part of the value, so it cannot leak the token.
+        source: Some(Box::new(e)),
     })?;
     v.set_sensitive(true);
     Ok(v)
@@ -757,6 +776,78 @@ mod tests {
         assert_eq!(parse_time("2023-06-24T21:24:50.000+0200"), Some(want));
         assert_eq!(parse_time("2023-06-24T21:24:50+02:00"), Some(want));
         assert_eq!(parse_time("yesterday"), None);
+    }
+}
+
+#[cfg(test)]
+mod source_chain_tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    fn source(base_url: &str) -> Source {
+        Source {
+            id: "s".into(),
+            kind: TrackerKind::Github,
+            base_url: base_url.into(),
+            project_key: "acme/shop".into(),
+            token_env: String::new(),
+            link_rules: Default::default(),
+            estimate_field: String::new(),
+            create_time: Utc::now(),
+            update_time: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn parse_and_url_errors_keep_their_cause() {
+        let fetched = Fetched {
+            url: Url::parse("http://127.0.0.1/x").unwrap(),
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: b"[{".to_vec(),
+        };
+        let err = parse_json::<Vec<serde_json::Value>>(&source("http://127.0.0.1"), &fetched)
+            .unwrap_err();
+        let cause = err.source().expect("the JSON error");
+        assert!(
+            cause.downcast_ref::<serde_json::Error>().is_some(),
+            "{cause}"
+        );
+
+        let err = join_url(&source("not a url"), "x").unwrap_err();
+        assert!(err.source().is_some(), "the URL error: {err}");
+    }
+
+    #[tokio::test]
+    async fn transport_errors_keep_the_reqwest_error() {
+        // A port nothing listens on: the connection is refused at once.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        drop(listener);
+        let http = HttpClient::new(http::HttpOptions {
+            max_retries: 0,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut requests = 0;
+        let err = http
+            .get(
+                &github::GitHub,
+                "s",
+                &url,
+                &[],
+                None,
+                &|_| {},
+                &mut requests,
+            )
+            .await
+            .unwrap_err();
+        let cause = err.source().expect("the transport error");
+        let reqwest_err = cause
+            .downcast_ref::<reqwest::Error>()
+            .expect("a reqwest error");
+        assert!(reqwest_err.is_connect(), "{reqwest_err}");
     }
 }
 

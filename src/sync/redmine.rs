@@ -269,13 +269,13 @@ impl Connector for Redmine {
     ) -> Result<(Url, serde_json::Value), SyncError> {
         let project = project(source)?;
         let estimate_field = EstimateField::of(source)?;
-        let parent_id: u64 = parent.external_id.parse().map_err(|_| SyncError::Config {
+        let parent_id: u64 = parent.external_id.parse().map_err(|e| SyncError::Config {
             source_id: source.id.clone(),
             detail: format!(
                 "item {:?} is not a Redmine issue (its id is not a number), so it cannot be a parent",
                 parent.key()
             ),
-            source: None,
+            source: Some(Box::new(e)),
         })?;
         let mut issue = serde_json::json!({
             "project_id": project,

@@ -720,3 +720,31 @@ pub async fn start_with_fixture() -> TestServer {
     build_fixture(&s).await;
     s
 }
+
+/// Starts `plumbline serve` as a child process on `db` and returns it with
+/// its URL.
+pub fn spawn_server(db: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_plumbline"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(db)
+        .args(["--log-format", "json"])
+        .env("PLUMBLINE_SYNC__INTERVAL_SECS", "0")
+        .env("PLUMBLINE_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("server starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("server log").expect("readable log");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["fields"]["message"] == "plumbline serving" {
+            break v["fields"]["addr"].as_str().expect("addr").to_string();
+        }
+    };
+    // Keep draining the log so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("http://{addr}"))
+}

@@ -4,7 +4,7 @@
 //! a restart on the same file resumes the sync, losing and doubling nothing.
 //! The server runs as a real process (the binary, its signal handling and
 //! its exit code are what is tested), against the slow GitHub-shaped tracker
-//! of [`super::sync_kill`].
+//! of [`super::slow_github`].
 
 use std::collections::HashSet;
 use std::process::{Child, Command, ExitStatus};
@@ -16,8 +16,9 @@ use tonic::transport::Channel;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer};
 
-use super::sync_kill::{TOTAL, github_like, spawn_server};
+use super::slow_github::{TOTAL, github_like};
 use crate::common::TestServer;
+use crate::common::spawn_server;
 
 /// How long after SIGTERM the process may take to exit: the page being
 /// stored, the streams' last messages and closing SQLite, with room for a

@@ -1,6 +1,10 @@
 //! GitLab sync end to end: recorded-shape GitLab REST v4 answers served by a
 //! local HTTP mock (wiremock on 127.0.0.1), a real server and SQLite file, and
 //! the sync driven through the gRPC SyncService.
+//!
+//! What every tracker must do (paging, the boundary duplicate, 304, refusals,
+//! rate limits, retries, malformed answers, resuming) is checked for GitLab by
+//! the conformance suite (`conformance/`); this file holds GitLab's quirks.
 
 use crate::common::*;
 use plumbline::proto as pb;

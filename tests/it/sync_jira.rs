@@ -2,6 +2,10 @@
 //! search (`/rest/api/3/search/jql`, ADF descriptions, token pagination)
 //! served by a local HTTP mock (wiremock on 127.0.0.1), a real server and
 //! SQLite file, and the sync driven through the gRPC SyncService.
+//!
+//! What every tracker must do (paging, the boundary duplicate, 304, refusals,
+//! rate limits, retries, malformed answers, resuming) is checked for Jira by
+//! the conformance suite (`conformance/`); this file holds Jira's quirks.
 
 use crate::common::*;
 use chrono::{DateTime, Duration, Utc};

@@ -2,6 +2,10 @@
 //! HTTP mock (wiremock on 127.0.0.1), a real server and SQLite file, and the
 //! sync driven through the gRPC SyncService. Redmine is mounted under a
 //! sub-path (`/redmine`), as it often is behind a reverse proxy.
+//!
+//! What every tracker must do (paging, the boundary duplicate, 304, refusals,
+//! rate limits, retries, malformed answers, resuming) is checked for Redmine by
+//! the conformance suite (`conformance/`); this file holds Redmine's quirks.
 
 use std::collections::HashMap;
 

@@ -6,13 +6,16 @@
 //! filters by the requested time (inclusive, so the boundary item comes back),
 //! sorts ascending by update time, pages by [`PAGE`] and, where the tracker
 //! sends validators, answers a matching `If-None-Match` with 304. The cases
-//! ([`conformance!`]) are written once; a new connector plugs in with one
-//! file. What only one tracker does stays in its `sync_<tracker>.rs`.
+//! are written once, down to a real server process killed mid-sync; each
+//! tracker's file ends with `conformance_cases!(Tracker)`, which makes a
+//! `#[tokio::test]` of every case, so a new connector plugs in with one file.
+//! What only one tracker does stays in its `sync_<tracker>.rs`.
 
 /// Generates one `#[tokio::test]` per case of the suite for `$tracker`;
 /// each tracker's file calls it once.
 macro_rules! conformance_cases {
     ($tracker:ty) => {
+        mod cases {
         conformance_cases!(@cases $tracker;
             multi_page,
             incremental_with_boundary_duplicate,
@@ -27,16 +30,19 @@ macro_rules! conformance_cases {
             resume_after_failure_stores_nothing_twice,
             rate_limited_forever_is_bounded,
         );
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn killed_mid_sync_resumes_after_restart() {
+            crate::conformance::killed_mid_sync_resumes_after_restart::<$tracker>().await
+        }
+        }
     };
     (@cases $tracker:ty; $($case:ident),* $(,)?) => {
-        mod cases {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    crate::conformance::$case::<$tracker>().await
-                }
-            )*
-        }
+        $(
+            #[tokio::test]
+            async fn $case() {
+                crate::conformance::$case::<$tracker>().await
+            }
+        )*
     };
 }
 
@@ -125,6 +131,8 @@ pub fn sent_to(req: &Request) -> wiremock::http::Url {
 pub struct Served<T: Tracker> {
     tracker: T,
     issues: Arc<Mutex<Vec<Issue>>>,
+    /// How long each page takes.
+    delay: std::time::Duration,
 }
 
 impl<T: Tracker> Respond for Served<T> {
@@ -160,7 +168,10 @@ impl<T: Tracker> Respond for Served<T> {
             return ResponseTemplate::new(304).insert_header("etag", etag.as_str());
         }
         let body = page.iter().map(|i| self.tracker.issue(i)).collect();
-        let resp = self.tracker.page(req, body, more, total);
+        let resp = self
+            .tracker
+            .page(req, body, more, total)
+            .set_delay(self.delay);
         if T::SENDS_ETAG {
             resp.insert_header("etag", etag.as_str())
         } else {
@@ -231,6 +242,7 @@ impl<T: Tracker> World<T> {
             .respond_with(Served {
                 tracker: T::default(),
                 issues: self.issues.clone(),
+                delay: std::time::Duration::ZERO,
             })
             .with_priority(10)
             .mount(&self.mock)
@@ -582,4 +594,117 @@ pub async fn rate_limited_forever_is_bounded<T: Tracker>() {
         "each wait lasts the minimum delay"
     );
     assert!(w.stored().await.is_empty());
+}
+
+/// The server, a real process, is killed (SIGKILL) two pages into a sync;
+/// restarted on the same SQLite file, it shows the sync as interrupted,
+/// kept whole pages only, and the next sync resumes from the cursor,
+/// storing nothing twice and losing nothing.
+pub async fn killed_mid_sync_resumes_after_restart<T: Tracker>() {
+    use pb::sync_service_client::SyncServiceClient;
+    use tonic::transport::Channel;
+    const TOTAL: u64 = 40;
+    let (var, token) = T::TOKEN;
+    set_test_token(var, token);
+    let tracker = T::default();
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(tracker.list_path()))
+        .respond_with(Served {
+            tracker: T::default(),
+            issues: Arc::new(Mutex::new(issues(TOTAL))),
+            delay: std::time::Duration::from_millis(100),
+        })
+        .mount(&mock)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plumbline.sqlite");
+
+    let (mut first, url) = tokio::task::block_in_place(|| crate::common::spawn_server(&db));
+    let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    pb::source_service_client::SourceServiceClient::new(channel.clone())
+        .create_source(pb::CreateSourceRequest {
+            source: Some(tracker.source(&mock.uri())),
+        })
+        .await
+        .unwrap();
+    let sync = |channel: Channel| async move {
+        SyncServiceClient::new(channel)
+            .sync_source(pb::SyncSourceRequest {
+                source_id: T::ID.into(),
+                full: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let mut stream = sync(channel.clone()).await;
+    // Two pages in, kill the server hard.
+    let mut pages = 0;
+    while pages < 2 {
+        if let Some(pb::sync_source_response::Event::PageFetched(_)) =
+            stream.message().await.unwrap().unwrap().event
+        {
+            pages += 1;
+        }
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    drop(stream);
+
+    let (mut second, url) = tokio::task::block_in_place(|| crate::common::spawn_server(&db));
+    let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    let mut backlog = pb::backlog_service_client::BacklogServiceClient::new(channel.clone());
+    let list = pb::ListItemsRequest {
+        source_id: T::ID.into(),
+        page_size: 1000,
+        ..Default::default()
+    };
+    let stored = backlog
+        .list_items(list.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .items
+        .len();
+    assert!(
+        (2 * PAGE..TOTAL as usize).contains(&stored) && stored % PAGE == 0,
+        "whole pages were kept: {stored}"
+    );
+    let status = SyncServiceClient::new(channel.clone())
+        .get_sync_status(pb::GetSyncStatusRequest {
+            source_id: T::ID.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(
+        status.state,
+        pb::SyncState::Failed as i32,
+        "an interrupted sync is not shown as running"
+    );
+    assert!(
+        status.last_error.contains("interrupted"),
+        "{}",
+        status.last_error
+    );
+
+    let mut stream = sync(channel.clone()).await;
+    let done = loop {
+        match stream.message().await.unwrap().expect("a done event").event {
+            Some(pb::sync_source_response::Event::Done(d)) => break d,
+            _ => continue,
+        }
+    };
+    assert_eq!(
+        done.upserted_count as usize,
+        TOTAL as usize - stored,
+        "nothing stored twice, nothing lost"
+    );
+    let items = backlog.list_items(list).await.unwrap().into_inner().items;
+    assert_eq!(items.len(), TOTAL as usize);
+    second.kill().unwrap();
+    second.wait().unwrap();
 }

@@ -1,8 +1,24 @@
 //! plumbline: a gRPC sidecar that ranks backlog items by the value they are
 //! expected to deliver, and explains why.
 //!
-//! Data flows one way: [`store`] -> in-memory [`index`] -> [`score`] ->
-//! [`api`] (gRPC). The [`engine`] keeps the store and the index in step.
+//! Data flows one way (ARCHITECTURE.md has the map and its invariants):
+//! tracker HTTP -> [`sync`] -> [`engine`] (the use cases) -> [`store`] +
+//! in-memory [`index`] -> [`score`] / [`refine`] -> [`api`] (gRPC) -> clients.
+//!
+//! - [`domain`]: plain types of the value model; no I/O.
+//! - [`score`]: the explained score, pure.
+//! - [`refine`]: splitting, goal roll-ups, value validation, pure.
+//! - [`index`]: every item's score and the two rankings, in memory; a write
+//!   rescores only the items it reaches.
+//! - [`store`]: the `Store` trait and its SQLite backend.
+//! - [`engine`]: keeps the store and the index in step; answers reads in
+//!   view types.
+//! - [`sync`]: pulls items from trackers, one connector per tracker, and
+//!   writes split slices back.
+//! - [`api`]: the gRPC services, one file per proto service.
+//! - [`server`] and [`lifecycle`]: wiring, and the one stop signal every
+//!   long task listens to.
+//! - [`config`] and [`cli`]: settings and the command line.
 
 pub mod api;
 pub mod cli;

@@ -15,7 +15,7 @@ use crate::api::{
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::proto as pb;
-use crate::store::{SqliteStore, StoreError};
+use crate::store::{Store, StoreError};
 use crate::sync::{Syncer, http::HttpClient};
 
 /// Why the server could not start or stopped with an error.
@@ -33,8 +33,8 @@ pub enum ServerError {
     },
     #[error("cannot open the database {path}")]
     Store { path: String, source: StoreError },
-    #[error("cannot load the model from the database: {0}")]
-    Load(String),
+    #[error("cannot load the model from the database")]
+    Load(#[source] crate::engine::Error),
     #[error("reflection setup failed: {0}")]
     Reflection(String),
     #[error("cannot set up tracker sync: {0}")]
@@ -48,7 +48,7 @@ pub struct RunningServer {
     addr: SocketAddr,
     engine: Arc<Engine>,
     syncer: Arc<Syncer>,
-    store: SqliteStore,
+    store: Arc<dyn Store>,
     stop_background: tokio::sync::watch::Sender<bool>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServerError>>,
@@ -114,7 +114,7 @@ impl RunningServer {
     }
 }
 
-/// Opens the store at `config.db`, rebuilds the index and starts serving on
+/// Opens the store that `config.store` names (at `config.db`), rebuilds the index and starts serving on
 /// `config.listen` in a background task.
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     if let Some(dir) = config.db.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -123,7 +123,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             source,
         })?;
     }
-    let store = SqliteStore::open(&config.db)
+    let store = crate::store::open(config)
         .await
         .map_err(|source| ServerError::Store {
             path: config.db.display().to_string(),
@@ -131,9 +131,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         })?;
     let started = std::time::Instant::now();
     let engine = Arc::new(
-        Engine::open(Arc::new(store.clone()), config.default_size)
+        Engine::open(store.clone(), config.default_size)
             .await
-            .map_err(|e| ServerError::Load(e.to_string()))?,
+            .map_err(ServerError::Load)?,
     );
     tracing::info!(
         items = engine.read().item_count(),

@@ -37,8 +37,7 @@ use serde::Serialize;
 
 use crate::config::{Config, SyncConfig, ValidationConfig};
 use crate::engine::Engine;
-use crate::index::ScoreIndex;
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{SqliteStore, StoreError};
 use crate::sync::http::HttpClient;
 use crate::sync::{Connector, SyncError, Syncer};
 
@@ -280,6 +279,7 @@ fn config(db: &Path) -> Config {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         db: db.to_path_buf(),
         default_size: 3.0,
+        store: crate::config::StoreConfig::default(),
         sync: SyncConfig::manual(),
         validation: ValidationConfig::manual(),
     }
@@ -358,9 +358,8 @@ pub async fn run(opts: &Options) -> Result<Report> {
 /// pass over the items and their links.
 async fn rescore_figure(db: &Path, keys: &[String], n: u64) -> Result<Figure> {
     let store = SqliteStore::open(db).await?;
-    let snapshot = store.load().await?;
+    let mut ix = crate::engine::build_index(&store, 3.0).await?;
     store.close().await;
-    let mut ix = ScoreIndex::from_snapshot(3.0, snapshot);
     let reps = if n > 200_000 { 3 } else { 7 };
     ix.rescore_all();
     let mut rescore = Vec::new();

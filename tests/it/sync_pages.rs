@@ -114,9 +114,9 @@ async fn pages_stored_together_count_and_link_as_if_stored_one_by_one() {
 
     // After a restart the store gives the same items and links.
     let store = SqliteStore::open(&path).await.unwrap();
-    let snap = store.load().await.unwrap();
-    assert_eq!(snap.items.len(), 3);
-    assert_eq!(stored_links(&snap.links), want_links);
+    let (_, items, links) = store.load().await.unwrap().collect_all().await.unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(stored_links(&links), want_links);
     store.close().await;
 }
 

@@ -864,3 +864,126 @@ mod tests {
         assert_eq!(loaded_links.len(), links.len());
     }
 }
+
+/// Databases written before the move to rusqlite were migrated by sqlx.
+#[cfg(test)]
+mod sqlx_adoption {
+    use super::*;
+
+    const STEPS: [(i64, &str, &str); 4] = [
+        (
+            1,
+            "initial",
+            include_str!("../../migrations/sqlite/0001_initial.sql"),
+        ),
+        (
+            2,
+            "sync state",
+            include_str!("../../migrations/sqlite/0002_sync_state.sql"),
+        ),
+        (
+            3,
+            "releases evidence",
+            include_str!("../../migrations/sqlite/0003_releases_evidence.sql"),
+        ),
+        (
+            4,
+            "drop links by hypothesis",
+            include_str!("../../migrations/sqlite/0004_drop_links_by_hypothesis.sql"),
+        ),
+    ];
+
+    /// A database as sqlx left it after applying the first `applied` steps
+    /// (its table and rows as sqlx 0.9 writes them), with one source in it.
+    fn migrated_by_sqlx(path: &Path, applied: usize) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE _sqlx_migrations (
+                 version BIGINT PRIMARY KEY,
+                 description TEXT NOT NULL,
+                 installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+                 success BOOLEAN NOT NULL,
+                 checksum BLOB NOT NULL,
+                 execution_time BIGINT NOT NULL
+             );",
+        )
+        .unwrap();
+        for (version, description, sql) in &STEPS[..applied] {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                 VALUES (?1, ?2, TRUE, ?3, 1000)",
+                params![version, description, vec![0u8; 48]],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO sources (id, kind, base_url, project_key, token_env, link_rules, \
+             estimate_field, create_time, update_time) \
+             VALUES ('gh', 'github', '', 'acme/app', '', ?1, '', 1, 2)",
+            [json(&crate::domain::LinkRules::default())],
+        )
+        .unwrap();
+    }
+
+    fn user_version(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_database_migrated_by_sqlx_opens_with_its_data_and_nothing_reapplied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        migrated_by_sqlx(&path, 4);
+        // Step 1 creates tables without IF NOT EXISTS: applied again, the
+        // open would fail.
+        let store = SqliteStore::open(&path).await.unwrap();
+        let (model, _, _) = store.load().await.unwrap().collect_all().await.unwrap();
+        assert_eq!(model.sources.len(), 1, "the source is still there");
+        assert_eq!(model.sources[0].project_key, "acme/app");
+        store.close().await;
+        assert_eq!(user_version(&path), 4);
+        // And it opens again, now by its user_version.
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_database_sqlx_migrated_part_way_gets_the_remaining_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        migrated_by_sqlx(&path, 2);
+        let store = SqliteStore::open(&path).await.unwrap();
+        // Step 3 made the releases table.
+        assert!(store.list_releases().await.unwrap().is_empty());
+        let (model, _, _) = store.load().await.unwrap().collect_all().await.unwrap();
+        assert_eq!(model.sources.len(), 1);
+        store.close().await;
+        assert_eq!(user_version(&path), 4);
+    }
+
+    #[tokio::test]
+    async fn a_failed_sqlx_step_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        migrated_by_sqlx(&path, 3);
+        Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE _sqlx_migrations SET success = FALSE WHERE version = 3",
+                [],
+            )
+            .unwrap();
+        let err = SqliteStore::open(&path).await.unwrap_err();
+        assert!(
+            matches!(err, crate::store::StoreError::Migrate { .. }),
+            "{err:?}"
+        );
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert!(cause.contains("migration 3 as failed"), "{cause}");
+    }
+}

@@ -136,7 +136,20 @@ async fn a_failed_write_stores_none_of_the_pages() {
     let state = SyncState::never("nope");
     let pages = vec![vec![item(1, "first", &[])], vec![item(2, "second", &[])]];
     let err = engine.apply_sync_pages(pages, &state).await.unwrap_err();
-    assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
+    // The store says what the failure means and keeps SQLite's own words
+    // as its source.
+    assert!(
+        matches!(
+            &err,
+            plumbline::engine::Error::Store(plumbline::store::StoreError::Conflict { .. })
+        ),
+        "{err:?}"
+    );
+    let chain = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
+    assert!(chain.contains("FOREIGN KEY"), "{chain}");
     assert_eq!(engine.read().item_count(), 0, "the index took nothing");
     let stored = store
         .get_items(&["gh/1".into(), "gh/2".into()])

@@ -9,7 +9,7 @@
 //! both run before the server takes writes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rusqlite::Connection;
 use tokio::sync::mpsc;
@@ -48,7 +48,7 @@ pub(super) fn read_rows(path: &Path) -> mpsc::Receiver<Result<Batch>> {
 }
 
 /// Reads one table in chunks onto `tx`.
-fn scan(path: &PathBuf, table: Table, tx: &mpsc::Sender<Result<Batch>>) -> Attempt<()> {
+fn scan(path: &Path, table: Table, tx: &mpsc::Sender<Result<Batch>>) -> Attempt<()> {
     let conn = connect(path, Role::Read)?;
     let sql = match table {
         Table::Items => {

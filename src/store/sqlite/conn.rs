@@ -272,3 +272,49 @@ impl Connections {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: std::ffi::c_int) -> Fail {
+        Fail::Sql(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            Some("from SQLite".into()),
+        ))
+    }
+
+    #[test]
+    fn failures_are_told_by_meaning_with_sqlite_words_as_source() {
+        use rusqlite::ffi;
+        let cases = [
+            (ffi::SQLITE_BUSY, "busy"),
+            (ffi::SQLITE_LOCKED, "busy"),
+            (ffi::SQLITE_CONSTRAINT_FOREIGNKEY, "conflict"),
+            (ffi::SQLITE_CANTOPEN, "unavailable"),
+            (ffi::SQLITE_FULL, "unavailable"),
+            (ffi::SQLITE_CORRUPT, "corrupt"),
+            (ffi::SQLITE_NOTADB, "corrupt"),
+            (ffi::SQLITE_ERROR, "backend"),
+        ];
+        for (code, want) in cases {
+            let e = sqlite(code).during("store a goal");
+            let got = match &e {
+                StoreError::Busy { .. } => "busy",
+                StoreError::Conflict { .. } => "conflict",
+                StoreError::Unavailable { .. } => "unavailable",
+                StoreError::Corrupt { .. } => "corrupt",
+                StoreError::Backend { .. } => "backend",
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(got, want, "SQLite code {code}");
+            assert!(e.to_string().contains("store a goal"), "{e}");
+            let source = std::error::Error::source(&e).map(ToString::to_string);
+            assert!(
+                source.as_deref().is_some_and(|s| s.contains("from SQLite")),
+                "{source:?}"
+            );
+        }
+        assert!(matches!(Fail::Closed.during("x"), StoreError::Closed));
+    }
+}

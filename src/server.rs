@@ -114,8 +114,8 @@ impl RunningServer {
     }
 }
 
-/// Opens the store that `config.store` names (at `config.db`), rebuilds the index and starts serving on
-/// `config.listen` in a background task.
+/// Opens the store that `config.store` names (at `config.db`), rebuilds the
+/// index and starts serving on `config.listen` in a background task.
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     if let Some(dir) = config.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| ServerError::DbDir {

@@ -18,12 +18,32 @@ pub struct Config {
     pub db: PathBuf,
     /// Size used for items without an estimate (> 0).
     pub default_size: f64,
+    /// Which storage backend holds the data (`[store]` in the file).
+    #[serde(default)]
+    pub store: StoreConfig,
     /// Tracker sync settings (`[sync]` in the file).
     #[serde(default)]
     pub sync: SyncConfig,
     /// Value validation settings (`[validation]` in the file).
     #[serde(default)]
     pub validation: ValidationConfig,
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The storage backend; `sqlite` (the file at `db`) is the only one.
+    pub backend: StoreBackend,
+}
+
+/// A storage backend, by its name in the configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// The embedded SQLite file at `db`.
+    #[default]
+    Sqlite,
 }
 
 /// When and how releases are validated.
@@ -141,6 +161,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             db: PathBuf::from("plumbline.sqlite"),
             default_size: 3.0,
+            store: StoreConfig::default(),
             sync: SyncConfig::default(),
             validation: ValidationConfig::default(),
         }
@@ -259,5 +280,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("default_size"));
+    }
+
+    #[test]
+    fn store_backend_is_sqlite_unless_named_and_unknown_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(&f, "[store]\nbackend = \"sqlite\"\n").unwrap();
+        let cfg = Config::load(Some(&f), Overrides::default()).unwrap();
+        assert_eq!(cfg.store.backend, StoreBackend::Sqlite);
+        assert_eq!(Config::default().store.backend, StoreBackend::Sqlite);
+        std::fs::write(&f, "[store]\nbackend = \"postgres\"\n").unwrap();
+        let err = Config::load(Some(&f), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("postgres") && err.contains("sqlite"),
+            "the error names the value and what is accepted: {err}"
+        );
     }
 }

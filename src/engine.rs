@@ -29,8 +29,8 @@ use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::domain::{
     Goal, Hypothesis, Item, Link, LinkOrigin, Metric, Observation, Source, SyncState, Time,
 };
-use crate::index::{ItemFacts, MetricEntry, ScoreIndex};
-use crate::store::{ItemFilter, Store, StoreError};
+use crate::index::{IndexBuilder, ItemFacts, MetricEntry, ScoreIndex};
+use crate::store::{Batch, ItemFilter, ItemRow, Store, StoreError};
 
 /// One invalid field of a request, named by its path (`goal.weight`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,12 +137,44 @@ fn facts_of(item: &Item) -> ItemFacts {
     }
 }
 
+fn facts_of_row(row: ItemRow) -> (String, ItemFacts) {
+    (
+        row.key,
+        ItemFacts {
+            source_id: row.source_id,
+            title: row.title,
+            state: row.state,
+            labels: row.labels,
+            estimate: row.estimate,
+            parent_key: row.parent_key,
+        },
+    )
+}
+
+/// Builds the index from what the store loads, indexing each batch while
+/// the store reads the next ones.
+pub async fn build_index(
+    store: &dyn Store,
+    default_size: f64,
+) -> std::result::Result<ScoreIndex, StoreError> {
+    let mut load = store.load().await?;
+    let mut builder = IndexBuilder::new(default_size);
+    let model = std::mem::take(&mut load.model);
+    builder.model(model.sources, model.goals, model.metrics, model.hypotheses);
+    builder.reserve(load.item_count_hint);
+    while let Some(batch) = load.next_batch().await {
+        match batch? {
+            Batch::Items(rows) => builder.items(rows.into_iter().map(facts_of_row)),
+            Batch::Links(links) => builder.links(links),
+        }
+    }
+    Ok(builder.finish())
+}
+
 impl Engine {
     /// Loads the model from the store and builds the index.
     pub async fn open(store: Arc<dyn Store>, default_size: f64) -> Result<Self> {
-        let mut builder = crate::index::IndexBuilder::new(default_size);
-        store.load_into(&mut builder).await?;
-        let index = builder.finish();
+        let index = build_index(store.as_ref(), default_size).await?;
         Ok(Engine {
             store,
             index: RwLock::new(index),

@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::lifecycle::{Lifecycle, StillRunning};
 use crate::proto as pb;
-use crate::store::{SqliteStore, StoreError};
+use crate::store::{Store, StoreError};
 use crate::sync::{SyncError, Syncer, http::HttpClient};
 
 /// How long a shutdown waits for calls, streams and tasks to end. A sync
@@ -54,8 +54,8 @@ pub enum ServerError {
     },
     #[error("cannot open the database {path}")]
     Store { path: String, source: StoreError },
-    #[error("cannot load the model from the database: {0}")]
-    Load(String),
+    #[error("cannot load the model from the database")]
+    Load(#[source] crate::engine::Error),
     #[error("reflection setup failed: {0}")]
     Reflection(String),
     #[error("cannot set up tracker sync: {0}")]
@@ -84,7 +84,7 @@ pub struct RunningServer {
     addr: SocketAddr,
     engine: Arc<Engine>,
     syncer: Arc<Syncer>,
-    store: SqliteStore,
+    store: Arc<dyn Store>,
     lifecycle: Lifecycle,
     health: tonic_health::server::HealthReporter,
     /// Serves until the lifecycle stops and every connection has closed.
@@ -185,8 +185,8 @@ impl RunningServer {
     }
 }
 
-/// Opens the store at `config.db`, rebuilds the index and starts serving on
-/// `config.listen` in a background task.
+/// Opens the store that `config.store` names (at `config.db`), rebuilds the
+/// index and starts serving on `config.listen` in a background task.
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     if let Some(dir) = config.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| ServerError::DbDir {
@@ -194,7 +194,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             source,
         })?;
     }
-    let store = SqliteStore::open(&config.db)
+    let store = crate::store::open(config)
         .await
         .map_err(|source| ServerError::Store {
             path: config.db.display().to_string(),
@@ -202,9 +202,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         })?;
     let started = std::time::Instant::now();
     let engine = Arc::new(
-        Engine::open(Arc::new(store.clone()), config.default_size)
+        Engine::open(store.clone(), config.default_size)
             .await
-            .map_err(|e| ServerError::Load(e.to_string()))?,
+            .map_err(ServerError::Load)?,
     );
     tracing::info!(
         items = engine.read().item_count(),

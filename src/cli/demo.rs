@@ -277,6 +277,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         listen: a.listen,
         db: dir.path().join("demo.sqlite"),
         default_size: 3.0,
+        store: crate::config::StoreConfig::default(),
         sync: crate::config::SyncConfig::manual(),
         validation: crate::config::ValidationConfig::manual(),
     };

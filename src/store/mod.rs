@@ -5,6 +5,12 @@
 //! all. Referential checks that need the model (does the parent goal exist?)
 //! are made by the caller against the index before writing; the schema's
 //! constraints are the last line of defence.
+//!
+//! The store knows nothing of the in-memory index: start-up reads a [`Load`]
+//! (the value model, then items and links in batches as they are read) and
+//! the engine builds the index from it. Errors say what they mean (busy,
+//! conflict, corrupt...) and keep the driver's error as their source, without
+//! naming a driver type, so callers never depend on the backend.
 
 mod sqlite;
 
@@ -12,24 +18,70 @@ use async_trait::async_trait;
 
 pub use sqlite::SqliteStore;
 
+use crate::config::{Config, StoreBackend};
 use crate::domain::{
     Evidence, Experiment, Goal, Hypothesis, Item, ItemState, Link, Metric, Observation,
     ObservationSummary, Release, Source, SyncState, Time,
 };
-use crate::index::{IndexBuilder, Snapshot};
 
-/// A storage failure. The message is for operators; it never holds secrets.
+/// The driver's own error, kept as the source of a [`StoreError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A storage failure, by what it means to the caller. `doing` names the
+/// operation ("upsert items"); the driver's error is the source. The message
+/// is for operators; it never holds secrets.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A failure on the bulk write connection (see `SqliteStore`).
-    #[error("database write failed: {0}")]
-    Write(String),
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
+    /// Another writer holds the database (another process on the same
+    /// file); retrying later can succeed.
+    #[error("the database is busy ({doing}); another process may be using the file")]
+    Busy {
+        doing: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The write breaks a constraint of the schema (a missing referenced
+    /// row, a duplicate key): the caller's checks let through something the
+    /// model forbids.
+    #[error("the write conflicts with stored data ({doing})")]
+    Conflict {
+        doing: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The database cannot be reached: the file cannot be opened or
+    /// written (permissions, full disk, I/O error), or the store was closed.
+    #[error("the database is unavailable ({doing})")]
+    Unavailable {
+        doing: String,
+        #[source]
+        source: BoxError,
+    },
+    /// What is stored cannot be read back as the model: a damaged file, or
+    /// a value no version of plumbline writes.
+    #[error("stored data is corrupt ({doing})")]
+    Corrupt {
+        doing: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The schema could not be brought up to date.
+    #[error("the database schema cannot be migrated ({doing})")]
+    Migrate {
+        doing: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The store was closed (the server is shutting down).
+    #[error("the store is closed")]
+    Closed,
+    /// Any other failure of the backend.
+    #[error("database failure ({doing})")]
+    Backend {
+        doing: String,
+        #[source]
+        source: BoxError,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -42,20 +94,106 @@ pub struct ItemFilter {
     pub label: Option<String>,
 }
 
+/// A stored item as start-up reads it: what the score and the ranking
+/// filters use, without the body (which stays in the store).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemRow {
+    pub key: String,
+    pub source_id: String,
+    pub title: String,
+    pub state: ItemState,
+    pub labels: Vec<String>,
+    pub estimate: Option<f64>,
+    /// Key of the parent item; empty when it has none.
+    pub parent_key: String,
+}
+
+/// The value model without items and links: sources, goals, metrics with
+/// their observation summaries, hypotheses.
+#[derive(Debug, Default)]
+pub struct Model {
+    pub sources: Vec<Source>,
+    pub goals: Vec<Goal>,
+    pub metrics: Vec<(Metric, ObservationSummary)>,
+    pub hypotheses: Vec<Hypothesis>,
+}
+
+/// A batch of the two big tables, as read at start-up.
+#[derive(Debug)]
+pub enum Batch {
+    Items(Vec<ItemRow>),
+    Links(Vec<Link>),
+}
+
+/// Everything start-up needs, read as it is consumed: the model at once,
+/// then items and links in batches, in any order (a later row of the same
+/// key wins). Reading the next batches overlaps with indexing this one, and
+/// 100k items are never held twice.
+#[derive(Debug)]
+pub struct Load {
+    pub model: Model,
+    /// About how many items will come, to reserve room; may be off.
+    pub item_count_hint: usize,
+    batches: tokio::sync::mpsc::Receiver<Result<Batch>>,
+}
+
+impl Load {
+    /// A load whose batches arrive on `batches`; the backend's readers
+    /// send an error and stop on failure, and close the channel when done.
+    pub fn new(
+        model: Model,
+        item_count_hint: usize,
+        batches: tokio::sync::mpsc::Receiver<Result<Batch>>,
+    ) -> Self {
+        Load {
+            model,
+            item_count_hint,
+            batches,
+        }
+    }
+
+    /// The next batch; `None` once everything was read.
+    pub async fn next_batch(&mut self) -> Option<Result<Batch>> {
+        self.batches.recv().await
+    }
+
+    /// Reads every batch into one list of items and one of links, in the
+    /// order they came; for tests and tools, not start-up.
+    pub async fn collect_all(mut self) -> Result<(Model, Vec<ItemRow>, Vec<Link>)> {
+        let (mut items, mut links) = (Vec::new(), Vec::new());
+        while let Some(batch) = self.next_batch().await {
+            match batch? {
+                Batch::Items(v) => items.extend(v),
+                Batch::Links(v) => links.extend(v),
+            }
+        }
+        Ok((self.model, items, links))
+    }
+}
+
+/// Opens the backend that `config.store.backend` names.
+pub async fn open(config: &Config) -> Result<std::sync::Arc<dyn Store>> {
+    match config.store.backend {
+        StoreBackend::Sqlite => Ok(std::sync::Arc::new(
+            <SqliteStore as Store>::open(config).await?,
+        )),
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Everything the in-memory index needs, to rebuild it at start-up.
-    async fn load(&self) -> Result<Snapshot>;
+    /// Opens (creating if needed) the database that `config` names and
+    /// brings its schema up to date.
+    async fn open(config: &Config) -> Result<Self>
+    where
+        Self: Sized;
 
-    /// The same as [`load`](Self::load), handed to `index` as it is read so
-    /// that reading and indexing can overlap. By default, read then hand.
-    async fn load_into(&self, index: &mut IndexBuilder) -> Result<()> {
-        let snap = self.load().await?;
-        index.model(snap.sources, snap.goals, snap.metrics, snap.hypotheses);
-        index.items(snap.items);
-        index.links(snap.links);
-        Ok(())
-    }
+    /// Finishes pending work and releases the database; later calls fail
+    /// with [`StoreError::Unavailable`].
+    async fn close(&self);
+
+    /// Everything the in-memory index needs, to rebuild it at start-up.
+    async fn load(&self) -> Result<Load>;
 
     async fn put_source(&self, source: &Source) -> Result<()>;
     /// Deletes a source with its items and their links; returns how many

@@ -1,166 +1,61 @@
 //! The embedded SQLite backend: one file, WAL journal, migrations applied at
-//! open. Times are stored as Unix nanoseconds and enums as their snake_case
-//! names, so rows are readable with the `sqlite3` shell.
+//! open, one driver (rusqlite). Times are stored as Unix nanoseconds and
+//! enums as their snake_case names, so rows are readable with the `sqlite3`
+//! shell.
+//!
+//! rusqlite rather than an async driver: start-up reads every item and link
+//! and a sync writes every item it fetches, and through an async driver
+//! each row cost a round trip to the driver's thread and a copy per column,
+//! several times SQLite's own work; here a row binds and reads borrowed
+//! values in place, with statements prepared once. Every call runs on a
+//! blocking thread (see [`conn`]).
+
+mod conn;
+mod load;
+mod migrate;
+mod write;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::time::Duration;
+use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::DateTime;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-use super::{ItemFilter, Result, Store, StoreError};
+use super::{ItemFilter, Load, Result, Store};
+use crate::config::Config;
 use crate::domain::{
-    Evidence, Experiment, Goal, Hypothesis, Item, Link, LinkRules, Metric, Observation,
-    ObservationSummary, Release, Source, SyncCursor, SyncState, Time,
+    Evidence, Experiment, Goal, Hypothesis, Item, Link, Metric, Observation, ObservationSummary,
+    Release, Source, SyncCursor, SyncState, Time,
 };
-use crate::index::{IndexBuilder, ItemFacts, Snapshot};
+use conn::{Attempt, Connections, Fail};
+use write::ItemWrite;
 
-mod write;
-
-use write::{ItemWrite, Writer};
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// SQLite-backed [`Store`].
+/// SQLite-backed [`Store`]; clones share the connections.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
-    /// The database file, which start-up also reads on its own connections.
-    path: PathBuf,
-    /// The connection that writes items in bulk (see [`write`]).
-    writer: Writer,
+    db: Arc<Connections>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path) -> Result<Self> {
-        let opts = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .test_before_acquire(false)
-            .connect_with(opts)
-            .await?;
-        MIGRATOR.run(&pool).await?;
+        let path = path.to_path_buf();
+        let opened = tokio::task::spawn_blocking(move || Connections::open(&path, migrate::run))
+            .await
+            .unwrap_or_else(|e| Err(Fail::Thread(e)));
         Ok(SqliteStore {
-            pool,
-            path: path.to_path_buf(),
-            writer: Writer::new(path),
+            db: Arc::new(opened.map_err(|e| e.during("open the SQLite database"))?),
         })
     }
 
-    /// Closes the write connection and the pool, checkpointing the WAL.
+    /// Closes every connection, checkpointing the WAL.
     pub async fn close(&self) {
-        self.writer.close();
-        self.pool.close().await;
-    }
-
-    /// The value model without items and links: sources, goals, metrics
-    /// with their observation summaries, hypotheses.
-    async fn load_model(&self) -> Result<Snapshot> {
-        let mut snap = Snapshot::default();
-        for r in sqlx::query("SELECT * FROM sources ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?
-        {
-            snap.sources.push(Source {
-                id: r.try_get("id")?,
-                kind: parse_enum(r.try_get("kind")?)?,
-                base_url: r.try_get("base_url")?,
-                project_key: r.try_get("project_key")?,
-                token_env: r.try_get("token_env")?,
-                link_rules: parse_json::<LinkRules>(r.try_get("link_rules")?)?,
-                estimate_field: r.try_get("estimate_field")?,
-                create_time: time(r.try_get("create_time")?),
-                update_time: time(r.try_get("update_time")?),
-            });
-        }
-        for r in sqlx::query("SELECT * FROM goals ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?
-        {
-            snap.goals.push(Goal {
-                id: r.try_get("id")?,
-                title: r.try_get("title")?,
-                description: r.try_get("description")?,
-                level: parse_enum(r.try_get("level")?)?,
-                parent_id: r.try_get("parent_id")?,
-                key_value_area: parse_enum(r.try_get("key_value_area")?)?,
-                weight: r.try_get("weight")?,
-                create_time: time(r.try_get("create_time")?),
-                update_time: time(r.try_get("update_time")?),
-            });
-        }
-        let mut summaries: BTreeMap<String, ObservationSummary> = BTreeMap::new();
-        let rows = sqlx::query(
-            "SELECT o.metric_id, o.observe_time, o.value, c.n FROM observations o \
-             JOIN (SELECT metric_id, MAX(observe_time) AS t, COUNT(*) AS n FROM observations GROUP BY metric_id) c \
-             ON o.metric_id = c.metric_id AND o.observe_time = c.t",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        for r in rows {
-            summaries.insert(
-                r.try_get("metric_id")?,
-                ObservationSummary {
-                    latest: Some((time(r.try_get("observe_time")?), r.try_get("value")?)),
-                    count: r.try_get("n")?,
-                },
-            );
-        }
-        for r in sqlx::query("SELECT * FROM metrics ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?
-        {
-            let id: String = r.try_get("id")?;
-            let cadence: Option<i64> = r.try_get("cadence_nanos")?;
-            let summary = summaries.remove(&id).unwrap_or_default();
-            snap.metrics.push((
-                Metric {
-                    id,
-                    name: r.try_get("name")?,
-                    unit: r.try_get("unit")?,
-                    direction: parse_enum(r.try_get("direction")?)?,
-                    baseline: r.try_get("baseline")?,
-                    target: r.try_get("target")?,
-                    cadence: cadence.map(chrono::Duration::nanoseconds),
-                    create_time: time(r.try_get("create_time")?),
-                    update_time: time(r.try_get("update_time")?),
-                },
-                summary,
-            ));
-        }
-        for r in sqlx::query("SELECT * FROM hypotheses ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?
-        {
-            snap.hypotheses.push(Hypothesis {
-                id: r.try_get("id")?,
-                statement: r.try_get("statement")?,
-                goal_id: r.try_get("goal_id")?,
-                metric_id: r.try_get("metric_id")?,
-                expected_effect: r.try_get("expected_effect")?,
-                confidence: r.try_get("confidence")?,
-                status: parse_enum(r.try_get("status")?)?,
-                check_time: opt_time(r.try_get("check_time")?),
-                create_time: time(r.try_get("create_time")?),
-                update_time: time(r.try_get("update_time")?),
-            });
-        }
-        Ok(snap)
+        self.db.close().await;
     }
 }
 
@@ -171,10 +66,10 @@ fn enum_str<T: Serialize>(v: &T) -> String {
     }
 }
 
-fn parse_enum<T: DeserializeOwned>(s: &str) -> Result<T> {
+fn parse_enum<T: DeserializeOwned>(s: &str) -> Attempt<T> {
     use serde::de::IntoDeserializer;
     let d: serde::de::value::StrDeserializer<'_, serde::de::value::Error> = s.into_deserializer();
-    T::deserialize(d).map_err(|_| StoreError::Corrupt(format!("unknown enum value {s:?}")))
+    T::deserialize(d).map_err(|_| Fail::Corrupt(format!("unknown enum value {s:?}").into()))
 }
 
 fn nanos(t: &Time) -> i64 {
@@ -194,331 +89,177 @@ fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|e| unreachable!("plain data always serializes: {e}"))
 }
 
-fn parse_json<T: DeserializeOwned>(s: &str) -> Result<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("bad JSON column: {e}")))
+fn parse_json<T: DeserializeOwned>(s: &str) -> Attempt<T> {
+    serde_json::from_str(s).map_err(|e| Fail::Corrupt(Box::new(e)))
 }
 
-fn item_from_row(r: &SqliteRow) -> Result<Item> {
+fn text<'r>(r: &'r Row<'_>, column: &str) -> Attempt<&'r str> {
+    Ok(r.get_ref(column)?.as_str()?)
+}
+
+fn item_from_row(r: &Row<'_>) -> Attempt<Item> {
     Ok(Item {
-        source_id: r.try_get("source_id")?,
-        external_id: r.try_get("external_id")?,
-        title: r.try_get("title")?,
-        body: r.try_get("body")?,
-        url: r.try_get("url")?,
-        state: parse_enum(r.try_get("state")?)?,
-        labels: parse_json(r.try_get("labels")?)?,
-        estimate: r.try_get("estimate")?,
-        parent_key: r.try_get("parent_key")?,
-        create_time: opt_time(r.try_get("create_time")?),
-        update_time: opt_time(r.try_get("update_time")?),
-        close_time: opt_time(r.try_get("close_time")?),
+        source_id: r.get("source_id")?,
+        external_id: r.get("external_id")?,
+        title: r.get("title")?,
+        body: r.get("body")?,
+        url: r.get("url")?,
+        state: parse_enum(text(r, "state")?)?,
+        labels: parse_json(text(r, "labels")?)?,
+        estimate: r.get("estimate")?,
+        parent_key: r.get("parent_key")?,
+        create_time: opt_time(r.get("create_time")?),
+        update_time: opt_time(r.get("update_time")?),
+        close_time: opt_time(r.get("close_time")?),
     })
 }
 
-/// Rows per chunk when loading the big tables at start-up.
-const LOAD_CHUNK: usize = 8192;
-
-/// Rows of the two big tables, read in chunks at start-up.
-enum Rows {
-    Items(Vec<(String, ItemFacts)>),
-    Links(Vec<Link>),
+fn hypothesis_from_row(r: &Row<'_>) -> Attempt<Hypothesis> {
+    Ok(Hypothesis {
+        id: r.get("id")?,
+        statement: r.get("statement")?,
+        goal_id: r.get("goal_id")?,
+        metric_id: r.get("metric_id")?,
+        expected_effect: r.get("expected_effect")?,
+        confidence: r.get("confidence")?,
+        status: parse_enum(text(r, "status")?)?,
+        check_time: opt_time(r.get("check_time")?),
+        create_time: time(r.get("create_time")?),
+        update_time: time(r.get("update_time")?),
+    })
 }
 
-/// Starts reading items and links side by side, each on its own read-only
-/// connection on a blocking thread; their chunks arrive on the receiver,
-/// which closes after the last (or after an error, which it carries).
-///
-/// Start-up reads every item and link, so these two scans bypass the async
-/// driver: through it, a row costs about a microsecond and a copy per
-/// column, several times what the data itself costs. Rows come in rowid
-/// order; the index does not need key order. A WAL database gives each
-/// scan a consistent snapshot; both run before the server takes writes.
-fn read_rows(path: &Path) -> tokio::sync::mpsc::Receiver<Result<Rows>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    for table in [Table::Items, Table::Links] {
-        let (path, tx) = (path.to_path_buf(), tx.clone());
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = scan(&path, table, &tx) {
-                let _ = tx.blocking_send(Err(e));
-            }
-        });
+fn evidence_from_row(r: &Row<'_>) -> Attempt<Evidence> {
+    Ok(Evidence {
+        hypothesis_id: r.get("hypothesis_id")?,
+        subject_id: r.get("subject_id")?,
+        method: parse_enum(text(r, "method")?)?,
+        outcome: parse_enum(text(r, "outcome")?)?,
+        realized_effect: r.get("realized_effect")?,
+        expected_effect: r.get("expected_effect")?,
+        confounded: r.get("confounded")?,
+        step: r.get("step")?,
+        points_before: r.get("points_before")?,
+        points_after: r.get("points_after")?,
+        confidence_before: r.get("confidence_before")?,
+        confidence_after: r.get("confidence_after")?,
+        status_after: parse_enum(text(r, "status_after")?)?,
+        reason: r.get("reason")?,
+        record_time: time(r.get("record_time")?),
+    })
+}
+
+/// Runs `sql` with `params` and reads every row with `f`.
+fn query_all<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    f: impl Fn(&Row<'_>) -> Attempt<T>,
+) -> Attempt<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(f(r)?);
     }
-    rx
+    Ok(out)
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Table {
-    Items,
-    Links,
-}
-
-fn scan_error(e: rusqlite::Error) -> StoreError {
-    StoreError::Corrupt(format!("cannot read the database at start-up: {e}"))
-}
-
-/// Reads one table in chunks onto `tx`.
-fn scan(path: &Path, table: Table, tx: &tokio::sync::mpsc::Sender<Result<Rows>>) -> Result<()> {
-    use rusqlite::OpenFlags;
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(scan_error)?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .map_err(scan_error)?;
-    let sql = match table {
-        Table::Items => {
-            "SELECT key, source_id, title, state, labels, estimate, parent_key FROM items"
-        }
-        Table::Links => {
-            "SELECT item_key, hypothesis_id, contribution, origin, rationale, create_time, \
-             update_time FROM links"
-        }
-    };
-    let mut stmt = conn.prepare(sql).map_err(scan_error)?;
-    let mut rows = stmt.query([]).map_err(scan_error)?;
-    let (mut items, mut links) = (Vec::new(), Vec::new());
-    loop {
-        let row = rows.next().map_err(scan_error)?;
-        if let Some(r) = row {
-            match table {
-                Table::Items => items.push(item_facts_from_scan(r).map_err(scan_error)??),
-                Table::Links => links.push(link_from_scan(r).map_err(scan_error)??),
-            }
-        }
-        let full = items.len() >= LOAD_CHUNK || links.len() >= LOAD_CHUNK;
-        if full || row.is_none() {
-            let chunk = match table {
-                Table::Items => Rows::Items(std::mem::take(&mut items)),
-                Table::Links => Rows::Links(std::mem::take(&mut links)),
-            };
-            if tx.blocking_send(Ok(chunk)).is_err() {
-                return Ok(()); // the reader gave up
-            }
-        }
-        if row.is_none() {
-            return Ok(());
-        }
-    }
-}
-
-fn item_facts_from_scan(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<(String, ItemFacts)>> {
-    let state = r.get_ref(3)?.as_str()?;
-    let labels = r.get_ref(4)?.as_str()?;
-    let (state, labels) = match (parse_enum(state), parse_json(labels)) {
-        (Ok(s), Ok(l)) => (s, l),
-        (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
-    };
-    Ok(Ok((
-        r.get(0)?,
-        ItemFacts {
-            source_id: r.get(1)?,
-            title: r.get(2)?,
-            state,
-            labels,
-            estimate: r.get(5)?,
-            parent_key: r.get(6)?,
-        },
-    )))
-}
-
-fn link_from_scan(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Link>> {
-    let origin = match parse_enum(r.get_ref(3)?.as_str()?) {
-        Ok(o) => o,
-        Err(e) => return Ok(Err(e)),
-    };
-    Ok(Ok(Link {
-        item_key: r.get(0)?,
-        hypothesis_id: r.get(1)?,
-        contribution: r.get(2)?,
-        origin,
-        rationale: r.get(4)?,
-        create_time: time(r.get(5)?),
-        update_time: time(r.get(6)?),
-    }))
-}
-
-async fn observation_summary(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
-    metric_id: &str,
-) -> Result<ObservationSummary> {
-    let latest = sqlx::query(
-        "SELECT observe_time, value FROM observations WHERE metric_id = ? ORDER BY observe_time DESC LIMIT 1",
-    )
-    .bind(metric_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM observations WHERE metric_id = ?")
-        .bind(metric_id)
-        .fetch_one(&mut **tx)
-        .await?;
-    let latest = match latest {
-        Some(r) => Some((time(r.try_get("observe_time")?), r.try_get("value")?)),
-        None => None,
-    };
+fn observation_summary(conn: &Connection, metric_id: &str) -> Attempt<ObservationSummary> {
+    let latest = conn
+        .prepare_cached(
+            "SELECT observe_time, value FROM observations WHERE metric_id = ?1 \
+             ORDER BY observe_time DESC LIMIT 1",
+        )?
+        .query_row([metric_id], |r| Ok((time(r.get(0)?), r.get(1)?)))
+        .optional()?;
+    let count: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM observations WHERE metric_id = ?1")?
+        .query_row([metric_id], |r| r.get(0))?;
     Ok(ObservationSummary { latest, count })
 }
 
-async fn put_link(conn: &mut sqlx::SqliteConnection, l: &Link) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO links (item_key, hypothesis_id, contribution, origin, rationale, create_time, update_time) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (item_key, hypothesis_id) DO UPDATE SET contribution = excluded.contribution, \
-         origin = excluded.origin, rationale = excluded.rationale, update_time = excluded.update_time",
-    )
-    .bind(&l.item_key)
-    .bind(&l.hypothesis_id)
-    .bind(l.contribution)
-    .bind(enum_str(&l.origin))
-    .bind(&l.rationale)
-    .bind(nanos(&l.create_time))
-    .bind(nanos(&l.update_time))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-async fn put_sync_state(conn: &mut sqlx::SqliteConnection, st: &SyncState) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO sync_state (source_id, cursor_time, cursor_ids, etag, etag_url, state, last_start_time, \
-         last_finish_time, last_error, last_request_count, last_upserted_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (source_id) DO UPDATE SET cursor_time = excluded.cursor_time, cursor_ids = excluded.cursor_ids, \
-         etag = excluded.etag, etag_url = excluded.etag_url, state = excluded.state, \
-         last_start_time = excluded.last_start_time, last_finish_time = excluded.last_finish_time, \
-         last_error = excluded.last_error, last_request_count = excluded.last_request_count, \
-         last_upserted_count = excluded.last_upserted_count",
-    )
-    .bind(&st.source_id)
-    .bind(st.cursor.time.as_ref().map(nanos))
-    .bind(json(&st.cursor.ids))
-    .bind(&st.etag)
-    .bind(&st.etag_url)
-    .bind(enum_str(&st.state))
-    .bind(st.last_start_time.as_ref().map(nanos))
-    .bind(st.last_finish_time.as_ref().map(nanos))
-    .bind(&st.last_error)
-    .bind(st.last_request_count)
-    .bind(st.last_upserted_count)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-async fn put_hypothesis(conn: &mut sqlx::SqliteConnection, h: &Hypothesis) -> Result<()> {
-    sqlx::query(
+fn put_hypothesis(conn: &Connection, h: &Hypothesis) -> Attempt<()> {
+    conn.prepare_cached(
         "INSERT INTO hypotheses (id, statement, goal_id, metric_id, expected_effect, confidence, status, check_time, create_time, update_time) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
          ON CONFLICT (id) DO UPDATE SET statement = excluded.statement, goal_id = excluded.goal_id, \
          metric_id = excluded.metric_id, expected_effect = excluded.expected_effect, confidence = excluded.confidence, \
          status = excluded.status, check_time = excluded.check_time, update_time = excluded.update_time",
-    )
-    .bind(&h.id)
-    .bind(&h.statement)
-    .bind(&h.goal_id)
-    .bind(&h.metric_id)
-    .bind(h.expected_effect)
-    .bind(h.confidence)
-    .bind(enum_str(&h.status))
-    .bind(h.check_time.as_ref().map(nanos))
-    .bind(nanos(&h.create_time))
-    .bind(nanos(&h.update_time))
-    .execute(conn)
-    .await?;
+    )?
+    .execute(params![
+        h.id,
+        h.statement,
+        h.goal_id,
+        h.metric_id,
+        h.expected_effect,
+        h.confidence,
+        enum_str(&h.status),
+        h.check_time.as_ref().map(nanos),
+        nanos(&h.create_time),
+        nanos(&h.update_time),
+    ])?;
     Ok(())
-}
-
-fn evidence_from_row(r: &SqliteRow) -> Result<Evidence> {
-    Ok(Evidence {
-        hypothesis_id: r.try_get("hypothesis_id")?,
-        subject_id: r.try_get("subject_id")?,
-        method: parse_enum(r.try_get("method")?)?,
-        outcome: parse_enum(r.try_get("outcome")?)?,
-        realized_effect: r.try_get("realized_effect")?,
-        expected_effect: r.try_get("expected_effect")?,
-        confounded: r.try_get("confounded")?,
-        step: r.try_get("step")?,
-        points_before: r.try_get("points_before")?,
-        points_after: r.try_get("points_after")?,
-        confidence_before: r.try_get("confidence_before")?,
-        confidence_after: r.try_get("confidence_after")?,
-        status_after: parse_enum(r.try_get("status_after")?)?,
-        reason: r.try_get("reason")?,
-        record_time: time(r.try_get("record_time")?),
-    })
 }
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn load(&self) -> Result<Snapshot> {
-        let mut snap = self.load_model().await?;
-        let mut rows = read_rows(&self.path);
-        while let Some(chunk) = rows.recv().await {
-            match chunk? {
-                Rows::Items(v) => snap.items.extend(v),
-                Rows::Links(v) => snap.links.extend(v),
-            }
-        }
-        Ok(snap)
+    async fn open(config: &Config) -> Result<Self> {
+        SqliteStore::open(&config.db).await
     }
 
-    async fn load_into(&self, index: &mut IndexBuilder) -> Result<()> {
-        let mut rows = read_rows(&self.path);
-        let model = self.load_model().await?;
-        index.model(model.sources, model.goals, model.metrics, model.hypotheses);
-        // About how many items come: the rowid range, read off the b-tree's
-        // ends without a scan.
-        let (lo, hi): (Option<i64>, Option<i64>) =
-            sqlx::query_as("SELECT min(rowid), max(rowid) FROM items")
-                .fetch_one(&self.pool)
-                .await?;
-        if let (Some(lo), Some(hi)) = (lo, hi) {
-            index.reserve(usize::try_from(hi.saturating_sub(lo).saturating_add(1)).unwrap_or(0));
-        }
-        // Indexing one chunk while the next ones are read and parsed.
-        while let Some(chunk) = rows.recv().await {
-            match chunk? {
-                Rows::Items(v) => index.items(v),
-                Rows::Links(v) => index.links(v),
-            }
-        }
-        Ok(())
+    async fn close(&self) {
+        self.db.close().await;
+    }
+
+    async fn load(&self) -> Result<Load> {
+        // The scans start first, so that reading them overlaps with the model.
+        let batches = load::read_rows(self.db.path());
+        let (model, hint) = self
+            .db
+            .read("read the model at start-up", |c| {
+                Ok((load::model(c)?, load::item_count_hint(c)?))
+            })
+            .await?;
+        Ok(Load::new(model, hint, batches))
     }
 
     async fn put_source(&self, s: &Source) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO sources (id, kind, base_url, project_key, token_env, link_rules, estimate_field, create_time, update_time) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, base_url = excluded.base_url, \
-             project_key = excluded.project_key, token_env = excluded.token_env, link_rules = excluded.link_rules, \
-             estimate_field = excluded.estimate_field, update_time = excluded.update_time",
-        )
-        .bind(&s.id)
-        .bind(enum_str(&s.kind))
-        .bind(&s.base_url)
-        .bind(&s.project_key)
-        .bind(&s.token_env)
-        .bind(json(&s.link_rules))
-        .bind(&s.estimate_field)
-        .bind(nanos(&s.create_time))
-        .bind(nanos(&s.update_time))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let s = s.clone();
+        self.db
+            .write("store a source", move |tx| {
+                tx.prepare_cached(
+                    "INSERT INTO sources (id, kind, base_url, project_key, token_env, link_rules, estimate_field, create_time, update_time) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                     ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, base_url = excluded.base_url, \
+                     project_key = excluded.project_key, token_env = excluded.token_env, link_rules = excluded.link_rules, \
+                     estimate_field = excluded.estimate_field, update_time = excluded.update_time",
+                )?
+                .execute(params![
+                    s.id,
+                    enum_str(&s.kind),
+                    s.base_url,
+                    s.project_key,
+                    s.token_env,
+                    json(&s.link_rules),
+                    s.estimate_field,
+                    nanos(&s.create_time),
+                    nanos(&s.update_time),
+                ])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn delete_source(&self, id: &str) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("DELETE FROM items WHERE source_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query("DELETE FROM sources WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(n)
+        let id = id.to_string();
+        self.db
+            .write("delete a source", move |tx| {
+                let n = tx.execute("DELETE FROM items WHERE source_id = ?1", [&id])?;
+                tx.execute("DELETE FROM sources WHERE id = ?1", [&id])?;
+                Ok(n as u64)
+            })
+            .await
     }
 
     async fn upsert_items(
@@ -528,101 +269,129 @@ impl Store for SqliteStore {
         put_links: &[Link],
         sync_state: Option<&SyncState>,
     ) -> Result<()> {
-        self.writer
-            .write(ItemWrite {
-                items,
-                remove_links: remove_links.to_vec(),
-                put_links: put_links.to_vec(),
-                sync_state: sync_state.cloned(),
-            })
+        let w = ItemWrite {
+            items,
+            remove_links: remove_links.to_vec(),
+            put_links: put_links.to_vec(),
+            sync_state: sync_state.cloned(),
+        };
+        self.db
+            .write("upsert items", move |tx| Ok(write::write_items(tx, &w)?))
             .await
     }
 
     async fn put_release(&self, rel: &Release) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO releases (id, release_time, item_keys, origin, note, create_time) VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&rel.id)
-        .bind(nanos(&rel.time))
-        .bind(json(&rel.item_keys))
-        .bind(enum_str(&rel.origin))
-        .bind(&rel.note)
-        .bind(nanos(&chrono::Utc::now()))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let rel = rel.clone();
+        self.db
+            .write("store a release", move |tx| {
+                tx.prepare_cached(
+                    "INSERT INTO releases (id, release_time, item_keys, origin, note, create_time) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+                )?
+                .execute(params![
+                    rel.id,
+                    nanos(&rel.time),
+                    json(&rel.item_keys),
+                    enum_str(&rel.origin),
+                    rel.note,
+                    nanos(&chrono::Utc::now()),
+                ])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn list_releases(&self) -> Result<Vec<Release>> {
-        sqlx::query("SELECT * FROM releases ORDER BY release_time, id")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(Release {
-                    id: r.try_get("id")?,
-                    time: time(r.try_get("release_time")?),
-                    item_keys: parse_json(r.try_get("item_keys")?)?,
-                    origin: parse_enum(r.try_get("origin")?)?,
-                    note: r.try_get("note")?,
-                })
+        self.db
+            .read("list releases", |c| {
+                query_all(
+                    c,
+                    "SELECT * FROM releases ORDER BY release_time, id",
+                    [],
+                    |r| {
+                        Ok(Release {
+                            id: r.get("id")?,
+                            time: time(r.get("release_time")?),
+                            item_keys: parse_json(text(r, "item_keys")?)?,
+                            origin: parse_enum(text(r, "origin")?)?,
+                            note: r.get("note")?,
+                        })
+                    },
+                )
             })
-            .collect()
+            .await
     }
 
     async fn closed_items(&self) -> Result<Vec<(String, Time)>> {
-        sqlx::query("SELECT key, close_time FROM items WHERE state = 'closed' AND close_time IS NOT NULL ORDER BY key")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get("key")?, time(r.try_get("close_time")?))))
-            .collect()
+        self.db
+            .read("list closed items", |c| {
+                query_all(
+                    c,
+                    "SELECT key, close_time FROM items WHERE state = 'closed' AND close_time IS NOT NULL ORDER BY key",
+                    [],
+                    |r| Ok((r.get(0)?, time(r.get(1)?))),
+                )
+            })
+            .await
     }
 
     async fn put_experiment(&self, e: &Experiment) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO experiments (id, hypothesis_id, lift, ci_low, ci_high, result_time, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&e.id)
-        .bind(&e.hypothesis_id)
-        .bind(e.lift)
-        .bind(e.ci_low)
-        .bind(e.ci_high)
-        .bind(nanos(&e.time))
-        .bind(&e.source)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let e = e.clone();
+        self.db
+            .write("store an experiment", move |tx| {
+                tx.prepare_cached(
+                    "INSERT INTO experiments (id, hypothesis_id, lift, ci_low, ci_high, result_time, source) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    e.id,
+                    e.hypothesis_id,
+                    e.lift,
+                    e.ci_low,
+                    e.ci_high,
+                    nanos(&e.time),
+                    e.source,
+                ])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn list_experiments(&self) -> Result<Vec<Experiment>> {
-        sqlx::query("SELECT * FROM experiments ORDER BY result_time, id")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(Experiment {
-                    id: r.try_get("id")?,
-                    hypothesis_id: r.try_get("hypothesis_id")?,
-                    lift: r.try_get("lift")?,
-                    ci_low: r.try_get("ci_low")?,
-                    ci_high: r.try_get("ci_high")?,
-                    time: time(r.try_get("result_time")?),
-                    source: r.try_get("source")?,
-                })
+        self.db
+            .read("list experiments", |c| {
+                query_all(
+                    c,
+                    "SELECT * FROM experiments ORDER BY result_time, id",
+                    [],
+                    |r| {
+                        Ok(Experiment {
+                            id: r.get("id")?,
+                            hypothesis_id: r.get("hypothesis_id")?,
+                            lift: r.get("lift")?,
+                            ci_low: r.get("ci_low")?,
+                            ci_high: r.get("ci_high")?,
+                            time: time(r.get("result_time")?),
+                            source: r.get("source")?,
+                        })
+                    },
+                )
             })
-            .collect()
+            .await
     }
 
     async fn list_observations(&self, metric_id: &str) -> Result<Vec<(Time, f64)>> {
-        sqlx::query("SELECT observe_time, value FROM observations WHERE metric_id = ? ORDER BY observe_time")
-            .bind(metric_id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| Ok((time(r.try_get("observe_time")?), r.try_get("value")?)))
-            .collect()
+        let metric_id = metric_id.to_string();
+        self.db
+            .read("list observations", move |c| {
+                query_all(
+                    c,
+                    "SELECT observe_time, value FROM observations WHERE metric_id = ?1 ORDER BY observe_time",
+                    [&metric_id],
+                    |r| Ok((time(r.get(0)?), r.get(1)?)),
+                )
+            })
+            .await
     }
 
     async fn record_evidence(
@@ -630,119 +399,134 @@ impl Store for SqliteStore {
         evidence: &[Evidence],
         hypotheses: &[Hypothesis],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for e in evidence {
-            sqlx::query(
-                "INSERT INTO evidence (hypothesis_id, subject_id, method, outcome, realized_effect, expected_effect, \
-                 confounded, step, points_before, points_after, confidence_before, confidence_after, status_after, \
-                 reason, record_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (hypothesis_id, subject_id) DO UPDATE SET method = excluded.method, \
-                 outcome = excluded.outcome, realized_effect = excluded.realized_effect, \
-                 expected_effect = excluded.expected_effect, confounded = excluded.confounded, step = excluded.step, \
-                 points_before = excluded.points_before, points_after = excluded.points_after, \
-                 confidence_before = excluded.confidence_before, confidence_after = excluded.confidence_after, \
-                 status_after = excluded.status_after, reason = excluded.reason, record_time = excluded.record_time",
-            )
-            .bind(&e.hypothesis_id)
-            .bind(&e.subject_id)
-            .bind(enum_str(&e.method))
-            .bind(enum_str(&e.outcome))
-            .bind(e.realized_effect)
-            .bind(e.expected_effect)
-            .bind(e.confounded)
-            .bind(e.step)
-            .bind(e.points_before)
-            .bind(e.points_after)
-            .bind(e.confidence_before)
-            .bind(e.confidence_after)
-            .bind(enum_str(&e.status_after))
-            .bind(&e.reason)
-            .bind(nanos(&e.record_time))
-            .execute(&mut *tx)
-            .await?;
-        }
-        for h in hypotheses {
-            put_hypothesis(&mut tx, h).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let (evidence, hypotheses) = (evidence.to_vec(), hypotheses.to_vec());
+        self.db
+            .write("record evidence", move |tx| {
+                let mut put = tx.prepare_cached(
+                    "INSERT INTO evidence (hypothesis_id, subject_id, method, outcome, realized_effect, expected_effect, \
+                     confounded, step, points_before, points_after, confidence_before, confidence_after, status_after, \
+                     reason, record_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                     ON CONFLICT (hypothesis_id, subject_id) DO UPDATE SET method = excluded.method, \
+                     outcome = excluded.outcome, realized_effect = excluded.realized_effect, \
+                     expected_effect = excluded.expected_effect, confounded = excluded.confounded, step = excluded.step, \
+                     points_before = excluded.points_before, points_after = excluded.points_after, \
+                     confidence_before = excluded.confidence_before, confidence_after = excluded.confidence_after, \
+                     status_after = excluded.status_after, reason = excluded.reason, record_time = excluded.record_time",
+                )?;
+                for e in &evidence {
+                    put.execute(params![
+                        e.hypothesis_id,
+                        e.subject_id,
+                        enum_str(&e.method),
+                        enum_str(&e.outcome),
+                        e.realized_effect,
+                        e.expected_effect,
+                        e.confounded,
+                        e.step,
+                        e.points_before,
+                        e.points_after,
+                        e.confidence_before,
+                        e.confidence_after,
+                        enum_str(&e.status_after),
+                        e.reason,
+                        nanos(&e.record_time),
+                    ])?;
+                }
+                for h in &hypotheses {
+                    put_hypothesis(tx, h)?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn list_evidence(&self, hypothesis_id: Option<&str>) -> Result<Vec<Evidence>> {
-        let rows = match hypothesis_id {
-            Some(h) => {
-                sqlx::query("SELECT * FROM evidence WHERE hypothesis_id = ? ORDER BY record_time DESC, subject_id")
-                    .bind(h)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT * FROM evidence ORDER BY record_time DESC, hypothesis_id, subject_id")
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
-        rows.iter().map(evidence_from_row).collect()
+        let hypothesis_id = hypothesis_id.map(str::to_string);
+        self.db
+            .read("list evidence", move |c| match &hypothesis_id {
+                Some(h) => query_all(
+                    c,
+                    "SELECT * FROM evidence WHERE hypothesis_id = ?1 ORDER BY record_time DESC, subject_id",
+                    [h],
+                    evidence_from_row,
+                ),
+                None => query_all(
+                    c,
+                    "SELECT * FROM evidence ORDER BY record_time DESC, hypothesis_id, subject_id",
+                    [],
+                    evidence_from_row,
+                ),
+            })
+            .await
     }
 
     async fn get_sync_state(&self, source_id: &str) -> Result<Option<SyncState>> {
-        let Some(r) = sqlx::query("SELECT * FROM sync_state WHERE source_id = ?")
-            .bind(source_id)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(SyncState {
-            source_id: r.try_get("source_id")?,
-            cursor: SyncCursor {
-                time: opt_time(r.try_get("cursor_time")?),
-                ids: parse_json(r.try_get("cursor_ids")?)?,
-            },
-            etag: r.try_get("etag")?,
-            etag_url: r.try_get("etag_url")?,
-            state: parse_enum(r.try_get("state")?)?,
-            last_start_time: opt_time(r.try_get("last_start_time")?),
-            last_finish_time: opt_time(r.try_get("last_finish_time")?),
-            last_error: r.try_get("last_error")?,
-            last_request_count: r.try_get("last_request_count")?,
-            last_upserted_count: r.try_get("last_upserted_count")?,
-        }))
+        let source_id = source_id.to_string();
+        self.db
+            .read("read a sync state", move |c| {
+                let mut stmt = c.prepare_cached("SELECT * FROM sync_state WHERE source_id = ?1")?;
+                let mut rows = stmt.query([&source_id])?;
+                let Some(r) = rows.next()? else {
+                    return Ok(None);
+                };
+                Ok(Some(SyncState {
+                    source_id: r.get("source_id")?,
+                    cursor: SyncCursor {
+                        time: opt_time(r.get("cursor_time")?),
+                        ids: parse_json(text(r, "cursor_ids")?)?,
+                    },
+                    etag: r.get("etag")?,
+                    etag_url: r.get("etag_url")?,
+                    state: parse_enum(text(r, "state")?)?,
+                    last_start_time: opt_time(r.get("last_start_time")?),
+                    last_finish_time: opt_time(r.get("last_finish_time")?),
+                    last_error: r.get("last_error")?,
+                    last_request_count: r.get("last_request_count")?,
+                    last_upserted_count: r.get("last_upserted_count")?,
+                }))
+            })
+            .await
     }
 
     async fn put_sync_state(&self, state: &SyncState) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        put_sync_state(&mut conn, state).await
+        let state = state.clone();
+        self.db
+            .write("store a sync state", move |tx| {
+                Ok(write::put_sync_state(tx, &state)?)
+            })
+            .await
     }
 
     async fn get_items(&self, keys: &[String]) -> Result<Vec<Option<Item>>> {
-        let mut found: BTreeMap<String, Item> = BTreeMap::new();
-        // Chunked to stay under SQLite's bound-parameter limit.
-        for chunk in keys.chunks(500) {
-            let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new("SELECT * FROM items WHERE key IN (");
-            let mut sep = qb.separated(", ");
-            for k in chunk {
-                sep.push_bind(k);
-            }
-            qb.push(")");
-            for r in qb.build().fetch_all(&self.pool).await? {
-                let item = item_from_row(&r)?;
-                found.insert(item.key(), item);
-            }
-        }
-        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+        let keys = keys.to_vec();
+        self.db
+            .read("read items", move |c| {
+                let mut found: BTreeMap<String, Item> = BTreeMap::new();
+                // Chunked to stay under SQLite's bound-parameter limit.
+                for chunk in keys.chunks(500) {
+                    let marks = vec!["?"; chunk.len()].join(", ");
+                    let sql = format!("SELECT * FROM items WHERE key IN ({marks})");
+                    for item in query_all(c, &sql, params_from_iter(chunk), item_from_row)? {
+                        found.insert(item.key(), item);
+                    }
+                }
+                Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+            })
+            .await
     }
 
     async fn items_with_body_text(&self, source_id: &str, text: &str) -> Result<Vec<Item>> {
-        sqlx::query("SELECT * FROM items WHERE source_id = ? AND instr(body, ?) > 0 ORDER BY key")
-            .bind(source_id)
-            .bind(text)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(item_from_row)
-            .collect()
+        let (source_id, needle) = (source_id.to_string(), text.to_string());
+        self.db
+            .read("search item bodies", move |c| {
+                query_all(
+                    c,
+                    "SELECT * FROM items WHERE source_id = ?1 AND instr(body, ?2) > 0 ORDER BY key",
+                    [&source_id, &needle],
+                    item_from_row,
+                )
+            })
+            .await
     }
 
     async fn list_items(
@@ -751,147 +535,172 @@ impl Store for SqliteStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Item>> {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM items WHERE 1 = 1");
+        let mut sql = String::from("SELECT * FROM items WHERE 1 = 1");
+        let mut args: Vec<Value> = Vec::new();
         if let Some(s) = &filter.source_id {
-            qb.push(" AND source_id = ").push_bind(s);
+            sql.push_str(" AND source_id = ?");
+            args.push(Value::Text(s.clone()));
         }
         if let Some(st) = &filter.state {
-            qb.push(" AND state = ").push_bind(enum_str(st));
+            sql.push_str(" AND state = ?");
+            args.push(Value::Text(enum_str(st)));
         }
         if let Some(l) = &filter.label {
-            qb.push(" AND EXISTS (SELECT 1 FROM json_each(items.labels) WHERE json_each.value = ")
-                .push_bind(l)
-                .push(")");
+            sql.push_str(
+                " AND EXISTS (SELECT 1 FROM json_each(items.labels) WHERE json_each.value = ?)",
+            );
+            args.push(Value::Text(l.clone()));
         }
         if let Some(a) = after {
-            qb.push(" AND key > ").push_bind(a);
+            sql.push_str(" AND key > ?");
+            args.push(Value::Text(a.to_string()));
         }
-        qb.push(" ORDER BY key LIMIT ").push_bind(limit as i64);
-        qb.build()
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(item_from_row)
-            .collect()
+        sql.push_str(" ORDER BY key LIMIT ?");
+        args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        self.db
+            .read("list items", move |c| {
+                query_all(c, &sql, params_from_iter(args), item_from_row)
+            })
+            .await
     }
 
     async fn put_goal(&self, g: &Goal) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO goals (id, title, description, level, parent_id, key_value_area, weight, create_time, update_time) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET title = excluded.title, description = excluded.description, level = excluded.level, \
-             parent_id = excluded.parent_id, key_value_area = excluded.key_value_area, weight = excluded.weight, \
-             update_time = excluded.update_time",
-        )
-        .bind(&g.id)
-        .bind(&g.title)
-        .bind(&g.description)
-        .bind(enum_str(&g.level))
-        .bind(&g.parent_id)
-        .bind(enum_str(&g.key_value_area))
-        .bind(g.weight)
-        .bind(nanos(&g.create_time))
-        .bind(nanos(&g.update_time))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let g = g.clone();
+        self.db
+            .write("store a goal", move |tx| {
+                tx.prepare_cached(
+                    "INSERT INTO goals (id, title, description, level, parent_id, key_value_area, weight, create_time, update_time) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                     ON CONFLICT (id) DO UPDATE SET title = excluded.title, description = excluded.description, level = excluded.level, \
+                     parent_id = excluded.parent_id, key_value_area = excluded.key_value_area, weight = excluded.weight, \
+                     update_time = excluded.update_time",
+                )?
+                .execute(params![
+                    g.id,
+                    g.title,
+                    g.description,
+                    enum_str(&g.level),
+                    g.parent_id,
+                    enum_str(&g.key_value_area),
+                    g.weight,
+                    nanos(&g.create_time),
+                    nanos(&g.update_time),
+                ])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn delete_goal(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM goals WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let id = id.to_string();
+        self.db
+            .write("delete a goal", move |tx| {
+                tx.execute("DELETE FROM goals WHERE id = ?1", [&id])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn put_metric(&self, m: &Metric) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO metrics (id, name, unit, direction, baseline, target, cadence_nanos, create_time, update_time) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, unit = excluded.unit, direction = excluded.direction, \
-             baseline = excluded.baseline, target = excluded.target, cadence_nanos = excluded.cadence_nanos, \
-             update_time = excluded.update_time",
-        )
-        .bind(&m.id)
-        .bind(&m.name)
-        .bind(&m.unit)
-        .bind(enum_str(&m.direction))
-        .bind(m.baseline)
-        .bind(m.target)
-        .bind(m.cadence.and_then(|c| c.num_nanoseconds()))
-        .bind(nanos(&m.create_time))
-        .bind(nanos(&m.update_time))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let m = m.clone();
+        self.db
+            .write("store a metric", move |tx| {
+                tx.prepare_cached(
+                    "INSERT INTO metrics (id, name, unit, direction, baseline, target, cadence_nanos, create_time, update_time) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, unit = excluded.unit, direction = excluded.direction, \
+                     baseline = excluded.baseline, target = excluded.target, cadence_nanos = excluded.cadence_nanos, \
+                     update_time = excluded.update_time",
+                )?
+                .execute(params![
+                    m.id,
+                    m.name,
+                    m.unit,
+                    enum_str(&m.direction),
+                    m.baseline,
+                    m.target,
+                    m.cadence.and_then(|c| c.num_nanoseconds()),
+                    nanos(&m.create_time),
+                    nanos(&m.update_time),
+                ])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn delete_metric(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM metrics WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let id = id.to_string();
+        self.db
+            .write("delete a metric", move |tx| {
+                tx.execute("DELETE FROM metrics WHERE id = ?1", [&id])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn record_observations(
         &self,
         observations: &[Observation],
     ) -> Result<Vec<(String, ObservationSummary)>> {
-        let mut tx = self.pool.begin().await?;
-        let mut touched: BTreeMap<&str, ()> = BTreeMap::new();
-        for o in observations {
-            sqlx::query(
-                "INSERT INTO observations (metric_id, observe_time, value) VALUES (?, ?, ?) \
-                 ON CONFLICT (metric_id, observe_time) DO UPDATE SET value = excluded.value",
-            )
-            .bind(&o.metric_id)
-            .bind(nanos(&o.observe_time))
-            .bind(o.value)
-            .execute(&mut *tx)
-            .await?;
-            touched.insert(&o.metric_id, ());
-        }
-        let mut out = Vec::with_capacity(touched.len());
-        for m in touched.keys() {
-            out.push((m.to_string(), observation_summary(&mut tx, m).await?));
-        }
-        tx.commit().await?;
-        Ok(out)
+        let observations = observations.to_vec();
+        self.db
+            .write("record observations", move |tx| {
+                let mut touched: BTreeMap<&str, ()> = BTreeMap::new();
+                let mut put = tx.prepare_cached(
+                    "INSERT INTO observations (metric_id, observe_time, value) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (metric_id, observe_time) DO UPDATE SET value = excluded.value",
+                )?;
+                for o in &observations {
+                    put.execute(params![o.metric_id, nanos(&o.observe_time), o.value])?;
+                    touched.insert(&o.metric_id, ());
+                }
+                let mut out = Vec::with_capacity(touched.len());
+                for m in touched.keys() {
+                    out.push((m.to_string(), observation_summary(tx, m)?));
+                }
+                Ok(out)
+            })
+            .await
     }
 
     async fn put_hypothesis(&self, h: &Hypothesis) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        put_hypothesis(&mut conn, h).await
+        let h = h.clone();
+        self.db
+            .write("store a hypothesis", move |tx| put_hypothesis(tx, &h))
+            .await
     }
 
     async fn delete_hypothesis(&self, id: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM links WHERE hypothesis_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM hypotheses WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let id = id.to_string();
+        self.db
+            .write("delete a hypothesis", move |tx| {
+                tx.execute("DELETE FROM links WHERE hypothesis_id = ?1", [&id])?;
+                tx.execute("DELETE FROM hypotheses WHERE id = ?1", [&id])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn put_link(&self, l: &Link) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        put_link(&mut conn, l).await
+        let l = l.clone();
+        self.db
+            .write("store a link", move |tx| {
+                Ok(write::put_links(tx, std::slice::from_ref(&l))?)
+            })
+            .await
     }
 
     async fn delete_link(&self, item_key: &str, hypothesis_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM links WHERE item_key = ? AND hypothesis_id = ?")
-            .bind(item_key)
-            .bind(hypothesis_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let (item_key, hypothesis_id) = (item_key.to_string(), hypothesis_id.to_string());
+        self.db
+            .write("delete a link", move |tx| {
+                tx.execute(
+                    "DELETE FROM links WHERE item_key = ?1 AND hypothesis_id = ?2",
+                    [&item_key, &hypothesis_id],
+                )?;
+                Ok(())
+            })
+            .await
     }
 }
 
@@ -899,7 +708,8 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use crate::domain::{
-        Direction, GoalLevel, HypothesisStatus, ItemState, KeyValueArea, LinkOrigin, TrackerKind,
+        Direction, GoalLevel, HypothesisStatus, ItemState, KeyValueArea, LinkOrigin, LinkRules,
+        TrackerKind,
     };
     use std::collections::HashMap;
 
@@ -1030,16 +840,16 @@ mod tests {
             .await
             .unwrap();
 
-        let snap = store.load().await.unwrap();
-        let loaded: HashMap<&str, &ItemFacts> =
-            snap.items.iter().map(|(k, f)| (k.as_str(), f)).collect();
+        let (_, loaded_items, loaded_links) =
+            store.load().await.unwrap().collect_all().await.unwrap();
+        let loaded: HashMap<&str, &crate::store::ItemRow> =
+            loaded_items.iter().map(|r| (r.key.as_str(), r)).collect();
         for it in &items {
             let f = loaded[it.key().as_str()];
             assert_eq!(f.estimate.map(f64::to_bits), it.estimate.map(f64::to_bits));
             assert_eq!((&f.title, &f.labels), (&it.title, &it.labels));
         }
-        let contributions: HashMap<&str, f64> = snap
-            .links
+        let contributions: HashMap<&str, f64> = loaded_links
             .iter()
             .map(|l| (l.item_key.as_str(), l.contribution))
             .collect();
@@ -1051,6 +861,129 @@ mod tests {
                 l.contribution
             );
         }
-        assert_eq!(snap.links.len(), links.len());
+        assert_eq!(loaded_links.len(), links.len());
+    }
+}
+
+/// Databases written before the move to rusqlite were migrated by sqlx.
+#[cfg(test)]
+mod sqlx_adoption {
+    use super::*;
+
+    const STEPS: [(i64, &str, &str); 4] = [
+        (
+            1,
+            "initial",
+            include_str!("../../migrations/sqlite/0001_initial.sql"),
+        ),
+        (
+            2,
+            "sync state",
+            include_str!("../../migrations/sqlite/0002_sync_state.sql"),
+        ),
+        (
+            3,
+            "releases evidence",
+            include_str!("../../migrations/sqlite/0003_releases_evidence.sql"),
+        ),
+        (
+            4,
+            "drop links by hypothesis",
+            include_str!("../../migrations/sqlite/0004_drop_links_by_hypothesis.sql"),
+        ),
+    ];
+
+    /// A database as sqlx left it after applying the first `applied` steps
+    /// (its table and rows as sqlx 0.9 writes them), with one source in it.
+    fn migrated_by_sqlx(path: &Path, applied: usize) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE _sqlx_migrations (
+                 version BIGINT PRIMARY KEY,
+                 description TEXT NOT NULL,
+                 installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+                 success BOOLEAN NOT NULL,
+                 checksum BLOB NOT NULL,
+                 execution_time BIGINT NOT NULL
+             );",
+        )
+        .unwrap();
+        for (version, description, sql) in &STEPS[..applied] {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                 VALUES (?1, ?2, TRUE, ?3, 1000)",
+                params![version, description, vec![0u8; 48]],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO sources (id, kind, base_url, project_key, token_env, link_rules, \
+             estimate_field, create_time, update_time) \
+             VALUES ('gh', 'github', '', 'acme/app', '', ?1, '', 1, 2)",
+            [json(&crate::domain::LinkRules::default())],
+        )
+        .unwrap();
+    }
+
+    fn user_version(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_database_migrated_by_sqlx_opens_with_its_data_and_nothing_reapplied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        migrated_by_sqlx(&path, 4);
+        // Step 1 creates tables without IF NOT EXISTS: applied again, the
+        // open would fail.
+        let store = SqliteStore::open(&path).await.unwrap();
+        let (model, _, _) = store.load().await.unwrap().collect_all().await.unwrap();
+        assert_eq!(model.sources.len(), 1, "the source is still there");
+        assert_eq!(model.sources[0].project_key, "acme/app");
+        store.close().await;
+        assert_eq!(user_version(&path), 4);
+        // And it opens again, now by its user_version.
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_database_sqlx_migrated_part_way_gets_the_remaining_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        migrated_by_sqlx(&path, 2);
+        let store = SqliteStore::open(&path).await.unwrap();
+        // Step 3 made the releases table.
+        assert!(store.list_releases().await.unwrap().is_empty());
+        let (model, _, _) = store.load().await.unwrap().collect_all().await.unwrap();
+        assert_eq!(model.sources.len(), 1);
+        store.close().await;
+        assert_eq!(user_version(&path), 4);
+    }
+
+    #[tokio::test]
+    async fn a_failed_sqlx_step_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        migrated_by_sqlx(&path, 3);
+        Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE _sqlx_migrations SET success = FALSE WHERE version = 3",
+                [],
+            )
+            .unwrap();
+        let err = SqliteStore::open(&path).await.unwrap_err();
+        assert!(
+            matches!(err, crate::store::StoreError::Migrate { .. }),
+            "{err:?}"
+        );
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert!(cause.contains("migration 3 as failed"), "{cause}");
     }
 }

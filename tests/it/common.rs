@@ -49,6 +49,7 @@ impl TestServer {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             db: dir.path().join("plumbline.sqlite"),
             default_size: DEFAULT_SIZE,
+            store: plumbline::config::StoreConfig::default(),
             sync: plumbline::config::SyncConfig::manual(),
             validation: plumbline::config::ValidationConfig::manual(),
         };

@@ -1,4 +1,4 @@
-//! plumbline's integration tests, in one binary (one link of tonic, sqlx and
+//! plumbline's integration tests, in one binary (one link of tonic, rusqlite and
 //! reqwest instead of one per file). Each module is one topic; every test
 //! starts the real server on 127.0.0.1:0 with a temporary database, or the
 //! real binary, and talks to it as a client would.

@@ -114,9 +114,9 @@ async fn pages_stored_together_count_and_link_as_if_stored_one_by_one() {
 
     // After a restart the store gives the same items and links.
     let store = SqliteStore::open(&path).await.unwrap();
-    let snap = store.load().await.unwrap();
-    assert_eq!(snap.items.len(), 3);
-    assert_eq!(stored_links(&snap.links), want_links);
+    let (_, items, links) = store.load().await.unwrap().collect_all().await.unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(stored_links(&links), want_links);
     store.close().await;
 }
 
@@ -136,7 +136,20 @@ async fn a_failed_write_stores_none_of_the_pages() {
     let state = SyncState::never("nope");
     let pages = vec![vec![item(1, "first", &[])], vec![item(2, "second", &[])]];
     let err = engine.apply_sync_pages(pages, &state).await.unwrap_err();
-    assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
+    // The store says what the failure means and keeps SQLite's own words
+    // as its source.
+    assert!(
+        matches!(
+            &err,
+            plumbline::engine::Error::Store(plumbline::store::StoreError::Conflict { .. })
+        ),
+        "{err:?}"
+    );
+    let chain = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
+    assert!(chain.contains("FOREIGN KEY"), "{chain}");
     assert_eq!(engine.read().item_count(), 0, "the index took nothing");
     let stored = store
         .get_items(&["gh/1".into(), "gh/2".into()])

@@ -39,8 +39,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use plumbline::config::{Config, SyncConfig, ValidationConfig};
-use plumbline::index::ScoreIndex;
-use plumbline::store::{SqliteStore, Store, StoreError};
+use plumbline::store::{SqliteStore, StoreError};
 use plumbline::sync::SyncError;
 
 /// The size the targets are stated for.
@@ -331,6 +330,7 @@ fn config(db: &Path) -> Config {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         db: db.to_path_buf(),
         default_size: 3.0,
+        store: plumbline::config::StoreConfig::default(),
         sync: SyncConfig::manual(),
         validation: ValidationConfig::manual(),
     }
@@ -410,9 +410,8 @@ pub async fn run(opts: &Options) -> Result<Report> {
 /// pass over the items and their links.
 async fn rescore_figure(db: &Path, keys: &[String], n: u64) -> Result<Figure> {
     let store = SqliteStore::open(db).await?;
-    let snapshot = store.load().await?;
+    let mut ix = plumbline::engine::build_index(&store, 3.0).await?;
     store.close().await;
-    let mut ix = ScoreIndex::from_snapshot(3.0, snapshot);
     let reps = if n > 200_000 { 3 } else { 7 };
     ix.rescore_all();
     let mut rescore = Vec::new();

@@ -1,0 +1,134 @@
+//! The SQLite schema's migrations (`migrations/sqlite/`, one file per step,
+//! never edited once landed), applied at open by `rusqlite_migration`, which
+//! keeps the schema version in SQLite's `user_version`.
+//!
+//! Databases written before plumbline moved to rusqlite were migrated by
+//! sqlx, which records its steps in a `_sqlx_migrations` table and leaves
+//! `user_version` at 0. Such a file is adopted: the steps sqlx recorded as
+//! applied become the `user_version`, so that none is applied twice and the
+//! data stays. The table itself is left in place, untouched.
+
+use rusqlite::{Connection, OptionalExtension};
+use rusqlite_migration::{M, Migrations};
+
+use super::conn::{Attempt, Fail};
+
+/// Every step, in order; step `n` (1-based) is `migrations/sqlite/000n_*.sql`,
+/// which sqlx recorded as version `n`.
+const STEPS: &[M<'static>] = &[
+    M::up(include_str!("../../../migrations/sqlite/0001_initial.sql")),
+    M::up(include_str!(
+        "../../../migrations/sqlite/0002_sync_state.sql"
+    )),
+    M::up(include_str!(
+        "../../../migrations/sqlite/0003_releases_evidence.sql"
+    )),
+    M::up(include_str!(
+        "../../../migrations/sqlite/0004_drop_links_by_hypothesis.sql"
+    )),
+];
+
+/// Why the schema could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum MigrateError {
+    #[error(
+        "the database records sqlx migration {version} as failed; restore a backup or finish it by hand"
+    )]
+    SqlxDirty { version: i64 },
+    #[error(
+        "the database's sqlx migrations are {found:?}, not 1 to {count} in order; it was not written by plumbline"
+    )]
+    SqlxGaps { found: Vec<i64>, count: usize },
+    #[error(
+        "the database is at schema version {found}, newer than this plumbline knows ({known}); upgrade plumbline"
+    )]
+    Newer { found: i64, known: usize },
+    #[error(transparent)]
+    Step(#[from] rusqlite_migration::Error),
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// Brings the schema up to date, adopting a database migrated by sqlx.
+pub(super) fn run(conn: &mut Connection) -> Attempt<()> {
+    run_steps(conn).map_err(|e| match e {
+        // Busy and unreadable files are told by their own meaning.
+        MigrateError::Sql(e) => Fail::Sql(e),
+        other => Fail::Migrate(other),
+    })
+}
+
+fn run_steps(conn: &mut Connection) -> Result<(), MigrateError> {
+    adopt_sqlx(conn)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > STEPS.len() as i64 {
+        return Err(MigrateError::Newer {
+            found: version,
+            known: STEPS.len(),
+        });
+    }
+    Migrations::from_slice(STEPS).to_latest(conn)?;
+    Ok(())
+}
+
+/// Sets `user_version` from sqlx's records when they exist and
+/// `user_version` was never set.
+fn adopt_sqlx(conn: &mut Connection) -> Result<(), MigrateError> {
+    let tx = conn.transaction()?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let has_sqlx = tx
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if version != 0 || !has_sqlx {
+        return Ok(());
+    }
+    let mut applied = Vec::new();
+    {
+        let mut stmt =
+            tx.prepare("SELECT version, success FROM _sqlx_migrations ORDER BY version")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let (v, success): (i64, bool) = (r.get(0)?, r.get(1)?);
+            if !success {
+                return Err(MigrateError::SqlxDirty { version: v });
+            }
+            applied.push(v);
+        }
+    }
+    if applied.iter().zip(1..).any(|(&v, want)| v != want) {
+        return Err(MigrateError::SqlxGaps {
+            found: applied,
+            count: STEPS.len(),
+        });
+    }
+    if applied.len() > STEPS.len() {
+        return Err(MigrateError::Newer {
+            found: applied.len() as i64,
+            known: STEPS.len(),
+        });
+    }
+    tx.pragma_update(None, "user_version", applied.len() as i64)?;
+    tx.commit()?;
+    if !applied.is_empty() {
+        tracing::info!(
+            steps = applied.len(),
+            "adopted a database migrated by sqlx; its schema version is now kept in user_version"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_steps_are_valid() {
+        Migrations::from_slice(STEPS).validate().unwrap();
+    }
+}

@@ -2,10 +2,8 @@
 //! domain types, call the [`Engine`](crate::engine::Engine), and map its
 //! errors to `tonic::Status` in one place.
 
-pub(crate) mod codec;
 mod convert;
 mod page;
-pub(crate) mod rank_page;
 mod rollup;
 mod services;
 mod split;

@@ -8,7 +8,6 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, Check};
 use super::page::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageToken};
-use super::rank_page::{BasicItem, EncodedItems};
 use super::to_status;
 use crate::domain::{self, Item};
 use crate::engine::{Engine, Error, Result};
@@ -853,32 +852,6 @@ pub(super) fn ranked_items(
         .collect()
 }
 
-/// The basic view of a page, encoded straight from the index: the same
-/// bytes as [`ranked_items`] without terms (see [`super::rank_page`]).
-fn basic_items(
-    ix: &crate::index::ScoreIndex,
-    ranked: &[(crate::index::RankKey, &crate::score::Score)],
-    rank_before: usize,
-    now: crate::domain::Time,
-) -> EncodedItems {
-    let stale = convert::StaleMetrics::new(ix, now);
-    // A key, a title and three numbers: about 80 bytes an item.
-    let mut out = EncodedItems::with_capacity(ranked.len(), 96);
-    for (rank, item_key, title, score) in page_entries(ix, ranked, rank_before) {
-        let flags = convert::ScoreFlags::of(score, &stale);
-        out.push(&BasicItem {
-            rank,
-            item_key,
-            title,
-            value: score.value,
-            size: score.size,
-            value_density: score.value_density,
-            flags: flags.as_slice(),
-        });
-    }
-    out
-}
-
 /// `plumbline.v1.ScoringService`.
 #[derive(Clone)]
 pub struct ScoringApi(pub Arc<Engine>);
@@ -973,12 +946,9 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
                 .encode(),
                 _ => String::new(),
             };
-            let rank_before = rank_before as usize;
-            Ok(if full {
-                let items = ranked_items(&ix, &ranked, rank_before, true, now);
-                pb::RankItemsResponse::new(items, next)
-            } else {
-                pb::RankItemsResponse::encoded(basic_items(&ix, &ranked, rank_before, now), next)
+            Ok(pb::RankItemsResponse {
+                items: ranked_items(&ix, &ranked, rank_before as usize, full, now),
+                next_page_token: next,
             })
         })())
     }

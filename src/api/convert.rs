@@ -681,3 +681,15 @@ pub fn apply_mask<T>(
     }
     Ok(())
 }
+
+/// The value of a required message field, or INVALID_ARGUMENT naming it.
+pub fn required<'a, T>(field: &str, v: Option<&'a T>) -> Result<&'a T> {
+    v.ok_or_else(|| Error::invalid(field, "is required"))
+}
+
+/// INVALID_ARGUMENT unless `id` is a well-formed id.
+pub fn require_id(field: &str, id: &str) -> Result<()> {
+    let mut c = Check::new("");
+    c.id(field, id);
+    c.finish(())
+}

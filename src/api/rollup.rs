@@ -6,7 +6,6 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::page;
-use super::to_status;
 use crate::engine::{Engine, Error};
 use crate::index::ScoreIndex;
 use crate::proto as pb;
@@ -86,14 +85,15 @@ impl pb::rollup_service_server::RollupService for RollupApi {
     ) -> Result<Response<pb::GetGoalRollupResponse>, Status> {
         let r = req.into_inner();
         let limit = page::page_size(r.item_limit, 20, 1000)
-            .map_err(|_| to_status(Error::invalid("item_limit", "must not be negative")))?;
+            .map_err(|_| Error::invalid("item_limit", "must not be negative"))?;
         let ix = self.0.read();
         if ix.goal(&r.goal_id).is_none() {
-            return Err(to_status(if r.goal_id.is_empty() {
+            return Err(if r.goal_id.is_empty() {
                 Error::invalid("goal_id", "is required")
             } else {
                 Error::NotFound(format!("goal {:?} not found", r.goal_id))
-            }));
+            }
+            .into());
         }
         let tree = tree_of(&ix);
         let found = tree.goals.iter().find(|g| g.goal_id == r.goal_id);
@@ -108,7 +108,7 @@ impl pb::rollup_service_server::RollupService for RollupApi {
     ) -> Result<Response<pb::GetGoalTreeResponse>, Status> {
         let r = req.into_inner();
         let limit = page::page_size(r.items_per_goal, 5, 100)
-            .map_err(|_| to_status(Error::invalid("items_per_goal", "must not be negative")))?;
+            .map_err(|_| Error::invalid("items_per_goal", "must not be negative"))?;
         let ix = self.0.read();
         let tree = tree_of(&ix);
         Ok(Response::new(pb::GetGoalTreeResponse {

@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::page;
-use super::services::{rank_order, ranked_items};
+use super::ranking::{rank_order, ranked_items};
 use crate::engine::{Engine, Result};
 use crate::index::{RankOrder, RankQuery};
 use crate::proto as pb;

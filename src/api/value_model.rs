@@ -1,0 +1,378 @@
+//! `plumbline.v1.ValueModelService`: goals, metrics (with their
+//! observations) and hypotheses.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tonic::{Request, Response};
+
+use super::Reply;
+use super::convert::{self, Check, require_id, required};
+use super::page::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageToken};
+use crate::domain;
+use crate::engine::{Engine, Error};
+use crate::proto as pb;
+
+/// Most observations one `RecordObservations` call takes.
+const MAX_OBSERVATIONS: usize = 10_000;
+
+/// `plumbline.v1.ValueModelService`.
+#[derive(Clone)]
+pub struct ValueModelApi(pub Arc<Engine>);
+
+impl ValueModelApi {
+    fn goal_pb(&self, g: &domain::Goal) -> pb::Goal {
+        convert::goal_to_pb(g, self.0.read().goal_weight(&g.id))
+    }
+
+    fn hypothesis_pb(&self, h: &domain::Hypothesis) -> pb::Hypothesis {
+        convert::hypothesis_to_pb(h, self.0.read().hypothesis_value(h))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::value_model_service_server::ValueModelService for ValueModelApi {
+    async fn create_goal(
+        &self,
+        req: Request<pb::CreateGoalRequest>,
+    ) -> Reply<pb::CreateGoalResponse> {
+        let g = convert::goal_from_pb(required("goal", req.get_ref().goal.as_ref())?, "goal")?;
+        let g = self.0.create_goal(g).await?;
+        Ok(Response::new(pb::CreateGoalResponse {
+            goal: Some(self.goal_pb(&g)),
+        }))
+    }
+
+    async fn get_goal(&self, req: Request<pb::GetGoalRequest>) -> Reply<pb::GetGoalResponse> {
+        require_id("id", &req.get_ref().id)?;
+        let g = self.0.get_goal(&req.get_ref().id)?;
+        Ok(Response::new(pb::GetGoalResponse {
+            goal: Some(self.goal_pb(&g)),
+        }))
+    }
+
+    async fn list_goals(&self, req: Request<pb::ListGoalsRequest>) -> Reply<pb::ListGoalsResponse> {
+        let r = req.get_ref();
+        let size = page::page_size(r.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let fingerprint = format!("ListGoals|{}", r.parent_id);
+        let token = PageToken::decode(&r.page_token, &fingerprint)?;
+        let ix = self.0.read();
+        let goals = ix
+            .goals()
+            .filter(|g| r.parent_id.is_empty() || g.parent_id == r.parent_id);
+        let (page, next) = page::paginate(goals, |g| g.id.clone(), token, &fingerprint, size);
+        Ok(Response::new(pb::ListGoalsResponse {
+            goals: page
+                .into_iter()
+                .map(|g| convert::goal_to_pb(g, ix.goal_weight(&g.id)))
+                .collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn update_goal(
+        &self,
+        req: Request<pb::UpdateGoalRequest>,
+    ) -> Reply<pb::UpdateGoalResponse> {
+        let r = req.get_ref();
+        let incoming = required("goal", r.goal.as_ref())?;
+        require_id("goal.id", &incoming.id)?;
+        let g = self
+            .0
+            .update_goal(&incoming.id, |g| {
+                let mut p = convert::goal_to_pb(g, 0.0);
+                convert::apply_mask(
+                    &mut p,
+                    incoming,
+                    r.update_mask.as_ref(),
+                    &[
+                        "title",
+                        "description",
+                        "level",
+                        "parent_id",
+                        "key_value_area",
+                        "weight",
+                    ],
+                    |p, i, f| match f {
+                        "title" => p.title = i.title.clone(),
+                        "description" => p.description = i.description.clone(),
+                        "level" => p.level = i.level,
+                        "parent_id" => p.parent_id = i.parent_id.clone(),
+                        "key_value_area" => p.key_value_area = i.key_value_area,
+                        _ => p.weight = i.weight,
+                    },
+                )?;
+                let updated = convert::goal_from_pb(&p, "goal")?;
+                *g = domain::Goal {
+                    create_time: g.create_time,
+                    ..updated
+                };
+                Ok(())
+            })
+            .await?;
+        Ok(Response::new(pb::UpdateGoalResponse {
+            goal: Some(self.goal_pb(&g)),
+        }))
+    }
+
+    async fn delete_goal(
+        &self,
+        req: Request<pb::DeleteGoalRequest>,
+    ) -> Reply<pb::DeleteGoalResponse> {
+        require_id("id", &req.get_ref().id)?;
+        self.0.delete_goal(&req.get_ref().id).await?;
+        Ok(Response::new(pb::DeleteGoalResponse {}))
+    }
+
+    async fn create_metric(
+        &self,
+        req: Request<pb::CreateMetricRequest>,
+    ) -> Reply<pb::CreateMetricResponse> {
+        let m =
+            convert::metric_from_pb(required("metric", req.get_ref().metric.as_ref())?, "metric")?;
+        let m = self.0.create_metric(m).await?;
+        Ok(Response::new(pb::CreateMetricResponse {
+            metric: Some(convert::metric_to_pb(&m, Utc::now())),
+        }))
+    }
+
+    async fn get_metric(&self, req: Request<pb::GetMetricRequest>) -> Reply<pb::GetMetricResponse> {
+        require_id("id", &req.get_ref().id)?;
+        let m = self.0.get_metric(&req.get_ref().id)?;
+        Ok(Response::new(pb::GetMetricResponse {
+            metric: Some(convert::metric_to_pb(&m, Utc::now())),
+        }))
+    }
+
+    async fn list_metrics(
+        &self,
+        req: Request<pb::ListMetricsRequest>,
+    ) -> Reply<pb::ListMetricsResponse> {
+        let r = req.get_ref();
+        let size = page::page_size(r.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let token = PageToken::decode(&r.page_token, "ListMetrics")?;
+        let ix = self.0.read();
+        let now = Utc::now();
+        let (page, next) = page::paginate(
+            ix.metrics(),
+            |m| m.metric.id.clone(),
+            token,
+            "ListMetrics",
+            size,
+        );
+        Ok(Response::new(pb::ListMetricsResponse {
+            metrics: page
+                .into_iter()
+                .map(|m| convert::metric_to_pb(m, now))
+                .collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn update_metric(
+        &self,
+        req: Request<pb::UpdateMetricRequest>,
+    ) -> Reply<pb::UpdateMetricResponse> {
+        let r = req.get_ref();
+        let incoming = required("metric", r.metric.as_ref())?;
+        require_id("metric.id", &incoming.id)?;
+        let m = self
+            .0
+            .update_metric(&incoming.id, |m| {
+                let entry = crate::index::MetricEntry {
+                    metric: m.clone(),
+                    observations: Default::default(),
+                    gap: 0.0,
+                };
+                let mut p = convert::metric_to_pb(&entry, Utc::now());
+                // Only the mask decides whether the caller sets the direction;
+                // otherwise it is re-derived from baseline and target.
+                let direction_given = match r.update_mask.as_ref() {
+                    Some(k) if !k.paths.is_empty() => k.paths.iter().any(|x| x == "direction"),
+                    _ => incoming.direction != 0,
+                };
+                convert::apply_mask(
+                    &mut p,
+                    incoming,
+                    r.update_mask.as_ref(),
+                    &["name", "unit", "direction", "baseline", "target", "cadence"],
+                    |p, i, f| match f {
+                        "name" => p.name = i.name.clone(),
+                        "unit" => p.unit = i.unit.clone(),
+                        "direction" => p.direction = i.direction,
+                        "baseline" => p.baseline = i.baseline,
+                        "target" => p.target = i.target,
+                        _ => p.cadence = i.cadence,
+                    },
+                )?;
+                if !direction_given {
+                    p.direction = 0;
+                }
+                let updated = convert::metric_from_pb(&p, "metric")?;
+                *m = domain::Metric {
+                    create_time: m.create_time,
+                    ..updated
+                };
+                Ok(())
+            })
+            .await?;
+        Ok(Response::new(pb::UpdateMetricResponse {
+            metric: Some(convert::metric_to_pb(&m, Utc::now())),
+        }))
+    }
+
+    async fn delete_metric(
+        &self,
+        req: Request<pb::DeleteMetricRequest>,
+    ) -> Reply<pb::DeleteMetricResponse> {
+        require_id("id", &req.get_ref().id)?;
+        self.0.delete_metric(&req.get_ref().id).await?;
+        Ok(Response::new(pb::DeleteMetricResponse {}))
+    }
+
+    async fn record_observations(
+        &self,
+        req: Request<pb::RecordObservationsRequest>,
+    ) -> Reply<pb::RecordObservationsResponse> {
+        let r = req.into_inner();
+        if r.observations.is_empty() {
+            return Err(
+                Error::invalid("observations", "at least one observation is required").into(),
+            );
+        }
+        if r.observations.len() > MAX_OBSERVATIONS {
+            return Err(Error::invalid(
+                "observations",
+                format!("at most {MAX_OBSERVATIONS} per call"),
+            )
+            .into());
+        }
+        let now = Utc::now();
+        let mut obs = Vec::with_capacity(r.observations.len());
+        let mut violations = Vec::new();
+        for (i, p) in r.observations.iter().enumerate() {
+            let mut c = Check::new(format!("observations[{i}]"));
+            if let Some(o) = convert::observation_from_pb(p, &mut c, now) {
+                obs.push(o);
+            }
+            violations.extend(c.violations);
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations).into());
+        }
+        let n = obs.len();
+        let metrics = self.0.record_observations(obs).await?;
+        Ok(Response::new(pb::RecordObservationsResponse {
+            recorded_count: n as i32,
+            metrics: metrics
+                .iter()
+                .map(|m| convert::metric_to_pb(m, now))
+                .collect(),
+        }))
+    }
+
+    async fn create_hypothesis(
+        &self,
+        req: Request<pb::CreateHypothesisRequest>,
+    ) -> Reply<pb::CreateHypothesisResponse> {
+        let h = convert::hypothesis_from_pb(
+            required("hypothesis", req.get_ref().hypothesis.as_ref())?,
+            "hypothesis",
+        )?;
+        let h = self.0.create_hypothesis(h).await?;
+        Ok(Response::new(pb::CreateHypothesisResponse {
+            hypothesis: Some(self.hypothesis_pb(&h)),
+        }))
+    }
+
+    async fn get_hypothesis(
+        &self,
+        req: Request<pb::GetHypothesisRequest>,
+    ) -> Reply<pb::GetHypothesisResponse> {
+        require_id("id", &req.get_ref().id)?;
+        let h = self.0.get_hypothesis(&req.get_ref().id)?;
+        Ok(Response::new(pb::GetHypothesisResponse {
+            hypothesis: Some(self.hypothesis_pb(&h)),
+        }))
+    }
+
+    async fn list_hypotheses(
+        &self,
+        req: Request<pb::ListHypothesesRequest>,
+    ) -> Reply<pb::ListHypothesesResponse> {
+        let r = req.get_ref();
+        let size = page::page_size(r.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let fingerprint = format!("ListHypotheses|{}|{}", r.goal_id, r.metric_id);
+        let token = PageToken::decode(&r.page_token, &fingerprint)?;
+        let ix = self.0.read();
+        let hyps = ix.hypotheses().filter(|h| {
+            (r.goal_id.is_empty() || h.goal_id == r.goal_id)
+                && (r.metric_id.is_empty() || h.metric_id == r.metric_id)
+        });
+        let (page, next) = page::paginate(hyps, |h| h.id.clone(), token, &fingerprint, size);
+        Ok(Response::new(pb::ListHypothesesResponse {
+            hypotheses: page
+                .into_iter()
+                .map(|h| convert::hypothesis_to_pb(h, ix.hypothesis_value(h)))
+                .collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn update_hypothesis(
+        &self,
+        req: Request<pb::UpdateHypothesisRequest>,
+    ) -> Reply<pb::UpdateHypothesisResponse> {
+        let r = req.get_ref();
+        let incoming = required("hypothesis", r.hypothesis.as_ref())?;
+        require_id("hypothesis.id", &incoming.id)?;
+        let h = self
+            .0
+            .update_hypothesis(&incoming.id, |h| {
+                let mut p = convert::hypothesis_to_pb(h, 0.0);
+                convert::apply_mask(
+                    &mut p,
+                    incoming,
+                    r.update_mask.as_ref(),
+                    &[
+                        "statement",
+                        "goal_id",
+                        "metric_id",
+                        "expected_effect",
+                        "confidence",
+                        "status",
+                        "check_time",
+                    ],
+                    |p, i, f| match f {
+                        "statement" => p.statement = i.statement.clone(),
+                        "goal_id" => p.goal_id = i.goal_id.clone(),
+                        "metric_id" => p.metric_id = i.metric_id.clone(),
+                        "expected_effect" => p.expected_effect = i.expected_effect,
+                        "confidence" => p.confidence = i.confidence,
+                        "status" => p.status = i.status,
+                        _ => p.check_time = i.check_time,
+                    },
+                )?;
+                let updated = convert::hypothesis_from_pb(&p, "hypothesis")?;
+                *h = domain::Hypothesis {
+                    create_time: h.create_time,
+                    ..updated
+                };
+                Ok(())
+            })
+            .await?;
+        Ok(Response::new(pb::UpdateHypothesisResponse {
+            hypothesis: Some(self.hypothesis_pb(&h)),
+        }))
+    }
+
+    async fn delete_hypothesis(
+        &self,
+        req: Request<pb::DeleteHypothesisRequest>,
+    ) -> Reply<pb::DeleteHypothesisResponse> {
+        let r = req.get_ref();
+        require_id("id", &r.id)?;
+        self.0.delete_hypothesis(&r.id, r.force).await?;
+        Ok(Response::new(pb::DeleteHypothesisResponse {}))
+    }
+}

@@ -652,36 +652,6 @@ impl ScoreFlags {
     }
 }
 
-/// Applies a field mask: copies the named fields of `incoming` onto
-/// `current` (all of `allowed` when the mask is empty). `copy` knows how to
-/// copy one field by name.
-pub fn apply_mask<T>(
-    current: &mut T,
-    incoming: &T,
-    mask: Option<&prost_types::FieldMask>,
-    allowed: &[&str],
-    copy: impl Fn(&mut T, &T, &str),
-) -> Result<()> {
-    let paths: Vec<&str> = match mask {
-        Some(m) if !m.paths.is_empty() => m.paths.iter().map(String::as_str).collect(),
-        _ => allowed.to_vec(),
-    };
-    let mut c = Check::new("");
-    for p in &paths {
-        if !allowed.contains(p) {
-            c.fail(
-                "update_mask",
-                format!("{p:?} cannot be updated; allowed: {}", allowed.join(", ")),
-            );
-        }
-    }
-    c.finish(())?;
-    for p in paths {
-        copy(current, incoming, p);
-    }
-    Ok(())
-}
-
 /// The value of a required message field, or INVALID_ARGUMENT naming it.
 pub fn required<'a, T>(field: &str, v: Option<&'a T>) -> Result<&'a T> {
     v.ok_or_else(|| Error::invalid(field, "is required"))

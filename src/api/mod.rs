@@ -4,6 +4,7 @@
 
 mod backlog;
 mod convert;
+mod mask;
 mod page;
 mod ranking;
 mod rollup;

@@ -7,6 +7,7 @@ use tonic::{Request, Response};
 
 use super::Reply;
 use super::convert::{self, require_id, required};
+use super::mask::{MaskField, fields_to_update};
 use super::page::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageToken};
 use crate::domain;
 use crate::engine::Engine;
@@ -61,31 +62,14 @@ impl pb::source_service_server::SourceService for SourceApi {
         let r = req.get_ref();
         let incoming = required("source", r.source.as_ref())?;
         require_id("source.id", &incoming.id)?;
+        let fields = fields_to_update(incoming, r.update_mask.as_ref(), source_field_set)?;
         let s = self
             .0
             .update_source(&incoming.id, |s| {
                 let mut p = convert::source_to_pb(s);
-                convert::apply_mask(
-                    &mut p,
-                    incoming,
-                    r.update_mask.as_ref(),
-                    &[
-                        "kind",
-                        "base_url",
-                        "project_key",
-                        "token_env",
-                        "link_rules",
-                        "estimate_field",
-                    ],
-                    |p, i, f| match f {
-                        "kind" => p.kind = i.kind,
-                        "base_url" => p.base_url = i.base_url.clone(),
-                        "project_key" => p.project_key = i.project_key.clone(),
-                        "token_env" => p.token_env = i.token_env.clone(),
-                        "link_rules" => p.link_rules = i.link_rules.clone(),
-                        _ => p.estimate_field = i.estimate_field.clone(),
-                    },
-                )?;
+                for f in &fields {
+                    copy_source_field(&mut p, incoming, *f);
+                }
                 let updated = convert::source_from_pb(&p, "source")?;
                 *s = domain::Source {
                     create_time: s.create_time,
@@ -109,5 +93,49 @@ impl pb::source_service_server::SourceService for SourceApi {
         Ok(Response::new(pb::DeleteSourceResponse {
             deleted_item_count: n as i64,
         }))
+    }
+}
+
+/// The fields of a Source that UpdateSource writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SourceField {
+    Kind,
+    BaseUrl,
+    ProjectKey,
+    TokenEnv,
+    LinkRules,
+    EstimateField,
+}
+
+impl MaskField for SourceField {
+    const PATHS: &'static [(&'static str, Self)] = &[
+        ("kind", SourceField::Kind),
+        ("base_url", SourceField::BaseUrl),
+        ("project_key", SourceField::ProjectKey),
+        ("token_env", SourceField::TokenEnv),
+        ("link_rules", SourceField::LinkRules),
+        ("estimate_field", SourceField::EstimateField),
+    ];
+}
+
+fn source_field_set(p: &pb::Source, f: SourceField) -> bool {
+    match f {
+        SourceField::Kind => p.kind != 0,
+        SourceField::BaseUrl => !p.base_url.is_empty(),
+        SourceField::ProjectKey => !p.project_key.is_empty(),
+        SourceField::TokenEnv => !p.token_env.is_empty(),
+        SourceField::LinkRules => p.link_rules.is_some(),
+        SourceField::EstimateField => !p.estimate_field.is_empty(),
+    }
+}
+
+fn copy_source_field(p: &mut pb::Source, i: &pb::Source, f: SourceField) {
+    match f {
+        SourceField::Kind => p.kind = i.kind,
+        SourceField::BaseUrl => p.base_url = i.base_url.clone(),
+        SourceField::ProjectKey => p.project_key = i.project_key.clone(),
+        SourceField::TokenEnv => p.token_env = i.token_env.clone(),
+        SourceField::LinkRules => p.link_rules = i.link_rules.clone(),
+        SourceField::EstimateField => p.estimate_field = i.estimate_field.clone(),
     }
 }

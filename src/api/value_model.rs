@@ -8,6 +8,7 @@ use tonic::{Request, Response};
 
 use super::Reply;
 use super::convert::{self, Check, require_id, required};
+use super::mask::{MaskField, fields_to_update};
 use super::page::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageToken};
 use crate::domain;
 use crate::engine::{Engine, Error};
@@ -77,31 +78,14 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         let r = req.get_ref();
         let incoming = required("goal", r.goal.as_ref())?;
         require_id("goal.id", &incoming.id)?;
+        let fields = fields_to_update(incoming, r.update_mask.as_ref(), goal_field_set)?;
         let g = self
             .0
             .update_goal(&incoming.id, |g| {
                 let mut p = convert::goal_to_pb(g, 0.0);
-                convert::apply_mask(
-                    &mut p,
-                    incoming,
-                    r.update_mask.as_ref(),
-                    &[
-                        "title",
-                        "description",
-                        "level",
-                        "parent_id",
-                        "key_value_area",
-                        "weight",
-                    ],
-                    |p, i, f| match f {
-                        "title" => p.title = i.title.clone(),
-                        "description" => p.description = i.description.clone(),
-                        "level" => p.level = i.level,
-                        "parent_id" => p.parent_id = i.parent_id.clone(),
-                        "key_value_area" => p.key_value_area = i.key_value_area,
-                        _ => p.weight = i.weight,
-                    },
-                )?;
+                for f in &fields {
+                    copy_goal_field(&mut p, incoming, *f);
+                }
                 let updated = convert::goal_from_pb(&p, "goal")?;
                 *g = domain::Goal {
                     create_time: g.create_time,
@@ -176,6 +160,7 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         let r = req.get_ref();
         let incoming = required("metric", r.metric.as_ref())?;
         require_id("metric.id", &incoming.id)?;
+        let fields = fields_to_update(incoming, r.update_mask.as_ref(), metric_field_set)?;
         let m = self
             .0
             .update_metric(&incoming.id, |m| {
@@ -185,27 +170,12 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
                     gap: 0.0,
                 };
                 let mut p = convert::metric_to_pb(&entry, Utc::now());
-                // Only the mask decides whether the caller sets the direction;
-                // otherwise it is re-derived from baseline and target.
-                let direction_given = match r.update_mask.as_ref() {
-                    Some(k) if !k.paths.is_empty() => k.paths.iter().any(|x| x == "direction"),
-                    _ => incoming.direction != 0,
-                };
-                convert::apply_mask(
-                    &mut p,
-                    incoming,
-                    r.update_mask.as_ref(),
-                    &["name", "unit", "direction", "baseline", "target", "cadence"],
-                    |p, i, f| match f {
-                        "name" => p.name = i.name.clone(),
-                        "unit" => p.unit = i.unit.clone(),
-                        "direction" => p.direction = i.direction,
-                        "baseline" => p.baseline = i.baseline,
-                        "target" => p.target = i.target,
-                        _ => p.cadence = i.cadence,
-                    },
-                )?;
-                if !direction_given {
+                for f in &fields {
+                    copy_metric_field(&mut p, incoming, *f);
+                }
+                // A direction not written by this update is re-derived from
+                // baseline and target.
+                if !fields.contains(&MetricField::Direction) {
                     p.direction = 0;
                 }
                 let updated = convert::metric_from_pb(&p, "metric")?;
@@ -326,33 +296,14 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         let r = req.get_ref();
         let incoming = required("hypothesis", r.hypothesis.as_ref())?;
         require_id("hypothesis.id", &incoming.id)?;
+        let fields = fields_to_update(incoming, r.update_mask.as_ref(), hypothesis_field_set)?;
         let h = self
             .0
             .update_hypothesis(&incoming.id, |h| {
                 let mut p = convert::hypothesis_to_pb(h, 0.0);
-                convert::apply_mask(
-                    &mut p,
-                    incoming,
-                    r.update_mask.as_ref(),
-                    &[
-                        "statement",
-                        "goal_id",
-                        "metric_id",
-                        "expected_effect",
-                        "confidence",
-                        "status",
-                        "check_time",
-                    ],
-                    |p, i, f| match f {
-                        "statement" => p.statement = i.statement.clone(),
-                        "goal_id" => p.goal_id = i.goal_id.clone(),
-                        "metric_id" => p.metric_id = i.metric_id.clone(),
-                        "expected_effect" => p.expected_effect = i.expected_effect,
-                        "confidence" => p.confidence = i.confidence,
-                        "status" => p.status = i.status,
-                        _ => p.check_time = i.check_time,
-                    },
-                )?;
+                for f in &fields {
+                    copy_hypothesis_field(&mut p, incoming, *f);
+                }
                 let updated = convert::hypothesis_from_pb(&p, "hypothesis")?;
                 *h = domain::Hypothesis {
                     create_time: h.create_time,
@@ -374,5 +325,141 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         require_id("id", &r.id)?;
         self.0.delete_hypothesis(&r.id, r.force).await?;
         Ok(Response::new(pb::DeleteHypothesisResponse {}))
+    }
+}
+
+/// The fields of a Goal that UpdateGoal writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GoalField {
+    Title,
+    Description,
+    Level,
+    ParentId,
+    KeyValueArea,
+    Weight,
+}
+
+impl MaskField for GoalField {
+    const PATHS: &'static [(&'static str, Self)] = &[
+        ("title", GoalField::Title),
+        ("description", GoalField::Description),
+        ("level", GoalField::Level),
+        ("parent_id", GoalField::ParentId),
+        ("key_value_area", GoalField::KeyValueArea),
+        ("weight", GoalField::Weight),
+    ];
+}
+
+fn goal_field_set(p: &pb::Goal, f: GoalField) -> bool {
+    match f {
+        GoalField::Title => !p.title.is_empty(),
+        GoalField::Description => !p.description.is_empty(),
+        GoalField::Level => p.level != 0,
+        GoalField::ParentId => !p.parent_id.is_empty(),
+        GoalField::KeyValueArea => p.key_value_area != 0,
+        GoalField::Weight => p.weight.is_some(),
+    }
+}
+
+fn copy_goal_field(p: &mut pb::Goal, i: &pb::Goal, f: GoalField) {
+    match f {
+        GoalField::Title => p.title = i.title.clone(),
+        GoalField::Description => p.description = i.description.clone(),
+        GoalField::Level => p.level = i.level,
+        GoalField::ParentId => p.parent_id = i.parent_id.clone(),
+        GoalField::KeyValueArea => p.key_value_area = i.key_value_area,
+        GoalField::Weight => p.weight = i.weight,
+    }
+}
+
+/// The fields of a Metric that UpdateMetric writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MetricField {
+    Name,
+    Unit,
+    Direction,
+    Baseline,
+    Target,
+    Cadence,
+}
+
+impl MaskField for MetricField {
+    const PATHS: &'static [(&'static str, Self)] = &[
+        ("name", MetricField::Name),
+        ("unit", MetricField::Unit),
+        ("direction", MetricField::Direction),
+        ("baseline", MetricField::Baseline),
+        ("target", MetricField::Target),
+        ("cadence", MetricField::Cadence),
+    ];
+}
+
+fn metric_field_set(p: &pb::Metric, f: MetricField) -> bool {
+    match f {
+        MetricField::Name => !p.name.is_empty(),
+        MetricField::Unit => !p.unit.is_empty(),
+        MetricField::Direction => p.direction != 0,
+        MetricField::Baseline => p.baseline != 0.0,
+        MetricField::Target => p.target != 0.0,
+        MetricField::Cadence => p.cadence.is_some(),
+    }
+}
+
+fn copy_metric_field(p: &mut pb::Metric, i: &pb::Metric, f: MetricField) {
+    match f {
+        MetricField::Name => p.name = i.name.clone(),
+        MetricField::Unit => p.unit = i.unit.clone(),
+        MetricField::Direction => p.direction = i.direction,
+        MetricField::Baseline => p.baseline = i.baseline,
+        MetricField::Target => p.target = i.target,
+        MetricField::Cadence => p.cadence = i.cadence,
+    }
+}
+
+/// The fields of a Hypothesis that UpdateHypothesis writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HypothesisField {
+    Statement,
+    GoalId,
+    MetricId,
+    ExpectedEffect,
+    Confidence,
+    Status,
+    CheckTime,
+}
+
+impl MaskField for HypothesisField {
+    const PATHS: &'static [(&'static str, Self)] = &[
+        ("statement", HypothesisField::Statement),
+        ("goal_id", HypothesisField::GoalId),
+        ("metric_id", HypothesisField::MetricId),
+        ("expected_effect", HypothesisField::ExpectedEffect),
+        ("confidence", HypothesisField::Confidence),
+        ("status", HypothesisField::Status),
+        ("check_time", HypothesisField::CheckTime),
+    ];
+}
+
+fn hypothesis_field_set(p: &pb::Hypothesis, f: HypothesisField) -> bool {
+    match f {
+        HypothesisField::Statement => !p.statement.is_empty(),
+        HypothesisField::GoalId => !p.goal_id.is_empty(),
+        HypothesisField::MetricId => !p.metric_id.is_empty(),
+        HypothesisField::ExpectedEffect => p.expected_effect != 0.0,
+        HypothesisField::Confidence => p.confidence.is_some(),
+        HypothesisField::Status => p.status != 0,
+        HypothesisField::CheckTime => p.check_time.is_some(),
+    }
+}
+
+fn copy_hypothesis_field(p: &mut pb::Hypothesis, i: &pb::Hypothesis, f: HypothesisField) {
+    match f {
+        HypothesisField::Statement => p.statement = i.statement.clone(),
+        HypothesisField::GoalId => p.goal_id = i.goal_id.clone(),
+        HypothesisField::MetricId => p.metric_id = i.metric_id.clone(),
+        HypothesisField::ExpectedEffect => p.expected_effect = i.expected_effect,
+        HypothesisField::Confidence => p.confidence = i.confidence,
+        HypothesisField::Status => p.status = i.status,
+        HypothesisField::CheckTime => p.check_time = i.check_time,
     }
 }

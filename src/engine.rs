@@ -12,8 +12,11 @@
 //! over-subscribed hypotheses then rescores each reached item once, not
 //! once per page, and no read ever sees a stale score.
 
+mod query;
 mod split;
 mod validation;
+
+pub use query::{RankCursor, RankOrder, RankPage, RankRequest, RankedView, ScoreView, TermView};
 
 pub use validation::TouchedRelease;
 

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Error, Result};
+use crate::engine::{Error, RankCursor, Result};
 
 /// Default and maximum page sizes of list calls.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -58,6 +58,30 @@ impl PageToken {
             ));
         }
         Ok(Some(t))
+    }
+}
+
+impl PageToken {
+    /// The token of a ranking page that continues at `cursor`.
+    pub fn for_ranking(fingerprint: String, cursor: RankCursor) -> Self {
+        PageToken {
+            q: fingerprint,
+            k: cursor.item_key,
+            v: Some(cursor.ranking_number.to_bits()),
+            r: cursor.rank,
+        }
+    }
+
+    /// Where the ranking page this token was made for continues.
+    pub fn rank_cursor(self) -> Result<RankCursor> {
+        let bits = self
+            .v
+            .ok_or_else(|| Error::invalid("page_token", "not a ranking page token"))?;
+        Ok(RankCursor {
+            ranking_number: f64::from_bits(bits),
+            item_key: self.k,
+            rank: self.r,
+        })
     }
 }
 

@@ -3,15 +3,13 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use tonic::{Request, Response};
 
 use super::Reply;
 use super::convert;
 use super::page::{self, MAX_PAGE_SIZE, PageToken};
 use super::ranking::{rank_order, ranked_items};
-use crate::engine::{Engine, Error};
-use crate::index::{OrdF64, RankQuery};
+use crate::engine::{Engine, Error, RankRequest};
 use crate::proto as pb;
 
 /// `plumbline.v1.ScoringService`.
@@ -31,18 +29,9 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         if key.is_empty() {
             return Err(Error::invalid("item_key", "is required").into());
         }
-        let ix = self.0.read();
-        let (Some(facts), Some(score)) = (ix.item(key), ix.score(key)) else {
-            return Err(Error::NotFound(format!("item {key:?} not found")).into());
-        };
+        let score = self.0.item_score(key)?;
         Ok(Response::new(pb::GetItemScoreResponse {
-            score: Some(convert::score_to_pb(
-                key,
-                &facts.title,
-                score,
-                &convert::StaleMetrics::new(&ix, Utc::now()),
-                true,
-            )),
+            score: Some(convert::score_to_pb(score)),
         }))
     }
 
@@ -70,42 +59,22 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             order, r.source_id, r.label, r.include_closed
         );
         let token = PageToken::decode(&r.page_token, &fingerprint)?;
-        let (after, rank_before) = match token {
-            Some(t) => {
-                let bits =
-                    t.v.ok_or_else(|| Error::invalid("page_token", "not a ranking page token"))?;
-                (
-                    Some((std::cmp::Reverse(OrdF64(f64::from_bits(bits))), t.k)),
-                    t.r,
-                )
-            }
-            None => (None, 0),
-        };
-        let query = RankQuery {
+        let after = token.map(PageToken::rank_cursor).transpose()?;
+        let page = self.0.rank(&RankRequest {
+            order,
             source_id: (!r.source_id.is_empty()).then(|| r.source_id.clone()),
             label: (!r.label.is_empty()).then(|| r.label.clone()),
             include_closed: r.include_closed,
             after,
-            limit: size + 1,
-        };
-        let ix = self.0.read();
-        let mut ranked = ix.rank(order, &query);
-        let more = ranked.len() > size;
-        ranked.truncate(size);
-        let now = Utc::now();
-        let next = match (more, ranked.last()) {
-            (true, Some(((std::cmp::Reverse(OrdF64(v)), k), _))) => PageToken {
-                q: fingerprint,
-                k: k.clone(),
-                v: Some(v.to_bits()),
-                r: rank_before + ranked.len() as u32,
-            }
-            .encode(),
-            _ => String::new(),
-        };
+            limit: size,
+            with_terms: full,
+        });
         Ok(Response::new(pb::RankItemsResponse {
-            items: ranked_items(&ix, &ranked, rank_before as usize, full, now),
-            next_page_token: next,
+            items: ranked_items(page.items),
+            next_page_token: page
+                .next
+                .map(|c| PageToken::for_ranking(fingerprint, c).encode())
+                .unwrap_or_default(),
         }))
     }
 }

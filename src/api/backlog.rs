@@ -9,7 +9,7 @@ use super::Reply;
 use super::convert::{self, Check};
 use super::page::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageToken};
 use crate::domain::Item;
-use crate::engine::{Engine, Error};
+use crate::engine::{Engine, Error, LinkFilter, link_order_key};
 use crate::proto as pb;
 use crate::store::ItemFilter;
 
@@ -178,23 +178,19 @@ impl pb::backlog_service_server::BacklogService for BacklogApi {
         let size = page::page_size(r.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let fingerprint = format!("ListLinks|{}|{}", r.item_key, r.hypothesis_id);
         let token = PageToken::decode(&r.page_token, &fingerprint)?;
-        let ix = self.0.read();
-        let links: Vec<crate::index::LinkRef<'_>> =
-            match (r.item_key.is_empty(), r.hypothesis_id.is_empty()) {
-                (false, false) => ix.link(&r.item_key, &r.hypothesis_id).into_iter().collect(),
-                (false, true) => ix.links_of_item(&r.item_key).collect(),
-                (true, false) => ix.links_of_hypothesis(&r.hypothesis_id),
-                (true, true) => ix.all_links(),
-            };
-        let key = |l: &crate::index::LinkRef<'_>| format!("{}\u{0}{}", l.item_key, l.hypothesis_id);
-        let mut links = links;
-        links.sort_by_key(|l| key(l));
-        let (page, next) = page::paginate(links.into_iter(), key, token, &fingerprint, size);
+        let filter = LinkFilter {
+            item_key: (!r.item_key.is_empty()).then_some(r.item_key.as_str()),
+            hypothesis_id: (!r.hypothesis_id.is_empty()).then_some(r.hypothesis_id.as_str()),
+        };
+        let (page, next) = page::paginate(
+            |after, limit| self.0.list_links(&filter, after, limit),
+            |l| link_order_key(&l.item_key, &l.hypothesis_id),
+            token,
+            &fingerprint,
+            size,
+        );
         Ok(Response::new(pb::ListLinksResponse {
-            links: page
-                .iter()
-                .map(|l| convert::link_to_pb(&l.to_link()))
-                .collect(),
+            links: page.iter().map(convert::link_to_pb).collect(),
             next_page_token: next,
         }))
     }

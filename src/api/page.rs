@@ -95,20 +95,19 @@ pub fn page_size(requested: i32, default: usize, max: usize) -> Result<usize> {
     }
 }
 
-/// Takes one page from keyed entries already in key order: those after the
-/// token's key, at most `size`, and the token for the next page.
+/// Takes one page: `fetch(after, limit)` returns the entries whose key is
+/// greater than `after` in key order, at most `limit` (the engine's list
+/// queries); this asks for one more than `size` to know whether a next page
+/// follows, and makes its token.
 pub fn paginate<T>(
-    entries: impl Iterator<Item = T>,
+    fetch: impl FnOnce(Option<&str>, usize) -> Vec<T>,
     key: impl Fn(&T) -> String,
     token: Option<PageToken>,
     fingerprint: &str,
     size: usize,
 ) -> (Vec<T>, String) {
     let after = token.map(|t| t.k);
-    let mut page: Vec<T> = entries
-        .filter(|e| after.as_ref().is_none_or(|a| key(e) > *a))
-        .take(size + 1)
-        .collect();
+    let mut page = fetch(after.as_deref(), size + 1);
     let next = if page.len() > size {
         page.truncate(size);
         page.last()
@@ -152,7 +151,14 @@ mod tests {
         let mut seen = Vec::new();
         let mut token = None;
         loop {
-            let (page, next) = paginate(keys.iter().cloned(), |k| k.clone(), token, "", 10);
+            let fetch = |after: Option<&str>, n: usize| {
+                keys.iter()
+                    .filter(|k| after.is_none_or(|a| k.as_str() > a))
+                    .take(n)
+                    .cloned()
+                    .collect()
+            };
+            let (page, next) = paginate(fetch, |k: &String| k.clone(), token, "", 10);
             seen.extend(page);
             if next.is_empty() {
                 break;

@@ -46,11 +46,15 @@ impl pb::source_service_server::SourceService for SourceApi {
         let r = req.get_ref();
         let size = page::page_size(r.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let token = PageToken::decode(&r.page_token, "ListSources")?;
-        let ix = self.0.read();
-        let (page, next) =
-            page::paginate(ix.sources(), |s| s.id.clone(), token, "ListSources", size);
+        let (page, next) = page::paginate(
+            |after, limit| self.0.list_sources(after, limit),
+            |s| s.id.clone(),
+            token,
+            "ListSources",
+            size,
+        );
         Ok(Response::new(pb::ListSourcesResponse {
-            sources: page.into_iter().map(convert::source_to_pb).collect(),
+            sources: page.iter().map(convert::source_to_pb).collect(),
             next_page_token: next,
         }))
     }

@@ -91,11 +91,7 @@ impl pb::split_service_server::SplitService for SplitApi {
         let threshold = r.size_threshold.unwrap_or(split::DEFAULT_SIZE_THRESHOLD);
         let engine = self.0.engine();
         let proposal = engine.propose_splits(&r.item_key, threshold).await?;
-        let title = engine
-            .read()
-            .item(&r.item_key)
-            .map(|f| f.title.clone())
-            .unwrap_or_default();
+        let title = engine.item_title(&r.item_key);
         Ok(Response::new(proposal_pb(&r.item_key, title, &proposal)))
     }
 

@@ -22,12 +22,14 @@ const MAX_OBSERVATIONS: usize = 10_000;
 pub struct ValueModelApi(pub Arc<Engine>);
 
 impl ValueModelApi {
-    fn goal_pb(&self, g: &domain::Goal) -> pb::Goal {
-        convert::goal_to_pb(g, self.0.read().goal_weight(&g.id))
+    fn goal_pb(&self, g: domain::Goal) -> pb::Goal {
+        let v = self.0.goal_view(g);
+        convert::goal_to_pb(&v.goal, v.effective_weight)
     }
 
-    fn hypothesis_pb(&self, h: &domain::Hypothesis) -> pb::Hypothesis {
-        convert::hypothesis_to_pb(h, self.0.read().hypothesis_value(h))
+    fn hypothesis_pb(&self, h: domain::Hypothesis) -> pb::Hypothesis {
+        let v = self.0.hypothesis_view(h);
+        convert::hypothesis_to_pb(&v.hypothesis, v.value)
     }
 }
 
@@ -40,7 +42,7 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         let g = convert::goal_from_pb(required("goal", req.get_ref().goal.as_ref())?, "goal")?;
         let g = self.0.create_goal(g).await?;
         Ok(Response::new(pb::CreateGoalResponse {
-            goal: Some(self.goal_pb(&g)),
+            goal: Some(self.goal_pb(g)),
         }))
     }
 
@@ -48,7 +50,7 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         require_id("id", &req.get_ref().id)?;
         let g = self.0.get_goal(&req.get_ref().id)?;
         Ok(Response::new(pb::GetGoalResponse {
-            goal: Some(self.goal_pb(&g)),
+            goal: Some(self.goal_pb(g)),
         }))
     }
 
@@ -57,15 +59,18 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         let size = page::page_size(r.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let fingerprint = format!("ListGoals|{}", r.parent_id);
         let token = PageToken::decode(&r.page_token, &fingerprint)?;
-        let ix = self.0.read();
-        let goals = ix
-            .goals()
-            .filter(|g| r.parent_id.is_empty() || g.parent_id == r.parent_id);
-        let (page, next) = page::paginate(goals, |g| g.id.clone(), token, &fingerprint, size);
+        let parent = (!r.parent_id.is_empty()).then_some(r.parent_id.as_str());
+        let (page, next) = page::paginate(
+            |after, limit| self.0.list_goals(parent, after, limit),
+            |g| g.goal.id.clone(),
+            token,
+            &fingerprint,
+            size,
+        );
         Ok(Response::new(pb::ListGoalsResponse {
             goals: page
-                .into_iter()
-                .map(|g| convert::goal_to_pb(g, ix.goal_weight(&g.id)))
+                .iter()
+                .map(|g| convert::goal_to_pb(&g.goal, g.effective_weight))
                 .collect(),
             next_page_token: next,
         }))
@@ -95,7 +100,7 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
             })
             .await?;
         Ok(Response::new(pb::UpdateGoalResponse {
-            goal: Some(self.goal_pb(&g)),
+            goal: Some(self.goal_pb(g)),
         }))
     }
 
@@ -135,20 +140,16 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         let r = req.get_ref();
         let size = page::page_size(r.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let token = PageToken::decode(&r.page_token, "ListMetrics")?;
-        let ix = self.0.read();
         let now = Utc::now();
         let (page, next) = page::paginate(
-            ix.metrics(),
+            |after, limit| self.0.list_metrics(after, limit),
             |m| m.metric.id.clone(),
             token,
             "ListMetrics",
             size,
         );
         Ok(Response::new(pb::ListMetricsResponse {
-            metrics: page
-                .into_iter()
-                .map(|m| convert::metric_to_pb(m, now))
-                .collect(),
+            metrics: page.iter().map(|m| convert::metric_to_pb(m, now)).collect(),
             next_page_token: next,
         }))
     }
@@ -251,7 +252,7 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         )?;
         let h = self.0.create_hypothesis(h).await?;
         Ok(Response::new(pb::CreateHypothesisResponse {
-            hypothesis: Some(self.hypothesis_pb(&h)),
+            hypothesis: Some(self.hypothesis_pb(h)),
         }))
     }
 
@@ -262,7 +263,7 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         require_id("id", &req.get_ref().id)?;
         let h = self.0.get_hypothesis(&req.get_ref().id)?;
         Ok(Response::new(pb::GetHypothesisResponse {
-            hypothesis: Some(self.hypothesis_pb(&h)),
+            hypothesis: Some(self.hypothesis_pb(h)),
         }))
     }
 
@@ -274,16 +275,19 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         let size = page::page_size(r.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let fingerprint = format!("ListHypotheses|{}|{}", r.goal_id, r.metric_id);
         let token = PageToken::decode(&r.page_token, &fingerprint)?;
-        let ix = self.0.read();
-        let hyps = ix.hypotheses().filter(|h| {
-            (r.goal_id.is_empty() || h.goal_id == r.goal_id)
-                && (r.metric_id.is_empty() || h.metric_id == r.metric_id)
-        });
-        let (page, next) = page::paginate(hyps, |h| h.id.clone(), token, &fingerprint, size);
+        let goal = (!r.goal_id.is_empty()).then_some(r.goal_id.as_str());
+        let metric = (!r.metric_id.is_empty()).then_some(r.metric_id.as_str());
+        let (page, next) = page::paginate(
+            |after, limit| self.0.list_hypotheses(goal, metric, after, limit),
+            |h| h.hypothesis.id.clone(),
+            token,
+            &fingerprint,
+            size,
+        );
         Ok(Response::new(pb::ListHypothesesResponse {
             hypotheses: page
-                .into_iter()
-                .map(|h| convert::hypothesis_to_pb(h, ix.hypothesis_value(h)))
+                .iter()
+                .map(|h| convert::hypothesis_to_pb(&h.hypothesis, h.value))
                 .collect(),
             next_page_token: next,
         }))
@@ -313,7 +317,7 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
             })
             .await?;
         Ok(Response::new(pb::UpdateHypothesisResponse {
-            hypothesis: Some(self.hypothesis_pb(&h)),
+            hypothesis: Some(self.hypothesis_pb(h)),
         }))
     }
 

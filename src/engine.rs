@@ -14,11 +14,13 @@
 
 mod listing;
 mod query;
+mod rollup;
 mod split;
 mod validation;
 
 pub use listing::{GoalView, HypothesisView, LinkFilter, link_order_key};
 pub use query::{RankCursor, RankOrder, RankPage, RankRequest, RankedView, ScoreView, TermView};
+pub use rollup::{GoalRollupView, GoalTreeView};
 
 pub use validation::TouchedRelease;
 

@@ -25,14 +25,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         fds.encode_to_vec(),
     )?;
     tonic_prost_build::configure()
-        // Decodes each message from one slice: see src/api/codec.rs.
-        .codec_path("crate::api::codec::SliceCodec")
-        // Written by hand so that a page is encoded straight from the
-        // index: see src/api/rank_page.rs.
-        .extern_path(
-            ".plumbline.v1.RankItemsResponse",
-            "crate::api::rank_page::RankItemsResponse",
-        )
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

@@ -12,8 +12,15 @@
 //! over-subscribed hypotheses then rescores each reached item once, not
 //! once per page, and no read ever sees a stale score.
 
+mod listing;
+mod query;
+mod rollup;
 mod split;
 mod validation;
+
+pub use listing::{GoalView, HypothesisView, LinkFilter, link_order_key};
+pub use query::{RankCursor, RankOrder, RankPage, RankRequest, RankedView, ScoreView, TermView};
+pub use rollup::{GoalRollupView, GoalTreeView};
 
 pub use validation::TouchedRelease;
 

@@ -37,7 +37,6 @@ pub mod sync;
 pub mod proto {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("plumbline.v1");
-    pub use crate::api::rank_page::RankItemsResponse;
 
     /// The encoded descriptors of plumbline's protos, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

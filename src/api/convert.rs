@@ -8,10 +8,9 @@ use crate::domain::{
     self, ChecklistTask, Direction, Goal, GoalLevel, Hypothesis, HypothesisStatus, Item, ItemState,
     KeyValueArea, Link, LinkOrigin, LinkRules, Metric, Observation, Source, Time, TrackerKind,
 };
-use crate::engine::{Error, FieldViolation, Result};
-use crate::index::{MetricEntry, ScoreIndex};
+use crate::engine::{Error, FieldViolation, Result, ScoreView};
+use crate::index::MetricEntry;
 use crate::proto as pb;
-use crate::score::Score;
 
 /// Collects field violations under a path prefix.
 pub struct Check {
@@ -551,133 +550,53 @@ pub fn link_to_pb(l: &Link) -> pb::Link {
     }
 }
 
-/// The ids of the metrics that are stale as of one moment, worked out once
-/// per call: every item served shares the same few metrics, and a
-/// staleness check (a map lookup and date arithmetic) per term of each of
-/// 50 items cost more than the rest of the conversion.
-pub struct StaleMetrics<'a> {
-    /// In id order, as the index keeps its metrics.
-    ids: Vec<&'a str>,
-}
-
-impl<'a> StaleMetrics<'a> {
-    /// The metrics of `ix` with no observation within their cadence at `now`.
-    pub fn new(ix: &'a ScoreIndex, now: Time) -> Self {
-        let mut ids: Vec<&str> = ix
-            .metrics()
-            .filter(|m| m.stale(now))
-            .map(|m| m.metric.id.as_str())
-            .collect();
-        // `metrics()` iterates in id order already; sorting keeps the binary
-        // search right should that ever change.
-        ids.sort_unstable();
-        StaleMetrics { ids }
+/// An item's score as served; its flags in flag order.
+pub fn score_to_pb(v: ScoreView) -> pb::ItemScore {
+    let mut flags = Vec::new();
+    if v.unaligned {
+        flags.push(pb::ScoreFlag::Unaligned as i32);
     }
-
-    pub fn contains(&self, metric_id: &str) -> bool {
-        !self.ids.is_empty() && self.ids.binary_search(&metric_id).is_ok()
+    if v.unestimated {
+        flags.push(pb::ScoreFlag::Unestimated as i32);
     }
-}
-
-/// An item's score as served, with flags; `full` adds the terms.
-pub fn score_to_pb(
-    key: &str,
-    title: &str,
-    s: &Score,
-    stale: &StaleMetrics<'_>,
-    full: bool,
-) -> pb::ItemScore {
-    let flags = ScoreFlags::of(s, stale);
-    let terms = if full {
-        s.terms
-            .iter()
-            .map(|t| pb::ScoreTerm {
-                hypothesis_id: t.hypothesis_id.clone(),
-                goal_id: t.goal_id.clone(),
-                goal_weight: t.goal_weight,
-                metric_id: t.metric_id.clone(),
-                gap: t.gap,
-                expected_effect: t.expected_effect,
-                confidence: t.confidence,
-                contribution: t.contribution,
-                effective_contribution: t.effective_contribution,
-                value: t.value,
-                metric_stale: stale.contains(&t.metric_id),
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    if v.stale_metric {
+        flags.push(pb::ScoreFlag::StaleMetric as i32);
+    }
     pb::ItemScore {
-        item_key: key.to_owned(),
-        title: title.to_owned(),
-        value: s.value,
-        size: s.size,
-        value_density: s.value_density,
-        flags: flags.as_slice().to_vec(),
-        terms,
+        item_key: v.item_key,
+        title: v.title,
+        value: v.value,
+        size: v.size,
+        value_density: v.value_density,
+        flags,
+        terms: v
+            .terms
+            .into_iter()
+            .map(|t| pb::ScoreTerm {
+                hypothesis_id: t.term.hypothesis_id,
+                goal_id: t.term.goal_id,
+                goal_weight: t.term.goal_weight,
+                metric_id: t.term.metric_id,
+                gap: t.term.gap,
+                expected_effect: t.term.expected_effect,
+                confidence: t.term.confidence,
+                contribution: t.term.contribution,
+                effective_contribution: t.term.effective_contribution,
+                value: t.term.value,
+                metric_stale: t.metric_stale,
+            })
+            .collect(),
     }
 }
 
-/// A score's flags, in flag order, without allocating.
-pub struct ScoreFlags {
-    flags: [i32; 3],
-    len: usize,
+/// The value of a required message field, or INVALID_ARGUMENT naming it.
+pub fn required<'a, T>(field: &str, v: Option<&'a T>) -> Result<&'a T> {
+    v.ok_or_else(|| Error::invalid(field, "is required"))
 }
 
-impl ScoreFlags {
-    pub fn of(s: &Score, stale: &StaleMetrics<'_>) -> Self {
-        let mut f = ScoreFlags {
-            flags: [0; 3],
-            len: 0,
-        };
-        let mut push = |flag: pb::ScoreFlag| {
-            f.flags[f.len] = flag as i32;
-            f.len += 1;
-        };
-        if s.unaligned() {
-            push(pb::ScoreFlag::Unaligned);
-        }
-        if !s.estimated {
-            push(pb::ScoreFlag::Unestimated);
-        }
-        if s.terms.iter().any(|t| stale.contains(&t.metric_id)) {
-            push(pb::ScoreFlag::StaleMetric);
-        }
-        f
-    }
-
-    pub fn as_slice(&self) -> &[i32] {
-        &self.flags[..self.len]
-    }
-}
-
-/// Applies a field mask: copies the named fields of `incoming` onto
-/// `current` (all of `allowed` when the mask is empty). `copy` knows how to
-/// copy one field by name.
-pub fn apply_mask<T>(
-    current: &mut T,
-    incoming: &T,
-    mask: Option<&prost_types::FieldMask>,
-    allowed: &[&str],
-    copy: impl Fn(&mut T, &T, &str),
-) -> Result<()> {
-    let paths: Vec<&str> = match mask {
-        Some(m) if !m.paths.is_empty() => m.paths.iter().map(String::as_str).collect(),
-        _ => allowed.to_vec(),
-    };
+/// INVALID_ARGUMENT unless `id` is a well-formed id.
+pub fn require_id(field: &str, id: &str) -> Result<()> {
     let mut c = Check::new("");
-    for p in &paths {
-        if !allowed.contains(p) {
-            c.fail(
-                "update_mask",
-                format!("{p:?} cannot be updated; allowed: {}", allowed.join(", ")),
-            );
-        }
-    }
-    c.finish(())?;
-    for p in paths {
-        copy(current, incoming, p);
-    }
-    Ok(())
+    c.id(field, id);
+    c.finish(())
 }

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Error, Result};
+use crate::engine::{Error, RankCursor, Result};
 
 /// Default and maximum page sizes of list calls.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -61,6 +61,30 @@ impl PageToken {
     }
 }
 
+impl PageToken {
+    /// The token of a ranking page that continues at `cursor`.
+    pub fn for_ranking(fingerprint: String, cursor: RankCursor) -> Self {
+        PageToken {
+            q: fingerprint,
+            k: cursor.item_key,
+            v: Some(cursor.ranking_number.to_bits()),
+            r: cursor.rank,
+        }
+    }
+
+    /// Where the ranking page this token was made for continues.
+    pub fn rank_cursor(self) -> Result<RankCursor> {
+        let bits = self
+            .v
+            .ok_or_else(|| Error::invalid("page_token", "not a ranking page token"))?;
+        Ok(RankCursor {
+            ranking_number: f64::from_bits(bits),
+            item_key: self.k,
+            rank: self.r,
+        })
+    }
+}
+
 /// Validates a requested page size: 0 means the default, larger than the
 /// maximum is lowered to it, negative is an error.
 pub fn page_size(requested: i32, default: usize, max: usize) -> Result<usize> {
@@ -71,20 +95,19 @@ pub fn page_size(requested: i32, default: usize, max: usize) -> Result<usize> {
     }
 }
 
-/// Takes one page from keyed entries already in key order: those after the
-/// token's key, at most `size`, and the token for the next page.
+/// Takes one page: `fetch(after, limit)` returns the entries whose key is
+/// greater than `after` in key order, at most `limit` (the engine's list
+/// queries); this asks for one more than `size` to know whether a next page
+/// follows, and makes its token.
 pub fn paginate<T>(
-    entries: impl Iterator<Item = T>,
+    fetch: impl FnOnce(Option<&str>, usize) -> Vec<T>,
     key: impl Fn(&T) -> String,
     token: Option<PageToken>,
     fingerprint: &str,
     size: usize,
 ) -> (Vec<T>, String) {
     let after = token.map(|t| t.k);
-    let mut page: Vec<T> = entries
-        .filter(|e| after.as_ref().is_none_or(|a| key(e) > *a))
-        .take(size + 1)
-        .collect();
+    let mut page = fetch(after.as_deref(), size + 1);
     let next = if page.len() > size {
         page.truncate(size);
         page.last()
@@ -128,7 +151,14 @@ mod tests {
         let mut seen = Vec::new();
         let mut token = None;
         loop {
-            let (page, next) = paginate(keys.iter().cloned(), |k| k.clone(), token, "", 10);
+            let fetch = |after: Option<&str>, n: usize| {
+                keys.iter()
+                    .filter(|k| after.is_none_or(|a| k.as_str() > a))
+                    .take(n)
+                    .cloned()
+                    .collect()
+            };
+            let (page, next) = paginate(fetch, |k: &String| k.clone(), token, "", 10);
             seen.extend(page);
             if next.is_empty() {
                 break;

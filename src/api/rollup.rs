@@ -1,72 +1,34 @@
-//! `plumbline.v1.RollupService`: the goal tree with coverage, read from the
-//! in-memory index.
+//! `plumbline.v1.RollupService`: the goal tree with coverage, as the engine
+//! rolls it up from the in-memory index.
 
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 
-use super::page;
-use super::to_status;
-use crate::engine::{Engine, Error};
-use crate::index::ScoreIndex;
+use super::{Reply, page};
+use crate::engine::{Engine, Error, GoalRollupView};
 use crate::proto as pb;
-use crate::refine::rollup::{self, GoalInput, HypothesisInput, ItemInput, Tree};
 
-/// The roll-up of the whole tree from the index.
-pub fn tree_of(ix: &ScoreIndex) -> Tree {
-    let goals: Vec<GoalInput> = ix
-        .goals()
-        .map(|g| GoalInput {
-            id: g.id.clone(),
-            parent_id: g.parent_id.clone(),
-            effective_weight: ix.goal_weight(&g.id),
-        })
-        .collect();
-    let hyps: Vec<HypothesisInput> = ix
-        .hypotheses()
-        .map(|h| HypothesisInput {
-            id: h.id.clone(),
-            goal_id: h.goal_id.clone(),
-            metric_id: h.metric_id.clone(),
-            gap: ix.metric(&h.metric_id).map_or(0.0, |m| m.gap),
-        })
-        .collect();
-    let items: Vec<ItemInput> = ix
-        .open_item_scores()
-        .into_iter()
-        .map(|(key, s)| ItemInput {
-            key: key.to_string(),
-            value_density: s.value_density,
-            terms: s
-                .terms
-                .iter()
-                .map(|t| (t.hypothesis_id.clone(), t.value))
-                .collect(),
-        })
-        .collect();
-    rollup::rollup(&goals, &hyps, &items)
-}
-
-fn rollup_pb(r: &rollup::GoalRollup, ix: &ScoreIndex, limit: usize) -> pb::GoalRollup {
-    let goal = ix.goal(&r.goal_id);
+fn rollup_pb(v: GoalRollupView) -> pb::GoalRollup {
+    let r = v.rollup;
     pb::GoalRollup {
-        goal_id: r.goal_id.clone(),
-        title: goal.map(|g| g.title.clone()).unwrap_or_default(),
-        parent_id: goal.map(|g| g.parent_id.clone()).unwrap_or_default(),
+        goal_id: r.goal_id,
+        title: v.title,
+        parent_id: v.parent_id,
         depth: r.depth as i32,
-        effective_weight: ix.goal_weight(&r.goal_id),
+        effective_weight: v.effective_weight,
         weighted_gap: r.weighted_gap,
         addressed: r.addressed,
         coverage: r.coverage,
         unserved: r.unserved,
-        item_count: r.items.len() as i32,
+        item_count: v.item_count as i32,
         items: r
             .items
-            .iter()
-            .take(limit)
-            .map(|s| pb::ServingItem {
-                item_key: s.key.clone(),
-                title: ix.item(&s.key).map(|f| f.title.clone()).unwrap_or_default(),
+            .into_iter()
+            .zip(v.item_titles)
+            .map(|(s, title)| pb::ServingItem {
+                item_key: s.key,
+                title,
                 value_for_goal: s.value_for_goal,
                 value_density: s.value_density,
             })
@@ -83,40 +45,26 @@ impl pb::rollup_service_server::RollupService for RollupApi {
     async fn get_goal_rollup(
         &self,
         req: Request<pb::GetGoalRollupRequest>,
-    ) -> Result<Response<pb::GetGoalRollupResponse>, Status> {
+    ) -> Reply<pb::GetGoalRollupResponse> {
         let r = req.into_inner();
         let limit = page::page_size(r.item_limit, 20, 1000)
-            .map_err(|_| to_status(Error::invalid("item_limit", "must not be negative")))?;
-        let ix = self.0.read();
-        if ix.goal(&r.goal_id).is_none() {
-            return Err(to_status(if r.goal_id.is_empty() {
-                Error::invalid("goal_id", "is required")
-            } else {
-                Error::NotFound(format!("goal {:?} not found", r.goal_id))
-            }));
-        }
-        let tree = tree_of(&ix);
-        let found = tree.goals.iter().find(|g| g.goal_id == r.goal_id);
+            .map_err(|_| Error::invalid("item_limit", "must not be negative"))?;
+        let rollup = self.0.goal_rollup(&r.goal_id, limit)?;
         Ok(Response::new(pb::GetGoalRollupResponse {
-            rollup: found.map(|g| rollup_pb(g, &ix, limit)),
+            rollup: rollup.map(rollup_pb),
         }))
     }
 
     async fn get_goal_tree(
         &self,
         req: Request<pb::GetGoalTreeRequest>,
-    ) -> Result<Response<pb::GetGoalTreeResponse>, Status> {
+    ) -> Reply<pb::GetGoalTreeResponse> {
         let r = req.into_inner();
         let limit = page::page_size(r.items_per_goal, 5, 100)
-            .map_err(|_| to_status(Error::invalid("items_per_goal", "must not be negative")))?;
-        let ix = self.0.read();
-        let tree = tree_of(&ix);
+            .map_err(|_| Error::invalid("items_per_goal", "must not be negative"))?;
+        let tree = self.0.goal_tree(limit);
         Ok(Response::new(pb::GetGoalTreeResponse {
-            goals: tree
-                .goals
-                .iter()
-                .map(|g| rollup_pb(g, &ix, limit))
-                .collect(),
+            goals: tree.goals.into_iter().map(rollup_pb).collect(),
             unserved_goal_ids: tree.unserved_goal_ids,
             unaligned_item_count: tree.unaligned_item_keys.len() as i32,
             unaligned_item_keys: tree.unaligned_item_keys.into_iter().take(1000).collect(),

@@ -8,8 +8,6 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, Check};
 use super::sync::sync_status;
-use super::to_status;
-use crate::engine::Result;
 use crate::proto as pb;
 use crate::refine::split::{self, Plan, PlanKind, Proposal, Slice, SliceLink};
 use crate::sync::Syncer;
@@ -18,10 +16,6 @@ use crate::sync::Syncer;
 /// client (write-back) and reaches the engine through it.
 #[derive(Clone)]
 pub struct SplitApi(pub Arc<Syncer>);
-
-fn reply<T>(r: Result<T>) -> std::result::Result<Response<T>, Status> {
-    r.map(Response::new).map_err(to_status)
-}
 
 fn kind_to_pb(k: PlanKind) -> pb::SplitPlanKind {
     match k {
@@ -77,37 +71,28 @@ impl pb::split_service_server::SplitService for SplitApi {
         &self,
         req: Request<pb::ProposeSplitsRequest>,
     ) -> std::result::Result<Response<pb::ProposeSplitsResponse>, Status> {
-        reply(
-            async {
-                let r = req.get_ref();
-                let mut c = Check::new("");
-                if r.item_key.is_empty() {
-                    c.fail("item_key", "is required");
-                }
-                if let Some(t) = r.size_threshold
-                    && !(t.is_finite() && t > 0.0)
-                {
-                    c.fail(
-                        "size_threshold",
-                        format!(
-                            "must be a positive number; leave it unset for the default of {}",
-                            split::DEFAULT_SIZE_THRESHOLD
-                        ),
-                    );
-                }
-                c.finish(())?;
-                let threshold = r.size_threshold.unwrap_or(split::DEFAULT_SIZE_THRESHOLD);
-                let engine = self.0.engine();
-                let proposal = engine.propose_splits(&r.item_key, threshold).await?;
-                let title = engine
-                    .read()
-                    .item(&r.item_key)
-                    .map(|f| f.title.clone())
-                    .unwrap_or_default();
-                Ok(proposal_pb(&r.item_key, title, &proposal))
-            }
-            .await,
-        )
+        let r = req.get_ref();
+        let mut c = Check::new("");
+        if r.item_key.is_empty() {
+            c.fail("item_key", "is required");
+        }
+        if let Some(t) = r.size_threshold
+            && !(t.is_finite() && t > 0.0)
+        {
+            c.fail(
+                "size_threshold",
+                format!(
+                    "must be a positive number; leave it unset for the default of {}",
+                    split::DEFAULT_SIZE_THRESHOLD
+                ),
+            );
+        }
+        c.finish(())?;
+        let threshold = r.size_threshold.unwrap_or(split::DEFAULT_SIZE_THRESHOLD);
+        let engine = self.0.engine();
+        let proposal = engine.propose_splits(&r.item_key, threshold).await?;
+        let title = engine.item_title(&r.item_key);
+        Ok(Response::new(proposal_pb(&r.item_key, title, &proposal)))
     }
 
     async fn apply_split(
@@ -133,7 +118,7 @@ impl pb::split_service_server::SplitService for SplitApi {
                     None
                 }
             };
-            c.finish(()).map_err(to_status)?;
+            c.finish(())?;
             // `kind` is only None when a violation was reported above.
             kind.unwrap_or(PlanKind::ByHypothesis)
         };

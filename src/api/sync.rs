@@ -9,7 +9,6 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::convert::{Check, timestamp};
-use super::to_status;
 use crate::domain::SyncRunState;
 use crate::proto as pb;
 use crate::sync::{SyncError, SyncEvent, Syncer};
@@ -18,7 +17,7 @@ use crate::sync::{SyncError, SyncEvent, Syncer};
 /// FAILED_PRECONDITION, the tracker misbehaving is UNAVAILABLE.
 pub fn sync_status(e: SyncError) -> Status {
     match e {
-        SyncError::Engine(e) => to_status(e),
+        SyncError::Engine(e) => e.into(),
         SyncError::AlreadyRunning(_) | SyncError::SplitRunning(_) => Status::aborted(e.to_string()),
         // `Http` is a 4xx that retrying cannot fix (bad query, unknown project).
         SyncError::Unauthorized { .. }
@@ -79,11 +78,8 @@ impl pb::sync_service_server::SyncService for SyncApi {
         let r = req.into_inner();
         let mut c = Check::new("");
         c.id("source_id", &r.source_id);
-        c.finish(()).map_err(to_status)?;
-        self.0
-            .engine()
-            .get_source(&r.source_id)
-            .map_err(to_status)?;
+        c.finish(())?;
+        self.0.engine().get_source(&r.source_id)?;
         if self.0.is_running(&r.source_id) {
             return Err(sync_status(SyncError::AlreadyRunning(r.source_id)));
         }
@@ -124,9 +120,9 @@ impl pb::sync_service_server::SyncService for SyncApi {
         let id = req.into_inner().source_id;
         let mut c = Check::new("");
         c.id("source_id", &id);
-        c.finish(()).map_err(to_status)?;
-        self.0.engine().get_source(&id).map_err(to_status)?;
-        let mut st = self.0.engine().sync_state(&id).await.map_err(to_status)?;
+        c.finish(())?;
+        self.0.engine().get_source(&id)?;
+        let mut st = self.0.engine().sync_state(&id).await?;
         let state = match (self.0.is_running(&id), st.state) {
             (true, _) => SyncRunState::Running,
             // Stored as running, but no sync runs: the server stopped mid-way.

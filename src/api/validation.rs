@@ -7,7 +7,6 @@ use chrono::Utc;
 use tonic::{Request, Response, Status};
 
 use super::convert::{Check, timestamp};
-use super::to_status;
 use crate::domain::{
     Evidence, EvidenceMethod, EvidenceOutcome, Experiment, HypothesisStatus, Release, ReleaseOrigin,
 };
@@ -105,7 +104,7 @@ impl pb::validation_service_server::ValidationService for ValidationApi {
             .time("release_time", r.release_time.as_ref())
             .unwrap_or_else(Utc::now);
         c.text("note", &r.note, false, 4096);
-        c.finish(()).map_err(to_status)?;
+        c.finish(())?;
         let release = Release {
             id: r.release_id,
             time,
@@ -113,11 +112,7 @@ impl pb::validation_service_server::ValidationService for ValidationApi {
             origin: ReleaseOrigin::Api,
             note: r.note,
         };
-        let release = self
-            .engine
-            .record_release(release)
-            .await
-            .map_err(to_status)?;
+        let release = self.engine.record_release(release).await?;
         Ok(Response::new(pb::RecordReleaseResponse {
             release: Some(release_pb(&release)),
         }))
@@ -140,7 +135,7 @@ impl pb::validation_service_server::ValidationService for ValidationApi {
             .time("result_time", r.result_time.as_ref())
             .unwrap_or_else(Utc::now);
         c.text("source", &r.source, false, 1024);
-        c.finish(()).map_err(to_status)?;
+        c.finish(())?;
         let e = Experiment {
             id: format!("{}-{}", r.hypothesis_id, time.format("%Y%m%dT%H%M%S%.9fZ")),
             hypothesis_id: r.hypothesis_id,
@@ -150,7 +145,7 @@ impl pb::validation_service_server::ValidationService for ValidationApi {
             time,
             source: r.source,
         };
-        let ev = self.engine.record_experiment(e).await.map_err(to_status)?;
+        let ev = self.engine.record_experiment(e).await?;
         Ok(Response::new(pb::RecordExperimentResultResponse {
             evidence: Some(evidence_pb(&ev)),
         }))
@@ -164,8 +159,7 @@ impl pb::validation_service_server::ValidationService for ValidationApi {
         let ev = self
             .engine
             .validate_releases(&self.windows, Utc::now(), r.include_open_windows)
-            .await
-            .map_err(to_status)?;
+            .await?;
         Ok(Response::new(pb::ValidateReleasesResponse {
             evidence: ev.iter().map(evidence_pb).collect(),
         }))
@@ -178,12 +172,8 @@ impl pb::validation_service_server::ValidationService for ValidationApi {
         let id = req.into_inner().hypothesis_id;
         let mut c = Check::new("");
         c.id("hypothesis_id", &id);
-        c.finish(()).map_err(to_status)?;
-        let ev = self
-            .engine
-            .hypothesis_evidence(&id)
-            .await
-            .map_err(to_status)?;
+        c.finish(())?;
+        let ev = self.engine.hypothesis_evidence(&id).await?;
         Ok(Response::new(pb::GetHypothesisEvidenceResponse {
             evidence: ev.iter().map(evidence_pb).collect(),
         }))
@@ -195,9 +185,9 @@ impl pb::validation_service_server::ValidationService for ValidationApi {
     ) -> Result<Response<pb::GetMetricTrendResponse>, Status> {
         let id = req.into_inner().metric_id;
         if id.is_empty() {
-            return Err(to_status(Error::invalid("metric_id", "is required")));
+            return Err(Error::invalid("metric_id", "is required").into());
         }
-        let (entry, points, releases) = self.engine.metric_trend(&id).await.map_err(to_status)?;
+        let (entry, points, releases) = self.engine.metric_trend(&id).await?;
         Ok(Response::new(pb::GetMetricTrendResponse {
             metric_id: id,
             baseline: entry.metric.baseline,

@@ -14,25 +14,21 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use chrono::Utc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::page;
-use super::services::{rank_order, ranked_items};
-use crate::engine::{Engine, Result};
-use crate::index::{RankOrder, RankQuery};
+use super::ranking::{rank_order, ranked_items};
+use crate::engine::{Engine, RankRequest, Result};
 use crate::lifecycle::Lifecycle;
 use crate::proto as pb;
 
 pub type RankingStream =
     Pin<Box<dyn Stream<Item = std::result::Result<pb::WatchRankingResponse, Status>> + Send>>;
 
-fn snapshot(engine: &Engine, order: RankOrder, query: &RankQuery) -> Vec<pb::RankedItem> {
-    let ix = engine.read();
-    let ranked = ix.rank(order, query);
-    ranked_items(&ix, &ranked, 0, false, Utc::now())
+fn snapshot(engine: &Engine, req: &RankRequest) -> Vec<pb::RankedItem> {
+    ranked_items(engine.rank(req).items)
 }
 
 /// What moved between two snapshots of the top N, in new-rank order, then
@@ -85,19 +81,21 @@ pub fn watch_ranking(
 ) -> Result<RankingStream> {
     let size = page::page_size(r.page_size, 20, page::MAX_PAGE_SIZE)?;
     let order = rank_order(r.order)?;
-    let query = RankQuery {
+    let query = RankRequest {
+        order,
         source_id: (!r.source_id.is_empty()).then_some(r.source_id),
         label: (!r.label.is_empty()).then_some(r.label),
         include_closed: r.include_closed,
         after: None,
         limit: size,
+        with_terms: false,
     };
     let mut changed = engine.subscribe();
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let stop = lifecycle.token().clone();
     lifecycle.spawn("WatchRanking stream", async move {
         changed.mark_unchanged();
-        let mut last = snapshot(&engine, order, &query);
+        let mut last = snapshot(&engine, &query);
         let first = pb::WatchRankingResponse {
             items: last.clone(),
             changes: Vec::new(),
@@ -118,7 +116,7 @@ pub fn watch_ranking(
                     return;
                 }
             }
-            let now = snapshot(&engine, order, &query);
+            let now = snapshot(&engine, &query);
             let moved = changes(&last, &now);
             if moved.is_empty() {
                 continue;

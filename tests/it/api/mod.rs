@@ -8,6 +8,7 @@ mod hypotheses;
 mod incremental;
 mod items;
 mod links;
+mod masks;
 mod metrics;
 mod regressions;
 mod scoring;

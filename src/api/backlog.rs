@@ -1,0 +1,197 @@
+//! `plumbline.v1.BacklogService`: backlog items and their links to
+//! hypotheses.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response};
+
+use super::Reply;
+use super::convert::{self, Check};
+use super::page::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageToken};
+use crate::domain::Item;
+use crate::engine::{Engine, Error, LinkFilter, link_order_key};
+use crate::proto as pb;
+use crate::store::ItemFilter;
+
+/// Most items or keys one batch call takes.
+const MAX_BATCH: usize = 1000;
+
+/// `plumbline.v1.BacklogService`.
+#[derive(Clone)]
+pub struct BacklogApi(pub Arc<Engine>);
+
+#[tonic::async_trait]
+impl pb::backlog_service_server::BacklogService for BacklogApi {
+    async fn upsert_items(
+        &self,
+        req: Request<pb::UpsertItemsRequest>,
+    ) -> Reply<pb::UpsertItemsResponse> {
+        let r = req.into_inner();
+        if r.items.is_empty() {
+            return Err(Error::invalid("items", "at least one item is required").into());
+        }
+        if r.items.len() > MAX_BATCH {
+            return Err(
+                Error::invalid("items", format!("at most {MAX_BATCH} items per call")).into(),
+            );
+        }
+        let mut items: Vec<Item> = Vec::with_capacity(r.items.len());
+        let mut violations = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in r.items.iter().enumerate() {
+            let mut c = Check::new(format!("items[{i}]"));
+            if let Some(it) = convert::item_from_pb(p, &mut c) {
+                if seen.insert(it.key()) {
+                    items.push(it);
+                } else {
+                    c.fail(
+                        "external_id",
+                        format!("{} appears twice in this batch", it.key()),
+                    );
+                }
+            }
+            violations.extend(c.violations);
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations).into());
+        }
+        let (items, counts) = self.0.upsert_items(items).await?;
+        Ok(Response::new(pb::UpsertItemsResponse {
+            items: items.iter().map(convert::item_to_pb).collect(),
+            created_count: counts.created as i32,
+            updated_count: counts.updated as i32,
+            unchanged_count: counts.unchanged as i32,
+        }))
+    }
+
+    async fn get_item(&self, req: Request<pb::GetItemRequest>) -> Reply<pb::GetItemResponse> {
+        let key = &req.get_ref().key;
+        if key.is_empty() {
+            return Err(Error::invalid("key", "is required").into());
+        }
+        let mut items = self.0.get_items(std::slice::from_ref(key)).await?;
+        Ok(Response::new(pb::GetItemResponse {
+            item: items.pop().as_ref().map(convert::item_to_pb),
+        }))
+    }
+
+    async fn batch_get_items(
+        &self,
+        req: Request<pb::BatchGetItemsRequest>,
+    ) -> Reply<pb::BatchGetItemsResponse> {
+        let keys = &req.get_ref().keys;
+        if keys.len() > MAX_BATCH {
+            return Err(
+                Error::invalid("keys", format!("at most {MAX_BATCH} keys per call")).into(),
+            );
+        }
+        if let Some(i) = keys.iter().position(String::is_empty) {
+            return Err(Error::invalid(format!("keys[{i}]"), "must not be empty").into());
+        }
+        let items = self.0.get_items(keys).await?;
+        Ok(Response::new(pb::BatchGetItemsResponse {
+            items: items.iter().map(convert::item_to_pb).collect(),
+        }))
+    }
+
+    async fn list_items(&self, req: Request<pb::ListItemsRequest>) -> Reply<pb::ListItemsResponse> {
+        let r = req.get_ref();
+        let size = page::page_size(r.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let mut c = Check::new("");
+        let state = convert::item_state_from_pb(r.state, &mut c, "state");
+        c.finish(())?;
+        let fingerprint = format!("ListItems|{}|{}|{}", r.source_id, r.state, r.label);
+        let token = PageToken::decode(&r.page_token, &fingerprint)?;
+        let filter = ItemFilter {
+            source_id: (!r.source_id.is_empty()).then(|| r.source_id.clone()),
+            state,
+            label: (!r.label.is_empty()).then(|| r.label.clone()),
+        };
+        let after = token.map(|t| t.k);
+        let mut items = self
+            .0
+            .list_items(&filter, after.as_deref(), size + 1)
+            .await?;
+        let next = if items.len() > size {
+            items.truncate(size);
+            items
+                .last()
+                .map(|l| {
+                    PageToken {
+                        q: fingerprint.clone(),
+                        k: l.key(),
+                        ..Default::default()
+                    }
+                    .encode()
+                })
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListItemsResponse {
+            items: items.iter().map(convert::item_to_pb).collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn link_item(&self, req: Request<pb::LinkItemRequest>) -> Reply<pb::LinkItemResponse> {
+        let r = req.into_inner();
+        let mut c = Check::new("");
+        if r.item_key.is_empty() {
+            c.fail("item_key", "is required");
+        }
+        c.id("hypothesis_id", &r.hypothesis_id);
+        let contribution = if r.contribution == 0.0 {
+            1.0
+        } else {
+            r.contribution
+        };
+        c.unit_interval("contribution", contribution, false);
+        c.text("rationale", &r.rationale, false, 1 << 16);
+        c.finish(())?;
+        let link = self
+            .0
+            .link_item(&r.item_key, &r.hypothesis_id, contribution, r.rationale)
+            .await?;
+        Ok(Response::new(pb::LinkItemResponse {
+            link: Some(convert::link_to_pb(&link)),
+        }))
+    }
+
+    async fn unlink_item(
+        &self,
+        req: Request<pb::UnlinkItemRequest>,
+    ) -> Reply<pb::UnlinkItemResponse> {
+        let r = req.get_ref();
+        let mut c = Check::new("");
+        if r.item_key.is_empty() {
+            c.fail("item_key", "is required");
+        }
+        c.id("hypothesis_id", &r.hypothesis_id);
+        c.finish(())?;
+        self.0.unlink_item(&r.item_key, &r.hypothesis_id).await?;
+        Ok(Response::new(pb::UnlinkItemResponse {}))
+    }
+
+    async fn list_links(&self, req: Request<pb::ListLinksRequest>) -> Reply<pb::ListLinksResponse> {
+        let r = req.get_ref();
+        let size = page::page_size(r.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let fingerprint = format!("ListLinks|{}|{}", r.item_key, r.hypothesis_id);
+        let token = PageToken::decode(&r.page_token, &fingerprint)?;
+        let filter = LinkFilter {
+            item_key: (!r.item_key.is_empty()).then_some(r.item_key.as_str()),
+            hypothesis_id: (!r.hypothesis_id.is_empty()).then_some(r.hypothesis_id.as_str()),
+        };
+        let (page, next) = page::paginate(
+            |after, limit| self.0.list_links(&filter, after, limit),
+            |l| link_order_key(&l.item_key, &l.hypothesis_id),
+            token,
+            &fingerprint,
+            size,
+        );
+        Ok(Response::new(pb::ListLinksResponse {
+            links: page.iter().map(convert::link_to_pb).collect(),
+            next_page_token: next,
+        }))
+    }
+}

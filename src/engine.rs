@@ -22,6 +22,13 @@ pub use listing::{GoalView, HypothesisView, LinkFilter, link_order_key};
 pub use query::{RankCursor, RankOrder, RankPage, RankRequest, RankedView, ScoreView, TermView};
 pub use rollup::{GoalRollupView, GoalTreeView};
 
+/// What the engine answers about a metric: its definition, observation
+/// summary and current gap.
+pub use crate::index::MetricEntry as MetricView;
+/// Filters of an item listing.
+pub use crate::store::ItemFilter;
+/// A storage failure, by meaning (see [`Error::Store`]).
+pub use crate::store::StoreError;
 pub use validation::TouchedRelease;
 
 pub use split::{AppliedSplit, DraftSlice, SplitDraft, SplitStart};
@@ -37,7 +44,7 @@ use crate::domain::{
     Goal, Hypothesis, Item, Link, LinkOrigin, Metric, Observation, Source, SyncState, Time,
 };
 use crate::index::{IndexBuilder, ItemFacts, MetricEntry, ScoreIndex};
-use crate::store::{Batch, ItemFilter, ItemRow, Store, StoreError};
+use crate::store::{Batch, ItemRow, Store};
 
 /// One invalid field of a request, named by its path (`goal.weight`).
 #[derive(Debug, Clone, PartialEq, Eq)]

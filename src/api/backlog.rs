@@ -9,9 +9,9 @@ use super::Reply;
 use super::convert::{self, Check};
 use super::page::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageToken};
 use crate::domain::Item;
+use crate::engine::ItemFilter;
 use crate::engine::{Engine, Error, LinkFilter, link_order_key};
 use crate::proto as pb;
-use crate::store::ItemFilter;
 
 /// Most items or keys one batch call takes.
 const MAX_BATCH: usize = 1000;

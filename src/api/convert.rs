@@ -8,8 +8,8 @@ use crate::domain::{
     self, ChecklistTask, Direction, Goal, GoalLevel, Hypothesis, HypothesisStatus, Item, ItemState,
     KeyValueArea, Link, LinkOrigin, LinkRules, Metric, Observation, Source, Time, TrackerKind,
 };
+use crate::engine::MetricView;
 use crate::engine::{Error, FieldViolation, Result, ScoreView};
-use crate::index::MetricEntry;
 use crate::proto as pb;
 
 /// Collects field violations under a path prefix.
@@ -377,7 +377,7 @@ pub fn goal_from_pb(p: &pb::Goal, prefix: &str) -> Result<Goal> {
 
 // ----- metrics -----
 
-pub fn metric_to_pb(m: &MetricEntry, now: Time) -> pb::Metric {
+pub fn metric_to_pb(m: &MetricView, now: Time) -> pb::Metric {
     let x = &m.metric;
     pb::Metric {
         id: x.id.clone(),

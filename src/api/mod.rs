@@ -28,7 +28,7 @@ pub use value_model::ValueModelApi;
 use tonic::{Code, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::engine::{Error, FieldViolation};
+use crate::engine::{Error, FieldViolation, StoreError};
 
 /// What a unary handler returns.
 type Reply<T> = std::result::Result<Response<T>, Status>;
@@ -44,11 +44,31 @@ impl From<Error> for Status {
             Error::AlreadyExists(m) => Status::already_exists(m),
             Error::FailedPrecondition(m) => Status::failed_precondition(m),
             Error::Store(e) => {
-                tracing::error!(error = %e, "storage failure");
-                Status::internal("storage failure; see the server log")
+                tracing::error!(error = %chain(&e), "storage failure");
+                match e {
+                    // Both pass: another process lets go of the file, or the
+                    // next server is up. Clients retry UNAVAILABLE.
+                    StoreError::Busy { .. } | StoreError::Closed => {
+                        Status::unavailable("the database is busy or closing; retry shortly")
+                    }
+                    _ => Status::internal("storage failure; see the server log"),
+                }
             }
         }
     }
+}
+
+/// An error with its sources, outermost first (`a: b: c`), for the log: the
+/// driver's own words are in the sources.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        next = e.source();
+    }
+    out
 }
 
 fn invalid(violations: Vec<FieldViolation>) -> Status {
@@ -62,4 +82,40 @@ fn invalid(violations: Vec<FieldViolation>) -> Status {
         details.add_bad_request_violation(v.field, v.description);
     }
     Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn busy() -> Error {
+        Error::Store(StoreError::Busy {
+            doing: "upsert items".into(),
+            source: "database is locked".into(),
+        })
+    }
+
+    #[test]
+    fn a_busy_store_is_unavailable_and_the_log_keeps_the_cause() {
+        let Error::Store(e) = busy() else {
+            unreachable!()
+        };
+        assert!(chain(&e).ends_with(": database is locked"), "{}", chain(&e));
+        assert_eq!(Status::from(busy()).code(), Code::Unavailable);
+        assert_eq!(
+            Status::from(Error::Store(StoreError::Closed)).code(),
+            Code::Unavailable
+        );
+        let corrupt = Error::Store(StoreError::Corrupt {
+            doing: "load".into(),
+            source: "bad row".into(),
+        });
+        let status = Status::from(corrupt);
+        assert_eq!(status.code(), Code::Internal);
+        assert!(
+            !status.message().contains("bad row"),
+            "{}",
+            status.message()
+        );
+    }
 }

@@ -165,7 +165,7 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         let m = self
             .0
             .update_metric(&incoming.id, |m| {
-                let entry = crate::index::MetricEntry {
+                let entry = crate::engine::MetricView {
                     metric: m.clone(),
                     observations: Default::default(),
                     gap: 0.0,

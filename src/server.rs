@@ -56,10 +56,10 @@ pub enum ServerError {
     Store { path: String, source: StoreError },
     #[error("cannot load the model from the database")]
     Load(#[source] crate::engine::Error),
-    #[error("reflection setup failed: {0}")]
-    Reflection(String),
-    #[error("cannot set up tracker sync: {0}")]
-    Sync(String),
+    #[error("reflection setup failed")]
+    Reflection(#[source] tonic_reflection::server::Error),
+    #[error("cannot set up tracker sync")]
+    Sync(#[source] SyncError),
     #[error("gRPC transport failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("the shutdown did not finish in {secs} s; {0}", secs = SHUTDOWN_GRACE.as_secs())]
@@ -213,7 +213,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     );
 
     let http = HttpClient::new(config.sync.http_options())
-        .map_err(|e| ServerError::Sync(e.to_string()))?;
+        .map_err(ServerError::Sync)?;
     let lifecycle = Lifecycle::new();
     let syncer = Arc::new(Syncer::new(engine.clone(), http).within(lifecycle.clone()));
 
@@ -238,12 +238,12 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+        .map_err(ServerError::Reflection)?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
-        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+        .map_err(ServerError::Reflection)?;
 
     let router = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))

@@ -212,8 +212,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         "index rebuilt from the store"
     );
 
-    let http = HttpClient::new(config.sync.http_options())
-        .map_err(ServerError::Sync)?;
+    let http = HttpClient::new(config.sync.http_options()).map_err(ServerError::Sync)?;
     let lifecycle = Lifecycle::new();
     let syncer = Arc::new(Syncer::new(engine.clone(), http).within(lifecycle.clone()));
 

@@ -25,6 +25,8 @@ pub fn sync_status(e: SyncError) -> Status {
         | SyncError::NotFound { .. }
         | SyncError::Http { .. }
         | SyncError::MissingToken { .. }
+        | SyncError::Redirected { .. }
+        | SyncError::OtherOrigin { .. }
         | SyncError::Config { .. } => Status::failed_precondition(e.to_string()),
         // The server is going away: the caller may sync again on the next.
         SyncError::Interrupted { .. }

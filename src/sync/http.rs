@@ -8,8 +8,17 @@
 //! the sync with an error instead of a tight loop. It retries
 //! transient failures of reads (5xx, timeouts, connection resets) with bounded
 //! exponential backoff and full jitter, and turns 401/403/404 into errors that
-//! name the source and the cause, never the token. Writes (`post_json`) are
-//! retried only when the tracker surely did not apply them.
+//! name the source and the cause, never the token nor the tracker's body (only
+//! its documented error message, sanitized: [`super::redact`]). Writes
+//! (`post_json`) are retried only when the tracker surely did not apply them.
+//!
+//! Credentials never leave the source's origin. A read follows a redirect
+//! only within its origin (scheme, host and port): reqwest strips only
+//! `Authorization` on a redirect to another host, not GitLab's `PRIVATE-TOKEN`
+//! or Redmine's `X-Redmine-API-Key`, so a redirect elsewhere is not followed
+//! at all and ends the sync with an error naming the origin. A write follows
+//! no redirect: a 301/302 would repeat a POST as a GET, and a 307 would send
+//! the create again, neither of which the tracker asked for knowingly.
 
 use std::time::Duration;
 
@@ -17,6 +26,7 @@ use chrono::Utc;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{StatusCode, Url};
 
+use super::redact::{secrets_of, summary};
 use super::{Connector, RateLimit, RateLimitStop, SyncError, SyncEvent};
 use crate::domain::Time;
 
@@ -87,26 +97,39 @@ enum Replay {
     Unsafe,
 }
 
+/// Redirects one read follows, all within its origin.
+const MAX_REDIRECTS: usize = 5;
+
 /// The shared client.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
+    /// Reads: redirects followed within the origin only.
     client: reqwest::Client,
+    /// Writes: no redirect followed.
+    writer: reqwest::Client,
     options: HttpOptions,
 }
 
 impl HttpClient {
     pub fn new(options: HttpOptions) -> Result<Self, SyncError> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!(
-                "plumbline/",
-                env!("CARGO_PKG_VERSION"),
-                " (+https://github.com/plumbline)"
-            ))
-            .timeout(options.timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| SyncError::Client(Box::new(e)))?;
-        Ok(HttpClient { client, options })
+        let build = |policy| {
+            reqwest::Client::builder()
+                .user_agent(concat!(
+                    "plumbline/",
+                    env!("CARGO_PKG_VERSION"),
+                    " (+https://github.com/plumbline)"
+                ))
+                .timeout(options.timeout)
+                .connect_timeout(Duration::from_secs(10))
+                .redirect(policy)
+                .build()
+                .map_err(|e| SyncError::Client(Box::new(e)))
+        };
+        Ok(HttpClient {
+            client: build(same_origin_redirects())?,
+            writer: build(reqwest::redirect::Policy::none())?,
+            options,
+        })
     }
 
     /// GETs `url` with `headers` (auth among them) and, when given,
@@ -133,8 +156,17 @@ impl HttpClient {
             }
             req
         };
-        self.send(conn, source_id, url, Replay::Safe, build, events, requests)
-            .await
+        let secrets = secrets_of(headers);
+        self.send(
+            conn,
+            source_id,
+            url,
+            (Replay::Safe, &secrets),
+            build,
+            events,
+            requests,
+        )
+        .await
     }
 
     /// POSTs `body` as JSON (`Content-Type: application/json`) to `url` with
@@ -158,7 +190,7 @@ impl HttpClient {
     ) -> Result<Fetched, SyncError> {
         let bytes = serde_json::to_vec(body).map_err(|e| SyncError::Client(Box::new(e)))?;
         let build = || {
-            let mut req = self.client.post(url.clone());
+            let mut req = self.writer.post(url.clone());
             for (k, v) in headers {
                 req = req.header(k, v);
             }
@@ -168,11 +200,12 @@ impl HttpClient {
             )
             .body(bytes.clone())
         };
+        let secrets = secrets_of(headers);
         self.send(
             conn,
             source_id,
             url,
-            Replay::Unsafe,
+            (Replay::Unsafe, &secrets),
             build,
             events,
             requests,
@@ -185,14 +218,15 @@ impl HttpClient {
     /// each wait at least [`HttpOptions::min_rate_limit_delay`], at most
     /// [`HttpOptions::max_rate_limit_waits`] times per request: a tracker that
     /// answers `Retry-After: 0` (or a reset already past) forever would
-    /// otherwise be hammered in a tight loop.
+    /// otherwise be hammered in a tight loop. `secrets` (what the request's
+    /// auth header carries) are scrubbed from any message of the tracker.
     #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         conn: &dyn Connector,
         source_id: &str,
         url: &Url,
-        replay: Replay,
+        (replay, secrets): (Replay, &[String]),
         build: impl Fn() -> reqwest::RequestBuilder,
         events: &(dyn Fn(SyncEvent) + Send + Sync),
         requests: &mut u32,
@@ -216,6 +250,13 @@ impl HttpClient {
                         self.wait_until(source_id, until, "the tracker's rate limit", events)
                             .await?;
                         continue;
+                    }
+                    // A redirect the client did not follow: to another
+                    // origin, past the bound, or any for a write.
+                    if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+                        return Err(not_followed(
+                            source_id, replay, status, &final_url, &headers,
+                        ));
                     }
                     if status.is_success() || status == StatusCode::NOT_MODIFIED {
                         match resp.bytes().await {
@@ -245,7 +286,7 @@ impl HttpClient {
                         }
                     } else {
                         let body = resp.text().await.unwrap_or_default();
-                        let message = tracker_message(&body);
+                        let message = summary(&body, secrets);
                         match status {
                             StatusCode::UNAUTHORIZED => {
                                 return Err(SyncError::Unauthorized {
@@ -453,33 +494,64 @@ pub fn none_remaining(headers: &HeaderMap, name: &str) -> bool {
         == Some("0")
 }
 
-/// The tracker's own error message from a JSON error body, shortened.
-fn tracker_message(body: &str) -> String {
-    let from_json = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            for key in ["message", "error", "errorMessages", "errors"] {
-                match &v[key] {
-                    serde_json::Value::String(s) => return Some(s.clone()),
-                    serde_json::Value::Array(a) if !a.is_empty() => {
-                        return Some(
-                            a.iter()
-                                .map(|x| x.as_str().map_or(x.to_string(), str::to_string))
-                                .collect::<Vec<_>>()
-                                .join("; "),
-                        );
-                    }
-                    _ => {}
-                }
-            }
-            None
-        });
-    let text = from_json.unwrap_or_else(|| body.trim().to_string());
-    let mut short: String = text.chars().take(200).collect();
-    if short.is_empty() {
-        short = "no message".into();
+/// Follows a redirect only to the origin of the first request, at most
+/// [`MAX_REDIRECTS`] times; stops otherwise, so that the 3xx itself comes
+/// back and [`not_followed`] names it.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        if same && attempt.previous().len() <= MAX_REDIRECTS {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+/// The error for a redirect answer that was not followed (see the module
+/// docs): it names the origin the tracker pointed to, never the whole
+/// `Location` (whose query may hold anything).
+fn not_followed(
+    source_id: &str,
+    replay: Replay,
+    status: StatusCode,
+    at: &Url,
+    headers: &HeaderMap,
+) -> SyncError {
+    let to = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| at.join(l).ok());
+    let to_origin = to.as_ref().map_or_else(
+        || "nowhere".to_string(),
+        |u| u.origin().ascii_serialization(),
+    );
+    if replay == Replay::Unsafe {
+        return SyncError::Redirected {
+            source_id: source_id.into(),
+            detail: format!(
+                "the tracker answered a create request with a redirect (HTTP {}) to {to_origin}; write-back follows no redirect, so nothing was sent there; check base_url, and whether the tracker created the issue before trying again",
+                status.as_u16()
+            ),
+        };
     }
-    short
+    let detail = match &to {
+        Some(u) if u.origin() == at.origin() => format!(
+            "the tracker redirected (HTTP {}) more than {MAX_REDIRECTS} times within {to_origin}; check base_url",
+            status.as_u16()
+        ),
+        _ => format!(
+            "the tracker redirected (HTTP {}) to another origin ({to_origin}); not followed, so that the token never leaves the source's origin; check base_url",
+            status.as_u16()
+        ),
+    };
+    SyncError::Redirected {
+        source_id: source_id.into(),
+        detail,
+    }
 }
 
 fn strip_query(url: &Url) -> String {
@@ -625,23 +697,5 @@ mod tests {
                 && msg.contains("2 waits"),
             "{msg}"
         );
-    }
-
-    #[test]
-    fn tracker_messages_are_read_from_their_error_bodies() {
-        assert_eq!(
-            tracker_message(r#"{"message":"Bad credentials","documentation_url":"x"}"#),
-            "Bad credentials"
-        );
-        assert_eq!(
-            tracker_message(r#"{"errorMessages":["No project 'X'","Second"],"errors":{}}"#),
-            "No project 'X'; Second"
-        );
-        assert_eq!(
-            tracker_message(r#"{"errors":["Updated is invalid"]}"#),
-            "Updated is invalid"
-        );
-        assert_eq!(tracker_message(""), "no message");
-        assert_eq!(tracker_message(&"x".repeat(500)).len(), 200);
     }
 }

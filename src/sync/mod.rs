@@ -13,6 +13,7 @@ pub mod github;
 pub mod gitlab;
 pub mod http;
 pub mod jira;
+pub mod redact;
 pub mod redmine;
 pub mod write;
 
@@ -87,6 +88,20 @@ pub enum SyncError {
         #[source]
         source: Option<reqwest::Error>,
     },
+    /// A redirect that was not followed: to another origin, or any answer
+    /// to a write (see [`http`]).
+    #[error("source {source_id:?}: {detail}")]
+    Redirected { source_id: String, detail: String },
+    /// A next page at another origin than the source's: not fetched, since
+    /// every request carries the token.
+    #[error(
+        "source {source_id:?}: the tracker named its next page at another origin ({to}) than the source's ({expected}); not followed, so that the token never leaves the source's origin; check base_url"
+    )]
+    OtherOrigin {
+        source_id: String,
+        to: String,
+        expected: String,
+    },
     #[error("source {source_id:?}: {why}")]
     RateLimited {
         source_id: String,
@@ -135,6 +150,124 @@ pub enum SyncError {
     Client(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Engine(#[from] crate::engine::Error),
+}
+
+impl SyncError {
+    /// The same error with every value of `secrets` (a source's token and
+    /// the forms it is sent in) replaced in its messages: applied where an
+    /// error leaves a sync, before it is logged, stored or returned. The
+    /// causes kept as sources are reqwest's and serde's errors, which name
+    /// URLs and positions, not tokens.
+    pub fn redacted(self, secrets: &[String]) -> SyncError {
+        use redact::scrub;
+        if secrets.is_empty() {
+            return self;
+        }
+        let s = |t: String| scrub(&t, secrets);
+        match self {
+            SyncError::Unauthorized { source_id, message } => SyncError::Unauthorized {
+                source_id,
+                message: s(message),
+            },
+            SyncError::Forbidden { source_id, message } => SyncError::Forbidden {
+                source_id,
+                message: s(message),
+            },
+            SyncError::NotFound {
+                source_id,
+                url,
+                message,
+            } => SyncError::NotFound {
+                source_id,
+                url: s(url),
+                message: s(message),
+            },
+            SyncError::Http {
+                source_id,
+                status,
+                message,
+            } => SyncError::Http {
+                source_id,
+                status,
+                message: s(message),
+            },
+            SyncError::Transport {
+                source_id,
+                detail,
+                source,
+            } => SyncError::Transport {
+                source_id,
+                detail: s(detail),
+                source,
+            },
+            SyncError::Redirected { source_id, detail } => SyncError::Redirected {
+                source_id,
+                detail: s(detail),
+            },
+            SyncError::OtherOrigin {
+                source_id,
+                to,
+                expected,
+            } => SyncError::OtherOrigin {
+                source_id,
+                to: s(to),
+                expected: s(expected),
+            },
+            SyncError::Malformed {
+                source_id,
+                url,
+                detail,
+                source,
+            } => SyncError::Malformed {
+                source_id,
+                url: s(url),
+                detail: s(detail),
+                source,
+            },
+            SyncError::Config {
+                source_id,
+                detail,
+                source,
+            } => SyncError::Config {
+                source_id,
+                detail: s(detail),
+                source,
+            },
+            other => other,
+        }
+    }
+}
+
+/// The secrets of `source` to scrub from its errors: its token, and the forms
+/// its connector sends it in (`Bearer X`, Jira's `Basic` of `email:token`).
+pub fn source_secrets(source: &Source) -> Vec<String> {
+    let Ok(Some(token)) = source_token(source) else {
+        return Vec::new();
+    };
+    let mut secrets = connector(source.kind)
+        .headers(source, Some(&token))
+        .map(|h| redact::secrets_of(&h))
+        .unwrap_or_default();
+    secrets.push(token);
+    secrets.retain(|s| !s.is_empty());
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    secrets
+}
+
+/// Checks that a next page stays at the origin (scheme, host, port) of the
+/// sync's first request, which the source's `base_url` gave: every
+/// connector's pages pass here, so no tracker answer can send the token
+/// elsewhere.
+pub fn same_origin_page(source: &Source, first: &Url, next: &Url) -> Result<(), SyncError> {
+    if next.origin() == first.origin() {
+        return Ok(());
+    }
+    Err(SyncError::OtherOrigin {
+        source_id: source.id.clone(),
+        to: next.origin().ascii_serialization(),
+        expected: first.origin().ascii_serialization(),
+    })
 }
 
 /// Why the shared client stopped waiting out a tracker's rate limit.
@@ -335,10 +468,22 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
     source: &Source,
     fetched: &Fetched,
 ) -> Result<T, SyncError> {
+    // serde's message quotes the values it did not expect; the tracker's
+    // body is not shown, only where it went wrong.
     serde_json::from_slice(&fetched.body).map_err(|e| SyncError::Malformed {
         source_id: source.id.clone(),
         url: fetched.url.to_string(),
-        detail: e.to_string(),
+        detail: format!(
+            "not the expected JSON ({} error at line {} column {})",
+            match e.classify() {
+                serde_json::error::Category::Io => "read",
+                serde_json::error::Category::Syntax => "syntax",
+                serde_json::error::Category::Data => "data",
+                serde_json::error::Category::Eof => "end-of-input",
+            },
+            e.line(),
+            e.column()
+        ),
         source: Some(e),
     })
 }
@@ -472,7 +617,8 @@ impl Syncer {
         let mut summary = SyncSummary::default();
         let result = self
             .run(&source, full, &mut state, &mut summary, events)
-            .await;
+            .await
+            .map_err(|e| e.redacted(&source_secrets(&source)));
         state.last_finish_time = Some(Utc::now());
         state.last_request_count = summary.requests as i64;
         state.last_upserted_count = summary.upserted as i64;
@@ -573,6 +719,7 @@ impl Syncer {
         total_requests: &AtomicU32,
         tx: tokio::sync::mpsc::Sender<Fetch>,
     ) {
+        let origin = first.clone();
         let mut url = first;
         let mut conditional = conditional;
         let mut requests = total_requests.load(Ordering::Relaxed);
@@ -592,7 +739,12 @@ impl Syncer {
             total_requests.store(requests, Ordering::Relaxed);
             let (msg, next) = match fetched {
                 Ok(f) if f.not_modified() => (Fetch::NotModified, None),
-                Ok(f) => match conn.parse_page(source, &f) {
+                Ok(f) => match conn
+                    .parse_page(source, &f)
+                    .and_then(|page| match &page.next {
+                        Some(n) => same_origin_page(source, &origin, n).map(|()| page),
+                        None => Ok(page),
+                    }) {
                     Ok(page) => {
                         let next = page.next.clone();
                         let etag = f.etag().map(str::to_string);

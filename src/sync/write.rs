@@ -18,7 +18,7 @@
 use chrono::Utc;
 
 use super::http::HttpClient;
-use super::{SyncError, Syncer, connector, source_token};
+use super::{SyncError, Syncer, connector, source_secrets, source_token};
 use crate::domain::Item;
 use crate::engine::{AppliedSplit, SplitStart};
 use crate::refine::split::PlanKind;
@@ -78,6 +78,7 @@ async fn write_back_split(
             source: None,
         });
     }
+    let secrets = source_secrets(&source);
     let conn = connector(source.kind);
     let headers = conn.headers(&source, source_token(&source)?.as_deref())?;
     let mut requests = Vec::with_capacity(draft.slices.len());
@@ -119,7 +120,8 @@ async fn write_back_split(
         {
             Ok(fetched) => conn.parse_created(&source, &body, &fetched),
             Err(e) => Err(e),
-        };
+        }
+        .map_err(|e| e.redacted(&secrets));
         let mut it = match result {
             Ok(it) => it,
             Err(e) => {

@@ -5,6 +5,7 @@
 
 mod common;
 mod conformance;
+mod outbound;
 
 mod api;
 mod bench;

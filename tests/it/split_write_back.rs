@@ -750,3 +750,56 @@ async fn a_source_without_a_token_is_refused_before_any_request() {
     mock.verify().await;
     s.stop().await;
 }
+
+/// A create answered with a redirect is never followed (issue 15): a 302
+/// would be repeated as a GET and a 307 sent again, both with the token. Not
+/// to another host (which receives nothing) and not within the tracker's
+/// origin either; the error says to check whether the issue was created.
+#[tokio::test]
+async fn a_create_answered_with_a_redirect_is_not_followed() {
+    for (status, elsewhere) in [(302, true), (307, true), (307, false)] {
+        let mock = MockServer::start().await;
+        let other = MockServer::start().await;
+        let target = if elsewhere { other.uri() } else { mock.uri() };
+        Mock::given(method("POST"))
+            .and(path(GITLAB_ISSUES))
+            .respond_with(
+                ResponseTemplate::new(status)
+                    .insert_header("location", format!("{target}/moved/issues").as_str()),
+            )
+            .expect(1)
+            .mount(&mock)
+            .await;
+        for m in [&mock, &other] {
+            Mock::given(path("/moved/issues"))
+                .respond_with(Creates::new(Tracker::GitLab, 101))
+                .expect(0)
+                .mount(m)
+                .await;
+        }
+        let s = start(&mock, &GITLAB).await;
+        let err = assert_code(
+            try_apply(&s, "gl/7", pb::SplitPlanKind::ByTask, true).await,
+            Code::FailedPrecondition,
+        );
+        let msg = err.message();
+        assert!(
+            msg.contains(&format!("redirect (HTTP {status})"))
+                && msg.contains("whether the tracker created the issue"),
+            "{msg}"
+        );
+        assert!(!msg.contains(TOKEN), "never the token: {msg}");
+        assert!(
+            other
+                .received_requests()
+                .await
+                .unwrap_or_default()
+                .is_empty(),
+            "{status}: the other host was asked"
+        );
+        assert_eq!(all_items(&s, "gl").await.len(), 1, "no slice stored");
+        mock.verify().await;
+        other.verify().await;
+        s.stop().await;
+    }
+}

@@ -6,7 +6,8 @@
 //! - The list holds pull requests too; they carry a `pull_request` key and are
 //!   skipped.
 //! - Pages follow the `Link: <...>; rel="next"` URL exactly as given (it may
-//!   switch to `/repositories/{id}/issues`).
+//!   switch to `/repositories/{id}/issues`), but only on the source's origin:
+//!   a Link elsewhere ends the sync ([`super::same_origin_page`]).
 //! - Auth: `Authorization: Bearer TOKEN`; ETags make an unchanged answer a
 //!   304 that does not count against the rate limit.
 //! - Estimate: from a label such as `size:3` (`estimate_field` =

@@ -557,7 +557,7 @@ fn not_followed(
 fn strip_query(url: &Url) -> String {
     let mut u = url.clone();
     u.set_query(None);
-    u.to_string()
+    super::shown_url(&u)
 }
 
 fn describe(e: &reqwest::Error) -> String {

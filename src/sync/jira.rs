@@ -334,7 +334,7 @@ impl Connector for Jira {
                 if current.as_deref() == Some(token.as_str()) {
                     return Err(SyncError::Malformed {
                         source_id: source.id.clone(),
-                        url: fetched.url.to_string(),
+                        url: super::shown_url(&fetched.url),
                         detail: "the tracker gave the same nextPageToken again".into(),
                         source: None,
                     });

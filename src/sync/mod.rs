@@ -472,7 +472,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
     // body is not shown, only where it went wrong.
     serde_json::from_slice(&fetched.body).map_err(|e| SyncError::Malformed {
         source_id: source.id.clone(),
-        url: fetched.url.to_string(),
+        url: shown_url(&fetched.url),
         detail: format!(
             "not the expected JSON ({} error at line {} column {})",
             match e.classify() {
@@ -486,6 +486,16 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
         ),
         source: Some(e),
     })
+}
+
+/// `url` as an error may show it: without the user and password a
+/// `base_url` may carry.
+pub fn shown_url(url: &Url) -> String {
+    let mut u = url.clone();
+    // Both fail only for URLs that cannot have credentials at all.
+    let _ = u.set_password(None);
+    let _ = u.set_username("");
+    u.to_string()
 }
 
 /// The base URL of a source joined with `path`, with an error naming it.
@@ -1145,5 +1155,46 @@ mod write_tests {
             jira::adf_to_text(&doc),
             "Split from ops/OPS-7 by task: slice 1 of 2.\nSecond line"
         );
+    }
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::*;
+
+    #[test]
+    fn next_pages_keep_the_first_origin_and_urls_shown_drop_credentials() {
+        let mut source = link_source();
+        source.id = "s".into();
+        let first = Url::parse("https://tracker.example/api/x?page=1").unwrap();
+        let same = Url::parse("https://tracker.example:443/repositories/1?page=2").unwrap();
+        assert!(same_origin_page(&source, &first, &same).is_ok());
+        for other in [
+            "http://tracker.example/api/x?page=2",
+            "https://tracker.example:8443/api/x?page=2",
+            "https://evil.example/api/x?page=2",
+        ] {
+            let err = same_origin_page(&source, &first, &Url::parse(other).unwrap()).unwrap_err();
+            assert!(
+                matches!(err, SyncError::OtherOrigin { .. }),
+                "{other}: {err}"
+            );
+        }
+        let u = Url::parse("https://me:pw@tracker.example/a?b=1").unwrap();
+        assert_eq!(shown_url(&u), "https://tracker.example/a?b=1");
+    }
+
+    fn link_source() -> Source {
+        Source {
+            id: String::new(),
+            kind: TrackerKind::Github,
+            base_url: "https://tracker.example".into(),
+            project_key: "a/b".into(),
+            token_env: String::new(),
+            link_rules: Default::default(),
+            estimate_field: String::new(),
+            create_time: Utc::now(),
+            update_time: Utc::now(),
+        }
     }
 }

@@ -14,7 +14,7 @@
 
 use prost_types::FieldMask;
 
-use crate::engine::{Error, Result};
+use crate::engine::{Error, Result, quote};
 
 /// The updatable fields of one resource.
 pub trait MaskField: Copy + Eq + 'static {
@@ -52,7 +52,7 @@ pub fn fields_to_update<M, F: MaskField>(
         match F::PATHS.iter().find(|(name, _)| name == p) {
             Some((_, f)) if !fields.contains(f) => fields.push(*f),
             Some(_) => {}
-            None => unknown.push(format!("{p:?}")),
+            None => unknown.push(quote(p)),
         }
     }
     if !unknown.is_empty() {

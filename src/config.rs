@@ -208,9 +208,11 @@ impl Config {
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        if !(cfg.default_size.is_finite() && cfg.default_size > 0.0) {
+        if !crate::domain::is_valid_estimate(cfg.default_size) {
             return Err(ConfigError::Invalid(format!(
-                "default_size must be a positive number, got {}",
+                "default_size must be a number from {} to {}, got {}",
+                crate::domain::MIN_ESTIMATE,
+                crate::domain::MAX_ESTIMATE,
                 cfg.default_size
             )));
         }

@@ -516,6 +516,37 @@ pub fn is_valid_env_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
+// The bounds of the numbers the model takes. With them every score is
+// finite and means something: each term is a product of factors in [0, 1]
+// (sibling-normalized goal weights, gaps, effects, confidences,
+// contributions), so an item's value is at most its number of hypotheses,
+// and a size of at least `MIN_ESTIMATE` keeps its value density finite.
+// The API refuses numbers outside them; sizes out of range that a tracker
+// sends count as unestimated.
+
+/// Smallest size an item can have, in the team's unit (points, days).
+pub const MIN_ESTIMATE: f64 = 0.01;
+/// Largest size an item can have.
+pub const MAX_ESTIMATE: f64 = 1e6;
+/// Largest goal weight; the sum of any number of siblings stays finite.
+pub const MAX_GOAL_WEIGHT: f64 = 1e6;
+/// Largest magnitude of a metric's baseline, target or observation (and of
+/// a lift, which is in the metric's unit), so that differences between
+/// them stay finite.
+pub const MAX_METRIC_MAGNITUDE: f64 = 1e12;
+
+/// Whether `estimate` is a size an item can count with.
+pub fn is_valid_estimate(estimate: f64) -> bool {
+    (MIN_ESTIMATE..=MAX_ESTIMATE).contains(&estimate)
+}
+
+/// Whether `s` holds a control character (C0, DEL or C1): no tracker puts
+/// one in an id, key, title or setting, and a NUL or an escape there breaks
+/// logs, terminals and the CLI's tables.
+pub fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

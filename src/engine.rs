@@ -77,6 +77,20 @@ pub enum Error {
     Store(#[from] StoreError),
 }
 
+/// Most characters of caller input an error message quotes.
+pub const QUOTE_LIMIT: usize = 64;
+
+/// Caller input as a message quotes it: escaped, in quotes, and cut after
+/// [`QUOTE_LIMIT`] characters with "…". Every message that echoes input
+/// goes through here, so that no input can make an error (a gRPC header)
+/// larger than clients accept.
+pub fn quote(s: &str) -> String {
+    match s.char_indices().nth(QUOTE_LIMIT) {
+        None => format!("{s:?}"),
+        Some((cut, _)) => format!("{:?}…", &s[..cut]),
+    }
+}
+
 impl Error {
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
         Error::InvalidArgument(vec![FieldViolation::new(field, description)])
@@ -243,8 +257,8 @@ impl Engine {
         let _w = self.writes.lock().await;
         if self.read().source(&s.id).is_some() {
             return Err(Error::AlreadyExists(format!(
-                "source {:?} already exists",
-                s.id
+                "source {} already exists",
+                quote(&s.id)
             )));
         }
         let now = Utc::now();
@@ -286,7 +300,8 @@ impl Engine {
             let n = keys.len();
             if n > 0 && !force {
                 return Err(Error::FailedPrecondition(format!(
-                    "source {id:?} still has {n} items; delete with force to remove them too"
+                    "source {} still has {n} items; delete with force to remove them too",
+                    quote(id)
                 )));
             }
             keys
@@ -305,7 +320,7 @@ impl Engine {
     /// Inserts or updates items by key, all in one transaction. An item
     /// given twice is counted as written in order; the last one is kept.
     pub async fn upsert_items(&self, items: Vec<Item>) -> Result<(Vec<Item>, UpsertCounts)> {
-        let counts = self.upsert_pages(vec![items.clone()], None).await?;
+        let counts = self.upsert_pages(vec![items.clone()], None, true).await?;
         Ok((items, counts[0]))
     }
 
@@ -317,7 +332,7 @@ impl Engine {
         pages: Vec<Vec<Item>>,
         state: &SyncState,
     ) -> Result<Vec<UpsertCounts>> {
-        self.upsert_pages(pages, Some(state)).await
+        self.upsert_pages(pages, Some(state), false).await
     }
 
     /// The sync state of a source (never synced if none is stored).
@@ -343,10 +358,17 @@ impl Engine {
     /// version before it: an earlier one in `pages`, else the stored one.
     /// Only the last version of each key is written, and only if it differs
     /// from the stored one, so that its rule links follow from it alone.
+    ///
+    /// With `check_parents` (items from the API), an item whose parent
+    /// chain would come back to it is refused. A sync takes parents as the
+    /// tracker has them: trackers keep their hierarchies acyclic, and a
+    /// cycle seen between pages of a sync (an item moved while it ran) must
+    /// not stop the sync; nothing walks parent chains, so it harms nothing.
     async fn upsert_pages(
         &self,
         pages: Vec<Vec<Item>>,
         sync_state: Option<&SyncState>,
+        check_parents: bool,
     ) -> Result<Vec<UpsertCounts>> {
         let _w = self.writes.lock().await;
         {
@@ -356,9 +378,13 @@ impl Engine {
                 if ix.source(&it.source_id).is_none() {
                     violations.push(FieldViolation::new(
                         format!("items[{i}].source_id"),
-                        format!("no source with id {:?}", it.source_id),
+                        format!("no source with id {}", quote(&it.source_id)),
                     ));
                 }
+            }
+            if check_parents {
+                let items: Vec<&Item> = pages.iter().flatten().collect();
+                violations.extend(parent_cycles(&ix, &items));
             }
             if !violations.is_empty() {
                 return Err(Error::InvalidArgument(violations));
@@ -517,13 +543,16 @@ impl Engine {
             Some(want) => match ix.goal(&g.parent_id) {
                 None => Err(Error::invalid(
                     "goal.parent_id",
-                    format!("no goal with id {:?}", g.parent_id),
+                    format!("no goal with id {}", quote(&g.parent_id)),
                 )),
                 Some(p) if p.level != want => Err(Error::invalid(
                     "goal.parent_id",
                     format!(
-                        "the parent of a {:?} goal must be {:?}, and {:?} is {:?}",
-                        g.level, want, p.id, p.level
+                        "the parent of a {:?} goal must be {:?}, and {} is {:?}",
+                        g.level,
+                        want,
+                        quote(&p.id),
+                        p.level
                     ),
                 )),
                 Some(_) => Ok(()),
@@ -537,8 +566,8 @@ impl Engine {
             let ix = self.read();
             if ix.goal(&g.id).is_some() {
                 return Err(Error::AlreadyExists(format!(
-                    "goal {:?} already exists",
-                    g.id
+                    "goal {} already exists",
+                    quote(&g.id)
                 )));
             }
             Self::check_goal_parent(&ix, &g)?;
@@ -572,8 +601,8 @@ impl Engine {
             Self::check_goal_parent(&ix, &g)?;
             if g.level != old_level && ix.goals().any(|c| c.parent_id == g.id) {
                 return Err(Error::FailedPrecondition(format!(
-                    "goal {:?} has child goals, so its level cannot change",
-                    g.id
+                    "goal {} has child goals, so its level cannot change",
+                    quote(&g.id)
                 )));
             }
         }
@@ -590,14 +619,16 @@ impl Engine {
             ix.goal(id).ok_or_else(|| not_found("goal", id))?;
             if let Some(c) = ix.goals().find(|c| c.parent_id == id) {
                 return Err(Error::FailedPrecondition(format!(
-                    "goal {id:?} still has child goal {:?}",
-                    c.id
+                    "goal {} still has child goal {}",
+                    quote(id),
+                    quote(&c.id)
                 )));
             }
             if let Some(h) = ix.hypotheses().find(|h| h.goal_id == id) {
                 return Err(Error::FailedPrecondition(format!(
-                    "hypothesis {:?} still serves goal {id:?}",
-                    h.id
+                    "hypothesis {} still serves goal {}",
+                    quote(&h.id),
+                    quote(id)
                 )));
             }
         }
@@ -612,8 +643,8 @@ impl Engine {
         let _w = self.writes.lock().await;
         if self.read().metric(&m.id).is_some() {
             return Err(Error::AlreadyExists(format!(
-                "metric {:?} already exists",
-                m.id
+                "metric {} already exists",
+                quote(&m.id)
             )));
         }
         let now = Utc::now();
@@ -660,8 +691,9 @@ impl Engine {
             ix.metric(id).ok_or_else(|| not_found("metric", id))?;
             if let Some(h) = ix.hypotheses().find(|h| h.metric_id == id) {
                 return Err(Error::FailedPrecondition(format!(
-                    "hypothesis {:?} still measures metric {id:?}",
-                    h.id
+                    "hypothesis {} still measures metric {}",
+                    quote(&h.id),
+                    quote(id)
                 )));
             }
         }
@@ -681,8 +713,8 @@ impl Engine {
             for (i, o) in observations.iter().enumerate() {
                 if ix.metric(&o.metric_id).is_none() {
                     return Err(Error::NotFound(format!(
-                        "observations[{i}]: metric {:?} not found",
-                        o.metric_id
+                        "observations[{i}]: metric {} not found",
+                        quote(&o.metric_id)
                     )));
                 }
             }
@@ -705,13 +737,13 @@ impl Engine {
         if ix.goal(&h.goal_id).is_none() {
             v.push(FieldViolation::new(
                 "hypothesis.goal_id",
-                format!("no goal with id {:?}", h.goal_id),
+                format!("no goal with id {}", quote(&h.goal_id)),
             ));
         }
         if ix.metric(&h.metric_id).is_none() {
             v.push(FieldViolation::new(
                 "hypothesis.metric_id",
-                format!("no metric with id {:?}", h.metric_id),
+                format!("no metric with id {}", quote(&h.metric_id)),
             ));
         }
         if v.is_empty() {
@@ -727,8 +759,8 @@ impl Engine {
             let ix = self.read();
             if ix.hypothesis(&h.id).is_some() {
                 return Err(Error::AlreadyExists(format!(
-                    "hypothesis {:?} already exists",
-                    h.id
+                    "hypothesis {} already exists",
+                    quote(&h.id)
                 )));
             }
             Self::check_hypothesis_refs(&ix, &h)?;
@@ -772,7 +804,8 @@ impl Engine {
             let n = ix.link_count_of_hypothesis(id);
             if n > 0 && !force {
                 return Err(Error::FailedPrecondition(format!(
-                    "{n} items link to hypothesis {id:?}; delete with force to remove the links too"
+                    "{n} items link to hypothesis {}; delete with force to remove the links too",
+                    quote(id)
                 )));
             }
         }
@@ -821,7 +854,9 @@ impl Engine {
         let _w = self.writes.lock().await;
         if self.read().link(item_key, hypothesis_id).is_none() {
             return Err(Error::NotFound(format!(
-                "item {item_key:?} is not linked to hypothesis {hypothesis_id:?}"
+                "item {} is not linked to hypothesis {}",
+                quote(item_key),
+                quote(hypothesis_id)
             )));
         }
         self.store.delete_link(item_key, hypothesis_id).await?;
@@ -830,13 +865,67 @@ impl Engine {
     }
 }
 
+/// The items of a batch whose chain of parents, through the batch and the
+/// stored items, comes back to them.
+fn parent_cycles(ix: &ScoreIndex, items: &[&Item]) -> Vec<FieldViolation> {
+    // The parent each key of the batch will have: its last version's.
+    let batch: HashMap<String, &str> = items
+        .iter()
+        .map(|it| (it.key(), it.parent_key.as_str()))
+        .collect();
+    let parent_of = |key: &str| -> Option<String> {
+        let p = match batch.get(key) {
+            Some(p) => (*p).to_string(),
+            None => ix.item(key)?.parent_key.clone(),
+        };
+        (!p.is_empty()).then_some(p)
+    };
+    let mut out = Vec::new();
+    for (i, it) in items.iter().enumerate() {
+        let key = it.key();
+        let mut seen = std::collections::HashSet::new();
+        let mut next = (!it.parent_key.is_empty()).then(|| it.parent_key.clone());
+        while let Some(p) = next {
+            if p == key {
+                out.push(FieldViolation::new(
+                    format!("items[{i}].parent_key"),
+                    format!(
+                        "{} would make the item its own ancestor; parents cannot form a cycle",
+                        quote(&it.parent_key)
+                    ),
+                ));
+                break;
+            }
+            if !seen.insert(p.clone()) {
+                // A cycle above, not through this item: not this item's doing.
+                break;
+            }
+            next = parent_of(&p);
+        }
+    }
+    out
+}
+
 fn not_found(kind: &str, id: &str) -> Error {
-    Error::NotFound(format!("{kind} {id:?} not found"))
+    Error::NotFound(format!("{kind} {} not found", quote(id)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quotes_are_escaped_and_cut_after_the_limit() {
+        assert_eq!(quote("web/1"), "\"web/1\"");
+        assert_eq!(quote("a\0b"), "\"a\\0b\"");
+        let long = "é".repeat(1 << 20);
+        let q = quote(&long);
+        assert_eq!(q, format!("{:?}…", "é".repeat(QUOTE_LIMIT)));
+        assert_eq!(
+            quote(&"x".repeat(QUOTE_LIMIT)),
+            format!("{:?}", "x".repeat(QUOTE_LIMIT))
+        );
+    }
 
     /// Set in the child process that [`a_panic_while_writing_the_index_aborts`]
     /// starts, where the write panics.

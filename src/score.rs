@@ -38,6 +38,17 @@ pub fn effective_confidence(status: HypothesisStatus, confidence: f64) -> f64 {
     }
 }
 
+/// A goal's own weight as the score counts it: within the bounds the API
+/// takes (0 for NaN), so that rows written before the bounds cannot make a
+/// sum of sibling weights overflow.
+fn weight_of(g: &Goal) -> f64 {
+    if g.weight.is_nan() {
+        0.0
+    } else {
+        g.weight.clamp(0.0, crate::domain::MAX_GOAL_WEIGHT)
+    }
+}
+
 /// Effective weight of every goal: the product of sibling-normalized weights
 /// on the path from the root, so that all strategic goals together weigh 1.
 /// Siblings whose weights sum to 0 all weigh 0. Goals whose parent is missing
@@ -53,7 +64,7 @@ pub fn effective_goal_weights<'a>(
     // Sum of the weights of each sibling group, keyed by parent (None = roots).
     let mut sibling_sum: HashMap<Option<&str>, f64> = HashMap::new();
     for g in goals.values() {
-        *sibling_sum.entry(parent_of(&goals, g)).or_default() += g.weight.max(0.0);
+        *sibling_sum.entry(parent_of(&goals, g)).or_default() += weight_of(g);
     }
     let mut out: HashMap<String, f64> = HashMap::with_capacity(goals.len());
     for g in goals.values() {
@@ -64,11 +75,7 @@ pub fn effective_goal_weights<'a>(
         for _ in 0..=goals.len() {
             let parent = parent_of(&goals, cur);
             let sum = sibling_sum.get(&parent).copied().unwrap_or(0.0);
-            w *= if sum > 0.0 {
-                cur.weight.max(0.0) / sum
-            } else {
-                0.0
-            };
+            w *= if sum > 0.0 { weight_of(cur) / sum } else { 0.0 };
             match parent {
                 Some(p) => cur = goals[p],
                 None => break,
@@ -177,7 +184,7 @@ pub fn score_item(estimate: Option<f64>, default_size: f64, inputs: Vec<TermInpu
 /// The size an item counts with, and whether it was estimated.
 fn size_of(estimate: Option<f64>, default_size: f64) -> (f64, bool) {
     match estimate {
-        Some(e) if e > 0.0 && e.is_finite() => (e, true),
+        Some(e) if crate::domain::is_valid_estimate(e) => (e, true),
         _ => (default_size, false),
     }
 }

@@ -10,7 +10,7 @@ use super::convert::{self, Check};
 use super::page::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageToken};
 use crate::domain::Item;
 use crate::engine::ItemFilter;
-use crate::engine::{Engine, Error, LinkFilter, link_order_key};
+use crate::engine::{Engine, Error, LinkFilter, link_order_key, quote};
 use crate::proto as pb;
 
 /// Most items or keys one batch call takes.
@@ -46,7 +46,7 @@ impl pb::backlog_service_server::BacklogService for BacklogApi {
                 } else {
                     c.fail(
                         "external_id",
-                        format!("{} appears twice in this batch", it.key()),
+                        format!("{} appears twice in this batch", quote(&it.key())),
                     );
                 }
             }

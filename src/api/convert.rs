@@ -51,11 +51,47 @@ impl Check {
         }
     }
 
+    /// Free text kept as written (bodies, descriptions, statements).
     pub fn text(&mut self, name: &str, value: &str, required: bool, max: usize) {
         if required && value.trim().is_empty() {
             self.fail(name, "is required");
         } else if value.len() > max {
             self.fail(name, format!("is longer than {max} bytes"));
+        }
+    }
+
+    /// One line naming or setting something (a title, a key, a rule): free
+    /// text without control characters, which no tracker produces there.
+    pub fn line(&mut self, name: &str, value: &str, required: bool, max: usize) {
+        let before = self.violations.len();
+        self.text(name, value, required, max);
+        if self.violations.len() == before && domain::has_control(value) {
+            self.fail(
+                name,
+                "must not contain control characters (NUL, newline, escape, ...)",
+            );
+        }
+    }
+
+    /// A title: one line, where a tab is allowed. GitHub, GitLab and Jira
+    /// keep a tab typed or pasted into a title, so a sync brings them, and
+    /// the API takes what a sync does.
+    pub fn title(&mut self, name: &str, value: &str, required: bool, max: usize) {
+        let before = self.violations.len();
+        self.text(name, value, required, max);
+        if self.violations.len() == before && value.chars().any(|c| c != '\t' && c.is_control()) {
+            self.fail(
+                name,
+                "must not contain control characters other than tab (NUL, newline, escape, ...)",
+            );
+        }
+    }
+
+    /// A number in the unit of a metric: finite and at most
+    /// [`domain::MAX_METRIC_MAGNITUDE`] either side of 0.
+    pub fn metric_number(&mut self, name: &str, value: f64) {
+        if !(value.is_finite() && value.abs() <= domain::MAX_METRIC_MAGNITUDE) {
+            self.fail(name, "must be a finite number from -1e12 to 1e12");
         }
     }
 
@@ -76,12 +112,6 @@ impl Check {
                     "must be in (0, 1]"
                 },
             );
-        }
-    }
-
-    pub fn finite(&mut self, name: &str, value: f64) {
-        if !value.is_finite() {
-            self.fail(name, "must be a finite number");
         }
     }
 
@@ -167,7 +197,10 @@ pub fn source_from_pb(p: &pb::Source, prefix: &str) -> Result<Source> {
     {
         c.fail("base_url", "must be an http:// or https:// URL");
     }
-    c.text("project_key", &p.project_key, true, MAX_SHORT);
+    if domain::has_control(&p.base_url) {
+        c.fail("base_url", "must not contain control characters");
+    }
+    c.line("project_key", &p.project_key, true, MAX_SHORT);
     if !p.token_env.is_empty() && !domain::is_valid_env_name(&p.token_env) {
         c.fail(
             "token_env",
@@ -175,9 +208,9 @@ pub fn source_from_pb(p: &pb::Source, prefix: &str) -> Result<Source> {
         );
     }
     let rules = p.link_rules.clone().unwrap_or_default();
-    c.text("link_rules.label_prefix", &rules.label_prefix, false, 64);
-    c.text("link_rules.body_keyword", &rules.body_keyword, false, 64);
-    c.text("estimate_field", &p.estimate_field, false, 256);
+    c.line("link_rules.label_prefix", &rules.label_prefix, false, 64);
+    c.line("link_rules.body_keyword", &rules.body_keyword, false, 64);
+    c.line("estimate_field", &p.estimate_field, false, 256);
     let now = Utc::now();
     c.finish(())?;
     Ok(Source {
@@ -259,9 +292,9 @@ pub fn item_from_pb(p: &pb::Item, c: &mut Check) -> Option<Item> {
             "is output only; leave it empty or equal to SOURCE/EXTERNAL_ID",
         );
     }
-    c.text("title", &p.title, true, MAX_SHORT * 4);
+    c.title("title", &p.title, true, MAX_SHORT * 4);
     c.text("body", &p.body, false, MAX_TEXT);
-    c.text("url", &p.url, false, MAX_SHORT * 2);
+    c.line("url", &p.url, false, MAX_SHORT * 2);
     let state = item_state_from_pb(p.state, c, "state").unwrap_or(ItemState::Open);
     if p.labels.len() > 100 {
         c.fail("labels", "at most 100 labels");
@@ -269,17 +302,28 @@ pub fn item_from_pb(p: &pb::Item, c: &mut Check) -> Option<Item> {
     for (i, l) in p.labels.iter().enumerate() {
         if l.trim().is_empty() || l.len() > 256 {
             c.fail(&format!("labels[{i}]"), "must be 1-256 bytes and not blank");
+        } else if domain::has_control(l) {
+            c.fail(
+                &format!("labels[{i}]"),
+                "must not contain control characters",
+            );
         }
     }
     if let Some(e) = p.estimate
-        && !(e.is_finite() && e > 0.0)
+        && !domain::is_valid_estimate(e)
     {
         c.fail(
             "estimate",
-            "must be a positive number; leave it unset for unestimated items",
+            "must be a size from 0.01 to 1e6; leave it unset for unestimated items",
         );
     }
-    c.text("parent_key", &p.parent_key, false, MAX_SHORT);
+    c.line("parent_key", &p.parent_key, false, MAX_SHORT);
+    if !p.parent_key.is_empty() && p.parent_key == domain::item_key(&p.source_id, &p.external_id) {
+        c.fail(
+            "parent_key",
+            "names the item itself; an item cannot be its own parent",
+        );
+    }
     let create_time = c.time("create_time", p.create_time.as_ref());
     let update_time = c.time("update_time", p.update_time.as_ref());
     let close_time = c.time("close_time", p.close_time.as_ref());
@@ -332,7 +376,7 @@ pub fn goal_to_pb(g: &Goal, effective_weight: f64) -> pb::Goal {
 pub fn goal_from_pb(p: &pb::Goal, prefix: &str) -> Result<Goal> {
     let mut c = Check::new(prefix);
     c.id("id", &p.id);
-    c.text("title", &p.title, true, MAX_SHORT);
+    c.title("title", &p.title, true, MAX_SHORT);
     c.text("description", &p.description, false, MAX_TEXT);
     let level = match pb::GoalLevel::try_from(p.level) {
         Ok(pb::GoalLevel::Strategic) => GoalLevel::Strategic,
@@ -358,8 +402,8 @@ pub fn goal_from_pb(p: &pb::Goal, prefix: &str) -> Result<Goal> {
         }
     };
     let weight = p.weight.unwrap_or(1.0);
-    if !(weight.is_finite() && weight >= 0.0) {
-        c.fail("weight", "must be a finite number >= 0");
+    if !(0.0..=domain::MAX_GOAL_WEIGHT).contains(&weight) {
+        c.fail("weight", "must be a number from 0 to 1e6");
     }
     let now = Utc::now();
     c.finish(Goal {
@@ -406,10 +450,10 @@ pub fn metric_to_pb(m: &MetricView, now: Time) -> pb::Metric {
 pub fn metric_from_pb(p: &pb::Metric, prefix: &str) -> Result<Metric> {
     let mut c = Check::new(prefix);
     c.id("id", &p.id);
-    c.text("name", &p.name, true, MAX_SHORT);
-    c.text("unit", &p.unit, false, 64);
-    c.finite("baseline", p.baseline);
-    c.finite("target", p.target);
+    c.title("name", &p.name, true, MAX_SHORT);
+    c.line("unit", &p.unit, false, 64);
+    c.metric_number("baseline", p.baseline);
+    c.metric_number("target", p.target);
     if p.baseline == p.target {
         c.fail("target", "must differ from the baseline");
     }
@@ -463,7 +507,7 @@ pub fn metric_from_pb(p: &pb::Metric, prefix: &str) -> Result<Metric> {
 pub fn observation_from_pb(p: &pb::Observation, c: &mut Check, now: Time) -> Option<Observation> {
     let before = c.violations.len();
     c.id("metric_id", &p.metric_id);
-    c.finite("value", p.value);
+    c.metric_number("value", p.value);
     let t = c.time("observe_time", p.observe_time.as_ref());
     (c.violations.len() == before).then(|| Observation {
         metric_id: p.metric_id.clone(),
@@ -599,4 +643,309 @@ pub fn require_id(field: &str, id: &str) -> Result<()> {
     let mut c = Check::new("");
     c.id(field, id);
     c.finish(())
+}
+
+#[cfg(test)]
+mod bounds {
+    //! Every number the API accepts keeps every score finite and in range:
+    //! values generated across and beyond each bound go through the same
+    //! conversions the handlers use, and whatever they accept is scored.
+
+    use super::*;
+    use crate::score::{self, TermInput};
+    use proptest::prelude::*;
+
+    /// Mostly numbers inside the accepted ranges and at their edges; some
+    /// hostile ones (subnormal, huge, infinite, NaN) that must be refused.
+    fn number() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            3 => 0.0..=1.0f64,
+            2 => 0.01..=1e6f64,
+            2 => -1e12..=1e12f64,
+            2 => prop::sample::select(vec![
+                0.0, 5e-324, 0.01, 1.0, 1e6, -1e12, 1e12, 1e308, -1e308, f64::MAX,
+                f64::INFINITY, f64::NAN,
+            ]),
+            1 => any::<f64>(),
+        ]
+    }
+
+    fn goal(i: usize, weight: f64) -> Result<Goal> {
+        goal_from_pb(
+            &pb::Goal {
+                id: format!("g{i}"),
+                title: "Goal".into(),
+                level: pb::GoalLevel::Strategic as i32,
+                weight: Some(weight),
+                ..Default::default()
+            },
+            "goal",
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn accepted_numbers_give_finite_scores_in_range(
+            weights in prop::collection::vec(number(), 1..5),
+            (baseline, target, current) in (number(), number(), number()),
+            effects in prop::collection::vec((number(), number(), number()), 1..5),
+            estimate in number(),
+        ) {
+            let goals: Vec<Goal> = weights
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| goal(i, *w).ok())
+                .collect();
+            for g in &goals {
+                prop_assert!((0.0..=domain::MAX_GOAL_WEIGHT).contains(&g.weight));
+            }
+            let goal_weights = score::effective_goal_weights(&goals);
+            let sum: f64 = goal_weights.values().sum();
+            for w in goal_weights.values() {
+                prop_assert!(w.is_finite() && (0.0..=1.0).contains(w), "weight {}", w);
+            }
+            // Siblings share a weight of 1, unless none weighs anything (two
+            // of 1e308 once overflowed their sum and all weighed 0).
+            if goals.iter().any(|g| g.weight > 0.0) {
+                prop_assert!((sum - 1.0).abs() < 1e-9, "weights sum to {}", sum);
+            } else {
+                prop_assert_eq!(sum, 0.0);
+            }
+
+            let metric = metric_from_pb(
+                &pb::Metric {
+                    id: "m".into(),
+                    name: "Metric".into(),
+                    baseline,
+                    target,
+                    ..Default::default()
+                },
+                "metric",
+            );
+            let mut c = Check::new("");
+            let observed = observation_from_pb(
+                &pb::Observation { metric_id: "m".into(), value: current, observe_time: None },
+                &mut c,
+                Utc::now(),
+            );
+            let gap = match &metric {
+                Ok(m) => {
+                    prop_assert!((m.target - m.baseline).is_finite() && m.target != m.baseline);
+                    score::gap(m.baseline, m.target, observed.map(|o| o.value))
+                }
+                Err(_) => 0.0,
+            };
+            prop_assert!((0.0..=1.0).contains(&gap), "gap {}", gap);
+
+            // One hypothesis per accepted (effect, confidence), each with
+            // one link of the accepted contribution.
+            let goal_weight = goal_weights.values().next().copied().unwrap_or(0.0);
+            let mut inputs = Vec::new();
+            for (i, (effect, confidence, contribution)) in effects.iter().enumerate() {
+                let h = hypothesis_from_pb(
+                    &pb::Hypothesis {
+                        id: format!("h{i}"),
+                        statement: "We believe".into(),
+                        goal_id: "g0".into(),
+                        metric_id: "m".into(),
+                        expected_effect: *effect,
+                        confidence: Some(*confidence),
+                        ..Default::default()
+                    },
+                    "hypothesis",
+                );
+                // As LinkItem checks it.
+                let mut c = Check::new("");
+                c.unit_interval("contribution", *contribution, false);
+                if let (Ok(h), true) = (h, c.violations.is_empty()) {
+                    inputs.push(TermInput {
+                        hypothesis_id: h.id,
+                        goal_id: "g0".into(),
+                        goal_weight,
+                        metric_id: "m".into(),
+                        gap,
+                        expected_effect: h.expected_effect,
+                        confidence: score::effective_confidence(h.status, h.confidence),
+                        contribution: *contribution,
+                        contribution_total: *contribution,
+                    });
+                }
+            }
+            let terms = inputs.len() as f64;
+
+            let mut c = Check::new("");
+            let item = item_from_pb(
+                &pb::Item {
+                    source_id: "web".into(),
+                    external_id: "1".into(),
+                    title: "Item".into(),
+                    estimate: Some(estimate),
+                    ..Default::default()
+                },
+                &mut c,
+            );
+            let estimate = item.and_then(|it| it.estimate);
+            let s = score::score_item(estimate, 3.0, inputs);
+            prop_assert!(s.value.is_finite() && (0.0..=terms).contains(&s.value), "value {}", s.value);
+            prop_assert!(
+                (domain::MIN_ESTIMATE..=domain::MAX_ESTIMATE).contains(&s.size),
+                "size {}", s.size
+            );
+            prop_assert!(
+                s.value_density.is_finite() && s.value_density >= 0.0,
+                "density {}", s.value_density
+            );
+            for t in &s.terms {
+                prop_assert!(t.value.is_finite() && (0.0..=1.0).contains(&t.value));
+            }
+        }
+
+        /// The same through the index: a whole accepted model, every
+        /// score and the ranking finite and in range.
+        #[test]
+        fn an_accepted_model_ranks_with_finite_numbers(
+            weights in prop::collection::vec(number(), 1..4),
+            metrics in prop::collection::vec((number(), number(), number()), 1..4),
+            hypotheses in prop::collection::vec((0..4usize, 0..4usize, number(), number()), 1..6),
+            estimates in prop::collection::vec(prop::option::of(number()), 1..8),
+            links in prop::collection::vec((0..8usize, 0..6usize, number()), 0..16),
+        ) {
+            let now = Utc::now();
+            let mut ix = crate::index::ScoreIndex::new(3.0);
+            let mut goal_ids = Vec::new();
+            for (i, w) in weights.iter().enumerate() {
+                if let Ok(g) = goal(i, *w) {
+                    goal_ids.push(g.id.clone());
+                    ix.put_goal(g);
+                }
+            }
+            let mut metric_ids = Vec::new();
+            for (i, (baseline, target, current)) in metrics.iter().enumerate() {
+                let m = pb::Metric {
+                    id: format!("m{i}"),
+                    name: "Metric".into(),
+                    baseline: *baseline,
+                    target: *target,
+                    ..Default::default()
+                };
+                let mut c = Check::new("");
+                let o = observation_from_pb(
+                    &pb::Observation { metric_id: m.id.clone(), value: *current, observe_time: None },
+                    &mut c,
+                    now,
+                );
+                if let Ok(m) = metric_from_pb(&m, "metric") {
+                    metric_ids.push(m.id.clone());
+                    ix.put_metric(m);
+                    if let Some(o) = o {
+                        ix.set_observations(
+                            &o.metric_id,
+                            domain::ObservationSummary { latest: Some((now, o.value)), count: 1 },
+                        );
+                    }
+                }
+            }
+            // One goal and one metric that are always there, so that every
+            // case has hypotheses to link (rejecting cases would be slow).
+            if goal_ids.is_empty() {
+                let g = goal(9, 1.0).expect("a weight of 1 is accepted");
+                goal_ids.push(g.id.clone());
+                ix.put_goal(g);
+            }
+            if metric_ids.is_empty() {
+                let m = pb::Metric {
+                    id: "m9".into(),
+                    name: "Metric".into(),
+                    baseline: 0.0,
+                    target: 1.0,
+                    ..Default::default()
+                };
+                let m = metric_from_pb(&m, "metric").expect("0 to 1 is accepted");
+                metric_ids.push(m.id.clone());
+                ix.put_metric(m);
+            }
+            let mut hypothesis_ids = Vec::new();
+            for (i, (g, m, effect, confidence)) in hypotheses.iter().enumerate() {
+                let h = pb::Hypothesis {
+                    id: format!("h{i}"),
+                    statement: "We believe".into(),
+                    goal_id: goal_ids[g % goal_ids.len()].clone(),
+                    metric_id: metric_ids[m % metric_ids.len()].clone(),
+                    expected_effect: *effect,
+                    confidence: Some(*confidence),
+                    ..Default::default()
+                };
+                if let Ok(h) = hypothesis_from_pb(&h, "hypothesis") {
+                    hypothesis_ids.push(h.id.clone());
+                    ix.put_hypothesis(h);
+                }
+            }
+            let mut keys = Vec::new();
+            for (i, estimate) in estimates.iter().enumerate() {
+                let mut c = Check::new("");
+                let it = item_from_pb(
+                    &pb::Item {
+                        source_id: "web".into(),
+                        external_id: i.to_string(),
+                        title: "Item".into(),
+                        estimate: *estimate,
+                        ..Default::default()
+                    },
+                    &mut c,
+                );
+                if let Some(it) = it {
+                    keys.push(it.key());
+                    ix.put_item(it.key(), crate::index::ItemFacts {
+                        source_id: it.source_id,
+                        title: it.title,
+                        state: it.state,
+                        labels: it.labels,
+                        estimate: it.estimate,
+                        parent_key: it.parent_key,
+                    });
+                }
+            }
+            for (item, hyp, contribution) in &links {
+                // As LinkItem checks it.
+                let mut c = Check::new("");
+                c.unit_interval("contribution", *contribution, false);
+                if keys.is_empty() || hypothesis_ids.is_empty() || !c.violations.is_empty() {
+                    continue;
+                }
+                ix.put_link(Link {
+                    item_key: keys[item % keys.len()].clone(),
+                    hypothesis_id: hypothesis_ids[hyp % hypothesis_ids.len()].clone(),
+                    contribution: *contribution,
+                    origin: LinkOrigin::Api,
+                    rationale: String::new(),
+                    create_time: now,
+                    update_time: now,
+                });
+            }
+            for g in &goal_ids {
+                let w = ix.goal_weight(g);
+                prop_assert!(w.is_finite() && (0.0..=1.0).contains(&w), "goal weight {}", w);
+            }
+            for k in &keys {
+                let s = ix.score(k).expect("every item is scored");
+                let most = ix.links_of_item(k).count() as f64;
+                prop_assert!(s.value.is_finite() && (0.0..=most).contains(&s.value), "value {}", s.value);
+                prop_assert!(s.value_density.is_finite() && s.value_density >= 0.0, "density {}", s.value_density);
+            }
+            let ranked = ix.rank(
+                crate::index::RankOrder::ValueDensity,
+                &crate::index::RankQuery {
+                    source_id: None,
+                    label: None,
+                    include_closed: true,
+                    after: None,
+                    limit: keys.len() + 1,
+                },
+            );
+            prop_assert_eq!(ranked.len(), keys.len());
+            for (_, s) in ranked {
+                prop_assert!(s.value_density.is_finite());
+            }
+        }
+    }
 }

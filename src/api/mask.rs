@@ -14,7 +14,7 @@
 
 use prost_types::FieldMask;
 
-use crate::engine::{Error, Result};
+use crate::engine::{Error, Result, quote};
 
 /// The updatable fields of one resource.
 pub trait MaskField: Copy + Eq + 'static {
@@ -52,10 +52,17 @@ pub fn fields_to_update<M, F: MaskField>(
         match F::PATHS.iter().find(|(name, _)| name == p) {
             Some((_, f)) if !fields.contains(f) => fields.push(*f),
             Some(_) => {}
-            None => unknown.push(format!("{p:?}")),
+            None => unknown.push(quote(p)),
         }
     }
     if !unknown.is_empty() {
+        // Name a few, so that a mask of many paths cannot make a huge error.
+        const NAMED: usize = 5;
+        if unknown.len() > NAMED {
+            let more = unknown.len() - NAMED;
+            unknown.truncate(NAMED);
+            unknown.push(format!("{more} more"));
+        }
         let allowed: Vec<&str> = F::PATHS.iter().map(|(name, _)| *name).collect();
         return Err(Error::invalid(
             "update_mask",
@@ -123,6 +130,23 @@ mod tests {
                 assert_eq!(v.len(), 1);
                 assert_eq!(v[0].field, "update_mask");
                 assert!(v[0].description.contains("\"c\""), "{}", v[0].description);
+            }
+            other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn many_long_unknown_paths_make_a_short_error() {
+        let long = "x".repeat(100_000);
+        let paths: Vec<&str> = std::iter::repeat_n(long.as_str(), 1000).collect();
+        match fields_to_update(&(), Some(&mask(&paths)), only_a_set) {
+            Err(Error::InvalidArgument(v)) => {
+                assert!(v[0].description.len() < 600, "{}", v[0].description);
+                assert!(
+                    v[0].description.contains("995 more"),
+                    "{}",
+                    v[0].description
+                );
             }
             other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
         }

@@ -71,12 +71,23 @@ fn chain(err: &dyn std::error::Error) -> String {
     out
 }
 
-fn invalid(violations: Vec<FieldViolation>) -> Status {
-    let message = violations
+/// Most field violations one status names. The message and the details
+/// travel in HTTP/2 headers, which clients cap (16 KiB by default in many):
+/// a batch of 1000 bad items would otherwise turn INVALID_ARGUMENT into a
+/// RESOURCE_EXHAUSTED on the client. The first ones are enough to fix.
+const MAX_VIOLATIONS: usize = 20;
+
+fn invalid(mut violations: Vec<FieldViolation>) -> Status {
+    let more = violations.len().saturating_sub(MAX_VIOLATIONS);
+    violations.truncate(MAX_VIOLATIONS);
+    let mut message = violations
         .iter()
         .map(|v| format!("{}: {}", v.field, v.description))
         .collect::<Vec<_>>()
         .join("; ");
+    if more > 0 {
+        message.push_str(&format!("; and {more} more"));
+    }
     let mut details = ErrorDetails::new();
     for v in violations {
         details.add_bad_request_violation(v.field, v.description);

@@ -12,6 +12,14 @@ use crate::engine::{Error, RankCursor, Result};
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1000;
 
+/// Longest key a token continues after: item keys (a 64-character source
+/// id, "/" and a 256-character external id) and link keys (an item key and
+/// a hypothesis id) fit with room to spare.
+const MAX_TOKEN_KEY: usize = 1024;
+/// Highest rank a token may carry; the engine also refuses a rank beyond
+/// the number of items.
+const MAX_RANK: u32 = i32::MAX as u32;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct PageToken {
     /// Fingerprint of the filters the first page was asked with.
@@ -51,6 +59,15 @@ impl PageToken {
         };
         let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
         let t: PageToken = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        // Every field as this server writes it: a key no longer than keys
+        // are, a finite ranking number, a rank a ranking can hold (the
+        // engine also checks it against the ranking's length).
+        if t.k.len() > MAX_TOKEN_KEY
+            || t.v.is_some_and(|bits| !f64::from_bits(bits).is_finite())
+            || t.r > MAX_RANK
+        {
+            return Err(bad());
+        }
         if t.q != fingerprint {
             return Err(Error::invalid(
                 "page_token",

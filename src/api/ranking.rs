@@ -20,7 +20,9 @@ pub(super) fn ranked_items(items: Vec<RankedView>) -> Vec<pb::RankedItem> {
     items
         .into_iter()
         .map(|r| pb::RankedItem {
-            rank: r.rank as i32,
+            // Ranks are at most the number of items (checked on every
+            // token), far below i32::MAX.
+            rank: i32::try_from(r.rank).unwrap_or(i32::MAX),
             score: Some(convert::score_to_pb(r.score)),
         })
         .collect()

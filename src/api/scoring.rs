@@ -71,7 +71,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             after,
             limit: size,
             with_terms: full,
-        });
+        })?;
         Ok(Response::new(pb::RankItemsResponse {
             items: ranked_items(page.items),
             next_page_token: page

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{Check, timestamp};
 use crate::domain::SyncRunState;
+use crate::engine::quote;
 use crate::proto as pb;
 use crate::sync::{SyncError, SyncEvent, Syncer};
 
@@ -93,7 +94,7 @@ impl pb::sync_service_server::SyncService for SyncApi {
         // it stores is consistent, and stopping halfway gains nothing. Only
         // the server stopping ends it early, after the pages in hand; the
         // shutdown waits for it, so its last status reaches the client.
-        let what = format!("sync of source {:?} (SyncSource call)", r.source_id);
+        let what = format!("sync of source {} (SyncSource call)", quote(&r.source_id));
         self.0.lifecycle().spawn(what, async move {
             let events_tx = tx.clone();
             let send = move |e: SyncEvent| {

@@ -125,9 +125,9 @@ impl pb::validation_service_server::ValidationService for ValidationApi {
         let r = req.into_inner();
         let mut c = Check::new("");
         c.id("hypothesis_id", &r.hypothesis_id);
-        c.finite("lift", r.lift);
-        c.finite("ci_low", r.ci_low);
-        c.finite("ci_high", r.ci_high);
+        c.metric_number("lift", r.lift);
+        c.metric_number("ci_low", r.ci_low);
+        c.metric_number("ci_high", r.ci_high);
         if !(r.ci_low <= r.lift && r.lift <= r.ci_high) {
             c.fail("lift", "must lie within [ci_low, ci_high]");
         }

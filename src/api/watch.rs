@@ -28,7 +28,10 @@ pub type RankingStream =
     Pin<Box<dyn Stream<Item = std::result::Result<pb::WatchRankingResponse, Status>> + Send>>;
 
 fn snapshot(engine: &Engine, req: &RankRequest) -> Vec<pb::RankedItem> {
-    ranked_items(engine.rank(req).items)
+    // A watch ranks from the top, without a cursor, which cannot fail.
+    engine
+        .rank(req)
+        .map_or_else(|_| Vec::new(), |page| ranked_items(page.items))
 }
 
 /// What moved between two snapshots of the top N, in new-rank order, then

@@ -8,7 +8,7 @@ use std::cmp::Reverse;
 
 use chrono::Utc;
 
-use super::{Engine, Error, Result};
+use super::{Engine, Error, Result, quote};
 use crate::domain::Time;
 use crate::index::{OrdF64, RankQuery, ScoreIndex};
 use crate::score::{Score, Term};
@@ -139,8 +139,10 @@ fn score_view(
 }
 
 impl Engine {
-    /// One page of the ranking `req` asks for.
-    pub fn rank(&self, req: &RankRequest) -> RankPage {
+    /// One page of the ranking `req` asks for. INVALID_ARGUMENT naming
+    /// `page_token` if the cursor's rank is more than the ranking holds (a
+    /// forged or corrupted token).
+    pub fn rank(&self, req: &RankRequest) -> Result<RankPage> {
         let (after, rank_before) = match &req.after {
             Some(c) => (
                 Some((Reverse(OrdF64(c.ranking_number)), c.item_key.clone())),
@@ -156,37 +158,54 @@ impl Engine {
             limit: req.limit + 1,
         };
         let ix = self.read();
+        let bad_rank = || {
+            Error::invalid(
+                "page_token",
+                "holds a rank beyond the ranking; start again without a token",
+            )
+        };
+        if rank_before as usize > ix.item_count() {
+            return Err(bad_rank());
+        }
         let mut ranked = ix.rank(req.order, &query);
         let more = ranked.len() > req.limit;
         ranked.truncate(req.limit);
         let stale = StaleMetrics::new(&ix, Utc::now());
-        let items: Vec<RankedView> = ranked
+        // The rank of the n-th item of this page (from 1); checked, so that a
+        // token's rank can never wrap.
+        let rank_at = |n: usize| {
+            u32::try_from(n)
+                .ok()
+                .and_then(|n| rank_before.checked_add(n))
+                .ok_or_else(bad_rank)
+        };
+        let items = ranked
             .iter()
             .enumerate()
             .map(|(i, ((_, key), score))| {
                 let title = ix.item(key).map(|f| f.title.as_str()).unwrap_or_default();
-                RankedView {
-                    rank: rank_before + i as u32 + 1,
+                Ok(RankedView {
+                    rank: rank_at(i + 1)?,
                     score: score_view(key, title, score, &stale, req.with_terms),
-                }
+                })
             })
-            .collect();
+            .collect::<Result<Vec<RankedView>>>()?;
         let next = match (more, ranked.last()) {
             (true, Some(((Reverse(OrdF64(v)), key), _))) => Some(RankCursor {
                 ranking_number: *v,
                 item_key: key.clone(),
-                rank: rank_before + items.len() as u32,
+                rank: rank_at(items.len())?,
             }),
             _ => None,
         };
-        RankPage { items, next }
+        Ok(RankPage { items, next })
     }
 
     /// An item's score with its terms; NOT_FOUND for an unknown item.
     pub fn item_score(&self, key: &str) -> Result<ScoreView> {
         let ix = self.read();
         let (Some(facts), Some(score)) = (ix.item(key), ix.score(key)) else {
-            return Err(Error::NotFound(format!("item {key:?} not found")));
+            return Err(Error::NotFound(format!("item {} not found", quote(key))));
         };
         let stale = StaleMetrics::new(&ix, Utc::now());
         Ok(score_view(key, &facts.title, score, &stale, true))

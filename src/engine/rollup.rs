@@ -3,7 +3,7 @@
 //! with the title, parent, effective weight and item titles the API serves,
 //! as owned values.
 
-use super::{Engine, Error, Result};
+use super::{Engine, Error, Result, quote};
 use crate::index::ScoreIndex;
 use crate::refine::rollup::{self, GoalInput, GoalRollup, HypothesisInput, ItemInput, Tree};
 
@@ -91,7 +91,7 @@ impl Engine {
             return Err(if goal_id.is_empty() {
                 Error::invalid("goal_id", "is required")
             } else {
-                Error::NotFound(format!("goal {goal_id:?} not found"))
+                Error::NotFound(format!("goal {} not found", quote(goal_id)))
             });
         }
         let tree = tree_of(&ix);

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Utc;
 
-use super::{Engine, Error, Result, facts_of, not_found};
+use super::{Engine, Error, Result, facts_of, not_found, quote};
 use crate::domain::{Item, ItemState, Link, LinkOrigin, item_key};
 use crate::index::ScoreIndex;
 use crate::refine::split::{
@@ -85,18 +85,20 @@ fn no_plan(key: &str, kind: PlanKind, s: &SplitSubject) -> Error {
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     Error::FailedPrecondition(match kind {
         PlanKind::ByHypothesis => format!(
-            "item {key:?} serves {}; splitting by hypothesis needs at least 2",
+            "item {} serves {}; splitting by hypothesis needs at least 2",
+            quote(key),
             plural(s.hypotheses.len(), "hypothesis", "hypotheses")
         ),
         PlanKind::ByTask => format!(
-            "item {key:?} has {}; splitting by task needs at least 2",
+            "item {} has {}; splitting by task needs at least 2",
+            quote(key),
             plural(
                 s.tasks.iter().filter(|t| !t.done).count(),
                 "open checklist task",
                 "open checklist tasks"
             )
         ),
-        PlanKind::ByChild => format!("item {key:?} has no children"),
+        PlanKind::ByChild => format!("item {} has no children", quote(key)),
     })
 }
 
@@ -177,7 +179,8 @@ impl Engine {
             .collect();
         if !partial.is_empty() {
             return Err(Error::FailedPrecondition(format!(
-                "item {key:?} was partly split by {} in its tracker ({}); apply the plan again with write-back to create the rest there",
+                "item {} was partly split by {} in its tracker ({}); apply the plan again with write-back to create the rest there",
+                quote(key),
                 kind.as_str(),
                 partial.join(", ")
             )));
@@ -191,13 +194,16 @@ impl Engine {
                 let external_id = split::slice_external_id(&item.external_id, slice.n);
                 if external_id.len() > MAX_EXTERNAL_ID {
                     return Err(Error::FailedPrecondition(format!(
-                        "the slice ids of item {key:?} would be longer than {MAX_EXTERNAL_ID} characters"
+                        "the slice ids of item {} would be longer than {MAX_EXTERNAL_ID} characters",
+                        quote(key)
                     )));
                 }
                 let slice_key = item_key(&item.source_id, &external_id);
                 if ix.item(&slice_key).is_some() {
                     return Err(Error::FailedPrecondition(format!(
-                        "item {slice_key:?} already exists and is not a slice of {key:?}"
+                        "item {} already exists and is not a slice of {}",
+                        quote(&slice_key),
+                        quote(key)
                     )));
                 }
                 items.push(Item {
@@ -229,7 +235,8 @@ impl Engine {
         let item = self.stored_item(key).await?;
         if kind == PlanKind::ByChild {
             return Err(Error::FailedPrecondition(format!(
-                "the children of item {key:?} already exist as items; only plans by hypothesis or by task can be applied"
+                "the children of item {} already exist as items; only plans by hypothesis or by task can be applied",
+                quote(key)
             )));
         }
         let found = self.found_slices(&item).await?;
@@ -240,7 +247,8 @@ impl Engine {
                 .map(|f| f.item.key())
                 .collect();
             return Err(Error::FailedPrecondition(format!(
-                "item {key:?} was already split by {} into {}",
+                "item {} was already split by {} into {}",
+                quote(key),
                 other.note.kind.as_str(),
                 keys.join(", ")
             )));
@@ -267,7 +275,8 @@ impl Engine {
         if totals.iter().any(|t| *t != total) {
             let keys: Vec<String> = by_n.values().map(Item::key).collect();
             return Err(Error::FailedPrecondition(format!(
-                "item {key:?} was partly split by {} into {}, and its plan has changed since: it now has {total} slices",
+                "item {} was partly split by {} into {}, and its plan has changed since: it now has {total} slices",
+                quote(key),
                 kind.as_str(),
                 keys.join(", ")
             )));

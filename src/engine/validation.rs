@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::Utc;
 
-use super::{Engine, Error, Result, not_found};
+use super::{Engine, Error, Result, not_found, quote};
 use crate::domain::{
     Evidence, EvidenceMethod, EvidenceOutcome, Experiment, Hypothesis, Release, ReleaseOrigin, Time,
 };
@@ -107,7 +107,8 @@ impl Engine {
             for (i, k) in release.item_keys.iter().enumerate() {
                 if ix.item(k).is_none() {
                     return Err(Error::NotFound(format!(
-                        "item_keys[{i}]: item {k:?} not found"
+                        "item_keys[{i}]: item {} not found",
+                        quote(k)
                     )));
                 }
             }

@@ -142,7 +142,7 @@ pub enum SyncError {
     Interrupted { source_id: String },
     #[error("a sync of source {0:?} is already running")]
     AlreadyRunning(String),
-    #[error("a split of item {0:?} is already being applied")]
+    #[error("a split of item {} is already being applied", crate::engine::quote(.0))]
     SplitRunning(String),
     /// The HTTP client or a request body could not be built: a bug or a
     /// broken TLS setup, not the tracker's fault.

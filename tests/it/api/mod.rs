@@ -13,3 +13,4 @@ mod metrics;
 mod regressions;
 mod scoring;
 mod sources;
+mod untrusted;

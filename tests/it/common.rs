@@ -749,3 +749,13 @@ pub fn spawn_server(db: &std::path::Path) -> (std::process::Child, String) {
     std::thread::spawn(move || for _ in lines {});
     (child, format!("http://{addr}"))
 }
+
+/// A recorded tracker answer from `tests/fixtures/`, e.g.
+/// `fixture("github/issues-page1.json")`.
+pub fn fixture(path: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+}

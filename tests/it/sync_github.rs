@@ -16,14 +16,6 @@ const TOKEN_VAR: &str = "PLB_TEST_GITHUB_TOKEN";
 const TOKEN: &str = "ghp_testtoken0123456789";
 const ISSUES: &str = "/repos/acme/shop/issues";
 
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/fixtures/github/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
-}
-
 fn json(body: String) -> ResponseTemplate {
     ResponseTemplate::new(200)
         .insert_header("content-type", "application/json; charset=utf-8")
@@ -73,7 +65,7 @@ async fn mount_two_pages(mock: &MockServer) {
         .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
         .and(header("accept", "application/vnd.github+json"))
         .respond_with(
-            json(fixture("issues-page1.json"))
+            json(fixture("github/issues-page1.json"))
                 .insert_header(
                     "link",
                     format!("<{next}>; rel=\"next\", <{last}>; rel=\"last\"").as_str(),
@@ -85,7 +77,7 @@ async fn mount_two_pages(mock: &MockServer) {
     Mock::given(method("GET"))
         .and(path("/repositories/42/issues"))
         .and(query_param("page", "2"))
-        .respond_with(json(fixture("issues-page2.json")))
+        .respond_with(json(fixture("github/issues-page2.json")))
         .mount(mock)
         .await;
 }
@@ -218,7 +210,7 @@ async fn both_rate_limits_are_waited_out_not_failed() {
         .respond_with(
             ResponseTemplate::new(403)
                 .insert_header("retry-after", "1")
-                .set_body_string(fixture("error-403-rate-limit.json")),
+                .set_body_string(fixture("github/error-403-rate-limit.json")),
         )
         .up_to_n_times(1)
         .mount(&mock)
@@ -240,7 +232,7 @@ async fn both_rate_limits_are_waited_out_not_failed() {
     Mock::given(method("GET"))
         .and(path(ISSUES))
         .respond_with(
-            json(fixture("issues-page2.json"))
+            json(fixture("github/issues-page2.json"))
                 .insert_header("x-ratelimit-remaining", "0")
                 .insert_header("x-ratelimit-reset", "1700000000"),
         )
@@ -395,7 +387,8 @@ async fn two_syncs_of_one_source_never_run_at_once() {
         .and(path(ISSUES))
         .respond_with(Announced {
             arrived,
-            answer: json(fixture("issues-page2.json")).set_delay(std::time::Duration::from_secs(2)),
+            answer: json(fixture("github/issues-page2.json"))
+                .set_delay(std::time::Duration::from_secs(2)),
         })
         .mount(&mock)
         .await;
@@ -420,7 +413,8 @@ async fn five_thousand_items_sync_and_rank_and_a_resync_costs_one_request() {
     let mock = MockServer::start().await;
     let base = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap();
     let template: serde_json::Value =
-        serde_json::from_str::<Vec<serde_json::Value>>(&fixture("issues-page2.json")).unwrap()[1]
+        serde_json::from_str::<Vec<serde_json::Value>>(&fixture("github/issues-page2.json"))
+            .unwrap()[1]
             .clone();
     let total = 5_000usize;
     let pages = total / 100;
@@ -515,7 +509,7 @@ async fn the_background_sync_pulls_without_being_asked() {
     let mock = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path(ISSUES))
-        .respond_with(json(fixture("issues-page2.json")))
+        .respond_with(json(fixture("github/issues-page2.json")))
         .mount(&mock)
         .await;
     set_test_token(TOKEN_VAR, TOKEN);

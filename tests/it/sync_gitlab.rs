@@ -18,18 +18,13 @@ const PROJECT: &str = "acme/platform/shop";
 /// The project path is one percent-encoded segment.
 const ISSUES: &str = "/api/v4/projects/acme%2Fplatform%2Fshop/issues";
 
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/fixtures/gitlab/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
-}
-
 /// The issues of two fixtures, as one JSON array.
 fn concat(a: &str, b: &str) -> String {
-    let mut v: Vec<serde_json::Value> = serde_json::from_str(&fixture(a)).unwrap();
-    v.extend(serde_json::from_str::<Vec<serde_json::Value>>(&fixture(b)).unwrap());
+    let mut v: Vec<serde_json::Value> =
+        serde_json::from_str(&fixture(&format!("gitlab/{a}"))).unwrap();
+    v.extend(
+        serde_json::from_str::<Vec<serde_json::Value>>(&fixture(&format!("gitlab/{b}"))).unwrap(),
+    );
     serde_json::to_string(&v).unwrap()
 }
 
@@ -127,7 +122,7 @@ async fn mount_two_pages(mock: &MockServer) {
     let (p1, p2) = (link_url(mock, 1), link_url(mock, 2));
     first_page()
         .respond_with(
-            paged(json(fixture("issues-page1.json")), 1, 2, Some(4))
+            paged(json(fixture("gitlab/issues-page1.json")), 1, 2, Some(4))
                 .insert_header(
                     "link",
                     format!("<{p2}>; rel=\"next\", <{p1}>; rel=\"first\", <{p2}>; rel=\"last\"")
@@ -144,7 +139,7 @@ async fn mount_two_pages(mock: &MockServer) {
         .and(query_param("id", PROJECT))
         .and(header("private-token", TOKEN))
         .respond_with(
-            paged(json(fixture("issues-page2.json")), 2, 2, Some(4)).insert_header(
+            paged(json(fixture("gitlab/issues-page2.json")), 2, 2, Some(4)).insert_header(
                 "link",
                 format!("<{p1}>; rel=\"prev\", <{p1}>; rel=\"first\", <{p2}>; rel=\"last\"")
                     .as_str(),
@@ -299,7 +294,7 @@ async fn a_multi_page_sync_follows_link_and_maps_every_field() {
 async fn without_link_headers_x_next_page_drives_the_paging() {
     let mock = MockServer::start().await;
     first_page()
-        .respond_with(paged(json(fixture("issues-page1.json")), 1, 2, None))
+        .respond_with(paged(json(fixture("gitlab/issues-page1.json")), 1, 2, None))
         .expect(1)
         .mount(&mock)
         .await;
@@ -312,7 +307,7 @@ async fn without_link_headers_x_next_page_drives_the_paging() {
         .and(query_param("sort", "asc"))
         .and(query_param("per_page", "100"))
         .and(header("private-token", TOKEN))
-        .respond_with(paged(json(fixture("issues-page2.json")), 2, 2, None))
+        .respond_with(paged(json(fixture("gitlab/issues-page2.json")), 2, 2, None))
         .expect(1)
         .mount(&mock)
         .await;
@@ -354,7 +349,7 @@ async fn a_link_to_another_origin_is_not_followed() {
         .await;
     first_page()
         .respond_with(
-            paged(json(fixture("issues-page1.json")), 1, 2, Some(4)).insert_header(
+            paged(json(fixture("gitlab/issues-page1.json")), 1, 2, Some(4)).insert_header(
                 "link",
                 format!("<{}>; rel=\"next\"", link_url(&elsewhere, 2)).as_str(),
             ),
@@ -366,7 +361,12 @@ async fn a_link_to_another_origin_is_not_followed() {
         .and(query_param("page", "2"))
         .and(query_param_is_missing("id"))
         .and(header("private-token", TOKEN))
-        .respond_with(paged(json(fixture("issues-page2.json")), 2, 2, Some(4)))
+        .respond_with(paged(
+            json(fixture("gitlab/issues-page2.json")),
+            2,
+            2,
+            Some(4),
+        ))
         .expect(1)
         .mount(&mock)
         .await;
@@ -403,7 +403,7 @@ async fn rate_limits_are_waited_out_with_or_without_headers() {
                 .insert_header("ratelimit-remaining", "0")
                 .insert_header("ratelimit-reset", reset.to_string().as_str())
                 .insert_header("ratelimit-resettime", reset_time.as_str())
-                .set_body_string(fixture("error-429.txt")),
+                .set_body_string(fixture("gitlab/error-429.txt")),
         )
         .up_to_n_times(1)
         .mount(&mock)
@@ -414,20 +414,25 @@ async fn rate_limits_are_waited_out_with_or_without_headers() {
             ResponseTemplate::new(429)
                 .insert_header("ratelimit-remaining", "0")
                 .insert_header("ratelimit-reset", reset.to_string().as_str())
-                .set_body_string(fixture("error-429.txt")),
+                .set_body_string(fixture("gitlab/error-429.txt")),
         )
         .up_to_n_times(1)
         .mount(&mock)
         .await;
     Mock::given(method("GET"))
         .and(path(ISSUES))
-        .respond_with(ResponseTemplate::new(429).set_body_string(fixture("error-429.txt")))
+        .respond_with(ResponseTemplate::new(429).set_body_string(fixture("gitlab/error-429.txt")))
         .up_to_n_times(1)
         .mount(&mock)
         .await;
     Mock::given(method("GET"))
         .and(path(ISSUES))
-        .respond_with(paged(json(fixture("issues-page2.json")), 1, 1, Some(2)))
+        .respond_with(paged(
+            json(fixture("gitlab/issues-page2.json")),
+            1,
+            1,
+            Some(2),
+        ))
         .mount(&mock)
         .await;
     let s = setup(&mock).await;
@@ -531,7 +536,12 @@ async fn a_numeric_project_id_and_an_api_root_base_url_work() {
         .and(path("/api/v4/projects/4242/issues"))
         .and(query_param("scope", "all"))
         .and(header("private-token", TOKEN))
-        .respond_with(paged(json(fixture("issues-page2.json")), 1, 1, Some(2)))
+        .respond_with(paged(
+            json(fixture("gitlab/issues-page2.json")),
+            1,
+            1,
+            Some(2),
+        ))
         .expect(1)
         .mount(&mock)
         .await;

@@ -26,14 +26,6 @@ const FIELDS: &str = concat!(
     "resolutiondate,statuscategorychangedate,parent,issuetype"
 );
 
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/fixtures/jira/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
-}
-
 fn json(body: String) -> ResponseTemplate {
     ResponseTemplate::new(200)
         .insert_header("content-type", "application/json;charset=UTF-8")
@@ -132,7 +124,7 @@ async fn mount_two_pages(mock: &MockServer) {
         .and(query_param_is_missing("nextPageToken"))
         .and(header("authorization", BASIC))
         .and(header("accept", "application/json"))
-        .respond_with(json(fixture("search-page1.json")))
+        .respond_with(json(fixture("jira/search-page1.json")))
         .mount(mock)
         .await;
     Mock::given(method("GET"))
@@ -142,7 +134,7 @@ async fn mount_two_pages(mock: &MockServer) {
         .and(query_param("maxResults", "100"))
         .and(query_param("nextPageToken", PAGE2_TOKEN))
         .and(header("authorization", BASIC))
-        .respond_with(json(fixture("search-page2.json")))
+        .respond_with(json(fixture("jira/search-page2.json")))
         .mount(mock)
         .await;
 }
@@ -305,7 +297,7 @@ async fn an_incremental_sync_asks_relative_to_the_cursor_and_skips_the_overlap()
         .and(jql_since("2026-11-05T13:00:00Z"))
         .and(query_param_is_missing("nextPageToken"))
         .and(header("authorization", BASIC))
-        .respond_with(json(fixture("search-since.json")))
+        .respond_with(json(fixture("jira/search-since.json")))
         .expect(1)
         .mount(&mock)
         .await;
@@ -359,7 +351,7 @@ async fn rate_limits_and_busy_answers_are_waited_out() {
         .await;
     Mock::given(method("GET"))
         .and(path(SEARCH))
-        .respond_with(json(fixture("search-page2.json")))
+        .respond_with(json(fixture("jira/search-page2.json")))
         .mount(&mock)
         .await;
     let s = setup(&mock).await;
@@ -378,7 +370,9 @@ async fn a_rejected_query_names_jiras_reason_and_is_not_retried() {
     let mock = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path(SEARCH))
-        .respond_with(ResponseTemplate::new(400).set_body_string(fixture("error-400-jql.json")))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_string(fixture("jira/error-400-jql.json")),
+        )
         .expect(1)
         .mount(&mock)
         .await;
@@ -419,7 +413,7 @@ async fn an_original_estimate_in_seconds_becomes_hours_and_a_full_sync_ignores_t
             format!("{FIELDS},timeoriginalestimate"),
         ))
         .and(query_param_is_missing("nextPageToken"))
-        .respond_with(json(fixture("search-page2.json")))
+        .respond_with(json(fixture("jira/search-page2.json")))
         .expect(1)
         .mount(&mock)
         .await;

@@ -20,16 +20,8 @@ const TOKEN_VAR: &str = "PLB_TEST_REDMINE_TOKEN";
 const TOKEN: &str = "3f9c2b7a1e8d4c6b5a0f9e8d7c6b5a4f3e2d1c0b";
 const ISSUES: &str = "/redmine/issues.json";
 
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/fixtures/redmine/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
-}
-
 fn fixture_json(name: &str) -> serde_json::Value {
-    serde_json::from_str(&fixture(name)).unwrap()
+    serde_json::from_str(&fixture(&format!("redmine/{name}"))).unwrap()
 }
 
 /// A 200 as Redmine (Rails) sends it.
@@ -142,7 +134,7 @@ async fn mount_two_pages(mock: &MockServer) {
         .and(query_param("offset", "100"))
         .and(query_param_is_missing("updated_on"))
         .and(header("x-redmine-api-key", TOKEN))
-        .respond_with(json(fixture("issues-page2.json")))
+        .respond_with(json(fixture("redmine/issues-page2.json")))
         .mount(mock)
         .await;
 }
@@ -315,7 +307,7 @@ async fn a_rejected_query_and_an_unknown_project_fail_clearly() {
         .respond_with(
             ResponseTemplate::new(422)
                 .insert_header("content-type", "application/json; charset=utf-8")
-                .set_body_string(fixture("error-422.json")),
+                .set_body_string(fixture("redmine/error-422.json")),
         )
         .expect(1)
         .mount(&mock)
@@ -389,7 +381,7 @@ async fn an_older_redmine_without_is_closed_reads_closed_on_and_the_status() {
     let mock = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path(ISSUES))
-        .respond_with(json(fixture("issues-redmine-5.0.json")))
+        .respond_with(json(fixture("redmine/issues-redmine-5.0.json")))
         .mount(&mock)
         .await;
     let s = setup(&mock).await;

@@ -7,25 +7,11 @@ use plumbline::proto as pb;
 use serde_json::Value;
 use wiremock::{Request, ResponseTemplate};
 
-use super::{Issue, Query, Tracker};
+use super::{Issue, Query, Tracker, param};
+use crate::common::fixture;
 
 #[derive(Default)]
 pub struct GitHub;
-
-pub fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/fixtures/github/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
-}
-
-fn param(req: &Request, name: &str) -> Option<String> {
-    req.url
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
 
 impl Tracker for GitHub {
     const ID: &'static str = "gh";
@@ -53,7 +39,7 @@ impl Tracker for GitHub {
     }
 
     fn issue(&self, i: &Issue) -> Value {
-        let page: Vec<Value> = serde_json::from_str(&fixture("issues-page2.json")).unwrap();
+        let page: Vec<Value> = serde_json::from_str(&fixture("github/issues-page2.json")).unwrap();
         let mut v = page[1].clone();
         v["number"] = i.n.into();
         v["id"] = (2_000_000_000 + i.n).into();
@@ -111,10 +97,10 @@ impl Tracker for GitHub {
 
     fn error(&self, status: u16) -> ResponseTemplate {
         let body = match status {
-            401 => fixture("error-401.json"),
+            401 => fixture("github/error-401.json"),
             403 => r#"{"message":"Resource not accessible by personal access token","documentation_url":"https://docs.github.com/rest/issues/issues#list-repository-issues","status":"403"}"#.into(),
             404 => r#"{"message":"Not Found","documentation_url":"https://docs.github.com/rest/issues/issues#list-repository-issues","status":"404"}"#.into(),
-            429 => fixture("error-403-rate-limit.json"),
+            429 => fixture("github/error-403-rate-limit.json"),
             _ => String::new(),
         };
         let resp = ResponseTemplate::new(status)

@@ -8,25 +8,11 @@ use plumbline::proto as pb;
 use serde_json::Value;
 use wiremock::{Request, ResponseTemplate};
 
-use super::{Issue, PAGE, Query, Tracker};
+use super::{Issue, PAGE, Query, Tracker, param};
+use crate::common::fixture;
 
 #[derive(Default)]
 pub struct GitLab;
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/fixtures/gitlab/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
-}
-
-fn param(req: &Request, name: &str) -> Option<String> {
-    req.url
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
 
 impl Tracker for GitLab {
     const ID: &'static str = "gl";
@@ -54,7 +40,7 @@ impl Tracker for GitLab {
     }
 
     fn issue(&self, i: &Issue) -> Value {
-        let page: Vec<Value> = serde_json::from_str(&fixture("issues-page2.json")).unwrap();
+        let page: Vec<Value> = serde_json::from_str(&fixture("gitlab/issues-page2.json")).unwrap();
         let mut v = page[0].clone();
         v["iid"] = i.n.into();
         v["id"] = (150_000_000 + i.n).into();
@@ -132,11 +118,11 @@ impl Tracker for GitLab {
 
     fn error(&self, status: u16) -> ResponseTemplate {
         let (body, kind) = match status {
-            401 => (fixture("error-401.json"), "application/json"),
-            403 => (fixture("error-403-scope.json"), "application/json"),
-            404 => (fixture("error-404-project.json"), "application/json"),
-            429 => (fixture("error-429.txt"), "text/plain"),
-            _ => (fixture("error-500.json"), "application/json"),
+            401 => (fixture("gitlab/error-401.json"), "application/json"),
+            403 => (fixture("gitlab/error-403-scope.json"), "application/json"),
+            404 => (fixture("gitlab/error-404-project.json"), "application/json"),
+            429 => (fixture("gitlab/error-429.txt"), "text/plain"),
+            _ => (fixture("gitlab/error-500.json"), "application/json"),
         };
         ResponseTemplate::new(status)
             .insert_header("content-type", kind)

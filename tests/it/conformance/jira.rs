@@ -8,25 +8,11 @@ use plumbline::proto as pb;
 use serde_json::Value;
 use wiremock::{Request, ResponseTemplate};
 
-use super::{Issue, Query, Tracker};
+use super::{Issue, Query, Tracker, param};
+use crate::common::fixture;
 
 #[derive(Default)]
 pub struct Jira;
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/fixtures/jira/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
-}
-
-fn param(req: &Request, name: &str) -> Option<String> {
-    req.url
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
 
 fn json_error(messages: &[&str]) -> String {
     serde_json::json!({"errorMessages": messages, "errors": {}}).to_string()
@@ -58,7 +44,7 @@ impl Tracker for Jira {
     }
 
     fn issue(&self, i: &Issue) -> Value {
-        let page: Value = serde_json::from_str(&fixture("search-page2.json")).unwrap();
+        let page: Value = serde_json::from_str(&fixture("jira/search-page2.json")).unwrap();
         let mut v = page["issues"][0].clone();
         v["id"] = (10_000 + i.n).to_string().into();
         v["key"] = format!("OPS-{}", i.n).into();
@@ -113,7 +99,7 @@ impl Tracker for Jira {
 
     fn error(&self, status: u16) -> ResponseTemplate {
         let body = match status {
-            401 => fixture("error-401.json"),
+            401 => fixture("jira/error-401.json"),
             403 => json_error(&["You do not have permission to browse issues in this project."]),
             404 => json_error(&["The requested resource could not be found."]),
             429 => String::new(),

@@ -117,6 +117,14 @@ pub trait Tracker: Send + Sync + Default + 'static {
 
 /// The URL `req` was sent to, with the host and port it was sent to (the
 /// mock's `Request::url` holds neither), for `Link` headers.
+/// The value of query parameter `name` of a request the mock received.
+pub fn param(req: &Request, name: &str) -> Option<String> {
+    req.url
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
 pub fn sent_to(req: &Request) -> wiremock::http::Url {
     let mut url = req.url.clone();
     if let Some(host) = req.headers.get("host").and_then(|h| h.to_str().ok()) {

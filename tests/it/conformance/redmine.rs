@@ -8,25 +8,11 @@ use plumbline::proto as pb;
 use serde_json::Value;
 use wiremock::{Request, ResponseTemplate};
 
-use super::{Issue, PAGE, Query, Tracker};
+use super::{Issue, PAGE, Query, Tracker, param};
+use crate::common::fixture;
 
 #[derive(Default)]
 pub struct Redmine;
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/fixtures/redmine/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
-}
-
-fn param(req: &Request, name: &str) -> Option<String> {
-    req.url
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
 
 impl Tracker for Redmine {
     const ID: &'static str = "rm";
@@ -56,7 +42,7 @@ impl Tracker for Redmine {
     }
 
     fn issue(&self, i: &Issue) -> Value {
-        let page: Value = serde_json::from_str(&fixture("issues-page2.json")).unwrap();
+        let page: Value = serde_json::from_str(&fixture("redmine/issues-page2.json")).unwrap();
         let mut v = page["issues"][0].clone();
         v["id"] = i.n.into();
         v["subject"] = i.title.clone().into();
@@ -106,7 +92,7 @@ impl Tracker for Redmine {
 
     fn error(&self, status: u16) -> ResponseTemplate {
         let (body, kind) = match status {
-            401 => (fixture("error-401.html"), "text/html"),
+            401 => (fixture("redmine/error-401.html"), "text/html"),
             403 | 404 | 429 => (String::new(), "application/json; charset=utf-8"),
             _ => (
                 "<html><body><h1>Internal error</h1></body></html>".to_string(),

@@ -29,12 +29,53 @@ pub struct Config {
     pub validation: ValidationConfig,
 }
 
-/// Where the data lives.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Where the data lives and what a write's acknowledgement promises.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// The storage backend; `sqlite` (the file at `db`) is the only one.
     pub backend: StoreBackend,
+    /// When an acknowledged write is on disk. `normal` (the default): a
+    /// process crash loses nothing acknowledged, a power cut or OS crash
+    /// may lose the last transactions (never corrupts the file); `full`
+    /// also survives those, at the cost of an fsync per write.
+    pub synchronous: Synchronous,
+    /// How long a write waits for another process's lock on the database
+    /// before failing with UNAVAILABLE, in milliseconds.
+    pub busy_timeout_ms: u64,
+    /// Largest size the database file may grow to, in MiB; 0 for no limit.
+    /// A write past it fails with RESOURCE_EXHAUSTED, as on a full disk.
+    pub max_size_mib: u64,
+    /// How often the database file is checked (still the file that was
+    /// opened; writable again after a failure), in milliseconds.
+    pub check_interval_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: StoreBackend::default(),
+            synchronous: Synchronous::default(),
+            busy_timeout_ms: 5000,
+            max_size_mib: 0,
+            check_interval_ms: 5000,
+        }
+    }
+}
+
+/// SQLite's `synchronous` setting, in WAL mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync at checkpoints only: durable across a process crash; a power
+    /// cut or OS crash may lose the transactions the OS had not yet written
+    /// out (typically the last seconds), never corrupts the file. The
+    /// default: a write costs no fsync, and tracker items come back with
+    /// the next sync.
+    #[default]
+    Normal,
+    /// fsync the WAL at every commit: durable across a power cut too.
+    Full,
 }
 
 /// A storage backend, by its name in the configuration.

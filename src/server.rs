@@ -15,6 +15,8 @@
 //! Steps 2 and 3 share one grace period ([`SHUTDOWN_GRACE`]); past it the
 //! store closes anyway and the shutdown fails naming what still ran.
 
+mod store_health;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +89,8 @@ pub struct RunningServer {
     store: Arc<dyn Store>,
     lifecycle: Lifecycle,
     health: tonic_health::server::HealthReporter,
+    /// Keeps health NOT_SERVING while the store cannot write.
+    store_health: store_health::StoreHealth,
     /// Serves until the lifecycle stops and every connection has closed.
     task: JoinHandle<Result<(), ServerError>>,
 }
@@ -146,6 +150,7 @@ impl RunningServer {
         // A health `Watch` never ends by itself either: say NOT_SERVING to
         // the watchers (load balancers), then drop the statuses, which ends
         // their streams.
+        self.store_health.stop().await;
         for name in HEALTH_NAMES {
             self.health
                 .set_service_status(name, tonic_health::ServingStatus::NotServing)
@@ -295,6 +300,13 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             ),
         );
     }
+    let store_health = store_health::StoreHealth::follow(
+        store.clone(),
+        health_reporter.clone(),
+        &HEALTH_NAMES,
+        Duration::from_millis(config.store.check_interval_ms),
+        &lifecycle,
+    );
     // TCP_NODELAY: without it a response longer than one segment waits out
     // the client's delayed ACK (40 ms on Linux) before its last bytes go.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -314,6 +326,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         store,
         lifecycle,
         health: health_reporter,
+        store_health,
         task,
     })
 }

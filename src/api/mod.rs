@@ -51,6 +51,22 @@ impl From<Error> for Status {
                     StoreError::Busy { .. } | StoreError::Closed => {
                         Status::unavailable("the database is busy or closing; retry shortly")
                     }
+                    // Space can come back (an operator frees it), as with
+                    // a quota: the write may succeed later.
+                    StoreError::Full { .. } => Status::resource_exhausted(
+                        "the database is full; the operator must free disk space \
+                         (or raise [store] max_size_mib) before writes succeed",
+                    ),
+                    // Neither passes by retrying: an operator must act, so
+                    // not UNAVAILABLE, which clients retry.
+                    StoreError::ReadOnly { .. } => Status::failed_precondition(
+                        "the database is read-only; the operator must make it writable \
+                         before writes succeed",
+                    ),
+                    StoreError::Gone { .. } => Status::failed_precondition(
+                        "the database file was deleted or replaced while the server ran; \
+                         no write is accepted until the operator restarts the server",
+                    ),
                     _ => Status::internal("storage failure; see the server log"),
                 }
             }
@@ -128,5 +144,28 @@ mod tests {
             "{}",
             status.message()
         );
+    }
+
+    #[test]
+    fn full_read_only_and_gone_stores_say_what_the_operator_must_do() {
+        let full = Status::from(Error::Store(StoreError::Full {
+            doing: "upsert items".into(),
+            source: "database or disk is full".into(),
+        }));
+        assert_eq!(full.code(), Code::ResourceExhausted);
+        assert!(full.message().contains("free disk space"), "{full:?}");
+        let read_only = Status::from(Error::Store(StoreError::ReadOnly {
+            doing: "upsert items".into(),
+            source: "attempt to write a readonly database".into(),
+        }));
+        assert_eq!(read_only.code(), Code::FailedPrecondition);
+        assert!(read_only.message().contains("writable"), "{read_only:?}");
+        let gone = Status::from(Error::Store(StoreError::Gone {
+            doing: "upsert items".into(),
+            path: "/secret/place.sqlite".into(),
+        }));
+        assert_eq!(gone.code(), Code::FailedPrecondition);
+        assert!(gone.message().contains("restarts"), "{gone:?}");
+        assert!(!gone.message().contains("/secret"), "paths stay in the log");
     }
 }

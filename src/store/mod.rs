@@ -72,6 +72,34 @@ pub enum StoreError {
         #[source]
         source: BoxError,
     },
+    /// The disk is full, or the database reached its size limit
+    /// (`[store] max_size_mib`); freeing space lets writes succeed again.
+    #[error(
+        "the database is full ({doing}); free disk space, delete data, or raise [store] max_size_mib"
+    )]
+    Full {
+        doing: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The database file or its folder cannot be written (permissions, a
+    /// read-only mount); an operator must make them writable.
+    #[error(
+        "the database is read-only ({doing}); make the file, its -wal and -shm files and their folder writable by plumbline"
+    )]
+    ReadOnly {
+        doing: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The database file was deleted or replaced while the store had it
+    /// open: a write would land in a file nobody will read again, so none
+    /// is acknowledged until a restart opens the file at the path.
+    #[error(
+        "the database file {path} was deleted or replaced while plumbline had it open ({doing}); \
+         writes are refused until plumbline is restarted"
+    )]
+    Gone { doing: String, path: String },
     /// The store was closed (the server is shutting down).
     #[error("the store is closed")]
     Closed,
@@ -85,6 +113,49 @@ pub enum StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Whether writes can succeed now: what health reports (NOT_SERVING unless
+/// [`Writable`](WriteHealth::Writable)). Set by every write's outcome and by
+/// [`Store::check_health`]; reads are answered from memory either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteHealth {
+    /// The last write (or check) succeeded.
+    Writable,
+    /// Another process holds the database past the busy timeout.
+    Busy,
+    /// The disk or the size limit is full.
+    Full,
+    /// The database cannot be written.
+    ReadOnly,
+    /// Writes fail with I/O errors, or the file cannot be opened.
+    Failing,
+    /// The file was deleted or replaced; only a restart recovers.
+    Gone,
+}
+
+impl WriteHealth {
+    /// What a failed write says of the store; `None` when the failure is
+    /// the write's own (a conflict, a closed store) and says nothing of
+    /// whether other writes can succeed.
+    pub fn after(err: &StoreError) -> Option<WriteHealth> {
+        match err {
+            StoreError::Busy { .. } => Some(WriteHealth::Busy),
+            StoreError::Full { .. } => Some(WriteHealth::Full),
+            StoreError::ReadOnly { .. } => Some(WriteHealth::ReadOnly),
+            StoreError::Unavailable { .. } => Some(WriteHealth::Failing),
+            StoreError::Gone { .. } => Some(WriteHealth::Gone),
+            StoreError::Conflict { .. }
+            | StoreError::Corrupt { .. }
+            | StoreError::Migrate { .. }
+            | StoreError::Closed
+            | StoreError::Backend { .. } => None,
+        }
+    }
+
+    pub fn is_writable(self) -> bool {
+        self == WriteHealth::Writable
+    }
+}
 
 /// Filters of `list_items`.
 #[derive(Debug, Clone, Default)]
@@ -191,6 +262,14 @@ pub trait Store: Send + Sync + 'static {
     /// Finishes pending work and releases the database; later calls fail
     /// with [`StoreError::Unavailable`].
     async fn close(&self);
+
+    /// Whether writes can succeed, as it changes (see [`WriteHealth`]).
+    fn write_health(&self) -> tokio::sync::watch::Receiver<WriteHealth>;
+
+    /// Checks that the database is still the one opened and, while writes
+    /// are failing, whether one can succeed again (an empty write); updates
+    /// [`write_health`](Store::write_health). Called periodically.
+    async fn check_health(&self);
 
     /// Everything the in-memory index needs, to rebuild it at start-up.
     async fn load(&self) -> Result<Load>;

@@ -26,13 +26,13 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{ItemFilter, Load, Result, Store};
-use crate::config::Config;
+use super::{ItemFilter, Load, Result, Store, WriteHealth};
+use crate::config::{Config, StoreConfig};
 use crate::domain::{
     Evidence, Experiment, Goal, Hypothesis, Item, Link, Metric, Observation, ObservationSummary,
     Release, Source, SyncCursor, SyncState, Time,
 };
-use conn::{Attempt, Connections, Fail};
+use conn::{Attempt, Connections, Fail, Settings};
 use write::ItemWrite;
 
 /// SQLite-backed [`Store`]; clones share the connections.
@@ -42,12 +42,24 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and applies migrations.
+    /// Opens (creating if needed) the database file with the default
+    /// `[store]` settings and applies migrations.
     pub async fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, &StoreConfig::default()).await
+    }
+
+    /// Opens (creating if needed) the database file with these settings
+    /// and applies migrations.
+    pub async fn open_with(path: &Path, config: &StoreConfig) -> Result<Self> {
+        Self::open_settings(path, Settings::new(config)).await
+    }
+
+    async fn open_settings(path: &Path, settings: Settings) -> Result<Self> {
         let path = path.to_path_buf();
-        let opened = tokio::task::spawn_blocking(move || Connections::open(&path, migrate::run))
-            .await
-            .unwrap_or_else(|e| Err(Fail::Thread(e)));
+        let opened =
+            tokio::task::spawn_blocking(move || Connections::open(&path, settings, migrate::run))
+                .await
+                .unwrap_or_else(|e| Err(Fail::Thread(e)));
         Ok(SqliteStore {
             db: Arc::new(opened.map_err(|e| e.during("open the SQLite database"))?),
         })
@@ -205,16 +217,24 @@ fn put_hypothesis(conn: &Connection, h: &Hypothesis) -> Attempt<()> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn open(config: &Config) -> Result<Self> {
-        SqliteStore::open(&config.db).await
+        SqliteStore::open_with(&config.db, &config.store).await
     }
 
     async fn close(&self) {
         self.db.close().await;
     }
 
+    fn write_health(&self) -> tokio::sync::watch::Receiver<WriteHealth> {
+        self.db.health()
+    }
+
+    async fn check_health(&self) {
+        self.db.check().await;
+    }
+
     async fn load(&self) -> Result<Load> {
         // The scans start first, so that reading them overlaps with the model.
-        let batches = load::read_rows(self.db.path());
+        let batches = load::read_rows(self.db.path(), self.db.settings());
         let (model, hint) = self
             .db
             .read("read the model at start-up", |c| {
@@ -985,5 +1005,177 @@ mod sqlx_adoption {
         );
         let cause = std::error::Error::source(&err).unwrap().to_string();
         assert!(cause.contains("migration 3 as failed"), "{cause}");
+    }
+}
+
+/// Whether writes can succeed: each failure by its meaning, health that
+/// follows, and no write acknowledged into a file that is gone.
+#[cfg(test)]
+mod write_health {
+    use super::*;
+    use crate::domain::{GoalLevel, ItemState, KeyValueArea, LinkRules, TrackerKind};
+    use crate::store::StoreError;
+
+    fn goal(id: &str) -> Goal {
+        let t = chrono::Utc::now();
+        Goal {
+            id: id.into(),
+            title: String::new(),
+            description: String::new(),
+            level: GoalLevel::Strategic,
+            parent_id: String::new(),
+            key_value_area: KeyValueArea::CurrentValue,
+            weight: 1.0,
+            create_time: t,
+            update_time: t,
+        }
+    }
+
+    fn remove_database(path: &Path) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            std::fs::remove_file(&p).unwrap_or_else(|e| panic!("rm {p:?}: {e}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deleted_file_refuses_every_write_even_once_a_file_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let health = store.write_health();
+        store.put_goal(&goal("before")).await.unwrap();
+        assert_eq!(*health.borrow(), WriteHealth::Writable);
+
+        remove_database(&path);
+        let err = store.put_goal(&goal("after")).await.unwrap_err();
+        assert!(matches!(err, StoreError::Gone { .. }), "{err:?}");
+        assert!(err.to_string().contains("s.sqlite"), "{err}");
+        assert_eq!(*health.borrow(), WriteHealth::Gone);
+
+        // A file back at the path (an empty one here) is not the one the
+        // index follows: still refused, the check does not clear it.
+        SqliteStore::open(&path).await.unwrap().close().await;
+        let err = store.put_goal(&goal("later")).await.unwrap_err();
+        assert!(matches!(err, StoreError::Gone { .. }), "{err:?}");
+        store.check_health().await;
+        assert_eq!(*health.borrow(), WriteHealth::Gone);
+        store.close().await;
+
+        let reopened = SqliteStore::open(&path).await.unwrap();
+        let (model, _, _) = reopened.load().await.unwrap().collect_all().await.unwrap();
+        assert!(
+            model.goals.is_empty(),
+            "no write after the deletion went into the new file: {:?}",
+            model.goals
+        );
+    }
+
+    #[tokio::test]
+    async fn the_check_notices_a_deleted_or_replaced_file_without_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let health = store.write_health();
+        store.check_health().await;
+        assert_eq!(*health.borrow(), WriteHealth::Writable);
+
+        // Replaced: another database renamed over the path.
+        let other = dir.path().join("other.sqlite");
+        SqliteStore::open(&other).await.unwrap().close().await;
+        std::fs::rename(&other, &path).unwrap();
+        store.check_health().await;
+        assert_eq!(*health.borrow(), WriteHealth::Gone);
+        let err = store.put_goal(&goal("G")).await.unwrap_err();
+        assert!(matches!(err, StoreError::Gone { .. }), "{err:?}");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_read_only_database_fails_writes_as_read_only_until_it_is_writable() {
+        // chmod does not stop root; a write connection that SQLite opened
+        // read-only is what a read-only file or mount gives.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        SqliteStore::open(&path).await.unwrap().close().await;
+        let settings = Settings {
+            read_only_writer: true,
+            ..Settings::default()
+        };
+        let store = SqliteStore::open_settings(&path, settings).await.unwrap();
+        let health = store.write_health();
+        let err = store.put_goal(&goal("G")).await.unwrap_err();
+        assert!(matches!(err, StoreError::ReadOnly { .. }), "{err:?}");
+        assert_eq!(*health.borrow(), WriteHealth::ReadOnly);
+        store.check_health().await;
+        assert_eq!(
+            *health.borrow(),
+            WriteHealth::ReadOnly,
+            "the probe fails too"
+        );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_full_database_is_full_until_a_write_succeeds_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let config = StoreConfig {
+            max_size_mib: 1,
+            ..StoreConfig::default()
+        };
+        let store = SqliteStore::open_with(&path, &config).await.unwrap();
+        let health = store.write_health();
+        let t = chrono::Utc::now();
+        store
+            .put_source(&Source {
+                id: "s".into(),
+                kind: TrackerKind::Github,
+                base_url: String::new(),
+                project_key: String::new(),
+                token_env: String::new(),
+                link_rules: LinkRules::default(),
+                estimate_field: String::new(),
+                create_time: t,
+                update_time: t,
+            })
+            .await
+            .unwrap();
+        let item = |i: usize| Item {
+            source_id: "s".into(),
+            external_id: i.to_string(),
+            title: String::new(),
+            body: "x".repeat(100 << 10),
+            url: String::new(),
+            state: ItemState::Open,
+            labels: Vec::new(),
+            estimate: None,
+            parent_key: String::new(),
+            create_time: None,
+            update_time: None,
+            close_time: None,
+        };
+        let mut written = 0;
+        let err = loop {
+            assert!(written < 20, "1 MiB holds fewer than 20 bodies of 100 KiB");
+            match store
+                .upsert_items(vec![item(written)], &[], &[], None)
+                .await
+            {
+                Ok(()) => written += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(written > 0);
+        assert!(matches!(err, StoreError::Full { .. }), "{err:?}");
+        assert_eq!(*health.borrow(), WriteHealth::Full);
+        store.check_health().await;
+        assert_eq!(*health.borrow(), WriteHealth::Full);
+
+        // Freeing space is a write that succeeds, and so are the next.
+        store.delete_source("s").await.unwrap();
+        assert_eq!(*health.borrow(), WriteHealth::Writable);
+        store.put_goal(&goal("G")).await.unwrap();
     }
 }

@@ -14,7 +14,7 @@ use std::path::Path;
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
-use super::conn::{Attempt, Role, connect};
+use super::conn::{Attempt, Role, Settings, connect};
 use super::{hypothesis_from_row, parse_enum, parse_json, time};
 use crate::domain::{Goal, Link, Metric, ObservationSummary, Source};
 use crate::store::{Batch, ItemRow, Model, Result};
@@ -34,12 +34,12 @@ enum Table {
 /// Starts reading items and links side by side; their chunks arrive on the
 /// receiver, which closes after the last (or after an error, which it
 /// carries).
-pub(super) fn read_rows(path: &Path) -> mpsc::Receiver<Result<Batch>> {
+pub(super) fn read_rows(path: &Path, settings: &Settings) -> mpsc::Receiver<Result<Batch>> {
     let (tx, rx) = mpsc::channel(4);
     for table in [Table::Items, Table::Links] {
-        let (path, tx) = (path.to_path_buf(), tx.clone());
+        let (path, tx, settings) = (path.to_path_buf(), tx.clone(), settings.clone());
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = scan(&path, table, &tx) {
+            if let Err(e) = scan(&path, &settings, table, &tx) {
                 let _ = tx.blocking_send(Err(e.during(DOING)));
             }
         });
@@ -48,8 +48,13 @@ pub(super) fn read_rows(path: &Path) -> mpsc::Receiver<Result<Batch>> {
 }
 
 /// Reads one table in chunks onto `tx`.
-fn scan(path: &Path, table: Table, tx: &mpsc::Sender<Result<Batch>>) -> Attempt<()> {
-    let conn = connect(path, Role::Read)?;
+fn scan(
+    path: &Path,
+    settings: &Settings,
+    table: Table,
+    tx: &mpsc::Sender<Result<Batch>>,
+) -> Attempt<()> {
+    let conn = connect(path, Role::Read, settings)?;
     let sql = match table {
         Table::Items => {
             "SELECT key, source_id, title, state, labels, estimate, parent_key FROM items"

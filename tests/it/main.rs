@@ -18,6 +18,7 @@ mod shutdown;
 mod slow_github;
 mod split;
 mod split_write_back;
+mod store_faults;
 mod sync_github;
 mod sync_gitlab;
 mod sync_jira;

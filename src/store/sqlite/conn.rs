@@ -556,6 +556,31 @@ mod tests {
     }
 
     #[test]
+    fn the_durability_and_size_settings_reach_the_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        for (synchronous, want) in [(Synchronous::Normal, 1), (Synchronous::Full, 2)] {
+            let settings = Settings::new(&StoreConfig {
+                synchronous,
+                max_size_mib: 2,
+                ..StoreConfig::default()
+            });
+            for role in [Role::Write, Role::Read] {
+                let conn = connect(&path, role, &settings).unwrap();
+                let got: i64 = conn
+                    .pragma_query_value(None, "synchronous", |r| r.get(0))
+                    .unwrap();
+                assert_eq!(got, want, "{synchronous:?} {role:?}");
+            }
+            let conn = connect(&path, Role::Write, &settings).unwrap();
+            let pages: i64 = conn
+                .pragma_query_value(None, "max_page_count", |r| r.get(0))
+                .unwrap();
+            assert_eq!(pages, 512, "2 MiB of 4 KiB pages");
+        }
+    }
+
+    #[test]
     fn failures_are_told_by_meaning_with_sqlite_words_as_source() {
         use rusqlite::ffi;
         let cases = [

@@ -10,9 +10,8 @@
 //! writer. Every call runs on `spawn_blocking`, never on a tokio worker.
 //!
 //! The store also watches that writes can succeed ([`WriteHealth`]): each
-//! write's outcome sets it, and each write checks, before and after its
-//! commit, that the path still names the file that was opened (device and
-//! inode). SQLite commits happily into a file that was deleted (its
+//! write's outcome sets it, and each write checks, once it committed, that
+//! the path still names the file that was opened (device and inode). SQLite commits happily into a file that was deleted (its
 //! descriptor keeps the inode alive) and the next start would not see it,
 //! so a write is acknowledged only if the file was still there when it
 //! committed. Once the file is gone, every write is refused until a
@@ -381,8 +380,12 @@ impl Connections {
         if self.closed.load(Ordering::Acquire) {
             return Err(Fail::Closed);
         }
-        self.check_file()?;
+        if self.gone.load(Ordering::Acquire) {
+            return Err(Fail::Gone);
+        }
         if guard.is_none() {
+            // Reopening would create a new, empty file where one was deleted.
+            self.check_file()?;
             *guard = Some(connect(&self.path, Role::Write, &self.settings)?);
         }
         let Some(conn) = guard.as_mut() else {
@@ -391,10 +394,12 @@ impl Connections {
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let out = f(&tx)?;
-            // No commit into a file that is gone (dropping `tx` rolls back)...
-            self.check_file()?;
             tx.commit()?;
-            // ...and no acknowledgement of one that went while committing.
+            // Checked after the commit, so that a file deleted before or
+            // while committing is noticed; the commit went into the
+            // deleted file, which nothing reads again, and is not
+            // acknowledged. One `stat` (about 1.3 µs here), against 70 µs
+            // for the smallest write.
             self.check_file()?;
             Ok(out)
         })();

@@ -1099,10 +1099,9 @@ mod write_health {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite");
         SqliteStore::open(&path).await.unwrap().close().await;
-        let settings = Settings {
-            read_only_writer: true,
-            ..Settings::default()
-        };
+        let settings = Settings::default();
+        let read_only = settings.read_only_writer.clone();
+        read_only.store(true, std::sync::atomic::Ordering::Relaxed);
         let store = SqliteStore::open_settings(&path, settings).await.unwrap();
         let health = store.write_health();
         let err = store.put_goal(&goal("G")).await.unwrap_err();
@@ -1114,6 +1113,12 @@ mod write_health {
             WriteHealth::ReadOnly,
             "the probe fails too"
         );
+
+        // Writable again: the check's probe reconnects and succeeds.
+        read_only.store(false, std::sync::atomic::Ordering::Relaxed);
+        store.check_health().await;
+        assert_eq!(*health.borrow(), WriteHealth::Writable);
+        store.put_goal(&goal("G")).await.unwrap();
         store.close().await;
     }
 

@@ -59,10 +59,10 @@ pub(super) struct Settings {
     /// Largest size of the file in bytes, 0 for none (the write
     /// connection's `max_page_count`).
     pub max_size: u64,
-    /// Test hook: open the write connection read-only, the one way to make
-    /// SQLite refuse writes that works for root too.
+    /// Test hook: open the write connection read-only while set, the one
+    /// way to make SQLite refuse writes that works for root too.
     #[cfg(test)]
-    pub read_only_writer: bool,
+    pub read_only_writer: Arc<AtomicBool>,
 }
 
 impl Settings {
@@ -72,7 +72,7 @@ impl Settings {
             busy_timeout: Duration::from_millis(config.busy_timeout_ms),
             max_size: config.max_size_mib.saturating_mul(1 << 20),
             #[cfg(test)]
-            read_only_writer: false,
+            read_only_writer: Arc::default(),
         }
     }
 }
@@ -100,7 +100,9 @@ pub(super) fn connect(
 ) -> rusqlite::Result<Connection> {
     let flags = match role {
         #[cfg(test)]
-        Role::Write if settings.read_only_writer => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        Role::Write if settings.read_only_writer.load(Ordering::Relaxed) => {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        }
         Role::Write => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         Role::Read => OpenFlags::SQLITE_OPEN_READ_ONLY,
     } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -403,9 +405,21 @@ impl Connections {
             self.check_file()?;
             Ok(out)
         })();
-        if result.is_err() && !conn.is_autocommit() {
+        let reopen = match &result {
+            Ok(_) => false,
             // A failed COMMIT can leave the transaction open; a connection
             // in that state would fail every later write, so drop it.
+            Err(_) if !conn.is_autocommit() => true,
+            // SQLite opens a file it cannot write read-only and stays so:
+            // only a new connection sees permissions fixed or a disk
+            // remounted.
+            Err(Fail::Sql(e)) => matches!(
+                e.sqlite_error_code(),
+                Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::SystemIoFailure)
+            ),
+            Err(_) => false,
+        };
+        if reopen {
             *guard = None;
         }
         result

@@ -326,6 +326,37 @@ mod tests {
     }
 
     #[test]
+    // figment's Jail closure returns figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn store_durability_and_limits_come_from_file_and_env() {
+        let d = StoreConfig::default();
+        assert_eq!(d.synchronous, Synchronous::Normal);
+        assert_eq!((d.busy_timeout_ms, d.max_size_mib), (5000, 0));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(
+            &f,
+            "[store]\nsynchronous = \"full\"\nbusy_timeout_ms = 200\n",
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&f), Overrides::default()).unwrap();
+        assert_eq!(cfg.store.synchronous, Synchronous::Full);
+        assert_eq!(cfg.store.busy_timeout_ms, 200);
+        assert_eq!(cfg.store.check_interval_ms, d.check_interval_ms);
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PLUMBLINE_STORE__MAX_SIZE_MIB", "64");
+            let cfg = Config::load(None, Overrides::default()).unwrap();
+            assert_eq!(cfg.store.max_size_mib, 64);
+            Ok(())
+        });
+        std::fs::write(&f, "[store]\nsynchronous = \"off\"\n").unwrap();
+        let err = Config::load(Some(&f), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("off") && err.contains("full"), "{err}");
+    }
+
+    #[test]
     fn store_backend_is_sqlite_unless_named_and_unknown_ones_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.toml");

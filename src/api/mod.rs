@@ -44,7 +44,13 @@ impl From<Error> for Status {
             Error::AlreadyExists(m) => Status::already_exists(m),
             Error::FailedPrecondition(m) => Status::failed_precondition(m),
             Error::Store(e) => {
-                tracing::error!(error = %chain(&e), "storage failure");
+                // A store that cannot write logs one error line when that
+                // starts; each call it fails is a warning.
+                if crate::store::WriteHealth::after(&e).is_some() {
+                    tracing::warn!(error = %chain(&e), "write refused by the store");
+                } else {
+                    tracing::error!(error = %chain(&e), "storage failure");
+                }
                 match e {
                     // Both pass: another process lets go of the file, or the
                     // next server is up. Clients retry UNAVAILABLE.

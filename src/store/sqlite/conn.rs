@@ -434,7 +434,12 @@ impl Connections {
         } else {
             now
         };
-        let was = self.health.send_replace(now);
+        // Watchers wake only on a change, not on every write.
+        let mut was = now;
+        self.health.send_if_modified(|h| {
+            was = std::mem::replace(h, now);
+            was != now
+        });
         if was == now {
             return;
         }

@@ -50,7 +50,7 @@ pub enum StoreError {
         source: BoxError,
     },
     /// The database cannot be reached: the file cannot be opened or
-    /// written (permissions, full disk, I/O error), or the store was closed.
+    /// written (permissions, I/O error).
     #[error("the database is unavailable ({doing})")]
     Unavailable {
         doing: String,

@@ -11,10 +11,10 @@
 //!
 //! The store also watches that writes can succeed ([`WriteHealth`]): each
 //! write's outcome sets it, and each write checks, once it committed, that
-//! the path still names the file that was opened (device and inode). SQLite commits happily into a file that was deleted (its
-//! descriptor keeps the inode alive) and the next start would not see it,
-//! so a write is acknowledged only if the file was still there when it
-//! committed. Once the file is gone, every write is refused until a
+//! the path still names the file that was opened (device and inode).
+//! SQLite commits happily into a file that was deleted (its descriptor
+//! keeps the inode alive) and the next start would not see it, so a write
+//! is acknowledged only if the file was still there when it committed. Once the file is gone, every write is refused until a
 //! restart, even if a file comes back at the path: the index holds writes
 //! the new file may not, and only a restart rebuilds it from the file.
 //!
@@ -370,11 +370,21 @@ impl Connections {
         if self.gone.load(Ordering::Acquire) {
             return Err(Fail::Gone);
         }
-        if file_id(&self.path).map_err(Fail::Io)? != Some(self.file) {
-            self.gone.store(true, Ordering::Release);
-            return Err(Fail::Gone);
+        match file_id(&self.path) {
+            Ok(Some(id)) if id == self.file => Ok(()),
+            Ok(_) => {
+                self.gone.store(true, Ordering::Release);
+                Err(Fail::Gone)
+            }
+            // The path cannot be looked at (its folder's permissions
+            // changed): nothing says the file went, and failing a write
+            // that committed would leave the index without it.
+            Err(e) => {
+                tracing::warn!(db = %self.path.display(), error = %e,
+                    "cannot check that the database file is still the one opened");
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     fn write_now<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Attempt<T>) -> Attempt<T> {

@@ -65,7 +65,7 @@ pub enum TlsError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("the {what} file {} holds no PEM {expected} (a block starting with -----BEGIN {marker}", path.display())]
+    #[error("the {what} file {} holds no PEM {expected} (a block starting with -----BEGIN {marker})", path.display())]
     NoPem {
         what: &'static str,
         path: PathBuf,

@@ -24,7 +24,12 @@ pub async fn connect(url: &str) -> Result<Channel> {
         .timeout(std::time::Duration::from_secs(60));
     let endpoint = super::client_tls::apply(endpoint, url)?;
     endpoint.connect().await.with_context(|| {
-        format!("cannot reach plumbline at {url}; is `plumbline serve` running there?")
+        let tls = if url.starts_with("https:") {
+            " Does --ca-cert (PLUMBLINE_CA_CERT) name the CA that signed its certificate?"
+        } else {
+            ""
+        };
+        format!("cannot reach plumbline at {url}; is `plumbline serve` running there?{tls}")
     })
 }
 

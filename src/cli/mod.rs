@@ -223,6 +223,9 @@ struct DemoArgs {
     /// How many of the top items to explain term by term.
     #[arg(long, default_value_t = 3)]
     explain: u32,
+    /// Allow a non-loopback --listen: the demo has neither auth nor TLS.
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

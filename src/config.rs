@@ -27,6 +27,26 @@ pub struct Config {
     /// Value validation settings (`[validation]` in the file).
     #[serde(default)]
     pub validation: ValidationConfig,
+    /// TLS on the gRPC listener (`[tls]` in the file).
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Who may call (`[auth]` in the file).
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Listen on a non-loopback address with neither auth nor TLS (behind a
+    /// proxy or mesh that provides both); `serve --insecure`.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+pub use crate::tls::TlsConfig;
+
+/// Who may call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Require an API token on every call but health.
+    pub enabled: bool,
 }
 
 /// Where the data lives and what a write's acknowledgement promises.
@@ -205,6 +225,9 @@ impl Default for Config {
             store: StoreConfig::default(),
             sync: SyncConfig::default(),
             validation: ValidationConfig::default(),
+            tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
+            insecure: false,
         }
     }
 }
@@ -218,6 +241,8 @@ pub struct Overrides {
     pub db: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_size: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
 }
 
 /// Why the configuration could not be loaded.
@@ -239,10 +264,18 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        // PLUMBLINE_SERVER and PLUMBLINE_LOG* belong to the CLI, not here;
-        // nested keys use a double underscore: PLUMBLINE_SYNC__INTERVAL_SECS.
+        // PLUMBLINE_SERVER, PLUMBLINE_LOG* and the client's TLS files belong
+        // to the CLI, not here; nested keys use a double underscore:
+        // PLUMBLINE_SYNC__INTERVAL_SECS.
         let env = Env::prefixed("PLUMBLINE_")
-            .ignore(&["server", "log", "log_format"])
+            .ignore(&[
+                "server",
+                "log",
+                "log_format",
+                "ca_cert",
+                "client_cert",
+                "client_key",
+            ])
             .split("__");
         let cfg: Config = fig
             .merge(env)
@@ -257,6 +290,9 @@ impl Config {
                 cfg.default_size
             )));
         }
+        cfg.tls
+            .check()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(cfg)
     }
 }
@@ -354,6 +390,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("off") && err.contains("full"), "{err}");
+    }
+
+    #[test]
+    // figment's Jail closure returns figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn tls_needs_cert_and_key_and_the_client_tls_env_is_not_a_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(&f, "[tls]\ncert = \"/etc/plumbline/cert.pem\"\n").unwrap();
+        let err = Config::load(Some(&f), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cert is set but key is not"), "{err}");
+        std::fs::write(
+            &f,
+            "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_ca = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&f), Overrides::default()).unwrap();
+        assert!(cfg.tls.enabled());
+        assert_eq!(cfg.tls.client_ca, Some(PathBuf::from("ca.pem")));
+        assert!(!Config::default().tls.enabled());
+        assert!(!Config::default().auth.enabled);
+        assert!(!Config::default().insecure);
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PLUMBLINE_CA_CERT", "/tmp/ca.pem");
+            jail.set_env("PLUMBLINE_CLIENT_CERT", "/tmp/c.pem");
+            jail.set_env("PLUMBLINE_CLIENT_KEY", "/tmp/k.pem");
+            let cfg = Config::load(None, Overrides::default()).unwrap();
+            assert!(!cfg.tls.enabled());
+            Ok(())
+        });
     }
 
     #[test]

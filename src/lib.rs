@@ -19,6 +19,8 @@
 //! - [`server`] and [`lifecycle`]: wiring, and the one stop signal every
 //!   long task listens to.
 //! - [`config`] and [`cli`]: settings and the command line.
+//! - [`tls`]: TLS and mutual TLS on the listener and in the CLI, and the
+//!   refusal to open a non-loopback port with neither auth nor TLS.
 
 pub mod api;
 pub mod cli;
@@ -32,6 +34,7 @@ pub mod score;
 pub mod server;
 pub mod store;
 pub mod sync;
+pub mod tls;
 
 /// Code generated from `proto/plumbline/v1`.
 pub mod proto {

@@ -62,6 +62,10 @@ pub enum ServerError {
     Reflection(#[source] tonic_reflection::server::Error),
     #[error("cannot set up tracker sync")]
     Sync(#[source] SyncError),
+    #[error(transparent)]
+    OpenListener(#[from] crate::tls::OpenListener),
+    #[error("cannot set up TLS")]
+    Tls(#[source] crate::tls::TlsError),
     #[error("gRPC transport failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("the shutdown did not finish in {secs} s; {0}", secs = SHUTDOWN_GRACE.as_secs())]
@@ -84,6 +88,8 @@ const HEALTH_NAMES: [&str; 9] = [
 /// A server running in the background of this process.
 pub struct RunningServer {
     addr: SocketAddr,
+    /// `https` when the listener serves TLS.
+    scheme: &'static str,
     engine: Arc<Engine>,
     syncer: Arc<Syncer>,
     store: Arc<dyn Store>,
@@ -101,9 +107,9 @@ impl RunningServer {
         self.addr
     }
 
-    /// `http://ADDR`, for clients.
+    /// `http://ADDR` (`https://` with TLS), for clients.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The engine, for in-process inspection (tests, benchmarks).
@@ -193,6 +199,16 @@ impl RunningServer {
 /// Opens the store that `config.store` names (at `config.db`), rebuilds the
 /// index and starts serving on `config.listen` in a background task.
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
+    let exposure = crate::tls::check_exposure(
+        config.listen,
+        config.auth.enabled,
+        config.tls.enabled(),
+        config.insecure,
+    )?;
+    if exposure == crate::tls::Exposure::Insecure {
+        tracing::warn!(listen = %config.listen, "--insecure: serving a non-loopback address with neither authentication nor TLS; anyone who reaches it can read and change everything");
+    }
+    let tls = config.tls.server().map_err(ServerError::Tls)?;
     if let Some(dir) = config.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| ServerError::DbDir {
             path: dir.display().to_string(),
@@ -249,7 +265,14 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         .build_v1alpha()
         .map_err(ServerError::Reflection)?;
 
-    let router = tonic::transport::Server::builder()
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| ServerError::Tls(crate::tls::TlsError::Tonic(e)))?;
+    }
+    let router = builder
         .timeout(Duration::from_secs(30))
         .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
         .add_service(health_service)
@@ -318,9 +341,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             .await
             .map_err(ServerError::from)
     });
-    tracing::info!(%addr, db = %config.db.display(), "plumbline serving");
+    tracing::info!(%addr, %scheme, db = %config.db.display(), "plumbline serving");
     Ok(RunningServer {
         addr,
+        scheme,
         engine,
         syncer,
         store,

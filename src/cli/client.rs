@@ -16,12 +16,20 @@ use pb::value_model_service_client::ValueModelServiceClient;
 pub async fn connect(url: &str) -> Result<Channel> {
     let endpoint = Channel::from_shared(url.to_string())
         .with_context(|| {
-            format!("{url:?} is not a valid server URL (expected e.g. http://127.0.0.1:50051)")
+            format!(
+                "{url:?} is not a valid server URL (expected e.g. http://127.0.0.1:50051 or https://plumbline.example:50051)"
+            )
         })?
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(60));
+    let endpoint = super::client_tls::apply(endpoint, url)?;
     endpoint.connect().await.with_context(|| {
-        format!("cannot reach plumbline at {url}; is `plumbline serve` running there?")
+        let tls = if url.starts_with("https:") {
+            " Does --ca-cert (PLUMBLINE_CA_CERT) name the CA that signed its certificate?"
+        } else {
+            ""
+        };
+        format!("cannot reach plumbline at {url}; is `plumbline serve` running there?{tls}")
     })
 }
 

@@ -280,6 +280,8 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         store: crate::config::StoreConfig::default(),
         sync: crate::config::SyncConfig::manual(),
         validation: crate::config::ValidationConfig::manual(),
+        insecure: a.insecure,
+        ..Config::default()
     };
     let server = crate::server::start(&config).await?;
     let url = server.url();

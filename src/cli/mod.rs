@@ -3,6 +3,7 @@
 //! `--json`.
 
 mod client;
+mod client_tls;
 mod demo;
 mod output;
 mod split;
@@ -27,6 +28,9 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "PLUMBLINE_LOG_FORMAT")]
     log_format: LogFormat,
+
+    #[command(flatten)]
+    tls: client_tls::ClientTlsArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -199,6 +203,10 @@ struct ServeArgs {
     /// Size used for unestimated items [default: 3].
     #[arg(long)]
     default_size: Option<f64>,
+    /// Listen on a non-loopback address with neither `[auth]` nor `[tls]`
+    /// (only behind a proxy or mesh that authenticates and encrypts).
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +223,9 @@ struct DemoArgs {
     /// How many of the top items to explain term by term.
     #[arg(long, default_value_t = 3)]
     explain: u32,
+    /// Allow a non-loopback --listen: the demo has neither auth nor TLS.
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -329,6 +340,7 @@ pub fn main() -> ExitCode {
         _ => "warn",
     };
     init_logging(cli.log_format, default_level);
+    client_tls::set(cli.tls);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -357,6 +369,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     listen: a.listen,
                     db: a.db,
                     default_size: a.default_size,
+                    insecure: a.insecure.then_some(true),
                 },
             )?;
             let server = crate::server::start(&cfg).await?;

@@ -24,5 +24,6 @@ mod sync_gitlab;
 mod sync_jira;
 mod sync_pages;
 mod sync_redmine;
+mod tls;
 mod validation;
 mod watch;

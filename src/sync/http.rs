@@ -20,6 +20,7 @@
 //! no redirect: a 301/302 would repeat a POST as a GET, and a 307 would send
 //! the create again, neither of which the tracker asked for knowingly.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -29,6 +30,7 @@ use reqwest::{StatusCode, Url};
 use super::redact::{secrets_of, summary};
 use super::{Connector, RateLimit, RateLimitStop, SyncError, SyncEvent};
 use crate::domain::Time;
+use crate::outbound::{OutboundPolicy, PolicyResolver, Refused, refusal_in};
 
 /// Politeness settings.
 #[derive(Debug, Clone)]
@@ -108,10 +110,13 @@ pub struct HttpClient {
     /// Writes: no redirect followed.
     writer: reqwest::Client,
     options: HttpOptions,
+    /// Where requests may go.
+    outbound: Arc<OutboundPolicy>,
 }
 
 impl HttpClient {
-    pub fn new(options: HttpOptions) -> Result<Self, SyncError> {
+    /// A client whose requests go only where `outbound` allows.
+    pub fn new(options: HttpOptions, outbound: Arc<OutboundPolicy>) -> Result<Self, SyncError> {
         let build = |policy| {
             reqwest::Client::builder()
                 .user_agent(concat!(
@@ -122,6 +127,7 @@ impl HttpClient {
                 .timeout(options.timeout)
                 .connect_timeout(Duration::from_secs(10))
                 .redirect(policy)
+                .dns_resolver(PolicyResolver(outbound.clone()))
                 .build()
                 .map_err(|e| SyncError::Client(Box::new(e)))
         };
@@ -129,7 +135,13 @@ impl HttpClient {
             client: build(same_origin_redirects())?,
             writer: build(reqwest::redirect::Policy::none())?,
             options,
+            outbound,
         })
+    }
+
+    /// The outbound policy every request of this client obeys.
+    pub fn outbound(&self) -> &Arc<OutboundPolicy> {
+        &self.outbound
     }
 
     /// GETs `url` with `headers` (auth among them) and, when given,
@@ -233,7 +245,14 @@ impl HttpClient {
     ) -> Result<Fetched, SyncError> {
         let mut attempt: u32 = 0;
         let mut limited = RateLimitRun::default();
+        let refused = |r: Refused| SyncError::Refused {
+            source_id: source_id.into(),
+            detail: r.to_string(),
+        };
         loop {
+            // Before every attempt: a redirect or a next page never reaches
+            // here with another host, but the check costs nothing.
+            self.outbound.check_url(url).map_err(refused)?;
             *requests += 1;
             // What went wrong, its cause, and whether the tracker may have
             // applied it.
@@ -320,8 +339,12 @@ impl HttpClient {
                         }
                     }
                 }
-                // A connection that failed was never used: nothing was sent.
                 Err(e) => {
+                    // The policy's resolver refused every address of the host.
+                    if let Some(r) = refusal_in(&e) {
+                        return Err(refused(r));
+                    }
+                    // A connection that failed was never used: nothing was sent.
                     let applied = !e.is_connect();
                     (describe(&e), Some(e), applied)
                 }
@@ -667,11 +690,14 @@ mod tests {
 
     #[test]
     fn rate_limit_waits_are_paced_and_bounded() {
-        let client = HttpClient::new(HttpOptions {
-            max_rate_limit_waits: 2,
-            min_rate_limit_delay: Duration::from_millis(1500),
-            ..HttpOptions::default()
-        })
+        let client = HttpClient::new(
+            HttpOptions {
+                max_rate_limit_waits: 2,
+                min_rate_limit_delay: Duration::from_millis(1500),
+                ..HttpOptions::default()
+            },
+            Arc::default(),
+        )
         .unwrap();
         let mut run = RateLimitRun::default();
         let now = Utc::now();

@@ -237,11 +237,16 @@ pub async fn sync_status(s: &TestServer, source_id: &str) -> pb::SyncStatus {
 }
 
 /// The outbound policy of the test servers: the trackers are wiremock on
-/// 127.0.0.1, and the token variables those of [`TEST_TOKENS`] (`PLB_TEST_*`).
+/// 127.0.0.1, and the token variables those of [`TEST_TOKENS`] (`PLB_TEST_*`)
+/// and the names the API tests give sources that never sync.
 pub fn test_outbound() -> plumbline::config::OutboundConfig {
     plumbline::config::OutboundConfig {
         token_env_prefix: "PLB_TEST_".into(),
-        token_envs: Vec::new(),
+        token_envs: vec![
+            "GITHUB_TOKEN".into(),
+            "JIRA_TOKEN".into(),
+            "OTHER_TOKEN".into(),
+        ],
         allow_hosts: vec!["127.0.0.1".into()],
     }
 }

@@ -161,15 +161,24 @@ impl OutboundPolicy {
     }
 
     /// The values of every variable sources may name, as far as they are
-    /// set: known secrets, scrubbed from whatever a sync shows. Values
-    /// shorter than 8 characters are left out (no real token is that short,
-    /// and replacing them would garble every message).
+    /// set, and their Base64 forms (Jira's `Basic` credential is the Base64
+    /// of the variable's `email:token`): known secrets, scrubbed from
+    /// whatever a sync shows. Values shorter than 8 characters are left out
+    /// (no real token is that short, and replacing them would garble every
+    /// message).
     pub fn known_secrets(&self) -> Vec<String> {
-        std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .filter(|(k, v)| v.chars().count() >= 8 && self.allows_token_env(k))
-            .map(|(_, v)| v)
-            .collect()
+        use base64::Engine as _;
+        let mut out = Vec::new();
+        for (k, v) in std::env::vars_os() {
+            let (Ok(k), Ok(v)) = (k.into_string(), v.into_string()) else {
+                continue;
+            };
+            if v.chars().count() >= 8 && self.allows_token_env(&k) {
+                out.push(base64::engine::general_purpose::STANDARD.encode(&v));
+                out.push(v);
+            }
+        }
+        out
     }
 
     /// Whether a request may go to `url`: http or https, no user name or

@@ -139,6 +139,14 @@ impl HttpClient {
         })
     }
 
+    /// What a request's errors and logs must not show: the secrets its
+    /// headers carry, and every secret the outbound policy knows.
+    fn secrets(&self, headers: &[(HeaderName, HeaderValue)]) -> Vec<String> {
+        let mut all = secrets_of(headers);
+        all.extend(self.outbound.known_secrets());
+        super::redact::secret_set(all)
+    }
+
     /// The outbound policy every request of this client obeys.
     pub fn outbound(&self) -> &Arc<OutboundPolicy> {
         &self.outbound
@@ -168,7 +176,7 @@ impl HttpClient {
             }
             req
         };
-        let secrets = secrets_of(headers);
+        let secrets = self.secrets(headers);
         self.send(
             conn,
             source_id,
@@ -212,7 +220,7 @@ impl HttpClient {
             )
             .body(bytes.clone())
         };
-        let secrets = secrets_of(headers);
+        let secrets = self.secrets(headers);
         self.send(
             conn,
             source_id,

@@ -77,6 +77,16 @@ const NOT_SETTINGS: [&str; 6] = [
     "client_key",
 ];
 
+/// Whether `name` is one of the CLI's own variables ([`NOT_SETTINGS`],
+/// `PLUMBLINE_LOG*`), which hold the CLI's API token and keys: never a
+/// source's token.
+pub fn is_cli_variable(name: &str) -> bool {
+    name.strip_prefix("PLUMBLINE_").is_some_and(|rest| {
+        let k = rest.to_ascii_lowercase();
+        NOT_SETTINGS.contains(&k.as_str()) || k.starts_with("log")
+    })
+}
+
 /// Where the data lives.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -313,12 +323,25 @@ fn settings_env(outbound: &OutboundConfig) -> Env {
 mod tests {
     use super::*;
 
+    /// [`Config::load`] with the environment held still: figment's `Jail`
+    /// takes a lock while a test changes the process environment, so this
+    /// load never sees another test's variables.
+    #[allow(clippy::result_large_err)]
+    fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
+        let mut out = None;
+        figment::Jail::expect_with(|_| {
+            out = Some(Config::load(file, overrides));
+            Ok(())
+        });
+        out.expect("the jail ran the load")
+    }
+
     #[test]
     fn flags_beat_file_which_beats_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.toml");
         std::fs::write(&f, "db = \"/tmp/x.sqlite\"\ndefault_size = 5.0\n").unwrap();
-        let cfg = Config::load(
+        let cfg = load(
             Some(&f),
             Overrides {
                 default_size: Some(2.0),
@@ -338,7 +361,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.toml");
         std::fs::write(&f, "[sync]\ninterval_secs = 60\n").unwrap();
-        let cfg = Config::load(Some(&f), Overrides::default()).unwrap();
+        let cfg = load(Some(&f), Overrides::default()).unwrap();
         assert_eq!(cfg.sync.interval_secs, 60);
         assert_eq!(cfg.sync.max_retries, SyncConfig::default().max_retries);
         figment::Jail::expect_with(|jail| {
@@ -355,14 +378,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.toml");
         std::fs::write(&f, "colour = \"blue\"\n").unwrap();
-        let err = Config::load(Some(&f), Overrides::default())
+        let err = load(Some(&f), Overrides::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("colour"), "{err}");
-        let err =
-            Config::load(Some(&dir.path().join("nope.toml")), Overrides::default()).unwrap_err();
+        let err = load(Some(&dir.path().join("nope.toml")), Overrides::default()).unwrap_err();
         assert!(matches!(err, ConfigError::MissingFile(_)));
-        let err = Config::load(
+        let err = load(
             None,
             Overrides {
                 default_size: Some(0.0),
@@ -378,11 +400,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.toml");
         std::fs::write(&f, "[store]\nbackend = \"sqlite\"\n").unwrap();
-        let cfg = Config::load(Some(&f), Overrides::default()).unwrap();
+        let cfg = load(Some(&f), Overrides::default()).unwrap();
         assert_eq!(cfg.store.backend, StoreBackend::Sqlite);
         assert_eq!(Config::default().store.backend, StoreBackend::Sqlite);
         std::fs::write(&f, "[store]\nbackend = \"postgres\"\n").unwrap();
-        let err = Config::load(Some(&f), Overrides::default())
+        let err = load(Some(&f), Overrides::default())
             .unwrap_err()
             .to_string();
         assert!(
@@ -447,11 +469,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.toml");
         std::fs::write(&f, "[outbound]\nallow_hosts = [\"10.0.0.0/33\"]\n").unwrap();
-        let err = Config::load(Some(&f), Overrides::default())
+        let err = load(Some(&f), Overrides::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("10.0.0.0/33"), "{err}");
-        let cfg = Config::load(None, Overrides::default()).unwrap();
+        let cfg = load(None, Overrides::default()).unwrap();
         assert_eq!(cfg.outbound, OutboundConfig::default());
         assert_eq!(cfg.outbound.token_env_prefix, "PLUMBLINE_SECRET_");
     }

@@ -59,8 +59,14 @@ pub enum PolicyError {
         "allow_hosts entry {0:?} is neither a host name, an IP address nor a CIDR range (10.0.0.0/8)"
     )]
     AllowHost(String),
-    #[error("token_envs entry {0:?} is not an environment variable name (A-Z, 0-9, _)")]
+    #[error(
+        "token_envs entry {0:?} is not an environment variable name (A-Z, 0-9, _), or is one of the CLI's own (PLUMBLINE_TOKEN, ...)"
+    )]
     TokenEnv(String),
+    #[error(
+        "token_env_prefix {0:?} would let sources name the server's settings and the CLI's variables (PLUMBLINE_*); use a longer prefix such as PLUMBLINE_SECRET_"
+    )]
+    Prefix(String),
 }
 
 /// The policy, parsed from [`OutboundConfig`].
@@ -114,9 +120,13 @@ impl OutboundPolicy {
         if let Some(bad) = config
             .token_envs
             .iter()
-            .find(|n| !crate::domain::is_valid_env_name(n))
+            .find(|n| !crate::domain::is_valid_env_name(n) || crate::config::is_cli_variable(n))
         {
             return Err(PolicyError::TokenEnv(bad.clone()));
+        }
+        let prefix = &config.token_env_prefix;
+        if !prefix.is_empty() && "PLUMBLINE_".starts_with(prefix.as_str()) {
+            return Err(PolicyError::Prefix(prefix.clone()));
         }
         Ok(OutboundPolicy {
             token_env_prefix: config.token_env_prefix.clone(),
@@ -154,10 +164,12 @@ impl OutboundPolicy {
     }
 
     fn allows_token_env(&self, var: &str) -> bool {
-        self.token_envs.contains(var)
+        let listed = self.token_envs.contains(var)
             || (!self.token_env_prefix.is_empty()
                 && var.len() > self.token_env_prefix.len()
-                && var.starts_with(&self.token_env_prefix))
+                && var.starts_with(&self.token_env_prefix));
+        // The CLI's API token is never a tracker's, whatever the prefix.
+        listed && !crate::config::is_cli_variable(var)
     }
 
     /// The values of every variable sources may name, as far as they are
@@ -530,6 +542,27 @@ mod tests {
         }
         let none = policy("", &[], &[]);
         assert!(none.check_token_env("ANY").is_err());
+        // The CLI's variables are never a source's token, and a prefix that
+        // would reach the server's own settings is refused.
+        let wide = policy("PLUMBLINE_T", &[], &[]);
+        assert!(wide.check_token_env("PLUMBLINE_TRACKER").is_ok());
+        assert!(wide.check_token_env("PLUMBLINE_TOKEN").is_err());
+        assert!(wide.check_token_env("PLUMBLINE_TOKEN_FILE").is_err());
+        for prefix in ["P", "PLUMBLINE", "PLUMBLINE_"] {
+            let err = OutboundPolicy::new(&OutboundConfig {
+                token_env_prefix: prefix.into(),
+                ..OutboundConfig::default()
+            })
+            .unwrap_err();
+            assert_eq!(err, PolicyError::Prefix(prefix.into()));
+        }
+        assert!(
+            OutboundPolicy::new(&OutboundConfig {
+                token_envs: vec!["PLUMBLINE_TOKEN".into()],
+                ..OutboundConfig::default()
+            })
+            .is_err()
+        );
         assert!(
             OutboundPolicy::new(&OutboundConfig {
                 token_envs: vec!["lower".into()],

@@ -140,9 +140,10 @@ impl HttpClient {
     }
 
     /// What a request's errors and logs must not show: the secrets its
-    /// headers carry, and every secret the outbound policy knows.
-    fn secrets(&self, headers: &[(HeaderName, HeaderValue)]) -> Vec<String> {
-        let mut all = secrets_of(headers);
+    /// headers carry, and every secret the outbound policy knows (read from
+    /// the environment only when a tracker's message is to be shown).
+    fn with_known_secrets(&self, own: &[String]) -> Vec<String> {
+        let mut all = own.to_vec();
         all.extend(self.outbound.known_secrets());
         super::redact::secret_set(all)
     }
@@ -176,7 +177,7 @@ impl HttpClient {
             }
             req
         };
-        let secrets = self.secrets(headers);
+        let secrets = secrets_of(headers);
         self.send(
             conn,
             source_id,
@@ -220,7 +221,7 @@ impl HttpClient {
             )
             .body(bytes.clone())
         };
-        let secrets = self.secrets(headers);
+        let secrets = secrets_of(headers);
         self.send(
             conn,
             source_id,
@@ -239,7 +240,8 @@ impl HttpClient {
     /// [`HttpOptions::max_rate_limit_waits`] times per request: a tracker that
     /// answers `Retry-After: 0` (or a reset already past) forever would
     /// otherwise be hammered in a tight loop. `secrets` (what the request's
-    /// auth header carries) are scrubbed from any message of the tracker.
+    /// auth header carries), and every secret the outbound policy knows, are
+    /// scrubbed from any message of the tracker.
     #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
@@ -313,7 +315,7 @@ impl HttpClient {
                         }
                     } else {
                         let body = resp.text().await.unwrap_or_default();
-                        let message = summary(&body, secrets);
+                        let message = summary(&body, &self.with_known_secrets(secrets));
                         match status {
                             StatusCode::UNAUTHORIZED => {
                                 return Err(SyncError::Unauthorized {

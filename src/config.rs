@@ -37,6 +37,64 @@ pub struct Config {
     /// proxy or mesh that provides both); `serve --insecure`.
     #[serde(default)]
     pub insecure: bool,
+    /// Which secrets and hosts sources may use (`[outbound]` in the file).
+    #[serde(default)]
+    pub outbound: OutboundConfig,
+}
+
+/// The outbound policy: what the operator lets sources use. It lives here,
+/// in the server's configuration, and not in the API: a caller who may
+/// create sources must not be able to send any environment variable to any
+/// host. See [`crate::outbound`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// A source's `token_env` may name a variable starting with this prefix
+    /// (empty: none by prefix, only `token_envs`). The config loader never
+    /// reads such variables as settings, even when the prefix starts with
+    /// `PLUMBLINE_`.
+    pub token_env_prefix: String,
+    /// Further variable names a source's `token_env` may name, exactly.
+    pub token_envs: Vec<String>,
+    /// Host names, IP addresses and CIDR ranges (`10.0.0.0/8`) sources may
+    /// reach although they are private, loopback, link-local or otherwise
+    /// not public; without them only public addresses are reached.
+    pub allow_hosts: Vec<String>,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig {
+            token_env_prefix: DEFAULT_TOKEN_ENV_PREFIX.into(),
+            token_envs: Vec::new(),
+            allow_hosts: Vec::new(),
+        }
+    }
+}
+
+/// The default of `outbound.token_env_prefix`.
+pub const DEFAULT_TOKEN_ENV_PREFIX: &str = "PLUMBLINE_SECRET_";
+
+/// Variables of the `PLUMBLINE_` family that are not settings of the
+/// server, without the prefix: the CLI's own (its server, API token and TLS
+/// client files; `PLUMBLINE_LOG*` are skipped apart).
+const NOT_SETTINGS: [&str; 6] = [
+    "server",
+    "token",
+    "token_file",
+    "ca_cert",
+    "client_cert",
+    "client_key",
+];
+
+/// Whether `name` is one of the CLI's own variables ([`NOT_SETTINGS`],
+/// `PLUMBLINE_LOG*`), which hold the CLI's API token and keys: never a
+/// source's token.
+pub fn is_cli_variable(name: &str) -> bool {
+    name.strip_prefix("PLUMBLINE_").is_some_and(|rest| {
+        let k = rest.to_ascii_lowercase();
+        NOT_SETTINGS.contains(&k.as_str()) || k.starts_with("log")
+    })
 }
 
 pub use crate::tls::TlsConfig;
@@ -228,6 +286,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             insecure: false,
+            outbound: OutboundConfig::default(),
         }
     }
 }
@@ -264,24 +323,23 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        // PLUMBLINE_SERVER, PLUMBLINE_LOG* and the client's TLS files belong
-        // to the CLI, not here; nested keys use a double underscore:
-        // PLUMBLINE_SYNC__INTERVAL_SECS.
-        let env = Env::prefixed("PLUMBLINE_")
-            .ignore(&[
-                "server",
-                "log",
-                "log_format",
-                "ca_cert",
-                "client_cert",
-                "client_key",
-            ])
-            .split("__");
+        // Nested keys use a double underscore: PLUMBLINE_SYNC__INTERVAL_SECS.
+        // The CLI's variables and token variables are not settings; which
+        // names are token variables is itself a setting, so it is read
+        // first with the default prefix skipped, then everything with the
+        // configured names skipped too.
+        let outbound: OutboundConfig = fig
+            .clone()
+            .merge(settings_env(&OutboundConfig::default()))
+            .extract_inner("outbound")
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let cfg: Config = fig
-            .merge(env)
+            .merge(settings_env(&outbound))
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        crate::outbound::OutboundPolicy::new(&cfg.outbound)
+            .map_err(|e| ConfigError::Invalid(format!("outbound: {e}")))?;
         if !crate::domain::is_valid_estimate(cfg.default_size) {
             return Err(ConfigError::Invalid(format!(
                 "default_size must be a number from {} to {}, got {}",
@@ -297,16 +355,62 @@ impl Config {
     }
 }
 
+/// The `PLUMBLINE_*` variables read as settings: all but the CLI's own and
+/// the token variables `outbound` (and the default policy) lets sources
+/// name, so that exporting a tracker token or the CLI's API token never
+/// breaks `serve` as an unknown setting. Any other unknown name (a typo)
+/// is still refused.
+fn settings_env(outbound: &OutboundConfig) -> Env {
+    const FAMILY: &str = "PLUMBLINE_";
+    // Keys are matched without the family prefix, in lower case.
+    let strip = |name: &str| {
+        name.strip_prefix(FAMILY)
+            .filter(|rest| !rest.is_empty())
+            .map(str::to_ascii_lowercase)
+    };
+    let secret_prefixes: Vec<String> = [DEFAULT_TOKEN_ENV_PREFIX, &outbound.token_env_prefix]
+        .into_iter()
+        .filter_map(strip)
+        .collect();
+    let secret_names: Vec<String> = outbound
+        .token_envs
+        .iter()
+        .filter_map(|n| strip(n))
+        .collect();
+    Env::prefixed(FAMILY)
+        .filter(move |key| {
+            let k = key.as_str().to_ascii_lowercase();
+            let cli = NOT_SETTINGS.contains(&k.as_str()) || k.starts_with("log");
+            let secret = secret_prefixes.iter().any(|p| k.starts_with(p.as_str()))
+                || secret_names.contains(&k);
+            !(cli || secret)
+        })
+        .split("__")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`Config::load`] with the environment held still: figment's `Jail`
+    /// takes a lock while a test changes the process environment, so this
+    /// load never sees another test's variables.
+    #[allow(clippy::result_large_err)]
+    fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
+        let mut out = None;
+        figment::Jail::expect_with(|_| {
+            out = Some(Config::load(file, overrides));
+            Ok(())
+        });
+        out.expect("the jail ran the load")
+    }
 
     #[test]
     fn flags_beat_file_which_beats_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.toml");
         std::fs::write(&f, "db = \"/tmp/x.sqlite\"\ndefault_size = 5.0\n").unwrap();
-        let cfg = Config::load(
+        let cfg = load(
             Some(&f),
             Overrides {
                 default_size: Some(2.0),
@@ -326,7 +430,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.toml");
         std::fs::write(&f, "[sync]\ninterval_secs = 60\n").unwrap();
-        let cfg = Config::load(Some(&f), Overrides::default()).unwrap();
+        let cfg = load(Some(&f), Overrides::default()).unwrap();
         assert_eq!(cfg.sync.interval_secs, 60);
         assert_eq!(cfg.sync.max_retries, SyncConfig::default().max_retries);
         figment::Jail::expect_with(|jail| {
@@ -343,14 +447,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.toml");
         std::fs::write(&f, "colour = \"blue\"\n").unwrap();
-        let err = Config::load(Some(&f), Overrides::default())
+        let err = load(Some(&f), Overrides::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("colour"), "{err}");
-        let err =
-            Config::load(Some(&dir.path().join("nope.toml")), Overrides::default()).unwrap_err();
+        let err = load(Some(&dir.path().join("nope.toml")), Overrides::default()).unwrap_err();
         assert!(matches!(err, ConfigError::MissingFile(_)));
-        let err = Config::load(
+        let err = load(
             None,
             Overrides {
                 default_size: Some(0.0),
@@ -429,16 +532,81 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.toml");
         std::fs::write(&f, "[store]\nbackend = \"sqlite\"\n").unwrap();
-        let cfg = Config::load(Some(&f), Overrides::default()).unwrap();
+        let cfg = load(Some(&f), Overrides::default()).unwrap();
         assert_eq!(cfg.store.backend, StoreBackend::Sqlite);
         assert_eq!(Config::default().store.backend, StoreBackend::Sqlite);
         std::fs::write(&f, "[store]\nbackend = \"postgres\"\n").unwrap();
-        let err = Config::load(Some(&f), Overrides::default())
+        let err = load(Some(&f), Overrides::default())
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("postgres") && err.contains("sqlite"),
             "the error names the value and what is accepted: {err}"
         );
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn token_and_cli_variables_are_not_read_as_settings_but_typos_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            for var in [
+                "PLUMBLINE_SECRET_GITHUB",
+                "PLUMBLINE_TOKEN",
+                "PLUMBLINE_TOKEN_FILE",
+                "PLUMBLINE_CA_CERT",
+                "PLUMBLINE_CLIENT_CERT",
+                "PLUMBLINE_CLIENT_KEY",
+                "PLUMBLINE_SERVER",
+                "PLUMBLINE_LOG",
+                "PLUMBLINE_LOG_FORMAT",
+                "PLUMBLINE_TRACKER_JIRA",
+                "PLUMBLINE_GITHUB_TOKEN",
+            ] {
+                jail.set_env(var, "ghp_not_a_setting");
+            }
+            // A prefix of the family and a listed name, set in the file.
+            jail.create_file(
+                "p.toml",
+                "[outbound]\ntoken_env_prefix = \"PLUMBLINE_TRACKER_\"\ntoken_envs = [\"PLUMBLINE_GITHUB_TOKEN\"]\n",
+            )?;
+            jail.set_env("PLUMBLINE_SYNC__MAX_RETRIES", "2");
+            let cfg = Config::load(Some(Path::new("p.toml")), Overrides::default()).unwrap();
+            assert_eq!(cfg.sync.max_retries, 2);
+            assert_eq!(cfg.outbound.token_env_prefix, "PLUMBLINE_TRACKER_");
+            // Without the file, PLUMBLINE_TRACKER_JIRA is an unknown setting.
+            let err = Config::load(None, Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("tracker_jira") || err.contains("github_token"),
+                "{err}"
+            );
+            // The prefix may come from the environment too.
+            jail.set_env("PLUMBLINE_OUTBOUND__TOKEN_ENV_PREFIX", "PLUMBLINE_TRACKER_");
+            jail.set_env("PLUMBLINE_OUTBOUND__TOKEN_ENVS", "[PLUMBLINE_GITHUB_TOKEN]");
+            let cfg = Config::load(None, Overrides::default()).unwrap();
+            assert_eq!(cfg.outbound.token_envs, ["PLUMBLINE_GITHUB_TOKEN"]);
+            // A typo is still refused, naming it.
+            jail.set_env("PLUMBLINE_SYNC__MAX_RETRYS", "2");
+            let err = Config::load(None, Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("max_retrys"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_outbound_policy_is_checked_when_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(&f, "[outbound]\nallow_hosts = [\"10.0.0.0/33\"]\n").unwrap();
+        let err = load(Some(&f), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("10.0.0.0/33"), "{err}");
+        let cfg = load(None, Overrides::default()).unwrap();
+        assert_eq!(cfg.outbound, OutboundConfig::default());
+        assert_eq!(cfg.outbound.token_env_prefix, "PLUMBLINE_SECRET_");
     }
 }

@@ -44,6 +44,7 @@ use crate::domain::{
     Goal, Hypothesis, Item, Link, LinkOrigin, Metric, Observation, Source, SyncState, Time,
 };
 use crate::index::{IndexBuilder, ItemFacts, MetricEntry, ScoreIndex};
+use crate::outbound::OutboundPolicy;
 use crate::store::{Batch, ItemRow, Store};
 
 /// One invalid field of a request, named by its path (`goal.weight`).
@@ -114,6 +115,8 @@ pub struct Engine {
     writes: tokio::sync::Mutex<()>,
     /// Bumped on every change to the index, so watchers can re-rank.
     changes: tokio::sync::watch::Sender<u64>,
+    /// What a source may name and reach; checked on every source written.
+    outbound: Arc<OutboundPolicy>,
 }
 
 /// The index's write guard, which aborts the process if a panic unwinds
@@ -199,6 +202,29 @@ pub async fn build_index(
     Ok(builder.finish())
 }
 
+/// Refuses a source the outbound policy does not allow: a token variable
+/// outside it, a user or password in `base_url`, an address host it
+/// refuses. (A host name is checked on the addresses it resolves to, at
+/// each connection: see [`crate::outbound`].)
+fn check_outbound(policy: &OutboundPolicy, s: &Source) -> Result<()> {
+    let mut violations = Vec::new();
+    if let Err(e) = policy.check_token_env(&s.token_env) {
+        violations.push(FieldViolation::new("source.token_env", e.to_string()));
+    }
+    let url_problem = match reqwest::Url::parse(&s.base_url) {
+        Ok(url) => policy.check_url(&url).err().map(|e| e.to_string()),
+        Err(e) => Some(format!("is not a valid URL: {e}")),
+    };
+    if let Some(p) = url_problem {
+        violations.push(FieldViolation::new("source.base_url", p));
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(violations))
+    }
+}
+
 impl Engine {
     /// Loads the model from the store and builds the index.
     pub async fn open(store: Arc<dyn Store>, default_size: f64) -> Result<Self> {
@@ -208,7 +234,20 @@ impl Engine {
             index: RwLock::new(index),
             writes: tokio::sync::Mutex::new(()),
             changes: tokio::sync::watch::Sender::new(0),
+            outbound: Arc::new(OutboundPolicy::default()),
         })
+    }
+
+    /// The same engine with the server's outbound policy (the default
+    /// policy otherwise: public hosts, `PLUMBLINE_SECRET_*` tokens).
+    pub fn with_outbound(mut self, policy: Arc<OutboundPolicy>) -> Self {
+        self.outbound = policy;
+        self
+    }
+
+    /// The outbound policy sources are checked against.
+    pub fn outbound(&self) -> &Arc<OutboundPolicy> {
+        &self.outbound
     }
 
     /// A read view of the model and scores, with any rescoring that item
@@ -254,6 +293,7 @@ impl Engine {
     // ----- sources -----
 
     pub async fn create_source(&self, mut s: Source) -> Result<Source> {
+        check_outbound(&self.outbound, &s)?;
         let _w = self.writes.lock().await;
         if self.read().source(&s.id).is_some() {
             return Err(Error::AlreadyExists(format!(
@@ -285,6 +325,7 @@ impl Engine {
         let _w = self.writes.lock().await;
         let mut s = self.get_source(id)?;
         change(&mut s)?;
+        check_outbound(&self.outbound, &s)?;
         s.update_time = Utc::now();
         self.store.put_source(&s).await?;
         self.write_index().put_source(s.clone());

@@ -18,6 +18,7 @@
 //! - [`api`]: the gRPC services, one file per proto service.
 //! - [`server`] and [`lifecycle`]: wiring, and the one stop signal every
 //!   long task listens to.
+//! - [`outbound`]: which token variables and hosts sources may use.
 //! - [`config`] and [`cli`]: settings and the command line.
 //! - [`tls`]: TLS and mutual TLS on the listener and in the CLI, and the
 //!   refusal to open a non-loopback port with neither auth nor TLS.
@@ -29,6 +30,7 @@ pub mod domain;
 pub mod engine;
 pub mod index;
 pub mod lifecycle;
+pub mod outbound;
 pub mod refine;
 pub mod score;
 pub mod server;

@@ -66,6 +66,8 @@ pub enum ServerError {
     OpenListener(#[from] crate::tls::OpenListener),
     #[error("cannot set up TLS")]
     Tls(#[source] crate::tls::TlsError),
+    #[error("invalid [outbound] setting")]
+    Outbound(#[source] crate::outbound::PolicyError),
     #[error("gRPC transport failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("the shutdown did not finish in {secs} s; {0}", secs = SHUTDOWN_GRACE.as_secs())]
@@ -221,11 +223,15 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             path: config.db.display().to_string(),
             source,
         })?;
+    let outbound = Arc::new(
+        crate::outbound::OutboundPolicy::new(&config.outbound).map_err(ServerError::Outbound)?,
+    );
     let started = std::time::Instant::now();
     let engine = Arc::new(
         Engine::open(store.clone(), config.default_size)
             .await
-            .map_err(ServerError::Load)?,
+            .map_err(ServerError::Load)?
+            .with_outbound(outbound.clone()),
     );
     tracing::info!(
         items = engine.read().item_count(),
@@ -233,7 +239,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         "index rebuilt from the store"
     );
 
-    let http = HttpClient::new(config.sync.http_options()).map_err(ServerError::Sync)?;
+    let http = HttpClient::new(config.sync.http_options(), outbound).map_err(ServerError::Sync)?;
     let lifecycle = Lifecycle::new();
     let syncer = Arc::new(Syncer::new(engine.clone(), http).within(lifecycle.clone()));
 

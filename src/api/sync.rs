@@ -27,6 +27,7 @@ pub fn sync_status(e: SyncError) -> Status {
         | SyncError::Http { .. }
         | SyncError::MissingToken { .. }
         | SyncError::Redirected { .. }
+        | SyncError::Refused { .. }
         | SyncError::OtherOrigin { .. }
         | SyncError::Config { .. } => Status::failed_precondition(e.to_string()),
         // The server is going away: the caller may sync again on the next.
@@ -124,8 +125,11 @@ impl pb::sync_service_server::SyncService for SyncApi {
         let mut c = Check::new("");
         c.id("source_id", &id);
         c.finish(())?;
-        self.0.engine().get_source(&id)?;
+        let source = self.0.engine().get_source(&id)?;
         let mut st = self.0.engine().sync_state(&id).await?;
+        // Scrubbed as it is shown: a database may hold an error stored
+        // before errors were scrubbed.
+        st.last_error = self.0.shown_error(&source, &st.last_error);
         let state = match (self.0.is_running(&id), st.state) {
             (true, _) => SyncRunState::Running,
             // Stored as running, but no sync runs: the server stopped mid-way.

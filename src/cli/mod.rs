@@ -142,8 +142,9 @@ struct SourceAddArgs {
     /// project key (Jira), project identifier (Redmine).
     #[arg(long)]
     project: String,
-    /// NAME of the environment variable holding the token (never the token).
-    /// For Jira Cloud it holds EMAIL:API_TOKEN.
+    /// NAME of the environment variable holding the token (never the token),
+    /// one the server's outbound policy allows (PLUMBLINE_SECRET_* by
+    /// default). For Jira Cloud it holds EMAIL:API_TOKEN.
     #[arg(long, default_value = "")]
     token_env: String,
     /// Field with the estimate: label:size: (GitHub), weight or time_estimate

@@ -20,6 +20,7 @@
 //! no redirect: a 301/302 would repeat a POST as a GET, and a 307 would send
 //! the create again, neither of which the tracker asked for knowingly.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -29,6 +30,7 @@ use reqwest::{StatusCode, Url};
 use super::redact::{secrets_of, summary};
 use super::{Connector, RateLimit, RateLimitStop, SyncError, SyncEvent};
 use crate::domain::Time;
+use crate::outbound::{OutboundPolicy, PolicyResolver, Refused, refusal_in};
 
 /// Politeness settings.
 #[derive(Debug, Clone)]
@@ -108,10 +110,13 @@ pub struct HttpClient {
     /// Writes: no redirect followed.
     writer: reqwest::Client,
     options: HttpOptions,
+    /// Where requests may go.
+    outbound: Arc<OutboundPolicy>,
 }
 
 impl HttpClient {
-    pub fn new(options: HttpOptions) -> Result<Self, SyncError> {
+    /// A client whose requests go only where `outbound` allows.
+    pub fn new(options: HttpOptions, outbound: Arc<OutboundPolicy>) -> Result<Self, SyncError> {
         let build = |policy| {
             reqwest::Client::builder()
                 .user_agent(concat!(
@@ -122,6 +127,7 @@ impl HttpClient {
                 .timeout(options.timeout)
                 .connect_timeout(Duration::from_secs(10))
                 .redirect(policy)
+                .dns_resolver(PolicyResolver(outbound.clone()))
                 .build()
                 .map_err(|e| SyncError::Client(Box::new(e)))
         };
@@ -129,7 +135,22 @@ impl HttpClient {
             client: build(same_origin_redirects())?,
             writer: build(reqwest::redirect::Policy::none())?,
             options,
+            outbound,
         })
+    }
+
+    /// What a request's errors and logs must not show: the secrets its
+    /// headers carry, and every secret the outbound policy knows (read from
+    /// the environment only when a tracker's message is to be shown).
+    fn with_known_secrets(&self, own: &[String]) -> Vec<String> {
+        let mut all = own.to_vec();
+        all.extend(self.outbound.known_secrets());
+        super::redact::secret_set(all)
+    }
+
+    /// The outbound policy every request of this client obeys.
+    pub fn outbound(&self) -> &Arc<OutboundPolicy> {
+        &self.outbound
     }
 
     /// GETs `url` with `headers` (auth among them) and, when given,
@@ -219,7 +240,8 @@ impl HttpClient {
     /// [`HttpOptions::max_rate_limit_waits`] times per request: a tracker that
     /// answers `Retry-After: 0` (or a reset already past) forever would
     /// otherwise be hammered in a tight loop. `secrets` (what the request's
-    /// auth header carries) are scrubbed from any message of the tracker.
+    /// auth header carries), and every secret the outbound policy knows, are
+    /// scrubbed from any message of the tracker.
     #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
@@ -233,7 +255,14 @@ impl HttpClient {
     ) -> Result<Fetched, SyncError> {
         let mut attempt: u32 = 0;
         let mut limited = RateLimitRun::default();
+        let refused = |r: Refused| SyncError::Refused {
+            source_id: source_id.into(),
+            detail: r.to_string(),
+        };
         loop {
+            // Before every attempt: a redirect or a next page never reaches
+            // here with another host, but the check costs nothing.
+            self.outbound.check_url(url).map_err(refused)?;
             *requests += 1;
             // What went wrong, its cause, and whether the tracker may have
             // applied it.
@@ -286,7 +315,7 @@ impl HttpClient {
                         }
                     } else {
                         let body = resp.text().await.unwrap_or_default();
-                        let message = summary(&body, secrets);
+                        let message = summary(&body, &self.with_known_secrets(secrets));
                         match status {
                             StatusCode::UNAUTHORIZED => {
                                 return Err(SyncError::Unauthorized {
@@ -320,8 +349,12 @@ impl HttpClient {
                         }
                     }
                 }
-                // A connection that failed was never used: nothing was sent.
                 Err(e) => {
+                    // The policy's resolver refused every address of the host.
+                    if let Some(r) = refusal_in(&e) {
+                        return Err(refused(r));
+                    }
+                    // A connection that failed was never used: nothing was sent.
                     let applied = !e.is_connect();
                     (describe(&e), Some(e), applied)
                 }
@@ -667,11 +700,14 @@ mod tests {
 
     #[test]
     fn rate_limit_waits_are_paced_and_bounded() {
-        let client = HttpClient::new(HttpOptions {
-            max_rate_limit_waits: 2,
-            min_rate_limit_delay: Duration::from_millis(1500),
-            ..HttpOptions::default()
-        })
+        let client = HttpClient::new(
+            HttpOptions {
+                max_rate_limit_waits: 2,
+                min_rate_limit_delay: Duration::from_millis(1500),
+                ..HttpOptions::default()
+            },
+            Arc::default(),
+        )
         .unwrap();
         let mut run = RateLimitRun::default();
         let now = Utc::now();

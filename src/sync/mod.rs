@@ -29,6 +29,7 @@ use reqwest::{StatusCode, Url};
 use crate::domain::{Item, Source, SyncRunState, SyncState, Time, TrackerKind};
 use crate::engine::Engine;
 use crate::lifecycle::Lifecycle;
+use crate::outbound::OutboundPolicy;
 use http::{Fetched, HttpClient};
 
 /// Items per page asked of every tracker (the most each allows).
@@ -102,6 +103,12 @@ pub enum SyncError {
         to: String,
         expected: String,
     },
+    /// The server's outbound policy does not let the source use its token
+    /// variable or reach its host ([`crate::outbound`]): nothing was sent.
+    #[error(
+        "source {source_id:?}: refused by the server's outbound policy: {detail}; nothing was sent"
+    )]
+    Refused { source_id: String, detail: String },
     #[error("source {source_id:?}: {why}")]
     RateLimited {
         source_id: String,
@@ -204,6 +211,10 @@ impl SyncError {
                 source_id,
                 detail: s(detail),
             },
+            SyncError::Refused { source_id, detail } => SyncError::Refused {
+                source_id,
+                detail: s(detail),
+            },
             SyncError::OtherOrigin {
                 source_id,
                 to,
@@ -249,10 +260,27 @@ pub fn source_secrets(source: &Source) -> Vec<String> {
         .map(|h| redact::secrets_of(&h))
         .unwrap_or_default();
     secrets.push(token);
-    secrets.retain(|s| !s.is_empty());
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    secrets.dedup();
-    secrets
+    redact::secret_set(secrets)
+}
+
+/// Refuses a stored source that the outbound policy does not allow (one
+/// created before the policy, or before the operator narrowed it), before
+/// anything is sent: its token variable, or its base_url's user, password
+/// or address host. A host name is checked as it resolves.
+pub fn check_source(policy: &OutboundPolicy, source: &Source) -> Result<(), SyncError> {
+    let refused = |detail: String| SyncError::Refused {
+        source_id: source.id.clone(),
+        detail,
+    };
+    policy
+        .check_token_env(&source.token_env)
+        .map_err(|e| refused(format!("token_env refused: {e}")))?;
+    if let Ok(url) = Url::parse(&source.base_url) {
+        policy
+            .check_url(&url)
+            .map_err(|e| refused(format!("base_url refused: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Checks that a next page stays at the origin (scheme, host, port) of the
@@ -584,6 +612,26 @@ impl Syncer {
         &self.engine
     }
 
+    /// Every secret known to the server that an error of `source` must not
+    /// show: the source's token in the forms it is sent in, and the value
+    /// of every variable the outbound policy lets sources name.
+    pub fn secrets(&self, source: &Source) -> Vec<String> {
+        let mut all = source_secrets(source);
+        all.extend(self.http.outbound().known_secrets());
+        redact::secret_set(all)
+    }
+
+    /// A sync error of `source` as it may be shown again: scrubbed of every
+    /// known secret and of credential-like words. Errors are scrubbed
+    /// before they are stored; this covers those a database kept from
+    /// before, and secrets set since.
+    pub fn shown_error(&self, source: &Source, stored: &str) -> String {
+        if stored.is_empty() {
+            return String::new();
+        }
+        redact::redact_text(stored, &self.secrets(source))
+    }
+
     /// The lifetime syncs run within: spawn a sync that outlives its caller
     /// through it, so that a shutdown waits for the sync.
     pub fn lifecycle(&self) -> &Lifecycle {
@@ -628,7 +676,7 @@ impl Syncer {
         let result = self
             .run(&source, full, &mut state, &mut summary, events)
             .await
-            .map_err(|e| e.redacted(&source_secrets(&source)));
+            .map_err(|e| e.redacted(&self.secrets(&source)));
         state.last_finish_time = Some(Utc::now());
         state.last_request_count = summary.requests as i64;
         state.last_upserted_count = summary.upserted as i64;
@@ -673,6 +721,7 @@ impl Syncer {
         summary: &mut SyncSummary,
         events: &(dyn Fn(SyncEvent) + Send + Sync),
     ) -> Result<(), SyncError> {
+        check_source(self.http.outbound(), source)?;
         let conn = connector(source.kind);
         let token = source_token(source)?;
         let headers = conn.headers(source, token.as_deref())?;
@@ -987,10 +1036,19 @@ mod source_chain_tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
         drop(listener);
-        let http = HttpClient::new(http::HttpOptions {
-            max_retries: 0,
-            ..Default::default()
-        })
+        let http = HttpClient::new(
+            http::HttpOptions {
+                max_retries: 0,
+                ..Default::default()
+            },
+            Arc::new(
+                OutboundPolicy::new(&crate::config::OutboundConfig {
+                    allow_hosts: vec!["127.0.0.1".into()],
+                    ..Default::default()
+                })
+                .unwrap(),
+            ),
+        )
         .unwrap();
         let mut requests = 0;
         let err = http

@@ -39,11 +39,7 @@ pub fn secrets_of(headers: &[(HeaderName, HeaderValue)]) -> Vec<String> {
             }
         }
     }
-    out.retain(|s| !s.is_empty());
-    // Longest first, so that a secret inside another is not replaced first.
-    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    out.dedup();
-    out
+    secret_set(out)
 }
 
 /// `text` with every value of `secrets` replaced by [`REDACTED`].
@@ -108,10 +104,22 @@ fn flatten(v: &serde_json::Value) -> String {
     }
 }
 
-/// Tracker text made fit to show: known secrets and credential-like words
-/// replaced, control characters and runs of whitespace made one space, and
-/// at most [`MAX_SUMMARY`] characters (an ellipsis marks a cut).
+/// Tracker text made fit to show: [`redact_text`], cut at [`MAX_SUMMARY`]
+/// characters (an ellipsis marks a cut).
 pub fn sanitize(text: &str, secrets: &[String]) -> String {
+    let joined = redact_text(text, secrets);
+    let mut short: String = joined.chars().take(MAX_SUMMARY).collect();
+    if joined.chars().count() > MAX_SUMMARY {
+        short.push('…');
+    }
+    short
+}
+
+/// `text` with known secrets and credential-like words replaced, and
+/// control characters and runs of whitespace made one space. For a
+/// tracker's message ([`sanitize`]), and for an error stored before
+/// errors were scrubbed, as it is shown again.
+pub fn redact_text(text: &str, secrets: &[String]) -> String {
     let scrubbed = scrub(text, secrets);
     let words: Vec<String> = scrubbed
         .split(|c: char| c.is_whitespace() || c.is_control())
@@ -137,12 +145,17 @@ pub fn sanitize(text: &str, secrets: &[String]) -> String {
         }
         out.push(redact_word(&w));
     }
-    let joined = out.join(" ");
-    let mut short: String = joined.chars().take(MAX_SUMMARY).collect();
-    if joined.chars().count() > MAX_SUMMARY {
-        short.push('…');
-    }
-    short
+    out.join(" ")
+}
+
+/// One list of secrets to scrub from several: empty ones dropped, each
+/// once, longest first (so that a secret inside another is not replaced
+/// first).
+pub fn secret_set(secrets: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+    out.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    out.dedup();
+    out
 }
 
 /// Whether a key names a credential (`password`, `db_password`, `api_key`,

@@ -17,8 +17,7 @@
 
 use chrono::Utc;
 
-use super::http::HttpClient;
-use super::{SyncError, Syncer, connector, source_secrets, source_token};
+use super::{SyncError, Syncer, check_source, connector, source_token};
 use crate::domain::Item;
 use crate::engine::{AppliedSplit, SplitStart};
 use crate::refine::split::PlanKind;
@@ -56,88 +55,85 @@ impl Syncer {
         if !write_back {
             return Ok(self.engine.apply_split(key, kind).await?);
         }
-        write_back_split(&self.engine, &self.http, key, kind).await
+        self.write_back_split(key, kind).await
     }
-}
 
-async fn write_back_split(
-    engine: &crate::engine::Engine,
-    http: &HttpClient,
-    key: &str,
-    kind: PlanKind,
-) -> Result<AppliedSplit, SyncError> {
-    let draft = match engine.start_split(key, kind).await? {
-        SplitStart::Done(applied) => return Ok(applied),
-        SplitStart::Draft(d) => *d,
-    };
-    let source = engine.get_source(&draft.item.source_id)?;
-    if source.token_env.is_empty() {
-        return Err(SyncError::Config {
+    async fn write_back_split(&self, key: &str, kind: PlanKind) -> Result<AppliedSplit, SyncError> {
+        let (engine, http) = (&self.engine, &self.http);
+        let draft = match engine.start_split(key, kind).await? {
+            SplitStart::Done(applied) => return Ok(applied),
+            SplitStart::Draft(d) => *d,
+        };
+        let source = engine.get_source(&draft.item.source_id)?;
+        if source.token_env.is_empty() {
+            return Err(SyncError::Config {
             source_id: source.id.clone(),
             detail: "the source names no token variable (token_env); creating issues in the tracker needs one".into(),
             source: None,
         });
-    }
-    let secrets = source_secrets(&source);
-    let conn = connector(source.kind);
-    let headers = conn.headers(&source, source_token(&source)?.as_deref())?;
-    let mut requests = Vec::with_capacity(draft.slices.len());
-    for slice in &draft.slices {
-        requests.push(match slice.existing {
-            Some(_) => None,
-            None => Some(conn.create_issue_request(
-                &source,
-                &draft.item,
-                &slice.title,
-                &slice.body,
-                Some(slice.size),
-            )?),
-        });
-    }
-
-    let now = Utc::now();
-    let mut items: Vec<Item> = Vec::with_capacity(draft.slices.len());
-    let mut created: Vec<Item> = Vec::new();
-    let mut sent = 0u32;
-    for (slice, request) in draft.slices.iter().zip(requests) {
-        let Some((url, body)) = request else {
-            if let Some(existing) = &slice.existing {
-                items.push(existing.clone());
-            }
-            continue;
-        };
-        let result = match http
-            .post_json(
-                conn.as_ref(),
-                &source.id,
-                &url,
-                &headers,
-                &body,
-                &|_| {},
-                &mut sent,
-            )
-            .await
-        {
-            Ok(fetched) => conn.parse_created(&source, &body, &fetched),
-            Err(e) => Err(e),
         }
-        .map_err(|e| e.redacted(&secrets));
-        let mut it = match result {
-            Ok(it) => it,
-            Err(e) => {
-                tracing::warn!(item = key, slice = slice.n, error = %e, "write-back stopped partway");
-                if !created.is_empty() {
-                    engine.store_partial_split(&created).await?;
+        check_source(http.outbound(), &source).map_err(|e| e.redacted(&self.secrets(&source)))?;
+        let secrets = self.secrets(&source);
+        let conn = connector(source.kind);
+        let headers = conn.headers(&source, source_token(&source)?.as_deref())?;
+        let mut requests = Vec::with_capacity(draft.slices.len());
+        for slice in &draft.slices {
+            requests.push(match slice.existing {
+                Some(_) => None,
+                None => Some(conn.create_issue_request(
+                    &source,
+                    &draft.item,
+                    &slice.title,
+                    &slice.body,
+                    Some(slice.size),
+                )?),
+            });
+        }
+
+        let now = Utc::now();
+        let mut items: Vec<Item> = Vec::with_capacity(draft.slices.len());
+        let mut created: Vec<Item> = Vec::new();
+        let mut sent = 0u32;
+        for (slice, request) in draft.slices.iter().zip(requests) {
+            let Some((url, body)) = request else {
+                if let Some(existing) = &slice.existing {
+                    items.push(existing.clone());
                 }
-                return Err(e);
+                continue;
+            };
+            let result = match http
+                .post_json(
+                    conn.as_ref(),
+                    &source.id,
+                    &url,
+                    &headers,
+                    &body,
+                    &|_| {},
+                    &mut sent,
+                )
+                .await
+            {
+                Ok(fetched) => conn.parse_created(&source, &body, &fetched),
+                Err(e) => Err(e),
             }
-        };
-        it.parent_key = key.to_string();
-        it.create_time = it.create_time.or(Some(now));
-        it.update_time = it.update_time.or(Some(now));
-        tracing::info!(item = key, slice = slice.n, created = %it.key(), "slice created in the tracker");
-        created.push(it.clone());
-        items.push(it);
+            .map_err(|e| e.redacted(&secrets));
+            let mut it = match result {
+                Ok(it) => it,
+                Err(e) => {
+                    tracing::warn!(item = key, slice = slice.n, error = %e, "write-back stopped partway");
+                    if !created.is_empty() {
+                        engine.store_partial_split(&created).await?;
+                    }
+                    return Err(e);
+                }
+            };
+            it.parent_key = key.to_string();
+            it.create_time = it.create_time.or(Some(now));
+            it.update_time = it.update_time.or(Some(now));
+            tracing::info!(item = key, slice = slice.n, created = %it.key(), "slice created in the tracker");
+            created.push(it.clone());
+            items.push(it);
+        }
+        Ok(engine.finish_split(&draft, items, created.len()).await?)
     }
-    Ok(engine.finish_split(&draft, items, created.len()).await?)
 }

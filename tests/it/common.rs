@@ -52,6 +52,7 @@ impl TestServer {
             store: plumbline::config::StoreConfig::default(),
             sync: plumbline::config::SyncConfig::manual(),
             validation: plumbline::config::ValidationConfig::manual(),
+            outbound: test_outbound(),
             ..Config::default()
         };
         change(&mut config);
@@ -234,6 +235,21 @@ pub async fn sync_status(s: &TestServer, source_id: &str) -> pb::SyncStatus {
         .into_inner()
         .status
         .expect("status")
+}
+
+/// The outbound policy of the test servers: the trackers are wiremock on
+/// 127.0.0.1, and the token variables those of [`TEST_TOKENS`] (`PLB_TEST_*`)
+/// and the names the API tests give sources that never sync.
+pub fn test_outbound() -> plumbline::config::OutboundConfig {
+    plumbline::config::OutboundConfig {
+        token_env_prefix: "PLB_TEST_".into(),
+        token_envs: vec![
+            "GITHUB_TOKEN".into(),
+            "JIRA_TOKEN".into(),
+            "OTHER_TOKEN".into(),
+        ],
+        allow_hosts: vec!["127.0.0.1".into()],
+    }
 }
 
 /// Every token variable the tests name, with its value. They are all set at
@@ -733,6 +749,9 @@ pub fn spawn_server(db: &std::path::Path) -> (std::process::Child, String) {
         .args(["--log-format", "json"])
         .env("PLUMBLINE_SYNC__INTERVAL_SECS", "0")
         .env("PLUMBLINE_LOG", "info")
+        // The test policy (common::test_outbound): loopback trackers, PLB_TEST_* tokens.
+        .env("PLUMBLINE_OUTBOUND__TOKEN_ENV_PREFIX", "PLB_TEST_")
+        .env("PLUMBLINE_OUTBOUND__ALLOW_HOSTS", "[127.0.0.1]")
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -803,3 +803,30 @@ async fn a_create_answered_with_a_redirect_is_not_followed() {
         s.stop().await;
     }
 }
+
+/// A source stored before the outbound policy narrowed (here: the default
+/// policy, which allows neither the test's token variable nor 127.0.0.1)
+/// creates nothing: write-back is refused before any request, saying why.
+#[tokio::test]
+async fn a_source_outside_the_outbound_policy_writes_nothing_back() {
+    let mock = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&mock)
+        .await;
+    let mut s = start(&mock, &GITHUB).await;
+    s.config.outbound = plumbline::config::OutboundConfig::default();
+    let s = s.restart().await;
+    let err = assert_code(
+        try_apply(&s, "gh/7", pb::SplitPlanKind::ByTask, true).await,
+        Code::FailedPrecondition,
+    );
+    assert!(
+        err.message().contains("outbound policy") && err.message().contains(TOKEN_VAR),
+        "{err:?}"
+    );
+    assert_eq!(all_items(&s, "gh").await.len(), 1);
+    mock.verify().await;
+    s.stop().await;
+}

@@ -333,6 +333,11 @@ fn config(db: &Path) -> Config {
         store: plumbline::config::StoreConfig::default(),
         sync: SyncConfig::manual(),
         validation: ValidationConfig::manual(),
+        // The tracker mock listens on 127.0.0.1.
+        outbound: plumbline::config::OutboundConfig {
+            allow_hosts: vec!["127.0.0.1".into()],
+            ..Default::default()
+        },
         ..Config::default()
     }
 }

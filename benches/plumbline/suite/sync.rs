@@ -56,7 +56,7 @@ pub async fn figure(opts: &Options, dir: &Path) -> Result<Figure> {
     let reps = if n > 20_000 { 1 } else { 3 };
     let (mut fetch, mut write, mut ingest) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..reps {
-        let http = HttpClient::new(SyncConfig::manual().http_options())?;
+        let http = HttpClient::new(SyncConfig::manual().http_options(), loopback())?;
         let t = Instant::now();
         let pages = fetch_and_parse(&http, conn.as_ref(), &source, &headers).await?;
         fetch.push(t.elapsed());
@@ -195,7 +195,7 @@ async fn sync(seed: u64, n: u64, path: &Path, source: &Source) -> Result<Duratio
     let engine = Arc::new(Engine::open(Arc::new(store.clone()), 3.0).await?);
     let syncer = Syncer::new(
         engine.clone(),
-        HttpClient::new(SyncConfig::manual().http_options())?,
+        HttpClient::new(SyncConfig::manual().http_options(), loopback())?,
     );
     let t = Instant::now();
     let summary = syncer.sync(&source.id, true, &|_| {}).await?;
@@ -211,4 +211,14 @@ async fn sync(seed: u64, n: u64, path: &Path, source: &Source) -> Result<Duratio
         )));
     }
     Ok(took)
+}
+
+/// The outbound policy of the benchmark: its tracker mock listens on
+/// 127.0.0.1, which the default policy refuses.
+fn loopback() -> Arc<plumbline::outbound::OutboundPolicy> {
+    let config = plumbline::config::OutboundConfig {
+        allow_hosts: vec!["127.0.0.1".into()],
+        ..Default::default()
+    };
+    Arc::new(plumbline::outbound::OutboundPolicy::new(&config).expect("127.0.0.1 is an address"))
 }

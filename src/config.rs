@@ -27,6 +27,9 @@ pub struct Config {
     /// Value validation settings (`[validation]` in the file).
     #[serde(default)]
     pub validation: ValidationConfig,
+    /// Who may call (`[auth]` in the file); see [`crate::auth`].
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// Where the data lives.
@@ -164,6 +167,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             sync: SyncConfig::default(),
             validation: ValidationConfig::default(),
+            auth: Default::default(),
         }
     }
 }
@@ -198,10 +202,11 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        // PLUMBLINE_SERVER and PLUMBLINE_LOG* belong to the CLI, not here;
+        // PLUMBLINE_SERVER, PLUMBLINE_LOG* and the client's credentials
+        // (PLUMBLINE_TOKEN, PLUMBLINE_TOKEN_FILE) belong to the CLI, not here;
         // nested keys use a double underscore: PLUMBLINE_SYNC__INTERVAL_SECS.
         let env = Env::prefixed("PLUMBLINE_")
-            .ignore(&["server", "log", "log_format"])
+            .ignore(&["server", "log", "log_format", "token", "token_file"])
             .split("__");
         let cfg: Config = fig
             .merge(env)
@@ -282,6 +287,30 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("default_size"));
+    }
+
+    #[test]
+    // figment's Jail closure returns figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn auth_is_off_by_default_and_the_client_token_is_no_setting() {
+        assert!(!Config::default().auth.enabled);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(&f, "[auth]\nenabled = true\nreflection = \"off\"\n").unwrap();
+        let cfg = Config::load(Some(&f), Overrides::default()).unwrap();
+        assert!(cfg.auth.enabled);
+        assert_eq!(cfg.auth.reflection, crate::auth::ReflectionAccess::Off);
+        figment::Jail::expect_with(|jail| {
+            // A client's credentials in the server's environment are not
+            // unknown settings (the config refuses those).
+            jail.set_env("PLUMBLINE_TOKEN", "plb_x_y");
+            jail.set_env("PLUMBLINE_TOKEN_FILE", "/tmp/t");
+            jail.set_env("PLUMBLINE_AUTH__ENABLED", "true");
+            let cfg = Config::load(None, Overrides::default()).unwrap();
+            assert!(cfg.auth.enabled);
+            assert_eq!(cfg.auth.reflection, crate::auth::ReflectionAccess::Read);
+            Ok(())
+        });
     }
 
     #[test]

@@ -18,9 +18,12 @@
 //! - [`api`]: the gRPC services, one file per proto service.
 //! - [`server`] and [`lifecycle`]: wiring, and the one stop signal every
 //!   long task listens to.
+//! - [`auth`]: who may call: API tokens with roles, checked by one tower
+//!   layer.
 //! - [`config`] and [`cli`]: settings and the command line.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -85,6 +85,12 @@ pub async fn start(
     lifecycle: &crate::lifecycle::Lifecycle,
 ) -> Result<std::sync::Arc<Tokens>, crate::store::StoreError> {
     let tokens = std::sync::Arc::new(Tokens::load(store, config.enabled).await?);
+    if config.enabled && tokens.live_count() == 0 {
+        tracing::warn!(
+            "auth is on and no API token exists, so every call but health is refused; \
+             make the first admin token with `plumbline tokens create --db DB --name NAME --role admin`"
+        );
+    }
     if config.enabled {
         lifecycle.spawn(
             "API token refresh",

@@ -111,6 +111,11 @@ impl Tokens {
         self.enabled
     }
 
+    /// How many live tokens there are.
+    pub fn live_count(&self) -> usize {
+        self.live.read().len()
+    }
+
     /// Checks the value of an `authorization` header, in memory.
     pub fn check(&self, authorization: Option<&[u8]>) -> Verdict {
         let Some(value) = authorization else {

@@ -53,6 +53,7 @@ pub fn bearer() -> Result<Bearer> {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read the token file {}", path.display()))?;
+            warn_if_readable_by_others(&path);
             (text, format!("the token file {}", path.display()))
         }
         None => match std::env::var(TOKEN_ENV) {
@@ -75,4 +76,23 @@ pub fn bearer() -> Result<Bearer> {
     })?;
     value.set_sensitive(true);
     Ok(Bearer(Some(value)))
+}
+
+/// A token file others can read hands them the token: say so (as ssh does
+/// for keys), without refusing, since the operator may know better.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            eprintln!(
+                "warning: the token file {} can be read by other users; `chmod 600` it",
+                path.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }

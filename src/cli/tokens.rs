@@ -90,7 +90,25 @@ pub struct Offline {
     db: Option<PathBuf>,
 }
 
-async fn open_store(db: &std::path::Path) -> Result<std::sync::Arc<dyn crate::store::Store>> {
+/// Opens the database at `db`; only `create` may make a new file (the first
+/// token before the server ever ran), and says so, since a mistyped path
+/// would otherwise give a token no server knows.
+async fn open_store(
+    db: &std::path::Path,
+    create: bool,
+) -> Result<std::sync::Arc<dyn crate::store::Store>> {
+    if !db.exists() {
+        if !create {
+            anyhow::bail!(
+                "no database at {}; give the path the server's `db` setting names",
+                db.display()
+            );
+        }
+        eprintln!(
+            "note: no database at {}; creating it (a server started with this `db` will use the token)",
+            db.display()
+        );
+    }
     let config = crate::config::Config {
         db: db.to_path_buf(),
         ..Default::default()
@@ -126,7 +144,7 @@ async fn create(a: CreateArgs) -> Result<()> {
     let role = Role::from(a.role);
     let (token, secret) = match &a.offline.db {
         Some(db) => {
-            let store = open_store(db).await?;
+            let store = open_store(db, true).await?;
             let made = tokens::create_in(store.as_ref(), &a.name, role).await;
             store.close().await;
             let (t, secret) = made.map_err(|e| rpc_error(e.into()))?;
@@ -172,7 +190,7 @@ fn role_pb(role: Role) -> pb::TokenRole {
 async fn list(all: bool, offline: Offline, conn: &Conn) -> Result<()> {
     let tokens = match &offline.db {
         Some(db) => {
-            let store = open_store(db).await?;
+            let store = open_store(db, false).await?;
             let listed = store.list_tokens().await;
             store.close().await;
             let mut listed = listed.context("cannot list the tokens")?;
@@ -208,7 +226,7 @@ async fn list(all: bool, offline: Offline, conn: &Conn) -> Result<()> {
 async fn revoke(which: &str, offline: Offline, conn: &Conn) -> Result<()> {
     let token = match &offline.db {
         Some(db) => {
-            let store = open_store(db).await?;
+            let store = open_store(db, false).await?;
             let done = tokens::revoke_in(store.as_ref(), which).await;
             store.close().await;
             token_to_pb(&done.map_err(|e| rpc_error(e.into()))?)

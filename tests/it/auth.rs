@@ -384,6 +384,23 @@ async fn tokens_made_or_revoked_offline_reach_a_running_server() {
         String::from_utf8_lossy(&out.stderr)
     );
     until_code(&a.s, &late, Code::Unauthenticated).await;
+
+    // A mistyped path is refused rather than made into a new database.
+    let missing = a._dir.path().join("typo.sqlite");
+    let out = cli(
+        &[
+            "tokens",
+            "revoke",
+            "late",
+            "--db",
+            missing.to_str().expect("utf-8"),
+        ],
+        &[],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no database"));
+    assert!(!missing.exists());
     a.s.stop().await;
 }
 

@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/plumbline/v1/rollup.proto",
         "proto/plumbline/v1/validation.proto",
         "proto/plumbline/v1/split.proto",
+        "proto/plumbline/v1/token.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);

@@ -32,7 +32,7 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Who may call (`[auth]` in the file).
     #[serde(default)]
-    pub auth: AuthConfig,
+    pub auth: crate::auth::AuthConfig,
     /// Listen on a non-loopback address with neither auth nor TLS (behind a
     /// proxy or mesh that provides both); `serve --insecure`.
     #[serde(default)]
@@ -98,14 +98,6 @@ pub fn is_cli_variable(name: &str) -> bool {
 }
 
 pub use crate::tls::TlsConfig;
-
-/// Who may call.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// Require an API token on every call but health.
-    pub enabled: bool,
-}
 
 /// Where the data lives and what a write's acknowledgement promises.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -284,7 +276,7 @@ impl Default for Config {
             sync: SyncConfig::default(),
             validation: ValidationConfig::default(),
             tls: TlsConfig::default(),
-            auth: AuthConfig::default(),
+            auth: Default::default(),
             insecure: false,
             outbound: OutboundConfig::default(),
         }
@@ -523,6 +515,30 @@ mod tests {
             jail.set_env("PLUMBLINE_CLIENT_KEY", "/tmp/k.pem");
             let cfg = Config::load(None, Overrides::default()).unwrap();
             assert!(!cfg.tls.enabled());
+            Ok(())
+        });
+    }
+
+    #[test]
+    // figment's Jail closure returns figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn auth_is_off_by_default_and_the_client_token_is_no_setting() {
+        assert!(!Config::default().auth.enabled);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(&f, "[auth]\nenabled = true\nreflection = \"off\"\n").unwrap();
+        let cfg = Config::load(Some(&f), Overrides::default()).unwrap();
+        assert!(cfg.auth.enabled);
+        assert_eq!(cfg.auth.reflection, crate::auth::ReflectionAccess::Off);
+        figment::Jail::expect_with(|jail| {
+            // A client's credentials in the server's environment are not
+            // unknown settings (the config refuses those).
+            jail.set_env("PLUMBLINE_TOKEN", "plb_x_y");
+            jail.set_env("PLUMBLINE_TOKEN_FILE", "/tmp/t");
+            jail.set_env("PLUMBLINE_AUTH__ENABLED", "true");
+            let cfg = Config::load(None, Overrides::default()).unwrap();
+            assert!(cfg.auth.enabled);
+            assert_eq!(cfg.auth.reflection, crate::auth::ReflectionAccess::Read);
             Ok(())
         });
     }

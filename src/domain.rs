@@ -547,6 +547,43 @@ pub fn has_control(s: &str) -> bool {
     s.chars().any(char::is_control)
 }
 
+/// What an API token may do; each role may do everything of the ones
+/// before it (`Read < Write < Admin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Get, List, Rank, Watch, Explain: reads of the model and the ranking.
+    Read,
+    /// Also items, links, observations, releases, splits.
+    Write,
+    /// Also sources, syncs, write-back and tokens.
+    Admin,
+}
+
+impl Role {
+    /// The role's name as the CLI and messages spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// An API token as stored: never the secret, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// Public id, the first part of the token as sent (`plb_<id>_<secret>`).
+    pub id: String,
+    /// Unique among live tokens; what the log names on each write.
+    pub name: String,
+    pub role: Role,
+    pub secret_hash: [u8; 32],
+    pub create_time: Time,
+    pub revoke_time: Option<Time>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,11 +19,14 @@
 //! - [`server`] and [`lifecycle`]: wiring, and the one stop signal every
 //!   long task listens to.
 //! - [`outbound`]: which token variables and hosts sources may use.
+//! - [`auth`]: who may call: API tokens with roles, checked by one tower
+//!   layer.
 //! - [`config`] and [`cli`]: settings and the command line.
 //! - [`tls`]: TLS and mutual TLS on the listener and in the CLI, and the
 //!   refusal to open a non-loopback port with neither auth nor TLS.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -58,6 +58,8 @@ pub enum ServerError {
     Store { path: String, source: StoreError },
     #[error("cannot load the model from the database")]
     Load(#[source] crate::engine::Error),
+    #[error("cannot load the API tokens from the database")]
+    Tokens(#[source] StoreError),
     #[error("reflection setup failed")]
     Reflection(#[source] tonic_reflection::server::Error),
     #[error("cannot set up tracker sync")]
@@ -75,7 +77,7 @@ pub enum ServerError {
 }
 
 /// What health reports on: the server as a whole (`""`) and each service.
-const HEALTH_NAMES: [&str; 9] = [
+const HEALTH_NAMES: [&str; 10] = [
     "",
     "plumbline.v1.SourceService",
     "plumbline.v1.BacklogService",
@@ -85,6 +87,7 @@ const HEALTH_NAMES: [&str; 9] = [
     "plumbline.v1.RollupService",
     "plumbline.v1.SplitService",
     "plumbline.v1.ValidationService",
+    "plumbline.v1.TokenService",
 ];
 
 /// A server running in the background of this process.
@@ -242,6 +245,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let http = HttpClient::new(config.sync.http_options(), outbound).map_err(ServerError::Sync)?;
     let lifecycle = Lifecycle::new();
     let syncer = Arc::new(Syncer::new(engine.clone(), http).within(lifecycle.clone()));
+    let tokens = crate::auth::start(store.clone(), &config.auth, &lifecycle)
+        .await
+        .map_err(ServerError::Tokens)?;
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -260,16 +266,19 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             .set_service_status(name, tonic_health::ServingStatus::Serving)
             .await;
     }
+    let reflection = config.auth.reflection != crate::auth::ReflectionAccess::Off;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(ServerError::Reflection)?;
+    let reflection_v1 = reflection.then_some(reflection_v1);
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(ServerError::Reflection)?;
+    let reflection_v1alpha = reflection.then_some(reflection_v1alpha);
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut builder = tonic::transport::Server::builder();
@@ -281,9 +290,13 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let router = builder
         .timeout(Duration::from_secs(30))
         .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
+        .layer(crate::auth::AuthLayer::new(
+            tokens.clone(),
+            config.auth.reflection,
+        ))
         .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
         .add_service(pb::source_service_server::SourceServiceServer::new(
             SourceApi(engine.clone()),
         ))
@@ -312,7 +325,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         ))
         .add_service(pb::split_service_server::SplitServiceServer::new(SplitApi(
             syncer.clone(),
-        )));
+        )))
+        .add_service(pb::token_service_server::TokenServiceServer::new(
+            crate::api::TokenApi(tokens),
+        ));
 
     if config.validation.interval_secs > 0 {
         lifecycle.spawn(

@@ -12,6 +12,7 @@ mod scoring;
 mod source;
 mod split;
 mod sync;
+mod token;
 mod validation;
 mod value_model;
 mod watch;
@@ -22,6 +23,7 @@ pub use scoring::ScoringApi;
 pub use source::SourceApi;
 pub use split::SplitApi;
 pub use sync::SyncApi;
+pub use token::{TokenApi, role_from_pb, token_to_pb};
 pub use validation::ValidationApi;
 pub use value_model::ValueModelApi;
 

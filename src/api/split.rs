@@ -100,6 +100,10 @@ impl pb::split_service_server::SplitService for SplitApi {
         req: Request<pb::ApplySplitRequest>,
     ) -> std::result::Result<Response<pb::ApplySplitResponse>, Status> {
         let r = req.get_ref();
+        if r.write_back {
+            // The layer let a write through; write-back reaches the tracker.
+            crate::auth::require(&req, crate::auth::Role::Admin, "ApplySplit with write_back")?;
+        }
         let kind = {
             let mut c = Check::new("");
             if r.item_key.is_empty() {

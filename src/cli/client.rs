@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use super::output::{self, clip, enum_name, print_rows, time};
@@ -12,8 +13,13 @@ use pb::backlog_service_client::BacklogServiceClient;
 use pb::scoring_service_client::ScoringServiceClient;
 use pb::value_model_service_client::ValueModelServiceClient;
 
+/// A connection to the sidecar that sends the API token, if one is given,
+/// on every call (see [`super::credentials`]).
+pub type Client = InterceptedService<Channel, super::credentials::Bearer>;
+
 /// Connects to the sidecar at `url`, with an error that says what to do.
-pub async fn connect(url: &str) -> Result<Channel> {
+pub async fn connect(url: &str) -> Result<Client> {
+    let bearer = super::credentials::bearer()?;
     let endpoint = Channel::from_shared(url.to_string())
         .with_context(|| {
             format!(
@@ -23,14 +29,15 @@ pub async fn connect(url: &str) -> Result<Channel> {
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(60));
     let endpoint = super::client_tls::apply(endpoint, url)?;
-    endpoint.connect().await.with_context(|| {
+    let channel = endpoint.connect().await.with_context(|| {
         let tls = if url.starts_with("https:") {
             " Does --ca-cert (PLUMBLINE_CA_CERT) name the CA that signed its certificate?"
         } else {
             ""
         };
         format!("cannot reach plumbline at {url}; is `plumbline serve` running there?{tls}")
-    })
+    })?;
+    Ok(InterceptedService::new(channel, bearer))
 }
 
 /// A gRPC error as a sentence, with field violations when there are any.

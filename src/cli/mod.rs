@@ -4,9 +4,11 @@
 
 mod client;
 mod client_tls;
+mod credentials;
 mod demo;
 mod output;
 mod split;
+mod tokens;
 mod tracker;
 mod trend;
 
@@ -31,6 +33,11 @@ pub struct Cli {
 
     #[command(flatten)]
     tls: client_tls::ClientTlsArgs,
+    /// File holding the API token that client commands send (or set
+    /// PLUMBLINE_TOKEN to the token); there is no flag taking the token
+    /// itself, which `ps` would show.
+    #[arg(long, global = true, value_name = "PATH", env = "PLUMBLINE_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -96,6 +103,10 @@ enum Command {
     /// child item; each slice with its value and size, the best first slice
     /// marked. --apply creates the slices of a plan as items.
     Split(split::SplitArgs),
+    /// API tokens (create, list, revoke), through a server or, with --db,
+    /// straight in its database file.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -342,6 +353,7 @@ pub fn main() -> ExitCode {
     };
     init_logging(cli.log_format, default_level);
     client_tls::set(cli.tls);
+    credentials::set_token_file(cli.token_file);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -396,6 +408,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Sync(a) => tracker::sync(a).await,
         Command::Trend(a) => trend::trend(a).await,
         Command::Split(a) => split::split(a).await,
+        Command::Tokens(c) => tokens::run(c).await,
     }
 }
 

@@ -13,10 +13,12 @@
 //! naming a driver type, so callers never depend on the backend.
 
 mod sqlite;
+mod tokens;
 
 use async_trait::async_trait;
 
 pub use sqlite::SqliteStore;
+pub use tokens::TokenStore;
 
 use crate::config::{Config, StoreBackend};
 use crate::domain::{
@@ -252,7 +254,7 @@ pub async fn open(config: &Config) -> Result<std::sync::Arc<dyn Store>> {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: TokenStore + Send + Sync + 'static {
     /// Opens (creating if needed) the database that `config` names and
     /// brings its schema up to date.
     async fn open(config: &Config) -> Result<Self>

@@ -8,6 +8,7 @@ mod conformance;
 mod outbound;
 
 mod api;
+mod auth;
 mod bench;
 mod cli;
 mod cli_split;

@@ -12,13 +12,14 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
 
-const PLUMBLINE_SERVICES: [&str; 8] = [
+const PLUMBLINE_SERVICES: [&str; 9] = [
     "plumbline.v1.BacklogService",
     "plumbline.v1.RollupService",
     "plumbline.v1.ScoringService",
     "plumbline.v1.SourceService",
     "plumbline.v1.SplitService",
     "plumbline.v1.SyncService",
+    "plumbline.v1.TokenService",
     "plumbline.v1.ValidationService",
     "plumbline.v1.ValueModelService",
 ];

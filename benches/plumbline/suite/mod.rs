@@ -304,10 +304,11 @@ impl Report {
 }
 
 /// The names of every figure a run reports, in order.
-pub const FIGURES: [&str; 8] = [
+pub const FIGURES: [&str; 9] = [
     "rank_top50_p50",
     "rank_top50_p99",
     "rank_top50_throughput_16_clients",
+    "rank_top50_auth_p50",
     "rescore_all_in_memory",
     "startup_to_serving",
     "observe_then_rank_p50",
@@ -384,8 +385,23 @@ pub async fn run(opts: &Options) -> Result<Report> {
             .into(),
     );
 
-    say("gRPC latency and throughput (in-process server)");
+    say("RankItems with a token checked, against the same without auth");
+    let token = {
+        let store = SqliteStore::open(&db).await?;
+        let made =
+            plumbline::auth::tokens::create_in(&store, "bench", plumbline::auth::Role::Read).await;
+        store.close().await;
+        made.map_err(|e| BenchError::Engine(Box::new(e)))?.1
+    };
     let server = plumbline::server::start(&config(&db)).await?;
+    let mut authed_config = config(&db);
+    authed_config.auth.enabled = true;
+    let authed = plumbline::server::start(&authed_config).await?;
+    let auth = rpc::auth_figure(opts, &server.url(), &authed.url(), &token).await;
+    authed.shutdown().await?;
+    figures.push(auth?);
+
+    say("gRPC latency and throughput (in-process server)");
     let rpc = rpc::measure(opts, &server.url(), &keys).await;
     server.shutdown().await?;
     let (lat, tput, observe) = rpc?;

@@ -268,3 +268,64 @@ async fn observe_figure(opts: &Options, channel: Channel, keys: &[String]) -> Re
         n,
     ))
 }
+
+/// Figure 9: `RankItems` on a server with `[auth] enabled` sending a read
+/// token, against the same call on a server without auth, both in this
+/// process on the same database; alternating blocks, p50 of each. What it
+/// costs is the auth layer: parse the header, hash the secret, one map
+/// lookup, a constant-time compare.
+pub async fn auth_figure(
+    opts: &Options,
+    plain_url: &str,
+    authed_url: &str,
+    token: &str,
+) -> Result<Figure> {
+    use tonic::service::interceptor::InterceptedService;
+    let value: tonic::metadata::MetadataValue<tonic::metadata::Ascii> = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| BenchError::Check("the token is not a header value".into()))?;
+    let bearer = move |mut req: tonic::Request<()>| {
+        req.metadata_mut().insert("authorization", value.clone());
+        Ok(req)
+    };
+    let mut plain = ScoringServiceClient::new(connect(plain_url).await?);
+    let mut authed =
+        ScoringServiceClient::new(InterceptedService::new(connect(authed_url).await?, bearer));
+    // Without the token the authed server must refuse: the figure measures
+    // a check that happens.
+    let mut refused = ScoringServiceClient::new(connect(authed_url).await?);
+    match refused.rank_items(rank_request()).await {
+        Err(s) if s.code() == tonic::Code::Unauthenticated => {}
+        other => {
+            return Err(BenchError::Check(format!(
+                "the server with auth answered a call without a token: {other:?}"
+            )));
+        }
+    }
+    for _ in 0..(opts.samples / 10).max(20) {
+        rank_call(&mut plain).await?;
+        authed.rank_items(rank_request()).await?;
+    }
+    let (mut p, mut a) = (Vec::new(), Vec::new());
+    while a.len() < opts.samples {
+        for _ in 0..BLOCK {
+            let t = Instant::now();
+            rank_call(&mut plain).await?;
+            p.push(t.elapsed());
+        }
+        for _ in 0..BLOCK {
+            let t = Instant::now();
+            authed.rank_items(rank_request()).await?;
+            a.push(t.elapsed());
+        }
+    }
+    Ok(Figure::new(
+        "rank_top50_auth_p50",
+        ms(super::median(a)),
+        "ms",
+        ms(super::median(p)),
+        "the same call without auth",
+        Target::RatioAtMost(1.1),
+        opts.items,
+    ))
+}

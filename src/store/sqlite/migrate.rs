@@ -26,7 +26,16 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/sqlite/0004_drop_links_by_hypothesis.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/sqlite/0005_api_tokens.sql"
+    )),
 ];
+
+/// The schema version of an up-to-date database.
+#[cfg(test)]
+pub(super) fn latest() -> i64 {
+    STEPS.len() as i64
+}
 
 /// Why the schema could not be brought up to date.
 #[derive(Debug, thiserror::Error)]

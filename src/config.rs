@@ -8,6 +8,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use crate::limits::LimitsConfig;
+
 /// Settings of the sidecar.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +29,9 @@ pub struct Config {
     /// Value validation settings (`[validation]` in the file).
     #[serde(default)]
     pub validation: ValidationConfig,
+    /// What one client may consume (`[limits]` in the file).
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 /// Where the data lives.
@@ -164,6 +169,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             sync: SyncConfig::default(),
             validation: ValidationConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }

@@ -18,6 +18,7 @@
 //! - [`api`]: the gRPC services, one file per proto service.
 //! - [`server`] and [`lifecycle`]: wiring, and the one stop signal every
 //!   long task listens to.
+//! - [`limits`]: what one client may consume: connections, calls, streams.
 //! - [`config`] and [`cli`]: settings and the command line.
 
 pub mod api;
@@ -27,6 +28,7 @@ pub mod domain;
 pub mod engine;
 pub mod index;
 pub mod lifecycle;
+pub mod limits;
 pub mod refine;
 pub mod score;
 pub mod server;

@@ -244,7 +244,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         .build_v1alpha()
         .map_err(ServerError::Reflection)?;
 
-    let router = tonic::transport::Server::builder()
+    let router = config
+        .limits
+        .apply(tonic::transport::Server::builder())
+        .layer(crate::limits::layers(&config.limits))
         .timeout(Duration::from_secs(30))
         .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
         .add_service(health_service)
@@ -298,6 +301,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     // TCP_NODELAY: without it a response longer than one segment waits out
     // the client's delayed ACK (40 ms on Linux) before its last bytes go.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = crate::limits::Incoming::new(incoming, &config.limits);
     // Stopping the lifecycle is what stops accepting: one signal for all.
     let stop_accepting = lifecycle.token().clone().cancelled_owned();
     let task = tokio::spawn(async move {

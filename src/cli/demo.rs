@@ -280,6 +280,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         store: crate::config::StoreConfig::default(),
         sync: crate::config::SyncConfig::manual(),
         validation: crate::config::ValidationConfig::manual(),
+        limits: Default::default(),
     };
     let server = crate::server::start(&config).await?;
     let url = server.url();

@@ -52,6 +52,7 @@ impl TestServer {
             store: plumbline::config::StoreConfig::default(),
             sync: plumbline::config::SyncConfig::manual(),
             validation: plumbline::config::ValidationConfig::manual(),
+            limits: plumbline::limits::LimitsConfig::default(),
         };
         change(&mut config);
         Self::start_in(dir, config).await

@@ -11,6 +11,7 @@ mod api;
 mod bench;
 mod cli;
 mod cli_split;
+mod limits;
 mod reflection;
 mod restart;
 mod rollup;

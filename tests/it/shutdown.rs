@@ -297,6 +297,7 @@ async fn a_shutdown_waits_for_the_background_sync_to_record_its_stop() {
             ..SyncConfig::manual()
         },
         validation: ValidationConfig::manual(),
+        limits: Default::default(),
         ..Config::default()
     };
     let server = plumbline::server::start(&config).await.unwrap();

@@ -333,6 +333,7 @@ fn config(db: &Path) -> Config {
         store: plumbline::config::StoreConfig::default(),
         sync: SyncConfig::manual(),
         validation: ValidationConfig::manual(),
+        limits: Default::default(),
     }
 }
 

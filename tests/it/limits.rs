@@ -1,0 +1,203 @@
+//! What one client may consume (`[limits]`): streams per connection,
+//! connections, idle connections, refused requests' codes, response bytes
+//! and watchers that never read. Hostile clients are raw HTTP/2 (h2) or TCP
+//! on loopback, since tonic's client behaves too well.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use plumbline::proto as pb;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tonic::Code;
+use tonic::codegen::http;
+
+use crate::common::*;
+
+/// Generous bound on what must happen soon; a test that hits it fails.
+const SOON: Duration = Duration::from_secs(10);
+
+/// An HTTP/2 connection with the given initial stream window, driven in
+/// the background.
+async fn h2_client(addr: SocketAddr, window: u32) -> h2::client::SendRequest<Bytes> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = h2::client::Builder::new()
+        .initial_window_size(window)
+        .handshake(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    send.ready().await.unwrap()
+}
+
+fn grpc_request(addr: SocketAddr, method: &str) -> http::Request<()> {
+    http::Request::post(format!("http://{addr}/{method}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap()
+}
+
+/// One gRPC frame: no compression, the stated length, then `payload`.
+fn frame(stated_len: u32, payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_u8(0);
+    b.put_u32(stated_len);
+    b.put_slice(payload);
+    b.freeze()
+}
+
+/// Sends one raw request message and returns the gRPC status it got.
+async fn raw_unary(addr: SocketAddr, method: &str, body: Bytes) -> tonic::Status {
+    let mut send = h2_client(addr, 65_535).await;
+    let (response, mut stream) = send
+        .send_request(grpc_request(addr, method), false)
+        .unwrap();
+    stream.send_data(body, true).unwrap();
+    let response = tokio::time::timeout(SOON, response)
+        .await
+        .expect("an answer")
+        .unwrap();
+    if let Some(s) = tonic::Status::from_header_map(response.headers()) {
+        return s;
+    }
+    let mut body = response.into_body();
+    while let Some(d) = body.data().await {
+        d.unwrap();
+    }
+    let trailers = body.trailers().await.unwrap().expect("trailers");
+    tonic::Status::from_header_map(&trailers).expect("a status")
+}
+
+#[tokio::test]
+async fn an_over_size_request_is_resource_exhausted() {
+    let s = TestServer::start().await;
+    let status = raw_unary(
+        s.server().local_addr(),
+        "plumbline.v1.BacklogService/GetItem",
+        frame(5 << 20, b""),
+    )
+    .await;
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+}
+
+#[tokio::test]
+async fn an_undecodable_request_is_invalid_argument() {
+    let s = TestServer::start().await;
+    let status = raw_unary(
+        s.server().local_addr(),
+        "plumbline.v1.BacklogService/GetItem",
+        frame(3, &[0xff, 0xff, 0xff]),
+    )
+    .await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("not a valid message"),
+        "{status:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_may_open_only_the_configured_number_of_streams() {
+    let s = TestServer::start_with_config(|c| c.limits.max_concurrent_streams = 2).await;
+    let addr = s.server().local_addr();
+    // The server advertises SETTINGS_MAX_CONCURRENT_STREAMS (it did not
+    // before), which h2's client honours by holding the third stream back.
+    let send = h2_client(addr, 65_535).await;
+    let watch = || {
+        let mut b = BytesMut::new();
+        b.put_u8(0);
+        b.put_u32(0);
+        b.freeze()
+    };
+    let mut open = Vec::new();
+    let mut send = send;
+    for _ in 0..2 {
+        let (response, mut stream) = send
+            .send_request(
+                grpc_request(addr, "plumbline.v1.ScoringService/WatchRanking"),
+                false,
+            )
+            .unwrap();
+        stream.send_data(watch(), true).unwrap();
+        let response = tokio::time::timeout(SOON, response).await.unwrap().unwrap();
+        assert_eq!(response.status(), 200);
+        open.push((response, stream));
+        send = send.ready().await.unwrap();
+    }
+    // A third stream on this connection is held back (h2's client queues
+    // it, as the server's setting says) until one of the two ends.
+    let (response, mut stream) = send
+        .send_request(
+            grpc_request(addr, "plumbline.v1.ScoringService/WatchRanking"),
+            false,
+        )
+        .unwrap();
+    stream.send_data(watch(), true).unwrap();
+    let third = tokio::spawn(response);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!third.is_finished(), "a third stream was allowed");
+    open.pop();
+    let response = tokio::time::timeout(SOON, third)
+        .await
+        .expect("the third stream starts once one ended")
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_after_the_idle_timeout() {
+    let s = TestServer::start_with_config(|c| c.limits.idle_timeout_ms = 200).await;
+    let mut tcp = TcpStream::connect(s.server().local_addr()).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let closed = tokio::time::timeout(SOON, async {
+        // The server's SETTINGS arrive first; then the end of the stream.
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the idle connection stayed open");
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_wait_while_existing_clients_keep_working() {
+    let s = TestServer::start_with_config(|c| c.limits.max_connections = 2).await;
+    let addr = s.server().local_addr();
+    // The test's channel is the first connection; this raw one the second.
+    let hog = TcpStream::connect(addr).await.unwrap();
+    // A third client's call waits (its connection sits in the backlog).
+    let url = s.server().url();
+    let third = tokio::spawn(async move {
+        let channel = tonic::transport::Channel::from_shared(url)
+            .unwrap()
+            .connect_lazy();
+        pb::backlog_service_client::BacklogServiceClient::new(channel)
+            .get_item(pb::GetItemRequest {
+                key: "web/1".into(),
+            })
+            .await
+    });
+    // Meanwhile the existing client is served.
+    create_source(&s, github_source("web")).await;
+    upsert(&s, vec![item("web", "1", "Served")]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !third.is_finished(),
+        "a connection past the limit was served"
+    );
+    drop(hog);
+    let got = tokio::time::timeout(SOON, third)
+        .await
+        .expect("the waiting client is served once a connection closed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.into_inner().item.unwrap().title, "Served");
+}

@@ -265,7 +265,11 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             )),
         )
         .add_service(pb::scoring_service_server::ScoringServiceServer::new(
-            ScoringApi(engine.clone(), lifecycle.clone()),
+            ScoringApi(
+                engine.clone(),
+                lifecycle.clone(),
+                crate::api::Watchers::new(&config.limits),
+            ),
         ))
         .add_service(pb::sync_service_server::SyncServiceServer::new(SyncApi(
             syncer.clone(),

@@ -24,6 +24,7 @@ pub use split::SplitApi;
 pub use sync::SyncApi;
 pub use validation::ValidationApi;
 pub use value_model::ValueModelApi;
+pub use watch::Watchers;
 
 use tonic::{Code, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};

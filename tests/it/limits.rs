@@ -201,3 +201,97 @@ async fn connections_past_the_limit_wait_while_existing_clients_keep_working() {
         .unwrap();
     assert_eq!(got.into_inner().item.unwrap().title, "Served");
 }
+
+#[tokio::test]
+async fn a_watcher_that_does_not_read_is_ended_and_frees_its_place() {
+    let s = TestServer::start_with_config(|c| {
+        c.limits.max_watchers = 1;
+        c.limits.watch_unread_timeout_ms = 1000;
+    })
+    .await;
+    build_fixture(&s).await;
+    let addr = s.server().local_addr();
+    // A client that gives the server no window to send in: the first
+    // update waits unread.
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (send, mut conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    let (open_window, opened) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = &mut conn => return,
+            _ = opened => conn.set_initial_window_size(1 << 20).unwrap(),
+        }
+        let _ = conn.await;
+    });
+    let mut send = send.ready().await.unwrap();
+    let (response, mut stream) = send
+        .send_request(
+            grpc_request(addr, "plumbline.v1.ScoringService/WatchRanking"),
+            false,
+        )
+        .unwrap();
+    stream.send_data(frame(0, b""), true).unwrap();
+    let response = tokio::time::timeout(SOON, response).await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+
+    // It holds the one place: another watch is refused.
+    let refused = s
+        .scoring()
+        .watch_ranking(pb::WatchRankingRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    // Writes that change the ranking meanwhile cost it nothing.
+    record(&s, vec![observation("lead", 4.0, Some(days_ago(0)))]).await;
+
+    // Past the unread timeout its place is free again.
+    let watch = tokio::time::timeout(SOON, async {
+        loop {
+            match s
+                .scoring()
+                .watch_ranking(pb::WatchRankingRequest::default())
+                .await
+            {
+                Ok(w) => return w.into_inner(),
+                Err(e) => {
+                    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the unread watch is ended");
+    drop(watch);
+
+    // When the client reads at last, it gets at most the update the server
+    // had already handed to HTTP/2 (none of the later ones: they were
+    // never computed), then why its watch ended.
+    open_window.send(()).unwrap();
+    let mut body = response.into_body();
+    let mut received = BytesMut::new();
+    while let Some(d) = tokio::time::timeout(SOON, body.data()).await.unwrap() {
+        let d = d.unwrap();
+        let _ = body.flow_control().release_capacity(d.len());
+        received.put_slice(&d);
+    }
+    let mut messages = 0;
+    let mut rest = &received[..];
+    while rest.len() >= 5 {
+        let len = u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
+        rest = &rest[(5 + len).min(rest.len())..];
+        messages += 1;
+    }
+    assert!(
+        messages <= 1,
+        "{messages} updates were kept for a client that did not read"
+    );
+    let trailers = body.trailers().await.unwrap().expect("trailers");
+    let status = tonic::Status::from_header_map(&trailers).unwrap();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("unread"), "{status:?}");
+}

@@ -257,7 +257,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             SourceApi(engine.clone()),
         ))
         .add_service(pb::backlog_service_server::BacklogServiceServer::new(
-            BacklogApi(engine.clone()),
+            BacklogApi(engine.clone(), config.limits.response_bytes()),
         ))
         .add_service(
             pb::value_model_service_server::ValueModelServiceServer::new(ValueModelApi(

@@ -295,3 +295,53 @@ async fn a_watcher_that_does_not_read_is_ended_and_frees_its_place() {
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(status.message().contains("unread"), "{status:?}");
 }
+
+#[tokio::test]
+async fn list_items_is_bounded_by_bytes_and_pages_through_every_item() {
+    use prost::Message;
+    const BOUND: usize = 100_000;
+    let s = TestServer::start_with_config(|c| c.limits.max_response_bytes = BOUND).await;
+    create_source(&s, github_source("web")).await;
+    let mut items: Vec<pb::Item> = (0..12)
+        .map(|i| {
+            let mut it = item("web", &format!("{i:02}"), "Big body");
+            it.body = "x".repeat(30_000);
+            it
+        })
+        .collect();
+    // One item larger than the bound by itself still comes, alone.
+    items[5].body = "y".repeat(150_000);
+    upsert(&s, items).await;
+
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = s
+            .backlog()
+            .list_items(pb::ListItemsRequest {
+                page_size: 1000,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        assert!(
+            page.encoded_len() <= BOUND || page.items.len() == 1,
+            "a page of {} items is {} bytes",
+            page.items.len(),
+            page.encoded_len()
+        );
+        seen.extend(page.items.iter().map(|i| i.external_id.clone()));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+        assert!(pages < 20, "paging does not end");
+    }
+    let want: Vec<String> = (0..12).map(|i| format!("{i:02}")).collect();
+    assert_eq!(seen, want, "every item once, in order");
+    assert!(pages >= 4, "{pages} pages");
+}

@@ -345,3 +345,79 @@ async fn list_items_is_bounded_by_bytes_and_pages_through_every_item() {
     assert_eq!(seen, want, "every item once, in order");
     assert!(pages >= 4, "{pages} pages");
 }
+
+#[tokio::test]
+async fn a_watch_whose_connection_closes_frees_its_place() {
+    let s = TestServer::start_with_config(|c| c.limits.max_watchers = 1).await;
+    build_fixture(&s).await;
+    let addr = s.server().local_addr();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut send = send.ready().await.unwrap();
+    let (response, mut stream) = send
+        .send_request(
+            grpc_request(addr, "plumbline.v1.ScoringService/WatchRanking"),
+            false,
+        )
+        .unwrap();
+    stream.send_data(frame(0, b""), true).unwrap();
+    let response = tokio::time::timeout(SOON, response).await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    let refused = s
+        .scoring()
+        .watch_ranking(pb::WatchRankingRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+
+    // The client goes away without reading: its watch ends with it.
+    driver.abort();
+    drop((send, stream, response));
+    tokio::time::timeout(SOON, async {
+        while s
+            .scoring()
+            .watch_ranking(pb::WatchRankingRequest::default())
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the place of a closed watch is freed");
+}
+
+#[tokio::test]
+async fn a_quiet_watcher_outlives_the_idle_timeout_by_answering_keepalive_pings() {
+    let s = TestServer::start_with_config(|c| {
+        c.limits.keepalive_interval_secs = 1;
+        c.limits.idle_timeout_ms = 2500;
+    })
+    .await;
+    build_fixture(&s).await;
+    let mut watch = s
+        .scoring()
+        .watch_ranking(pb::WatchRankingRequest {
+            page_size: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    watch.message().await.unwrap().unwrap();
+    // Longer than the idle timeout without a call: only pings flow.
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    record(&s, vec![observation("lead", 4.0, Some(days_ago(0)))]).await;
+    let update = tokio::time::timeout(SOON, watch.message())
+        .await
+        .expect("an update")
+        .expect("the watch is still open");
+    assert!(update.is_some());
+}

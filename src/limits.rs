@@ -502,4 +502,55 @@ mod tests {
         let first = first.await.unwrap().unwrap();
         assert!(Status::from_header_map(first.headers()).is_none());
     }
+
+    #[tokio::test]
+    async fn accept_errors_are_waited_out_and_connections_past_the_limit_wait() {
+        use tokio_stream::StreamExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut accepted = Vec::new();
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            clients.push(TcpStream::connect(addr).await.unwrap());
+            accepted.push(Ok(listener.accept().await.unwrap().0));
+        }
+        let emfile = || Err(io::Error::from_raw_os_error(24));
+        let inner = tokio_stream::iter([emfile(), emfile()].into_iter().chain(accepted));
+        let config = LimitsConfig {
+            max_connections: 1,
+            ..LimitsConfig::default()
+        };
+        let mut incoming = Incoming::new(inner, &config);
+        // The errors are logged and waited out, never handed on.
+        let first = incoming.next().await.unwrap().unwrap();
+        assert_eq!(
+            incoming.suppressed, 1,
+            "the second error in a row is not logged"
+        );
+        // The second connection waits for the first to close.
+        let waited = tokio::time::timeout(Duration::from_millis(200), incoming.next()).await;
+        assert!(waited.is_err(), "a connection past the limit was handed on");
+        drop(first);
+        incoming.next().await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn limits_come_from_the_file_and_unknown_ones_are_refused() {
+        use crate::config::{Config, Overrides};
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(&f, "[limits]\nmax_watchers = 7\nidle_timeout_ms = 0\n").unwrap();
+        let cfg = Config::load(Some(&f), Overrides::default()).unwrap();
+        assert_eq!(cfg.limits.max_watchers, 7);
+        assert_eq!(cfg.limits.idle_timeout(), None);
+        assert_eq!(
+            cfg.limits.max_concurrent_streams,
+            LimitsConfig::default().max_concurrent_streams
+        );
+        std::fs::write(&f, "[limits]\nmax_sockets = 7\n").unwrap();
+        let err = Config::load(Some(&f), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_sockets"), "{err}");
+    }
 }

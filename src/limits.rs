@@ -64,8 +64,9 @@ pub struct LimitsConfig {
     /// refused at once with UNAVAILABLE (retry with backoff) instead of
     /// queueing. Streams count only until their first message.
     pub max_concurrent_requests: usize,
-    /// Largest encoded response of a list call (`ListItems`), in bytes: a
-    /// page ends early, with a next page token, rather than pass it.
+    /// Largest encoded response carrying item bodies, in bytes: a
+    /// `ListItems` page ends early, with a next page token, rather than
+    /// pass it; a `BatchGetItems` of several items past it is refused.
     /// gRPC clients refuse messages over 4 MiB by default.
     pub max_response_bytes: usize,
     /// A `WatchRanking` stream whose client has not taken a pending update

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Response};
+use tonic::{Request, Response, Status};
 
 use super::Reply;
 use super::convert::{self, Check};
@@ -94,9 +94,18 @@ impl pb::backlog_service_server::BacklogService for BacklogApi {
             return Err(Error::invalid(format!("keys[{i}]"), "must not be empty").into());
         }
         let items = self.0.get_items(keys).await?;
-        Ok(Response::new(pb::BatchGetItemsResponse {
+        let response = pb::BatchGetItemsResponse {
             items: items.iter().map(convert::item_to_pb).collect(),
-        }))
+        };
+        let bytes = prost::Message::encoded_len(&response);
+        if items.len() > 1 && bytes > self.1 {
+            return Err(Status::resource_exhausted(format!(
+                "the {} items asked for come to {bytes} bytes, more than one response may carry ({} bytes, [limits] max_response_bytes); ask for fewer keys",
+                items.len(),
+                self.1
+            )));
+        }
+        Ok(Response::new(response))
     }
 
     async fn list_items(&self, req: Request<pb::ListItemsRequest>) -> Reply<pb::ListItemsResponse> {

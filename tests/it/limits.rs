@@ -421,3 +421,32 @@ async fn a_quiet_watcher_outlives_the_idle_timeout_by_answering_keepalive_pings(
         .expect("the watch is still open");
     assert!(update.is_some());
 }
+
+#[tokio::test]
+async fn batch_get_items_past_the_byte_bound_is_resource_exhausted() {
+    const BOUND: usize = 100_000;
+    let s = TestServer::start_with_config(|c| c.limits.max_response_bytes = BOUND).await;
+    create_source(&s, github_source("web")).await;
+    let big = |id: &str| {
+        let mut it = item("web", id, "Big body");
+        it.body = "x".repeat(60_000);
+        it
+    };
+    upsert(&s, vec![big("1"), big("2")]).await;
+    let both = s
+        .backlog()
+        .batch_get_items(pb::BatchGetItemsRequest {
+            keys: vec!["web/1".into(), "web/2".into()],
+        })
+        .await;
+    let status = assert_code(both, Code::ResourceExhausted);
+    assert!(status.message().contains("fewer keys"), "{status:?}");
+    let one = s
+        .backlog()
+        .batch_get_items(pb::BatchGetItemsRequest {
+            keys: vec!["web/2".into()],
+        })
+        .await
+        .unwrap();
+    assert_eq!(one.into_inner().items.len(), 1);
+}

@@ -8,6 +8,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use crate::limits::LimitsConfig;
+
 /// Settings of the sidecar.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +42,9 @@ pub struct Config {
     /// Which secrets and hosts sources may use (`[outbound]` in the file).
     #[serde(default)]
     pub outbound: OutboundConfig,
+    /// What one client may consume (`[limits]` in the file).
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 /// The outbound policy: what the operator lets sources use. It lives here,
@@ -279,6 +284,7 @@ impl Default for Config {
             auth: Default::default(),
             insecure: false,
             outbound: OutboundConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }

@@ -99,6 +99,23 @@ impl Item {
         item_key(&self.source_id, &self.external_id)
     }
 
+    /// The bytes of the item's text (title, body, ids, labels, url): what
+    /// a page of items is bounded by, short of encoding them.
+    pub fn text_len(&self) -> usize {
+        [
+            &self.source_id,
+            &self.external_id,
+            &self.title,
+            &self.body,
+            &self.url,
+            &self.parent_key,
+        ]
+        .iter()
+        .map(|s| s.len())
+        .chain(self.labels.iter().map(String::len))
+        .sum()
+    }
+
     /// Checklist tasks of the body, in order.
     pub fn tasks(&self) -> Vec<ChecklistTask> {
         parse_checklist(&self.body)

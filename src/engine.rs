@@ -559,13 +559,19 @@ impl Engine {
             .collect()
     }
 
+    /// Items in key order after `after`: at most `limit`, and no more once
+    /// their text adds up to `max_bytes` (see `Store::list_items`).
     pub async fn list_items(
         &self,
         filter: &ItemFilter,
         after: Option<&str>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<Item>> {
-        Ok(self.store.list_items(filter, after, limit).await?)
+        Ok(self
+            .store
+            .list_items(filter, after, limit, max_bytes)
+            .await?)
     }
 
     // ----- goals -----

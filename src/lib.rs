@@ -21,6 +21,7 @@
 //! - [`outbound`]: which token variables and hosts sources may use.
 //! - [`auth`]: who may call: API tokens with roles, checked by one tower
 //!   layer.
+//! - [`limits`]: what one client may consume: connections, calls, streams.
 //! - [`config`] and [`cli`]: settings and the command line.
 //! - [`tls`]: TLS and mutual TLS on the listener and in the CLI, and the
 //!   refusal to open a non-loopback port with neither auth nor TLS.
@@ -33,6 +34,7 @@ pub mod domain;
 pub mod engine;
 pub mod index;
 pub mod lifecycle;
+pub mod limits;
 pub mod outbound;
 pub mod refine;
 pub mod score;

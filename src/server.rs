@@ -281,13 +281,16 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let reflection_v1alpha = reflection.then_some(reflection_v1alpha);
 
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = config.limits.apply(tonic::transport::Server::builder());
     if let Some(tls) = tls {
         builder = builder
             .tls_config(tls)
             .map_err(|e| ServerError::Tls(crate::tls::TlsError::Tonic(e)))?;
     }
+    // Layers added first are outermost: the limits bound every call,
+    // floods of bad tokens included, before auth looks at it.
     let router = builder
+        .layer(crate::limits::layers(&config.limits))
         .timeout(Duration::from_secs(30))
         .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
         .layer(crate::auth::AuthLayer::new(
@@ -301,7 +304,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             SourceApi(engine.clone()),
         ))
         .add_service(pb::backlog_service_server::BacklogServiceServer::new(
-            BacklogApi(engine.clone()),
+            BacklogApi(engine.clone(), config.limits.response_bytes()),
         ))
         .add_service(
             pb::value_model_service_server::ValueModelServiceServer::new(ValueModelApi(
@@ -309,7 +312,11 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             )),
         )
         .add_service(pb::scoring_service_server::ScoringServiceServer::new(
-            ScoringApi(engine.clone(), lifecycle.clone()),
+            ScoringApi(
+                engine.clone(),
+                lifecycle.clone(),
+                crate::api::Watchers::new(&config.limits),
+            ),
         ))
         .add_service(pb::sync_service_server::SyncServiceServer::new(SyncApi(
             syncer.clone(),
@@ -355,6 +362,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     // TCP_NODELAY: without it a response longer than one segment waits out
     // the client's delayed ACK (40 ms on Linux) before its last bytes go.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = crate::limits::Incoming::new(incoming, &config.limits);
     // Stopping the lifecycle is what stops accepting: one signal for all.
     let stop_accepting = lifecycle.token().clone().cancelled_owned();
     let task = tokio::spawn(async move {

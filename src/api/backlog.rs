@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Response};
+use tonic::{Request, Response, Status};
 
 use super::Reply;
 use super::convert::{self, Check};
@@ -18,7 +18,12 @@ const MAX_BATCH: usize = 1000;
 
 /// `plumbline.v1.BacklogService`.
 #[derive(Clone)]
-pub struct BacklogApi(pub Arc<Engine>);
+pub struct BacklogApi(
+    pub Arc<Engine>,
+    /// Largest encoded `ListItems` response, in bytes
+    /// (`[limits] max_response_bytes`).
+    pub usize,
+);
 
 #[tonic::async_trait]
 impl pb::backlog_service_server::BacklogService for BacklogApi {
@@ -89,9 +94,18 @@ impl pb::backlog_service_server::BacklogService for BacklogApi {
             return Err(Error::invalid(format!("keys[{i}]"), "must not be empty").into());
         }
         let items = self.0.get_items(keys).await?;
-        Ok(Response::new(pb::BatchGetItemsResponse {
+        let response = pb::BatchGetItemsResponse {
             items: items.iter().map(convert::item_to_pb).collect(),
-        }))
+        };
+        let bytes = prost::Message::encoded_len(&response);
+        if items.len() > 1 && bytes > self.1 {
+            return Err(Status::resource_exhausted(format!(
+                "the {} items asked for come to {bytes} bytes, more than one response may carry ({} bytes, [limits] max_response_bytes); ask for fewer keys",
+                items.len(),
+                self.1
+            )));
+        }
+        Ok(Response::new(response))
     }
 
     async fn list_items(&self, req: Request<pb::ListItemsRequest>) -> Reply<pb::ListItemsResponse> {
@@ -108,28 +122,40 @@ impl pb::backlog_service_server::BacklogService for BacklogApi {
             label: (!r.label.is_empty()).then(|| r.label.clone()),
         };
         let after = token.map(|t| t.k);
-        let mut items = self
+        // Room for the page token, which carries the filter and a key.
+        let budget = self.1.saturating_sub(2 * fingerprint.len() + 1024);
+        let items = self
             .0
-            .list_items(&filter, after.as_deref(), size + 1)
+            .list_items(&filter, after.as_deref(), size + 1, budget)
             .await?;
-        let next = if items.len() > size {
-            items.truncate(size);
-            items
-                .last()
-                .map(|l| {
-                    PageToken {
-                        q: fingerprint.clone(),
-                        k: l.key(),
-                        ..Default::default()
-                    }
-                    .encode()
-                })
-                .unwrap_or_default()
-        } else {
-            String::new()
+        // The page ends at `size` items or before the item that would take
+        // the encoded response past the bound; the first item always fits.
+        let mut page = Vec::new();
+        let mut bytes = 0usize;
+        for it in items.iter().take(size) {
+            let p = convert::item_to_pb(it);
+            let len = prost::encoding::message::encoded_len(1, &p);
+            if !page.is_empty() && bytes + len > budget {
+                break;
+            }
+            bytes += len;
+            page.push(p);
+        }
+        // More follow if some were left out, or if the store stopped at the
+        // byte bound before the count.
+        let stopped_at_bytes =
+            items.len() <= size && items.iter().map(Item::text_len).sum::<usize>() >= budget;
+        let next = match page.len().checked_sub(1).map(|i| &items[i]) {
+            Some(last) if page.len() < items.len() || stopped_at_bytes => PageToken {
+                q: fingerprint.clone(),
+                k: last.key(),
+                ..Default::default()
+            }
+            .encode(),
+            _ => String::new(),
         };
         Ok(Response::new(pb::ListItemsResponse {
-            items: items.iter().map(convert::item_to_pb).collect(),
+            items: page,
             next_page_token: next,
         }))
     }

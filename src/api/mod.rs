@@ -26,6 +26,7 @@ pub use sync::SyncApi;
 pub use token::{TokenApi, role_from_pb, token_to_pb};
 pub use validation::ValidationApi;
 pub use value_model::ValueModelApi;
+pub use watch::Watchers;
 
 use tonic::{Code, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};

@@ -17,7 +17,11 @@ use crate::proto as pb;
 ///
 /// [`Lifecycle`]: crate::lifecycle::Lifecycle
 #[derive(Clone)]
-pub struct ScoringApi(pub Arc<Engine>, pub crate::lifecycle::Lifecycle);
+pub struct ScoringApi(
+    pub Arc<Engine>,
+    pub crate::lifecycle::Lifecycle,
+    pub super::watch::Watchers,
+);
 
 /// Default and maximum page sizes of `RankItems`.
 const DEFAULT_RANK_SIZE: usize = 50;
@@ -44,7 +48,8 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         &self,
         req: Request<pb::WatchRankingRequest>,
     ) -> Reply<Self::WatchRankingStream> {
-        let stream = super::watch::watch_ranking(self.0.clone(), &self.1, req.into_inner())?;
+        let stream =
+            super::watch::watch_ranking(self.0.clone(), &self.1, &self.2, req.into_inner())?;
         Ok(Response::new(stream))
     }
 

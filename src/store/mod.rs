@@ -296,12 +296,16 @@ pub trait Store: TokenStore + Send + Sync + 'static {
     async fn get_items(&self, keys: &[String]) -> Result<Vec<Option<Item>>>;
     /// The items of a source whose body contains `text`, in key order.
     async fn items_with_body_text(&self, source_id: &str, text: &str) -> Result<Vec<Item>>;
-    /// Items in key order after `after`, at most `limit`.
+    /// Items in key order after `after`, at most `limit`, and no more once
+    /// their [`Item::text_len`] adds up to `max_bytes` (the item that
+    /// reaches it is the last), so a page of large bodies is never read
+    /// whole.
     async fn list_items(
         &self,
         filter: &ItemFilter,
         after: Option<&str>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<Item>>;
 
     async fn put_goal(&self, goal: &Goal) -> Result<()>;

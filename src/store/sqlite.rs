@@ -555,6 +555,7 @@ impl Store for SqliteStore {
         filter: &ItemFilter,
         after: Option<&str>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<Item>> {
         let mut sql = String::from("SELECT * FROM items WHERE 1 = 1");
         let mut args: Vec<Value> = Vec::new();
@@ -580,7 +581,17 @@ impl Store for SqliteStore {
         args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
         self.db
             .read("list items", move |c| {
-                query_all(c, &sql, params_from_iter(args), item_from_row)
+                let mut stmt = c.prepare_cached(&sql)?;
+                let mut rows = stmt.query(params_from_iter(args))?;
+                let (mut out, mut bytes) = (Vec::new(), 0usize);
+                while bytes < max_bytes
+                    && let Some(r) = rows.next()?
+                {
+                    let item = item_from_row(r)?;
+                    bytes = bytes.saturating_add(item.text_len());
+                    out.push(item);
+                }
+                Ok(out)
             })
             .await
     }

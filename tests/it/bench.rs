@@ -17,6 +17,7 @@ use suite::{FIGURES, Options, run};
 async fn every_figure_is_measured_and_finite_at_a_tiny_size() {
     let mut opts = Options::new(500, 3, env!("CARGO_BIN_EXE_plumbline").into());
     opts.samples = 60;
+    opts.watchers = 150;
     let report = run(&opts).await.expect("the bench runs");
 
     assert_eq!((report.items, report.seed), (500, 3));

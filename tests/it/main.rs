@@ -12,6 +12,7 @@ mod auth;
 mod bench;
 mod cli;
 mod cli_split;
+mod limits;
 mod reflection;
 mod restart;
 mod rollup;

@@ -19,9 +19,9 @@ use plumbline::proto::scoring_service_client::ScoringServiceClient;
 const START_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Kills the child when dropped, so no server outlives the benchmark.
-struct Server {
-    child: Child,
-    url: String,
+pub(super) struct Server {
+    pub(super) child: Child,
+    pub(super) url: String,
 }
 
 impl Drop for Server {
@@ -38,7 +38,7 @@ fn free_port() -> Result<u16> {
 
 /// Spawns `plumbline serve` on `db` and waits until health answers
 /// SERVING; returns it with the time from spawn.
-async fn start(exe: &Path, db: &Path) -> Result<(Server, Duration)> {
+pub(super) async fn start(exe: &Path, db: &Path) -> Result<(Server, Duration)> {
     let port = free_port()?;
     let listen = format!("127.0.0.1:{port}");
     let t = Instant::now();
@@ -91,14 +91,23 @@ async fn serving(url: &str) -> bool {
 }
 
 /// The child's peak resident set (VmHWM), in bytes.
-fn peak_rss(pid: u32) -> Result<u64> {
+pub(super) fn peak_rss(pid: u32) -> Result<u64> {
+    proc_status_kb(pid, "VmHWM:")
+}
+
+/// The child's resident set now (VmRSS), in bytes.
+pub(super) fn rss(pid: u32) -> Result<u64> {
+    proc_status_kb(pid, "VmRSS:")
+}
+
+fn proc_status_kb(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kb| kb * 1024)
-        .ok_or_else(|| BenchError::Check("no VmHWM in /proc/PID/status".into()))
+        .ok_or_else(|| BenchError::Check(format!("no {field} in /proc/PID/status")))
 }
 
 /// Serves some rankings, so the peak includes answering calls, then reads

@@ -21,13 +21,17 @@
 //!    larger of two baselines: fetching and parsing the same pages, and the
 //!    store's bulk write of the same items alone ([`sync`]);
 //! 7. the peak RSS (VmHWM) of that child server, against the same on an
-//!    empty database.
+//!    empty database;
+//! 8. 2,000 `WatchRanking` streams that never read while writes move the
+//!    ranking: a normal client's `RankItems` p50 against the same without
+//!    them, and the server's peak RSS against its RSS before ([`hostile`]).
 //!
 //! Targets are stated for 100,000 items. Absolute targets (times, memory)
 //! apply unchanged below that and grow linearly with N above it; ratio
 //! targets hold at any N. A missed target is reported, never an error.
 
 mod child;
+mod hostile;
 mod mock;
 mod rpc;
 pub mod sync;
@@ -58,6 +62,9 @@ pub struct Options {
     pub exe: PathBuf,
     /// Progress lines on stderr.
     pub progress: bool,
+    /// Hostile watchers of the hostile-watchers figures (2000; tests use
+    /// fewer).
+    pub watchers: usize,
 }
 
 impl Options {
@@ -68,6 +75,7 @@ impl Options {
             samples: 2000,
             exe,
             progress: false,
+            watchers: 2000,
         }
     }
 }
@@ -304,7 +312,7 @@ impl Report {
 }
 
 /// The names of every figure a run reports, in order.
-pub const FIGURES: [&str; 9] = [
+pub const FIGURES: [&str; 11] = [
     "rank_top50_p50",
     "rank_top50_p99",
     "rank_top50_throughput_16_clients",
@@ -314,6 +322,8 @@ pub const FIGURES: [&str; 9] = [
     "observe_then_rank_p50",
     "sync_ingest",
     "peak_rss",
+    "hostile_watchers_rank_p50",
+    "hostile_watchers_peak_rss",
 ];
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -408,6 +418,16 @@ pub async fn run(opts: &Options) -> Result<Report> {
     figures.extend(lat);
     figures.push(tput);
     figures.push(observe);
+
+    // Last on this database: its writes would move the figures above.
+    say(&format!(
+        "{} hostile watchers on a child `plumbline serve`",
+        opts.watchers
+    ));
+    let (hostile_p50, hostile_rss, note) = hostile::figures(opts, &db).await?;
+    figures.push(hostile_p50);
+    figures.push(hostile_rss);
+    notes.push(note);
 
     say("sync ingest from the local GitHub mock, and its two baselines");
     figures.push(sync::figure(opts, dir.path()).await?);

@@ -292,6 +292,29 @@ pub struct Link {
     pub update_time: Time,
 }
 
+/// What is remembered of an item split into slices (`ApplySplit`): the
+/// plan's word (`hypothesis`, `task`) and the hypotheses whose links moved
+/// from the item to its slices. Its sources' link rules never link the item
+/// to those hypotheses again, whatever a sync reads in its body or labels
+/// later: the slices carry them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemSplit {
+    pub item_key: String,
+    pub plan_kind: String,
+    /// Sorted, without duplicates.
+    pub hypothesis_ids: Vec<String>,
+    pub create_time: Time,
+}
+
+impl ItemSplit {
+    /// Whether the split moved the item's link to `hypothesis_id`.
+    pub fn moved(&self, hypothesis_id: &str) -> bool {
+        self.hypothesis_ids
+            .binary_search_by(|h| h.as_str().cmp(hypothesis_id))
+            .is_ok()
+    }
+}
+
 /// Where a source's incremental sync stands: every item the tracker updated
 /// before `time` is in the store, and so are those updated exactly at `time`
 /// whose external ids are in `ids` (tracker time filters are inclusive).

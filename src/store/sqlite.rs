@@ -330,10 +330,16 @@ impl Store for SqliteStore {
                      ORDER BY item_key",
                     [],
                     |r| {
+                        // Sorted for `ItemSplit::moved`, whatever order
+                        // the migration's JSON aggregate kept.
+                        let mut hypothesis_ids: Vec<String> =
+                            parse_json(text(r, "hypothesis_ids")?)?;
+                        hypothesis_ids.sort();
+                        hypothesis_ids.dedup();
                         Ok(ItemSplit {
                             item_key: r.get("item_key")?,
                             plan_kind: r.get("plan_kind")?,
-                            hypothesis_ids: parse_json(text(r, "hypothesis_ids")?)?,
+                            hypothesis_ids,
                             create_time: time(r.get("create_time")?),
                         })
                     },

@@ -425,7 +425,7 @@ async fn five_thousand_items_sync_and_rank_and_a_resync_costs_one_request() {
         v["updated_at"] = (base + chrono::Duration::minutes(n as i64))
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             .into();
-        v["labels"] = serde_json::json!([{"name": format!("size:{}", 1 + n % 8)}, {"name": if n % 3 == 0 { "hypothesis:H-1" } else { "misc" }}]);
+        v["labels"] = serde_json::json!([{"name": format!("size:{}", 1 + n % 8)}, {"name": if n.is_multiple_of(3) { "hypothesis:H-1" } else { "misc" }}]);
         v
     };
     for p in 0..pages {

@@ -422,14 +422,14 @@ pub async fn same_second_edit_at_the_cursor<T: Tracker>() {
     let w = World::<T>::start(start).await;
     w.sync().await.done();
     // Unchanged: nothing written (and the validator of this answer kept).
-    let d = w.sync().await.done().clone();
+    let d = *w.sync().await.done();
     assert_eq!((d.requests, d.upserted_count), (1, 0));
     w.put(Issue {
         n: 3,
         title: "second".into(),
         updated: at(3),
     });
-    let d = w.sync().await.done().clone();
+    let d = *w.sync().await.done();
     assert_eq!(
         (d.requests, d.upserted_count, d.not_modified),
         (1, 1, false),
@@ -443,9 +443,9 @@ pub async fn same_second_edit_at_the_cursor<T: Tracker>() {
     );
     assert_eq!(w.cursor().await, Some(at(3).timestamp()));
     // The boundary item, unchanged, is not counted or written again.
-    let d = w.sync().await.done().clone();
+    let d = *w.sync().await.done();
     assert_eq!((d.requests, d.upserted_count), (1, 0));
-    let d = w.sync().await.done().clone();
+    let d = *w.sync().await.done();
     assert_eq!((d.upserted_count, d.not_modified), (0, T::SENDS_ETAG));
     assert!(w.stored().await.contains(&(key, "second".into())));
 }

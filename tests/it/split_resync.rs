@@ -282,3 +282,47 @@ async fn a_redmine_parent_bumped_by_its_new_children_stays_split_across_syncs_an
     );
     s.stop().await;
 }
+
+/// The same holds for a split by task made in plumbline only, for rule
+/// links by label, and for items pushed with `UpsertItems` (a plugin that
+/// mirrors a tracker): the split item written again with its labels naming
+/// the hypotheses gets no rule link back, after a restart too.
+#[tokio::test]
+async fn a_split_by_task_keeps_label_rules_off_when_the_item_is_pushed_again() {
+    let s = TestServer::start().await;
+    value_model_for_rules(&s).await;
+    create_source(&s, github_source("web")).await;
+    let body = "- [ ] Design the form\n- [ ] Build the API\n";
+    let pushed = |title: &str| pb::Item {
+        body: body.into(),
+        ..labelled(
+            estimated(item("web", "412", title), 8.0),
+            &["hypothesis:H-1", "hypothesis:H-2"],
+        )
+    };
+    upsert(&s, vec![pushed("Checkout")]).await;
+    assert_eq!(
+        links_of(&s, "web/412").await,
+        [("H-1".into(), 1.0, RULE), ("H-2".into(), 1.0, RULE)]
+    );
+    SplitServiceClient::new(s.channel.clone())
+        .apply_split(pb::ApplySplitRequest {
+            item_key: "web/412".into(),
+            plan_kind: pb::SplitPlanKind::ByTask as i32,
+            write_back: false,
+        })
+        .await
+        .expect("ApplySplit");
+    let slice_links = vec![("H-1".into(), 0.5, API), ("H-2".into(), 0.5, API)];
+    assert_eq!(links_of(&s, "web/412-s1").await, slice_links);
+
+    let r = upsert(&s, vec![pushed("Checkout, renamed")]).await;
+    assert_eq!(r.updated_count, 1);
+    assert_eq!(links_of(&s, "web/412").await, []);
+    let s = s.restart().await;
+    upsert(&s, vec![pushed("Checkout, renamed again")]).await;
+    assert_eq!(links_of(&s, "web/412").await, []);
+    assert_eq!(item_score(&s, "web/412").await.value, 0.0);
+    assert_eq!(links_of(&s, "web/412-s2").await, slice_links);
+    s.stop().await;
+}

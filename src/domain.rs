@@ -292,9 +292,38 @@ pub struct Link {
     pub update_time: Time,
 }
 
+/// What is remembered of an item split into slices (`ApplySplit`): the
+/// plan's word (`hypothesis`, `task`) and the hypotheses whose links moved
+/// from the item to its slices. Its sources' link rules never link the item
+/// to those hypotheses again, whatever a sync reads in its body or labels
+/// later: the slices carry them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemSplit {
+    pub item_key: String,
+    pub plan_kind: String,
+    /// Sorted, without duplicates.
+    pub hypothesis_ids: Vec<String>,
+    pub create_time: Time,
+}
+
+impl ItemSplit {
+    /// Whether the split moved the item's link to `hypothesis_id`.
+    pub fn moved(&self, hypothesis_id: &str) -> bool {
+        self.hypothesis_ids
+            .binary_search_by(|h| h.as_str().cmp(hypothesis_id))
+            .is_ok()
+    }
+}
+
 /// Where a source's incremental sync stands: every item the tracker updated
 /// before `time` is in the store, and so are those updated exactly at `time`
 /// whose external ids are in `ids` (tracker time filters are inclusive).
+///
+/// An item at `time` may still have changed since it was stored: tracker
+/// times are coarse (Redmine's and GitHub's are whole seconds), so an edit
+/// within the cursor's second keeps the same update time. Such boundary
+/// items are therefore never skipped here but compared with the stored
+/// item when the page is written, and written only if they differ.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SyncCursor {
     pub time: Option<Time>,
@@ -302,13 +331,13 @@ pub struct SyncCursor {
 }
 
 impl SyncCursor {
-    /// Whether an item updated at `updated` was already stored by an earlier
-    /// page or sync, so that a boundary duplicate is skipped.
-    pub fn already_seen(&self, external_id: &str, updated: Option<Time>) -> bool {
-        match (self.time, updated) {
-            (Some(c), Some(u)) => u < c || (u == c && self.ids.iter().any(|i| i == external_id)),
-            _ => false,
-        }
+    /// Whether an item updated at `updated` was stored by an earlier page or
+    /// sync and cannot have changed since: updated strictly before the
+    /// cursor (Jira's minute-grained filter returns such items). An item
+    /// updated at the cursor's instant is not: it may have been edited
+    /// again within the tracker's time grain.
+    pub fn stored_before(&self, updated: Option<Time>) -> bool {
+        matches!((self.time, updated), (Some(c), Some(u)) if u < c)
     }
 
     /// The cursor after items with these update times were stored.
@@ -666,17 +695,20 @@ mod tests {
     }
 
     #[test]
-    fn cursor_skips_boundary_duplicates_and_advances() {
+    fn cursor_skips_only_older_items_and_advances() {
         let t = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap();
         let mut c = SyncCursor::default();
-        assert!(!c.already_seen("1", Some(t(10))));
+        assert!(!c.stored_before(Some(t(10))));
         c.advance([("1", Some(t(10))), ("2", Some(t(20))), ("3", Some(t(20)))]);
         assert_eq!(c.time, Some(t(20)));
         assert_eq!(c.ids, vec!["2".to_string(), "3".into()]);
-        assert!(c.already_seen("1", Some(t(15))), "older than the cursor");
-        assert!(c.already_seen("2", Some(t(20))), "boundary id seen");
-        assert!(!c.already_seen("4", Some(t(20))), "same instant, new id");
-        assert!(!c.already_seen("2", Some(t(21))), "updated again");
+        assert!(c.stored_before(Some(t(15))), "older than the cursor");
+        assert!(
+            !c.stored_before(Some(t(20))),
+            "at the cursor: compared with the stored item, never skipped"
+        );
+        assert!(!c.stored_before(Some(t(21))), "updated again");
+        assert!(!c.stored_before(None), "no update time");
         c.advance([("4", Some(t(20)))]);
         assert_eq!(c.ids.len(), 3);
         c.advance([("5", Some(t(5)))]);

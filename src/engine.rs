@@ -41,7 +41,8 @@ use chrono::Utc;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::domain::{
-    Goal, Hypothesis, Item, Link, LinkOrigin, Metric, Observation, Source, SyncState, Time,
+    Goal, Hypothesis, Item, ItemSplit, Link, LinkOrigin, Metric, Observation, Source, SyncState,
+    Time,
 };
 use crate::index::{IndexBuilder, ItemFacts, MetricEntry, ScoreIndex};
 use crate::outbound::OutboundPolicy;
@@ -117,6 +118,11 @@ pub struct Engine {
     changes: tokio::sync::watch::Sender<u64>,
     /// What a source may name and reach; checked on every source written.
     outbound: Arc<OutboundPolicy>,
+    /// The splits applied, by item key, as the store remembers them: read
+    /// at start, written after the store under the writes lock, and read by
+    /// the link rules ([`Engine::rule_link_changes`]), which never link a
+    /// split item again to a hypothesis its slices carry.
+    splits: RwLock<HashMap<String, ItemSplit>>,
 }
 
 /// The index's write guard, which aborts the process if a panic unwinds
@@ -229,12 +235,19 @@ impl Engine {
     /// Loads the model from the store and builds the index.
     pub async fn open(store: Arc<dyn Store>, default_size: f64) -> Result<Self> {
         let index = build_index(store.as_ref(), default_size).await?;
+        let splits = store
+            .list_item_splits()
+            .await?
+            .into_iter()
+            .map(|s| (s.item_key.clone(), s))
+            .collect();
         Ok(Engine {
             store,
             index: RwLock::new(index),
             writes: tokio::sync::Mutex::new(()),
             changes: tokio::sync::watch::Sender::new(0),
             outbound: Arc::new(OutboundPolicy::default()),
+            splits: RwLock::new(splits),
         })
     }
 
@@ -348,6 +361,13 @@ impl Engine {
             keys
         };
         let deleted = self.store.delete_source(id).await?;
+        {
+            // The store's rows went with the items.
+            let mut splits = self.splits.write();
+            for k in &keys {
+                splits.remove(k);
+            }
+        }
         let mut ix = self.write_index();
         for k in &keys {
             ix.remove_item(k);
@@ -509,10 +529,13 @@ impl Engine {
 
     /// The link changes the sources' link rules ask for on changed items:
     /// rule links to add or update, and rule links whose label or body line
-    /// is gone. Links made through the API are never touched, and rules that
-    /// name an unknown hypothesis are skipped.
+    /// is gone. Links made through the API are never touched, rules that
+    /// name an unknown hypothesis are skipped, and so are rules that would
+    /// link a split item to a hypothesis its split moved to its slices (its
+    /// body still names it, and the tracker may bump it at any time).
     fn rule_link_changes(&self, changed: &[Item]) -> (Vec<(String, String)>, Vec<Link>) {
         let ix = self.read_unflushed();
+        let splits = self.splits.read();
         let now = Utc::now();
         let (mut remove, mut put) = (Vec::new(), Vec::new());
         for it in changed {
@@ -520,7 +543,10 @@ impl Engine {
                 continue;
             };
             let key = it.key();
-            let wanted = crate::domain::rule_links(&source.link_rules, &it.labels, &it.body);
+            let mut wanted = crate::domain::rule_links(&source.link_rules, &it.labels, &it.body);
+            if let Some(split) = splits.get(&key) {
+                wanted.retain(|h, _| !split.moved(h));
+            }
             for l in ix.links_of_item(&key) {
                 if l.origin == LinkOrigin::Rule && !wanted.contains_key(l.hypothesis_id) {
                     remove.push((key.clone(), l.hypothesis_id.to_string()));

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::Utc;
 
 use super::{Engine, Error, Result, facts_of, not_found, quote};
-use crate::domain::{Item, ItemState, Link, LinkOrigin, item_key};
+use crate::domain::{Item, ItemSplit, ItemState, Link, LinkOrigin, item_key};
 use crate::index::ScoreIndex;
 use crate::refine::split::{
     self, Child, PlanKind, Proposal, ServedHypothesis, SliceLink, SplitSubject,
@@ -371,9 +371,23 @@ impl Engine {
                 .collect();
             (remove, put)
         };
+        // Every hypothesis the item's value moved away from: its own links
+        // and those its slices now carry.
+        let moved: BTreeSet<String> = remove
+            .iter()
+            .map(|(_, h)| h.clone())
+            .chain(put.iter().map(|l| l.hypothesis_id.clone()))
+            .collect();
+        let record = ItemSplit {
+            item_key: key.clone(),
+            plan_kind: kind.as_str().to_string(),
+            hypothesis_ids: moved.into_iter().collect(),
+            create_time: now,
+        };
         self.store
-            .upsert_items(items.clone(), &remove, &put, None)
+            .apply_split(items.clone(), &remove, &put, &record)
             .await?;
+        self.splits.write().insert(key.clone(), record);
         let mut ix = self.write_index();
         for it in &items {
             ix.put_item(it.key(), facts_of(it));

@@ -22,7 +22,7 @@ pub use tokens::TokenStore;
 
 use crate::config::{Config, StoreBackend};
 use crate::domain::{
-    Evidence, Experiment, Goal, Hypothesis, Item, ItemState, Link, Metric, Observation,
+    Evidence, Experiment, Goal, Hypothesis, Item, ItemSplit, ItemState, Link, Metric, Observation,
     ObservationSummary, Release, Source, SyncState, Time,
 };
 
@@ -292,6 +292,18 @@ pub trait Store: TokenStore + Send + Sync + 'static {
         put_links: &[Link],
         sync_state: Option<&SyncState>,
     ) -> Result<()>;
+    /// Applies a split: stores its slices and the link changes as
+    /// [`upsert_items`](Store::upsert_items) does, and remembers `split`
+    /// (replacing an earlier record of the same item), in one transaction.
+    async fn apply_split(
+        &self,
+        items: Vec<Item>,
+        remove_links: &[(String, String)],
+        put_links: &[Link],
+        split: &ItemSplit,
+    ) -> Result<()>;
+    /// Every split remembered, by item key (read once, at start-up).
+    async fn list_item_splits(&self) -> Result<Vec<ItemSplit>>;
     /// The items of `keys`, in the same order; `None` where a key is unknown.
     async fn get_items(&self, keys: &[String]) -> Result<Vec<Option<Item>>>;
     /// The items of a source whose body contains `text`, in key order.

@@ -30,8 +30,8 @@ use serde::de::DeserializeOwned;
 use super::{ItemFilter, Load, Result, Store, WriteHealth};
 use crate::config::{Config, StoreConfig};
 use crate::domain::{
-    Evidence, Experiment, Goal, Hypothesis, Item, Link, Metric, Observation, ObservationSummary,
-    Release, Source, SyncCursor, SyncState, Time,
+    Evidence, Experiment, Goal, Hypothesis, Item, ItemSplit, Link, Metric, Observation,
+    ObservationSummary, Release, Source, SyncCursor, SyncState, Time,
 };
 use conn::{Attempt, Connections, Fail, Settings};
 use write::ItemWrite;
@@ -295,9 +295,56 @@ impl Store for SqliteStore {
             remove_links: remove_links.to_vec(),
             put_links: put_links.to_vec(),
             sync_state: sync_state.cloned(),
+            split: None,
         };
         self.db
             .write("upsert items", move |tx| Ok(write::write_items(tx, &w)?))
+            .await
+    }
+
+    async fn apply_split(
+        &self,
+        items: Vec<Item>,
+        remove_links: &[(String, String)],
+        put_links: &[Link],
+        split: &ItemSplit,
+    ) -> Result<()> {
+        let w = ItemWrite {
+            items,
+            remove_links: remove_links.to_vec(),
+            put_links: put_links.to_vec(),
+            sync_state: None,
+            split: Some(split.clone()),
+        };
+        self.db
+            .write("apply a split", move |tx| Ok(write::write_items(tx, &w)?))
+            .await
+    }
+
+    async fn list_item_splits(&self) -> Result<Vec<ItemSplit>> {
+        self.db
+            .read("list item splits", |c| {
+                query_all(
+                    c,
+                    "SELECT item_key, plan_kind, hypothesis_ids, create_time FROM item_splits \
+                     ORDER BY item_key",
+                    [],
+                    |r| {
+                        // Sorted for `ItemSplit::moved`, whatever order
+                        // the migration's JSON aggregate kept.
+                        let mut hypothesis_ids: Vec<String> =
+                            parse_json(text(r, "hypothesis_ids")?)?;
+                        hypothesis_ids.sort();
+                        hypothesis_ids.dedup();
+                        Ok(ItemSplit {
+                            item_key: r.get("item_key")?,
+                            plan_kind: r.get("plan_kind")?,
+                            hypothesis_ids,
+                            create_time: time(r.get("create_time")?),
+                        })
+                    },
+                )
+            })
             .await
     }
 

@@ -5,8 +5,10 @@
 //! One [`Connector`] per tracker knows its HTTP dialect (URLs, auth header,
 //! pagination, field mapping); the [`Syncer`] drives any of them the same
 //! way: ask for what changed since the source's cursor (ascending by update
-//! time), skip the boundary duplicates that inclusive time filters return,
-//! and store each page together with the advanced cursor in one transaction,
+//! time), skip what the cursor says is stored and unchanged (and let the
+//! engine compare the boundary items that inclusive time filters return with
+//! the stored ones, since coarse tracker times cannot tell an edit within
+//! the cursor's second), and store each page together with the advanced cursor in one transaction,
 //! so a sync killed anywhere resumes where it stopped.
 
 pub mod github;
@@ -908,11 +910,13 @@ impl Syncer {
                 if summary.pages + fresh_pages.len() as u32 == 0 {
                     first_etag = etag.take();
                 }
+                // Items at the cursor's instant go on: the engine compares
+                // each with the stored one and writes only what changed, so
+                // an edit within the tracker's time grain is not lost and an
+                // unchanged boundary item is counted as unchanged.
                 let fresh: Vec<Item> = std::mem::take(&mut page.items)
                     .into_iter()
-                    .filter(|it| {
-                        full || !state.cursor.already_seen(&it.external_id, it.update_time)
-                    })
+                    .filter(|it| full || !state.cursor.stored_before(it.update_time))
                     .collect();
                 state.cursor.advance(
                     fresh

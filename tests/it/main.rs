@@ -19,6 +19,7 @@ mod rollup;
 mod shutdown;
 mod slow_github;
 mod split;
+mod split_resync;
 mod split_write_back;
 mod store_faults;
 mod sync_github;

@@ -29,6 +29,9 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/sqlite/0005_api_tokens.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/sqlite/0006_item_splits.sql"
+    )),
 ];
 
 /// The schema version of an up-to-date database.
@@ -139,5 +142,75 @@ mod tests {
     #[test]
     fn the_steps_are_valid() {
         Migrations::from_slice(STEPS).validate().unwrap();
+    }
+
+    /// Step 6 finds the splits applied before it by their slices' notes and
+    /// drops the rule links a sync had given such an item back.
+    #[test]
+    fn splits_applied_before_step_6_are_remembered() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        Migrations::from_slice(&STEPS[..5])
+            .to_latest(&mut conn)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO sources VALUES ('rm', 'redmine', 'https://r', 'shop', '', '{}', '', 0, 0);
+             INSERT INTO goals VALUES ('G', 'g', '', 'strategic', '', '', 1, 0, 0);
+             INSERT INTO metrics VALUES ('m', 'm', '', 'increase', 0, 1, NULL, 0, 0);
+             INSERT INTO hypotheses VALUES ('H-1', 's', 'G', 'm', 0.5, 0.5, 'proposed', NULL, 0, 0),
+                                           ('H-2', 's', 'G', 'm', 0.5, 0.5, 'proposed', NULL, 0, 0),
+                                           ('H-3', 's', 'G', 'm', 0.5, 0.5, 'proposed', NULL, 0, 0);
+             INSERT INTO items (key, source_id, external_id, title, body, url, state, labels, parent_key) VALUES
+               ('rm/7', 'rm', '7', 'split', 'Hypothesis: H-1', '', 'open', '[]', ''),
+               ('rm/501', 'rm', '501', 'a', 'Split from rm/7 by hypothesis: slice 1 of 2.', '', 'open', '[]', 'rm/7'),
+               ('rm/502', 'rm', '502', 'b', 'x' || char(13, 10) || 'Split from rm/7 by hypothesis: slice 2 of 2.', '', 'open', '[]', 'rm/7'),
+               ('rm/8', 'rm', '8', 'half', 'Hypothesis: H-3', '', 'open', '[]', ''),
+               ('rm/601', 'rm', '601', 'c', 'Split from rm/8 by task: slice 1 of 2.', '', 'open', '[]', 'rm/8'),
+               ('rm/9', 'rm', '9', 'child', 'Split from rm/7 by task: slice 1 of 2.', '', 'open', '[]', 'rm/8');
+             INSERT INTO links VALUES
+               ('rm/7', 'H-1', 1, 'rule', '', 0, 0),
+               ('rm/7', 'H-3', 1, 'api', '', 0, 0),
+               ('rm/501', 'H-1', 0.5, 'api', '', 0, 0),
+               ('rm/502', 'H-2', 0.25, 'api', '', 0, 0),
+               ('rm/8', 'H-3', 1, 'rule', '', 0, 0),
+               ('rm/9', 'H-2', 1, 'api', '', 0, 0);",
+        )
+        .unwrap();
+        Migrations::from_slice(STEPS).to_latest(&mut conn).unwrap();
+        let splits: Vec<(String, String, String)> = conn
+            .prepare("SELECT item_key, plan_kind, hypothesis_ids FROM item_splits")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        // rm/8's slice has no link yet (a split left partway), and rm/9's
+        // note names another parent than its own.
+        assert_eq!(
+            splits,
+            [(
+                "rm/7".to_string(),
+                "hypothesis".to_string(),
+                r#"["H-1","H-2"]"#.to_string()
+            )]
+        );
+        let links: Vec<(String, String)> = conn
+            .prepare("SELECT item_key, hypothesis_id FROM links ORDER BY 1, 2")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let want = [
+            ("rm/501", "H-1"),
+            ("rm/502", "H-2"),
+            ("rm/7", "H-3"),
+            ("rm/8", "H-3"),
+            ("rm/9", "H-2"),
+        ];
+        assert_eq!(
+            links,
+            want.map(|(a, b)| (a.to_string(), b.to_string())),
+            "rm/7's rule link to H-1 went; its API link to another hypothesis stays"
+        );
     }
 }

@@ -10,7 +10,7 @@
 use rusqlite::{Transaction, params};
 
 use super::{enum_str, json, nanos};
-use crate::domain::{Item, Link, SyncState};
+use crate::domain::{Item, ItemSplit, Link, SyncState};
 
 /// One transaction's worth of item writes.
 pub(super) struct ItemWrite {
@@ -18,6 +18,8 @@ pub(super) struct ItemWrite {
     pub remove_links: Vec<(String, String)>,
     pub put_links: Vec<Link>,
     pub sync_state: Option<SyncState>,
+    /// The record of a split these items are the slices of.
+    pub split: Option<ItemSplit>,
 }
 
 /// Writes `w` inside `tx` (the caller commits).
@@ -60,6 +62,20 @@ pub(super) fn write_items(tx: &Transaction<'_>, w: &ItemWrite) -> rusqlite::Resu
     put_links(tx, &w.put_links)?;
     if let Some(st) = &w.sync_state {
         put_sync_state(tx, st)?;
+    }
+    if let Some(sp) = &w.split {
+        tx.prepare_cached(
+            "INSERT INTO item_splits (item_key, plan_kind, hypothesis_ids, create_time) \
+             VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (item_key) DO UPDATE SET plan_kind = excluded.plan_kind, \
+             hypothesis_ids = excluded.hypothesis_ids, create_time = excluded.create_time",
+        )?
+        .execute(params![
+            sp.item_key,
+            sp.plan_kind,
+            json(&sp.hypothesis_ids),
+            nanos(&sp.create_time),
+        ])?;
     }
     Ok(())
 }

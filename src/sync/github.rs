@@ -122,6 +122,7 @@ impl Connector for GitHub {
             items,
             next: next_link(fetched),
             expected_total: None,
+            removed: Vec::new(),
         })
     }
 

@@ -347,6 +347,7 @@ impl Connector for Jira {
             items,
             next,
             expected_total: None,
+            removed: Vec::new(),
         })
     }
 

@@ -26,7 +26,9 @@ use parking_lot::Mutex;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{StatusCode, Url};
 
-use crate::domain::{Item, Source, SyncRunState, SyncState, Time, TrackerKind};
+use crate::domain::{
+    Item, Removal, RemovalReason, Source, SyncRunState, SyncState, Time, TrackerKind, item_key,
+};
 use crate::engine::Engine;
 use crate::lifecycle::Lifecycle;
 use crate::outbound::OutboundPolicy;
@@ -365,6 +367,10 @@ pub struct SyncSummary {
     pub requests: u32,
     pub upserted: u32,
     pub not_modified: bool,
+    /// Items marked removed: those the tracker said are gone (GitLab's
+    /// moved issues) and, after a completed full sync, those it no longer
+    /// returned.
+    pub removed: u32,
 }
 
 /// One page of tracker items, mapped to the domain.
@@ -376,6 +382,10 @@ pub struct Page {
     pub next: Option<Url>,
     /// The tracker's total, when it says.
     pub expected_total: Option<u64>,
+    /// Issues of the page that the tracker says left the project, by
+    /// external id (GitLab's moved issues, listed closed with
+    /// `moved_to_id`): marked removed, not stored as items.
+    pub removed: Vec<(String, RemovalReason, String)>,
 }
 
 /// One tracker's HTTP dialect.
@@ -746,8 +756,13 @@ impl Syncer {
             &requests,
             tx,
         );
+        // The keys a full sync returned, to mark the others removed once it
+        // completes. A full sync cut short (failed, interrupted) marks
+        // nothing, and the incremental sync that resumes it does not know
+        // what the first part returned, so it marks nothing either.
+        let mut returned = HashSet::new();
         let result = {
-            let store = self.store_pages(full, &first, state, summary, events, rx);
+            let store = self.store_pages(full, &first, state, summary, events, rx, &mut returned);
             tokio::pin!(fetch, store);
             // The writer ends the sync. On its error the fetcher is dropped at
             // once, mid-request or mid-wait; on its success the fetcher has
@@ -761,7 +776,22 @@ impl Syncer {
             }
         };
         summary.requests = requests.load(Ordering::Relaxed);
-        result
+        result?;
+        if full && !summary.not_modified {
+            if returned.is_empty() {
+                // A tracker that lists nothing to a token that lost its
+                // access (or a project emptied by mistake) must not empty
+                // the backlog: nothing is marked.
+                tracing::warn!(
+                    source = source.id.as_str(),
+                    "the full sync returned no item; none is marked removed"
+                );
+            } else {
+                let n = self.engine.remove_unreturned(&source.id, &returned).await?;
+                summary.removed += n as u32;
+            }
+        }
+        Ok(())
     }
 
     /// Fetches and parses pages from `first` on, sending each to the writer
@@ -833,7 +863,9 @@ impl Syncer {
     /// Stores the pages [`fetch_pages`](Self::fetch_pages) sends, in order,
     /// and reports each. The pages already waiting (up to
     /// [`PAGES_PER_COMMIT`]) are stored together, with the cursor after the
-    /// last of them, in one transaction.
+    /// last of them, in one transaction. In a full sync, the key of every
+    /// item the tracker returned goes to `returned`.
+    #[allow(clippy::too_many_arguments)]
     async fn store_pages(
         &self,
         full: bool,
@@ -842,6 +874,7 @@ impl Syncer {
         summary: &mut SyncSummary,
         events: &(dyn Fn(SyncEvent) + Send + Sync),
         mut rx: tokio::sync::mpsc::Receiver<Fetch>,
+        returned: &mut HashSet<String>,
     ) -> Result<(), SyncError> {
         let mut first_etag: Option<String> = None;
         // What ended the last group without belonging to it.
@@ -903,7 +936,24 @@ impl Syncer {
 
             let mut fresh_pages = Vec::with_capacity(group.len());
             let mut item_counts = Vec::with_capacity(group.len());
+            let now = Utc::now();
+            let mut removed = Vec::new();
             for (page, etag, _) in &mut group {
+                for (external_id, reason, detail) in std::mem::take(&mut page.removed) {
+                    let key = item_key(&state.source_id, &external_id);
+                    if full {
+                        returned.insert(key.clone());
+                    }
+                    let removal = Removal {
+                        remove_time: now,
+                        reason,
+                        detail,
+                    };
+                    removed.push((key, removal));
+                }
+                if full {
+                    returned.extend(page.items.iter().map(Item::key));
+                }
                 item_counts.push(page.items.len() as u32);
                 if summary.pages + fresh_pages.len() as u32 == 0 {
                     first_etag = etag.take();
@@ -921,7 +971,11 @@ impl Syncer {
                 );
                 fresh_pages.push(fresh);
             }
-            let counts = self.engine.apply_sync_pages(fresh_pages, state).await?;
+            let (counts, removed) = self
+                .engine
+                .apply_sync_pages_removing(fresh_pages, removed, state)
+                .await?;
+            summary.removed += removed as u32;
             for (((page, _, requests), counts), &item_count) in
                 group.iter().zip(counts).zip(&item_counts)
             {

@@ -256,6 +256,7 @@ impl Connector for Redmine {
             items,
             next,
             expected_total,
+            removed: Vec::new(),
         })
     }
 

@@ -29,6 +29,9 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/sqlite/0005_api_tokens.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/sqlite/0006_item_removals.sql"
+    )),
 ];
 
 /// The schema version of an up-to-date database.

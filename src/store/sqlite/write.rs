@@ -10,7 +10,7 @@
 use rusqlite::{Transaction, params};
 
 use super::{enum_str, json, nanos};
-use crate::domain::{Item, Link, SyncState};
+use crate::domain::{Item, Link, Removal, SyncState};
 
 /// One transaction's worth of item writes.
 pub(super) struct ItemWrite {
@@ -18,6 +18,10 @@ pub(super) struct ItemWrite {
     pub remove_links: Vec<(String, String)>,
     pub put_links: Vec<Link>,
     pub sync_state: Option<SyncState>,
+    /// Removed items the tracker returned again: active from now on.
+    pub restore: Vec<String>,
+    /// Items the tracker no longer returns, by key.
+    pub remove: Vec<(String, Removal)>,
 }
 
 /// Writes `w` inside `tx` (the caller commits).
@@ -58,6 +62,27 @@ pub(super) fn write_items(tx: &Transaction<'_>, w: &ItemWrite) -> rusqlite::Resu
         }
     }
     put_links(tx, &w.put_links)?;
+    if !w.restore.is_empty() {
+        let mut restore = tx.prepare_cached("DELETE FROM item_removals WHERE item_key = ?1")?;
+        for key in &w.restore {
+            restore.execute([key])?;
+        }
+    }
+    if !w.remove.is_empty() {
+        let mut remove = tx.prepare_cached(
+            "INSERT INTO item_removals (item_key, remove_time, reason, detail) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (item_key) DO UPDATE SET remove_time = excluded.remove_time, \
+             reason = excluded.reason, detail = excluded.detail",
+        )?;
+        for (key, r) in &w.remove {
+            remove.execute(params![
+                key,
+                nanos(&r.remove_time),
+                enum_str(&r.reason),
+                r.detail
+            ])?;
+        }
+    }
     if let Some(st) = &w.sync_state {
         put_sync_state(tx, st)?;
     }

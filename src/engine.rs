@@ -401,38 +401,32 @@ impl Engine {
             .await
     }
 
-    /// Marks removed every active item of `source_id` that is not in
-    /// `returned` (keys), as of a completed full sync: the tracker no
-    /// longer lists it. Local slices of a split (`{parent}-s{n}`, which no
-    /// tracker holds) are left alone. Returns how many items were marked.
-    pub async fn remove_unreturned(
+    /// The active items of `source_id` that are not in `returned` (keys),
+    /// sorted: what a completed full sync no longer found. Local slices of
+    /// a split (`{parent}-s{n}`, which no tracker holds) are left out.
+    pub fn unreturned(
         &self,
         source_id: &str,
         returned: &std::collections::HashSet<String>,
-    ) -> Result<usize> {
-        let _w = self.writes.lock().await;
-        let now = Utc::now();
-        let gone: Vec<(String, Removal)> = {
-            let ix = self.read_unflushed();
-            ix.item_keys_of_source(source_id)
-                .into_iter()
-                .filter(|k| !returned.contains(k))
-                .filter(|k| !ix.item(k).is_some_and(|f| is_local_slice(k, &f.parent_key)))
-                .map(|k| {
-                    let r = Removal {
-                        remove_time: now,
-                        reason: RemovalReason::NotReturned,
-                        detail: String::new(),
-                    };
-                    (k, r)
-                })
-                .collect()
-        };
-        if gone.is_empty() {
+    ) -> Vec<String> {
+        let ix = self.read_unflushed();
+        ix.item_keys_of_source(source_id)
+            .into_iter()
+            .filter(|k| !returned.contains(k))
+            .filter(|k| !ix.item(k).is_some_and(|f| is_local_slice(k, &f.parent_key)))
+            .collect()
+    }
+
+    /// Marks items removed, in one transaction: out of the index, kept in
+    /// the store with when and why. Items that are not active (unknown, or
+    /// removed already) are skipped; returns how many were marked.
+    pub async fn mark_removed(&self, removals: Vec<(String, Removal)>) -> Result<usize> {
+        if removals.is_empty() {
             return Ok(0);
         }
+        let _w = self.writes.lock().await;
         let (_, n) = self
-            .upsert_pages_locked(Vec::new(), None, false, gone)
+            .upsert_pages_locked(Vec::new(), None, false, removals)
             .await?;
         Ok(n)
     }
@@ -1142,6 +1136,17 @@ mod tests {
             quote(&"x".repeat(QUOTE_LIMIT)),
             format!("{:?}", "x".repeat(QUOTE_LIMIT))
         );
+    }
+
+    #[test]
+    fn local_slices_are_told_from_tracker_items() {
+        assert!(is_local_slice("web/7-s1", "web/7"));
+        assert!(is_local_slice("web/7-s12", "web/7"));
+        assert!(!is_local_slice("web/7-s", "web/7"));
+        assert!(!is_local_slice("web/7-sx", "web/7"));
+        assert!(!is_local_slice("web/71", "web/7"));
+        assert!(!is_local_slice("web/8", "web/7"), "a write-back slice");
+        assert!(!is_local_slice("web/7-s1", ""));
     }
 
     /// Set in the child process that [`a_panic_while_writing_the_index_aborts`]

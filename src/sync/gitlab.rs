@@ -232,6 +232,35 @@ impl Connector for GitLab {
         }
     }
 
+    fn issue_url(&self, source: &Source, external_id: &str) -> Result<Option<Url>, SyncError> {
+        if external_id.is_empty() || !external_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(None);
+        }
+        let mut url = issues_url(source)?;
+        url.path_segments_mut()
+            .map_err(|()| super::github::bad_base(source))?
+            .push(external_id);
+        Ok(Some(url))
+    }
+
+    /// A moved issue stays in the project, closed, with `moved_to_id` (so
+    /// the listing returns it); a deleted one is 404.
+    fn removal_of(
+        &self,
+        _source: &Source,
+        _asked: &Url,
+        fetched: &Fetched,
+    ) -> Option<(RemovalReason, String)> {
+        let v: serde_json::Value = serde_json::from_slice(&fetched.body).ok()?;
+        let to = v["moved_to_id"].as_u64()?;
+        (v["state"] == "closed").then(|| {
+            (
+                RemovalReason::Moved,
+                format!("moved to the issue with global id {to}"),
+            )
+        })
+    }
+
     fn parse_page(&self, source: &Source, fetched: &Fetched) -> Result<Page, SyncError> {
         let estimate = EstimateFrom::of(source)?;
         let issues: Vec<Issue> = parse_json(source, fetched)?;

@@ -37,6 +37,11 @@ use http::{Fetched, HttpClient};
 /// Items per page asked of every tracker (the most each allows).
 pub const PAGE_SIZE: usize = 100;
 
+/// At most this many items a completed full sync did not return are asked
+/// about one by one (deleted or moved?); the rest are marked as not
+/// returned, so that a project emptied at once costs no flood of requests.
+const MAX_PROBES: usize = 25;
+
 /// Parsed pages the fetcher may hold ready while the writer stores others:
 /// enough to keep the writer busy, few enough to bound memory (a page of
 /// 100 items is a few hundred kB at most).
@@ -75,6 +80,8 @@ pub enum SyncError {
         source_id: String,
         url: String,
         message: String,
+        /// 404, or 410 (GitHub's "deleted").
+        status: u16,
     },
     #[error("source {source_id:?}: the tracker answered HTTP {status}: {message}")]
     Http {
@@ -186,10 +193,12 @@ impl SyncError {
                 source_id,
                 url,
                 message,
+                status,
             } => SyncError::NotFound {
                 source_id,
                 url: s(url),
                 message: s(message),
+                status,
             },
             SyncError::Http {
                 source_id,
@@ -414,6 +423,35 @@ pub trait Connector: Send + Sync {
     /// hook only knows the headers. `None` (the default): no dialect.
     fn rate_limit(&self, _status: StatusCode, _headers: &HeaderMap) -> Option<RateLimit> {
         None
+    }
+
+    /// The URL of one issue (by external id), asked about an item that a
+    /// completed full sync did not return, to tell why it went; `None`: the
+    /// tracker has no such answer, and the item is marked
+    /// [`RemovalReason::NotReturned`].
+    fn issue_url(&self, _source: &Source, _external_id: &str) -> Result<Option<Url>, SyncError> {
+        Ok(None)
+    }
+
+    /// What a success answer to [`issue_url`](Self::issue_url) says of an
+    /// issue the full listing left out: moved (with where), or `None` when
+    /// it is still in the source's project (then it is not marked). The
+    /// shared client followed any redirect within the origin, so `asked`
+    /// may differ from `fetched.url`.
+    fn removal_of(
+        &self,
+        _source: &Source,
+        _asked: &Url,
+        _fetched: &Fetched,
+    ) -> Option<(RemovalReason, String)> {
+        Some((RemovalReason::NotReturned, String::new()))
+    }
+
+    /// Whether a 404 to [`issue_url`](Self::issue_url) means the issue was
+    /// deleted; `false` where it may as well have moved somewhere the token
+    /// cannot read (GitHub, which says 410 for deleted).
+    fn not_found_is_deleted(&self) -> bool {
+        true
     }
 
     /// The URL and JSON body that create one issue under `parent` in the
@@ -787,11 +825,96 @@ impl Syncer {
                     "the full sync returned no item; none is marked removed"
                 );
             } else {
-                let n = self.engine.remove_unreturned(&source.id, &returned).await?;
-                summary.removed += n as u32;
+                let missing = self.engine.unreturned(&source.id, &returned);
+                let removals = self
+                    .why_removed(source, conn.as_ref(), &headers, missing, events, summary)
+                    .await;
+                summary.removed += self.engine.mark_removed(removals).await? as u32;
             }
         }
         Ok(())
+    }
+
+    /// Asks the tracker about each item a completed full sync did not
+    /// return (the first [`MAX_PROBES`] of them; the rest are marked
+    /// [`RemovalReason::NotReturned`]): deleted, moved (and where), or still
+    /// in the project after all (then it is not marked). A question that
+    /// fails tells nothing: the item is marked as not returned.
+    async fn why_removed(
+        &self,
+        source: &Source,
+        conn: &dyn Connector,
+        headers: &[(HeaderName, HeaderValue)],
+        missing: Vec<String>,
+        events: &(dyn Fn(SyncEvent) + Send + Sync),
+        summary: &mut SyncSummary,
+    ) -> Vec<(String, Removal)> {
+        let prefix = item_key(&source.id, "");
+        let mut out = Vec::with_capacity(missing.len());
+        for (i, key) in missing.into_iter().enumerate() {
+            let external_id = key.strip_prefix(&prefix).unwrap_or(&key).to_string();
+            let not_returned = (RemovalReason::NotReturned, String::new());
+            let url = match conn.issue_url(source, &external_id) {
+                Ok(Some(url)) if i < MAX_PROBES && !self.lifecycle.is_stopping() => url,
+                _ => {
+                    out.push((key, not_returned));
+                    continue;
+                }
+            };
+            let fetched = self
+                .http
+                .get(
+                    conn,
+                    &source.id,
+                    &url,
+                    headers,
+                    None,
+                    events,
+                    &mut summary.requests,
+                )
+                .await;
+            let why = match fetched {
+                Ok(f) => conn.removal_of(source, &url, &f),
+                Err(SyncError::NotFound {
+                    status, message, ..
+                }) => {
+                    let reason = if status == 410 || conn.not_found_is_deleted() {
+                        RemovalReason::Deleted
+                    } else {
+                        RemovalReason::NotReturned
+                    };
+                    let said = if message.is_empty() {
+                        format!("the tracker answers HTTP {status}")
+                    } else {
+                        format!("the tracker answers HTTP {status}: {message}")
+                    };
+                    Some((reason, redact::scrub(&said, &self.secrets(source))))
+                }
+                Err(e) => {
+                    tracing::info!(
+                        source = source.id.as_str(),
+                        item = key.as_str(),
+                        error = %e.redacted(&self.secrets(source)),
+                        "cannot ask the tracker why an item went; marked as not returned"
+                    );
+                    Some(not_returned)
+                }
+            };
+            if let Some(w) = why {
+                out.push((key, w));
+            }
+        }
+        let now = Utc::now();
+        out.into_iter()
+            .map(|(k, (reason, detail))| {
+                let r = Removal {
+                    remove_time: now,
+                    reason,
+                    detail,
+                };
+                (k, r)
+            })
+            .collect()
     }
 
     /// Fetches and parses pages from `first` on, sending each to the writer

@@ -1,15 +1,20 @@
 //! Items their tracker no longer returns, beyond the conformance cases:
-//! GitLab's moved issues marked on an incremental sync, a removal that
-//! survives a restart, evidence that still reads, and the CLI's listing.
+//! moves as each tracker tells them (GitLab's `moved_to_id` on an
+//! incremental sync; GitHub's 301, Jira's new key and Redmine's other
+//! project when a full sync asks), a removal that survives a restart,
+//! evidence that still reads, and the CLI's listing.
 
 use pb::validation_service_client::ValidationServiceClient;
 use plumbline::proto as pb;
 use serde_json::Value;
-use wiremock::ResponseTemplate;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
 
 use crate::common::*;
 use crate::conformance::github::GitHub;
 use crate::conformance::gitlab::GitLab;
+use crate::conformance::jira::Jira;
+use crate::conformance::redmine::Redmine;
 use crate::conformance::{Issue, Tracker, World, at, issues};
 
 /// One GitLab list answer holding `issues`, the last page.
@@ -163,4 +168,107 @@ async fn a_removal_survives_a_restart_and_evidence_still_reads() {
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(table.contains("not returned"), "{table}");
     drop(mock);
+}
+
+/// Issue `n` of `w` leaves the listing and answers, on its own, `answer`;
+/// a full sync then marks what the answer says, or nothing.
+async fn full_sync_after_leaving<T: Tracker>(
+    w: &World<T>,
+    n: u64,
+    answer: ResponseTemplate,
+) -> (i32, Option<pb::Removal>) {
+    w.issues.lock().unwrap().retain(|i| i.n != n);
+    Mock::given(method("GET"))
+        .and(path(w.tracker.issue_path(n)))
+        .respond_with(answer)
+        .mount(&w.mock)
+        .await;
+    let run = run_sync(&w.s, T::ID, true).await;
+    let key = w.keys([n])[0].clone();
+    (
+        run.done().removed_count,
+        get_item(&w.s, &key).await.unwrap().removal,
+    )
+}
+
+/// GitHub answers a transferred issue with 301 to its new place: marked
+/// moved, naming it.
+#[tokio::test]
+async fn github_transferred_issue_is_marked_moved() {
+    let w = World::<GitHub>::start(issues(3)).await;
+    w.sync().await.done();
+    let mut now = w.tracker.issue(&Issue {
+        n: 7,
+        title: "Issue 2".into(),
+        updated: at(4),
+    });
+    now["html_url"] = "https://github.com/acme/other/issues/7".into();
+    Mock::given(method("GET"))
+        .and(path("/repositories/999/issues/7"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(now))
+        .mount(&w.mock)
+        .await;
+    let moved = ResponseTemplate::new(301).insert_header(
+        "location",
+        format!("{}/repositories/999/issues/7", w.mock.uri()).as_str(),
+    );
+    let (n, removal) = full_sync_after_leaving(&w, 2, moved).await;
+    let removal = removal.expect("marked");
+    assert_eq!(n, 1);
+    assert_eq!(removal.reason, pb::RemovalReason::Moved as i32);
+    assert!(
+        removal.detail.contains("acme/other/issues/7"),
+        "{removal:?}"
+    );
+}
+
+/// Jira answers the old key of a moved issue with the issue under its new
+/// key: marked moved, naming the new key.
+#[tokio::test]
+async fn jira_moved_issue_is_marked_moved_with_its_new_key() {
+    let w = World::<Jira>::start(issues(3)).await;
+    w.sync().await.done();
+    let answer = ResponseTemplate::new(200).set_body_json(serde_json::json!({
+        "id": "10002",
+        "key": "NEW-7",
+        "self": format!("{}/rest/api/3/issue/10002", w.mock.uri()),
+        "fields": {"project": {"id": "10010", "key": "NEW", "name": "New things"}}
+    }));
+    let (n, removal) = full_sync_after_leaving(&w, 2, answer).await;
+    let removal = removal.expect("marked");
+    assert_eq!(n, 1);
+    assert_eq!(removal.reason, pb::RemovalReason::Moved as i32);
+    assert!(removal.detail.contains("NEW-7"), "{removal:?}");
+}
+
+/// A Redmine issue that answers but is no longer in the project's listing
+/// was moved to another project, which its answer names.
+#[tokio::test]
+async fn redmine_issue_in_another_project_is_marked_moved() {
+    let w = World::<Redmine>::start(issues(3)).await;
+    w.sync().await.done();
+    let answer = ResponseTemplate::new(200).set_body_json(serde_json::json!({
+        "issue": {"id": 2, "project": {"id": 9, "name": "Other"}, "subject": "Issue 2"}
+    }));
+    let (n, removal) = full_sync_after_leaving(&w, 2, answer).await;
+    let removal = removal.expect("marked");
+    assert_eq!(n, 1);
+    assert_eq!(removal.reason, pb::RemovalReason::Moved as i32);
+    assert!(removal.detail.contains("Other"), "{removal:?}");
+}
+
+/// An issue the listing left out but that answers, unmoved, in its project
+/// (a listing that raced an edit) is not marked.
+#[tokio::test]
+async fn an_issue_still_in_its_project_is_not_marked() {
+    let w = World::<GitLab>::start(issues(3)).await;
+    w.sync().await.done();
+    let still = w.tracker.issue(&Issue {
+        n: 2,
+        title: "Issue 2".into(),
+        updated: at(2),
+    });
+    let (n, removal) =
+        full_sync_after_leaving(&w, 2, ResponseTemplate::new(200).set_body_json(still)).await;
+    assert_eq!((n, removal), (0, None));
 }

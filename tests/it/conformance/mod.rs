@@ -120,6 +120,12 @@ pub trait Tracker: Send + Sync + Default + 'static {
     /// What of the tracker's own reason in [`error`](Self::error)`(status)`
     /// must reach the person reading the sync's error.
     fn says(&self, status: u16) -> &'static str;
+    /// The path of issue `n` on its own (what is asked of an issue a full
+    /// sync no longer returned).
+    fn issue_path(&self, n: u64) -> String;
+    /// The tracker's answer there for a deleted issue, with its real
+    /// status and body.
+    fn deleted(&self) -> ResponseTemplate;
 }
 
 /// The URL `req` was sent to, with the host and port it was sent to (the

@@ -6,6 +6,8 @@
 use pb::validation_service_client::ValidationServiceClient;
 use plumbline::proto as pb;
 use tonic::Code;
+use wiremock::Mock;
+use wiremock::matchers::{method, path};
 
 use super::{Issue, Tracker, World, at, issues};
 use crate::common::*;
@@ -84,8 +86,14 @@ pub async fn full_sync_marks_what_the_tracker_no_longer_returns<T: Tracker>() {
     let value_before = item_score(&w.s, &gone).await.value;
     assert!(value_before > 0.0, "the link gives the item value");
 
-    // Deleted in the tracker: the listing no longer holds it.
+    // Deleted in the tracker: the listing no longer holds it, and the
+    // issue itself answers as the tracker answers a deleted one.
     w.issues.lock().unwrap().retain(|i| i.n != 3);
+    Mock::given(method("GET"))
+        .and(path(w.tracker.issue_path(3)))
+        .respond_with(w.tracker.deleted())
+        .mount(&w.mock)
+        .await;
     let run = w.sync().await;
     assert_eq!(
         run.done().removed_count,
@@ -100,7 +108,7 @@ pub async fn full_sync_marks_what_the_tracker_no_longer_returns<T: Tracker>() {
         .await
         .expect("a removed item still reads");
     let removal = item.removal.expect("shown as removed");
-    assert_eq!(removal.reason, pb::RemovalReason::NotReturned as i32);
+    assert_eq!(removal.reason, pb::RemovalReason::Deleted as i32);
     assert!(removal.remove_time.is_some());
     assert_eq!(item.title, "Issue 3", "kept as it was");
     assert!(!ranked(&w.s).await.contains(&gone), "out of the ranking");
@@ -115,7 +123,7 @@ pub async fn full_sync_marks_what_the_tracker_no_longer_returns<T: Tracker>() {
     assert_eq!(active, want, "left out of ListItems by default");
     let all = listed(&w, true).await;
     assert_eq!(all.len(), 5);
-    assert!(all.contains(&(gone.clone(), pb::RemovalReason::NotReturned as i32)));
+    assert!(all.contains(&(gone.clone(), pb::RemovalReason::Deleted as i32)));
     let err = assert_code(
         w.s.scoring()
             .get_item_score(pb::GetItemScoreRequest {

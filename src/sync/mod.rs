@@ -42,6 +42,10 @@ pub const PAGE_SIZE: usize = 100;
 /// returned, so that a project emptied at once costs no flood of requests.
 const MAX_PROBES: usize = 25;
 
+/// The most characters of a removal's detail (where a moved item went, what
+/// the tracker said) that are kept.
+const MAX_DETAIL: usize = 240;
+
 /// Parsed pages the fetcher may hold ready while the writer stores others:
 /// enough to keep the writer busy, few enough to bound memory (a page of
 /// 100 items is a few hundred kB at most).
@@ -907,6 +911,11 @@ impl Syncer {
         let now = Utc::now();
         out.into_iter()
             .map(|(k, (reason, detail))| {
+                // A tracker's words, bounded like every shown answer.
+                let detail = match detail.char_indices().nth(MAX_DETAIL) {
+                    Some((cut, _)) => format!("{}…", &detail[..cut]),
+                    None => detail,
+                };
                 let r = Removal {
                     remove_time: now,
                     reason,

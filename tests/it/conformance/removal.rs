@@ -47,7 +47,6 @@ async fn trend_releases(s: &TestServer, m: &str) -> Vec<(String, Vec<String>)> {
     ValidationServiceClient::new(s.channel.clone())
         .get_metric_trend(pb::GetMetricTrendRequest {
             metric_id: m.into(),
-            ..Default::default()
         })
         .await
         .expect("GetMetricTrend")

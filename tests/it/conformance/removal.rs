@@ -129,9 +129,12 @@ pub async fn full_sync_marks_what_the_tracker_no_longer_returns<T: Tracker>() {
                 item_key: gone.clone(),
             })
             .await,
-        Code::NotFound,
+        Code::FailedPrecondition,
     );
-    assert!(err.message().contains(&gone), "{err:?}");
+    assert!(
+        err.message().contains(&gone) && err.message().contains("(deleted)"),
+        "{err:?}"
+    );
     let err = assert_code(
         w.s.backlog()
             .link_item(pb::LinkItemRequest {

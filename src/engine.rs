@@ -374,7 +374,6 @@ impl Engine {
     /// Stores consecutive pages of a sync with the source's sync state (the
     /// cursor after the last page), all in one transaction, and counts each
     /// page as if the pages had been stored one by one.
-    ///
     pub async fn apply_sync_pages(
         &self,
         pages: Vec<Vec<Item>>,
@@ -508,6 +507,8 @@ impl Engine {
                 .collect();
             (restored.into_iter().cloned().collect(), removed)
         };
+        let is_restored: std::collections::HashSet<&str> =
+            restored.iter().map(String::as_str).collect();
         let restored_links = if restored.is_empty() {
             Vec::new()
         } else {
@@ -528,14 +529,17 @@ impl Engine {
             };
             match before {
                 None => counts[p].created += 1,
-                Some(b) if b == all[i] && !restored.contains(&keys[i]) => counts[p].unchanged += 1,
+                Some(b) if b == all[i] && !is_restored.contains(keys[i].as_str()) => {
+                    counts[p].unchanged += 1
+                }
                 Some(_) => counts[p].updated += 1,
             }
         }
         let write: Vec<bool> = (0..all.len())
             .map(|i| {
                 last[keys[i].as_str()] == i
-                    && (stored[i].as_ref() != Some(all[i]) || restored.contains(&keys[i]))
+                    && (stored[i].as_ref() != Some(all[i])
+                        || is_restored.contains(keys[i].as_str()))
             })
             .collect();
         drop((all, last, stored));

@@ -272,3 +272,27 @@ async fn an_issue_still_in_its_project_is_not_marked() {
         full_sync_after_leaving(&w, 2, ResponseTemplate::new(200).set_body_json(still)).await;
     assert_eq!((n, removal), (0, None));
 }
+
+/// UpsertItems is authoritative for what it writes: a removed item pushed
+/// again, even unchanged, is active again (counted as updated) and ranked.
+#[tokio::test]
+async fn upsert_items_makes_a_removed_item_active_again() {
+    let w = World::<GitHub>::start(issues(3)).await;
+    w.sync().await.done();
+    let key = w.keys([2])[0].clone();
+    w.issues.lock().unwrap().retain(|i| i.n != 2);
+    assert_eq!(
+        run_sync(&w.s, GitHub::ID, true).await.done().removed_count,
+        1
+    );
+    let mut again = get_item(&w.s, &key).await.unwrap();
+    assert!(again.removal.take().is_some());
+    again.tasks.clear();
+    let r = upsert(&w.s, vec![again]).await;
+    assert_eq!(
+        (r.created_count, r.updated_count, r.unchanged_count),
+        (0, 1, 0)
+    );
+    assert_eq!(get_item(&w.s, &key).await.unwrap().removal, None);
+    assert!(keys(&full_ranking(&w.s, true).await).contains(&key));
+}

@@ -70,6 +70,33 @@ pub enum ItemState {
     Closed,
 }
 
+/// Why an item left its tracker's backlog (see [`Removal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovalReason {
+    /// The tracker said it was deleted (gone, 404/410 where it answers so).
+    Deleted,
+    /// The tracker said it moved to another project (GitLab's
+    /// `moved_to_id`); `detail` names where, when the tracker says.
+    Moved,
+    /// A full sync that completed did not return it: deleted, moved out of
+    /// the project, or hidden from the token; the tracker's listing does
+    /// not say which.
+    NotReturned,
+}
+
+/// An item that its tracker no longer returns: kept in the store (releases
+/// and evidence still name it) but out of the ranking, roll-ups, watches
+/// and split candidates, until the tracker returns it again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Removal {
+    pub remove_time: Time,
+    pub reason: RemovalReason,
+    /// What the tracker said beyond the reason (where a moved item went);
+    /// empty when it said nothing more.
+    pub detail: String,
+}
+
 /// A "- [ ] task" line of an item's body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChecklistTask {

@@ -33,7 +33,7 @@ pub use validation::TouchedRelease;
 
 pub use split::{AppliedSplit, DraftSlice, SplitDraft, SplitStart};
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
@@ -41,8 +41,8 @@ use chrono::Utc;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::domain::{
-    Goal, Hypothesis, Item, ItemSplit, Link, LinkOrigin, Metric, Observation, Source, SyncState,
-    Time,
+    Goal, Hypothesis, Item, ItemSplit, Link, LinkOrigin, Metric, Observation, Removal,
+    RemovalReason, Source, SyncState, Time,
 };
 use crate::index::{IndexBuilder, ItemFacts, MetricEntry, ScoreIndex};
 use crate::outbound::OutboundPolicy;
@@ -198,6 +198,7 @@ pub async fn build_index(
     let mut builder = IndexBuilder::new(default_size);
     let model = std::mem::take(&mut load.model);
     builder.model(model.sources, model.goals, model.metrics, model.hypotheses);
+    builder.removed(model.removed);
     builder.reserve(load.item_count_hint);
     while let Some(batch) = load.next_batch().await {
         match batch? {
@@ -373,6 +374,7 @@ impl Engine {
             ix.remove_item(k);
         }
         ix.remove_source(id);
+        ix.forget_removed_of_source(id);
         Ok(deleted)
     }
 
@@ -381,7 +383,10 @@ impl Engine {
     /// Inserts or updates items by key, all in one transaction. An item
     /// given twice is counted as written in order; the last one is kept.
     pub async fn upsert_items(&self, items: Vec<Item>) -> Result<(Vec<Item>, UpsertCounts)> {
-        let counts = self.upsert_pages(vec![items.clone()], None, true).await?;
+        let _w = self.writes.lock().await;
+        let (counts, _) = self
+            .upsert_pages_locked(vec![items.clone()], None, true, Vec::new())
+            .await?;
         Ok((items, counts[0]))
     }
 
@@ -393,7 +398,60 @@ impl Engine {
         pages: Vec<Vec<Item>>,
         state: &SyncState,
     ) -> Result<Vec<UpsertCounts>> {
-        self.upsert_pages(pages, Some(state), false).await
+        Ok(self
+            .apply_sync_pages_removing(pages, Vec::new(), state)
+            .await?
+            .0)
+    }
+
+    /// [`apply_sync_pages`](Self::apply_sync_pages), and marks `removed`
+    /// removed in the same transaction: items of the pages' source that the
+    /// tracker said are gone (GitLab's moved issues). The count of those
+    /// that were active comes second.
+    pub async fn apply_sync_pages_removing(
+        &self,
+        pages: Vec<Vec<Item>>,
+        removed: Vec<(String, Removal)>,
+        state: &SyncState,
+    ) -> Result<(Vec<UpsertCounts>, usize)> {
+        let _w = self.writes.lock().await;
+        self.upsert_pages_locked(pages, Some(state), false, removed)
+            .await
+    }
+
+    /// The active items of `source_id` that are not in `returned` (keys),
+    /// sorted: what a completed full sync no longer found. Local slices of
+    /// a split (`{parent}-s{n}`, which no tracker holds) are left out.
+    pub fn unreturned(
+        &self,
+        source_id: &str,
+        returned: &std::collections::HashSet<String>,
+    ) -> Vec<String> {
+        let ix = self.read_unflushed();
+        ix.item_keys_of_source(source_id)
+            .into_iter()
+            .filter(|k| !returned.contains(k))
+            .filter(|k| !ix.item(k).is_some_and(|f| is_local_slice(k, &f.parent_key)))
+            .collect()
+    }
+
+    /// Marks items removed, in one transaction: out of the index, kept in
+    /// the store with when and why. Items that are not active (unknown, or
+    /// removed already) are skipped; returns how many were marked.
+    pub async fn mark_removed(&self, removals: Vec<(String, Removal)>) -> Result<usize> {
+        if removals.is_empty() {
+            return Ok(0);
+        }
+        let _w = self.writes.lock().await;
+        let (_, n) = self
+            .upsert_pages_locked(Vec::new(), None, false, removals)
+            .await?;
+        Ok(n)
+    }
+
+    /// Why and when an item left its tracker, if it did.
+    pub fn removal(&self, key: &str) -> Option<Removal> {
+        self.read_unflushed().removal(key).cloned()
     }
 
     /// The sync state of a source (never synced if none is stored).
@@ -425,13 +483,18 @@ impl Engine {
     /// tracker has them: trackers keep their hierarchies acyclic, and a
     /// cycle seen between pages of a sync (an item moved while it ran) must
     /// not stop the sync; nothing walks parent chains, so it harms nothing.
-    async fn upsert_pages(
+    ///
+    /// An item that was removed (see [`Removal`]) comes back: it is always
+    /// written, its removal forgotten, and its stored links return to the
+    /// index. `removed` marks active items removed (others are skipped);
+    /// their count comes second. The caller holds the write lock.
+    async fn upsert_pages_locked(
         &self,
         pages: Vec<Vec<Item>>,
         sync_state: Option<&SyncState>,
         check_parents: bool,
-    ) -> Result<Vec<UpsertCounts>> {
-        let _w = self.writes.lock().await;
+        removed: Vec<(String, Removal)>,
+    ) -> Result<(Vec<UpsertCounts>, usize)> {
         {
             let ix = self.read_unflushed();
             let mut violations = Vec::new();
@@ -453,6 +516,23 @@ impl Engine {
         }
         let all: Vec<&Item> = pages.iter().flatten().collect();
         let keys: Vec<String> = all.iter().map(|it| it.key()).collect();
+        let (restored, removed): (Vec<String>, Vec<(String, Removal)>) = {
+            let ix = self.read_unflushed();
+            let restored: BTreeSet<&String> =
+                keys.iter().filter(|k| ix.removal(k).is_some()).collect();
+            let removed = removed
+                .into_iter()
+                .filter(|(k, _)| ix.item(k).is_some() && !keys.contains(k))
+                .collect();
+            (restored.into_iter().cloned().collect(), removed)
+        };
+        let is_restored: std::collections::HashSet<&str> =
+            restored.iter().map(String::as_str).collect();
+        let restored_links = if restored.is_empty() {
+            Vec::new()
+        } else {
+            self.store.links_of_items(&restored).await?
+        };
         let stored = self.stored_items(&keys).await?;
         // The last position of each key so far.
         let mut last: HashMap<&str, usize> = HashMap::with_capacity(keys.len());
@@ -468,12 +548,18 @@ impl Engine {
             };
             match before {
                 None => counts[p].created += 1,
-                Some(b) if b == all[i] => counts[p].unchanged += 1,
+                Some(b) if b == all[i] && !is_restored.contains(keys[i].as_str()) => {
+                    counts[p].unchanged += 1
+                }
                 Some(_) => counts[p].updated += 1,
             }
         }
         let write: Vec<bool> = (0..all.len())
-            .map(|i| last[keys[i].as_str()] == i && stored[i].as_ref() != Some(all[i]))
+            .map(|i| {
+                last[keys[i].as_str()] == i
+                    && (stored[i].as_ref() != Some(all[i])
+                        || is_restored.contains(keys[i].as_str()))
+            })
             .collect();
         drop((all, last, stored));
         let (changed, facts): (Vec<Item>, Vec<(String, ItemFacts)>) = pages
@@ -487,18 +573,43 @@ impl Engine {
                 (it, (key, facts))
             })
             .unzip();
-        if !changed.is_empty() || sync_state.is_some() {
-            let (remove_links, put_links) = self.rule_link_changes(&changed);
+        let removed_count = removed.len();
+        if !changed.is_empty() || sync_state.is_some() || !removed.is_empty() {
+            let (remove_links, put_links) = self.rule_link_changes(&changed, &restored_links);
             self.store
-                .upsert_items(changed, &remove_links, &put_links, sync_state)
+                .upsert_and_remove_items(
+                    changed,
+                    &remove_links,
+                    &put_links,
+                    sync_state,
+                    &restored,
+                    &removed,
+                )
                 .await?;
+            // A restored item's stored links return to the index, less
+            // those its rules dropped; the rule links put win.
+            let mut index_links: Vec<Link> = restored_links
+                .into_iter()
+                .filter(|l| {
+                    !remove_links
+                        .iter()
+                        .any(|(k, h)| *k == l.item_key && *h == l.hypothesis_id)
+                })
+                .collect();
+            index_links.extend(put_links);
             // The rescoring waits for the next read: a sync's pages, each
             // linking to hypotheses whose many items all need rescoring,
             // then cost one rescore per reached item, not one per page.
-            self.write_index_unflushed()
-                .defer_upsert(facts, &remove_links, put_links);
+            let mut ix = self.write_index_unflushed();
+            for k in &restored {
+                ix.restore(k);
+            }
+            ix.defer_upsert(facts, &remove_links, index_links);
+            for (k, r) in removed {
+                ix.mark_removed(&k, r);
+            }
         }
-        Ok(counts)
+        Ok((counts, removed_count))
     }
 
     /// The stored version of each item, `None` for new ones. Only keys the
@@ -509,7 +620,7 @@ impl Engine {
         let known: Vec<String> = {
             let ix = self.read_unflushed();
             keys.iter()
-                .filter(|k| ix.item(k).is_some())
+                .filter(|k| ix.item(k).is_some() || ix.removal(k).is_some())
                 .cloned()
                 .collect()
         };
@@ -533,7 +644,14 @@ impl Engine {
     /// name an unknown hypothesis are skipped, and so are rules that would
     /// link a split item to a hypothesis its split moved to its slices (its
     /// body still names it, and the tracker may bump it at any time).
-    fn rule_link_changes(&self, changed: &[Item]) -> (Vec<(String, String)>, Vec<Link>) {
+    ///
+    /// A restored item's links are not in the index; `restored_links` holds
+    /// the stored ones, which stand in for them.
+    fn rule_link_changes(
+        &self,
+        changed: &[Item],
+        restored_links: &[Link],
+    ) -> (Vec<(String, String)>, Vec<Link>) {
         let ix = self.read_unflushed();
         let splits = self.splits.read();
         let now = Utc::now();
@@ -547,19 +665,38 @@ impl Engine {
             if let Some(split) = splits.get(&key) {
                 wanted.retain(|h, _| !split.moved(h));
             }
-            for l in ix.links_of_item(&key) {
-                if l.origin == LinkOrigin::Rule && !wanted.contains_key(l.hypothesis_id) {
-                    remove.push((key.clone(), l.hypothesis_id.to_string()));
+            // (hypothesis, origin, contribution, create time) of each link.
+            let existing_links: Vec<(String, LinkOrigin, f64, Time)> = if ix.removal(&key).is_some()
+            {
+                restored_links
+                    .iter()
+                    .filter(|l| l.item_key == key)
+                    .map(|l| {
+                        let h = l.hypothesis_id.clone();
+                        (h, l.origin, l.contribution, l.create_time)
+                    })
+                    .collect()
+            } else {
+                ix.links_of_item(&key)
+                    .map(|l| {
+                        let h = l.hypothesis_id.to_string();
+                        (h, l.origin, l.contribution, l.create_time)
+                    })
+                    .collect()
+            };
+            for (h, origin, _, _) in &existing_links {
+                if *origin == LinkOrigin::Rule && !wanted.contains_key(h.as_str()) {
+                    remove.push((key.clone(), h.clone()));
                 }
             }
             for (hyp, contribution) in wanted {
                 if ix.hypothesis(&hyp).is_none() {
                     continue;
                 }
-                let existing = ix.link(&key, &hyp);
+                let existing = existing_links.iter().find(|(h, ..)| *h == hyp);
                 match existing {
-                    Some(l) if l.origin == LinkOrigin::Api => continue,
-                    Some(l) if l.contribution == contribution => continue,
+                    Some((_, LinkOrigin::Api, _, _)) => continue,
+                    Some((_, _, c, _)) if *c == contribution => continue,
                     _ => {}
                 }
                 put.push(Link {
@@ -568,7 +705,7 @@ impl Engine {
                     contribution,
                     origin: LinkOrigin::Rule,
                     rationale: "from the item's labels or body, by the source's link rules".into(),
-                    create_time: existing.map_or(now, |l| l.create_time),
+                    create_time: existing.map_or(now, |(.., t)| *t),
                     update_time: now,
                 });
             }
@@ -902,7 +1039,7 @@ impl Engine {
         let link = {
             let ix = self.read();
             ix.item(item_key)
-                .ok_or_else(|| not_found("item", item_key))?;
+                .ok_or_else(|| missing_item(&ix, item_key))?;
             ix.hypothesis(hypothesis_id)
                 .ok_or_else(|| not_found("hypothesis", hypothesis_id))?;
             let create_time = ix
@@ -979,6 +1116,36 @@ fn parent_cycles(ix: &ScoreIndex, items: &[&Item]) -> Vec<FieldViolation> {
     out
 }
 
+/// Whether `key` is a slice that a split without write-back made of its
+/// parent (`{parent}-s{n}`): an item only plumbline holds, which no tracker
+/// lists.
+fn is_local_slice(key: &str, parent_key: &str) -> bool {
+    !parent_key.is_empty()
+        && key
+            .strip_prefix(parent_key)
+            .and_then(|rest| rest.strip_prefix("-s"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Why an item the index does not hold cannot be used: removed from its
+/// tracker (FAILED_PRECONDITION, saying when and why), or unknown.
+fn missing_item(ix: &ScoreIndex, key: &str) -> Error {
+    match ix.removal(key) {
+        Some(r) => Error::FailedPrecondition(format!(
+            "item {} was removed from its tracker ({}) on {}; it is kept for the history of releases and evidence, and is active again once a sync returns it",
+            quote(key),
+            match r.reason {
+                RemovalReason::Deleted => "deleted",
+                RemovalReason::Moved => "moved to another project",
+                RemovalReason::NotReturned => "not returned by a full sync",
+            },
+            r.remove_time
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )),
+        None => not_found("item", key),
+    }
+}
+
 fn not_found(kind: &str, id: &str) -> Error {
     Error::NotFound(format!("{kind} {} not found", quote(id)))
 }
@@ -998,6 +1165,17 @@ mod tests {
             quote(&"x".repeat(QUOTE_LIMIT)),
             format!("{:?}", "x".repeat(QUOTE_LIMIT))
         );
+    }
+
+    #[test]
+    fn local_slices_are_told_from_tracker_items() {
+        assert!(is_local_slice("web/7-s1", "web/7"));
+        assert!(is_local_slice("web/7-s12", "web/7"));
+        assert!(!is_local_slice("web/7-s", "web/7"));
+        assert!(!is_local_slice("web/7-sx", "web/7"));
+        assert!(!is_local_slice("web/71", "web/7"));
+        assert!(!is_local_slice("web/8", "web/7"), "a write-back slice");
+        assert!(!is_local_slice("web/7-s1", ""));
     }
 
     /// Set in the child process that [`a_panic_while_writing_the_index_aborts`]

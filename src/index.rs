@@ -57,7 +57,9 @@ use ranking::{Move, Ranking, after_label};
 use rescore::{Model, rescore_entries, term_inputs};
 use strings::Strings;
 
-use crate::domain::{Goal, Hypothesis, ItemState, Link, Metric, ObservationSummary, Source, Time};
+use crate::domain::{
+    Goal, Hypothesis, ItemState, Link, Metric, ObservationSummary, Removal, Source, Time,
+};
 use crate::score::{self, Score};
 
 /// What the score and the ranking filters need of an item.
@@ -186,6 +188,9 @@ pub struct ScoreIndex {
     /// Shared hypothesis ids and rationales of the links.
     strings: Strings,
     rescored: u64,
+    /// Items their tracker no longer returns, by key: stored, but not
+    /// entries (so out of rankings, roll-ups and contribution totals).
+    removed: HashMap<String, Removal>,
 }
 
 impl ScoreIndex {
@@ -208,6 +213,7 @@ impl ScoreIndex {
             deferred_items: Vec::new(),
             strings: Strings::default(),
             rescored: 0,
+            removed: HashMap::new(),
         }
     }
 
@@ -287,6 +293,12 @@ impl ScoreIndex {
         self.entries
             .values()
             .filter_map(|e| Some((&*e.key, e.facts.as_deref()?)))
+    }
+
+    /// Why and when an item left its tracker, if it did (then it is no
+    /// entry: [`item`](Self::item) does not know it).
+    pub fn removal(&self, key: &str) -> Option<&Removal> {
+        self.removed.get(key)
     }
 
     /// Keys of the items whose parent is `parent_key` (itself excluded),
@@ -562,6 +574,25 @@ impl ScoreIndex {
             }
             self.after_link_change(&l.hypothesis_id, key);
         }
+    }
+
+    /// Takes an item out of the index as removed from its tracker: like
+    /// [`remove_item`](Self::remove_item), remembering why.
+    pub fn mark_removed(&mut self, key: &str, removal: Removal) {
+        self.remove_item(key);
+        self.removed.insert(key.to_string(), removal);
+    }
+
+    /// Forgets the removed items of a deleted source.
+    pub fn forget_removed_of_source(&mut self, source_id: &str) {
+        let prefix = crate::domain::item_key(source_id, "");
+        self.removed.retain(|k, _| !k.starts_with(&prefix));
+    }
+
+    /// Forgets that an item was removed; its facts and links come back
+    /// through [`defer_upsert`](Self::defer_upsert).
+    pub fn restore(&mut self, key: &str) {
+        self.removed.remove(key);
     }
 
     /// Inserts or replaces a link.

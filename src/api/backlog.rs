@@ -25,6 +25,14 @@ pub struct BacklogApi(
     pub usize,
 );
 
+impl BacklogApi {
+    /// An item as a read shows it: with its removal, if its tracker no
+    /// longer returns it.
+    fn shown(&self, it: &Item) -> pb::Item {
+        convert::item_with_removal_to_pb(it, self.0.removal(&it.key()).as_ref())
+    }
+}
+
 #[tonic::async_trait]
 impl pb::backlog_service_server::BacklogService for BacklogApi {
     async fn upsert_items(
@@ -76,7 +84,7 @@ impl pb::backlog_service_server::BacklogService for BacklogApi {
         }
         let mut items = self.0.get_items(std::slice::from_ref(key)).await?;
         Ok(Response::new(pb::GetItemResponse {
-            item: items.pop().as_ref().map(convert::item_to_pb),
+            item: items.pop().as_ref().map(|it| self.shown(it)),
         }))
     }
 
@@ -95,7 +103,7 @@ impl pb::backlog_service_server::BacklogService for BacklogApi {
         }
         let items = self.0.get_items(keys).await?;
         let response = pb::BatchGetItemsResponse {
-            items: items.iter().map(convert::item_to_pb).collect(),
+            items: items.iter().map(|it| self.shown(it)).collect(),
         };
         let bytes = prost::Message::encoded_len(&response);
         if items.len() > 1 && bytes > self.1 {
@@ -114,12 +122,16 @@ impl pb::backlog_service_server::BacklogService for BacklogApi {
         let mut c = Check::new("");
         let state = convert::item_state_from_pb(r.state, &mut c, "state");
         c.finish(())?;
-        let fingerprint = format!("ListItems|{}|{}|{}", r.source_id, r.state, r.label);
+        let fingerprint = format!(
+            "ListItems|{}|{}|{}|{}",
+            r.source_id, r.state, r.label, r.include_removed
+        );
         let token = PageToken::decode(&r.page_token, &fingerprint)?;
         let filter = ItemFilter {
             source_id: (!r.source_id.is_empty()).then(|| r.source_id.clone()),
             state,
             label: (!r.label.is_empty()).then(|| r.label.clone()),
+            include_removed: r.include_removed,
         };
         let after = token.map(|t| t.k);
         // Room for the page token, which carries the filter and a key.
@@ -133,7 +145,7 @@ impl pb::backlog_service_server::BacklogService for BacklogApi {
         let mut page = Vec::new();
         let mut bytes = 0usize;
         for it in items.iter().take(size) {
-            let p = convert::item_to_pb(it);
+            let p = self.shown(it);
             let len = prost::encoding::message::encoded_len(1, &p);
             if !page.is_empty() && bytes + len > budget {
                 break;

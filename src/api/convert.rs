@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{
     self, ChecklistTask, Direction, Goal, GoalLevel, Hypothesis, HypothesisStatus, Item, ItemState,
-    KeyValueArea, Link, LinkOrigin, LinkRules, Metric, Observation, Source, Time, TrackerKind,
+    KeyValueArea, Link, LinkOrigin, LinkRules, Metric, Observation, Removal, RemovalReason, Source,
+    Time, TrackerKind,
 };
 use crate::engine::MetricView;
 use crate::engine::{Error, FieldViolation, Result, ScoreView};
@@ -255,7 +256,24 @@ pub fn item_to_pb(it: &Item) -> pb::Item {
             .into_iter()
             .map(|ChecklistTask { text, done }| pb::ChecklistTask { text, done })
             .collect(),
+        removal: None,
     }
+}
+
+/// An item as the API shows it, with its removal when its tracker no
+/// longer returns it.
+pub fn item_with_removal_to_pb(it: &Item, removal: Option<&Removal>) -> pb::Item {
+    let mut p = item_to_pb(it);
+    p.removal = removal.map(|r| pb::Removal {
+        remove_time: Some(timestamp(&r.remove_time)),
+        reason: match r.reason {
+            RemovalReason::Deleted => pb::RemovalReason::Deleted,
+            RemovalReason::Moved => pb::RemovalReason::Moved,
+            RemovalReason::NotReturned => pb::RemovalReason::NotReturned,
+        } as i32,
+        detail: r.detail.clone(),
+    });
+    p
 }
 
 pub fn item_state_from_pb(state: i32, c: &mut Check, name: &str) -> Option<ItemState> {

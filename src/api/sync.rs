@@ -108,6 +108,7 @@ impl pb::sync_service_server::SyncService for SyncApi {
                         requests: s.requests as i32,
                         upserted_count: s.upserted as i32,
                         not_modified: s.not_modified,
+                        removed_count: s.removed as i32,
                     })),
                 }),
                 Err(e) => Err(sync_status(e)),

@@ -335,6 +335,7 @@ pub async fn items(a: ItemsArgs) -> Result<()> {
                 label: a.label.clone().unwrap_or_default(),
                 page_size: 1000,
                 page_token,
+                include_removed: a.include_removed,
             };
             async move { c.list_items(req).await }
         },
@@ -353,24 +354,51 @@ pub async fn items(a: ItemsArgs) -> Result<()> {
                 "url": it.url,
                 "tasks_open": it.tasks.iter().filter(|t| !t.done).count(),
                 "update_time": time(it.update_time.as_ref()),
+                "removed": it.removal.as_ref().map(removal_json),
             })
         })
         .collect();
     if a.limit > 0 {
         rows.truncate(a.limit);
     }
-    print_rows(
-        a.conn.json,
-        &rows,
-        &[
-            ("item", "key"),
-            ("state", "state"),
-            ("estimate", "estimate"),
-            ("labels", "labels"),
-            ("title", "title"),
-        ],
-    );
+    if !a.conn.json && a.include_removed {
+        // One readable cell: "moved 2026-12-05 (moved to ...)".
+        for r in &mut rows {
+            let cell = match &r["removed"] {
+                Value::Null => String::new(),
+                v => {
+                    let why = v["reason"].as_str().unwrap_or_default().replace('_', " ");
+                    let when = v["remove_time"].as_str().unwrap_or_default();
+                    let when = when.get(..10).unwrap_or(when);
+                    match v["detail"].as_str().unwrap_or_default() {
+                        "" => format!("{why} {when}"),
+                        d => format!("{why} {when} ({})", clip(d, 40)),
+                    }
+                }
+            };
+            r["removed"] = Value::String(cell);
+        }
+    }
+    let mut columns = vec![("item", "key"), ("state", "state")];
+    if a.include_removed {
+        columns.push(("removed", "removed"));
+    }
+    columns.extend([
+        ("estimate", "estimate"),
+        ("labels", "labels"),
+        ("title", "title"),
+    ]);
+    print_rows(a.conn.json, &rows, &columns);
     Ok(())
+}
+
+/// An item's removal as `--json` shows it.
+fn removal_json(r: &pb::Removal) -> Value {
+    json!({
+        "reason": enum_name(r.reason().as_str_name(), "REMOVAL_REASON_"),
+        "remove_time": time(r.remove_time.as_ref()),
+        "detail": r.detail,
+    })
 }
 
 pub async fn goals(conn: &Conn) -> Result<()> {

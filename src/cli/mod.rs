@@ -293,6 +293,10 @@ struct ItemsArgs {
     /// At most this many items (all when 0).
     #[arg(long, default_value_t = 0)]
     limit: usize,
+    /// Also items their tracker no longer returns (deleted or moved), shown
+    /// with when and why they were removed.
+    #[arg(long)]
+    include_removed: bool,
     #[command(flatten)]
     conn: Conn,
 }

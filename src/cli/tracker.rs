@@ -249,7 +249,8 @@ pub async fn sync(a: SyncArgs) -> Result<()> {
                     println!(
                         "{}",
                         json!({"event": "done", "source": a.source, "pages": d.pages, "requests": d.requests,
-                               "upserted": d.upserted_count, "not_modified": d.not_modified})
+                               "upserted": d.upserted_count, "not_modified": d.not_modified,
+                               "removed": d.removed_count})
                     );
                 } else if d.not_modified {
                     println!(
@@ -261,6 +262,12 @@ pub async fn sync(a: SyncArgs) -> Result<()> {
                         "{}: synced {} pages in {} requests; {} items new or changed",
                         a.source, d.pages, d.requests, d.upserted_count
                     );
+                    if d.removed_count > 0 {
+                        println!(
+                            "{}: {} items no longer in the tracker, marked removed (plumbline items --include-removed shows them)",
+                            a.source, d.removed_count
+                        );
+                    }
                 }
                 return Ok(());
             }

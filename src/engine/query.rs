@@ -8,7 +8,7 @@ use std::cmp::Reverse;
 
 use chrono::Utc;
 
-use super::{Engine, Error, Result, quote};
+use super::{Engine, Error, Result, missing_item};
 use crate::domain::Time;
 use crate::index::{OrdF64, RankQuery, ScoreIndex};
 use crate::score::{Score, Term};
@@ -201,11 +201,13 @@ impl Engine {
         Ok(RankPage { items, next })
     }
 
-    /// An item's score with its terms; NOT_FOUND for an unknown item.
+    /// An item's score with its terms; NOT_FOUND for an unknown item,
+    /// FAILED_PRECONDITION (saying when and why) for one removed from its
+    /// tracker, which has no score.
     pub fn item_score(&self, key: &str) -> Result<ScoreView> {
         let ix = self.read();
         let (Some(facts), Some(score)) = (ix.item(key), ix.score(key)) else {
-            return Err(Error::NotFound(format!("item {} not found", quote(key))));
+            return Err(missing_item(&ix, key));
         };
         let stale = StaleMetrics::new(&ix, Utc::now());
         Ok(score_view(key, &facts.title, score, &stale, true))

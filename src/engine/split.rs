@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Utc;
 
-use super::{Engine, Error, Result, facts_of, not_found, quote};
+use super::{Engine, Error, Result, facts_of, missing_item, not_found, quote};
 use crate::domain::{Item, ItemSplit, ItemState, Link, LinkOrigin, item_key};
 use crate::index::ScoreIndex;
 use crate::refine::split::{
@@ -34,7 +34,7 @@ pub struct AppliedSplit {
 /// statements, its checklist, and its children with their own scores.
 fn subject(ix: &ScoreIndex, item: &Item) -> Result<SplitSubject> {
     let key = item.key();
-    let score = ix.score(&key).ok_or_else(|| not_found("item", &key))?;
+    let score = ix.score(&key).ok_or_else(|| missing_item(ix, &key))?;
     let hypotheses = score
         .terms
         .iter()

@@ -147,6 +147,27 @@ impl Engine {
                 }),
         );
         releases.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
+        // A released item its tracker no longer returns is out of the index
+        // with its links; the release still served what its stored links
+        // name.
+        let removed: Vec<String> = {
+            let ix = self.read_unflushed();
+            let keys: BTreeSet<&String> = releases
+                .iter()
+                .flat_map(|r| &r.item_keys)
+                .filter(|k| ix.removal(k).is_some())
+                .collect();
+            keys.into_iter().cloned().collect()
+        };
+        let mut removed_links: HashMap<String, Vec<String>> = HashMap::new();
+        if !removed.is_empty() {
+            for l in self.store.links_of_items(&removed).await? {
+                removed_links
+                    .entry(l.item_key)
+                    .or_default()
+                    .push(l.hypothesis_id);
+            }
+        }
         let ix = self.read();
         Ok(releases
             .into_iter()
@@ -157,6 +178,7 @@ impl Engine {
                     .flat_map(|k| {
                         ix.links_of_item(k)
                             .map(|l| l.hypothesis_id.to_string())
+                            .chain(removed_links.get(k).into_iter().flatten().cloned())
                             .collect::<Vec<_>>()
                     })
                     .collect();

@@ -10,7 +10,7 @@ use super::links::{Contribution, Linked};
 use super::moves::Rankings;
 use super::rescore::{Model, rescore_entries};
 use super::{ItemFacts, Key, MetricEntry, ScoreIndex};
-use crate::domain::{Goal, Hypothesis, Link, Metric, ObservationSummary, Source};
+use crate::domain::{Goal, Hypothesis, Link, Metric, ObservationSummary, Removal, Source};
 use crate::score;
 
 /// Builds an index from the stored model while it is being read, so that
@@ -47,6 +47,12 @@ impl IndexBuilder {
             .map(|(m, o)| (m.id.clone(), MetricEntry::new(m, o)))
             .collect();
         ix.hypotheses = hypotheses.into_iter().map(|h| (h.id.clone(), h)).collect();
+    }
+
+    /// Items their tracker no longer returns (their rows and links are not
+    /// given to [`items`](Self::items) and [`links`](Self::links)).
+    pub fn removed(&mut self, removed: impl IntoIterator<Item = (String, Removal)>) {
+        self.ix.removed.extend(removed);
     }
 
     /// Room for `n` more entries.

@@ -23,7 +23,7 @@ pub use tokens::TokenStore;
 use crate::config::{Config, StoreBackend};
 use crate::domain::{
     Evidence, Experiment, Goal, Hypothesis, Item, ItemSplit, ItemState, Link, Metric, Observation,
-    ObservationSummary, Release, Source, SyncState, Time,
+    ObservationSummary, Release, Removal, Source, SyncState, Time,
 };
 
 /// The driver's own error, kept as the source of a [`StoreError`].
@@ -165,6 +165,8 @@ pub struct ItemFilter {
     pub source_id: Option<String>,
     pub state: Option<ItemState>,
     pub label: Option<String>,
+    /// Also list items their tracker no longer returns (left out by default).
+    pub include_removed: bool,
 }
 
 /// A stored item as start-up reads it: what the score and the ranking
@@ -189,6 +191,10 @@ pub struct Model {
     pub goals: Vec<Goal>,
     pub metrics: Vec<(Metric, ObservationSummary)>,
     pub hypotheses: Vec<Hypothesis>,
+    /// Items their tracker no longer returns, by key. Neither they nor their
+    /// links come in the item and link batches: the index holds active
+    /// items only.
+    pub removed: Vec<(String, Removal)>,
 }
 
 /// A batch of the two big tables, as read at start-up.
@@ -291,6 +297,21 @@ pub trait Store: TokenStore + Send + Sync + 'static {
         remove_links: &[(String, String)],
         put_links: &[Link],
         sync_state: Option<&SyncState>,
+    ) -> Result<()> {
+        self.upsert_and_remove_items(items, remove_links, put_links, sync_state, &[], &[])
+            .await
+    }
+    /// [`upsert_items`](Store::upsert_items), and in the same transaction:
+    /// `restore` names removed items that are active again (they are among
+    /// `items`); `remove` marks items removed (their rows and links stay).
+    async fn upsert_and_remove_items(
+        &self,
+        items: Vec<Item>,
+        remove_links: &[(String, String)],
+        put_links: &[Link],
+        sync_state: Option<&SyncState>,
+        restore: &[String],
+        remove: &[(String, Removal)],
     ) -> Result<()>;
     /// Applies a split: stores its slices and the link changes as
     /// [`upsert_items`](Store::upsert_items) does, and remembers `split`
@@ -304,6 +325,9 @@ pub trait Store: TokenStore + Send + Sync + 'static {
     ) -> Result<()>;
     /// Every split remembered, by item key (read once, at start-up).
     async fn list_item_splits(&self) -> Result<Vec<ItemSplit>>;
+    /// The stored links of the items of `keys` (to bring a restored item's
+    /// links back into the index).
+    async fn links_of_items(&self, keys: &[String]) -> Result<Vec<Link>>;
     /// The items of `keys`, in the same order; `None` where a key is unknown.
     async fn get_items(&self, keys: &[String]) -> Result<Vec<Option<Item>>>;
     /// The items of a source whose body contains `text`, in key order.

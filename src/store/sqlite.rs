@@ -31,7 +31,7 @@ use super::{ItemFilter, Load, Result, Store, WriteHealth};
 use crate::config::{Config, StoreConfig};
 use crate::domain::{
     Evidence, Experiment, Goal, Hypothesis, Item, ItemSplit, Link, Metric, Observation,
-    ObservationSummary, Release, Source, SyncCursor, SyncState, Time,
+    ObservationSummary, Release, Removal, Source, SyncCursor, SyncState, Time,
 };
 use conn::{Attempt, Connections, Fail, Settings};
 use write::ItemWrite;
@@ -283,18 +283,22 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn upsert_items(
+    async fn upsert_and_remove_items(
         &self,
         items: Vec<Item>,
         remove_links: &[(String, String)],
         put_links: &[Link],
         sync_state: Option<&SyncState>,
+        restore: &[String],
+        remove: &[(String, Removal)],
     ) -> Result<()> {
         let w = ItemWrite {
             items,
             remove_links: remove_links.to_vec(),
             put_links: put_links.to_vec(),
             sync_state: sync_state.cloned(),
+            restore: restore.to_vec(),
+            remove: remove.to_vec(),
             split: None,
         };
         self.db
@@ -314,6 +318,8 @@ impl Store for SqliteStore {
             remove_links: remove_links.to_vec(),
             put_links: put_links.to_vec(),
             sync_state: None,
+            restore: Vec::new(),
+            remove: Vec::new(),
             split: Some(split.clone()),
         };
         self.db
@@ -583,6 +589,25 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn links_of_items(&self, keys: &[String]) -> Result<Vec<Link>> {
+        let keys = keys.to_vec();
+        self.db
+            .read("read the links of items", move |c| {
+                let mut out = Vec::new();
+                // Chunked to stay under SQLite's bound-parameter limit.
+                for chunk in keys.chunks(500) {
+                    let marks = vec!["?"; chunk.len()].join(", ");
+                    let sql = format!(
+                        "SELECT {} FROM links WHERE item_key IN ({marks})",
+                        load::LINK_COLUMNS
+                    );
+                    out.extend(query_all(c, &sql, params_from_iter(chunk), load::link)?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
     async fn items_with_body_text(&self, source_id: &str, text: &str) -> Result<Vec<Item>> {
         let (source_id, needle) = (source_id.to_string(), text.to_string());
         self.db
@@ -619,6 +644,11 @@ impl Store for SqliteStore {
                 " AND EXISTS (SELECT 1 FROM json_each(items.labels) WHERE json_each.value = ?)",
             );
             args.push(Value::Text(l.clone()));
+        }
+        if !filter.include_removed {
+            sql.push_str(
+                " AND NOT EXISTS (SELECT 1 FROM item_removals r WHERE r.item_key = items.key)",
+            );
         }
         if let Some(a) = after {
             sql.push_str(" AND key > ?");

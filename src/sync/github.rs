@@ -31,7 +31,7 @@ use super::{
     Connector, PAGE_SIZE, Page, RateLimit, SyncError, header_value, join_url, next_link,
     parse_json, parse_time, short_number,
 };
-use crate::domain::{Item, ItemState, Source, Time};
+use crate::domain::{Item, ItemState, RemovalReason, Source, Time};
 use crate::refine::split::note_parent;
 
 /// The GitHub connector.
@@ -110,6 +110,45 @@ impl Connector for GitHub {
         Ok(url)
     }
 
+    fn issue_url(&self, source: &Source, external_id: &str) -> Result<Option<Url>, SyncError> {
+        if external_id.is_empty() || !external_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(None);
+        }
+        let mut url = issues_url(source)?;
+        url.path_segments_mut()
+            .map_err(|()| bad_base(source))?
+            .push(external_id);
+        Ok(Some(url))
+    }
+
+    /// GitHub answers a transferred issue with 301 to its new place (which
+    /// the client follows within api.github.com), a deleted one with 410.
+    fn removal_of(
+        &self,
+        _source: &Source,
+        asked: &Url,
+        fetched: &Fetched,
+    ) -> Option<(RemovalReason, String)> {
+        if fetched.url.path() == asked.path() {
+            return None; // still there
+        }
+        let now_at = serde_json::from_slice::<serde_json::Value>(&fetched.body)
+            .ok()
+            .and_then(|v| v["html_url"].as_str().map(str::to_string));
+        Some((
+            RemovalReason::Moved,
+            match now_at {
+                Some(u) => format!("transferred; now {u}"),
+                None => "transferred to another repository".into(),
+            },
+        ))
+    }
+
+    fn not_found_is_deleted(&self) -> bool {
+        // 404 also answers an issue transferred where the token cannot read.
+        false
+    }
+
     fn parse_page(&self, source: &Source, fetched: &Fetched) -> Result<Page, SyncError> {
         let issues: Vec<Issue> = parse_json(source, fetched)?;
         let prefix = label_prefix(source);
@@ -122,6 +161,7 @@ impl Connector for GitHub {
             items,
             next: next_link(fetched),
             expected_total: None,
+            removed: Vec::new(),
         })
     }
 
@@ -170,6 +210,15 @@ impl Connector for GitHub {
 }
 
 /// `{base}/repos/{owner}/{repo}/issues`, after checking `project_key`.
+/// The error of a base_url that cannot take path segments.
+pub(super) fn bad_base(source: &Source) -> SyncError {
+    SyncError::Config {
+        source_id: source.id.clone(),
+        detail: "base_url cannot be a base for paths".into(),
+        source: None,
+    }
+}
+
 fn issues_url(source: &Source) -> Result<Url, SyncError> {
     let repo = source.project_key.trim_matches('/');
     if repo.split('/').count() != 2 || repo.split('/').any(str::is_empty) {

@@ -32,6 +32,10 @@
 //!   numbers, at least 1) or as a label (`labels`, comma-separated); a time
 //!   estimate cannot be set on create and is left out. GitLab answers 201
 //!   with the issue, mapped as a sync maps it.
+//! - Removals: an issue moved to another project is closed by GitLab and
+//!   listed with `moved_to_id` (when the token can read the new issue); such
+//!   a closed issue is marked removed as moved, on any sync. A deleted issue
+//!   is simply no longer listed: only a full sync finds it.
 //! - Rate limits: GitLab sends `RateLimit-*` and `Retry-After` mostly on 429,
 //!   sometimes not at all. `RateLimit-Remaining`/`RateLimit-Reset` (Unix
 //!   seconds) are read here; `Retry-After` and a bare 429 are the shared
@@ -47,7 +51,7 @@ use super::{
     Connector, PAGE_SIZE, Page, RateLimit, SyncError, header_value, join_url, next_link,
     parse_json, parse_time, short_number,
 };
-use crate::domain::{Item, ItemState, Source, Time};
+use crate::domain::{Item, ItemState, RemovalReason, Source, Time};
 use crate::refine::split::note_parent;
 
 /// The GitLab connector.
@@ -67,6 +71,12 @@ struct Issue {
     closed_at: Option<String>,
     weight: Option<f64>,
     time_stats: Option<TimeStats>,
+    /// Set on an issue moved to another project (the new issue's global
+    /// id), when the token can read the new issue; GitLab closes the old
+    /// one. A moved issue reopened later keeps it, so only a closed one
+    /// counts as moved.
+    #[serde(default)]
+    moved_to_id: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,14 +232,52 @@ impl Connector for GitLab {
         }
     }
 
+    fn issue_url(&self, source: &Source, external_id: &str) -> Result<Option<Url>, SyncError> {
+        if external_id.is_empty() || !external_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(None);
+        }
+        let mut url = issues_url(source)?;
+        url.path_segments_mut()
+            .map_err(|()| super::github::bad_base(source))?
+            .push(external_id);
+        Ok(Some(url))
+    }
+
+    /// A moved issue stays in the project, closed, with `moved_to_id` (so
+    /// the listing returns it); a deleted one is 404.
+    fn removal_of(
+        &self,
+        _source: &Source,
+        _asked: &Url,
+        fetched: &Fetched,
+    ) -> Option<(RemovalReason, String)> {
+        let v: serde_json::Value = serde_json::from_slice(&fetched.body).ok()?;
+        let to = v["moved_to_id"].as_u64()?;
+        (v["state"] == "closed").then(|| {
+            (
+                RemovalReason::Moved,
+                format!("moved to the issue with global id {to}"),
+            )
+        })
+    }
+
     fn parse_page(&self, source: &Source, fetched: &Fetched) -> Result<Page, SyncError> {
         let estimate = EstimateFrom::of(source)?;
         let issues: Vec<Issue> = parse_json(source, fetched)?;
-        let items = issues
-            .into_iter()
-            .map(|i| issue_item(source, &estimate, i))
-            .collect();
+        let mut removed = Vec::new();
+        let mut items = Vec::with_capacity(issues.len());
+        for i in issues {
+            match i.moved_to_id {
+                Some(to) if i.state == "closed" => removed.push((
+                    i.iid.to_string(),
+                    RemovalReason::Moved,
+                    format!("moved to the issue with global id {to}"),
+                )),
+                _ => items.push(issue_item(source, &estimate, i)),
+            }
+        }
         Ok(Page {
+            removed,
             items,
             next: next_page(fetched),
             expected_total: fetched

@@ -334,6 +334,7 @@ impl HttpClient {
                                     source_id: source_id.into(),
                                     url: strip_query(url),
                                     message,
+                                    status: status.as_u16(),
                                 });
                             }
                             s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => {

@@ -46,7 +46,7 @@ use super::{
     Connector, PAGE_SIZE, Page, RateLimit, SyncError, header_value, join_url, parse_json,
     parse_time, short_number,
 };
-use crate::domain::{Item, ItemState, Source, Time, item_key};
+use crate::domain::{Item, ItemState, RemovalReason, Source, Time, item_key};
 
 /// The Jira connector.
 pub struct Jira;
@@ -262,6 +262,38 @@ impl Connector for Jira {
         Ok(url)
     }
 
+    fn issue_url(&self, source: &Source, external_id: &str) -> Result<Option<Url>, SyncError> {
+        if external_id.is_empty() || !external_id.contains('-') {
+            return Ok(None);
+        }
+        let mut url = join_url(source, "rest/api/3/issue/")?;
+        url.path_segments_mut()
+            .map_err(|()| super::github::bad_base(source))?
+            .pop_if_empty()
+            .push(external_id);
+        url.query_pairs_mut().append_pair("fields", "project");
+        Ok(Some(url))
+    }
+
+    /// Jira answers an old key of a moved issue with the issue under its
+    /// new key (in its new project); a deleted issue, or one the token may
+    /// not see, is 404.
+    fn removal_of(
+        &self,
+        source: &Source,
+        asked: &Url,
+        fetched: &Fetched,
+    ) -> Option<(RemovalReason, String)> {
+        let v: serde_json::Value = serde_json::from_slice(&fetched.body).ok()?;
+        let key = v["key"].as_str()?;
+        let asked_key = asked.path_segments()?.next_back()?;
+        let project = v["fields"]["project"]["key"].as_str().unwrap_or_default();
+        if key == asked_key && (project.is_empty() || project == source.project_key.trim()) {
+            return None; // still there
+        }
+        Some((RemovalReason::Moved, format!("moved; now {key}")))
+    }
+
     fn rate_limit(&self, status: StatusCode, headers: &HeaderMap) -> Option<RateLimit> {
         // Jira Cloud's 429 names its reset as an ISO 8601 time, not Unix
         // seconds; it usually sends `Retry-After` too, which wins.
@@ -347,6 +379,7 @@ impl Connector for Jira {
             items,
             next,
             expected_total: None,
+            removed: Vec::new(),
         })
     }
 

@@ -28,7 +28,9 @@ use parking_lot::Mutex;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{StatusCode, Url};
 
-use crate::domain::{Item, Source, SyncRunState, SyncState, Time, TrackerKind};
+use crate::domain::{
+    Item, Removal, RemovalReason, Source, SyncRunState, SyncState, Time, TrackerKind, item_key,
+};
 use crate::engine::Engine;
 use crate::lifecycle::Lifecycle;
 use crate::outbound::OutboundPolicy;
@@ -36,6 +38,15 @@ use http::{Fetched, HttpClient};
 
 /// Items per page asked of every tracker (the most each allows).
 pub const PAGE_SIZE: usize = 100;
+
+/// At most this many items a completed full sync did not return are asked
+/// about one by one (deleted or moved?); the rest are marked as not
+/// returned, so that a project emptied at once costs no flood of requests.
+const MAX_PROBES: usize = 25;
+
+/// The most characters of a removal's detail (where a moved item went, what
+/// the tracker said) that are kept.
+const MAX_DETAIL: usize = 240;
 
 /// Parsed pages the fetcher may hold ready while the writer stores others:
 /// enough to keep the writer busy, few enough to bound memory (a page of
@@ -75,6 +86,8 @@ pub enum SyncError {
         source_id: String,
         url: String,
         message: String,
+        /// 404, or 410 (GitHub's "deleted").
+        status: u16,
     },
     #[error("source {source_id:?}: the tracker answered HTTP {status}: {message}")]
     Http {
@@ -186,10 +199,12 @@ impl SyncError {
                 source_id,
                 url,
                 message,
+                status,
             } => SyncError::NotFound {
                 source_id,
                 url: s(url),
                 message: s(message),
+                status,
             },
             SyncError::Http {
                 source_id,
@@ -367,6 +382,10 @@ pub struct SyncSummary {
     pub requests: u32,
     pub upserted: u32,
     pub not_modified: bool,
+    /// Items marked removed: those the tracker said are gone (GitLab's
+    /// moved issues) and, after a completed full sync, those it no longer
+    /// returned.
+    pub removed: u32,
 }
 
 /// One page of tracker items, mapped to the domain.
@@ -378,6 +397,10 @@ pub struct Page {
     pub next: Option<Url>,
     /// The tracker's total, when it says.
     pub expected_total: Option<u64>,
+    /// Issues of the page that the tracker says left the project, by
+    /// external id (GitLab's moved issues, listed closed with
+    /// `moved_to_id`): marked removed, not stored as items.
+    pub removed: Vec<(String, RemovalReason, String)>,
 }
 
 /// One tracker's HTTP dialect.
@@ -406,6 +429,35 @@ pub trait Connector: Send + Sync {
     /// hook only knows the headers. `None` (the default): no dialect.
     fn rate_limit(&self, _status: StatusCode, _headers: &HeaderMap) -> Option<RateLimit> {
         None
+    }
+
+    /// The URL of one issue (by external id), asked about an item that a
+    /// completed full sync did not return, to tell why it went; `None`: the
+    /// tracker has no such answer, and the item is marked
+    /// [`RemovalReason::NotReturned`].
+    fn issue_url(&self, _source: &Source, _external_id: &str) -> Result<Option<Url>, SyncError> {
+        Ok(None)
+    }
+
+    /// What a success answer to [`issue_url`](Self::issue_url) says of an
+    /// issue the full listing left out: moved (with where), or `None` when
+    /// it is still in the source's project (then it is not marked). The
+    /// shared client followed any redirect within the origin, so `asked`
+    /// may differ from `fetched.url`.
+    fn removal_of(
+        &self,
+        _source: &Source,
+        _asked: &Url,
+        _fetched: &Fetched,
+    ) -> Option<(RemovalReason, String)> {
+        Some((RemovalReason::NotReturned, String::new()))
+    }
+
+    /// Whether a 404 to [`issue_url`](Self::issue_url) means the issue was
+    /// deleted; `false` where it may as well have moved somewhere the token
+    /// cannot read (GitHub, which says 410 for deleted).
+    fn not_found_is_deleted(&self) -> bool {
+        true
     }
 
     /// The URL and JSON body that create one issue under `parent` in the
@@ -748,8 +800,13 @@ impl Syncer {
             &requests,
             tx,
         );
+        // The keys a full sync returned, to mark the others removed once it
+        // completes. A full sync cut short (failed, interrupted) marks
+        // nothing, and the incremental sync that resumes it does not know
+        // what the first part returned, so it marks nothing either.
+        let mut returned = HashSet::new();
         let result = {
-            let store = self.store_pages(full, &first, state, summary, events, rx);
+            let store = self.store_pages(full, &first, state, summary, events, rx, &mut returned);
             tokio::pin!(fetch, store);
             // The writer ends the sync. On its error the fetcher is dropped at
             // once, mid-request or mid-wait; on its success the fetcher has
@@ -763,7 +820,112 @@ impl Syncer {
             }
         };
         summary.requests = requests.load(Ordering::Relaxed);
-        result
+        result?;
+        if full && !summary.not_modified {
+            if returned.is_empty() {
+                // A tracker that lists nothing to a token that lost its
+                // access (or a project emptied by mistake) must not empty
+                // the backlog: nothing is marked.
+                tracing::warn!(
+                    source = source.id.as_str(),
+                    "the full sync returned no item; none is marked removed"
+                );
+            } else {
+                let missing = self.engine.unreturned(&source.id, &returned);
+                let removals = self
+                    .why_removed(source, conn.as_ref(), &headers, missing, events, summary)
+                    .await;
+                summary.removed += self.engine.mark_removed(removals).await? as u32;
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the tracker about each item a completed full sync did not
+    /// return (the first [`MAX_PROBES`] of them; the rest are marked
+    /// [`RemovalReason::NotReturned`]): deleted, moved (and where), or still
+    /// in the project after all (then it is not marked). A question that
+    /// fails tells nothing: the item is marked as not returned.
+    async fn why_removed(
+        &self,
+        source: &Source,
+        conn: &dyn Connector,
+        headers: &[(HeaderName, HeaderValue)],
+        missing: Vec<String>,
+        events: &(dyn Fn(SyncEvent) + Send + Sync),
+        summary: &mut SyncSummary,
+    ) -> Vec<(String, Removal)> {
+        let prefix = item_key(&source.id, "");
+        let mut out = Vec::with_capacity(missing.len());
+        for (i, key) in missing.into_iter().enumerate() {
+            let external_id = key.strip_prefix(&prefix).unwrap_or(&key).to_string();
+            let not_returned = (RemovalReason::NotReturned, String::new());
+            let url = match conn.issue_url(source, &external_id) {
+                Ok(Some(url)) if i < MAX_PROBES && !self.lifecycle.is_stopping() => url,
+                _ => {
+                    out.push((key, not_returned));
+                    continue;
+                }
+            };
+            let fetched = self
+                .http
+                .get(
+                    conn,
+                    &source.id,
+                    &url,
+                    headers,
+                    None,
+                    events,
+                    &mut summary.requests,
+                )
+                .await;
+            let why = match fetched {
+                Ok(f) => conn.removal_of(source, &url, &f),
+                Err(SyncError::NotFound {
+                    status, message, ..
+                }) => {
+                    let reason = if status == 410 || conn.not_found_is_deleted() {
+                        RemovalReason::Deleted
+                    } else {
+                        RemovalReason::NotReturned
+                    };
+                    let said = if message.is_empty() {
+                        format!("the tracker answers HTTP {status}")
+                    } else {
+                        format!("the tracker answers HTTP {status}: {message}")
+                    };
+                    Some((reason, redact::scrub(&said, &self.secrets(source))))
+                }
+                Err(e) => {
+                    tracing::info!(
+                        source = source.id.as_str(),
+                        item = key.as_str(),
+                        error = %e.redacted(&self.secrets(source)),
+                        "cannot ask the tracker why an item went; marked as not returned"
+                    );
+                    Some(not_returned)
+                }
+            };
+            if let Some(w) = why {
+                out.push((key, w));
+            }
+        }
+        let now = Utc::now();
+        out.into_iter()
+            .map(|(k, (reason, detail))| {
+                // A tracker's words, bounded like every shown answer.
+                let detail = match detail.char_indices().nth(MAX_DETAIL) {
+                    Some((cut, _)) => format!("{}…", &detail[..cut]),
+                    None => detail,
+                };
+                let r = Removal {
+                    remove_time: now,
+                    reason,
+                    detail,
+                };
+                (k, r)
+            })
+            .collect()
     }
 
     /// Fetches and parses pages from `first` on, sending each to the writer
@@ -835,7 +997,9 @@ impl Syncer {
     /// Stores the pages [`fetch_pages`](Self::fetch_pages) sends, in order,
     /// and reports each. The pages already waiting (up to
     /// [`PAGES_PER_COMMIT`]) are stored together, with the cursor after the
-    /// last of them, in one transaction.
+    /// last of them, in one transaction. In a full sync, the key of every
+    /// item the tracker returned goes to `returned`.
+    #[allow(clippy::too_many_arguments)]
     async fn store_pages(
         &self,
         full: bool,
@@ -844,6 +1008,7 @@ impl Syncer {
         summary: &mut SyncSummary,
         events: &(dyn Fn(SyncEvent) + Send + Sync),
         mut rx: tokio::sync::mpsc::Receiver<Fetch>,
+        returned: &mut HashSet<String>,
     ) -> Result<(), SyncError> {
         let mut first_etag: Option<String> = None;
         // What ended the last group without belonging to it.
@@ -905,7 +1070,24 @@ impl Syncer {
 
             let mut fresh_pages = Vec::with_capacity(group.len());
             let mut item_counts = Vec::with_capacity(group.len());
+            let now = Utc::now();
+            let mut removed = Vec::new();
             for (page, etag, _) in &mut group {
+                for (external_id, reason, detail) in std::mem::take(&mut page.removed) {
+                    let key = item_key(&state.source_id, &external_id);
+                    if full {
+                        returned.insert(key.clone());
+                    }
+                    let removal = Removal {
+                        remove_time: now,
+                        reason,
+                        detail,
+                    };
+                    removed.push((key, removal));
+                }
+                if full {
+                    returned.extend(page.items.iter().map(Item::key));
+                }
                 item_counts.push(page.items.len() as u32);
                 if summary.pages + fresh_pages.len() as u32 == 0 {
                     first_etag = etag.take();
@@ -925,7 +1107,11 @@ impl Syncer {
                 );
                 fresh_pages.push(fresh);
             }
-            let counts = self.engine.apply_sync_pages(fresh_pages, state).await?;
+            let (counts, removed) = self
+                .engine
+                .apply_sync_pages_removing(fresh_pages, removed, state)
+                .await?;
+            summary.removed += removed as u32;
             for (((page, _, requests), counts), &item_count) in
                 group.iter().zip(counts).zip(&item_counts)
             {

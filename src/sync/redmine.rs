@@ -39,7 +39,7 @@ use super::{
     Connector, PAGE_SIZE, Page, SyncError, header_value, join_url, parse_json, parse_time,
     short_number,
 };
-use crate::domain::{Item, ItemState, Source, Time};
+use crate::domain::{Item, ItemState, RemovalReason, Source, Time};
 
 /// The Redmine connector.
 pub struct Redmine;
@@ -242,6 +242,34 @@ impl Connector for Redmine {
         Ok(url)
     }
 
+    fn issue_url(&self, source: &Source, external_id: &str) -> Result<Option<Url>, SyncError> {
+        if external_id.is_empty() || !external_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(None);
+        }
+        join_url(source, &format!("issues/{external_id}.json")).map(Some)
+    }
+
+    /// Redmine has no deletion feed: a deleted issue is 404. One the
+    /// project's listing left out but that still answers has moved to a
+    /// project outside it; the answer names that project.
+    fn removal_of(
+        &self,
+        _source: &Source,
+        _asked: &Url,
+        fetched: &Fetched,
+    ) -> Option<(RemovalReason, String)> {
+        let v: serde_json::Value = serde_json::from_slice(&fetched.body).unwrap_or_default();
+        let project = &v["issue"]["project"];
+        Some((
+            RemovalReason::Moved,
+            match (project["name"].as_str(), project["id"].as_u64()) {
+                (Some(name), Some(id)) => format!("now in project {name:?} (id {id})"),
+                (Some(name), None) => format!("now in project {name:?}"),
+                _ => "now in another project".into(),
+            },
+        ))
+    }
+
     fn parse_page(&self, source: &Source, fetched: &Fetched) -> Result<Page, SyncError> {
         let list: IssueList = parse_json(source, fetched)?;
         let estimate_field = EstimateField::of(source)?;
@@ -256,6 +284,7 @@ impl Connector for Redmine {
             items,
             next,
             expected_total,
+            removed: Vec::new(),
         })
     }
 

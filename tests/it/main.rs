@@ -14,6 +14,7 @@ mod cli;
 mod cli_split;
 mod limits;
 mod reflection;
+mod removal;
 mod restart;
 mod rollup;
 mod shutdown;

@@ -419,9 +419,15 @@ async fn an_original_estimate_in_seconds_becomes_hours_and_a_full_sync_ignores_t
         .await;
     let run = run_sync(&s, "ops", true).await;
     assert_eq!(
-        (run.done().requests, run.done().upserted_count),
-        (1, 1),
-        "OPS-14 (older than the cursor) changed; OPS-15 did not"
+        (run.done().upserted_count, run.done().removed_count),
+        (1, 3),
+        "OPS-14 (older than the cursor) changed; OPS-15 did not; \
+         OPS-11..13, no longer listed, answer 404 and are removed"
+    );
+    assert_eq!(
+        run.done().requests,
+        1 + 3,
+        "the listing, then one question each"
     );
     let items = all_items(&s, "ops").await;
     let estimate = |key: &str| items.iter().find(|i| i.key == key).unwrap().estimate;

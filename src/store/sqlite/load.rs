@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::conn::{Attempt, Role, Settings, connect};
 use super::{hypothesis_from_row, parse_enum, parse_json, time};
-use crate::domain::{Goal, Link, Metric, ObservationSummary, Source};
+use crate::domain::{Goal, Link, Metric, ObservationSummary, Removal, Source};
 use crate::store::{Batch, ItemRow, Model, Result};
 
 /// Rows per chunk when reading the big tables.
@@ -56,12 +56,15 @@ fn scan(
 ) -> Attempt<()> {
     let conn = connect(path, Role::Read, settings)?;
     let sql = match table {
+        // Removed items and their links stay out of the index.
         Table::Items => {
-            "SELECT key, source_id, title, state, labels, estimate, parent_key FROM items"
+            "SELECT key, source_id, title, state, labels, estimate, parent_key FROM items \
+             WHERE NOT EXISTS (SELECT 1 FROM item_removals r WHERE r.item_key = items.key)"
         }
         Table::Links => {
             "SELECT item_key, hypothesis_id, contribution, origin, rationale, create_time, \
-             update_time FROM links"
+             update_time FROM links \
+             WHERE NOT EXISTS (SELECT 1 FROM item_removals r WHERE r.item_key = links.item_key)"
         }
     };
     let mut stmt = conn.prepare(sql)?;
@@ -103,7 +106,11 @@ fn item_row(r: &rusqlite::Row<'_>) -> Attempt<ItemRow> {
     })
 }
 
-fn link(r: &rusqlite::Row<'_>) -> Attempt<Link> {
+/// The columns [`link`] reads, in its order.
+pub(super) const LINK_COLUMNS: &str =
+    "item_key, hypothesis_id, contribution, origin, rationale, create_time, update_time";
+
+pub(super) fn link(r: &rusqlite::Row<'_>) -> Attempt<Link> {
     Ok(Link {
         item_key: r.get(0)?,
         hypothesis_id: r.get(1)?,
@@ -204,6 +211,19 @@ pub(super) fn model(conn: &Connection) -> Attempt<Model> {
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         model.hypotheses.push(hypothesis_from_row(r)?);
+    }
+    let mut stmt =
+        conn.prepare("SELECT item_key, remove_time, reason, detail FROM item_removals")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        model.removed.push((
+            r.get(0)?,
+            Removal {
+                remove_time: time(r.get(1)?),
+                reason: parse_enum(r.get_ref(2)?.as_str()?)?,
+                detail: r.get(3)?,
+            },
+        ));
     }
     Ok(model)
 }

@@ -32,6 +32,9 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/sqlite/0006_item_splits.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/sqlite/0007_item_removals.sql"
+    )),
 ];
 
 /// The schema version of an up-to-date database.

@@ -10,7 +10,7 @@
 use rusqlite::{Transaction, params};
 
 use super::{enum_str, json, nanos};
-use crate::domain::{Item, ItemSplit, Link, SyncState};
+use crate::domain::{Item, ItemSplit, Link, Removal, SyncState};
 
 /// One transaction's worth of item writes.
 pub(super) struct ItemWrite {
@@ -20,6 +20,10 @@ pub(super) struct ItemWrite {
     pub sync_state: Option<SyncState>,
     /// The record of a split these items are the slices of.
     pub split: Option<ItemSplit>,
+    /// Removed items the tracker returned again: active from now on.
+    pub restore: Vec<String>,
+    /// Items the tracker no longer returns, by key.
+    pub remove: Vec<(String, Removal)>,
 }
 
 /// Writes `w` inside `tx` (the caller commits).
@@ -60,6 +64,27 @@ pub(super) fn write_items(tx: &Transaction<'_>, w: &ItemWrite) -> rusqlite::Resu
         }
     }
     put_links(tx, &w.put_links)?;
+    if !w.restore.is_empty() {
+        let mut restore = tx.prepare_cached("DELETE FROM item_removals WHERE item_key = ?1")?;
+        for key in &w.restore {
+            restore.execute([key])?;
+        }
+    }
+    if !w.remove.is_empty() {
+        let mut remove = tx.prepare_cached(
+            "INSERT INTO item_removals (item_key, remove_time, reason, detail) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (item_key) DO UPDATE SET remove_time = excluded.remove_time, \
+             reason = excluded.reason, detail = excluded.detail",
+        )?;
+        for (key, r) in &w.remove {
+            remove.execute(params![
+                key,
+                nanos(&r.remove_time),
+                enum_str(&r.reason),
+                r.detail
+            ])?;
+        }
+    }
     if let Some(st) = &w.sync_state {
         put_sync_state(tx, st)?;
     }

@@ -95,6 +95,16 @@ impl Tracker for GitHub {
         resp
     }
 
+    fn issue_path(&self, n: u64) -> String {
+        format!("/repos/acme/shop/issues/{n}")
+    }
+
+    fn deleted(&self) -> ResponseTemplate {
+        ResponseTemplate::new(410)
+            .insert_header("content-type", "application/json; charset=utf-8")
+            .set_body_string(r#"{"message":"This issue was deleted","documentation_url":"https://docs.github.com/rest/issues/issues#get-an-issue","status":"410"}"#)
+    }
+
     fn error(&self, status: u16) -> ResponseTemplate {
         let body = match status {
             401 => fixture("github/error-401.json"),

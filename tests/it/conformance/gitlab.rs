@@ -116,6 +116,16 @@ impl Tracker for GitLab {
             .set_body_json(issues)
     }
 
+    fn issue_path(&self, n: u64) -> String {
+        format!("{}/{n}", self.list_path())
+    }
+
+    fn deleted(&self) -> ResponseTemplate {
+        ResponseTemplate::new(404)
+            .insert_header("content-type", "application/json")
+            .set_body_string(r#"{"message":"404 Not found"}"#)
+    }
+
     fn error(&self, status: u16) -> ResponseTemplate {
         let (body, kind) = match status {
             401 => (fixture("gitlab/error-401.json"), "application/json"),

@@ -97,6 +97,18 @@ impl Tracker for Jira {
             .set_body_json(body)
     }
 
+    fn issue_path(&self, n: u64) -> String {
+        format!("/rest/api/3/issue/{}", self.external_id(n))
+    }
+
+    fn deleted(&self) -> ResponseTemplate {
+        ResponseTemplate::new(404)
+            .insert_header("content-type", "application/json;charset=UTF-8")
+            .set_body_string(json_error(&[
+                "Issue does not exist or you do not have permission to see it.",
+            ]))
+    }
+
     fn error(&self, status: u16) -> ResponseTemplate {
         let body = match status {
             401 => fixture("jira/error-401.json"),

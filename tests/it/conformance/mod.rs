@@ -30,6 +30,8 @@ macro_rules! conformance_cases {
             malformed_json_writes_nothing,
             resume_after_failure_stores_nothing_twice,
             rate_limited_forever_is_bounded,
+            full_sync_marks_what_the_tracker_no_longer_returns,
+            failed_full_sync_marks_nothing,
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn killed_mid_sync_resumes_after_restart() {
@@ -47,10 +49,15 @@ macro_rules! conformance_cases {
     };
 }
 
-mod github;
-mod gitlab;
-mod jira;
-mod redmine;
+pub mod github;
+pub mod gitlab;
+pub mod jira;
+pub mod redmine;
+mod removal;
+
+pub use removal::{
+    failed_full_sync_marks_nothing, full_sync_marks_what_the_tracker_no_longer_returns,
+};
 
 use std::sync::{Arc, Mutex};
 
@@ -114,6 +121,12 @@ pub trait Tracker: Send + Sync + Default + 'static {
     /// What of the tracker's own reason in [`error`](Self::error)`(status)`
     /// must reach the person reading the sync's error.
     fn says(&self, status: u16) -> &'static str;
+    /// The path of issue `n` on its own (what is asked of an issue a full
+    /// sync no longer returned).
+    fn issue_path(&self, n: u64) -> String;
+    /// The tracker's answer there for a deleted issue, with its real
+    /// status and body.
+    fn deleted(&self) -> ResponseTemplate;
 }
 
 /// The URL `req` was sent to, with the host and port it was sent to (the
@@ -197,7 +210,7 @@ pub struct World<T: Tracker> {
     pub tracker: T,
     pub mock: MockServer,
     pub s: TestServer,
-    issues: Arc<Mutex<Vec<Issue>>>,
+    pub issues: Arc<Mutex<Vec<Issue>>>,
 }
 
 /// The `n`th test time: 2026-11-01 plus `n` hours.

@@ -90,6 +90,15 @@ impl Tracker for Redmine {
             .set_body_json(body)
     }
 
+    fn issue_path(&self, n: u64) -> String {
+        format!("/redmine/issues/{n}.json")
+    }
+
+    fn deleted(&self) -> ResponseTemplate {
+        // Redmine's API answers a missing issue with an empty 404.
+        ResponseTemplate::new(404).insert_header("content-type", "application/json; charset=utf-8")
+    }
+
     fn error(&self, status: u16) -> ResponseTemplate {
         let (body, kind) = match status {
             401 => (fixture("redmine/error-401.html"), "text/html"),

@@ -7,6 +7,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use super::output::{self, clip, enum_name, print_rows, time};
+use super::status::Doing;
+pub use super::status::rpc_error;
 use super::{Conn, ItemsArgs, LinkArgs, ObserveArgs, RankArgs, RankBy, StateArg};
 use crate::proto as pb;
 use pb::backlog_service_client::BacklogServiceClient;
@@ -19,6 +21,12 @@ pub type Client = InterceptedService<Channel, super::credentials::Bearer>;
 
 /// Connects to the sidecar at `url`, with an error that says what to do.
 pub async fn connect(url: &str) -> Result<Client> {
+    connect_for(url, Doing::Call).await
+}
+
+/// Connects to the sidecar at `url` for `doing`, whose words a sidecar that
+/// cannot be reached is described in.
+pub async fn connect_for(url: &str, doing: Doing<'_>) -> Result<Client> {
     let bearer = super::credentials::bearer()?;
     let endpoint = Channel::from_shared(url.to_string())
         .with_context(|| {
@@ -29,30 +37,11 @@ pub async fn connect(url: &str) -> Result<Client> {
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(60));
     let endpoint = super::client_tls::apply(endpoint, url)?;
-    let channel = endpoint.connect().await.with_context(|| {
-        let tls = if url.starts_with("https:") {
-            " Does --ca-cert (PLUMBLINE_CA_CERT) name the CA that signed its certificate?"
-        } else {
-            ""
-        };
-        format!("cannot reach plumbline at {url}; is `plumbline serve` running there?{tls}")
-    })?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!(super::status::unreachable(url, &e, doing)))?;
     Ok(InterceptedService::new(channel, bearer))
-}
-
-/// A gRPC error as a sentence, with field violations when there are any.
-pub fn rpc_error(status: tonic::Status) -> anyhow::Error {
-    use tonic_types::StatusExt;
-    match status.get_details_bad_request() {
-        Some(br) if !br.field_violations.is_empty() => {
-            let mut msg = status.code().description().to_string();
-            for v in br.field_violations {
-                msg.push_str(&format!("\n  - {}: {}", v.field, v.description));
-            }
-            anyhow::anyhow!(msg)
-        }
-        _ => anyhow::anyhow!("{}: {}", status.code().description(), status.message()),
-    }
 }
 
 /// Follows page tokens to the last page (or until `at_least` entries when it

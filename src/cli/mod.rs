@@ -8,6 +8,7 @@ mod credentials;
 mod demo;
 mod output;
 mod split;
+mod status;
 mod tokens;
 mod tracker;
 mod trend;

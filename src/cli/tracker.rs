@@ -8,8 +8,9 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
-use super::client::{all_pages, connect, rpc_error};
+use super::client::{all_pages, connect, connect_for, rpc_error};
 use super::output::{enum_name, print_rows, time};
+use super::status::{Doing, sync_error};
 use super::{Conn, KindArg, SourceAddArgs, SyncArgs};
 use crate::proto as pb;
 use pb::source_service_client::SourceServiceClient;
@@ -218,14 +219,15 @@ impl Progress {
 
 pub async fn sync(a: SyncArgs) -> Result<()> {
     use pb::sync_source_response::Event;
-    let mut c = SyncServiceClient::new(connect(&a.conn.server).await?);
+    let doing = Doing::Sync { source: &a.source };
+    let mut c = SyncServiceClient::new(connect_for(&a.conn.server, doing).await?);
     let mut stream = c
         .sync_source(pb::SyncSourceRequest {
             source_id: a.source.clone(),
             full: a.full,
         })
         .await
-        .map_err(rpc_error)?
+        .map_err(|s| sync_error(s, &a.source))?
         .into_inner();
     let progress = Progress::new(a.conn.json);
     loop {
@@ -237,7 +239,7 @@ pub async fn sync(a: SyncArgs) -> Result<()> {
             }
             Err(status) => {
                 progress.finish();
-                return Err(rpc_error(status));
+                return Err(sync_error(status, &a.source));
             }
         };
         match msg.event {

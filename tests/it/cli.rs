@@ -268,3 +268,95 @@ async fn sources_and_sync_commands_drive_a_tracker_sync() {
     let out = run_cli(&["sources", "remove", "gh", "--force", "--server", url]).await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("removed source gh and 2 items"));
 }
+
+/// A sidecar that dies (SIGKILL) while `plumbline sync` streams its progress:
+/// the CLI says that the sidecar went away and that the sync resumes from its
+/// cursor, not the transport's "h2 protocol error", and exits non-zero; run
+/// again with nothing listening, it says the same in its own words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_dying_mid_sync_is_told_as_a_lost_connection_that_resumes() {
+    use plumbline::proto as pb;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer};
+
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/shop/issues"))
+        .respond_with(crate::slow_github::github_like(mock.uri()))
+        .mount(&mock)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plumbline.sqlite");
+    let (mut server, url) = tokio::task::block_in_place(|| spawn_server(&db));
+    let channel = tonic::transport::Channel::from_shared(url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    pb::source_service_client::SourceServiceClient::new(channel)
+        .create_source(pb::CreateSourceRequest {
+            source: Some(pb::Source {
+                id: "gh".into(),
+                kind: pb::TrackerKind::Github as i32,
+                base_url: mock.uri(),
+                project_key: "acme/shop".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+
+    let mut cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_plumbline"))
+        .args(["sync", "gh", "--server", &url])
+        .env_remove("PLUMBLINE_SERVER")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
+    // The first page is stored (of five, 300 ms each): the sidecar dies.
+    let first = lines.next_line().await.unwrap().expect("a progress line");
+    assert!(first.starts_with("page 1: 100 items"), "{first}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let mut stderr = String::new();
+    cli.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    let status = cli.wait().await.unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: the sidecar went away during the sync: the connection was lost"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("run `plumbline sync gh` again")
+            && stderr.contains("resumes from its cursor"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("h2 protocol error") && !stderr.contains("Unknown error"),
+        "{stderr}"
+    );
+
+    // Nothing listens there now.
+    let out = run_cli(&["sync", "gh", "--server", &url]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "error: cannot reach plumbline at {url} (connection refused"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("Nothing was synced; `plumbline sync gh` resumes from its cursor"),
+        "{err}"
+    );
+}

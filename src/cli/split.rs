@@ -206,6 +206,7 @@ pub async fn split(a: SplitArgs) -> Result<()> {
                 "estimate": it.estimate,
                 "title": if a.conn.json { it.title.clone() } else { clip(&it.title, 56) },
                 "url": it.url,
+                "new": r.created_item_keys.contains(&it.key),
             })
         })
         .collect();
@@ -220,30 +221,32 @@ pub async fn split(a: SplitArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    if r.created_count == 0 {
+    let kind_text = kind_name(kind as i32);
+    let (total, created) = (r.items.len(), r.created_item_keys.len());
+    let where_ = if a.write_back { " in the tracker" } else { "" };
+    if created == 0 {
         println!(
-            "{} was already split by {}; nothing created. Its slices:",
-            a.item_key,
-            kind_name(kind as i32)
+            "{} was already split by {kind_text} into {total} items; nothing created. Its slices:",
+            a.item_key
+        );
+    } else if created == total {
+        println!(
+            "split {} by {kind_text} into {total} items, created{where_}; its links moved to them:",
+            a.item_key
         );
     } else {
         println!(
-            "split {} by {} into {} items{}; its links moved to them:",
+            "split {} by {kind_text} into {total} items: this call created {created}{where_} (marked new), \
+             the other {} came from an earlier call that stopped partway; its links moved to them:",
             a.item_key,
-            kind_name(kind as i32),
-            r.created_count,
-            if a.write_back {
-                ", created in the tracker"
-            } else {
-                ""
-            }
+            total - created
         );
     }
-    let mut columns = vec![
-        ("item", "key"),
-        ("estimate", "estimate"),
-        ("title", "title"),
-    ];
+    let mut columns = vec![("item", "key")];
+    if created > 0 && created < total {
+        columns.push(("new", "new"));
+    }
+    columns.extend([("estimate", "estimate"), ("title", "title")]);
     if a.write_back {
         columns.push(("url", "url"));
     }

@@ -18,7 +18,7 @@ use pb::sync_service_client::SyncServiceClient;
 
 pub async fn add_source(a: SourceAddArgs) -> Result<()> {
     let mut c = SourceServiceClient::new(connect(&a.conn.server).await?);
-    let s = c
+    let created = c
         .create_source(pb::CreateSourceRequest {
             source: Some(pb::Source {
                 id: a.id,
@@ -42,9 +42,11 @@ pub async fn add_source(a: SourceAddArgs) -> Result<()> {
         })
         .await
         .map_err(rpc_error)?
-        .into_inner()
-        .source
-        .unwrap_or_default();
+        .into_inner();
+    for w in &created.warnings {
+        eprintln!("warning: {w}");
+    }
+    let s = created.source.unwrap_or_default();
     if a.conn.json {
         println!("{}", source_row(&s, None));
     } else {
@@ -247,6 +249,9 @@ pub async fn sync(a: SyncArgs) -> Result<()> {
             Some(Event::RateLimitWait(w)) => progress.wait(&w),
             Some(Event::Done(d)) => {
                 progress.finish();
+                for w in &d.warnings {
+                    eprintln!("warning: {w}");
+                }
                 if a.conn.json {
                     println!(
                         "{}",

@@ -6,6 +6,7 @@ mod client;
 mod client_tls;
 mod credentials;
 mod demo;
+mod json;
 mod output;
 mod split;
 mod status;

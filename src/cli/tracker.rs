@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use super::client::{all_pages, connect, connect_for, rpc_error};
+use super::json;
 use super::output::{enum_name, print_rows, time};
 use super::status::{Doing, sync_error};
 use super::{Conn, KindArg, SourceAddArgs, SyncArgs};
@@ -48,7 +49,11 @@ pub async fn add_source(a: SourceAddArgs) -> Result<()> {
     }
     let s = created.source.unwrap_or_default();
     if a.conn.json {
-        println!("{}", source_row(&s, None));
+        let row = json::with(
+            source_row(&s, None),
+            json!({ "warnings": created.warnings }),
+        );
+        println!("{row}");
     } else {
         println!(
             "added source {} ({}); sync it with: plumbline sync {}",
@@ -58,19 +63,19 @@ pub async fn add_source(a: SourceAddArgs) -> Result<()> {
     Ok(())
 }
 
+/// Every field of a source, its whole sync status under `sync_status`, and
+/// the status fields the table shows at the top level.
 fn source_row(s: &pb::Source, status: Option<&pb::SyncStatus>) -> Value {
-    json!({
-        "id": s.id,
-        "kind": enum_name(s.kind().as_str_name(), "TRACKER_KIND_"),
-        "base_url": s.base_url,
-        "project_key": s.project_key,
-        "token_env": s.token_env,
-        "estimate_field": s.estimate_field,
-        "sync_state": status.map(|st| enum_name(st.state().as_str_name(), "SYNC_STATE_")),
-        "cursor_time": status.map_or(Value::Null, |st| time(st.cursor_time.as_ref())),
-        "last_finish_time": status.map_or(Value::Null, |st| time(st.last_finish_time.as_ref())),
-        "last_error": status.map(|st| st.last_error.clone()).unwrap_or_default(),
-    })
+    json::with(
+        json::message("Source", s),
+        json!({
+            "sync_status": status.map(|st| json::message("SyncStatus", st)),
+            "sync_state": status.map(|st| enum_name(st.state().as_str_name(), "SYNC_STATE_")),
+            "cursor_time": status.map_or(Value::Null, |st| time(st.cursor_time.as_ref())),
+            "last_finish_time": status.map_or(Value::Null, |st| time(st.last_finish_time.as_ref())),
+            "last_error": status.map(|st| st.last_error.clone()).unwrap_or_default(),
+        }),
+    )
 }
 
 pub async fn list_sources(conn: &Conn) -> Result<()> {
@@ -182,8 +187,11 @@ impl Progress {
             }
             Progress::Lines { json: true } => println!(
                 "{}",
-                json!({"event": "page", "page": p.page, "items": p.item_count, "upserted": p.upserted_count,
-                       "total_upserted": p.total_upserted, "requests": p.total_requests})
+                json::with(
+                    json::message("PageFetched", p),
+                    json!({"event": "page", "items": p.item_count, "upserted": p.upserted_count,
+                           "requests": p.total_requests})
+                )
             ),
             Progress::Lines { json: false } => println!(
                 "page {}: {} items, {} new or changed (total {}, {} requests)",
@@ -203,7 +211,10 @@ impl Progress {
             Progress::Lines { json: true } => {
                 println!(
                     "{}",
-                    json!({"event": "rate_limit_wait", "until": until, "reason": w.reason})
+                    json::with(
+                        json::message("RateLimitWait", w),
+                        json!({"event": "rate_limit_wait"})
+                    )
                 )
             }
             Progress::Lines { json: false } => {
@@ -255,8 +266,10 @@ pub async fn sync(a: SyncArgs) -> Result<()> {
                 if a.conn.json {
                     println!(
                         "{}",
-                        json!({"event": "done", "source": a.source, "pages": d.pages, "requests": d.requests,
-                               "upserted": d.upserted_count, "not_modified": d.not_modified})
+                        json::with(
+                            json::message("SyncDone", &d),
+                            json!({"event": "done", "source": a.source, "upserted": d.upserted_count})
+                        )
                     );
                 } else if d.not_modified {
                     println!(

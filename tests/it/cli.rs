@@ -2,6 +2,7 @@
 //! sidecar on 127.0.0.1:0, and the demo.
 
 use crate::common::*;
+use plumbline::proto as pb;
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,4 +360,141 @@ async fn a_sidecar_dying_mid_sync_is_told_as_a_lost_connection_that_resumes() {
         err.contains("Nothing was synced; `plumbline sync gh` resumes from its cursor"),
         "{err}"
     );
+}
+
+/// Asserts that `v` (the JSON of a `plumbline.v1.NAME`) holds every field
+/// of the message by its proto name, in nested messages too: a field added
+/// to the API and forgotten by the CLI's `--json` fails here.
+fn assert_every_field(v: &Value, name: &str, at: &str) {
+    use prost_reflect::DescriptorPool;
+    let pool = DescriptorPool::decode(plumbline::proto::FILE_DESCRIPTOR_SET).unwrap();
+    let desc = pool
+        .get_message_by_name(&format!("plumbline.v1.{name}"))
+        .unwrap();
+    check_fields(&desc, v, at);
+}
+
+fn check_fields(desc: &prost_reflect::MessageDescriptor, v: &Value, at: &str) {
+    if desc.full_name().starts_with("google.protobuf.") {
+        return;
+    }
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("{at}: {} is not an object: {v}", desc.full_name()));
+    for f in desc.fields() {
+        let fv = obj.get(f.name()).unwrap_or_else(|| {
+            panic!(
+                "{at}: field {} of {} is missing from the JSON: {v}",
+                f.name(),
+                desc.full_name()
+            )
+        });
+        if let prost_reflect::Kind::Message(m) = f.kind()
+            && !f.is_map()
+        {
+            let here = format!("{at}.{}", f.name());
+            match fv {
+                Value::Null => {}
+                Value::Array(items) => items.iter().for_each(|e| check_fields(&m, e, &here)),
+                other => check_fields(&m, other, &here),
+            }
+        }
+    }
+}
+
+fn each(v: &Value) -> &Vec<Value> {
+    v.as_array().unwrap_or_else(|| panic!("not a list: {v}"))
+}
+
+/// Every `--json` command prints every field the API answers (issue 16:
+/// `items --json` left out the body and the parent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_json_output_carries_every_field_of_the_answer() {
+    let s = start_with_fixture().await;
+    upsert(
+        &s,
+        vec![pb::Item {
+            body: "Pay in one step.\n- [ ] Form\n- [ ] API".into(),
+            parent_key: "web/1".into(),
+            ..estimated(item("web", "77", "Child with a body"), 4.0)
+        }],
+    )
+    .await;
+    link(&s, "web/77", "H-1", 0.5).await;
+    link(&s, "web/77", "H-2", 0.5).await;
+    let url = s.server().url();
+    let url = url.as_str();
+    let run = |args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend([
+            "--json".to_string(),
+            "--server".to_string(),
+            url.to_string(),
+        ]);
+        all
+    };
+    async fn json_of(args: Vec<String>) -> Value {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli_json(&refs).await
+    }
+
+    let items = json_of(run(&["items", "--source", "web"])).await;
+    let child = each(&items)
+        .iter()
+        .find(|i| i["key"] == "web/77")
+        .expect("web/77 listed");
+    assert_eq!(child["body"], "Pay in one step.\n- [ ] Form\n- [ ] API");
+    assert_eq!(child["parent_key"], "web/1");
+    assert_eq!(child["tasks_open"], 2);
+    for i in each(&items) {
+        assert_every_field(i, "Item", "items");
+    }
+    for r in each(&json_of(run(&["rank", "-n", "5"])).await) {
+        assert_every_field(r, "ItemScore", "rank");
+        assert!(r["rank"].as_i64().is_some());
+    }
+    assert_every_field(
+        &json_of(run(&["explain", "web/77"])).await,
+        "ItemScore",
+        "explain",
+    );
+    for g in each(&json_of(run(&["goals"])).await) {
+        assert_every_field(g, "Goal", "goals");
+    }
+    assert_every_field(
+        &json_of(run(&["goals", "--tree"])).await,
+        "GetGoalTreeResponse",
+        "goals --tree",
+    );
+    for m in each(&json_of(run(&["metrics"])).await) {
+        assert_every_field(m, "Metric", "metrics");
+    }
+    for h in each(&json_of(run(&["hypotheses"])).await) {
+        assert_every_field(h, "Hypothesis", "hypotheses");
+    }
+    for l in each(&json_of(run(&["link", "ops/3", "H-2", "-c", "0.5"])).await) {
+        assert_every_field(l, "Link", "link");
+    }
+    for m in each(&json_of(run(&["observe", "conv", "2.5"])).await) {
+        assert_every_field(m, "Metric", "observe");
+    }
+    assert_every_field(
+        &json_of(run(&["trend", "conv"])).await,
+        "GetMetricTrendResponse",
+        "trend",
+    );
+    for src in each(&json_of(run(&["sources", "list"])).await) {
+        assert_every_field(src, "Source", "sources list");
+        assert_every_field(&src["sync_status"], "SyncStatus", "sources list");
+    }
+    let proposal = json_of(run(&["split", "web/77"])).await;
+    assert_every_field(&proposal, "ProposeSplitsResponse", "split");
+    assert!(!each(&proposal["plans"]).is_empty());
+    let applied = json_of(run(&["split", "web/77", "--apply", "hypothesis"])).await;
+    assert_every_field(&applied, "ApplySplitResponse", "split --apply");
+    assert_eq!(
+        applied["created_item_keys"],
+        serde_json::json!(["web/77-s1", "web/77-s2"])
+    );
+    s.stop().await;
 }

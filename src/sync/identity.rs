@@ -35,22 +35,34 @@ pub enum Identity {
     User(String),
 }
 
-/// Keys recently confirmed: source id -> (SHA-256 of URL and key, login,
-/// when).
+/// A key the tracker confirmed.
+#[derive(Debug)]
+struct Confirmation {
+    /// SHA-256 of the source's URL and key.
+    print: [u8; 32],
+    login: String,
+    at: Instant,
+}
+
+/// Keys recently confirmed, by source id.
 #[derive(Debug, Default)]
-pub struct Confirmed(Mutex<HashMap<String, ([u8; 32], String, Instant)>>);
+pub struct Confirmed(Mutex<HashMap<String, Confirmation>>);
 
 impl Confirmed {
     fn fresh(&self, source_id: &str, print: &[u8; 32]) -> Option<String> {
         let map = self.0.lock();
-        let (p, login, at) = map.get(source_id)?;
-        (p == print && at.elapsed() < RECHECK).then(|| login.clone())
+        let c = map.get(source_id)?;
+        (&c.print == print && c.at.elapsed() < RECHECK).then(|| c.login.clone())
     }
 
     fn put(&self, source_id: &str, print: [u8; 32], login: &str) {
         self.0.lock().insert(
             source_id.to_string(),
-            (print, login.to_string(), Instant::now()),
+            Confirmation {
+                print,
+                login: login.to_string(),
+                at: Instant::now(),
+            },
         );
     }
 }

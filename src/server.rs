@@ -301,7 +301,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)
         .add_service(pb::source_service_server::SourceServiceServer::new(
-            SourceApi(engine.clone()),
+            SourceApi(syncer.clone()),
         ))
         .add_service(pb::backlog_service_server::BacklogServiceServer::new(
             BacklogApi(engine.clone(), config.limits.response_bytes()),

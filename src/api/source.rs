@@ -9,13 +9,24 @@ use super::Reply;
 use super::convert::{self, require_id, required};
 use super::mask::{MaskField, fields_to_update};
 use super::page::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageToken};
+use super::sync::sync_status;
 use crate::domain;
 use crate::engine::Engine;
 use crate::proto as pb;
+use crate::sync::Syncer;
 
-/// `plumbline.v1.SourceService`.
+/// `plumbline.v1.SourceService`. It holds the syncer, not only the engine:
+/// adding a source, or changing its credentials, asks the tracker who the
+/// key is, where the tracker would otherwise answer a rejected key as its
+/// anonymous user ([`crate::sync::identity`]).
 #[derive(Clone)]
-pub struct SourceApi(pub Arc<Engine>);
+pub struct SourceApi(pub Arc<Syncer>);
+
+impl SourceApi {
+    fn engine(&self) -> &Engine {
+        self.0.engine()
+    }
+}
 
 #[tonic::async_trait]
 impl pb::source_service_server::SourceService for SourceApi {
@@ -25,15 +36,25 @@ impl pb::source_service_server::SourceService for SourceApi {
     ) -> Reply<pb::CreateSourceResponse> {
         let s =
             convert::source_from_pb(required("source", req.get_ref().source.as_ref())?, "source")?;
-        let s = self.0.create_source(s).await?;
+        if self.engine().get_source(&s.id).is_ok() {
+            // Before asking the tracker: the answer would be the same.
+            return Err(crate::engine::Error::AlreadyExists(format!(
+                "source {} already exists",
+                crate::engine::quote(&s.id)
+            ))
+            .into());
+        }
+        let warnings = self.0.check_new_source(&s).await.map_err(sync_status)?;
+        let s = self.engine().create_source(s).await?;
         Ok(Response::new(pb::CreateSourceResponse {
             source: Some(convert::source_to_pb(&s)),
+            warnings,
         }))
     }
 
     async fn get_source(&self, req: Request<pb::GetSourceRequest>) -> Reply<pb::GetSourceResponse> {
         require_id("id", &req.get_ref().id)?;
-        let s = self.0.get_source(&req.get_ref().id)?;
+        let s = self.engine().get_source(&req.get_ref().id)?;
         Ok(Response::new(pb::GetSourceResponse {
             source: Some(convert::source_to_pb(&s)),
         }))
@@ -47,7 +68,7 @@ impl pb::source_service_server::SourceService for SourceApi {
         let size = page::page_size(r.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let token = PageToken::decode(&r.page_token, "ListSources")?;
         let (page, next) = page::paginate(
-            |after, limit| self.0.list_sources(after, limit),
+            |after, limit| self.engine().list_sources(after, limit),
             |s| s.id.clone(),
             token,
             "ListSources",
@@ -67,23 +88,34 @@ impl pb::source_service_server::SourceService for SourceApi {
         let incoming = required("source", r.source.as_ref())?;
         require_id("source.id", &incoming.id)?;
         let fields = fields_to_update(incoming, r.update_mask.as_ref(), source_field_set)?;
-        let s = self
-            .0
-            .update_source(&incoming.id, |s| {
-                let mut p = convert::source_to_pb(s);
-                for f in &fields {
-                    copy_source_field(&mut p, incoming, *f);
-                }
-                let updated = convert::source_from_pb(&p, "source")?;
-                *s = domain::Source {
-                    create_time: s.create_time,
-                    ..updated
-                };
-                Ok(())
-            })
-            .await?;
+        let apply = |s: &mut domain::Source| -> crate::engine::Result<()> {
+            let mut p = convert::source_to_pb(s);
+            for f in &fields {
+                copy_source_field(&mut p, incoming, *f);
+            }
+            let updated = convert::source_from_pb(&p, "source")?;
+            *s = domain::Source {
+                create_time: s.create_time,
+                ..updated
+            };
+            Ok(())
+        };
+        // New credentials (tracker, URL or token variable) are checked with
+        // the tracker before they are stored.
+        let before = self.engine().get_source(&incoming.id)?;
+        let mut after = before.clone();
+        apply(&mut after)?;
+        let warnings = if (after.kind, &after.base_url, &after.token_env)
+            != (before.kind, &before.base_url, &before.token_env)
+        {
+            self.0.check_new_source(&after).await.map_err(sync_status)?
+        } else {
+            Vec::new()
+        };
+        let s = self.engine().update_source(&incoming.id, apply).await?;
         Ok(Response::new(pb::UpdateSourceResponse {
             source: Some(convert::source_to_pb(&s)),
+            warnings,
         }))
     }
 
@@ -93,7 +125,7 @@ impl pb::source_service_server::SourceService for SourceApi {
     ) -> Reply<pb::DeleteSourceResponse> {
         let r = req.get_ref();
         require_id("id", &r.id)?;
-        let n = self.0.delete_source(&r.id, r.force).await?;
+        let n = self.engine().delete_source(&r.id, r.force).await?;
         Ok(Response::new(pb::DeleteSourceResponse {
             deleted_item_count: n as i64,
         }))

@@ -133,7 +133,8 @@ impl pb::split_service_server::SplitService for SplitApi {
             .map_err(sync_status)?;
         Ok(Response::new(pb::ApplySplitResponse {
             items: applied.items.iter().map(convert::item_to_pb).collect(),
-            created_count: applied.created as i32,
+            created_count: applied.created.len() as i32,
+            created_item_keys: applied.created,
         }))
     }
 }

@@ -22,6 +22,7 @@ pub fn sync_status(e: SyncError) -> Status {
         SyncError::AlreadyRunning(_) | SyncError::SplitRunning(_) => Status::aborted(e.to_string()),
         // `Http` is a 4xx that retrying cannot fix (bad query, unknown project).
         SyncError::Unauthorized { .. }
+        | SyncError::Anonymous { .. }
         | SyncError::Forbidden { .. }
         | SyncError::NotFound { .. }
         | SyncError::Http { .. }
@@ -109,6 +110,7 @@ impl pb::sync_service_server::SyncService for SyncApi {
                         upserted_count: s.upserted as i32,
                         not_modified: s.not_modified,
                         removed_count: s.removed as i32,
+                        warnings: s.warnings,
                     })),
                 }),
                 Err(e) => Err(sync_status(e)),

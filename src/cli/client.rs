@@ -6,7 +6,10 @@ use serde_json::{Value, json};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use super::output::{self, clip, enum_name, print_rows, time};
+use super::json;
+use super::output::{self, clip, enum_name, print_rows};
+use super::status::Doing;
+pub use super::status::rpc_error;
 use super::{Conn, ItemsArgs, LinkArgs, ObserveArgs, RankArgs, RankBy, StateArg};
 use crate::proto as pb;
 use pb::backlog_service_client::BacklogServiceClient;
@@ -19,6 +22,12 @@ pub type Client = InterceptedService<Channel, super::credentials::Bearer>;
 
 /// Connects to the sidecar at `url`, with an error that says what to do.
 pub async fn connect(url: &str) -> Result<Client> {
+    connect_for(url, Doing::Call).await
+}
+
+/// Connects to the sidecar at `url` for `doing`, whose words a sidecar that
+/// cannot be reached is described in.
+pub async fn connect_for(url: &str, doing: Doing<'_>) -> Result<Client> {
     let bearer = super::credentials::bearer()?;
     let endpoint = Channel::from_shared(url.to_string())
         .with_context(|| {
@@ -29,30 +38,11 @@ pub async fn connect(url: &str) -> Result<Client> {
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(60));
     let endpoint = super::client_tls::apply(endpoint, url)?;
-    let channel = endpoint.connect().await.with_context(|| {
-        let tls = if url.starts_with("https:") {
-            " Does --ca-cert (PLUMBLINE_CA_CERT) name the CA that signed its certificate?"
-        } else {
-            ""
-        };
-        format!("cannot reach plumbline at {url}; is `plumbline serve` running there?{tls}")
-    })?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!(super::status::unreachable(url, &e, doing)))?;
     Ok(InterceptedService::new(channel, bearer))
-}
-
-/// A gRPC error as a sentence, with field violations when there are any.
-pub fn rpc_error(status: tonic::Status) -> anyhow::Error {
-    use tonic_types::StatusExt;
-    match status.get_details_bad_request() {
-        Some(br) if !br.field_violations.is_empty() => {
-            let mut msg = status.code().description().to_string();
-            for v in br.field_violations {
-                msg.push_str(&format!("\n  - {}: {}", v.field, v.description));
-            }
-            anyhow::anyhow!(msg)
-        }
-        _ => anyhow::anyhow!("{}: {}", status.code().description(), status.message()),
-    }
 }
 
 /// Follows page tokens to the last page (or until `at_least` entries when it
@@ -89,18 +79,10 @@ fn flags(s: &pb::ItemScore) -> Vec<String> {
         .collect()
 }
 
-/// One ranked row.
+/// One ranked row: the rank and every field of the item's score.
 pub fn rank_row(r: &pb::RankedItem) -> Value {
     let s = r.score.clone().unwrap_or_default();
-    json!({
-        "rank": r.rank,
-        "item_key": s.item_key,
-        "title": s.title,
-        "value": s.value,
-        "size": s.size,
-        "value_density": s.value_density,
-        "flags": flags(&s),
-    })
+    json::with(json::message("ItemScore", &s), json!({ "rank": r.rank }))
 }
 
 pub const RANK_COLUMNS: &[(&str, &str)] = &[
@@ -147,8 +129,7 @@ async fn watch(a: RankArgs) -> Result<()> {
             let changes: Vec<Value> = msg
                 .changes
                 .iter()
-                .map(|c| json!({"item_key": c.item_key, "old_rank": c.old_rank, "new_rank": c.new_rank,
-                    "old_value_density": c.old_value_density, "new_value_density": c.new_value_density}))
+                .map(|c| json::message("RankChange", c))
                 .collect();
             let items: Vec<Value> = msg.items.iter().map(rank_row).collect();
             println!("{}", json!({"items": items, "changes": changes}));
@@ -220,29 +201,9 @@ pub async fn rank(a: RankArgs) -> Result<()> {
     Ok(())
 }
 
-/// The explanation of one score as JSON.
+/// The explanation of one score as JSON: every field of the score.
 pub fn explanation(s: &pb::ItemScore) -> Value {
-    json!({
-        "item_key": s.item_key,
-        "title": s.title,
-        "value": s.value,
-        "size": s.size,
-        "value_density": s.value_density,
-        "flags": flags(s),
-        "terms": s.terms.iter().map(|t| json!({
-            "hypothesis_id": t.hypothesis_id,
-            "goal_id": t.goal_id,
-            "goal_weight": t.goal_weight,
-            "metric_id": t.metric_id,
-            "gap": t.gap,
-            "metric_stale": t.metric_stale,
-            "expected_effect": t.expected_effect,
-            "confidence": t.confidence,
-            "contribution": t.contribution,
-            "effective_contribution": t.effective_contribution,
-            "value": t.value,
-        })).collect::<Vec<_>>(),
-    })
+    json::message("ItemScore", s)
 }
 
 /// Prints an explanation for people: the totals, then one row per term.
@@ -345,17 +306,17 @@ pub async fn items(a: ItemsArgs) -> Result<()> {
     let mut rows: Vec<Value> = items
         .iter()
         .map(|it| {
-            json!({
-                "key": it.key,
-                "state": enum_name(it.state().as_str_name(), "ITEM_STATE_"),
-                "estimate": it.estimate,
-                "labels": it.labels,
-                "title": if a.conn.json { it.title.clone() } else { clip(&it.title, 56) },
-                "url": it.url,
-                "tasks_open": it.tasks.iter().filter(|t| !t.done).count(),
-                "update_time": time(it.update_time.as_ref()),
-                "removed": it.removal.as_ref().map(removal_json),
-            })
+            let mut row = json::with(
+                json::message("Item", it),
+                json!({
+                    "tasks_open": it.tasks.iter().filter(|t| !t.done).count(),
+                    "removed": it.removal.as_ref().map(removal_json),
+                }),
+            );
+            if !a.conn.json {
+                row["title"] = Value::String(clip(&it.title, 56));
+            }
+            row
         })
         .collect();
     if a.limit > 0 {
@@ -396,7 +357,7 @@ pub async fn items(a: ItemsArgs) -> Result<()> {
 fn removal_json(r: &pb::Removal) -> Value {
     json!({
         "reason": enum_name(r.reason().as_str_name(), "REMOVAL_REASON_"),
-        "remove_time": time(r.remove_time.as_ref()),
+        "remove_time": super::output::time(r.remove_time.as_ref()),
         "detail": r.detail,
     })
 }
@@ -429,16 +390,18 @@ pub async fn goals(conn: &Conn) -> Result<()> {
     let rows: Vec<Value> = ordered
         .iter()
         .map(|(depth, g)| {
-            json!({
-                "id": g.id,
-                "tree": format!("{}{}", "  ".repeat(*depth), g.id),
-                "level": enum_name(g.level().as_str_name(), "GOAL_LEVEL_"),
-                "parent_id": g.parent_id,
-                "key_value_area": enum_name(g.key_value_area().as_str_name(), "KEY_VALUE_AREA_"),
-                "weight": g.weight.unwrap_or(1.0),
-                "effective_weight": g.effective_weight,
-                "title": if conn.json { g.title.clone() } else { clip(&g.title, 52) },
-            })
+            let mut row = json::with(
+                json::message("Goal", g),
+                json!({
+                    "tree": format!("{}{}", "  ".repeat(*depth), g.id),
+                    // Unset means the default weight, 1.
+                    "weight": g.weight.unwrap_or(1.0),
+                }),
+            );
+            if !conn.json {
+                row["title"] = Value::String(clip(&g.title, 52));
+            }
+            row
         })
         .collect();
     print_rows(
@@ -456,21 +419,9 @@ pub async fn goals(conn: &Conn) -> Result<()> {
     Ok(())
 }
 
-/// A metric as a JSON row.
+/// A metric as a JSON row: every field of it.
 pub fn metric_row(m: &pb::Metric) -> Value {
-    json!({
-        "id": m.id,
-        "name": m.name,
-        "unit": m.unit,
-        "direction": enum_name(m.direction().as_str_name(), "METRIC_DIRECTION_"),
-        "baseline": m.baseline,
-        "target": m.target,
-        "current_value": m.current_value,
-        "last_observe_time": time(m.last_observe_time.as_ref()),
-        "observation_count": m.observation_count,
-        "gap": m.gap,
-        "stale": m.stale,
-    })
+    json::message("Metric", m)
 }
 
 const METRIC_COLUMNS: &[(&str, &str)] = &[
@@ -523,16 +474,15 @@ pub async fn hypotheses(conn: &Conn) -> Result<()> {
     let rows: Vec<Value> = hypotheses
         .iter()
         .map(|h| {
-            json!({
-                "id": h.id,
-                "status": enum_name(h.status().as_str_name(), "HYPOTHESIS_STATUS_"),
-                "goal_id": h.goal_id,
-                "metric_id": h.metric_id,
-                "expected_effect": h.expected_effect,
-                "confidence": h.confidence.unwrap_or(0.5),
-                "value": h.value,
-                "statement": if conn.json { h.statement.clone() } else { clip(&h.statement, 60) },
-            })
+            let mut row = json::with(
+                json::message("Hypothesis", h),
+                // Unset means the default confidence, 0.5.
+                json!({ "confidence": h.confidence.unwrap_or(0.5) }),
+            );
+            if !conn.json {
+                row["statement"] = Value::String(clip(&h.statement, 60));
+            }
+            row
         })
         .collect();
     print_rows(
@@ -583,13 +533,7 @@ pub async fn link(a: LinkArgs) -> Result<()> {
         .into_inner()
         .link
         .unwrap_or_default();
-    let row = json!({
-        "item_key": l.item_key,
-        "hypothesis_id": l.hypothesis_id,
-        "contribution": l.contribution,
-        "origin": enum_name(l.origin().as_str_name(), "LINK_ORIGIN_"),
-        "rationale": l.rationale,
-    });
+    let row = json::message("Link", &l);
     print_rows(
         a.conn.json,
         &[row],
@@ -647,22 +591,7 @@ pub async fn goal_tree(conn: &Conn) -> Result<()> {
         .map_err(rpc_error)?
         .into_inner();
     if conn.json {
-        let goals: Vec<Value> = t
-            .goals
-            .iter()
-            .map(|g| {
-                json!({
-                    "goal_id": g.goal_id, "title": g.title, "parent_id": g.parent_id, "depth": g.depth,
-                    "effective_weight": g.effective_weight, "weighted_gap": g.weighted_gap,
-                    "addressed": g.addressed, "coverage": g.coverage, "unserved": g.unserved,
-                    "item_count": g.item_count,
-                    "items": g.items.iter().map(|i| json!({"item_key": i.item_key, "value_for_goal": i.value_for_goal,
-                        "value_density": i.value_density})).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let out = json!({"goals": goals, "unserved_goal_ids": t.unserved_goal_ids,
-            "unaligned_item_keys": t.unaligned_item_keys, "unaligned_item_count": t.unaligned_item_count});
+        let out = json::message("GetGoalTreeResponse", &t);
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }

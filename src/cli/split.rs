@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::Conn;
 use super::client::{connect, rpc_error};
+use super::json;
 use super::output::{self, clip, enum_name, print_rows};
 use crate::proto as pb;
 use pb::split_service_client::SplitServiceClient;
@@ -49,35 +50,31 @@ fn kind_name(kind: i32) -> String {
         .unwrap_or_else(|_| kind.to_string())
 }
 
-/// The proposal as JSON; the table view prints from the same rows.
+/// The proposal as JSON, every field of the answer; each plan's kind as
+/// `--apply` spells it, and each slice's index and whether it is the best
+/// first slice. The table view prints from the same rows.
 fn proposal_json(p: &pb::ProposeSplitsResponse) -> Value {
-    json!({
-        "item_key": p.item_key,
-        "title": p.title,
-        "value": p.value,
-        "size": p.size,
-        "value_density": p.value_density,
-        "size_threshold": p.size_threshold,
-        "oversized": p.oversized,
-        "plans": p.plans.iter().map(|plan| json!({
-            "kind": kind_name(plan.kind),
-            "best_slice_index": plan.best_slice_index,
-            "value_concentration": plan.value_concentration,
-            "slices": plan.slices.iter().enumerate().map(|(i, s)| json!({
-                "index": i,
-                "best": i as i32 == plan.best_slice_index,
-                "item_key": s.item_key,
-                "title": s.title,
-                "value": s.value,
-                "size": s.size,
-                "value_density": s.value_density,
-                "links": s.links.iter().map(|l| json!({
-                    "hypothesis_id": l.hypothesis_id,
-                    "contribution": l.contribution,
-                })).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
+    let mut out = json::message("ProposeSplitsResponse", p);
+    for (plan, v) in p.plans.iter().zip(
+        out["plans"]
+            .as_array_mut()
+            .map(|a| a.iter_mut())
+            .into_iter()
+            .flatten(),
+    ) {
+        v["kind"] = json!(kind_name(plan.kind));
+        for (i, s) in v["slices"]
+            .as_array_mut()
+            .map(|a| a.iter_mut())
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            s["index"] = json!(i);
+            s["best"] = json!(i as i32 == plan.best_slice_index);
+        }
+    }
+    out
 }
 
 const SLICE_COLUMNS: &[(&str, &str)] = &[
@@ -200,50 +197,55 @@ pub async fn split(a: SplitArgs) -> Result<()> {
         .items
         .iter()
         .map(|it| {
-            json!({
-                "key": it.key,
-                "parent_key": it.parent_key,
-                "estimate": it.estimate,
-                "title": if a.conn.json { it.title.clone() } else { clip(&it.title, 56) },
-                "url": it.url,
-            })
+            let mut row = json::with(
+                json::message("Item", it),
+                json!({ "new": r.created_item_keys.contains(&it.key) }),
+            );
+            if !a.conn.json {
+                row["title"] = json!(clip(&it.title, 56));
+            }
+            row
         })
         .collect();
     if a.conn.json {
-        let out = json!({
-            "item_key": a.item_key,
-            "plan": kind_name(kind as i32),
-            "write_back": a.write_back,
-            "created_count": r.created_count,
-            "items": rows,
-        });
+        let out = json::with(
+            json::message("ApplySplitResponse", &r),
+            json!({
+                "item_key": a.item_key,
+                "plan": kind_name(kind as i32),
+                "write_back": a.write_back,
+                "items": rows,
+            }),
+        );
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    if r.created_count == 0 {
+    let kind_text = kind_name(kind as i32);
+    let (total, created) = (r.items.len(), r.created_item_keys.len());
+    let where_ = if a.write_back { " in the tracker" } else { "" };
+    if created == 0 {
         println!(
-            "{} was already split by {}; nothing created. Its slices:",
-            a.item_key,
-            kind_name(kind as i32)
+            "{} was already split by {kind_text} into {total} items; nothing created. Its slices:",
+            a.item_key
+        );
+    } else if created == total {
+        println!(
+            "split {} by {kind_text} into {total} items, created{where_}; its links moved to them:",
+            a.item_key
         );
     } else {
         println!(
-            "split {} by {} into {} items{}; its links moved to them:",
+            "split {} by {kind_text} into {total} items: this call created {created}{where_} (marked new), \
+             the other {} came from an earlier call that stopped partway; its links moved to them:",
             a.item_key,
-            kind_name(kind as i32),
-            r.created_count,
-            if a.write_back {
-                ", created in the tracker"
-            } else {
-                ""
-            }
+            total - created
         );
     }
-    let mut columns = vec![
-        ("item", "key"),
-        ("estimate", "estimate"),
-        ("title", "title"),
-    ];
+    let mut columns = vec![("item", "key")];
+    if created > 0 && created < total {
+        columns.push(("new", "new"));
+    }
+    columns.extend([("estimate", "estimate"), ("title", "title")]);
     if a.write_back {
         columns.push(("url", "url"));
     }

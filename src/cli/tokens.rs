@@ -8,11 +8,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Conn;
 use super::client::{connect, rpc_error};
-use super::output::{print_rows, time};
+use super::output::print_rows;
 use crate::api::token_to_pb;
 use crate::auth::{Role, tokens};
 use crate::proto as pb;
@@ -118,14 +118,10 @@ async fn open_store(
         .with_context(|| format!("cannot open the database {}", db.display()))
 }
 
+/// Every field of a token (never its secret, which the answer holds only
+/// at creation).
 fn row(t: &pb::ApiToken) -> Value {
-    json!({
-        "id": t.id,
-        "name": t.name,
-        "role": super::output::enum_name(t.role().as_str_name(), "TOKEN_ROLE_"),
-        "create_time": time(t.create_time.as_ref()),
-        "revoke_time": time(t.revoke_time.as_ref()),
-    })
+    super::json::message("ApiToken", t)
 }
 
 pub async fn run(command: TokensCommand) -> Result<()> {

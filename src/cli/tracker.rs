@@ -8,8 +8,10 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
-use super::client::{all_pages, connect, rpc_error};
+use super::client::{all_pages, connect, connect_for, rpc_error};
+use super::json;
 use super::output::{enum_name, print_rows, time};
+use super::status::{Doing, sync_error};
 use super::{Conn, KindArg, SourceAddArgs, SyncArgs};
 use crate::proto as pb;
 use pb::source_service_client::SourceServiceClient;
@@ -17,7 +19,7 @@ use pb::sync_service_client::SyncServiceClient;
 
 pub async fn add_source(a: SourceAddArgs) -> Result<()> {
     let mut c = SourceServiceClient::new(connect(&a.conn.server).await?);
-    let s = c
+    let created = c
         .create_source(pb::CreateSourceRequest {
             source: Some(pb::Source {
                 id: a.id,
@@ -41,11 +43,17 @@ pub async fn add_source(a: SourceAddArgs) -> Result<()> {
         })
         .await
         .map_err(rpc_error)?
-        .into_inner()
-        .source
-        .unwrap_or_default();
+        .into_inner();
+    for w in &created.warnings {
+        eprintln!("warning: {w}");
+    }
+    let s = created.source.unwrap_or_default();
     if a.conn.json {
-        println!("{}", source_row(&s, None));
+        let row = json::with(
+            source_row(&s, None),
+            json!({ "warnings": created.warnings }),
+        );
+        println!("{row}");
     } else {
         println!(
             "added source {} ({}); sync it with: plumbline sync {}",
@@ -55,19 +63,19 @@ pub async fn add_source(a: SourceAddArgs) -> Result<()> {
     Ok(())
 }
 
+/// Every field of a source, its whole sync status under `sync_status`, and
+/// the status fields the table shows at the top level.
 fn source_row(s: &pb::Source, status: Option<&pb::SyncStatus>) -> Value {
-    json!({
-        "id": s.id,
-        "kind": enum_name(s.kind().as_str_name(), "TRACKER_KIND_"),
-        "base_url": s.base_url,
-        "project_key": s.project_key,
-        "token_env": s.token_env,
-        "estimate_field": s.estimate_field,
-        "sync_state": status.map(|st| enum_name(st.state().as_str_name(), "SYNC_STATE_")),
-        "cursor_time": status.map_or(Value::Null, |st| time(st.cursor_time.as_ref())),
-        "last_finish_time": status.map_or(Value::Null, |st| time(st.last_finish_time.as_ref())),
-        "last_error": status.map(|st| st.last_error.clone()).unwrap_or_default(),
-    })
+    json::with(
+        json::message("Source", s),
+        json!({
+            "sync_status": status.map(|st| json::message("SyncStatus", st)),
+            "sync_state": status.map(|st| enum_name(st.state().as_str_name(), "SYNC_STATE_")),
+            "cursor_time": status.map_or(Value::Null, |st| time(st.cursor_time.as_ref())),
+            "last_finish_time": status.map_or(Value::Null, |st| time(st.last_finish_time.as_ref())),
+            "last_error": status.map(|st| st.last_error.clone()).unwrap_or_default(),
+        }),
+    )
 }
 
 pub async fn list_sources(conn: &Conn) -> Result<()> {
@@ -179,8 +187,11 @@ impl Progress {
             }
             Progress::Lines { json: true } => println!(
                 "{}",
-                json!({"event": "page", "page": p.page, "items": p.item_count, "upserted": p.upserted_count,
-                       "total_upserted": p.total_upserted, "requests": p.total_requests})
+                json::with(
+                    json::message("PageFetched", p),
+                    json!({"event": "page", "items": p.item_count, "upserted": p.upserted_count,
+                           "requests": p.total_requests})
+                )
             ),
             Progress::Lines { json: false } => println!(
                 "page {}: {} items, {} new or changed (total {}, {} requests)",
@@ -200,7 +211,10 @@ impl Progress {
             Progress::Lines { json: true } => {
                 println!(
                     "{}",
-                    json!({"event": "rate_limit_wait", "until": until, "reason": w.reason})
+                    json::with(
+                        json::message("RateLimitWait", w),
+                        json!({"event": "rate_limit_wait"})
+                    )
                 )
             }
             Progress::Lines { json: false } => {
@@ -218,14 +232,15 @@ impl Progress {
 
 pub async fn sync(a: SyncArgs) -> Result<()> {
     use pb::sync_source_response::Event;
-    let mut c = SyncServiceClient::new(connect(&a.conn.server).await?);
+    let doing = Doing::Sync { source: &a.source };
+    let mut c = SyncServiceClient::new(connect_for(&a.conn.server, doing).await?);
     let mut stream = c
         .sync_source(pb::SyncSourceRequest {
             source_id: a.source.clone(),
             full: a.full,
         })
         .await
-        .map_err(rpc_error)?
+        .map_err(|s| sync_error(s, &a.source))?
         .into_inner();
     let progress = Progress::new(a.conn.json);
     loop {
@@ -237,7 +252,7 @@ pub async fn sync(a: SyncArgs) -> Result<()> {
             }
             Err(status) => {
                 progress.finish();
-                return Err(rpc_error(status));
+                return Err(sync_error(status, &a.source));
             }
         };
         match msg.event {
@@ -245,12 +260,17 @@ pub async fn sync(a: SyncArgs) -> Result<()> {
             Some(Event::RateLimitWait(w)) => progress.wait(&w),
             Some(Event::Done(d)) => {
                 progress.finish();
+                for w in &d.warnings {
+                    eprintln!("warning: {w}");
+                }
                 if a.conn.json {
                     println!(
                         "{}",
-                        json!({"event": "done", "source": a.source, "pages": d.pages, "requests": d.requests,
-                               "upserted": d.upserted_count, "not_modified": d.not_modified,
-                               "removed": d.removed_count})
+                        json::with(
+                            json::message("SyncDone", &d),
+                            json!({"event": "done", "source": a.source, "upserted": d.upserted_count,
+                                   "removed": d.removed_count})
+                        )
                     );
                 } else if d.not_modified {
                     println!(

@@ -238,14 +238,29 @@ pub async fn trend(a: TrendArgs) -> Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if a.conn.json {
-        let out = json!({
-            "metric_id": t.metric_id, "unit": t.unit, "baseline": t.baseline, "target": t.target,
-            "points": t.points.iter().map(|p| json!({"time": time(p.observe_time.as_ref()), "value": p.value})).collect::<Vec<_>>(),
-            "releases": t.releases.iter().map(|r| {
-                let rel = r.release.clone().unwrap_or_default();
-                json!({"id": rel.id, "time": time(rel.release_time.as_ref()), "item_keys": rel.item_keys, "hypothesis_ids": r.hypothesis_ids})
-            }).collect::<Vec<_>>(),
-        });
+        let mut out = super::json::message("GetMetricTrendResponse", &t);
+        // The short names of earlier versions, next to every field.
+        for (p, v) in t.points.iter().zip(
+            out["points"]
+                .as_array_mut()
+                .map(|a| a.iter_mut())
+                .into_iter()
+                .flatten(),
+        ) {
+            v["time"] = time(p.observe_time.as_ref());
+        }
+        for (r, v) in t.releases.iter().zip(
+            out["releases"]
+                .as_array_mut()
+                .map(|a| a.iter_mut())
+                .into_iter()
+                .flatten(),
+        ) {
+            let rel = r.release.clone().unwrap_or_default();
+            v["id"] = json!(rel.id);
+            v["time"] = time(rel.release_time.as_ref());
+            v["item_keys"] = json!(rel.item_keys);
+        }
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }

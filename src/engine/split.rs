@@ -26,8 +26,10 @@ pub struct AppliedSplit {
     /// The slices in slice order: created by this call, or found from an
     /// earlier application of the same plan.
     pub items: Vec<Item>,
-    /// How many of them this call created.
-    pub created: usize,
+    /// The keys of those this call created, in slice order; the others
+    /// were made by an earlier call (one that stopped partway, or the same
+    /// plan applied before).
+    pub created: Vec<String>,
 }
 
 /// The planner's view of `item`: its score terms with their hypotheses'
@@ -102,6 +104,24 @@ fn no_plan(key: &str, kind: PlanKind, s: &SplitSubject) -> Error {
     })
 }
 
+/// Why a closed item is not split: its slices would be open items under a
+/// closed parent, which is no backlog (the work is done) and which trackers
+/// refuse (Redmine answers 422, "An open issue cannot be attached to a
+/// closed parent task"). Slices found from an earlier, partial application
+/// are named, so that the reader knows what already exists.
+fn closed_item(key: &str, found: &BTreeMap<usize, Item>) -> Error {
+    let earlier = if found.is_empty() {
+        String::new()
+    } else {
+        let keys: Vec<String> = found.values().map(Item::key).collect();
+        format!(" (slices made before it was closed: {})", keys.join(", "))
+    };
+    Error::FailedPrecondition(format!(
+        "item {} is closed: its slices would be open items under a closed parent, which trackers refuse (Redmine: an open issue cannot be attached to a closed parent task); reopen it in its tracker to split it{earlier}",
+        quote(key)
+    ))
+}
+
 /// One slice of a plan about to be applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DraftSlice {
@@ -165,7 +185,9 @@ impl Engine {
     /// them). Applying the same plan again finds the slices by their notes
     /// and returns them with `created` 0. A plan by child, a plan that does
     /// not apply, an item split before by the other plan or partly into a
-    /// tracker, or a slice key taken by another item are FAILED_PRECONDITION.
+    /// tracker, a closed item (unless the plan was applied before it closed:
+    /// that answers its slices), or a slice key taken by another item are
+    /// FAILED_PRECONDITION.
     pub async fn apply_split(&self, key: &str, kind: PlanKind) -> Result<AppliedSplit> {
         let _w = self.writes.lock().await;
         let draft = match self.start_split(key, kind).await? {
@@ -222,8 +244,7 @@ impl Engine {
                 });
             }
         }
-        let created = items.len();
-        self.finish_split_locked(&draft, items, created).await
+        self.finish_split_locked(&draft, items).await
     }
 
     /// The first step of applying a plan, for callers that create the slices
@@ -264,10 +285,13 @@ impl Engine {
         {
             return Ok(SplitStart::Done(AppliedSplit {
                 items: by_n.into_values().collect(),
-                created: 0,
+                created: Vec::new(),
             }));
         }
 
+        if item.state == ItemState::Closed {
+            return Err(closed_item(key, &by_n));
+        }
         let ix = self.read();
         let subject = subject(&ix, &item)?;
         let plan = split::plan(&subject, kind).ok_or_else(|| no_plan(key, kind, &subject))?;
@@ -320,23 +344,25 @@ impl Engine {
     /// The last step of applying a plan: stores `items`, one per slice of
     /// `draft` in slice order, gives each the links of its slice and removes
     /// the split item's own, in one transaction. `created` is how many of
-    /// them this application created.
-    pub async fn finish_split(
-        &self,
-        draft: &SplitDraft,
-        items: Vec<Item>,
-        created: usize,
-    ) -> Result<AppliedSplit> {
+    /// them this application created: those of the slices without an
+    /// `existing` item.
+    pub async fn finish_split(&self, draft: &SplitDraft, items: Vec<Item>) -> Result<AppliedSplit> {
         let _w = self.writes.lock().await;
-        self.finish_split_locked(draft, items, created).await
+        self.finish_split_locked(draft, items).await
     }
 
     async fn finish_split_locked(
         &self,
         draft: &SplitDraft,
         items: Vec<Item>,
-        created: usize,
     ) -> Result<AppliedSplit> {
+        let created: Vec<String> = draft
+            .slices
+            .iter()
+            .zip(&items)
+            .filter(|(slice, _)| slice.existing.is_none())
+            .map(|(_, it)| it.key())
+            .collect();
         let key = draft.item.key();
         let kind = draft.kind;
         let now = Utc::now();

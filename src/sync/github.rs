@@ -10,6 +10,8 @@
 //!   a Link elsewhere ends the sync ([`super::same_origin_page`]).
 //! - Auth: `Authorization: Bearer TOKEN`; ETags make an unchanged answer a
 //!   304 that does not count against the rate limit.
+//! - Labels: objects with a `name`, or plain strings (the API description
+//!   allows both); both are read.
 //! - Estimate: from a label such as `size:3` (`estimate_field` =
 //!   `label:size:`, the default), since GitHub issues have no estimate field.
 //! - Parent: GitHub issues have no parent field here; an issue whose body
@@ -52,9 +54,23 @@ struct Issue {
     pull_request: Option<serde_json::Value>,
 }
 
+/// A label as GitHub's API description allows it: an object with a `name`
+/// (what the issues endpoints answer today) or a plain string. A label
+/// without a name is dropped rather than failing the page.
 #[derive(Debug, Deserialize)]
-struct Label {
-    name: String,
+#[serde(untagged)]
+enum Label {
+    Name(String),
+    Object { name: Option<String> },
+}
+
+impl Label {
+    fn into_name(self) -> Option<String> {
+        match self {
+            Label::Name(n) => Some(n),
+            Label::Object { name } => name,
+        }
+    }
 }
 
 /// The estimate carried by a label `<prefix><number>` (e.g. `size:3`).
@@ -245,7 +261,7 @@ fn label_prefix(source: &Source) -> String {
 
 /// One issue as an item.
 fn issue_item(source: &Source, prefix: &str, i: Issue) -> Item {
-    let labels: Vec<String> = i.labels.into_iter().map(|l| l.name).collect();
+    let labels: Vec<String> = i.labels.into_iter().filter_map(Label::into_name).collect();
     let body = i.body.unwrap_or_default();
     Item {
         source_id: source.id.clone(),

@@ -14,6 +14,7 @@
 pub mod github;
 pub mod gitlab;
 pub mod http;
+pub mod identity;
 pub mod jira;
 pub mod redact;
 pub mod redmine;
@@ -75,6 +76,21 @@ pub enum SyncError {
         "source {source_id:?}: the tracker refused the credentials (401): {message}; check the token in the environment variable the source names"
     )]
     Unauthorized { source_id: String, message: String },
+    /// The tracker would answer the source's requests as its anonymous
+    /// user, though the source names a token: the key is wrong or revoked,
+    /// or the tracker ignores keys (Redmine with its REST API disabled).
+    /// Redmine answers a wrong key on a public project as anonymous (200),
+    /// so only its "who am I" endpoint tells ([`identity`]).
+    #[error(
+        "source {source_id:?}: the tracker does not accept the key in {var}: {endpoint} answered {status} ({message}), so every request would run as the anonymous user (public issues only, no write-back); check the key (Redmine: My account, API access key) and that the tracker's REST API is enabled (Redmine: Administration, Settings, API)"
+    )]
+    Anonymous {
+        source_id: String,
+        var: String,
+        endpoint: String,
+        status: u16,
+        message: String,
+    },
     #[error(
         "source {source_id:?}: access denied (403): {message}; the token may lack a scope or the project is private"
     )]
@@ -193,6 +209,19 @@ impl SyncError {
             },
             SyncError::Forbidden { source_id, message } => SyncError::Forbidden {
                 source_id,
+                message: s(message),
+            },
+            SyncError::Anonymous {
+                source_id,
+                var,
+                endpoint,
+                status,
+                message,
+            } => SyncError::Anonymous {
+                source_id,
+                var,
+                endpoint: s(endpoint),
+                status,
                 message: s(message),
             },
             SyncError::NotFound {
@@ -376,7 +405,7 @@ pub enum SyncEvent {
 }
 
 /// What a finished sync did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncSummary {
     pub pages: u32,
     pub requests: u32,
@@ -386,6 +415,9 @@ pub struct SyncSummary {
     /// moved issues) and, after a completed full sync, those it no longer
     /// returned.
     pub removed: u32,
+    /// What the sync did that may not be what was meant (a source without a
+    /// token that the tracker answers as anonymous).
+    pub warnings: Vec<String>,
 }
 
 /// One page of tracker items, mapped to the domain.
@@ -458,6 +490,24 @@ pub trait Connector: Send + Sync {
     /// cannot read (GitHub, which says 410 for deleted).
     fn not_found_is_deleted(&self) -> bool {
         true
+    }
+
+    /// The endpoint that answers who the token authenticates as, for a
+    /// tracker that answers a rejected token as its anonymous user instead
+    /// of refusing it (Redmine); `None` (the default) where a wrong token is
+    /// refused on every request anyway (GitHub, GitLab and Jira answer 401).
+    fn identity_url(&self, _source: &Source) -> Result<Option<Url>, SyncError> {
+        Ok(None)
+    }
+
+    /// The user an answer of [`identity_url`](Self::identity_url) names (its
+    /// login), and nothing else of it: Redmine's answer holds the API key.
+    fn parse_identity(&self, source: &Source, _fetched: &Fetched) -> Result<String, SyncError> {
+        Err(SyncError::Config {
+            source_id: source.id.clone(),
+            detail: "this tracker has no identity endpoint".into(),
+            source: None,
+        })
     }
 
     /// The URL and JSON body that create one issue under `parent` in the
@@ -628,6 +678,8 @@ pub struct Syncer {
     /// call are spawned through.
     lifecycle: Lifecycle,
     running: Mutex<HashSet<String>>,
+    /// Whose keys were recently confirmed by the tracker ([`identity`]).
+    identities: identity::Confirmed,
     /// Items whose split is being applied ([`Syncer::apply_split`]).
     splitting: Mutex<HashSet<String>>,
 }
@@ -651,6 +703,7 @@ impl Syncer {
             http,
             lifecycle: Lifecycle::default(),
             running: Mutex::new(HashSet::new()),
+            identities: identity::Confirmed::default(),
             splitting: Mutex::new(HashSet::new()),
         }
     }
@@ -779,6 +832,16 @@ impl Syncer {
         let conn = connector(source.kind);
         let token = source_token(source)?;
         let headers = conn.headers(source, token.as_deref())?;
+        // A tracker that answers a rejected key as anonymous is asked who
+        // the key is first (see `identity`).
+        let mut asked = summary.requests;
+        let identity = self.identity(source, events, &mut asked).await;
+        summary.requests = asked;
+        if identity? == identity::Identity::NoToken {
+            let w = identity::no_token_warning(source);
+            tracing::warn!("{w}");
+            summary.warnings.push(w);
+        }
         if full {
             state.cursor = Default::default();
             state.etag.clear();

@@ -11,6 +11,12 @@
 //!   `offset` + `limit` while that is below `total_count`.
 //! - Auth: `X-Redmine-API-Key: KEY`, the user's API access key (an
 //!   administrator must enable the REST API).
+//! - Who the key is: Redmine answers a wrong key (or any key, with the REST
+//!   API disabled) as its anonymous user, so a public project syncs "fine"
+//!   and only a write-back fails. `GET /users/current.json` answers 401 for
+//!   the anonymous user (403 with the REST API disabled) and the user
+//!   otherwise: it is asked when a source with a key is added or its
+//!   credentials change, and before a sync (see [`super::identity`]).
 //! - State: `status.is_closed` (recent Redmine, 5.1 on). Older Redmine does
 //!   not send it; then an issue is closed when it has a `closed_on` and its
 //!   status is not one of Redmine's default open ones (New, In Progress,
@@ -50,6 +56,19 @@ struct IssueList {
     total_count: Option<u64>,
     offset: Option<u64>,
     limit: Option<u64>,
+}
+
+/// `GET /users/current.json`: the user the key authenticates as. Only the
+/// login is read; the answer also holds the user's API key, which is never
+/// kept.
+#[derive(Debug, Deserialize)]
+struct CurrentUser {
+    user: UserLogin,
+}
+
+#[derive(Debug, Deserialize)]
+struct UserLogin {
+    login: String,
 }
 
 /// The answer to a create: the issue, wrapped.
@@ -214,6 +233,15 @@ impl Connector for Redmine {
             ));
         }
         Ok(h)
+    }
+
+    fn identity_url(&self, source: &Source) -> Result<Option<Url>, SyncError> {
+        join_url(source, "users/current.json").map(Some)
+    }
+
+    fn parse_identity(&self, source: &Source, fetched: &Fetched) -> Result<String, SyncError> {
+        let current: CurrentUser = parse_json(source, fetched)?;
+        Ok(current.user.login)
     }
 
     fn first_url(

@@ -134,6 +134,6 @@ impl Syncer {
             created.push(it.clone());
             items.push(it);
         }
-        Ok(engine.finish_split(&draft, items, created.len()).await?)
+        Ok(engine.finish_split(&draft, items).await?)
     }
 }

@@ -423,6 +423,19 @@ async fn the_cli_sends_the_token_from_the_environment_or_a_file() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A refusal names its kind, then plumbline's own reason.
+    let out = cli(
+        &["sources", "remove", "web", "--force", "--server", &url],
+        &[("PLUMBLINE_TOKEN", &a.read)],
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: permission denied: /plumbline.v1.SourceService/DeleteSource needs the admin role"),
+        "{err}"
+    );
+
     let file = a._dir.path().join("token");
     std::fs::write(&file, format!("{}\n", a.read)).expect("token file");
     let f = file.to_str().expect("utf-8");

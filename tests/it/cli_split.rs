@@ -126,7 +126,7 @@ async fn split_proposes_plans_and_applies_one_once() {
 
     let again = stdout(&["split", "web/7", "--apply", "task", "--server", url]).await;
     assert!(
-        again.contains("already split by task; nothing created"),
+        again.contains("already split by task into 2 items; nothing created"),
         "{again}"
     );
     assert_eq!(all_items(&s, "web").await.len(), 3);
@@ -242,6 +242,103 @@ async fn split_write_back_creates_the_slices_in_the_tracker_once() {
     // --write-back only goes with --apply.
     let out = run_cli(&["split", "gh/7", "--write-back", "--server", url]).await;
     assert!(!out.status.success());
+    mock.verify().await;
+    s.stop().await;
+}
+
+/// After a write-back that stopped partway, the retry creates only the
+/// missing slices; the CLI says how many items the plan holds and how many
+/// this call created (not "split into 2 items" above a list of 3), marks the
+/// new ones, and its JSON carries both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_write_back_reports_the_plan_and_what_this_call_created() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, Respond, ResponseTemplate};
+
+    /// GitHub's create: 201 with the issue, numbered from 51; the second
+    /// call fails with a 502 (which plumbline does not send again).
+    struct Creates(std::sync::atomic::AtomicU64);
+    impl Respond for Creates {
+        fn respond(&self, req: &wiremock::Request) -> ResponseTemplate {
+            let call = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if call == 1 {
+                return ResponseTemplate::new(502).set_body_string("Bad Gateway");
+            }
+            let sent: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+            let n = 51 + call - u64::from(call > 1);
+            ResponseTemplate::new(201).set_body_json(serde_json::json!({
+                "number": n, "title": sent["title"], "body": sent["body"], "state": "open",
+                "html_url": format!("https://github.com/acme/shop/issues/{n}"),
+                "labels": sent["labels"].as_array().unwrap().iter()
+                    .map(|l| serde_json::json!({"name": l})).collect::<Vec<_>>(),
+                "created_at": "2026-11-20T10:00:00Z", "updated_at": "2026-11-20T10:00:00Z",
+            }))
+        }
+    }
+    const TOKEN_VAR: &str = "PLB_TEST_CLI_WRITE_BACK_TOKEN";
+    set_test_token(TOKEN_VAR, "ghp_clitoken");
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/shop/issues"))
+        .respond_with(Creates(0.into()))
+        .expect(4)
+        .mount(&mock)
+        .await;
+    let s = TestServer::start().await;
+    create_source(
+        &s,
+        pb::Source {
+            id: "gh".into(),
+            kind: pb::TrackerKind::Github as i32,
+            base_url: mock.uri(),
+            project_key: "acme/shop".into(),
+            token_env: TOKEN_VAR.into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    upsert(
+        &s,
+        vec![pb::Item {
+            body: "- [ ] Backend\n- [ ] Frontend\n- [ ] Docs".into(),
+            ..estimated(item("gh", "7", "Saved carts"), 9.0)
+        }],
+    )
+    .await;
+    let url = s.server().url();
+    let args = [
+        "split",
+        "gh/7",
+        "--apply",
+        "task",
+        "--write-back",
+        "--server",
+        url.as_str(),
+    ];
+    let out = run_cli(&args).await;
+    assert!(!out.status.success(), "slice 2 failed with a 502");
+
+    let out = stdout(&args).await;
+    assert!(
+        out.contains(
+            "split gh/7 by task into 3 items: this call created 2 in the tracker (marked new), \
+             the other 1 came from an earlier call that stopped partway"
+        ),
+        "{out}"
+    );
+    let table_rows: Vec<&str> = out.lines().filter(|l| l.contains("gh/5")).collect();
+    assert_eq!(table_rows.len(), 3, "{out}");
+    assert!(!table_rows[0].contains("yes"), "gh/51 is not new: {out}");
+    assert!(
+        table_rows[1].contains("yes") && table_rows[2].contains("yes"),
+        "{out}"
+    );
+
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let again = cli_json(&json_args).await;
+    assert_eq!(again["created_count"], 0);
+    assert_eq!(again["items"].as_array().unwrap().len(), 3);
     mock.verify().await;
     s.stop().await;
 }

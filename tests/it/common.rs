@@ -267,6 +267,11 @@ const TEST_TOKENS: &[(&str, &str)] = &[
         "PLB_TEST_REDMINE_TOKEN",
         "3f9c2b7a1e8d4c6b5a0f9e8d7c6b5a4f3e2d1c0b",
     ),
+    // A key Redmine does not know (it answers such a key as anonymous).
+    (
+        "PLB_TEST_REDMINE_WRONG_KEY",
+        "0badc0ffee0badc0ffee0badc0ffee0badc0ffee",
+    ),
 ];
 
 /// Makes sure `var` holds `value` before a sync reads it: the first call

@@ -171,6 +171,17 @@ async fn start() -> (MockServer, Redmine, TestServer) {
         .respond_with(Create(tracker.clone(), Mutex::new(500)))
         .mount(&mock)
         .await;
+    // Who the key is: plumbline asks before a sync (Redmine answers a
+    // rejected key as anonymous on the lists).
+    Mock::given(method("GET"))
+        .and(path("/redmine/users/current.json"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "application/json; charset=utf-8")
+                .set_body_string(fixture("redmine/users-current.json")),
+        )
+        .mount(&mock)
+        .await;
     let s = TestServer::start().await;
     value_model_for_rules(&s).await;
     create_source(

@@ -608,6 +608,11 @@ async fn a_failure_partway_keeps_what_was_created_and_a_retry_creates_the_rest()
     let r = write_back(&s, "rm/7", pb::SplitPlanKind::ByTask).await;
     assert_eq!(r.created_count, 2, "only the missing slices");
     assert_eq!(item_keys(&r), ["rm/501", "rm/502", "rm/503"]);
+    assert_eq!(
+        r.created_item_keys,
+        ["rm/502", "rm/503"],
+        "what this call made"
+    );
     let sent = posted(&mock).await;
     let notes: Vec<&str> = sent
         .iter()
@@ -828,5 +833,80 @@ async fn a_source_outside_the_outbound_policy_writes_nothing_back() {
     );
     assert_eq!(all_items(&s, "gh").await.len(), 1);
     mock.verify().await;
+    s.stop().await;
+}
+
+/// A closed item is not split: Redmine refuses an open issue under a closed
+/// parent (422), and no tracker's backlog wants open slices of done work. The
+/// refusal comes before any tracker call, with write-back or without; the
+/// mocks answer as Redmine does, should a request slip through.
+#[tokio::test]
+async fn a_closed_item_is_refused_before_the_tracker_is_called() {
+    for setup in [&GITHUB, &GITLAB, &REDMINE, &JIRA] {
+        let mock = MockServer::start().await;
+        // (Adding the Redmine source asks who the key is, with a GET.)
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(422).set_body_json(
+                json!({"errors": ["An open issue cannot be attached to a closed parent task"]}),
+            ))
+            .expect(0)
+            .mount(&mock)
+            .await;
+        let s = start(&mock, setup).await;
+        let key = original(setup);
+        upsert(
+            &s,
+            vec![pb::Item {
+                body: BODY.into(),
+                ..closed(estimated(
+                    item(setup.source, setup.external_id, "One-step checkout"),
+                    12.0,
+                ))
+            }],
+        )
+        .await;
+        for write_back in [true, false] {
+            let err = assert_code(
+                try_apply(&s, &key, pb::SplitPlanKind::ByTask, write_back).await,
+                Code::FailedPrecondition,
+            );
+            assert!(
+                err.message().starts_with(&format!(
+                    "item \"{key}\" is closed: its slices would be open items under a closed parent"
+                )),
+                "{err:?}"
+            );
+            assert!(err.message().contains("reopen it"), "{err:?}");
+        }
+        assert_eq!(all_items(&s, setup.source).await.len(), 1, "nothing made");
+        assert_eq!(links_of(&s, &key).await.len(), 2, "links untouched");
+        mock.verify().await;
+        s.stop().await;
+    }
+}
+
+/// A plan applied while the item was open still answers its slices once the
+/// item closes: nothing is created, so nothing is refused.
+#[tokio::test]
+async fn a_plan_applied_before_the_item_closed_still_answers_its_slices() {
+    let mock = MockServer::start().await;
+    let s = start(&mock, &JIRA).await;
+    let made = try_apply(&s, "ops/OPS-7", pb::SplitPlanKind::ByTask, false)
+        .await
+        .expect("ApplySplit");
+    upsert(
+        &s,
+        vec![pb::Item {
+            body: BODY.into(),
+            ..closed(estimated(item("ops", "OPS-7", "One-step checkout"), 12.0))
+        }],
+    )
+    .await;
+    let again = write_back(&s, "ops/OPS-7", pb::SplitPlanKind::ByTask).await;
+    assert_eq!(
+        (again.created_count, item_keys(&again)),
+        (0, item_keys(&made))
+    );
+    assert!(again.created_item_keys.is_empty());
     s.stop().await;
 }

@@ -566,3 +566,54 @@ async fn sync_rpcs_validate_their_input() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 }
+
+/// GitHub's API description allows a label to be a plain string as well as
+/// an object; a page holding both kinds is read whole, and a string label
+/// links and estimates as an object label does.
+#[tokio::test]
+async fn labels_given_as_plain_strings_are_read_like_label_objects() {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(json(fixture("github/issues-string-labels.json")))
+        .mount(&mock)
+        .await;
+    let s = setup(&mock).await;
+
+    let run = run_sync(&s, "gh", false).await;
+    assert_eq!(run.done().upserted_count, 2, "the page is not malformed");
+    let items = all_items(&s, "gh").await;
+    let got: Vec<(&str, Vec<&str>, Option<f64>)> = items
+        .iter()
+        .map(|i| {
+            (
+                i.key.as_str(),
+                i.labels.iter().map(String::as_str).collect(),
+                i.estimate,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "gh/21",
+                vec!["checkout", "size:2", "hypothesis:H-1"],
+                Some(2.0)
+            ),
+            ("gh/22", vec!["payments", "size:3"], Some(3.0)),
+        ]
+    );
+    let links = s
+        .backlog()
+        .list_links(pb::ListLinksRequest {
+            item_key: "gh/21".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .links;
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].hypothesis_id, "H-1", "the string label links");
+}

@@ -92,6 +92,7 @@ async fn setup(mock: &MockServer) -> TestServer {
 
 async fn setup_with(mock: &MockServer, estimate_field: &str) -> TestServer {
     set_test_token(TOKEN_VAR, TOKEN);
+    mount_current_user(mock).await;
     let s = TestServer::start().await;
     value_model_for_rules(&s).await;
     create_source(
@@ -162,8 +163,26 @@ async fn links_of(s: &TestServer, key: &str) -> Vec<(String, f64, i32)> {
         .collect()
 }
 
+/// The requests the mock received for issues (not who the key is).
 async fn requests(mock: &MockServer) -> Vec<wiremock::Request> {
-    mock.received_requests().await.unwrap_or_default()
+    mock.received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.url.path() != CURRENT_USER)
+        .collect()
+}
+
+const CURRENT_USER: &str = "/redmine/users/current.json";
+
+/// Redmine's answer to who the key is: the user, for the test key.
+async fn mount_current_user(mock: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path(CURRENT_USER))
+        .and(header("x-redmine-api-key", TOKEN))
+        .respond_with(json(fixture("redmine/users-current.json")))
+        .mount(mock)
+        .await;
 }
 
 #[tokio::test]
@@ -470,4 +489,237 @@ async fn a_thousand_issues_sync_by_offset_and_a_resync_costs_one_request() {
         (1, 0)
     );
     assert_eq!(requests(&mock).await.len() - before, 1);
+}
+
+const WRONG_VAR: &str = "PLB_TEST_REDMINE_WRONG_KEY";
+const WRONG_KEY: &str = "0badc0ffee0badc0ffee0badc0ffee0badc0ffee";
+
+/// Redmine on a public project: issues answer anyone, a wrong key included
+/// (as the anonymous user), and `/users/current.json` answers 401 to
+/// anyone but a known key, as Redmine's `require_login` does for the API.
+async fn mount_public_project(mock: &MockServer) {
+    mount_current_user(mock).await;
+    Mock::given(method("GET"))
+        .and(path(CURRENT_USER))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .insert_header("www-authenticate", "Basic realm=\"Redmine API\"")
+                .insert_header("content-type", "text/html"),
+        )
+        .with_priority(10)
+        .mount(mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(json(list(
+            vec![plain_issue(201, "2026-11-02T09:00:00Z")],
+            1,
+            0,
+        )))
+        .mount(mock)
+        .await;
+}
+
+fn redmine_source(token_env: &str, mock: &MockServer) -> pb::Source {
+    pb::Source {
+        id: "rm".into(),
+        kind: pb::TrackerKind::Redmine as i32,
+        base_url: format!("{}/redmine", mock.uri()),
+        project_key: "shop".into(),
+        token_env: token_env.into(),
+        ..Default::default()
+    }
+}
+
+/// A wrong key on a public project: Redmine would answer every request as
+/// anonymous (200), so the sync would "succeed" and only a write-back fail.
+/// Adding the source with it is refused, naming the variable (never the key)
+/// and what to check; so is changing a source to it; and a source whose key
+/// could not be checked when it was added fails its sync, storing nothing.
+#[tokio::test]
+async fn a_key_redmine_answers_as_anonymous_is_refused_when_added_and_synced() {
+    set_test_token(WRONG_VAR, WRONG_KEY);
+    let mock = MockServer::start().await;
+    mount_public_project(&mock).await;
+    let s = TestServer::start().await;
+
+    let err = assert_code(
+        s.sources()
+            .create_source(pb::CreateSourceRequest {
+                source: Some(redmine_source(WRONG_VAR, &mock)),
+            })
+            .await,
+        Code::FailedPrecondition,
+    );
+    let msg = err.message();
+    assert!(
+        msg.starts_with(&format!(
+            "source \"rm\": the tracker does not accept the key in {WRONG_VAR}: /redmine/users/current.json answered 401"
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("anonymous user"), "{msg}");
+    assert!(!msg.contains(WRONG_KEY), "never the key: {msg}");
+    assert_code(
+        s.sources()
+            .get_source(pb::GetSourceRequest { id: "rm".into() })
+            .await,
+        Code::NotFound,
+    );
+
+    // The CLI says the same, in plumbline's words.
+    let out = run_cli(&[
+        "sources",
+        "add",
+        "rm",
+        "--kind",
+        "redmine",
+        "--url",
+        &format!("{}/redmine", mock.uri()),
+        "--project",
+        "shop",
+        "--token-env",
+        WRONG_VAR,
+        "--server",
+        &s.server().url(),
+    ])
+    .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: source \"rm\": the tracker does not accept the key"),
+        "{stderr}"
+    );
+
+    // A good key is accepted; changing to the wrong one is refused.
+    set_test_token(TOKEN_VAR, TOKEN);
+    let made = s
+        .sources()
+        .create_source(pb::CreateSourceRequest {
+            source: Some(redmine_source(TOKEN_VAR, &mock)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(made.warnings.is_empty(), "{:?}", made.warnings);
+    let err = assert_code(
+        s.sources()
+            .update_source(pb::UpdateSourceRequest {
+                source: Some(pb::Source {
+                    id: "rm".into(),
+                    token_env: WRONG_VAR.into(),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["token_env"]),
+            })
+            .await,
+        Code::FailedPrecondition,
+    );
+    assert!(err.message().contains(WRONG_VAR), "{err:?}");
+    s.stop().await;
+
+    // Added while Redmine could not say (its identity endpoint 404 behind a
+    // proxy): a warning, and the sync checks and fails, naming the source.
+    let mock = MockServer::start().await;
+    let s = TestServer::start().await;
+    let made = s
+        .sources()
+        .create_source(pb::CreateSourceRequest {
+            source: Some(redmine_source(WRONG_VAR, &mock)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(made.warnings.len(), 1);
+    assert!(
+        made.warnings[0].starts_with("could not check who the key authenticates as"),
+        "{:?}",
+        made.warnings
+    );
+    mount_public_project(&mock).await;
+    let run = run_sync(&s, "rm", false).await;
+    assert_eq!(run.error().code(), Code::FailedPrecondition);
+    assert!(
+        run.error()
+            .message()
+            .starts_with("source \"rm\": the tracker does not accept the key"),
+        "{:?}",
+        run.error()
+    );
+    assert!(all_items(&s, "rm").await.is_empty(), "nothing stored");
+    let st = sync_status(&s, "rm").await;
+    assert_eq!(st.state, pb::SyncState::Failed as i32);
+    assert!(st.last_error.contains("anonymous user"), "{st:?}");
+    assert!(
+        requests(&mock).await.is_empty(),
+        "no issue was asked for with a rejected key"
+    );
+    s.stop().await;
+}
+
+/// A source configured without a key on purpose syncs a public project as
+/// Redmine's anonymous user, with a warning when it is added and when it
+/// syncs (in the answer and on the CLI's stderr); no identity is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_without_a_key_syncs_as_anonymous_with_a_warning() {
+    let mock = MockServer::start().await;
+    mount_public_project(&mock).await;
+    let s = TestServer::start().await;
+    let made = s
+        .sources()
+        .create_source(pb::CreateSourceRequest {
+            source: Some(redmine_source("", &mock)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(made.warnings.len(), 1);
+    assert!(
+        made.warnings[0].starts_with(
+            "source \"rm\" names no token: the tracker answers it as its anonymous user"
+        ),
+        "{:?}",
+        made.warnings
+    );
+    let run = run_sync(&s, "rm", false).await;
+    assert_eq!(run.done().warnings, made.warnings);
+    assert_eq!(run.done().requests, 1, "no identity asked without a key");
+
+    let url = s.server().url();
+    let out = run_cli(&["sync", "rm", "--server", &url]).await;
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("warning: source \"rm\" names no token"),
+        "{stderr}"
+    );
+    let out = run_cli(&[
+        "sources",
+        "add",
+        "rm2",
+        "--kind",
+        "redmine",
+        "--url",
+        &format!("{}/redmine", mock.uri()),
+        "--project",
+        "shop",
+        "--server",
+        &url,
+    ])
+    .await;
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("warning: source \"rm2\" names no token"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let asked = mock
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == CURRENT_USER)
+        .count();
+    assert_eq!(asked, 0);
+    s.stop().await;
 }

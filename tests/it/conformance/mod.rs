@@ -127,6 +127,11 @@ pub trait Tracker: Send + Sync + Default + 'static {
     /// The tracker's answer there for a deleted issue, with its real
     /// status and body.
     fn deleted(&self) -> ResponseTemplate;
+    /// The path and answer of the endpoint that says who the token is, for
+    /// a tracker that plumbline asks (Redmine); not a list request.
+    fn identity(&self) -> Option<(String, ResponseTemplate)> {
+        None
+    }
 }
 
 /// The URL `req` was sent to, with the host and port it was sent to (the
@@ -247,7 +252,6 @@ impl<T: Tracker> World<T> {
         let mock = MockServer::start().await;
         let issues = Arc::new(Mutex::new(issues));
         let s = TestServer::start_with_config(|c| change(&mut c.sync)).await;
-        create_source(&s, tracker.source(&mock.uri())).await;
         let world = World {
             tracker,
             mock,
@@ -255,12 +259,20 @@ impl<T: Tracker> World<T> {
             issues,
         };
         world.serve().await;
+        create_source(&world.s, world.tracker.source(&world.mock.uri())).await;
         world
     }
 
     /// Mounts the tracker's normal answers (below any failure mounted
     /// before, which wiremock tries first).
     async fn serve(&self) {
+        if let Some((at, answer)) = self.tracker.identity() {
+            Mock::given(method("GET"))
+                .and(path(at))
+                .respond_with(answer)
+                .mount(&self.mock)
+                .await;
+        }
         Mock::given(method("GET"))
             .and(path(self.tracker.list_path()))
             .respond_with(Served {
@@ -330,12 +342,22 @@ impl<T: Tracker> World<T> {
             .map(|t| t.seconds)
     }
 
-    /// The queries the mock received, in order.
-    pub async fn queries(&self) -> Vec<Query> {
+    /// The list requests the mock received, in order.
+    pub async fn list_requests(&self) -> Vec<Request> {
+        let list = self.tracker.list_path();
         self.mock
             .received_requests()
             .await
             .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.url.path() == list)
+            .collect()
+    }
+
+    /// The queries the mock received, in order.
+    pub async fn queries(&self) -> Vec<Query> {
+        self.list_requests()
+            .await
             .iter()
             .map(|r| self.tracker.query(r))
             .collect()
@@ -435,14 +457,14 @@ pub async fn same_second_edit_at_the_cursor<T: Tracker>() {
     let w = World::<T>::start(start).await;
     w.sync().await.done();
     // Unchanged: nothing written (and the validator of this answer kept).
-    let d = *w.sync().await.done();
+    let d = w.sync().await.done().clone();
     assert_eq!((d.requests, d.upserted_count), (1, 0));
     w.put(Issue {
         n: 3,
         title: "second".into(),
         updated: at(3),
     });
-    let d = *w.sync().await.done();
+    let d = w.sync().await.done().clone();
     assert_eq!(
         (d.requests, d.upserted_count, d.not_modified),
         (1, 1, false),
@@ -456,9 +478,9 @@ pub async fn same_second_edit_at_the_cursor<T: Tracker>() {
     );
     assert_eq!(w.cursor().await, Some(at(3).timestamp()));
     // The boundary item, unchanged, is not counted or written again.
-    let d = *w.sync().await.done();
+    let d = w.sync().await.done().clone();
     assert_eq!((d.requests, d.upserted_count), (1, 0));
-    let d = *w.sync().await.done();
+    let d = w.sync().await.done().clone();
     assert_eq!((d.upserted_count, d.not_modified), (0, T::SENDS_ETAG));
     assert!(w.stored().await.contains(&(key, "second".into())));
 }
@@ -500,7 +522,7 @@ pub async fn refused<T: Tracker>(status: u16, needle: &str) -> (World<T>, SyncRu
         "the tracker's reason: {msg}"
     );
     assert!(run.waits.is_empty(), "a refusal is not a rate limit");
-    let received = w.mock.received_requests().await.unwrap_or_default();
+    let received = w.list_requests().await;
     assert_eq!(received.len(), 1, "not retried");
     assert!(
         !received[0].url.as_str().contains(T::TOKEN.1),
@@ -680,6 +702,13 @@ pub async fn killed_mid_sync_resumes_after_restart<T: Tracker>() {
         })
         .mount(&mock)
         .await;
+    if let Some((at, answer)) = tracker.identity() {
+        Mock::given(method("GET"))
+            .and(path(at))
+            .respond_with(answer)
+            .mount(&mock)
+            .await;
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("plumbline.sqlite");
 

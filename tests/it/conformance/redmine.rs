@@ -37,6 +37,15 @@ impl Tracker for Redmine {
         "/redmine/issues.json".into()
     }
 
+    fn identity(&self) -> Option<(String, ResponseTemplate)> {
+        Some((
+            "/redmine/users/current.json".into(),
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "application/json; charset=utf-8")
+                .set_body_string(fixture("redmine/users-current.json")),
+        ))
+    }
+
     fn external_id(&self, n: u64) -> String {
         n.to_string()
     }

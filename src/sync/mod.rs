@@ -1006,6 +1006,11 @@ impl Syncer {
         tx: tokio::sync::mpsc::Sender<Fetch>,
     ) {
         let origin = first.clone();
+        // The pages asked for in this sync: a tracker (or a proxy) that names
+        // a page already fetched as the next one (an offset answer whose
+        // `offset` never moves, a cursor that repeats) would be asked the
+        // same pages forever. At most one URL per page, ~100 bytes each.
+        let mut asked = std::collections::HashSet::from([first.clone()]);
         let mut url = first;
         let mut conditional = conditional;
         let mut requests = total_requests.load(Ordering::Relaxed);
@@ -1030,6 +1035,18 @@ impl Syncer {
                     .and_then(|page| match &page.next {
                         Some(n) => same_origin_page(source, &origin, n).map(|()| page),
                         None => Ok(page),
+                    })
+                    .and_then(|page| match &page.next {
+                        Some(n) if !asked.insert(n.clone()) => Err(SyncError::Malformed {
+                            source_id: source.id.clone(),
+                            url: shown_url(&f.url),
+                            detail: format!(
+                                "the tracker named a page it had already answered as the next one ({}); stopped instead of asking it again forever",
+                                shown_url(n)
+                            ),
+                            source: None,
+                        }),
+                        _ => Ok(page),
                     }) {
                     Ok(page) => {
                         let next = page.next.clone();

@@ -723,3 +723,45 @@ async fn a_source_without_a_key_syncs_as_anonymous_with_a_warning() {
     assert_eq!(asked, 0);
     s.stop().await;
 }
+
+/// A Redmine (or a proxy in front of it) that ignores `offset` answers page
+/// 1 to every request, with `offset: 0` and a total above it: the next page
+/// it implies is one already fetched. The sync stops with a malformed-answer
+/// error after two requests instead of asking the same page forever, and
+/// stores nothing of the page that repeats the loop.
+#[tokio::test]
+async fn a_tracker_that_answers_the_same_page_again_is_not_asked_forever() {
+    let mock = MockServer::start().await;
+    let mut first = fixture_json("issues-page1.json");
+    first["total_count"] = 250.into();
+    first["offset"] = 0.into();
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(json(first.to_string()))
+        .mount(&mock)
+        .await;
+    let s = setup(&mock).await;
+
+    // Without the check this sync never ends.
+    let run = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        run_sync(&s, "rm", false),
+    )
+    .await
+    .expect("the sync stops by itself");
+    let err = run.error();
+    // A malformed answer is UNAVAILABLE, as the other malformed answers.
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        err.message()
+            .contains("named a page it had already answered"),
+        "{}",
+        err.message()
+    );
+    let reqs = requests(&mock).await;
+    assert_eq!(
+        reqs.len(),
+        2,
+        "page 1, then the page it named once; no more"
+    );
+}

@@ -476,7 +476,7 @@ mod tests {
             "[store]\nsynchronous = \"full\"\nbusy_timeout_ms = 200\n",
         )
         .unwrap();
-        let cfg = Config::load(Some(&f), Overrides::default()).unwrap();
+        let cfg = load(Some(&f), Overrides::default()).unwrap();
         assert_eq!(cfg.store.synchronous, Synchronous::Full);
         assert_eq!(cfg.store.busy_timeout_ms, 200);
         assert_eq!(cfg.store.check_interval_ms, d.check_interval_ms);
@@ -487,7 +487,7 @@ mod tests {
             Ok(())
         });
         std::fs::write(&f, "[store]\nsynchronous = \"off\"\n").unwrap();
-        let err = Config::load(Some(&f), Overrides::default())
+        let err = load(Some(&f), Overrides::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("off") && err.contains("full"), "{err}");
@@ -500,7 +500,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.toml");
         std::fs::write(&f, "[tls]\ncert = \"/etc/plumbline/cert.pem\"\n").unwrap();
-        let err = Config::load(Some(&f), Overrides::default())
+        let err = load(Some(&f), Overrides::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("cert is set but key is not"), "{err}");
@@ -509,7 +509,7 @@ mod tests {
             "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_ca = \"ca.pem\"\n",
         )
         .unwrap();
-        let cfg = Config::load(Some(&f), Overrides::default()).unwrap();
+        let cfg = load(Some(&f), Overrides::default()).unwrap();
         assert!(cfg.tls.enabled());
         assert_eq!(cfg.tls.client_ca, Some(PathBuf::from("ca.pem")));
         assert!(!Config::default().tls.enabled());
@@ -533,7 +533,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.toml");
         std::fs::write(&f, "[auth]\nenabled = true\nreflection = \"off\"\n").unwrap();
-        let cfg = Config::load(Some(&f), Overrides::default()).unwrap();
+        let cfg = load(Some(&f), Overrides::default()).unwrap();
         assert!(cfg.auth.enabled);
         assert_eq!(cfg.auth.reflection, crate::auth::ReflectionAccess::Off);
         figment::Jail::expect_with(|jail| {

@@ -96,7 +96,8 @@ pub enum SyncError {
     )]
     Forbidden { source_id: String, message: String },
     #[error(
-        "source {source_id:?}: not found (404) at {url}: {message}; check base_url and project_key"
+        "source {source_id:?}: {} ({status}) at {url}: {message}; check base_url and project_key",
+        if *.status == 410 { "gone" } else { "not found" }
     )]
     NotFound {
         source_id: String,
@@ -1354,6 +1355,21 @@ mod link_tests {
             headers,
             body: Vec::new(),
         }
+    }
+
+    #[test]
+    fn not_found_names_its_status() {
+        let e = |status| {
+            SyncError::NotFound {
+                source_id: "gh".into(),
+                url: "https://api.github.com/repos/a/b/issues/7".into(),
+                message: "This issue was deleted".into(),
+                status,
+            }
+            .to_string()
+        };
+        assert!(e(404).contains(": not found (404) at "), "{}", e(404));
+        assert!(e(410).contains(": gone (410) at "), "{}", e(410));
     }
 
     #[test]

@@ -744,9 +744,35 @@ pub async fn start_with_fixture() -> TestServer {
     s
 }
 
+/// A child `plumbline serve` that is killed and reaped when dropped, so a
+/// test that fails halfway (a panic at an `unwrap`) leaves no server running.
+pub struct ServerChild(std::process::Child);
+
+impl std::ops::Deref for ServerChild {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ServerChild {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        // Already exited (and reaped) in a test that stopped it: both fail
+        // harmlessly.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `plumbline serve` as a child process on `db` and returns it with
 /// its URL.
-pub fn spawn_server(db: &std::path::Path) -> (std::process::Child, String) {
+pub fn spawn_server(db: &std::path::Path) -> (ServerChild, String) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_plumbline"))
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])
@@ -772,7 +798,7 @@ pub fn spawn_server(db: &std::path::Path) -> (std::process::Child, String) {
     };
     // Keep draining the log so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://{addr}"))
+    (ServerChild(child), format!("http://{addr}"))
 }
 
 /// A recorded tracker answer from `tests/fixtures/`, e.g.

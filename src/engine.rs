@@ -352,10 +352,17 @@ impl Engine {
             let ix = self.read();
             ix.source(id).ok_or_else(|| not_found("source", id))?;
             let keys = ix.item_keys_of_source(id);
-            let n = keys.len();
-            if n > 0 && !force {
+            // Removed items count too: their rows keep the history of
+            // releases and evidence, and deleting the source deletes them.
+            let (n, removed) = (keys.len(), ix.removed_count_of_source(id));
+            if n + removed > 0 && !force {
+                let also = if removed > 0 {
+                    format!(" (and {removed} removed ones kept for their history)")
+                } else {
+                    String::new()
+                };
                 return Err(Error::FailedPrecondition(format!(
-                    "source {} still has {n} items; delete with force to remove them too",
+                    "source {} still has {n} items{also}; delete with force to remove them too",
                     quote(id)
                 )));
             }
@@ -363,11 +370,9 @@ impl Engine {
         };
         let deleted = self.store.delete_source(id).await?;
         {
-            // The store's rows went with the items.
-            let mut splits = self.splits.write();
-            for k in &keys {
-                splits.remove(k);
-            }
+            // The store's rows went with the items, removed ones included.
+            let prefix = crate::domain::item_key(id, "");
+            self.splits.write().retain(|k, _| !k.starts_with(&prefix));
         }
         let mut ix = self.write_index();
         for k in &keys {

@@ -583,6 +583,16 @@ impl ScoreIndex {
         self.removed.insert(key.to_string(), removal);
     }
 
+    /// How many of a source's items are removed (kept in the store, out of
+    /// the ranking).
+    pub fn removed_count_of_source(&self, source_id: &str) -> usize {
+        let prefix = crate::domain::item_key(source_id, "");
+        self.removed
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .count()
+    }
+
     /// Forgets the removed items of a deleted source.
     pub fn forget_removed_of_source(&mut self, source_id: &str) {
         let prefix = crate::domain::item_key(source_id, "");

@@ -15,8 +15,10 @@ use tonic::{Code, Status};
 pub enum Doing<'a> {
     /// Any call but a sync.
     Call,
-    /// `plumbline sync SOURCE`, which resumes from its cursor when run again.
-    Sync { source: &'a str },
+    /// `plumbline sync SOURCE [--full]`: an incremental sync resumes from
+    /// its cursor when run again; a full one must be run again whole to
+    /// mark what the tracker no longer returns.
+    Sync { source: &'a str, full: bool },
 }
 
 /// A status as an error for `main` to print.
@@ -25,8 +27,8 @@ pub fn rpc_error(status: Status) -> anyhow::Error {
 }
 
 /// A status met during `plumbline sync SOURCE` as an error for `main`.
-pub fn sync_error(status: Status, source: &str) -> anyhow::Error {
-    anyhow::anyhow!(describe(&status, Doing::Sync { source }))
+pub fn sync_error(status: Status, source: &str, full: bool) -> anyhow::Error {
+    anyhow::anyhow!(describe(&status, Doing::Sync { source, full }))
 }
 
 /// A status as a sentence.
@@ -76,8 +78,9 @@ pub fn unreachable(url: &str, err: &(dyn std::error::Error + 'static), doing: Do
     };
     let nothing = match doing {
         Doing::Call => String::new(),
-        Doing::Sync { source } => format!(
-            " Nothing was synced; `plumbline sync {source}` resumes from its cursor once the sidecar runs."
+        Doing::Sync { source, full } => format!(
+            " Nothing was synced; {} once the sidecar runs.",
+            again(source, full)
         ),
     };
     format!(
@@ -91,11 +94,30 @@ fn lost(doing: Doing<'_>, cause: &str) -> String {
         Doing::Call => format!(
             "the connection to the sidecar was lost ({cause}); it stopped or the network failed. Run the command again once `plumbline serve` is up."
         ),
-        Doing::Sync { source } => format!(
+        Doing::Sync {
+            source,
+            full: false,
+        } => format!(
             "the sidecar went away during the sync: the connection was lost ({cause}). \
              Every page it stored is kept; run `plumbline sync {source}` again once \
              `plumbline serve` is up, and the sync resumes from its cursor."
         ),
+        Doing::Sync { source, full: true } => format!(
+            "the sidecar went away during the sync: the connection was lost ({cause}). \
+             Every page it stored is kept; {} once `plumbline serve` is up.",
+            again(source, true)
+        ),
+    }
+}
+
+/// What to run after a sync that did not finish.
+fn again(source: &str, full: bool) -> String {
+    if full {
+        format!(
+            "run `plumbline sync {source} --full` again (only a completed full sync marks the items the tracker no longer returns)"
+        )
+    } else {
+        format!("`plumbline sync {source}` resumes from its cursor")
     }
 }
 
@@ -183,9 +205,23 @@ mod tests {
     #[test]
     fn a_lost_connection_says_the_sidecar_went_away() {
         let s = Status::unknown("h2 protocol error: error reading a body from connection");
-        let text = describe(&s, Doing::Sync { source: "rm" });
+        let text = describe(
+            &s,
+            Doing::Sync {
+                source: "rm",
+                full: false,
+            },
+        );
         assert!(text.contains("sidecar went away"), "{text}");
-        assert!(text.contains("plumbline sync rm"), "{text}");
+        assert!(text.contains("run `plumbline sync rm` again"), "{text}");
+        let full = describe(
+            &s,
+            Doing::Sync {
+                source: "rm",
+                full: true,
+            },
+        );
+        assert!(full.contains("`plumbline sync rm --full` again"), "{full}");
         assert!(!text.contains("h2 protocol error"), "{text}");
         // A status the sidecar sent is not a lost connection.
         assert!(!connection_lost(&Status::unavailable(

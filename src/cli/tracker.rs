@@ -232,7 +232,10 @@ impl Progress {
 
 pub async fn sync(a: SyncArgs) -> Result<()> {
     use pb::sync_source_response::Event;
-    let doing = Doing::Sync { source: &a.source };
+    let doing = Doing::Sync {
+        source: &a.source,
+        full: a.full,
+    };
     let mut c = SyncServiceClient::new(connect_for(&a.conn.server, doing).await?);
     let mut stream = c
         .sync_source(pb::SyncSourceRequest {
@@ -240,7 +243,7 @@ pub async fn sync(a: SyncArgs) -> Result<()> {
             full: a.full,
         })
         .await
-        .map_err(|s| sync_error(s, &a.source))?
+        .map_err(|s| sync_error(s, &a.source, a.full))?
         .into_inner();
     let progress = Progress::new(a.conn.json);
     loop {
@@ -252,7 +255,7 @@ pub async fn sync(a: SyncArgs) -> Result<()> {
             }
             Err(status) => {
                 progress.finish();
-                return Err(sync_error(status, &a.source));
+                return Err(sync_error(status, &a.source, a.full));
             }
         };
         match msg.event {

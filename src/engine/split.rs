@@ -430,9 +430,13 @@ impl Engine {
             .store
             .items_with_body_text(&item.source_id, &split::note_prefix(&key))
             .await?;
+        // A removed slice (deleted in its tracker) is not part of the plan
+        // any more: a retry makes it again rather than bring back a row the
+        // store keeps only for its history.
+        let ix = self.read();
         Ok(candidates
             .into_iter()
-            .filter(|c| c.key() != key)
+            .filter(|c| c.key() != key && ix.removal(&c.key()).is_none())
             .filter_map(|c| {
                 let note = split::find_note(&c.body, &key)?;
                 Some(Found { item: c, note })

@@ -280,15 +280,17 @@ impl Connector for Jira {
     /// not see, is 404.
     fn removal_of(
         &self,
-        source: &Source,
+        _source: &Source,
         asked: &Url,
         fetched: &Fetched,
     ) -> Option<(RemovalReason, String)> {
         let v: serde_json::Value = serde_json::from_slice(&fetched.body).ok()?;
         let key = v["key"].as_str()?;
         let asked_key = asked.path_segments()?.next_back()?;
-        let project = v["fields"]["project"]["key"].as_str().unwrap_or_default();
-        if key == asked_key && (project.is_empty() || project == source.project_key.trim()) {
+        // A move always gives the issue a new key; the project is not
+        // compared, since the source may name it by key, id or name, in
+        // any case.
+        if key.eq_ignore_ascii_case(asked_key) {
             return None; // still there
         }
         Some((RemovalReason::Moved, format!("moved; now {key}")))

@@ -472,6 +472,21 @@ pub trait Connector: Send + Sync {
         Ok(None)
     }
 
+    /// The source's own listing narrowed to one issue, for a tracker whose
+    /// single-issue answer cannot say whether the issue is still in the
+    /// source's project (Redmine names a project by id and name, the source
+    /// by identifier, and subprojects are in the listing). Asked before
+    /// [`issue_url`](Self::issue_url); an issue it lists is still there (an
+    /// offset page shifted by an edit during the sync skipped it) and is not
+    /// marked. `None` (the default): [`removal_of`](Self::removal_of) tells.
+    fn listed_issue_url(
+        &self,
+        _source: &Source,
+        _external_id: &str,
+    ) -> Result<Option<Url>, SyncError> {
+        Ok(None)
+    }
+
     /// What a success answer to [`issue_url`](Self::issue_url) says of an
     /// issue the full listing left out: moved (with where), or `None` when
     /// it is still in the source's project (then it is not marked). The
@@ -838,10 +853,30 @@ impl Syncer {
         let mut asked = summary.requests;
         let identity = self.identity(source, events, &mut asked).await;
         summary.requests = asked;
-        if identity? == identity::Identity::NoToken {
-            let w = identity::no_token_warning(source);
-            tracing::warn!("{w}");
-            summary.warnings.push(w);
+        match identity {
+            Ok(identity::Identity::NoToken) => {
+                let w = identity::no_token_warning(source);
+                tracing::warn!("{w}");
+                summary.warnings.push(w);
+            }
+            Ok(_) => {}
+            // An identity endpoint that a proxy hides or answers oddly does
+            // not say the key is wrong: the sync goes on, and says so. A
+            // key answered as anonymous, a missing variable, an unreachable
+            // tracker fail the sync as they would fail its listing.
+            Err(
+                e @ (SyncError::NotFound { .. }
+                | SyncError::Http { .. }
+                | SyncError::Malformed { .. }),
+            ) => {
+                let w = format!(
+                    "could not check who the key authenticates as: {}; the sync went on, and a key the tracker answers as anonymous syncs only public issues",
+                    e.redacted(&self.secrets(source))
+                );
+                tracing::warn!("{w}");
+                summary.warnings.push(w);
+            }
+            Err(e) => return Err(e),
         }
         if full {
             state.cursor = Default::default();
@@ -921,11 +956,38 @@ impl Syncer {
     ) -> Vec<(String, Removal)> {
         let prefix = item_key(&source.id, "");
         let mut out = Vec::with_capacity(missing.len());
+        // A question that failed (rate limited, refused, unreachable) would
+        // fail again: the rest are marked without asking.
+        let mut asking = true;
         for (i, key) in missing.into_iter().enumerate() {
             let external_id = key.strip_prefix(&prefix).unwrap_or(&key).to_string();
             let not_returned = (RemovalReason::NotReturned, String::new());
+            if !asking || i >= MAX_PROBES || self.lifecycle.is_stopping() {
+                out.push((key, not_returned));
+                continue;
+            }
+            match self
+                .still_listed(source, conn, headers, &external_id, events, summary)
+                .await
+            {
+                Ok(true) => {
+                    tracing::info!(
+                        source = source.id.as_str(),
+                        item = key.as_str(),
+                        "the full listing left out an item the project still lists (a page shifted during the sync); not marked"
+                    );
+                    continue;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.probe_failed(source, &key, e);
+                    asking = false;
+                    out.push((key, not_returned));
+                    continue;
+                }
+            }
             let url = match conn.issue_url(source, &external_id) {
-                Ok(Some(url)) if i < MAX_PROBES && !self.lifecycle.is_stopping() => url,
+                Ok(Some(url)) => url,
                 _ => {
                     out.push((key, not_returned));
                     continue;
@@ -961,12 +1023,8 @@ impl Syncer {
                     Some((reason, redact::scrub(&said, &self.secrets(source))))
                 }
                 Err(e) => {
-                    tracing::info!(
-                        source = source.id.as_str(),
-                        item = key.as_str(),
-                        error = %e.redacted(&self.secrets(source)),
-                        "cannot ask the tracker why an item went; marked as not returned"
-                    );
+                    self.probe_failed(source, &key, e);
+                    asking = false;
                     Some(not_returned)
                 }
             };
@@ -990,6 +1048,46 @@ impl Syncer {
                 (k, r)
             })
             .collect()
+    }
+
+    /// Whether the source's listing narrowed to `external_id`
+    /// ([`Connector::listed_issue_url`]) still lists it; `false` where the
+    /// tracker has no such listing.
+    async fn still_listed(
+        &self,
+        source: &Source,
+        conn: &dyn Connector,
+        headers: &[(HeaderName, HeaderValue)],
+        external_id: &str,
+        events: &(dyn Fn(SyncEvent) + Send + Sync),
+        summary: &mut SyncSummary,
+    ) -> Result<bool, SyncError> {
+        let Some(url) = conn.listed_issue_url(source, external_id)? else {
+            return Ok(false);
+        };
+        let fetched = self
+            .http
+            .get(
+                conn,
+                &source.id,
+                &url,
+                headers,
+                None,
+                events,
+                &mut summary.requests,
+            )
+            .await?;
+        let page = conn.parse_page(source, &fetched)?;
+        Ok(page.items.iter().any(|it| it.external_id == external_id))
+    }
+
+    fn probe_failed(&self, source: &Source, key: &str, e: SyncError) {
+        tracing::info!(
+            source = source.id.as_str(),
+            item = key,
+            error = %e.redacted(&self.secrets(source)),
+            "cannot ask the tracker why an item went; it and the rest are marked as not returned"
+        );
     }
 
     /// Fetches and parses pages from `first` on, sending each to the writer

@@ -277,6 +277,24 @@ impl Connector for Redmine {
         join_url(source, &format!("issues/{external_id}.json")).map(Some)
     }
 
+    /// The source's listing (its project and subprojects, every status)
+    /// narrowed to one issue with Redmine's `issue_id` filter.
+    fn listed_issue_url(
+        &self,
+        source: &Source,
+        external_id: &str,
+    ) -> Result<Option<Url>, SyncError> {
+        if external_id.is_empty() || !external_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(None);
+        }
+        let mut url = join_url(source, "issues.json")?;
+        url.query_pairs_mut()
+            .append_pair("project_id", project(source)?)
+            .append_pair("status_id", "*")
+            .append_pair("issue_id", external_id);
+        Ok(Some(url))
+    }
+
     /// Redmine has no deletion feed: a deleted issue is 404. One the
     /// project's listing left out but that still answers has moved to a
     /// project outside it; the answer names that project.

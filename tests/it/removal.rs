@@ -7,7 +7,7 @@
 use pb::validation_service_client::ValidationServiceClient;
 use plumbline::proto as pb;
 use serde_json::Value;
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::common::*;
@@ -257,6 +257,87 @@ async fn redmine_issue_in_another_project_is_marked_moved() {
     assert!(removal.detail.contains("Other"), "{removal:?}");
 }
 
+/// Redmine pages by offset over issues sorted by update time: an edit
+/// during a full sync moves one issue to the end and shifts the next page,
+/// so its neighbour is skipped although it never left the project. Redmine's
+/// single-issue answer names a project by id and name, not by the
+/// identifier the source uses, so the project's own listing is asked,
+/// narrowed with `issue_id`: it still lists the issue, which is not marked
+/// and whose single-issue answer is never asked for.
+#[tokio::test]
+async fn redmine_issue_skipped_by_a_shifted_page_is_not_marked() {
+    let w = World::<Redmine>::start(issues(3)).await;
+    w.sync().await.done();
+    let still = w.tracker.issue(&Issue {
+        n: 2,
+        title: "Issue 2".into(),
+        updated: at(2),
+    });
+    Mock::given(method("GET"))
+        .and(path(w.tracker.list_path()))
+        .and(query_param("issue_id", "2"))
+        .and(query_param("project_id", "shop"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "application/json; charset=utf-8")
+                .set_body_json(serde_json::json!({
+                    "issues": [still], "total_count": 1, "offset": 0, "limit": 25
+                })),
+        )
+        .with_priority(1)
+        .mount(&w.mock)
+        .await;
+    // Its single-issue answer would say "another project"; it is not asked.
+    let elsewhere = ResponseTemplate::new(200).set_body_json(serde_json::json!({
+        "issue": {"id": 2, "project": {"id": 9, "name": "Other"}, "subject": "Issue 2"}
+    }));
+    let (n, removal) = full_sync_after_leaving(&w, 2, elsewhere).await;
+    assert_eq!((n, removal), (0, None));
+    let asked_alone = w
+        .mock
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == w.tracker.issue_path(2))
+        .count();
+    assert_eq!(asked_alone, 0);
+}
+
+/// A question about a missing issue that fails (here the token is refused)
+/// would fail for the next ones too: they are marked as not returned
+/// without being asked.
+#[tokio::test]
+async fn a_failed_question_stops_the_questions() {
+    let w = World::<GitLab>::start(issues(4)).await;
+    w.sync().await.done();
+    for n in [2, 3] {
+        Mock::given(method("GET"))
+            .and(path(w.tracker.issue_path(n)))
+            .respond_with(w.tracker.error(401))
+            .mount(&w.mock)
+            .await;
+    }
+    w.issues.lock().unwrap().retain(|i| i.n != 2 && i.n != 3);
+    let run = run_sync(&w.s, GitLab::ID, true).await;
+    assert_eq!(run.done().removed_count, 2);
+    for key in w.keys([2, 3]) {
+        let removal = get_item(&w.s, &key).await.unwrap().removal.expect("marked");
+        assert_eq!(removal.reason, pb::RemovalReason::NotReturned as i32);
+    }
+    let asked = w
+        .mock
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| {
+            [w.tracker.issue_path(2), w.tracker.issue_path(3)].contains(&r.url.path().to_string())
+        })
+        .count();
+    assert_eq!(asked, 1, "one question, then none");
+}
+
 /// An issue the listing left out but that answers, unmoved, in its project
 /// (a listing that raced an edit) is not marked.
 #[tokio::test]
@@ -295,4 +376,37 @@ async fn upsert_items_makes_a_removed_item_active_again() {
     );
     assert_eq!(get_item(&w.s, &key).await.unwrap().removal, None);
     assert!(keys(&full_ranking(&w.s, true).await).contains(&key));
+}
+
+/// Removed items are rows of their source: deleting the source without
+/// `force` counts them too (they hold the history of releases and
+/// evidence), and `force` deletes them with the rest.
+#[tokio::test]
+async fn deleting_a_source_counts_its_removed_items() {
+    let w = World::<GitHub>::start(issues(3)).await;
+    w.sync().await.done();
+    w.issues.lock().unwrap().retain(|i| i.n != 2);
+    assert_eq!(
+        run_sync(&w.s, GitHub::ID, true).await.done().removed_count,
+        1
+    );
+    let req = |force| pb::DeleteSourceRequest {
+        id: GitHub::ID.into(),
+        force,
+    };
+    let err = w.s.sources().delete_source(req(false)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        err.message()
+            .contains("still has 2 items (and 1 removed ones"),
+        "{}",
+        err.message()
+    );
+    let r =
+        w.s.sources()
+            .delete_source(req(true))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(r.deleted_item_count, 3);
 }

@@ -765,3 +765,38 @@ async fn a_tracker_that_answers_the_same_page_again_is_not_asked_forever() {
         "page 1, then the page it named once; no more"
     );
 }
+
+/// A Redmine behind a proxy that hides `/users/current.json` (404) is not
+/// refused for it: the sync goes on and warns that the key could not be
+/// checked. Only a key answered as anonymous fails the sync.
+#[tokio::test]
+async fn a_hidden_identity_endpoint_is_a_warning_not_a_failed_sync() {
+    let mock = MockServer::start().await;
+    mount_two_pages(&mock).await;
+    set_test_token(TOKEN_VAR, TOKEN);
+    let s = TestServer::start().await;
+    value_model_for_rules(&s).await;
+    create_source(
+        &s,
+        pb::Source {
+            id: "rm".into(),
+            kind: pb::TrackerKind::Redmine as i32,
+            base_url: format!("{}/redmine", mock.uri()),
+            project_key: "shop".into(),
+            token_env: TOKEN_VAR.into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let run = run_sync(&s, "rm", false).await;
+    let done = run.done();
+    assert_eq!(done.upserted_count, 103);
+    assert!(
+        done.warnings
+            .iter()
+            .any(|w| w.contains("could not check who the key authenticates as")),
+        "{:?}",
+        done.warnings
+    );
+    assert!(done.warnings.iter().all(|w| !w.contains(TOKEN)));
+}

@@ -127,6 +127,25 @@ impl Check {
         }
     }
 
+    /// A time that must not lie in the future: at most
+    /// [`domain::MAX_CLOCK_SKEW`] after `now` (the server's clock), so a
+    /// client whose clock runs a little ahead is not refused.
+    pub fn not_future(&mut self, name: &str, t: Time, now: Time) -> Option<Time> {
+        if t <= now + domain::MAX_CLOCK_SKEW {
+            return Some(t);
+        }
+        self.fail(
+            name,
+            format!(
+                "{} is in the future (the server's clock is {}; at most {} s of clock skew is allowed)",
+                t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                domain::MAX_CLOCK_SKEW.num_seconds()
+            ),
+        );
+        None
+    }
+
     pub fn finish<T>(self, value: T) -> Result<T> {
         if self.violations.is_empty() {
             Ok(value)
@@ -522,11 +541,15 @@ pub fn metric_from_pb(p: &pb::Metric, prefix: &str) -> Result<Metric> {
     })
 }
 
+/// An observation; unset `observe_time` means `now` (the server's clock),
+/// and one after `now` beyond the allowed clock skew is refused.
 pub fn observation_from_pb(p: &pb::Observation, c: &mut Check, now: Time) -> Option<Observation> {
     let before = c.violations.len();
     c.id("metric_id", &p.metric_id);
     c.metric_number("value", p.value);
-    let t = c.time("observe_time", p.observe_time.as_ref());
+    let t = c
+        .time("observe_time", p.observe_time.as_ref())
+        .and_then(|t| c.not_future("observe_time", t, now));
     (c.violations.len() == before).then(|| Observation {
         metric_id: p.metric_id.clone(),
         value: p.value,

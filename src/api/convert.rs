@@ -990,3 +990,48 @@ mod bounds {
         }
     }
 }
+
+#[cfg(test)]
+mod clock {
+    //! Times from the future: the skew bound is inclusive, and a refusal
+    //! names the field and says the server's clock and the bound.
+
+    use super::*;
+
+    #[test]
+    fn a_time_up_to_the_skew_after_now_is_accepted_and_one_beyond_refused() {
+        let now = DateTime::from_timestamp(1_764_979_200, 0).expect("a valid time"); // 2025-12-06
+        let mut c = Check::new("observations[3]");
+        assert_eq!(c.not_future("observe_time", now, now), Some(now));
+        let edge = now + domain::MAX_CLOCK_SKEW;
+        assert_eq!(c.not_future("observe_time", edge, now), Some(edge));
+        assert!(c.violations.is_empty());
+
+        let beyond = edge + chrono::Duration::nanoseconds(1);
+        assert_eq!(c.not_future("observe_time", beyond, now), None);
+        assert_eq!(c.violations.len(), 1);
+        assert_eq!(c.violations[0].field, "observations[3].observe_time");
+        assert_eq!(
+            c.violations[0].description,
+            "2025-12-06T00:05:00.000000001Z is in the future (the server's clock is \
+             2025-12-06T00:00:00Z; at most 300 s of clock skew is allowed)"
+        );
+    }
+
+    #[test]
+    fn an_unset_observe_time_is_now_and_a_future_one_is_refused() {
+        let now = Utc::now();
+        let o = |t: Option<Time>| pb::Observation {
+            metric_id: "m".into(),
+            value: 1.0,
+            observe_time: t.as_ref().map(timestamp),
+        };
+        let mut c = Check::new("");
+        let got = observation_from_pb(&o(None), &mut c, now).expect("accepted");
+        assert_eq!(got.observe_time, now);
+        let next_year = now + chrono::Duration::days(365);
+        assert_eq!(observation_from_pb(&o(Some(next_year)), &mut c, now), None);
+        let fields: Vec<&str> = c.violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["observe_time"]);
+    }
+}

@@ -608,6 +608,13 @@ pub const MAX_GOAL_WEIGHT: f64 = 1e6;
 /// them stay finite.
 pub const MAX_METRIC_MAGNITUDE: f64 = 1e12;
 
+/// How far ahead of the server's clock a time sent by a client may lie and
+/// still count as "now": clocks of clients and servers drift apart by
+/// seconds, rarely by minutes. An observation dated later than the server's
+/// clock plus this is refused (it would become the metric's current value
+/// before it was measured), and so is a `ValidateReleases` `as_of` beyond it.
+pub const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
 /// Whether `estimate` is a size an item can count with.
 pub fn is_valid_estimate(estimate: f64) -> bool {
     (MIN_ESTIMATE..=MAX_ESTIMATE).contains(&estimate)

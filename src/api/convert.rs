@@ -127,6 +127,25 @@ impl Check {
         }
     }
 
+    /// A time that must not lie in the future: at most
+    /// [`domain::MAX_CLOCK_SKEW`] after `now` (the server's clock), so a
+    /// client whose clock runs a little ahead is not refused.
+    pub fn not_future(&mut self, name: &str, t: Time, now: Time) -> Option<Time> {
+        if t <= now + domain::MAX_CLOCK_SKEW {
+            return Some(t);
+        }
+        self.fail(
+            name,
+            format!(
+                "{} is in the future (the server's clock is {}; at most {} s of clock skew is allowed)",
+                t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                domain::MAX_CLOCK_SKEW.num_seconds()
+            ),
+        );
+        None
+    }
+
     pub fn finish<T>(self, value: T) -> Result<T> {
         if self.violations.is_empty() {
             Ok(value)
@@ -522,11 +541,15 @@ pub fn metric_from_pb(p: &pb::Metric, prefix: &str) -> Result<Metric> {
     })
 }
 
+/// An observation; unset `observe_time` means `now` (the server's clock),
+/// and one after `now` beyond the allowed clock skew is refused.
 pub fn observation_from_pb(p: &pb::Observation, c: &mut Check, now: Time) -> Option<Observation> {
     let before = c.violations.len();
     c.id("metric_id", &p.metric_id);
     c.metric_number("value", p.value);
-    let t = c.time("observe_time", p.observe_time.as_ref());
+    let t = c
+        .time("observe_time", p.observe_time.as_ref())
+        .and_then(|t| c.not_future("observe_time", t, now));
     (c.violations.len() == before).then(|| Observation {
         metric_id: p.metric_id.clone(),
         value: p.value,
@@ -965,5 +988,50 @@ mod bounds {
                 prop_assert!(s.value_density.is_finite());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod clock {
+    //! Times from the future: the skew bound is inclusive, and a refusal
+    //! names the field and says the server's clock and the bound.
+
+    use super::*;
+
+    #[test]
+    fn a_time_up_to_the_skew_after_now_is_accepted_and_one_beyond_refused() {
+        let now = DateTime::from_timestamp(1_764_979_200, 0).expect("a valid time"); // 2025-12-06
+        let mut c = Check::new("observations[3]");
+        assert_eq!(c.not_future("observe_time", now, now), Some(now));
+        let edge = now + domain::MAX_CLOCK_SKEW;
+        assert_eq!(c.not_future("observe_time", edge, now), Some(edge));
+        assert!(c.violations.is_empty());
+
+        let beyond = edge + chrono::Duration::nanoseconds(1);
+        assert_eq!(c.not_future("observe_time", beyond, now), None);
+        assert_eq!(c.violations.len(), 1);
+        assert_eq!(c.violations[0].field, "observations[3].observe_time");
+        assert_eq!(
+            c.violations[0].description,
+            "2025-12-06T00:05:00.000000001Z is in the future (the server's clock is \
+             2025-12-06T00:00:00Z; at most 300 s of clock skew is allowed)"
+        );
+    }
+
+    #[test]
+    fn an_unset_observe_time_is_now_and_a_future_one_is_refused() {
+        let now = Utc::now();
+        let o = |t: Option<Time>| pb::Observation {
+            metric_id: "m".into(),
+            value: 1.0,
+            observe_time: t.as_ref().map(timestamp),
+        };
+        let mut c = Check::new("");
+        let got = observation_from_pb(&o(None), &mut c, now).expect("accepted");
+        assert_eq!(got.observe_time, now);
+        let next_year = now + chrono::Duration::days(365);
+        assert_eq!(observation_from_pb(&o(Some(next_year)), &mut c, now), None);
+        let fields: Vec<&str> = c.violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["observe_time"]);
     }
 }

@@ -156,9 +156,16 @@ impl pb::validation_service_server::ValidationService for ValidationApi {
         req: Request<pb::ValidateReleasesRequest>,
     ) -> Result<Response<pb::ValidateReleasesResponse>, Status> {
         let r = req.into_inner();
+        let now = Utc::now();
+        let mut c = Check::new("");
+        let as_of = c
+            .time("as_of", r.as_of.as_ref())
+            .and_then(|t| c.not_future("as_of", t, now))
+            .unwrap_or(now);
+        c.finish(())?;
         let ev = self
             .engine
-            .validate_releases(&self.windows, Utc::now(), r.include_open_windows)
+            .validate_releases(&self.windows, as_of, r.include_open_windows)
             .await?;
         Ok(Response::new(pb::ValidateReleasesResponse {
             evidence: ev.iter().map(evidence_pb).collect(),

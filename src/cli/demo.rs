@@ -292,6 +292,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         pb::validation_service_client::ValidationServiceClient::new(connect(&url).await?)
             .validate_releases(pb::ValidateReleasesRequest {
                 include_open_windows: false,
+                as_of: None,
             })
             .await
             .map_err(rpc_error)?

@@ -329,7 +329,8 @@ struct ObserveArgs {
     /// The measured value, in the metric's unit.
     #[arg(allow_negative_numbers = true)]
     value: f64,
-    /// When it was measured, RFC 3339 (e.g. 2026-11-20T09:00:00Z) [default: now].
+    /// When it was measured, RFC 3339 (e.g. 2026-11-20T09:00:00Z) [default: now];
+    /// not more than 5 minutes after the server's clock.
     #[arg(long)]
     at: Option<String>,
     #[command(flatten)]

@@ -236,14 +236,23 @@ impl Engine {
         Ok(evidence)
     }
 
-    /// Validates releases: per metric, attributes its movement to the
-    /// releases touching it (only those whose after-window has closed unless
-    /// `include_open`), stores the evidence, and moves hypotheses by the
-    /// update rule. Returns the evidence that is new or changed.
+    /// Validates releases as of `as_of` (the server's clock, or a time a
+    /// caller replays an imported history at): per metric, attributes its
+    /// movement to the releases touching it (only those whose after-window
+    /// has closed by `as_of` unless `include_open`), stores the evidence,
+    /// and moves hypotheses by the update rule. Returns the evidence that is
+    /// new or changed.
+    ///
+    /// Everything later than `as_of` is out of sight, as it was for a server
+    /// running then: releases (named or tracker closes), observations and
+    /// experiment results after it. The evidence is dated `as_of`; a changed
+    /// hypothesis' `update_time` is the server's clock, when its row changed.
+    /// The links, hypotheses and evidence already stored are those of now,
+    /// so a history is replayed in time order.
     pub async fn validate_releases(
         &self,
         windows: &Windows,
-        now: Time,
+        as_of: Time,
         include_open: bool,
     ) -> Result<Vec<Evidence>> {
         let releases = self.releases().await?;
@@ -260,6 +269,7 @@ impl Engine {
             .list_experiments()
             .await?
             .into_iter()
+            .filter(|e| e.time <= as_of)
             .map(|e| e.hypothesis_id)
             .collect();
 
@@ -271,7 +281,11 @@ impl Engine {
             let ix = self.read();
             let mut by_metric: BTreeMap<String, Vec<ReleaseInput>> = BTreeMap::new();
             for r in &releases {
-                if !include_open && r.release.time + windows.after > now {
+                // A release after `as_of` had not happened yet; one whose
+                // after-window ends after it had not been measured yet.
+                if r.release.time > as_of
+                    || (!include_open && r.release.time + windows.after > as_of)
+                {
                     continue;
                 }
                 let mut per_metric: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -309,7 +323,8 @@ impl Engine {
             let Some(entry): Option<MetricEntry> = self.read().metric(&metric_id).cloned() else {
                 continue;
             };
-            let observations = self.store.list_observations(&metric_id).await?;
+            let mut observations = self.store.list_observations(&metric_id).await?;
+            observations.retain(|(t, _)| *t <= as_of);
             let span = MetricSpan::from(&entry.metric);
             let outcomes = match validate::attribute(
                 &span,
@@ -360,7 +375,7 @@ impl Engine {
                         "",
                     )
                 };
-                let ev = evidence_of(&outcome, release_id.clone(), &h, applied, note, now);
+                let ev = evidence_of(&outcome, release_id.clone(), &h, applied, note, as_of);
                 if let Some(old) = existing.get(&key)
                     && old.outcome == ev.outcome
                     && old.realized_effect == ev.realized_effect
@@ -373,7 +388,7 @@ impl Engine {
                     let mut updated = h.clone();
                     updated.confidence = ev.confidence_after;
                     updated.status = ev.status_after;
-                    updated.update_time = now;
+                    updated.update_time = Utc::now();
                     hyps.insert(hyp_id.clone(), updated.clone());
                     changed.insert(hyp_id, updated);
                 }

@@ -28,6 +28,7 @@ mod sync_gitlab;
 mod sync_jira;
 mod sync_pages;
 mod sync_redmine;
+mod time;
 mod tls;
 mod validation;
 mod watch;

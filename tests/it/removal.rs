@@ -110,6 +110,7 @@ async fn a_removal_survives_a_restart_and_evidence_still_reads() {
     let validate = |mut v: ValidationServiceClient<tonic::transport::Channel>| async move {
         v.validate_releases(pb::ValidateReleasesRequest {
             include_open_windows: false,
+            as_of: None,
         })
         .await
         .unwrap()

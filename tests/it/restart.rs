@@ -314,7 +314,7 @@ async fn concurrent_writers_leave_store_and_index_in_step() {
                             ["conv", "lead", "nps"][(w as usize + i as usize) % 3],
                             [2.5, 8.0, 42.0][(w as usize + i as usize) % 3] + f64::from(i) * 0.01,
                             Some(prost_types::Timestamp {
-                                seconds: 1_800_000_000 + i64::from(w * 100 + i),
+                                seconds: 1_700_000_000 + i64::from(w * 100 + i),
                                 nanos: 0,
                             }),
                         )],

@@ -39,6 +39,7 @@ async fn validate(s: &TestServer) -> Vec<pb::Evidence> {
     validation(s)
         .validate_releases(pb::ValidateReleasesRequest {
             include_open_windows: false,
+            as_of: None,
         })
         .await
         .unwrap()

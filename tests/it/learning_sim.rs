@@ -117,6 +117,16 @@ async fn every_learning_figure_is_there_and_the_simulator_is_right() {
         );
     }
     assert!(!notes.is_empty());
+    // `--json` carries every figure and each seed's loops.
+    let json = serde_json::to_value(&figures).unwrap();
+    assert_eq!(json.as_array().map(Vec::len), Some(FIGURES.len()));
+    let seed = serde_json::to_value(&results[0]).unwrap();
+    assert_eq!(seed["pairs"][0]["rounds"], 2);
+    assert!(
+        seed["pairs"][0]["ratio"]
+            .as_f64()
+            .is_some_and(f64::is_finite)
+    );
 }
 
 #[test]

@@ -730,13 +730,8 @@ pub struct Pair {
     pub rounds: usize,
     pub learning: SimRun,
     pub without: SimRun,
-}
-
-impl Pair {
     /// Learning's true value in rounds 2..N over the same without learning.
-    pub fn ratio(&self) -> f64 {
-        self.learning.value_after_first() / self.without.value_after_first()
-    }
+    pub ratio: f64,
 }
 
 /// Every loop of one seed.
@@ -766,7 +761,7 @@ impl SeedResult {
                 format!(
                     "{} rounds {:.3}x ({:.4} vs {:.4})",
                     p.rounds,
-                    p.ratio(),
+                    p.ratio,
                     p.learning.value_after_first(),
                     p.without.value_after_first()
                 )
@@ -798,6 +793,7 @@ pub async fn run_seed(
         let without = simulate(&product, r, false, now, dir).await?;
         pairs.push(Pair {
             rounds: r,
+            ratio: learning.value_after_first() / without.value_after_first(),
             learning,
             without,
         });
@@ -881,7 +877,7 @@ pub fn figures(results: &[SeedResult]) -> (Vec<Figure>, Vec<String>) {
             "the same loop without learning",
             Target::RatioAtLeast(VALUE_TARGET),
         ));
-        let ratios: Vec<f64> = pairs.iter().map(|p| p.ratio()).collect();
+        let ratios: Vec<f64> = pairs.iter().map(|p| p.ratio).collect();
         let won = ratios.iter().filter(|r| **r > 1.0).count();
         let lost = ratios.iter().filter(|r| **r < 1.0).count();
         notes.push(format!(

@@ -81,6 +81,7 @@ async fn every_learning_figure_is_there_and_the_simulator_is_right() {
             }
             assert_eq!(run.confidence_before.len(), p.hypotheses.len());
             assert_eq!(run.confidence_after.len(), p.hypotheses.len());
+            assert_eq!(run.status_after.len(), p.hypotheses.len());
         }
         // Round 1 ranks the same data in both loops; without learning
         // nothing is validated, so nothing moves.
@@ -90,6 +91,7 @@ async fn every_learning_figure_is_there_and_the_simulator_is_right() {
             pair.without.confidence_before
         );
         assert!(pair.without.verdicts.is_empty());
+        assert!(pair.without.status_after.iter().all(|s| s == "PROPOSED"));
         let stored: usize = pair.learning.verdicts.values().sum();
         assert!(stored > 0, "seed {}: learning stored no verdict", r.seed);
         // The priors are what the product says.

@@ -329,6 +329,8 @@ pub struct SimRun {
     /// round and after the last.
     pub confidence_before: Vec<f64>,
     pub confidence_after: Vec<f64>,
+    /// Status per hypothesis after the last round (VALIDATED, ...).
+    pub status_after: Vec<String>,
     /// Stored evidence at the end, by outcome name (SUPPORTS, ...).
     pub verdicts: BTreeMap<String, usize>,
     /// Per metric, the observations the server holds at the end: (unix
@@ -515,9 +517,10 @@ impl Api {
         }
     }
 
-    /// Effective confidence per hypothesis, in product order.
-    async fn confidences(&mut self, p: &Product) -> Result<Vec<f64>> {
+    /// Effective confidence and status per hypothesis, in product order.
+    async fn confidences(&mut self, p: &Product) -> Result<(Vec<f64>, Vec<String>)> {
         let mut out = Vec::with_capacity(p.hypotheses.len());
+        let mut status = Vec::with_capacity(p.hypotheses.len());
         for h in &p.hypotheses {
             let got = self
                 .model
@@ -527,8 +530,17 @@ impl Api {
                 .hypothesis
                 .ok_or_else(|| BenchError::Check(format!("no hypothesis {}", h.id)))?;
             out.push(effective(&got));
+            status.push(
+                pb::HypothesisStatus::try_from(got.status)
+                    .map(|s| {
+                        s.as_str_name()
+                            .trim_start_matches("HYPOTHESIS_STATUS_")
+                            .to_string()
+                    })
+                    .unwrap_or_else(|_| format!("status {}", got.status)),
+            );
         }
-        Ok(out)
+        Ok((out, status))
     }
 
     async fn observe(&mut self, obs: Vec<pb::Observation>) -> Result<()> {
@@ -598,7 +610,7 @@ async fn drive(
         week += 1;
     }
     api.observe(obs).await?;
-    let confidence_before = api.confidences(p).await?;
+    let (confidence_before, _) = api.confidences(p).await?;
 
     let budget = SHIPPED_SHARE * p.total_size() / rounds as f64;
     let sizes: BTreeMap<&str, f64> = p.items.iter().map(|i| (i.key.as_str(), i.size)).collect();
@@ -672,7 +684,7 @@ async fn drive(
             p.seed
         )));
     }
-    let confidence_after = api.confidences(p).await?;
+    let (confidence_after, status_after) = api.confidences(p).await?;
     let mut verdicts: BTreeMap<String, usize> = BTreeMap::new();
     for h in &p.hypotheses {
         let ev = api
@@ -718,6 +730,7 @@ async fn drive(
         values,
         confidence_before,
         confidence_after,
+        status_after,
         verdicts,
         observed,
         start: start.timestamp(),
@@ -933,21 +946,17 @@ pub fn figures(results: &[SeedResult]) -> (Vec<Figure>, Vec<String>) {
         ));
     }
     let mut verdicts: BTreeMap<String, usize> = BTreeMap::new();
-    let mut right_invalidated = 0;
-    let mut wrong_validated = 0;
+    // Final statuses, [wrong, right].
+    let mut statuses: [BTreeMap<String, usize>; 2] = Default::default();
     for r in results {
         let Some(p) = r.pair(6) else { continue };
         for (k, n) in &p.learning.verdicts {
             *verdicts.entry(k.clone()).or_default() += n;
         }
         for (i, h) in r.product.hypotheses.iter().enumerate() {
-            let c = p.learning.confidence_after[i];
-            if h.is_right() && c == 0.0 {
-                right_invalidated += 1;
-            }
-            if !h.is_right() && c == 1.0 {
-                wrong_validated += 1;
-            }
+            *statuses[usize::from(h.is_right())]
+                .entry(p.learning.status_after[i].clone())
+                .or_default() += 1;
         }
     }
     let all: usize = verdicts.values().sum();
@@ -968,9 +977,16 @@ pub fn figures(results: &[SeedResult]) -> (Vec<Figure>, Vec<String>) {
     }
     let order = |f: &Figure| FIGURES.iter().position(|n| *n == f.name);
     figures.sort_by_key(order);
+    let words = |m: &BTreeMap<String, usize>| {
+        m.iter()
+            .map(|(s, n)| format!("{n} {}", s.to_lowercase()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     notes.push(format!(
-        "6 rounds with learning: {right_invalidated} right hypotheses counted with confidence 0, \
-         {wrong_validated} wrong ones with confidence 1"
+        "6 rounds with learning, final status: wrong hypotheses {}; right hypotheses {}",
+        words(&statuses[0]),
+        words(&statuses[1])
     ));
     (figures, notes)
 }

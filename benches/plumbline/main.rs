@@ -1,6 +1,8 @@
 //! `cargo bench --bench plumbline -- --items N`: the performance figures of
 //! issue 6, each printed with its ratio to a baseline measured in the same
-//! run (see BENCHMARKS.md). A bench target of its own, not a subcommand, so
+//! run (see BENCHMARKS.md). `-- --learning [--seeds K]`: the learning
+//! simulation of issue 17 instead, each figure against the same loop without
+//! learning. A bench target of its own, not a subcommand, so
 //! that the shipped `plumbline` binary carries neither the harness nor the
 //! HTTP server of its GitHub mock.
 //!
@@ -37,6 +39,13 @@ struct Args {
     /// Print the figures as JSON instead of one line each.
     #[arg(long)]
     json: bool,
+    /// Run the learning simulation (issue 17) instead of the performance
+    /// figures: seeds `--seed` .. `--seed + --seeds - 1`, 2 and 6 rounds each.
+    #[arg(long)]
+    learning: bool,
+    /// Simulated products of `--learning`.
+    #[arg(long, default_value_t = 30)]
+    seeds: u64,
     /// Passed by `cargo bench`; `cargo test --benches` runs the target
     /// without it, and then there is nothing to do unless --items is given.
     #[arg(long, hide = true)]
@@ -45,6 +54,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.learning {
+        init_logging();
+        return run_learning(&args);
+    }
     let Some(items) = args.items else {
         if args.bench {
             eprintln!(
@@ -79,6 +92,64 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--learning`: the simulation's figures, one line each with each seed's
+/// line before them, or JSON.
+fn run_learning(args: &Args) -> ExitCode {
+    if args.seeds == 0 {
+        eprintln!("plumbline bench: --seeds must be at least 1");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("plumbline bench: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let seeds: Vec<u64> = (args.seed..args.seed.saturating_add(args.seeds)).collect();
+    let report = match runtime.block_on(suite::learning::run(&seeds, !args.json)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("plumbline bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.json {
+        return match serde_json::to_string_pretty(&report) {
+            Ok(s) => {
+                println!("{s}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("plumbline bench: cannot encode the report as JSON: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    println!(
+        "plumbline bench --learning: {} seeds ({}..={}), rounds {:?}, {} (run {:.1} s)",
+        seeds.len(),
+        args.seed,
+        seeds.last().copied().unwrap_or(args.seed),
+        suite::learning::ROUNDS,
+        report.date,
+        report.total_secs
+    );
+    for s in &report.per_seed {
+        println!("{}", s.line());
+    }
+    for f in &report.figures {
+        println!("{}", f.line());
+    }
+    for n in &report.notes {
+        println!("note: {n}");
+    }
+    ExitCode::SUCCESS
 }
 
 /// Warnings of the in-process server and sync on stderr, as the binary

@@ -12,6 +12,7 @@ mod auth;
 mod bench;
 mod cli;
 mod cli_split;
+mod learning_sim;
 mod limits;
 mod reflection;
 mod removal;

@@ -26,12 +26,17 @@
 //!    ranking: a normal client's `RankItems` p50 against the same without
 //!    them, and the server's peak RSS against its RSS before ([`hostile`]).
 //!
+//! A second report, `--learning` ([`learning`]), measures what validating
+//! value after release does to the next ranking, over seeded simulated
+//! products, against the same loop without it.
+//!
 //! Targets are stated for 100,000 items. Absolute targets (times, memory)
 //! apply unchanged below that and grow linearly with N above it; ratio
 //! targets hold at any N. A missed target is reported, never an error.
 
 mod child;
 mod hostile;
+pub mod learning;
 mod mock;
 mod rpc;
 pub mod sync;

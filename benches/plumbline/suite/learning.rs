@@ -671,6 +671,8 @@ async fn drive(
             api.validation
                 .validate_releases(pb::ValidateReleasesRequest {
                     include_open_windows: false,
+                    // The timeline lies in the past: the server's clock.
+                    as_of: None,
                 })
                 .await?;
         }

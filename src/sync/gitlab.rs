@@ -48,7 +48,7 @@ use serde::Deserialize;
 use super::github::estimate_from_labels;
 use super::http::{Fetched, none_remaining, unix_reset};
 use super::{
-    Connector, PAGE_SIZE, Page, RateLimit, SyncError, header_value, join_url, next_link,
+    Connector, PAGE_SIZE, Page, RateLimit, Removed, SyncError, header_value, join_url, next_link,
     parse_json, parse_time, short_number,
 };
 use crate::domain::{Item, ItemState, RemovalReason, Source, Time};
@@ -268,11 +268,12 @@ impl Connector for GitLab {
         let mut items = Vec::with_capacity(issues.len());
         for i in issues {
             match i.moved_to_id {
-                Some(to) if i.state == "closed" => removed.push((
-                    i.iid.to_string(),
-                    RemovalReason::Moved,
-                    format!("moved to the issue with global id {to}"),
-                )),
+                Some(to) if i.state == "closed" => removed.push(Removed {
+                    external_id: i.iid.to_string(),
+                    reason: RemovalReason::Moved,
+                    detail: format!("moved to the issue with global id {to}"),
+                    update_time: i.updated_at.as_deref().and_then(parse_time),
+                }),
                 _ => items.push(issue_item(source, &estimate, i)),
             }
         }

@@ -433,7 +433,18 @@ pub struct Page {
     /// Issues of the page that the tracker says left the project, by
     /// external id (GitLab's moved issues, listed closed with
     /// `moved_to_id`): marked removed, not stored as items.
-    pub removed: Vec<(String, RemovalReason, String)>,
+    pub removed: Vec<Removed>,
+}
+
+/// An issue a page says left the project.
+#[derive(Debug)]
+pub struct Removed {
+    pub external_id: String,
+    pub reason: RemovalReason,
+    pub detail: String,
+    /// When the tracker last updated it: the cursor moves past it, so an
+    /// incremental sync does not read it again.
+    pub update_time: Option<Time>,
 }
 
 /// One tracker's HTTP dialect.
@@ -1252,15 +1263,22 @@ impl Syncer {
             let now = Utc::now();
             let mut removed = Vec::new();
             for (page, etag, _) in &mut group {
-                for (external_id, reason, detail) in std::mem::take(&mut page.removed) {
-                    let key = item_key(&state.source_id, &external_id);
+                let gone = std::mem::take(&mut page.removed);
+                let past: Vec<(&str, Option<Time>)> = gone
+                    .iter()
+                    .filter(|r| full || !state.cursor.stored_before(r.update_time))
+                    .map(|r| (r.external_id.as_str(), r.update_time))
+                    .collect();
+                state.cursor.advance(past);
+                for r in gone {
+                    let key = item_key(&state.source_id, &r.external_id);
                     if full {
                         returned.insert(key.clone());
                     }
                     let removal = Removal {
                         remove_time: now,
-                        reason,
-                        detail,
+                        reason: r.reason,
+                        detail: r.detail,
                     };
                     removed.push((key, removal));
                 }

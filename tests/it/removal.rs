@@ -65,6 +65,18 @@ async fn gitlab_moved_issues_are_marked_by_an_incremental_sync() {
     assert_eq!(removal.reason, pb::RemovalReason::Moved as i32);
     assert!(removal.detail.contains("150000999"), "{removal:?}");
     assert!(!keys(&full_ranking(&w.s, true).await).contains(&key));
+    // The cursor moved past the moved issue: the next sync asks from its
+    // time, not from the issue before it (so it is not read again each time).
+    w.mock.reset().await;
+    w.fail(0, gitlab_page(vec![]), Some(1)).await;
+    w.sync().await.done();
+    let asked = w.mock.received_requests().await.unwrap_or_default();
+    let list = asked
+        .iter()
+        .rfind(|r| r.url.path() == w.tracker.list_path())
+        .expect("a list request");
+    assert_eq!(w.tracker.query(list).since, Some(at(4)));
+    w.heal().await;
 
     w.fail(0, gitlab_page(vec![moved("opened", at(5))]), Some(1))
         .await;

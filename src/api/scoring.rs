@@ -48,8 +48,18 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         &self,
         req: Request<pb::WatchRankingRequest>,
     ) -> Reply<Self::WatchRankingStream> {
-        let stream =
-            super::watch::watch_ranking(self.0.clone(), &self.1, &self.2, req.into_inner())?;
+        // With auth on, the watch ends when its token is revoked.
+        let revoked = req
+            .extensions()
+            .get::<crate::auth::Caller>()
+            .map(|c| c.revoked.clone());
+        let stream = super::watch::watch_ranking(
+            self.0.clone(),
+            &self.1,
+            &self.2,
+            req.into_inner(),
+            revoked,
+        )?;
         Ok(Response::new(stream))
     }
 

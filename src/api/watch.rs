@@ -14,7 +14,8 @@
 //! stream with UNAVAILABLE (retry elsewhere) when the server stops, since a
 //! watch never ends by itself and an open stream keeps hyper's graceful
 //! shutdown waiting; and with RESOURCE_EXHAUSTED when a change has waited
-//! unread for `[limits] watch_unread_timeout_ms`. The guard holds the
+//! unread for `[limits] watch_unread_timeout_ms`; with UNAUTHENTICATED when
+//! the token it was opened with is revoked. The guard holds the
 //! watch's place under `[limits] max_watchers`.
 
 use std::collections::HashMap;
@@ -226,12 +227,14 @@ fn end(shared: &Mutex<Shared>, status: Status) {
 }
 
 /// Starts a watch; the stream ends when the client goes away, leaves a
-/// change unread too long, or the server stops.
+/// change unread too long, the server stops, or `revoked` (the caller's
+/// token, with auth on) is cancelled.
 pub fn watch_ranking(
     engine: Arc<Engine>,
     lifecycle: &Lifecycle,
     watchers: &Watchers,
     r: pb::WatchRankingRequest,
+    revoked: Option<CancellationToken>,
 ) -> std::result::Result<RankingStream, Status> {
     let size = page::page_size(r.page_size, 20, page::MAX_PAGE_SIZE)?;
     let order = rank_order(r.order)?;
@@ -264,12 +267,17 @@ pub fn watch_ranking(
     };
     let mut changed = engine.subscribe();
     let stop = lifecycle.token().clone();
+    // Without auth nothing revokes the watch: a token never cancelled.
+    let revoked = revoked.unwrap_or_default();
     lifecycle.spawn("WatchRanking stream", async move {
         let _place = place;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return end(&shared, Status::unavailable(
                     "the server is shutting down; watch again on the next one",
+                )),
+                () = revoked.cancelled() => return end(&shared, Status::unauthenticated(
+                    "the token this watch was opened with has been revoked",
                 )),
                 () = gone.cancelled() => return,
                 r = changed.changed() => if r.is_err() { return },
@@ -280,6 +288,9 @@ pub fn watch_ranking(
             tokio::select! {
                 () = stop.cancelled() => return end(&shared, Status::unavailable(
                     "the server is shutting down; watch again on the next one",
+                )),
+                () = revoked.cancelled() => return end(&shared, Status::unauthenticated(
+                    "the token this watch was opened with has been revoked",
                 )),
                 () = gone.cancelled() => return,
                 () = tokio::time::sleep(limit) => {}

@@ -26,6 +26,8 @@ use super::{ReflectionAccess, Role};
 pub struct Caller {
     pub name: Arc<str>,
     pub role: Role,
+    /// Cancelled when the token is revoked: a stream opened with it ends.
+    pub revoked: tokio_util::sync::CancellationToken,
 }
 
 /// How to send a token, for every UNAUTHENTICATED message.

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
 
 use super::Role;
 use super::layer::Caller;
@@ -53,6 +54,21 @@ struct Live {
     name: Arc<str>,
     role: Role,
     secret_hash: [u8; 32],
+    /// Cancelled when the token stops being live (revoked here, or found
+    /// revoked by a refresh), so that a long call made with it (an open
+    /// `WatchRanking`) ends too.
+    revoked: CancellationToken,
+}
+
+impl Live {
+    fn new(name: Arc<str>, role: Role, secret_hash: [u8; 32]) -> Self {
+        Live {
+            name,
+            role,
+            secret_hash,
+            revoked: CancellationToken::new(),
+        }
+    }
 }
 
 /// What a presented token turned out to be.
@@ -132,6 +148,7 @@ impl Tokens {
             Verdict::Valid(Caller {
                 name: t.name.clone(),
                 role: t.role,
+                revoked: t.revoked.clone(),
             })
         } else {
             Verdict::Unknown { unknown_id: false }
@@ -152,19 +169,21 @@ impl Tokens {
     /// Reads the live tokens from the store again.
     pub async fn refresh(&self) -> std::result::Result<(), StoreError> {
         let all = self.store.list_tokens().await?;
-        let live = all
-            .into_iter()
-            .filter(|t| t.revoke_time.is_none())
-            .map(|t| {
-                let live = Live {
-                    name: t.name.into(),
-                    role: t.role,
-                    secret_hash: t.secret_hash,
-                };
-                (t.id, live)
-            })
-            .collect();
-        *self.live.write() = live;
+        let mut live = self.live.write();
+        let mut old = std::mem::take(&mut *live);
+        for t in all.into_iter().filter(|t| t.revoke_time.is_none()) {
+            let mut entry = Live::new(t.name.into(), t.role, t.secret_hash);
+            if let Some(was) = old.remove(&t.id) {
+                // The same token: calls made with it keep their handle.
+                entry.revoked = was.revoked;
+            }
+            live.insert(t.id, entry);
+        }
+        // What is no longer live was revoked (or deleted) elsewhere.
+        for gone in old.into_values() {
+            gone.revoked.cancel();
+        }
+        drop(live);
         *self.last_refresh.lock() = Instant::now();
         Ok(())
     }
@@ -188,11 +207,7 @@ impl Tokens {
         let (token, text) = create_in(self.store.as_ref(), name, role).await?;
         self.live.write().insert(
             token.id.clone(),
-            Live {
-                name: token.name.as_str().into(),
-                role,
-                secret_hash: token.secret_hash,
-            },
+            Live::new(token.name.as_str().into(), role, token.secret_hash),
         );
         Ok((token, text))
     }
@@ -208,7 +223,9 @@ impl Tokens {
     /// call on.
     pub async fn revoke(&self, id_or_name: &str) -> Result<ApiToken> {
         let token = revoke_in(self.store.as_ref(), id_or_name).await?;
-        self.live.write().remove(&token.id);
+        if let Some(gone) = self.live.write().remove(&token.id) {
+            gone.revoked.cancel();
+        }
         Ok(token)
     }
 }

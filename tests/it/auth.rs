@@ -681,3 +681,86 @@ async fn the_secret_is_in_no_log_nor_the_database_and_writes_log_the_token_name(
         "the check can see the file's text"
     );
 }
+
+/// An open WatchRanking ends when the token it was opened with is revoked:
+/// at once when revoked through this server, and within the refresh period
+/// when revoked offline (another process, the same database). A watch
+/// opened with a token still live keeps running.
+#[tokio::test]
+async fn a_watch_ends_when_its_token_is_revoked() {
+    let a = start(ReflectionAccess::Read).await;
+    source_with_items(&a).await;
+    let mut admin = pb::token_service_client::TokenServiceClient::new(with_token(&a.s, &a.admin));
+    let mut made = Vec::new();
+    for name in ["watcher", "offline", "kept"] {
+        let t = admin
+            .create_token(pb::CreateTokenRequest {
+                name: name.into(),
+                role: pb::TokenRole::Read as i32,
+            })
+            .await
+            .expect("admin creates a token")
+            .into_inner();
+        made.push(t.secret);
+    }
+    let watch = |token: &str| {
+        let mut c = pb::scoring_service_client::ScoringServiceClient::new(with_token(&a.s, token));
+        async move {
+            let mut stream = c
+                .watch_ranking(pb::WatchRankingRequest {
+                    page_size: 5,
+                    ..Default::default()
+                })
+                .await
+                .expect("watch opens")
+                .into_inner();
+            let first = stream.message().await.expect("first update");
+            assert!(first.is_some());
+            stream
+        }
+    };
+    let mut watched = watch(&made[0]).await;
+    let mut offline = watch(&made[1]).await;
+    let mut kept = watch(&made[2]).await;
+
+    admin
+        .revoke_token(pb::RevokeTokenRequest {
+            token: "watcher".into(),
+        })
+        .await
+        .expect("revoke");
+    let ended = tokio::time::timeout(Duration::from_secs(5), watched.message())
+        .await
+        .expect("the watch ends at once");
+    let st = ended.expect_err("ended with a status");
+    assert_eq!(st.code(), Code::Unauthenticated, "{st:?}");
+    assert!(st.message().contains("revoked"), "{}", st.message());
+
+    let db = a.db.to_str().expect("utf-8 path");
+    let out = cli(&["tokens", "revoke", "offline", "--db", db], &[]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(20), offline.message())
+        .await
+        .expect("the watch ends after the next refresh");
+    assert_eq!(
+        ended.expect_err("ended with a status").code(),
+        Code::Unauthenticated
+    );
+
+    // The third watch was not touched: it still gets updates.
+    pb::backlog_service_client::BacklogServiceClient::new(with_token(&a.s, &a.write))
+        .upsert_items(pb::UpsertItemsRequest {
+            items: vec![item("web", "3", "Three")],
+        })
+        .await
+        .expect("write token upserts");
+    let next = tokio::time::timeout(Duration::from_secs(10), kept.message())
+        .await
+        .expect("an update");
+    assert!(next.expect("no error").is_some());
+    a.s.stop().await;
+}

@@ -91,8 +91,14 @@ async fn setup(mock: &MockServer) -> TestServer {
 }
 
 async fn setup_with(mock: &MockServer, estimate_field: &str) -> TestServer {
-    set_test_token(TOKEN_VAR, TOKEN);
     mount_current_user(mock).await;
+    setup_source(mock, estimate_field).await
+}
+
+/// A server with the Redmine source `rm`, whatever `mock` answers to who
+/// its key is.
+async fn setup_source(mock: &MockServer, estimate_field: &str) -> TestServer {
+    set_test_token(TOKEN_VAR, TOKEN);
     let s = TestServer::start().await;
     value_model_for_rules(&s).await;
     create_source(
@@ -773,21 +779,7 @@ async fn a_tracker_that_answers_the_same_page_again_is_not_asked_forever() {
 async fn a_hidden_identity_endpoint_is_a_warning_not_a_failed_sync() {
     let mock = MockServer::start().await;
     mount_two_pages(&mock).await;
-    set_test_token(TOKEN_VAR, TOKEN);
-    let s = TestServer::start().await;
-    value_model_for_rules(&s).await;
-    create_source(
-        &s,
-        pb::Source {
-            id: "rm".into(),
-            kind: pb::TrackerKind::Redmine as i32,
-            base_url: format!("{}/redmine", mock.uri()),
-            project_key: "shop".into(),
-            token_env: TOKEN_VAR.into(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let s = setup_source(&mock, "").await;
     let run = run_sync(&s, "rm", false).await;
     let done = run.done();
     assert_eq!(done.upserted_count, 103);

@@ -219,11 +219,12 @@ pub struct Windows {
 }
 
 impl Default for Windows {
-    /// Four weeks each side, three days apart, three points a side.
+    /// Six weeks each side (six points of a weekly metric), three days
+    /// apart, three points a side.
     fn default() -> Self {
         Windows {
-            before: Duration::days(28),
-            after: Duration::days(28),
+            before: Duration::days(42),
+            after: Duration::days(42),
             min_separation: Duration::days(3),
             min_points: 3,
         }
@@ -1162,6 +1163,32 @@ mod tests {
         (from..=to).map(|d| (at(d, 1), f(d))).collect()
     }
 
+    /// The geometry these tests were written for: four weeks a side (the
+    /// defaults are six; see `defaults_give_a_weekly_metric_six_points`).
+    fn four_weeks() -> Windows {
+        Windows {
+            before: Duration::days(28),
+            after: Duration::days(28),
+            ..Windows::default()
+        }
+    }
+
+    #[test]
+    fn defaults_give_a_weekly_metric_six_points() {
+        let weekly: Vec<(Time, f64)> = (-6..6).map(|w| (at(7 * w, 1), 1.0)).collect();
+        let out = attribute(
+            &span(0.0, 2.0),
+            &weekly,
+            &[release("R1", day(0), &["H1"])],
+            &[],
+            f64::NAN,
+            &Windows::default(),
+        )
+        .unwrap();
+        let a = attributed(&out[0]);
+        assert_eq!((a.points_before, a.points_after), (6, 6));
+    }
+
     fn span(baseline: f64, target: f64) -> MetricSpan {
         MetricSpan { baseline, target }
     }
@@ -1177,7 +1204,7 @@ mod tests {
             releases,
             &[],
             f64::NAN,
-            &Windows::default(),
+            &four_weeks(),
         )
         .unwrap()
     }
@@ -1369,7 +1396,7 @@ mod tests {
         let releases = [release("A", day(0), &["H1"]), release("B", day(4), &["H2"])];
         let windows = Windows {
             min_points: 2,
-            ..Windows::default()
+            ..four_weeks()
         };
         let obs = daily(-28, 40, |d| match d {
             ..0 => 2.0,
@@ -1570,7 +1597,7 @@ mod tests {
             &releases,
             &experiments,
             2.5,
-            &Windows::default(),
+            &four_weeks(),
         )
         .unwrap();
         let h1 = attributed(&out[0]);
@@ -1596,7 +1623,7 @@ mod tests {
             &releases[..],
             &experiments,
             2.5,
-            &Windows::default(),
+            &four_weeks(),
         )
         .unwrap();
         assert_eq!(attributed(&out[0]).method, Method::Experiment);
@@ -1615,7 +1642,7 @@ mod tests {
             &[release("R1", day(0), &["H1"])],
             &lead_time,
             10.0,
-            &Windows::default(),
+            &four_weeks(),
         )
         .unwrap();
         let a = attributed(&out[0]);
@@ -1628,7 +1655,7 @@ mod tests {
     #[test]
     fn invalid_input_is_an_error() {
         let r = [release("R1", day(0), &["H1"])];
-        let w = Windows::default();
+        let w = four_weeks();
         let m = span(2.0, 3.0);
         assert_eq!(
             attribute(&m, &[(day(1), f64::NAN)], &r, &[], 0.0, &w),

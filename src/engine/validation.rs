@@ -5,11 +5,13 @@
 //! Releases are those named through the API plus one implicit release per
 //! item closed in its tracker (`close:<item key>` at its close time), so a
 //! sync that sees a close needs no extra write. A release touches the
-//! hypotheses its items link to. Evidence is stored per (hypothesis,
-//! subject) and changes a hypothesis at most once: the first time it is
-//! conclusive, and once per group of releases that share a step. A hypothesis
-//! with an experiment result is moved by the experiment only; before/after
-//! evidence for it is kept for the record.
+//! hypotheses its items link to, and delivers of each the used
+//! contributions of its items linked to it. Evidence is stored per
+//! (hypothesis, subject) with the log-likelihood ratio it added, and moves a
+//! hypothesis at most once: the first time it has a step, and once per group
+//! of releases that share a step. A hypothesis with an experiment result is
+//! moved by the experiment only; before/after evidence for it is kept for
+//! the record, with the outcome it would have had.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 

@@ -8,7 +8,7 @@
 //!
 //! Inputs are one metric (its baseline and target; the direction is implied by
 //! them), its observations `(time, value)`, the releases that touch hypotheses
-//! measured by the metric, and [`Windows`] (defaults: 28 days before, 28 days
+//! measured by the metric, and [`Windows`] (defaults: 42 days before, 42 days
 //! after, 3 days minimum separation, 3 points).
 //!
 //! 1. **Groups.** Releases are sorted by time (then id). A release less than
@@ -41,11 +41,14 @@
 //!    observations on one side does not distort its neighbours: its column is
 //!    left out of the fit, which merges the empty segment into the previous
 //!    one.
-//! 6. **Confounding.** The step of a group is shared equally by the distinct
-//!    hypotheses its releases touch. The pairs are flagged *confounded* when
-//!    the group holds two or more releases, and also when the step is shared
-//!    by two or more hypotheses (one release proving two bets on one metric
-//!    cannot tell them apart either).
+//! 6. **Confounding and credit.** A group's hypotheses share its step. Each
+//!    hypothesis `h` was expected to close `m_h = d_h x expected_effect_h`
+//!    of the gap, where `d_h` ([`Delivery`]) is what the group's releases
+//!    delivered of it (the used contributions of the released items linked
+//!    to it, summed over the group). The step is credited in proportion to
+//!    `m_h` (equally when no `m_h` is positive). The pairs are flagged
+//!    *confounded* when the group holds two or more releases, and also when
+//!    the step is shared by two or more hypotheses.
 //! 7. **Realized effect**, in the unit of a hypothesis' expected effect (share
 //!    of the gap): `realized = step_share / (target - level_before)`, where
 //!    `level_before` is the fitted level of the segment just before the step.
@@ -54,37 +57,50 @@
 //!    away. If `level_before` is at the target, or already past it, there is
 //!    no gap left to close and the pair gets `InsufficientData`.
 //!
+//! # Noise
+//!
+//! The residuals of every cluster's fit are pooled per metric:
+//! `σ² = (RSS + NOISE_PRIOR_DOF · σ₀²) / (dof + NOISE_PRIOR_DOF)` with the
+//! floor `σ₀ = NOISE_FLOOR_SHARE x |target - baseline|`, `σ >= σ₀`, and the
+//! variance inflated by `ν / (ν - 2)` (`ν = dof + NOISE_PRIOR_DOF`; 3 when
+//! `ν <= 3`) for a small sample ([`pooled_noise`]). A step's standard error is
+//! `σ · sqrt((XᵀX)⁻¹)` on its diagonal.
+//!
 //! # Experiments
 //!
-//! An [`ExperimentInput`] (absolute lift and its confidence interval, in the
+//! An [`ExperimentInput`] (absolute lift and its 95 % interval, in the
 //! metric's unit) takes precedence over before/after for its hypothesis:
 //! `realized = lift / (target - level)`, where `level` is the metric's level
 //! when the experiment ran (the caller passes the current level), and the
 //! interval is converted the same way (its ends swap when the metric is
-//! lower-is-better). A randomized experiment is not confounded by other
-//! releases. Experiments for hypotheses that no given release touches are
-//! ignored here.
+//! lower-is-better); its standard error is the interval's width over
+//! `2 x INTERVAL_Z`, and `m` is the whole expected effect (`d = 1`). A
+//! randomized experiment is not confounded by other releases. Experiments
+//! for hypotheses that no given release touches are ignored here.
 //!
 //! # Updating confidence and status ([`update`])
 //!
-//! With `r = realized / expected_effect`: `r >= 0.5` supports, `r <= 0`
-//! refutes, in between is inconclusive.
-//! - Before/after, not confounded: supports -> `c + (1 - c) · 0.5`,
-//!   VALIDATED; refutes -> `c · 0.5`, INVALIDATED; inconclusive -> `c`,
-//!   TESTING.
-//! - Before/after, confounded: half those moves (`c + (1 - c) · 0.25`,
-//!   `c · 0.75`, `c`), and the status is TESTING.
-//! - Experiment: the interval decides. Lower end (as share)
-//!   `>= 0.5 · expected_effect` -> VALIDATED with `max(c, 0.9)`; upper end
-//!   `<= 0` -> INVALIDATED with `min(c, 0.1)`; otherwise TESTING with `c`
-//!   moved halfway toward `clamp(r, 0, 1)`.
-//! - Insufficient data: no change.
+//! Confidence is the probability that the hypothesis is right. With `x` the
+//! group's step as a share of the gap and `s` its standard error (same
+//! unit), a right hypothesis' true effect is `N(m, (EFFECT_TOLERANCE · m)²)`
+//! and a wrong one's `N(0, (EFFECT_TOLERANCE · m)²)`, so the step is normal
+//! with mean `Σ m` over the right hypotheses of the group and variance
+//! `V = s² + EFFECT_TOLERANCE² Σ m²` whichever are right. For a hypothesis
+//! alone, `LLR = m (2x - m) / 2V`. With others on the same step, the
+//! likelihoods are averaged over their right/wrong combinations weighted by
+//! their confidences (all `2^k` for up to [`MAX_JOINT`] hypotheses; beyond,
+//! the others' sum is taken as normal with its mean and variance). The
+//! update is `logit(c') = logit(c) + LLR`, with `|LLR| <=`
+//! [`MAX_LOG_LIKELIHOOD_RATIO`], so independent evidence commutes and
+//! zero-strength evidence (`m = 0`, `s` unknown or infinite) adds exactly 0.
+//! The status follows the posterior: VALIDATED at [`VALIDATED_AT`] or more,
+//! INVALIDATED at [`INVALIDATED_AT`] or less, TESTING between.
 //!
-//! Worked example: checkout conversion, baseline 2.1 %, target 3.5 %, weekly
-//! observations 2.1, 2.1, 2.1, 2.1 before a release and 2.8, 2.8, 2.8, 2.8
-//! after. Step 0.7, level before 2.1, realized `0.7 / (3.5 - 2.1) = 0.5`. A
-//! hypothesis expecting 0.4 with confidence 0.6: `r = 1.25`, supports,
-//! confidence `0.6 + 0.4 · 0.5 = 0.8`, VALIDATED.
+//! Worked example (README): baseline 0, target 100, weekly 50, 45, 55, 50 |
+//! 55, 50, 60, 55; step 5 from level 50, `σ² = (100 + 2 · 0.5²) / 8`,
+//! `se = sqrt(σ² · 8/6 · (1/4 + 1/4)) = 2.89`; `x = 0.1`, `s = 0.058`; a
+//! hypothesis expecting 0.1 at confidence 0.6: `V = 0.058² + 0.04²`,
+//! `LLR = 1.01`, confidence 0.80, TESTING.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -124,7 +124,7 @@ async fn two_releases_weeks_apart_on_one_metric_are_attributed_separately() {
     assert!(a.confidence_before == 0.5 && (a.confidence_after - posterior).abs() < 1e-12);
     assert_eq!(
         (a.delivered, a.points_before, a.points_after),
-        (Some(1.0), 9, 13)
+        (Some(1.0), 14, 13)
     );
 
     // Evidence moves a hypothesis once: a second run stores and changes nothing.

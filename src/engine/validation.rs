@@ -421,8 +421,11 @@ impl Engine {
                 } else {
                     (Some(validate::update(h.confidence, &outcome, prior_of)), "")
                 };
+                // Evidence an experiment overrides still says what it would
+                // have done; evidence already counted reads as the status.
                 let would = applied.or_else(|| {
-                    conclusive.then(|| validate::update(h.confidence, &outcome, prior_of))
+                    (conclusive && !already)
+                        .then(|| validate::update(h.confidence, &outcome, prior_of))
                 });
                 let ev = evidence_of(
                     &outcome,
@@ -433,9 +436,12 @@ impl Engine {
                     note,
                     as_of,
                 );
+                // A stored row that moved nothing now keeps its record: the
+                // verdict it read then, not one recomputed from a confidence
+                // that other evidence has moved since.
                 if let Some(old) = existing.get(&key)
-                    && old.outcome == ev.outcome
                     && old.realized_effect == ev.realized_effect
+                    && old.step_se == ev.step_se
                     && applied.is_none()
                 {
                     continue;

@@ -183,8 +183,10 @@ impl Default for ValidationConfig {
     fn default() -> Self {
         ValidationConfig {
             interval_secs: 3600,
-            before_days: 28,
-            after_days: 28,
+            // Six weeks a side: six points of a weekly metric, so that the
+            // noise can be estimated and a step told from it (README).
+            before_days: 42,
+            after_days: 42,
             min_separation_days: 3,
             min_points: 3,
         }

@@ -493,6 +493,13 @@ pub struct Evidence {
     pub expected_effect: f64,
     pub confounded: bool,
     pub step: Option<f64>,
+    /// Standard error of `step`, same unit.
+    pub step_se: Option<f64>,
+    /// `d`: how much of the hypothesis the release (group) delivered.
+    pub delivered: Option<f64>,
+    /// What this evidence added to the hypothesis' log-odds (0 when it did
+    /// not move it).
+    pub log_likelihood_ratio: f64,
     pub points_before: i64,
     pub points_after: i64,
     pub confidence_before: f64,

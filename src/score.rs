@@ -29,13 +29,12 @@ pub fn gap(baseline: f64, target: f64, current: Option<f64>) -> f64 {
     if g.is_nan() { 0.0 } else { g.clamp(0.0, 1.0) }
 }
 
-/// The confidence the score uses: 1 once validated, 0 once invalidated.
-pub fn effective_confidence(status: HypothesisStatus, confidence: f64) -> f64 {
-    match status {
-        HypothesisStatus::Validated => 1.0,
-        HypothesisStatus::Invalidated => 0.0,
-        HypothesisStatus::Proposed | HypothesisStatus::Testing => confidence,
-    }
+/// The confidence the score uses: the confidence itself, whatever the
+/// status. Validation keeps the confidence a posterior probability and sets
+/// the status from it (VALIDATED at 0.95 or more, INVALIDATED at 0.05 or
+/// less), so the score never jumps to exactly 1 or 0 on a status.
+pub fn effective_confidence(_status: HypothesisStatus, confidence: f64) -> f64 {
+    confidence
 }
 
 /// A goal's own weight as the score counts it: within the bounds the API
@@ -423,11 +422,14 @@ mod tests {
     }
 
     #[test]
-    fn status_overrides_confidence() {
-        assert_eq!(effective_confidence(HypothesisStatus::Validated, 0.2), 1.0);
+    fn the_score_uses_the_confidence_whatever_the_status() {
         assert_eq!(
-            effective_confidence(HypothesisStatus::Invalidated, 0.9),
-            0.0
+            effective_confidence(HypothesisStatus::Validated, 0.97),
+            0.97
+        );
+        assert_eq!(
+            effective_confidence(HypothesisStatus::Invalidated, 0.03),
+            0.03
         );
         assert_eq!(effective_confidence(HypothesisStatus::Testing, 0.3), 0.3);
     }

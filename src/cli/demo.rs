@@ -377,7 +377,8 @@ pub async fn run(a: DemoArgs) -> Result<()> {
             e.hypothesis_id,
             e.subject_id,
             super::output::format_number(e.realized_effect.unwrap_or_default()),
-            super::output::format_number(e.expected_effect),
+            // What the release was expected to deliver: d x expected effect.
+            super::output::format_number(e.delivered.unwrap_or(1.0) * e.expected_effect),
             super::output::enum_name(
                 pb::EvidenceOutcome::try_from(e.outcome)
                     .unwrap_or_default()

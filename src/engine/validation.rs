@@ -5,11 +5,13 @@
 //! Releases are those named through the API plus one implicit release per
 //! item closed in its tracker (`close:<item key>` at its close time), so a
 //! sync that sees a close needs no extra write. A release touches the
-//! hypotheses its items link to. Evidence is stored per (hypothesis,
-//! subject) and changes a hypothesis at most once: the first time it is
-//! conclusive, and once per group of releases that share a step. A hypothesis
-//! with an experiment result is moved by the experiment only; before/after
-//! evidence for it is kept for the record.
+//! hypotheses its items link to, and delivers of each the used
+//! contributions of its items linked to it. Evidence is stored per
+//! (hypothesis, subject) with the log-likelihood ratio it added, and moves a
+//! hypothesis at most once: the first time it has a step, and once per group
+//! of releases that share a step. A hypothesis with an experiment result is
+//! moved by the experiment only; before/after evidence for it is kept for
+//! the record, with the outcome it would have had.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -21,27 +23,37 @@ use crate::domain::{
 };
 use crate::index::MetricEntry;
 use crate::refine::validate::{
-    self, Attribution, Method, MetricSpan, Outcome, ReleaseInput, Verdict, Windows,
+    self, Attribution, Delivery, Method, MetricSpan, Outcome, ReleaseInput, Update, Verdict,
+    Windows,
 };
+use crate::score::effective_contribution;
 
 /// A release with the hypotheses its items serve.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TouchedRelease {
     pub release: Release,
     pub hypothesis_ids: Vec<String>,
+    /// `d` per hypothesis: the sum of the used contributions (scaled as in
+    /// the score) of the released items linked to it.
+    pub delivered: BTreeMap<String, f64>,
 }
 
 fn evidence_of(
     outcome: &Outcome,
     subject_id: String,
     h: &Hypothesis,
-    applied: Option<(f64, Option<crate::domain::HypothesisStatus>)>,
+    applied: Option<Update>,
+    would: Option<Update>,
     reason_extra: &str,
     now: Time,
 ) -> Evidence {
-    let (new_conf, new_status) = match applied {
-        Some((c, s)) => (c, s.unwrap_or(h.status)),
-        None => (h.confidence, h.status),
+    let (new_conf, new_status, llr) = match applied {
+        Some(u) => (
+            u.confidence,
+            u.status.unwrap_or(h.status),
+            u.log_likelihood_ratio,
+        ),
+        None => (h.confidence, h.status, 0.0),
     };
     let mut e = Evidence {
         hypothesis_id: h.id.clone(),
@@ -52,6 +64,9 @@ fn evidence_of(
         expected_effect: h.expected_effect,
         confounded: false,
         step: None,
+        step_se: None,
+        delivered: None,
+        log_likelihood_ratio: llr,
         points_before: 0,
         points_after: 0,
         confidence_before: h.confidence,
@@ -61,7 +76,17 @@ fn evidence_of(
         record_time: now,
     };
     match outcome {
-        Outcome::Attributed(a) => fill(&mut e, a, h.expected_effect),
+        Outcome::Attributed(a) => {
+            fill(&mut e, a);
+            // The verdict is the status the evidence leads to (or would
+            // have led to, had it been the one to move the hypothesis).
+            let leads_to = would.map_or(e.confidence_after, |u| u.confidence);
+            e.outcome = match Verdict::of_confidence(leads_to) {
+                Verdict::Supports => EvidenceOutcome::Supports,
+                Verdict::Refutes => EvidenceOutcome::Refutes,
+                Verdict::Inconclusive => EvidenceOutcome::Inconclusive,
+            };
+        }
         Outcome::InsufficientData { reason, .. } => e.reason = reason.to_string(),
     }
     if !reason_extra.is_empty() {
@@ -74,25 +99,18 @@ fn evidence_of(
     e
 }
 
-fn fill(e: &mut Evidence, a: &Attribution, expected: f64) {
+fn fill(e: &mut Evidence, a: &Attribution) {
     e.method = match a.method {
         Method::BeforeAfter => EvidenceMethod::BeforeAfter,
         Method::Experiment => EvidenceMethod::Experiment,
     };
     e.realized_effect = Some(a.realized_effect);
     e.step = Some(a.step);
+    e.step_se = a.step_se.is_finite().then_some(a.step_se);
+    e.delivered = Some(a.delivered);
     e.confounded = a.confounded;
     e.points_before = a.points_before as i64;
     e.points_after = a.points_after as i64;
-    e.outcome = match Verdict::from_ratio(if expected > 0.0 {
-        a.realized_effect / expected
-    } else {
-        0.0
-    }) {
-        Verdict::Supports => EvidenceOutcome::Supports,
-        Verdict::Refutes => EvidenceOutcome::Refutes,
-        Verdict::Inconclusive => EvidenceOutcome::Inconclusive,
-    };
     if !a.shared_with.is_empty() {
         e.reason = format!("step shared with {}", a.shared_with.join(", "));
     }
@@ -159,32 +177,50 @@ impl Engine {
                 .collect();
             keys.into_iter().cloned().collect()
         };
-        let mut removed_links: HashMap<String, Vec<String>> = HashMap::new();
+        let mut removed_links: HashMap<String, Vec<(String, f64)>> = HashMap::new();
         if !removed.is_empty() {
             for l in self.store.links_of_items(&removed).await? {
                 removed_links
                     .entry(l.item_key)
                     .or_default()
-                    .push(l.hypothesis_id);
+                    .push((l.hypothesis_id, l.contribution));
             }
         }
         let ix = self.read();
+        let mut totals: HashMap<String, f64> = HashMap::new();
+        let mut total_of = |h: &str| -> f64 {
+            *totals.entry(h.to_string()).or_insert_with(|| {
+                ix.links_of_hypothesis(h)
+                    .iter()
+                    .map(|l| l.contribution)
+                    .sum()
+            })
+        };
         Ok(releases
             .into_iter()
             .map(|release| {
-                let hyps: BTreeSet<String> = release
-                    .item_keys
-                    .iter()
-                    .flat_map(|k| {
-                        ix.links_of_item(k)
-                            .map(|l| l.hypothesis_id.to_string())
-                            .chain(removed_links.get(k).into_iter().flatten().cloned())
-                            .collect::<Vec<_>>()
-                    })
-                    .collect();
+                let mut delivered: BTreeMap<String, f64> = BTreeMap::new();
+                for k in &release.item_keys {
+                    let links: Vec<(String, f64)> = ix
+                        .links_of_item(k)
+                        .map(|l| (l.hypothesis_id.to_string(), l.contribution))
+                        .collect();
+                    for (h, c) in links {
+                        let total = total_of(&h);
+                        *delivered.entry(h).or_default() += effective_contribution(c, total);
+                    }
+                    // A removed item's link is no longer counted in the
+                    // index's totals: it is added back for its own share.
+                    for (h, c) in removed_links.get(k).into_iter().flatten() {
+                        let total = total_of(h) + c;
+                        *delivered.entry(h.clone()).or_default() +=
+                            effective_contribution(*c, total);
+                    }
+                }
                 TouchedRelease {
                     release,
-                    hypothesis_ids: hyps.into_iter().collect(),
+                    hypothesis_ids: delivered.keys().cloned().collect(),
+                    delivered,
                 }
             })
             .collect())
@@ -210,13 +246,14 @@ impl Engine {
             .observations
             .latest
             .map_or(metric.metric.baseline, |(_, v)| v);
-        let outcome = experiment_outcome(&span, level, &e);
-        let applied = validate::update(h.confidence, h.expected_effect, &outcome);
+        let outcome = experiment_outcome(&span, level, &e, h.expected_effect);
+        let applied = validate::update(h.confidence, &outcome, |_| 0.0);
         let now = Utc::now();
         let evidence = evidence_of(
             &outcome,
             format!("experiment:{}", e.id),
             &h,
+            Some(applied),
             Some(applied),
             "",
             now,
@@ -288,20 +325,24 @@ impl Engine {
                 {
                     continue;
                 }
-                let mut per_metric: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                let mut per_metric: BTreeMap<String, BTreeMap<String, Delivery>> = BTreeMap::new();
                 for h in &r.hypothesis_ids {
                     if let Some(hyp) = ix.hypothesis(h) {
-                        per_metric
-                            .entry(hyp.metric_id.clone())
-                            .or_default()
-                            .push(h.clone());
+                        per_metric.entry(hyp.metric_id.clone()).or_default().insert(
+                            h.clone(),
+                            Delivery {
+                                delivered: r.delivered.get(h).copied().unwrap_or(0.0),
+                                expected_effect: hyp.expected_effect,
+                            },
+                        );
                     }
                 }
-                for (m, hs) in per_metric {
+                for (m, deliveries) in per_metric {
                     by_metric.entry(m).or_default().push(ReleaseInput {
                         id: r.release.id.clone(),
                         time: r.release.time,
-                        hypothesis_ids: hs,
+                        hypothesis_ids: deliveries.keys().cloned().collect(),
+                        deliveries,
                     });
                 }
             }
@@ -340,6 +381,14 @@ impl Engine {
                     continue;
                 }
             };
+            // The confidences the hypotheses sharing a step are weighed
+            // with: as they stood before this metric's evidence, so that the
+            // order of the pairs does not matter.
+            let priors: HashMap<String, f64> = hyps
+                .iter()
+                .map(|(id, h)| (id.clone(), h.confidence))
+                .collect();
+            let prior_of = |id: &str| priors.get(id).copied().unwrap_or(0.0);
             for outcome in outcomes {
                 let (release_id, hyp_id) = (
                     outcome.release_id().to_string(),
@@ -370,15 +419,29 @@ impl Engine {
                 } else if with_experiment.contains(&hyp_id) {
                     (None, "an experiment result takes precedence")
                 } else {
-                    (
-                        Some(validate::update(h.confidence, h.expected_effect, &outcome)),
-                        "",
-                    )
+                    (Some(validate::update(h.confidence, &outcome, prior_of)), "")
                 };
-                let ev = evidence_of(&outcome, release_id.clone(), &h, applied, note, as_of);
+                // Evidence an experiment overrides still says what it would
+                // have done; evidence already counted reads as the status.
+                let would = applied.or_else(|| {
+                    (conclusive && !already)
+                        .then(|| validate::update(h.confidence, &outcome, prior_of))
+                });
+                let ev = evidence_of(
+                    &outcome,
+                    release_id.clone(),
+                    &h,
+                    applied,
+                    would,
+                    note,
+                    as_of,
+                );
+                // A stored row that moved nothing now keeps its record: the
+                // verdict it read then, not one recomputed from a confidence
+                // that other evidence has moved since.
                 if let Some(old) = existing.get(&key)
-                    && old.outcome == ev.outcome
                     && old.realized_effect == ev.realized_effect
+                    && old.step_se == ev.step_se
                     && applied.is_none()
                 {
                     continue;
@@ -437,14 +500,30 @@ impl Engine {
 
 /// An experiment as an attribution: the lift and its interval as shares of
 /// the gap still open at `level`.
-fn experiment_outcome(span: &MetricSpan, level: f64, e: &Experiment) -> Outcome {
+fn experiment_outcome(
+    span: &MetricSpan,
+    level: f64,
+    e: &Experiment,
+    expected_effect: f64,
+) -> Outcome {
     let share = |x: f64| validate::realized_share(span, level, x);
+    let expected_share = Delivery {
+        delivered: 1.0,
+        expected_effect,
+    }
+    .expected_share();
     match (share(e.lift), share(e.ci_low), share(e.ci_high)) {
         (Ok(r), Ok(lo), Ok(hi)) => Outcome::Attributed(Attribution {
             release_id: format!("experiment:{}", e.id),
             hypothesis_id: e.hypothesis_id.clone(),
             step: e.lift,
+            step_se: (e.ci_high - e.ci_low) / (2.0 * validate::INTERVAL_Z),
             step_share: e.lift,
+            delivered: 1.0,
+            expected_share,
+            realized_se: (hi - lo).abs() / (2.0 * validate::INTERVAL_Z),
+            step_realized: r,
+            group: vec![(e.hypothesis_id.clone(), expected_share)],
             level_before: level,
             realized_effect: r,
             realized_ci: Some((lo.min(hi), lo.max(hi))),

@@ -8,7 +8,7 @@
 //!
 //! Inputs are one metric (its baseline and target; the direction is implied by
 //! them), its observations `(time, value)`, the releases that touch hypotheses
-//! measured by the metric, and [`Windows`] (defaults: 28 days before, 28 days
+//! measured by the metric, and [`Windows`] (defaults: 42 days before, 42 days
 //! after, 3 days minimum separation, 3 points).
 //!
 //! 1. **Groups.** Releases are sorted by time (then id). A release less than
@@ -41,11 +41,14 @@
 //!    observations on one side does not distort its neighbours: its column is
 //!    left out of the fit, which merges the empty segment into the previous
 //!    one.
-//! 6. **Confounding.** The step of a group is shared equally by the distinct
-//!    hypotheses its releases touch. The pairs are flagged *confounded* when
-//!    the group holds two or more releases, and also when the step is shared
-//!    by two or more hypotheses (one release proving two bets on one metric
-//!    cannot tell them apart either).
+//! 6. **Confounding and credit.** A group's hypotheses share its step. Each
+//!    hypothesis `h` was expected to close `m_h = d_h x expected_effect_h`
+//!    of the gap, where `d_h` ([`Delivery`]) is what the group's releases
+//!    delivered of it (the used contributions of the released items linked
+//!    to it, summed over the group). The step is credited in proportion to
+//!    `m_h` (equally when no `m_h` is positive). The pairs are flagged
+//!    *confounded* when the group holds two or more releases, and also when
+//!    the step is shared by two or more hypotheses.
 //! 7. **Realized effect**, in the unit of a hypothesis' expected effect (share
 //!    of the gap): `realized = step_share / (target - level_before)`, where
 //!    `level_before` is the fitted level of the segment just before the step.
@@ -54,37 +57,50 @@
 //!    away. If `level_before` is at the target, or already past it, there is
 //!    no gap left to close and the pair gets `InsufficientData`.
 //!
+//! # Noise
+//!
+//! The residuals of every cluster's fit are pooled per metric:
+//! `σ² = (RSS + NOISE_PRIOR_DOF · σ₀²) / (dof + NOISE_PRIOR_DOF)` with the
+//! floor `σ₀ = NOISE_FLOOR_SHARE x |target - baseline|`, `σ >= σ₀`, and the
+//! variance inflated by `ν / (ν - 2)` (`ν = dof + NOISE_PRIOR_DOF`; 3 when
+//! `ν <= 3`) for a small sample ([`pooled_noise`]). A step's standard error is
+//! `σ · sqrt((XᵀX)⁻¹)` on its diagonal.
+//!
 //! # Experiments
 //!
-//! An [`ExperimentInput`] (absolute lift and its confidence interval, in the
+//! An [`ExperimentInput`] (absolute lift and its 95 % interval, in the
 //! metric's unit) takes precedence over before/after for its hypothesis:
 //! `realized = lift / (target - level)`, where `level` is the metric's level
 //! when the experiment ran (the caller passes the current level), and the
 //! interval is converted the same way (its ends swap when the metric is
-//! lower-is-better). A randomized experiment is not confounded by other
-//! releases. Experiments for hypotheses that no given release touches are
-//! ignored here.
+//! lower-is-better); its standard error is the interval's width over
+//! `2 x INTERVAL_Z`, and `m` is the whole expected effect (`d = 1`). A
+//! randomized experiment is not confounded by other releases. Experiments
+//! for hypotheses that no given release touches are ignored here.
 //!
 //! # Updating confidence and status ([`update`])
 //!
-//! With `r = realized / expected_effect`: `r >= 0.5` supports, `r <= 0`
-//! refutes, in between is inconclusive.
-//! - Before/after, not confounded: supports -> `c + (1 - c) · 0.5`,
-//!   VALIDATED; refutes -> `c · 0.5`, INVALIDATED; inconclusive -> `c`,
-//!   TESTING.
-//! - Before/after, confounded: half those moves (`c + (1 - c) · 0.25`,
-//!   `c · 0.75`, `c`), and the status is TESTING.
-//! - Experiment: the interval decides. Lower end (as share)
-//!   `>= 0.5 · expected_effect` -> VALIDATED with `max(c, 0.9)`; upper end
-//!   `<= 0` -> INVALIDATED with `min(c, 0.1)`; otherwise TESTING with `c`
-//!   moved halfway toward `clamp(r, 0, 1)`.
-//! - Insufficient data: no change.
+//! Confidence is the probability that the hypothesis is right. With `x` the
+//! group's step as a share of the gap and `s` its standard error (same
+//! unit), a right hypothesis' true effect is `N(m, (EFFECT_TOLERANCE · m)²)`
+//! and a wrong one's `N(0, (EFFECT_TOLERANCE · m)²)`, so the step is normal
+//! with mean `Σ m` over the right hypotheses of the group and variance
+//! `V = s² + EFFECT_TOLERANCE² Σ m²` whichever are right. For a hypothesis
+//! alone, `LLR = m (2x - m) / 2V`. With others on the same step, the
+//! likelihoods are averaged over their right/wrong combinations weighted by
+//! their confidences (all `2^k` for up to [`MAX_JOINT`] hypotheses; beyond,
+//! the others' sum is taken as normal with its mean and variance). The
+//! update is `logit(c') = logit(c) + LLR`, with `|LLR| <=`
+//! [`MAX_LOG_LIKELIHOOD_RATIO`], so independent evidence commutes and
+//! zero-strength evidence (`m = 0`, `s` unknown or infinite) adds exactly 0.
+//! The status follows the posterior: VALIDATED at [`VALIDATED_AT`] or more,
+//! INVALIDATED at [`INVALIDATED_AT`] or less, TESTING between.
 //!
-//! Worked example: checkout conversion, baseline 2.1 %, target 3.5 %, weekly
-//! observations 2.1, 2.1, 2.1, 2.1 before a release and 2.8, 2.8, 2.8, 2.8
-//! after. Step 0.7, level before 2.1, realized `0.7 / (3.5 - 2.1) = 0.5`. A
-//! hypothesis expecting 0.4 with confidence 0.6: `r = 1.25`, supports,
-//! confidence `0.6 + 0.4 · 0.5 = 0.8`, VALIDATED.
+//! Worked example (README): baseline 0, target 100, weekly 50, 45, 55, 50 |
+//! 55, 50, 60, 55; step 5 from level 50, `σ² = (100 + 2 · 0.5²) / 8`,
+//! `se = sqrt(σ² · 8/6 · (1/4 + 1/4)) = 2.89`; `x = 0.1`, `s = 0.058`; a
+//! hypothesis expecting 0.1 at confidence 0.6: `V = 0.058² + 0.04²`,
+//! `LLR = 1.01`, confidence 0.80, TESTING.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -94,25 +110,34 @@ use chrono::Duration;
 
 use crate::domain::{Direction, HypothesisStatus, Metric, Time};
 
-/// `r = realized / expected` at or above which evidence supports a hypothesis.
-pub const SUPPORT_RATIO: f64 = 0.5;
-/// `r` at or below which evidence refutes a hypothesis: it did not move the
-/// metric toward the target at all.
-pub const REFUTE_RATIO: f64 = 0.0;
-/// Share of the remaining doubt `1 - c` that supporting evidence removes.
-pub const SUPPORT_GAIN: f64 = 0.5;
-/// Factor refuting evidence multiplies the confidence by.
-pub const REFUTE_FACTOR: f64 = 0.5;
-/// Confounded evidence moves the confidence by this share of the move the
-/// same evidence would make unconfounded.
-pub const CONFOUNDED_WEIGHT: f64 = 0.5;
-/// Confidence floor of a hypothesis an experiment validates.
-pub const EXPERIMENT_VALIDATED_CONFIDENCE: f64 = 0.9;
-/// Confidence ceiling of a hypothesis an experiment invalidates.
-pub const EXPERIMENT_INVALIDATED_CONFIDENCE: f64 = 0.1;
-/// Share of the distance to `clamp(r, 0, 1)` an inconclusive experiment moves
-/// the confidence.
-pub const EXPERIMENT_PULL: f64 = 0.5;
+/// Posterior confidence at or above which a hypothesis is VALIDATED.
+pub const VALIDATED_AT: f64 = 0.95;
+/// Posterior confidence at or below which a hypothesis is INVALIDATED.
+pub const INVALIDATED_AT: f64 = 0.05;
+/// How rough an effect estimate is: a right hypothesis' true effect is taken
+/// as normal around what it was expected to deliver, and a wrong one's around
+/// 0, both with this share of the expected delivery as standard deviation.
+/// A right bet that delivers 70 % or 140 % of its estimate is still right;
+/// a wrong one may move the metric a little either way.
+pub const EFFECT_TOLERANCE: f64 = 0.4;
+/// The noise never counts as less than this share of the distance from
+/// baseline to target: a perfectly flat series is a measurement artefact,
+/// not infinite precision.
+pub const NOISE_FLOOR_SHARE: f64 = 0.005;
+/// Pseudo degrees of freedom of the noise floor in the pooled noise
+/// estimate, so that a handful of residuals cannot claim a noise near 0.
+pub const NOISE_PRIOR_DOF: f64 = 2.0;
+/// Hypotheses sharing one step are weighed jointly (all 2^k right/wrong
+/// combinations) up to this many; beyond it, the others are summarized by
+/// their mean and variance (see the module docs).
+pub const MAX_JOINT: usize = 8;
+/// One piece of evidence moves the log-odds by at most this much, so that a
+/// zero-width interval or a noiseless series cannot make a confidence
+/// exactly 0 or 1.
+pub const MAX_LOG_LIKELIHOOD_RATIO: f64 = 20.0;
+/// z of a two-sided 95 % interval: an experiment's interval is read as
+/// `lift ± INTERVAL_Z x se`.
+pub const INTERVAL_Z: f64 = 1.959_963_984_540_054;
 /// Relative size (of `max(|target|, |level|, 1)`) under which the remaining
 /// gap `target - level` counts as zero: the metric is at its target.
 pub const AT_TARGET_TOLERANCE: f64 = 1e-9;
@@ -153,6 +178,37 @@ pub struct ReleaseInput {
     /// count once. A release with none still gets its own step, so that its
     /// movement is not credited to its neighbours.
     pub hypothesis_ids: Vec<String>,
+    /// What the release delivers of each hypothesis, by id. A hypothesis
+    /// listed in `hypothesis_ids` but missing here counts as fully delivered
+    /// with an expected effect of 1 (equal weights among such hypotheses).
+    pub deliveries: BTreeMap<String, Delivery>,
+}
+
+/// What one release delivers of one hypothesis.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Delivery {
+    /// `d`: the sum of the used contributions (scaled down when the
+    /// hypothesis' contributions add up to more than 1, as in the score) of
+    /// the released items linked to the hypothesis.
+    pub delivered: f64,
+    /// The hypothesis' expected effect (share of the gap) when fully
+    /// delivered.
+    pub expected_effect: f64,
+}
+
+impl Delivery {
+    /// The default for a hypothesis a release lists without a delivery.
+    pub const WHOLE: Delivery = Delivery {
+        delivered: 1.0,
+        expected_effect: 1.0,
+    };
+
+    /// `d x expected_effect`: the share of the gap this delivery should close,
+    /// 0 for anything that is not a finite positive number.
+    pub fn expected_share(&self) -> f64 {
+        let e = self.delivered * self.expected_effect;
+        if e.is_finite() && e > 0.0 { e } else { 0.0 }
+    }
 }
 
 /// The result of a controlled experiment on one hypothesis, in the metric's
@@ -179,11 +235,12 @@ pub struct Windows {
 }
 
 impl Default for Windows {
-    /// Four weeks each side, three days apart, three points a side.
+    /// Six weeks each side (six points of a weekly metric), three days
+    /// apart, three points a side.
     fn default() -> Self {
         Windows {
-            before: Duration::days(28),
-            after: Duration::days(28),
+            before: Duration::days(42),
+            after: Duration::days(42),
             min_separation: Duration::days(3),
             min_points: 3,
         }
@@ -207,9 +264,26 @@ pub struct Attribution {
     /// In the metric's unit: the fitted step of the release's group, or the
     /// experiment's lift.
     pub step: f64,
-    /// This hypothesis' share of `step`: `step / distinct hypotheses of the
-    /// group` (the whole lift for an experiment).
+    /// Standard error of `step` in the metric's unit (see "Noise"); for an
+    /// experiment, from its interval.
+    pub step_se: f64,
+    /// This hypothesis' share of `step`, in proportion to what each
+    /// hypothesis of the group was expected to deliver (the whole lift for an
+    /// experiment).
     pub step_share: f64,
+    /// `d`: how much of the hypothesis the group delivered (1 for an
+    /// experiment).
+    pub delivered: f64,
+    /// `d x expected_effect`: the share of the gap this hypothesis should
+    /// have closed had it been right; what `realized_effect` is judged against.
+    pub expected_share: f64,
+    /// Standard error of the group's whole realized share `step / gap`.
+    pub realized_se: f64,
+    /// The step as a share of the gap: `step / (target - level_before)`.
+    pub step_realized: f64,
+    /// Every distinct hypothesis sharing the step, this one included, with
+    /// its expected share, by id; the joint update weighs them together.
+    pub group: Vec<(String, f64)>,
     /// Fitted level just before the step (the level passed in for an
     /// experiment).
     pub level_before: f64,
@@ -326,7 +400,7 @@ pub enum ValidateError {
     NonFiniteLevel(f64),
 }
 
-/// The evidence's verdict on a hypothesis, from `r = realized / expected`.
+/// The evidence's verdict on a hypothesis: the status it leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Supports,
@@ -335,16 +409,26 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// `r >= SUPPORT_RATIO` supports, `r <= REFUTE_RATIO` refutes, in between
-    /// is inconclusive.
-    pub fn from_ratio(r: f64) -> Verdict {
-        if r >= SUPPORT_RATIO {
-            Verdict::Supports
-        } else if r <= REFUTE_RATIO {
-            Verdict::Refutes
-        } else {
-            Verdict::Inconclusive
+    /// Supports when the posterior is at or above [`VALIDATED_AT`], refutes
+    /// at or below [`INVALIDATED_AT`], inconclusive in between: the verdict
+    /// always agrees with [`status_of`].
+    pub fn of_confidence(c: f64) -> Verdict {
+        match status_of(c) {
+            HypothesisStatus::Validated => Verdict::Supports,
+            HypothesisStatus::Invalidated => Verdict::Refutes,
+            _ => Verdict::Inconclusive,
         }
+    }
+}
+
+/// The status a posterior confidence stands for.
+pub fn status_of(c: f64) -> HypothesisStatus {
+    if c >= VALIDATED_AT {
+        HypothesisStatus::Validated
+    } else if c <= INVALIDATED_AT {
+        HypothesisStatus::Invalidated
+    } else {
+        HypothesisStatus::Testing
     }
 }
 
@@ -395,25 +479,52 @@ pub fn attribute(
     sorted.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
     let groups = group_releases(&sorted, windows.min_separation);
     let mut fits = Vec::with_capacity(groups.len());
+    let mut pooled = Residuals::default();
     for cluster in clusters(&groups, windows) {
-        fits.extend(fit_cluster(&groups[cluster], observations, windows));
+        let (cluster_fits, residuals) = fit_cluster(&groups[cluster], observations, windows);
+        fits.extend(cluster_fits);
+        pooled.sum_of_squares += residuals.sum_of_squares;
+        pooled.degrees_of_freedom += residuals.degrees_of_freedom;
+    }
+    let (noise, inflation) = pooled_noise(metric, pooled.sum_of_squares, pooled.degrees_of_freedom);
+    for fit in &mut fits {
+        if let Ok((_, _, variance)) = fit.estimate {
+            fit.step_se = noise * (variance.max(0.0) * inflation).sqrt();
+        }
     }
 
     let mut out = Vec::new();
     for (group, fit) in groups.iter().zip(&fits) {
-        let group_hypotheses: BTreeSet<&str> = group
-            .releases
+        // d summed over the group's releases, per distinct hypothesis.
+        let mut deliveries: BTreeMap<&str, Delivery> = BTreeMap::new();
+        for r in &group.releases {
+            let own: BTreeSet<&str> = r.hypothesis_ids.iter().map(String::as_str).collect();
+            for h in own {
+                let d = r.deliveries.get(h).copied().unwrap_or(Delivery::WHOLE);
+                deliveries
+                    .entry(h)
+                    .and_modify(|sum| sum.delivered += d.delivered)
+                    .or_insert(d);
+            }
+        }
+        let members: Vec<(String, f64)> = deliveries
             .iter()
-            .flat_map(|r| r.hypothesis_ids.iter().map(String::as_str))
+            .map(|(h, d)| (h.to_string(), d.expected_share()))
             .collect();
-        let confounded = group.releases.len() > 1 || group_hypotheses.len() > 1;
+        let confounded = group.releases.len() > 1 || deliveries.len() > 1;
         for release in &group.releases {
             let own: BTreeSet<&str> = release.hypothesis_ids.iter().map(String::as_str).collect();
             for hypothesis_id in own {
+                let delivery = deliveries
+                    .get(hypothesis_id)
+                    .copied()
+                    .unwrap_or(Delivery::WHOLE);
                 let pair = Pair {
                     release_id: &release.id,
                     hypothesis_id,
                     fit,
+                    delivered: delivery.delivered,
+                    expected_effect: delivery.expected_effect,
                 };
                 let outcome = match experiments.get(hypothesis_id) {
                     Some(e) => pair.experiment(metric, experiment_level, e),
@@ -424,7 +535,7 @@ pub fn attribute(
                             .filter(|r| r.id != release.id)
                             .map(|r| r.id.clone())
                             .collect();
-                        pair.before_after(metric, group_hypotheses.len(), confounded, shared_with)
+                        pair.before_after(metric, &members, confounded, shared_with)
                     }
                 };
                 out.push(outcome);
@@ -434,73 +545,131 @@ pub fn attribute(
     Ok(out)
 }
 
-/// New confidence and status of a hypothesis after one piece of evidence;
-/// `None` keeps the current status. The prior is clamped to [0, 1] (NaN
-/// counts as 0). Insufficient data, an `expected_effect` that is not a
-/// positive number, or a non-finite realized effect change nothing. See the
-/// module docs for the rule.
-pub fn update(
-    prior_confidence: f64,
-    expected_effect: f64,
-    evidence: &Outcome,
-) -> (f64, Option<HypothesisStatus>) {
-    let c = if prior_confidence.is_nan() {
+/// The log of a normal density.
+fn log_normal(x: f64, mean: f64, variance: f64) -> f64 {
+    -0.5 * ((x - mean).powi(2) / variance + (std::f64::consts::TAU * variance).ln())
+}
+
+/// `ln Σ exp(v)`, stable; `-inf` for nothing.
+fn log_sum_exp(values: &[f64]) -> f64 {
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if max == f64::NEG_INFINITY {
+        return max;
+    }
+    max + values.iter().map(|v| (v - max).exp()).sum::<f64>().ln()
+}
+
+/// How much one attribution says for its hypothesis being right against it
+/// being wrong: `ln P(observed | right) / P(observed | wrong)`, in the units
+/// of the gap (see "Updating confidence" in the module docs). `prior_of`
+/// gives the current confidence of the other hypotheses sharing the step.
+/// Zero-strength evidence (nothing expected of the hypothesis, an infinite
+/// or unknown standard error, a non-finite observation) gives exactly 0.
+pub fn log_likelihood_ratio(a: &Attribution, prior_of: impl Fn(&str) -> f64) -> f64 {
+    let x = a.step_realized;
+    let se = a.realized_se;
+    let Some(own) = a.group.iter().position(|(h, _)| *h == a.hypothesis_id) else {
+        return 0.0;
+    };
+    let m = a.group[own].1;
+    if !(m > 0.0 && m.is_finite() && x.is_finite() && se.is_finite() && se >= 0.0) {
+        return 0.0;
+    }
+    let others: Vec<(f64, f64)> = a
+        .group
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, e))| *i != own && *e > 0.0 && e.is_finite())
+        .map(|(_, (h, e))| {
+            let p = prior_of(h);
+            (if p.is_nan() { 0.0 } else { p.clamp(0.0, 1.0) }, *e)
+        })
+        .collect();
+    // Right or wrong, each hypothesis' true effect is uncertain by
+    // EFFECT_TOLERANCE of what it was expected to deliver, so the variance
+    // of the step is the same under every combination.
+    let variance = se * se
+        + EFFECT_TOLERANCE.powi(2) * (m * m + others.iter().map(|(_, e)| e * e).sum::<f64>());
+    let llr = if others.len() < MAX_JOINT {
+        let mut right = Vec::with_capacity(1 << others.len());
+        let mut wrong = Vec::with_capacity(1 << others.len());
+        for mask in 0u32..(1 << others.len()) {
+            let (mut log_weight, mut mean) = (0.0, 0.0);
+            for (j, &(p, e)) in others.iter().enumerate() {
+                if mask & (1 << j) != 0 {
+                    log_weight += p.ln();
+                    mean += e;
+                } else {
+                    log_weight += (1.0 - p).ln();
+                }
+            }
+            if log_weight == f64::NEG_INFINITY {
+                continue;
+            }
+            right.push(log_weight + log_normal(x, mean + m, variance));
+            wrong.push(log_weight + log_normal(x, mean, variance));
+        }
+        log_sum_exp(&right) - log_sum_exp(&wrong)
+    } else {
+        // Many hypotheses on one step: the others' combined contribution is
+        // summarized by its mean and variance under their priors.
+        let (mean, variance) = others.iter().fold((0.0, variance), |(mean, var), &(p, e)| {
+            (mean + p * e, var + p * (1.0 - p) * e * e)
+        });
+        log_normal(x, mean + m, variance) - log_normal(x, mean, variance)
+    };
+    if llr.is_nan() {
         0.0
     } else {
-        prior_confidence.clamp(0.0, 1.0)
-    };
-    let Outcome::Attributed(a) = evidence else {
-        return (c, None);
-    };
-    if !(expected_effect > 0.0 && expected_effect.is_finite() && a.realized_effect.is_finite()) {
-        return (c, None);
+        llr.clamp(-MAX_LOG_LIKELIHOOD_RATIO, MAX_LOG_LIKELIHOOD_RATIO)
     }
-    let r = a.realized_effect / expected_effect;
-    let (confidence, status) = match a.method {
-        Method::Experiment => {
-            let (low, high) = a
-                .realized_ci
-                .unwrap_or((a.realized_effect, a.realized_effect));
-            if low >= SUPPORT_RATIO * expected_effect {
-                (
-                    c.max(EXPERIMENT_VALIDATED_CONFIDENCE),
-                    HypothesisStatus::Validated,
-                )
-            } else if high <= REFUTE_RATIO * expected_effect {
-                (
-                    c.min(EXPERIMENT_INVALIDATED_CONFIDENCE),
-                    HypothesisStatus::Invalidated,
-                )
-            } else {
-                let toward = r.clamp(0.0, 1.0);
-                (
-                    c + (toward - c) * EXPERIMENT_PULL,
-                    HypothesisStatus::Testing,
-                )
-            }
-        }
-        Method::BeforeAfter => {
-            let weight = if a.confounded { CONFOUNDED_WEIGHT } else { 1.0 };
-            let (confidence, status) = match Verdict::from_ratio(r) {
-                Verdict::Supports => (
-                    c + (1.0 - c) * SUPPORT_GAIN * weight,
-                    HypothesisStatus::Validated,
-                ),
-                Verdict::Refutes => (
-                    c * (1.0 - (1.0 - REFUTE_FACTOR) * weight),
-                    HypothesisStatus::Invalidated,
-                ),
-                Verdict::Inconclusive => (c, HypothesisStatus::Testing),
-            };
-            let status = if a.confounded {
-                HypothesisStatus::Testing
-            } else {
-                status
-            };
-            (confidence, status)
-        }
+}
+
+/// The confidence after evidence worth `log_likelihood_ratio`:
+/// `logistic(logit(prior) + llr)`. A prior of exactly 0 or 1 (NaN counts as
+/// 0) is certain and stays.
+pub fn posterior(prior: f64, log_likelihood_ratio: f64) -> f64 {
+    let c = if prior.is_nan() {
+        0.0
+    } else {
+        prior.clamp(0.0, 1.0)
     };
-    (confidence.clamp(0.0, 1.0), Some(status))
+    if c == 0.0 || c == 1.0 || log_likelihood_ratio == 0.0 || !log_likelihood_ratio.is_finite() {
+        return c;
+    }
+    let log_odds = (c / (1.0 - c)).ln() + log_likelihood_ratio;
+    1.0 / (1.0 + (-log_odds).exp())
+}
+
+/// The result of one piece of evidence on a hypothesis.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Update {
+    pub confidence: f64,
+    /// `None` keeps the current status (insufficient data).
+    pub status: Option<HypothesisStatus>,
+    pub log_likelihood_ratio: f64,
+}
+
+/// New confidence and status of a hypothesis after one piece of evidence:
+/// the posterior from [`log_likelihood_ratio`], and the status it crosses
+/// into ([`status_of`]). Insufficient data changes nothing.
+pub fn update(prior_confidence: f64, evidence: &Outcome, prior_of: impl Fn(&str) -> f64) -> Update {
+    let Outcome::Attributed(a) = evidence else {
+        let c = posterior(prior_confidence, 0.0);
+        return Update {
+            confidence: c,
+            status: None,
+            log_likelihood_ratio: 0.0,
+        };
+    };
+    let llr = log_likelihood_ratio(a, prior_of);
+    let confidence = posterior(prior_confidence, llr);
+    Update {
+        confidence,
+        // Zero-strength evidence changes nothing, the status included.
+        status: (llr != 0.0).then(|| status_of(confidence)),
+        log_likelihood_ratio: llr,
+    }
 }
 
 fn check_input(
@@ -612,15 +781,30 @@ fn clusters(groups: &[Group], windows: &Windows) -> Vec<Range<usize>> {
 struct GroupFit {
     points_before: usize,
     points_after: usize,
-    /// The step and the fitted level just before it.
-    estimate: Result<(f64, f64), InsufficientReason>,
+    /// The step, the fitted level just before it, and the step's variance
+    /// per unit of noise variance (`(XᵀX)⁻¹` on its diagonal).
+    estimate: Result<(f64, f64, f64), InsufficientReason>,
+    /// The step's standard error, once the metric's noise is known.
+    step_se: f64,
+}
+
+/// What a cluster's fit says about the noise: residual sum of squares and
+/// degrees of freedom.
+#[derive(Debug, Clone, Copy, Default)]
+struct Residuals {
+    sum_of_squares: f64,
+    degrees_of_freedom: usize,
 }
 
 /// Fits the step model over one cluster of groups (see the module docs).
-fn fit_cluster(groups: &[Group], observations: &[(Time, f64)], windows: &Windows) -> Vec<GroupFit> {
+fn fit_cluster(
+    groups: &[Group],
+    observations: &[(Time, f64)],
+    windows: &Windows,
+) -> (Vec<GroupFit>, Residuals) {
     let n = groups.len();
     let (Some(head), Some(tail)) = (groups.first(), groups.last()) else {
-        return Vec::new();
+        return (Vec::new(), Residuals::default());
     };
     let (start, end) = (head.first - windows.before, tail.last + windows.after);
 
@@ -659,9 +843,10 @@ fn fit_cluster(groups: &[Group], observations: &[(Time, f64)], windows: &Windows
             columns += 1;
         }
     }
-    let coefficients = fit_steps(&rows, &column, columns);
+    let fit = fit_steps(&rows, &column, columns);
+    let residuals = fit.as_ref().map_or(Residuals::default(), |f| f.residuals);
 
-    (0..n)
+    let fits = (0..n)
         .map(|g| {
             let (points_before, points_after) = (counts[g], counts[g + 1]);
             let estimate =
@@ -672,14 +857,14 @@ fn fit_cluster(groups: &[Group], observations: &[(Time, f64)], windows: &Windows
                         need: windows.min_points,
                     })
                 } else {
-                    match (&coefficients, column[g]) {
-                        (Some(beta), Some(col)) => {
+                    match (&fit, column[g]) {
+                        (Some(StepFit { beta, variance, .. }), Some(col)) => {
                             let level_before = beta[0]
                                 + column[..g]
                                     .iter()
                                     .flatten()
                                     .fold(0.0, |acc, &c| acc + beta[c]);
-                            Ok((beta[col], level_before))
+                            Ok((beta[col], level_before, variance[col]))
                         }
                         _ => Err(InsufficientReason::SingularFit),
                     }
@@ -688,16 +873,27 @@ fn fit_cluster(groups: &[Group], observations: &[(Time, f64)], windows: &Windows
                 points_before,
                 points_after,
                 estimate,
+                step_se: f64::INFINITY,
             }
         })
-        .collect()
+        .collect();
+    (fits, residuals)
+}
+
+/// A least-squares fit of the step model.
+struct StepFit {
+    beta: Vec<f64>,
+    /// `(XᵀX)⁻¹` on its diagonal: each coefficient's variance per unit of
+    /// noise variance.
+    variance: Vec<f64>,
+    residuals: Residuals,
 }
 
 /// Least squares of `y = a + Σ β_g · 1[segment > g]` over the included step
 /// columns, from the normal equations. Values are centred first so that a
 /// metric in the thousands keeps its small steps' precision. `None` when
 /// there is nothing to fit or the system is singular.
-fn fit_steps(rows: &[(usize, f64)], column: &[Option<usize>], columns: usize) -> Option<Vec<f64>> {
+fn fit_steps(rows: &[(usize, f64)], column: &[Option<usize>], columns: usize) -> Option<StepFit> {
     if rows.is_empty() {
         return None;
     }
@@ -705,7 +901,7 @@ fn fit_steps(rows: &[(usize, f64)], column: &[Option<usize>], columns: usize) ->
     let mut normal = vec![vec![0.0; columns]; columns];
     let mut rhs = vec![0.0; columns];
     let mut x = vec![0.0; columns];
-    for &(segment, y) in rows {
+    let design = |x: &mut Vec<f64>, segment: usize| {
         x.fill(0.0);
         x[0] = 1.0;
         for (g, col) in column.iter().enumerate() {
@@ -715,6 +911,9 @@ fn fit_steps(rows: &[(usize, f64)], column: &[Option<usize>], columns: usize) ->
                 x[*c] = 1.0;
             }
         }
+    };
+    for &(segment, y) in rows {
+        design(&mut x, segment);
         for (i, xi) in x.iter().enumerate() {
             if *xi == 0.0 {
                 continue;
@@ -725,9 +924,57 @@ fn fit_steps(rows: &[(usize, f64)], column: &[Option<usize>], columns: usize) ->
             rhs[i] += xi * (y - shift);
         }
     }
+    let variance = (0..columns)
+        .map(|j| {
+            let mut unit = vec![0.0; columns];
+            unit[j] = 1.0;
+            solve(normal.clone(), unit).map(|inv| inv[j])
+        })
+        .collect::<Option<Vec<f64>>>()?;
     let mut beta = solve(normal, rhs)?;
+    let mut sum_of_squares = 0.0;
+    for &(segment, y) in rows {
+        design(&mut x, segment);
+        let fitted: f64 = x.iter().zip(&beta).map(|(xi, b)| xi * b).sum();
+        sum_of_squares += (y - shift - fitted).powi(2);
+    }
     beta[0] += shift;
-    Some(beta)
+    Some(StepFit {
+        beta,
+        variance,
+        residuals: Residuals {
+            sum_of_squares,
+            degrees_of_freedom: rows.len().saturating_sub(columns),
+        },
+    })
+}
+
+/// The observation noise (standard deviation, in the metric's unit) from the
+/// residuals pooled over a metric's clusters; see "Noise" in the module docs.
+/// Returns the noise and the factor its variance is inflated by for a small
+/// sample.
+pub fn pooled_noise(
+    metric: &MetricSpan,
+    sum_of_squares: f64,
+    degrees_of_freedom: usize,
+) -> (f64, f64) {
+    let floor = noise_floor(metric);
+    let nu = degrees_of_freedom as f64 + NOISE_PRIOR_DOF;
+    let variance = (sum_of_squares + NOISE_PRIOR_DOF * floor * floor) / nu;
+    let inflation = if nu > 3.0 { nu / (nu - 2.0) } else { 3.0 };
+    (variance.sqrt().max(floor), inflation)
+}
+
+/// The smallest noise plausible on a metric: [`NOISE_FLOOR_SHARE`] of the
+/// distance from baseline to target (of `max(|target|, 1)` when they meet).
+pub fn noise_floor(metric: &MetricSpan) -> f64 {
+    let span = (metric.target - metric.baseline).abs();
+    let scale = if span > 0.0 && span.is_finite() {
+        span
+    } else {
+        metric.target.abs().max(1.0)
+    };
+    NOISE_FLOOR_SHARE * scale
 }
 
 /// Solves `a · x = b` by Gaussian elimination with partial pivoting. `None`
@@ -771,6 +1018,9 @@ struct Pair<'a> {
     release_id: &'a str,
     hypothesis_id: &'a str,
     fit: &'a GroupFit,
+    /// `d`, summed over the group's releases.
+    delivered: f64,
+    expected_effect: f64,
 }
 
 impl Pair<'_> {
@@ -785,21 +1035,48 @@ impl Pair<'_> {
     fn before_after(
         &self,
         metric: &MetricSpan,
-        hypotheses: usize,
+        members: &[(String, f64)],
         confounded: bool,
         shared_with: Vec<String>,
     ) -> Outcome {
         let (step, level_before) = match &self.fit.estimate {
-            Ok(estimate) => *estimate,
+            Ok((step, level, _)) => (*step, *level),
             Err(reason) => return self.insufficient(reason.clone()),
         };
-        let step_share = step / hypotheses.max(1) as f64;
-        match realized_share(metric, level_before, step_share) {
-            Ok(realized_effect) => Outcome::Attributed(Attribution {
+        let expected_share = members
+            .iter()
+            .find(|(h, _)| h == self.hypothesis_id)
+            .map_or(0.0, |(_, e)| *e);
+        let total: f64 = members.iter().map(|(_, e)| e).sum();
+        // Credit in proportion to what each was expected to deliver; equal
+        // shares when nothing was expected of any.
+        let weight = if total > 0.0 {
+            expected_share / total
+        } else {
+            1.0 / members.len().max(1) as f64
+        };
+        let step_share = step * weight;
+        let shares = realized_share(metric, level_before, step_share).and_then(|realized| {
+            let whole = realized_share(metric, level_before, step)?;
+            let se = realized_share(metric, level_before, self.fit.step_se)?.abs();
+            Ok((realized, whole, se))
+        });
+        let delivered = members
+            .iter()
+            .position(|(h, _)| h == self.hypothesis_id)
+            .map_or(0.0, |_| self.delivered);
+        match shares {
+            Ok((realized_effect, step_realized, realized_se)) => Outcome::Attributed(Attribution {
                 release_id: self.release_id.to_string(),
                 hypothesis_id: self.hypothesis_id.to_string(),
                 step,
+                step_se: self.fit.step_se,
                 step_share,
+                delivered,
+                expected_share,
+                realized_se,
+                step_realized,
+                group: members.to_vec(),
                 level_before,
                 realized_effect,
                 realized_ci: None,
@@ -819,12 +1096,23 @@ impl Pair<'_> {
             let high = realized_share(metric, level, e.ci_high)?;
             Ok((realized, (low.min(high), low.max(high))))
         });
+        let expected_share = Delivery {
+            delivered: 1.0,
+            expected_effect: self.expected_effect,
+        }
+        .expected_share();
         match shares {
             Ok((realized_effect, ci)) => Outcome::Attributed(Attribution {
                 release_id: self.release_id.to_string(),
                 hypothesis_id: self.hypothesis_id.to_string(),
                 step: e.lift,
+                step_se: (e.ci_high - e.ci_low) / (2.0 * INTERVAL_Z),
                 step_share: e.lift,
+                delivered: 1.0,
+                expected_share,
+                realized_se: (ci.1 - ci.0) / (2.0 * INTERVAL_Z),
+                step_realized: realized_effect,
+                group: vec![(self.hypothesis_id.to_string(), expected_share)],
                 level_before: level,
                 realized_effect,
                 realized_ci: Some(ci),
@@ -860,6 +1148,28 @@ mod tests {
             id: id.into(),
             time,
             hypothesis_ids: hypotheses.iter().map(|h| h.to_string()).collect(),
+            deliveries: BTreeMap::new(),
+        }
+    }
+
+    /// A release delivering `(hypothesis, d, expected effect)`.
+    fn delivering(id: &str, time: Time, hypotheses: &[(&str, f64, f64)]) -> ReleaseInput {
+        ReleaseInput {
+            id: id.into(),
+            time,
+            hypothesis_ids: hypotheses.iter().map(|(h, _, _)| h.to_string()).collect(),
+            deliveries: hypotheses
+                .iter()
+                .map(|&(h, delivered, expected_effect)| {
+                    (
+                        h.to_string(),
+                        Delivery {
+                            delivered,
+                            expected_effect,
+                        },
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -867,6 +1177,32 @@ mod tests {
     /// release at [`day`] noon, valued by `f(day)`.
     fn daily(from: i64, to: i64, f: impl Fn(i64) -> f64) -> Vec<(Time, f64)> {
         (from..=to).map(|d| (at(d, 1), f(d))).collect()
+    }
+
+    /// The geometry these tests were written for: four weeks a side (the
+    /// defaults are six; see `defaults_give_a_weekly_metric_six_points`).
+    fn four_weeks() -> Windows {
+        Windows {
+            before: Duration::days(28),
+            after: Duration::days(28),
+            ..Windows::default()
+        }
+    }
+
+    #[test]
+    fn defaults_give_a_weekly_metric_six_points() {
+        let weekly: Vec<(Time, f64)> = (-6..6).map(|w| (at(7 * w, 1), 1.0)).collect();
+        let out = attribute(
+            &span(0.0, 2.0),
+            &weekly,
+            &[release("R1", day(0), &["H1"])],
+            &[],
+            f64::NAN,
+            &Windows::default(),
+        )
+        .unwrap();
+        let a = attributed(&out[0]);
+        assert_eq!((a.points_before, a.points_after), (6, 6));
     }
 
     fn span(baseline: f64, target: f64) -> MetricSpan {
@@ -884,7 +1220,7 @@ mod tests {
             releases,
             &[],
             f64::NAN,
-            &Windows::default(),
+            &four_weeks(),
         )
         .unwrap()
     }
@@ -948,12 +1284,8 @@ mod tests {
         close(a.level_before, 2.1, 1e-12);
         close(a.realized_effect, 0.5, 1e-12);
         assert_eq!((a.points_before, a.points_after), (4, 4));
-        let r = a.realized_effect / 0.4;
-        close(r, 1.25, 1e-12);
-        assert_eq!(Verdict::from_ratio(r), Verdict::Supports);
-        let (confidence, status) = update(0.6, 0.4, &out[0]);
-        close(confidence, 0.8, 1e-12);
-        assert_eq!(status, Some(HypothesisStatus::Validated));
+        // A flat series: the noise is the floor, 0.5 % of the 1.4 span.
+        close(a.step_se, 0.007 * (0.5 * 8.0 / 6.0f64).sqrt(), 1e-12);
     }
 
     #[test]
@@ -1042,10 +1374,6 @@ mod tests {
             assert!(a.confounded);
             assert_eq!(a.shared_with, vec![other.to_string()]);
         }
-        // Confounded support: half the move, still testing.
-        let (c, status) = update(0.6, 0.4, &out[0]);
-        close(c, 0.7, 1e-12);
-        assert_eq!(status, Some(HypothesisStatus::Testing));
     }
 
     #[test]
@@ -1072,7 +1400,9 @@ mod tests {
         for o in &out {
             let a = attributed(o);
             close(a.step, 0.6, 1e-12);
-            close(a.step_share, 0.3, 1e-12);
+            // H1 is delivered twice (by A and B, d = 2), H2 once: 2/3 and 1/3.
+            let share = if a.hypothesis_id == "H1" { 0.4 } else { 0.2 };
+            close(a.step_share, share, 1e-12);
             assert!(a.confounded);
             assert_eq!((a.points_before, a.points_after), (28, 28));
         }
@@ -1082,7 +1412,7 @@ mod tests {
         let releases = [release("A", day(0), &["H1"]), release("B", day(4), &["H2"])];
         let windows = Windows {
             min_points: 2,
-            ..Windows::default()
+            ..four_weeks()
         };
         let obs = daily(-28, 40, |d| match d {
             ..0 => 2.0,
@@ -1123,7 +1453,8 @@ mod tests {
             reason.to_string(),
             "2 observations before the release and 4 after it within the windows; each side needs at least 3"
         );
-        assert_eq!(update(0.6, 0.4, &out[0]), (0.6, None));
+        let u = update(0.6, &out[0], |_| 0.5);
+        assert_eq!((u.confidence, u.status), (0.6, None));
 
         // Points outside the windows do not count.
         let far = vec![(day(-40), 2.0), (day(-35), 2.0), (day(-30), 2.0)];
@@ -1219,23 +1550,21 @@ mod tests {
         let metric = span(10.0, 4.0);
         assert_eq!(metric.direction(), Direction::LowerIsBetter);
         let down = daily(-28, 28, |d| if d < 0 { 10.0 } else { 8.5 });
-        let out = run(metric, &down, &[release("R1", day(0), &["H1"])]);
+        let expecting = [delivering("R1", day(0), &[("H1", 1.0, 0.4)])];
+        let out = run(metric, &down, &expecting);
         let a = attributed(&out[0]);
         close(a.step, -1.5, 1e-12);
         close(a.realized_effect, 0.25, 1e-12);
-        assert_eq!(
-            update(0.6, 0.4, &out[0]).1,
-            Some(HypothesisStatus::Validated)
-        );
+        assert!(log_likelihood_ratio(a, |_| 0.5) > 0.0);
 
         let up = daily(-28, 28, |d| if d < 0 { 10.0 } else { 11.0 });
-        let out = run(metric, &up, &[release("R1", day(0), &["H1"])]);
+        let out = run(metric, &up, &expecting);
         let a = attributed(&out[0]);
         close(a.step, 1.0, 1e-12);
         close(a.realized_effect, -1.0 / 6.0, 1e-12);
-        let (c, status) = update(0.6, 0.4, &out[0]);
-        close(c, 0.3, 1e-12);
-        assert_eq!(status, Some(HypothesisStatus::Invalidated));
+        let u = update(0.6, &out[0], |_| 0.5);
+        assert!(u.confidence < 0.6);
+        assert_eq!(u.status, Some(HypothesisStatus::Invalidated));
     }
 
     #[test]
@@ -1284,7 +1613,7 @@ mod tests {
             &releases,
             &experiments,
             2.5,
-            &Windows::default(),
+            &four_weeks(),
         )
         .unwrap();
         let h1 = attributed(&out[0]);
@@ -1301,10 +1630,7 @@ mod tests {
         close(h2.step_share, 0.25, 1e-12);
         close(h2.realized_effect, 0.25, 1e-12);
         assert!(h2.confounded);
-        // The interval straddles the support bar: testing, pulled toward r = 0.5.
-        let (c, status) = update(0.6, 0.4, &out[0]);
-        close(c, 0.55, 1e-12);
-        assert_eq!(status, Some(HypothesisStatus::Testing));
+        close(h1.step_se, 0.1 / (2.0 * INTERVAL_Z), 1e-12);
 
         // Without any usable series the experiment still counts.
         let out = attribute(
@@ -1313,7 +1639,7 @@ mod tests {
             &releases[..],
             &experiments,
             2.5,
-            &Windows::default(),
+            &four_weeks(),
         )
         .unwrap();
         assert_eq!(attributed(&out[0]).method, Method::Experiment);
@@ -1332,7 +1658,7 @@ mod tests {
             &[release("R1", day(0), &["H1"])],
             &lead_time,
             10.0,
-            &Windows::default(),
+            &four_weeks(),
         )
         .unwrap();
         let a = attributed(&out[0]);
@@ -1345,7 +1671,7 @@ mod tests {
     #[test]
     fn invalid_input_is_an_error() {
         let r = [release("R1", day(0), &["H1"])];
-        let w = Windows::default();
+        let w = four_weeks();
         let m = span(2.0, 3.0);
         assert_eq!(
             attribute(&m, &[(day(1), f64::NAN)], &r, &[], 0.0, &w),
@@ -1396,90 +1722,149 @@ mod tests {
         ));
     }
 
-    fn evidence(
-        method: Method,
-        confounded: bool,
-        realized: f64,
-        ci: Option<(f64, f64)>,
-    ) -> Outcome {
+    #[test]
+    fn credit_follows_what_each_hypothesis_was_expected_to_deliver() {
+        // One release delivers 0.25 of H1 (expected 0.4) and half of H2
+        // (expected 0.1): expected shares 0.1 and 0.05 of the gap.
+        let obs = daily(-42, 42, |d| if d < 0 { 0.0 } else { 15.0 });
+        let releases = [delivering(
+            "R1",
+            day(0),
+            &[("H1", 0.25, 0.4), ("H2", 0.5, 0.1)],
+        )];
+        let out = run(span(0.0, 100.0), &obs, &releases);
+        let (h1, h2) = (attributed(&out[0]), attributed(&out[1]));
+        close(h1.expected_share, 0.1, 1e-12);
+        close(h2.expected_share, 0.05, 1e-12);
+        close(h1.delivered, 0.25, 1e-12);
+        // The 15-point step is credited 2:1.
+        close(h1.step_share, 10.0, 1e-9);
+        close(h2.step_share, 5.0, 1e-9);
+        close(h1.realized_effect, 0.1, 1e-9);
+        close(h2.realized_effect, 0.05, 1e-9);
+        assert_eq!(
+            h1.group,
+            vec![("H1".to_string(), 0.1), ("H2".to_string(), 0.05)]
+        );
+
+        // Released six weeks apart, each gets its own step and is judged
+        // against its own delivery.
+        let obs = daily(-42, 84, |d| match d {
+            ..0 => 0.0,
+            0..42 => 10.0,
+            _ => 15.0,
+        });
+        let releases = [
+            delivering("R1", day(0), &[("H1", 0.25, 0.4)]),
+            delivering("R2", day(42), &[("H2", 0.5, 0.1)]),
+        ];
+        let out = run(span(0.0, 100.0), &obs, &releases);
+        let (h1, h2) = (attributed(&out[0]), attributed(&out[1]));
+        close(h1.step, 10.0, 1e-9);
+        close(h2.step, 5.0, 1e-9);
+        assert!(!h1.confounded && !h2.confounded);
+        close(h1.realized_effect / h1.expected_share, 1.0, 1e-9);
+        close(
+            h2.realized_effect / h2.expected_share,
+            5.0 / 90.0 / 0.05,
+            1e-9,
+        );
+    }
+
+    #[test]
+    fn noise_is_estimated_from_the_residuals() {
+        // Weekly 50, 45, 55, 50 | 55, 50, 60, 55: residual sum of squares
+        // 100 on 6 degrees of freedom, pooled with the floor (0.5 on 2
+        // pseudo degrees of freedom), inflated by 8/6 for the small sample.
+        let obs: Vec<(Time, f64)> = [(-28, 50.0), (-21, 45.0), (-14, 55.0), (-7, 50.0)]
+            .into_iter()
+            .chain([(0, 55.0), (7, 50.0), (14, 60.0), (21, 55.0)])
+            .map(|(d, v)| (at(d, 1), v))
+            .collect();
+        let out = run(span(0.0, 100.0), &obs, &[release("R1", day(0), &["H1"])]);
+        let a = attributed(&out[0]);
+        close(a.step, 5.0, 1e-9);
+        let noise = ((100.0 + 2.0 * 0.25) / 8.0f64).sqrt();
+        close(a.step_se, noise * (0.5 * 8.0 / 6.0f64).sqrt(), 1e-9);
+        close(a.realized_se, a.step_se / 50.0, 1e-12);
+        let (n, inflation) = pooled_noise(&span(0.0, 100.0), 0.0, 0);
+        assert_eq!((n, inflation), (0.5, 3.0));
+    }
+
+    /// Before/after evidence for `H` alone: realized share `x` of the gap,
+    /// expected `m`, standard error `se`.
+    fn evidence(x: f64, m: f64, se: f64) -> Outcome {
         Outcome::Attributed(Attribution {
             release_id: "R".into(),
             hypothesis_id: "H".into(),
-            step: 0.0,
-            step_share: 0.0,
+            step: x,
+            step_se: se,
+            step_share: x,
+            delivered: 1.0,
+            expected_share: m,
+            realized_se: se,
+            step_realized: x,
+            group: vec![("H".into(), m)],
             level_before: 0.0,
-            realized_effect: realized,
-            realized_ci: ci,
-            confounded,
+            realized_effect: x,
+            realized_ci: None,
+            confounded: false,
             shared_with: Vec::new(),
-            points_before: 3,
-            points_after: 3,
-            method,
+            points_before: 6,
+            points_after: 6,
+            method: Method::BeforeAfter,
         })
     }
 
     #[test]
-    fn update_rule_for_before_after_evidence() {
-        use HypothesisStatus::*;
-        let ba = |confounded, realized| evidence(Method::BeforeAfter, confounded, realized, None);
-        let cases = [
-            // (confounded, realized, new confidence, status); expected 0.4.
-            (false, 0.2, 0.8, Validated),   // r = 0.5: supports
-            (false, 0.6, 0.8, Validated),   // r = 1.5
-            (false, 0.0, 0.3, Invalidated), // r = 0: refutes
-            (false, -0.1, 0.3, Invalidated),
-            (false, 0.1, 0.6, Testing), // r = 0.25: inconclusive
-            (true, 0.2, 0.7, Testing),
-            (true, -0.1, 0.45, Testing),
-            (true, 0.1, 0.6, Testing),
-        ];
-        for (confounded, realized, want, status) in cases {
-            let (c, s) = update(0.6, 0.4, &ba(confounded, realized));
-            close(c, want, 1e-12);
-            assert_eq!(
-                s,
-                Some(status),
-                "confounded {confounded}, realized {realized}"
+    fn the_log_likelihood_ratio_is_linear_in_the_observed_step() {
+        // Equal variances under right and wrong: m (2x - m) / 2V.
+        let (m, se) = (0.1, 0.05);
+        let v = se * se + (EFFECT_TOLERANCE * m).powi(2);
+        for x in [-0.1, 0.0, 0.05, 0.1, 0.2] {
+            let Outcome::Attributed(a) = evidence(x, m, se) else {
+                unreachable!()
+            };
+            close(
+                log_likelihood_ratio(&a, |_| 0.5),
+                m * (2.0 * x - m) / (2.0 * v),
+                1e-12,
             );
         }
-        assert_eq!(update(0.6, 0.0, &ba(false, 0.5)), (0.6, None));
-        assert_eq!(update(0.6, 0.4, &ba(false, f64::NAN)), (0.6, None));
-        assert_eq!(update(1.7, 0.4, &ba(false, 0.5)).0, 1.0);
+        // Halfway is no evidence either way.
+        let u = update(0.6, &evidence(0.05, m, se), |_| 0.5);
+        close(u.confidence, 0.6, 1e-12);
+        // Statuses only past the thresholds; the verdict agrees.
+        let strong = update(0.6, &evidence(0.1, 0.1, 0.001), |_| 0.5);
+        assert!(strong.confidence >= VALIDATED_AT && strong.confidence < 1.0);
+        assert_eq!(strong.status, Some(HypothesisStatus::Validated));
+        assert_eq!(Verdict::of_confidence(strong.confidence), Verdict::Supports);
+        let against = update(0.5, &evidence(0.0, 0.1, 0.001), |_| 0.5);
+        assert_eq!(against.status, Some(HypothesisStatus::Invalidated));
+        assert!(against.confidence > 0.0);
     }
 
     #[test]
-    fn update_rule_for_experiments() {
-        use HypothesisStatus::*;
-        let ex =
-            |realized, low, high| evidence(Method::Experiment, false, realized, Some((low, high)));
-        // Lower end 0.25 >= 0.5 x 0.4: validated, confidence at least 0.9.
-        assert_eq!(
-            update(0.6, 0.4, &ex(0.3, 0.25, 0.35)),
-            (0.9, Some(Validated))
-        );
-        assert_eq!(
-            update(0.95, 0.4, &ex(0.3, 0.25, 0.35)),
-            (0.95, Some(Validated))
-        );
-        // Upper end <= 0: invalidated, confidence at most 0.1.
-        assert_eq!(
-            update(0.6, 0.4, &ex(-0.1, -0.2, 0.0)),
-            (0.1, Some(Invalidated))
-        );
-        assert_eq!(
-            update(0.05, 0.4, &ex(-0.1, -0.2, 0.0)),
-            (0.05, Some(Invalidated))
-        );
-        // Otherwise halfway toward clamp(r, 0, 1): r = 2 -> 1, r < 0 -> 0.
-        let (c, s) = update(0.6, 0.4, &ex(0.8, 0.1, 1.5));
-        close(c, 0.8, 1e-12);
-        assert_eq!(s, Some(Testing));
-        let (c, s) = update(0.6, 0.4, &ex(-0.1, -0.3, 0.1));
-        close(c, 0.3, 1e-12);
-        assert_eq!(s, Some(Testing));
-        // Confounding never applies to an experiment's rule.
-        let confounded = evidence(Method::Experiment, true, 0.3, Some((0.25, 0.35)));
-        assert_eq!(update(0.6, 0.4, &confounded).1, Some(Validated));
+    fn hypotheses_sharing_a_step_are_weighed_jointly() {
+        // H1 expected 0.3, H2 expected 0.1; the step is 0.3: H1 explains it,
+        // H2 adds nothing it needs.
+        let shared = |who: &str| Attribution {
+            hypothesis_id: who.into(),
+            group: vec![("H1".into(), 0.3), ("H2".into(), 0.1)],
+            ..match evidence(0.3, 0.3, 0.02) {
+                Outcome::Attributed(a) => a,
+                Outcome::InsufficientData { .. } => unreachable!(),
+            }
+        };
+        let h1 = log_likelihood_ratio(&shared("H1"), |_| 0.6);
+        let h2 = log_likelihood_ratio(&shared("H2"), |_| 0.6);
+        assert!(h1 > 1.0, "{h1}");
+        assert!(h2 < 0.0, "{h2}");
+        // Many hypotheses: the approximation still separates them.
+        let mut many = shared("H1");
+        many.group.extend((3..12).map(|i| (format!("H{i}"), 0.001)));
+        let approx = log_likelihood_ratio(&many, |_| 0.6);
+        assert!(approx > 1.0, "{approx}");
     }
 
     #[test]
@@ -1495,50 +1880,58 @@ mod tests {
         assert_eq!(solve(vec![vec![0.0]], vec![1.0]), None);
     }
 
-    fn any_outcome() -> impl Strategy<Value = Outcome> {
-        let method = prop_oneof![Just(Method::BeforeAfter), Just(Method::Experiment)];
-        (
-            method,
-            any::<bool>(),
-            -10.0..10.0f64,
-            -10.0..10.0f64,
-            0.0..5.0f64,
-            any::<bool>(),
-        )
-            .prop_map(|(method, confounded, realized, low, width, insufficient)| {
-                if insufficient {
-                    Outcome::InsufficientData {
-                        release_id: "R".into(),
-                        hypothesis_id: "H".into(),
-                        reason: InsufficientReason::SingularFit,
-                    }
-                } else {
-                    let ci = (method == Method::Experiment).then_some((low, low + width));
-                    evidence(method, confounded, realized, ci)
-                }
-            })
+    fn any_evidence() -> impl Strategy<Value = (f64, f64, f64)> {
+        // (realized as a multiple of expected, expected share, se).
+        (-0.5..1.5f64, 0.01..1.0f64, 0.001..1.0f64)
     }
 
     proptest! {
         #[test]
-        fn confidence_stays_within_zero_and_one(
-            prior in 0.0..=1.0f64,
-            expected in 0.001..=1.0f64,
-            outcome in any_outcome(),
+        fn consistent_evidence_moves_confidence_monotonically(
+            prior in 0.01..0.99f64,
+            pieces in prop::collection::vec((1.0..2.0f64, 0.01..1.0f64, 0.001..1.0f64), 1..6),
+            contrary in any::<bool>(),
         ) {
-            let (c, status) = update(prior, expected, &outcome);
-            prop_assert!((0.0..=1.0).contains(&c), "{c}");
-            if let Outcome::Attributed(a) = &outcome
-                && a.method == Method::BeforeAfter
-            {
-                match Verdict::from_ratio(a.realized_effect / expected) {
-                    Verdict::Supports => prop_assert!(c >= prior),
-                    Verdict::Refutes => prop_assert!(c <= prior),
-                    Verdict::Inconclusive => prop_assert_eq!(c, prior),
-                }
-                if a.confounded {
-                    prop_assert_eq!(status, Some(HypothesisStatus::Testing));
-                }
+            let mut c = prior;
+            for (r, m, se) in pieces {
+                let x = if contrary { (1.0 - r) * m } else { r * m };
+                let next = update(c, &evidence(x, m, se), |_| 0.5).confidence;
+                prop_assert!((0.0..=1.0).contains(&next));
+                if contrary { prop_assert!(next <= c) } else { prop_assert!(next >= c) }
+                c = next;
+            }
+            if contrary { prop_assert!(c < prior) } else { prop_assert!(c > prior) }
+        }
+
+        #[test]
+        fn order_of_independent_evidence_does_not_matter(
+            prior in 0.05..0.95f64,
+            pieces in prop::collection::vec(any_evidence(), 1..5),
+            rotate in 0usize..5,
+        ) {
+            let apply = |order: &[(f64, f64, f64)]| {
+                order.iter().fold(prior, |c, &(r, m, se)| {
+                    update(c, &evidence(r * m, m, se), |_| 0.5).confidence
+                })
+            };
+            let mut other = pieces.clone();
+            other.reverse();
+            let k = rotate % other.len();
+            other.rotate_left(k);
+            let (a, b) = (apply(&pieces), apply(&other));
+            prop_assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+        }
+
+        #[test]
+        fn zero_strength_evidence_changes_nothing(
+            prior in 0.0..=1.0f64,
+            (r, m, se) in any_evidence(),
+        ) {
+            for outcome in [evidence(r * m, 0.0, se), evidence(r * m, m, f64::INFINITY)] {
+                let u = update(prior, &outcome, |_| 0.5);
+                prop_assert_eq!(u.confidence, prior);
+                prop_assert_eq!(u.status, None);
+                prop_assert_eq!(u.log_likelihood_ratio, 0.0);
             }
         }
 

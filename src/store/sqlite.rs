@@ -152,6 +152,9 @@ fn evidence_from_row(r: &Row<'_>) -> Attempt<Evidence> {
         expected_effect: r.get("expected_effect")?,
         confounded: r.get("confounded")?,
         step: r.get("step")?,
+        step_se: r.get("step_se")?,
+        delivered: r.get("delivered")?,
+        log_likelihood_ratio: r.get("log_likelihood_ratio")?,
         points_before: r.get("points_before")?,
         points_after: r.get("points_after")?,
         confidence_before: r.get("confidence_before")?,
@@ -479,13 +482,16 @@ impl Store for SqliteStore {
                 let mut put = tx.prepare_cached(
                     "INSERT INTO evidence (hypothesis_id, subject_id, method, outcome, realized_effect, expected_effect, \
                      confounded, step, points_before, points_after, confidence_before, confidence_after, status_after, \
-                     reason, record_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                     reason, record_time, step_se, delivered, log_likelihood_ratio) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
                      ON CONFLICT (hypothesis_id, subject_id) DO UPDATE SET method = excluded.method, \
                      outcome = excluded.outcome, realized_effect = excluded.realized_effect, \
                      expected_effect = excluded.expected_effect, confounded = excluded.confounded, step = excluded.step, \
                      points_before = excluded.points_before, points_after = excluded.points_after, \
                      confidence_before = excluded.confidence_before, confidence_after = excluded.confidence_after, \
-                     status_after = excluded.status_after, reason = excluded.reason, record_time = excluded.record_time",
+                     status_after = excluded.status_after, reason = excluded.reason, record_time = excluded.record_time, \
+                     step_se = excluded.step_se, delivered = excluded.delivered, \
+                     log_likelihood_ratio = excluded.log_likelihood_ratio",
                 )?;
                 for e in &evidence {
                     put.execute(params![
@@ -504,6 +510,9 @@ impl Store for SqliteStore {
                         enum_str(&e.status_after),
                         e.reason,
                         nanos(&e.record_time),
+                        e.step_se,
+                        e.delivered,
+                        e.log_likelihood_ratio,
                     ])?;
                 }
                 for h in &hypotheses {

@@ -693,8 +693,9 @@ pub async fn build_fixture(s: &TestServer) {
     create_hypothesis(
         s,
         pb::Hypothesis {
+            // Validated with the confidence validation would have left it.
             status: pb::HypothesisStatus::Validated as i32,
-            ..hypothesis("H-3", "S-growth", "nps", 0.2, 0.3)
+            ..hypothesis("H-3", "S-growth", "nps", 0.2, 1.0)
         },
     )
     .await;

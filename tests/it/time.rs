@@ -100,9 +100,14 @@ fn history_level(d: i64) -> f64 {
 }
 
 /// A server with metric conv (2.0 -> 3.0), hypothesis H-A on it (expects
-/// 0.2, confidence 0.5) and item web/1 linked to it.
+/// 0.2, confidence 0.5) and item web/1 linked to it; validation windows of
+/// 28 days a side, the geometry this history was written for.
 async fn history_model() -> TestServer {
-    let s = TestServer::start().await;
+    let s = TestServer::start_with_config(|c| {
+        c.validation.before_days = 28;
+        c.validation.after_days = 28;
+    })
+    .await;
     create_source(&s, github_source("web")).await;
     create_goal(&s, goal("G", pb::GoalLevel::Strategic, "", None)).await;
     create_metric(&s, metric("conv", 2.0, 3.0)).await;

@@ -35,6 +35,9 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/sqlite/0007_item_removals.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/sqlite/0008_evidence_posterior.sql"
+    )),
 ];
 
 /// The schema version of an up-to-date database.

@@ -101,7 +101,7 @@ async fn hypotheses_crud_and_forced_delete() {
     assert_eq!(list("", "conv").await, ["H-1", "H-2"]);
     assert_eq!(list("S", "conv").await, ["H-1"]);
 
-    // Update: status only; validated counts with confidence 1.
+    // Update: status only; the score keeps using the confidence.
     let v = s
         .model()
         .update_hypothesis(pb::UpdateHypothesisRequest {
@@ -120,7 +120,7 @@ async fn hypotheses_crud_and_forced_delete() {
     assert_eq!(v.confidence, Some(0.5));
     assert_eq!(v.goal_id, "S");
     assert_eq!(v.expected_effect, 0.4);
-    assert!((v.value - 0.2).abs() < 1e-12, "value {}", v.value);
+    assert!((v.value - 0.1).abs() < 1e-12, "value {}", v.value);
     assert_eq!(v.create_time, h1.create_time);
     assert_invalid(
         s.model()

@@ -140,7 +140,7 @@ async fn score_flags_tell_what_the_data_lacks() {
     assert_eq!(flags(&ops1), [pb::ScoreFlag::StaleMetric]);
     assert!(ops1.terms[0].metric_stale);
     assert_eq!(ops1.terms[0].gap, 0.5);
-    assert_eq!(ops1.terms[0].confidence, 1.0, "H-3 is validated");
+    assert_eq!(ops1.terms[0].confidence, 1.0, "H-3's confidence");
 
     // An unestimated, linked item is flagged UNESTIMATED only.
     upsert(&s, vec![item("web", "4", "Refactor logging")]).await;
@@ -553,7 +553,7 @@ async fn reaching_the_target_zeroes_the_linked_value_and_moves_the_rank() {
 }
 
 #[tokio::test]
-async fn a_validated_hypothesis_counts_with_confidence_one() {
+async fn a_status_does_not_replace_the_confidence() {
     let s = start_with_fixture().await;
     let before = item_score(&s, "web/2").await;
     assert_eq!(before.terms[0].confidence, 0.8);
@@ -573,16 +573,13 @@ async fn a_validated_hypothesis_counts_with_confidence_one() {
         .unwrap();
     assert_eq!(h.confidence, Some(0.8), "stored confidence kept");
     let after = item_score(&s, "web/2").await;
-    assert_eq!(after.terms[0].confidence, 1.0);
-    // 0.25 x 1 x 0.5 x 1 x 0.5
-    assert!(
-        (after.value - 0.0625).abs() < 1e-12,
-        "value {}",
-        after.value
-    );
-    assert!(after.value > before.value);
+    // The score uses the confidence itself (a posterior), not 1.
+    assert_eq!(after.terms[0].confidence, 0.8);
+    // 0.25 x 1 x 0.5 x 0.8 x 0.5
+    assert!((after.value - 0.05).abs() < 1e-12, "value {}", after.value);
+    assert_eq!(after.value, before.value);
 
-    // Invalidated counts with confidence 0.
+    // Nor does INVALIDATED replace it with 0.
     s.model()
         .update_hypothesis(pb::UpdateHypothesisRequest {
             hypothesis: Some(pb::Hypothesis {
@@ -594,8 +591,8 @@ async fn a_validated_hypothesis_counts_with_confidence_one() {
         .await
         .unwrap();
     let after = item_score(&s, "web/2").await;
-    assert_eq!(after.terms[0].confidence, 0.0);
-    assert_eq!(after.value, 0.0);
+    assert_eq!(after.terms[0].confidence, 0.8);
+    assert_eq!(after.value, before.value);
 }
 
 #[tokio::test]

@@ -6,6 +6,9 @@ use crate::common::*;
 use plumbline::proto as pb;
 use serde_json::Value;
 
+/// The token variable of the write-back tests' GitHub source.
+const TOKEN_VAR: &str = "PLB_TEST_CLI_WRITE_BACK_TOKEN";
+
 async fn stdout(args: &[&str]) -> String {
     let out = run_cli(args).await;
     assert!(
@@ -156,7 +159,6 @@ async fn split_write_back_creates_the_slices_in_the_tracker_once() {
     use wiremock::matchers::{header, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
-    const TOKEN_VAR: &str = "PLB_TEST_CLI_WRITE_BACK_TOKEN";
     set_test_token(TOKEN_VAR, "ghp_clitoken");
     let mock = MockServer::start().await;
     // GitHub answers 201 with the issue; one mock per slice, each matching
@@ -182,27 +184,7 @@ async fn split_write_back_creates_the_slices_in_the_tracker_once() {
             .mount(&mock)
             .await;
     }
-    let s = TestServer::start().await;
-    create_source(
-        &s,
-        pb::Source {
-            id: "gh".into(),
-            kind: pb::TrackerKind::Github as i32,
-            base_url: mock.uri(),
-            project_key: "acme/shop".into(),
-            token_env: TOKEN_VAR.into(),
-            ..Default::default()
-        },
-    )
-    .await;
-    upsert(
-        &s,
-        vec![pb::Item {
-            body: "- [ ] Backend\n- [ ] Frontend".into(),
-            ..estimated(item("gh", "7", "Saved carts"), 10.0)
-        }],
-    )
-    .await;
+    let s = saved_carts_on(&mock, "- [ ] Backend\n- [ ] Frontend", 10.0).await;
     let url = s.server().url();
     let url = url.as_str();
 
@@ -275,7 +257,6 @@ async fn a_retried_write_back_reports_the_plan_and_what_this_call_created() {
             }))
         }
     }
-    const TOKEN_VAR: &str = "PLB_TEST_CLI_WRITE_BACK_TOKEN";
     set_test_token(TOKEN_VAR, "ghp_clitoken");
     let mock = MockServer::start().await;
     Mock::given(method("POST"))
@@ -284,27 +265,7 @@ async fn a_retried_write_back_reports_the_plan_and_what_this_call_created() {
         .expect(4)
         .mount(&mock)
         .await;
-    let s = TestServer::start().await;
-    create_source(
-        &s,
-        pb::Source {
-            id: "gh".into(),
-            kind: pb::TrackerKind::Github as i32,
-            base_url: mock.uri(),
-            project_key: "acme/shop".into(),
-            token_env: TOKEN_VAR.into(),
-            ..Default::default()
-        },
-    )
-    .await;
-    upsert(
-        &s,
-        vec![pb::Item {
-            body: "- [ ] Backend\n- [ ] Frontend\n- [ ] Docs".into(),
-            ..estimated(item("gh", "7", "Saved carts"), 9.0)
-        }],
-    )
-    .await;
+    let s = saved_carts_on(&mock, "- [ ] Backend\n- [ ] Frontend\n- [ ] Docs", 9.0).await;
     let url = s.server().url();
     let args = [
         "split",
@@ -341,4 +302,31 @@ async fn a_retried_write_back_reports_the_plan_and_what_this_call_created() {
     assert_eq!(again["items"].as_array().unwrap().len(), 3);
     mock.verify().await;
     s.stop().await;
+}
+
+/// A server with the GitHub source `gh` at `mock` and its item gh/7,
+/// "Saved carts", with `body` and `estimate`.
+async fn saved_carts_on(mock: &wiremock::MockServer, body: &str, estimate: f64) -> TestServer {
+    let s = TestServer::start().await;
+    create_source(
+        &s,
+        pb::Source {
+            id: "gh".into(),
+            kind: pb::TrackerKind::Github as i32,
+            base_url: mock.uri(),
+            project_key: "acme/shop".into(),
+            token_env: TOKEN_VAR.into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    upsert(
+        &s,
+        vec![pb::Item {
+            body: body.into(),
+            ..estimated(item("gh", "7", "Saved carts"), estimate)
+        }],
+    )
+    .await;
+    s
 }

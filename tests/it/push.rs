@@ -2,9 +2,18 @@
 //! link rules still apply), `UpsertItems` with an update mask, and the
 //! README's Python integration run against a real server.
 
+use std::path::{Path, PathBuf};
+
+use plumbline::auth::{Role, tokens};
 use plumbline::proto as pb;
+use plumbline::proto::backlog_service_client::BacklogServiceClient;
+use plumbline::proto::scoring_service_client::ScoringServiceClient;
+use plumbline::proto::source_service_client::SourceServiceClient;
 use plumbline::proto::split_service_client::SplitServiceClient;
+use plumbline::proto::value_model_service_client::ValueModelServiceClient;
+use plumbline::store::{SqliteStore, Store};
 use tonic::Code;
+use tonic::metadata::{Ascii, MetadataValue};
 
 use crate::common::*;
 
@@ -378,4 +387,229 @@ async fn the_cli_adds_a_push_source_and_refuses_to_sync_it() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("push source"), "{err}");
+}
+
+// ----- the README's Python integration -----
+
+/// The Python example, as a file and as the README shows it.
+const PYTHON_EXAMPLE: &str = "examples/python/integration.py";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_readme_shows_the_python_example_as_it_is_tested() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let script = std::fs::read_to_string(repo().join(PYTHON_EXAMPLE)).expect("the example");
+    let blocks: Vec<&str> = readme
+        .split("```python\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("\n```").next())
+        .collect();
+    assert!(
+        blocks.iter().any(|b| format!("{b}\n") == script),
+        "README.md must show {PYTHON_EXAMPLE} exactly, in a ```python block"
+    );
+}
+
+/// The Python of `scripts/python-env.sh`, or why there is none. Its stamp
+/// file is written last, so a half-made environment counts as none.
+fn python_env() -> Result<PathBuf, String> {
+    let venv = repo().join("target/py");
+    if venv.join(".requirements").is_file() {
+        Ok(venv.join("bin/python"))
+    } else {
+        Err(format!(
+            "no Python environment at {} (run `bash scripts/python-env.sh`)",
+            venv.display()
+        ))
+    }
+}
+
+/// Runs `cmd` off the async runtime (the server under test lives on it)
+/// and requires success.
+async fn run_ok(mut cmd: std::process::Command) -> String {
+    let what = format!("{cmd:?}");
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_integration_example_runs_against_a_real_server() {
+    let python = match python_env() {
+        Ok(p) => p,
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true, so the Python integration must run, but {why}; .ci/run makes it")
+        }
+        Err(why) => {
+            eprintln!("skipped python_integration_example_runs_against_a_real_server: {why}");
+            return;
+        }
+    };
+    // A server with auth on and an admin token (registering a source needs
+    // admin), made in its database before it starts.
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let db = dir.path().join("py.sqlite");
+    let store = SqliteStore::open(&db).await.expect("store opens");
+    let (_, token) = tokens::create_in(&store, "plugin", Role::Admin)
+        .await
+        .expect("token");
+    Store::close(&store).await;
+    let s = TestServer::start_with_config(|c| {
+        c.db = db;
+        c.auth.enabled = true;
+    })
+    .await;
+    let bearer: MetadataValue<Ascii> = format!("Bearer {token}").parse().expect("ascii");
+    let authed = move |mut req: tonic::Request<()>| {
+        req.metadata_mut().insert("authorization", bearer.clone());
+        Ok(req)
+    };
+    let mut model = ValueModelServiceClient::with_interceptor(s.channel.clone(), authed.clone());
+    model
+        .create_goal(pb::CreateGoalRequest {
+            goal: Some(goal("G", pb::GoalLevel::Strategic, "", None)),
+        })
+        .await
+        .expect("CreateGoal");
+    model
+        .create_metric(pb::CreateMetricRequest {
+            metric: Some(metric("conversion", 2.0, 4.0)),
+        })
+        .await
+        .expect("CreateMetric");
+    for (id, effect) in [("H-1", 0.5), ("H-2", 0.2)] {
+        model
+            .create_hypothesis(pb::CreateHypothesisRequest {
+                hypothesis: Some(hypothesis(id, "G", "conversion", effect, 0.5)),
+            })
+            .await
+            .expect("CreateHypothesis");
+    }
+
+    // Stubs from proto/, as the example's header says.
+    let gen_dir = tempfile::tempdir().expect("temporary folder");
+    let mut protos: Vec<PathBuf> = std::fs::read_dir(repo().join("proto/plumbline/v1"))
+        .expect("proto/")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "proto"))
+        // protoc wants them under the -I path as written.
+        .map(|p| {
+            p.strip_prefix(repo())
+                .expect("under the repo")
+                .to_path_buf()
+        })
+        .collect();
+    protos.sort();
+    let mut protoc = std::process::Command::new(&python);
+    protoc
+        .current_dir(repo())
+        .args(["-m", "grpc_tools.protoc", "-I", "proto"])
+        .arg(format!("--python_out={}", gen_dir.path().display()))
+        .arg(format!("--grpc_python_out={}", gen_dir.path().display()))
+        .args(&protos);
+    run_ok(protoc).await;
+
+    let example = || {
+        let mut cmd = std::process::Command::new(&python);
+        cmd.arg(repo().join(PYTHON_EXAMPLE))
+            .env("PYTHONPATH", gen_dir.path())
+            .env("PLUMBLINE_SERVER", s.server().url())
+            .env("PLUMBLINE_TOKEN", &token);
+        cmd
+    };
+    let printed = run_ok(example()).await;
+    // A second run finds its source registered and changes nothing.
+    assert_eq!(run_ok(example()).await, printed);
+
+    // What the script did, read back through the API.
+    let mut backlog = BacklogServiceClient::with_interceptor(s.channel.clone(), authed.clone());
+    let source = SourceServiceClient::with_interceptor(s.channel.clone(), authed.clone())
+        .get_source(pb::GetSourceRequest {
+            id: "roadmap".into(),
+        })
+        .await
+        .expect("the source is registered")
+        .into_inner()
+        .source
+        .unwrap_or_default();
+    assert_eq!(source.kind, pb::TrackerKind::Push as i32);
+    let items = backlog
+        .batch_get_items(pb::BatchGetItemsRequest {
+            keys: ["roadmap/R-1", "roadmap/R-2", "roadmap/R-3"]
+                .map(String::from)
+                .to_vec(),
+        })
+        .await
+        .expect("the items are stored")
+        .into_inner()
+        .items;
+    assert_eq!(items[0].labels, ["mobile", "hypothesis:H-1"]);
+    assert_eq!(items[1].estimate, Some(5.0));
+    assert_eq!(
+        (
+            items[2].state,
+            items[2].title.as_str(),
+            items[2].labels.len()
+        ),
+        (pb::ItemState::Closed as i32, "Old banner", 1),
+        "closed by the masked upsert, the rest kept"
+    );
+    let links: Vec<(String, String, i32)> = backlog
+        .list_links(pb::ListLinksRequest::default())
+        .await
+        .expect("ListLinks")
+        .into_inner()
+        .links
+        .into_iter()
+        .map(|l| (l.item_key, l.hypothesis_id, l.origin))
+        .collect();
+    assert_eq!(
+        links,
+        [
+            (
+                "roadmap/R-1".into(),
+                "H-1".into(),
+                pb::LinkOrigin::Rule as i32
+            ),
+            (
+                "roadmap/R-2".into(),
+                "H-2".into(),
+                pb::LinkOrigin::Api as i32
+            ),
+        ]
+    );
+    // It printed the ranking the server holds: open items, best first.
+    let ranking = ScoringServiceClient::with_interceptor(s.channel.clone(), authed)
+        .rank_items(pb::RankItemsRequest {
+            source_id: "roadmap".into(),
+            page_size: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("RankItems")
+        .into_inner();
+    let expected: Vec<String> = ranking
+        .items
+        .iter()
+        .map(|r| {
+            let sc = r.score.clone().unwrap_or_default();
+            format!(
+                "{}. {} value/size {:.3} {}",
+                r.rank, sc.item_key, sc.value_density, sc.title
+            )
+        })
+        .collect();
+    assert_eq!(expected.len(), 2);
+    assert_eq!(printed.lines().collect::<Vec<_>>(), expected);
 }

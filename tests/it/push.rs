@@ -170,6 +170,21 @@ async fn a_push_source_has_no_tracker_and_is_never_synced() {
             "a refused sync is not a failed one"
         );
     }
+    // The syncer itself, which the background sync calls, refuses it too.
+    let e = s
+        .server()
+        .syncer()
+        .sync("plugin", true, &|_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, plumbline::sync::SyncError::PushSource { .. }),
+        "{e:?}"
+    );
+    assert_eq!(
+        sync_status(&s, "plugin").await.state,
+        pb::SyncState::Never as i32
+    );
 }
 
 #[tokio::test]

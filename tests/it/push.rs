@@ -185,6 +185,19 @@ async fn a_push_source_has_no_tracker_and_is_never_synced() {
         sync_status(&s, "plugin").await.state,
         pb::SyncState::Never as i32
     );
+    // Stored as a push source: a restart reads it back as one.
+    let s = s.restart().await;
+    let back = s
+        .sources()
+        .get_source(pb::GetSourceRequest {
+            id: "plugin".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .source
+        .unwrap();
+    assert_eq!(back, created);
 }
 
 #[tokio::test]

@@ -246,7 +246,10 @@ pub async fn load(url: &str, sample: &Sample) -> Result<()> {
         });
     }
     backlog
-        .upsert_items(pb::UpsertItemsRequest { items })
+        .upsert_items(pb::UpsertItemsRequest {
+            items,
+            update_mask: None,
+        })
         .await
         .map_err(rpc_error)
         .context("upserting items")?;

@@ -556,6 +556,7 @@ impl Api {
                         ..Default::default()
                     })
                     .collect(),
+                update_mask: None,
             })
             .await?;
         for i in &p.items {

@@ -11,7 +11,11 @@ from plumbline.v1 import scoring_pb2, scoring_pb2_grpc
 from plumbline.v1 import source_pb2, source_pb2_grpc
 
 server = os.environ.get("PLUMBLINE_SERVER", "http://127.0.0.1:50051")
-channel = grpc.insecure_channel(server.removeprefix("http://"))
+if server.startswith("https://"):  # TLS: the system's CAs, or pass yours
+    channel = grpc.secure_channel(server.removeprefix("https://"),
+                                  grpc.ssl_channel_credentials())
+else:
+    channel = grpc.insecure_channel(server.removeprefix("http://"))
 token = os.environ.get("PLUMBLINE_TOKEN")  # with [auth]: an admin token
 auth = [("authorization", f"Bearer {token}")] if token else []
 
@@ -24,7 +28,9 @@ except grpc.RpcError as e:  # registered by an earlier run
         raise
 
 backlog = backlog_pb2_grpc.BacklogServiceStub(channel)
-backlog.UpsertItems(bl.UpsertItemsRequest(items=[
+# The mask names what this plugin owns, so a re-run leaves the rest (R-3's
+# state below) as it is; without a mask each item would be replaced whole.
+sent = backlog.UpsertItems(bl.UpsertItemsRequest(items=[
     # The label links this item to H-1 by the source's link rule.
     bl.Item(source_id="roadmap", external_id="R-1", title="One-tap reorder",
             labels=["mobile", "hypothesis:H-1"], estimate=3),
@@ -32,7 +38,9 @@ backlog.UpsertItems(bl.UpsertItemsRequest(items=[
             labels=["payments"], estimate=5),
     bl.Item(source_id="roadmap", external_id="R-3", title="Old banner",
             labels=["web"], estimate=1),
-]), metadata=auth)
+], update_mask=FieldMask(paths=["title", "labels", "estimate"])), metadata=auth)
+print(f"items: {sent.created_count} new, {sent.updated_count} changed, "
+      f"{sent.unchanged_count} unchanged")
 backlog.LinkItem(bl.LinkItemRequest(item_key="roadmap/R-2", hypothesis_id="H-2",
                                     contribution=0.5), metadata=auth)
 # Close R-3 without sending it again: only the fields in the mask change.

@@ -284,8 +284,11 @@ fn item_keys(items: &[pb::Item]) -> crate::engine::Result<Vec<String>> {
 
 /// The items an upsert with a mask writes: each stored item with the
 /// fields the mask names taken from the request, or a new item made of
-/// those fields alone. The result is checked as a whole item, so a mask
-/// cannot store what a full upsert would refuse.
+/// those fields alone. Only what the request brings is checked (the named
+/// fields, as a full upsert would check them, and the item's identity): a
+/// stored value the API would not take (a synced estimate above 1e6, more
+/// than 100 labels from a tracker) is kept as it is, not held against a
+/// request that does not touch it. Every error of the call is reported.
 fn merge_items(
     incoming: &[pb::Item],
     stored: Vec<Option<Item>>,
@@ -295,17 +298,19 @@ fn merge_items(
     let mut violations = Vec::new();
     for (i, (p, before)) in incoming.iter().zip(stored).enumerate() {
         let mut c = Check::new(format!("items[{i}]"));
-        let mut merged = match &before {
-            Some(it) => convert::item_to_pb(it),
-            None => pb::Item {
-                source_id: p.source_id.clone(),
-                external_id: p.external_id.clone(),
-                ..Default::default()
-            },
+        // The request's item with only the named fields: what it brings.
+        let mut probe = pb::Item {
+            source_id: p.source_id.clone(),
+            external_id: p.external_id.clone(),
+            key: p.key.clone(),
+            ..Default::default()
         };
-        merged.key = p.key.clone();
         for f in fields {
-            copy_item_field(&mut merged, p, *f);
+            copy_item_field(&mut probe, p, *f);
+        }
+        if !fields.contains(&ItemField::Title) {
+            // Not written; a placeholder so that the check of the rest runs.
+            probe.title = "-".to_string();
         }
         if before.is_none() && !fields.contains(&ItemField::Title) {
             c.fail(
@@ -315,8 +320,18 @@ fn merge_items(
                     quote(&domain::item_key(&p.source_id, &p.external_id))
                 ),
             );
-        } else if let Some(it) = convert::item_from_pb(&merged, &mut c) {
-            out.push(it);
+        }
+        let checked = convert::item_from_pb(&probe, &mut c);
+        if let (Some(named), true) = (checked, c.violations.is_empty()) {
+            out.push(match before {
+                Some(mut it) => {
+                    for f in fields {
+                        copy_domain_item_field(&mut it, &named, *f);
+                    }
+                    it
+                }
+                None => named,
+            });
         }
         violations.extend(c.violations);
     }
@@ -324,6 +339,22 @@ fn merge_items(
         Ok(out)
     } else {
         Err(Error::InvalidArgument(violations))
+    }
+}
+
+/// [`copy_item_field`] on stored items.
+fn copy_domain_item_field(it: &mut Item, from: &Item, f: ItemField) {
+    match f {
+        ItemField::Title => it.title = from.title.clone(),
+        ItemField::Body => it.body = from.body.clone(),
+        ItemField::Url => it.url = from.url.clone(),
+        ItemField::State => it.state = from.state,
+        ItemField::Labels => it.labels = from.labels.clone(),
+        ItemField::Estimate => it.estimate = from.estimate,
+        ItemField::ParentKey => it.parent_key = from.parent_key.clone(),
+        ItemField::CreateTime => it.create_time = from.create_time,
+        ItemField::UpdateTime => it.update_time = from.update_time,
+        ItemField::CloseTime => it.close_time = from.close_time,
     }
 }
 

@@ -94,6 +94,18 @@ impl pb::source_service_server::SourceService for SourceApi {
                 copy_source_field(&mut p, incoming, *f);
             }
             let updated = convert::source_from_pb(&p, "source")?;
+            // A push source's items come from its integration, a tracker
+            // source's from the tracker (whose first full sync would mark
+            // every pushed item removed), and a push source has no sync
+            // history or cursor to carry: the two do not turn into each other.
+            if (s.kind == domain::TrackerKind::Push) != (updated.kind == domain::TrackerKind::Push)
+            {
+                return Err(crate::engine::Error::invalid(
+                    "source.kind",
+                    "a push source cannot become a tracker source, nor a tracker source a push \
+                     source; create a new source instead",
+                ));
+            }
             *s = domain::Source {
                 create_time: s.create_time,
                 ..updated

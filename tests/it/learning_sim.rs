@@ -167,7 +167,7 @@ async fn every_learning_figure_is_there_and_the_simulator_is_right() {
             f.line()
         );
         assert!(f.ratio.is_finite(), "{}", f.line());
-        if SHARE_FIGURES.contains(&f.name) {
+        if SHARE_FIGURES.contains(&f.name) || f.name.starts_with("oracle_") {
             assert!(f.pass.is_none() && f.line().ends_with(" -"), "{}", f.line());
         } else {
             assert!(f.pass.is_some(), "{}", f.line());

@@ -25,6 +25,16 @@ fn push_source(id: &str) -> pb::Source {
     }
 }
 
+async fn get_source(s: &TestServer, id: &str) -> pb::Source {
+    s.sources()
+        .get_source(pb::GetSourceRequest { id: id.into() })
+        .await
+        .expect("GetSource")
+        .into_inner()
+        .source
+        .expect("source")
+}
+
 async fn try_create(s: &TestServer, src: pb::Source) -> Result<pb::Source, tonic::Status> {
     s.sources()
         .create_source(pb::CreateSourceRequest { source: Some(src) })
@@ -124,31 +134,40 @@ async fn a_push_source_has_no_tracker_and_is_never_synced() {
         .await,
         &["source.base_url", "source.project_key"],
     );
-    // Turning a tracker source into a push source needs its URL and token
-    // variable cleared, in the same update.
+    // A tracker source does not turn into a push source (its sync history
+    // and cursor would outlive their tracker), nor the other way round (the
+    // first full sync would mark every pushed item removed).
     create_source(&s, github_source("web")).await;
-    let update = |paths: &[&str]| pb::UpdateSourceRequest {
-        source: Some(push_source("web")),
-        update_mask: mask(paths),
-    };
     let st = s
         .sources()
-        .update_source(update(&["kind"]))
+        .update_source(pb::UpdateSourceRequest {
+            source: Some(push_source("web")),
+            update_mask: mask(&["kind", "base_url", "token_env"]),
+        })
         .await
         .unwrap_err();
-    assert_eq!(bad_fields(&st), ["source.base_url", "source.token_env"]);
-    let web = s
+    assert_eq!(bad_fields(&st), ["source.kind"], "{st:?}");
+    assert!(st.message().contains("create a new source"), "{st:?}");
+    let st = s
         .sources()
-        .update_source(update(&["kind", "base_url", "token_env"]))
+        .update_source(pb::UpdateSourceRequest {
+            source: Some(github_source("plugin")),
+            update_mask: mask(&["kind", "base_url", "project_key", "token_env"]),
+        })
         .await
-        .unwrap()
-        .into_inner()
-        .source
-        .unwrap();
-    assert_eq!(web.kind, pb::TrackerKind::Push as i32);
+        .unwrap_err();
+    assert_eq!(bad_fields(&st), ["source.kind"], "{st:?}");
+    assert_eq!(
+        get_source(&s, "web").await.kind,
+        pb::TrackerKind::Github as i32
+    );
+    assert_eq!(
+        get_source(&s, "plugin").await.kind,
+        pb::TrackerKind::Push as i32
+    );
 
     // SyncSource is refused on the call itself, and records nothing.
-    for id in ["plugin", "web"] {
+    for id in ["plugin"] {
         let st = s
             .sync()
             .sync_source(pb::SyncSourceRequest {
@@ -557,8 +576,21 @@ async fn python_integration_example_runs_against_a_real_server() {
         cmd
     };
     let printed = run_ok(example()).await;
-    // A second run finds its source registered and changes nothing.
-    assert_eq!(run_ok(example()).await, printed);
+    assert!(
+        printed.starts_with("items: 3 new, 0 changed, 0 unchanged\n"),
+        "{printed}"
+    );
+    // A second run finds its source registered and changes nothing: not
+    // even R-3, which the first run closed, is reopened on the way.
+    let again = run_ok(example()).await;
+    assert!(
+        again.starts_with("items: 0 new, 0 changed, 3 unchanged\n"),
+        "{again}"
+    );
+    assert_eq!(
+        again.lines().skip(1).collect::<Vec<_>>(),
+        printed.lines().skip(1).collect::<Vec<_>>()
+    );
 
     // What the script did, read back through the API.
     let mut backlog = BacklogServiceClient::with_interceptor(s.channel.clone(), authed.clone());
@@ -639,5 +671,81 @@ async fn python_integration_example_runs_against_a_real_server() {
         })
         .collect();
     assert_eq!(expected.len(), 2);
-    assert_eq!(printed.lines().collect::<Vec<_>>(), expected);
+    assert_eq!(printed.lines().skip(1).collect::<Vec<_>>(), expected);
+}
+
+/// A masked upsert checks what it brings, not what was stored: a GitHub
+/// issue whose size label says 2,000,000 is stored with that estimate by
+/// sync (the API would refuse it), and closing it with a `state` mask must
+/// neither fail on it nor drop it. Errors of the named fields still count,
+/// all of them at once.
+#[tokio::test]
+async fn a_masked_upsert_keeps_a_stored_value_the_api_would_refuse() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let mock = MockServer::start().await;
+    let issue = serde_json::json!([{
+        "number": 7,
+        "title": "Bulk import",
+        "body": null,
+        "html_url": "https://github.com/acme/shop/issues/7",
+        "state": "open",
+        "labels": [{"name": "size:2000000"}, {"name": "import"}],
+        "created_at": "2026-10-01T08:00:00Z",
+        "updated_at": "2026-11-05T13:00:00Z",
+        "closed_at": null
+    }]);
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/shop/issues"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "application/json")
+                .set_body_json(issue),
+        )
+        .mount(&mock)
+        .await;
+    set_test_token("PLB_TEST_GITHUB_TOKEN", "ghp_testtoken0123456789");
+    let s = TestServer::start().await;
+    create_source(
+        &s,
+        pb::Source {
+            id: "gh".into(),
+            kind: pb::TrackerKind::Github as i32,
+            base_url: mock.uri(),
+            project_key: "acme/shop".into(),
+            token_env: "PLB_TEST_GITHUB_TOKEN".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    run_sync(&s, "gh", true).await.done();
+    let stored = get_item(&s, "gh/7").await.expect("synced");
+    assert_eq!(stored.estimate, Some(2_000_000.0));
+
+    let close = pb::Item {
+        source_id: "gh".into(),
+        external_id: "7".into(),
+        state: pb::ItemState::Closed as i32,
+        close_time: Some(days_ago(1)),
+        ..Default::default()
+    };
+    upsert_masked(&s, vec![close.clone()], &["state", "close_time"])
+        .await
+        .expect("closing does not touch the estimate");
+    let got = get_item(&s, "gh/7").await.unwrap();
+    assert_eq!(got.state, pb::ItemState::Closed as i32);
+    assert_eq!(got.estimate, Some(2_000_000.0));
+    assert_eq!(got.labels, ["size:2000000", "import"]);
+
+    // A bad value the request does bring is refused, with every error.
+    let mut bad = close;
+    bad.estimate = Some(-1.0);
+    bad.labels = vec![" ".into()];
+    let st = upsert_masked(&s, vec![bad], &["estimate", "labels"])
+        .await
+        .unwrap_err();
+    assert_eq!(st.code(), Code::InvalidArgument);
+    let mut fields = bad_fields(&st);
+    fields.sort();
+    assert_eq!(fields, ["items[0].estimate", "items[0].labels[0]"]);
 }

@@ -12,12 +12,17 @@
 //! over-subscribed hypotheses then rescores each reached item once, not
 //! once per page, and no read ever sees a stale score.
 
+mod apply;
 mod listing;
 mod query;
 mod rollup;
 mod split;
 mod validation;
 
+pub use apply::{
+    Action, ApplyOptions, Desired, DesiredHypothesis, DesiredItem, DesiredLink, DesiredMetric,
+    FieldChange, ModelExport, Plan, PlannedChange,
+};
 pub use listing::{GoalView, HypothesisView, LinkFilter, link_order_key};
 pub use query::{RankCursor, RankOrder, RankPage, RankRequest, RankedView, ScoreView, TermView};
 pub use rollup::{GoalRollupView, GoalTreeView};

@@ -335,6 +335,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         )))
         .add_service(pb::token_service_server::TokenServiceServer::new(
             crate::api::TokenApi(tokens),
+        ))
+        .add_service(pb::model_file_service_server::ModelFileServiceServer::new(
+            crate::api::ModelFileApi(engine.clone()),
         ));
 
     if config.validation.interval_secs > 0 {

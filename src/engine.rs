@@ -663,6 +663,21 @@ impl Engine {
         restored_links: &[Link],
     ) -> (Vec<(String, String)>, Vec<Link>) {
         let ix = self.read_unflushed();
+        self.rule_link_changes_in(&ix, changed, restored_links, &|h| {
+            ix.hypothesis(h).is_some()
+        })
+    }
+
+    /// [`rule_link_changes`](Self::rule_link_changes) against `ix`, with
+    /// `known` saying which hypotheses exist (`ApplyValueModel` links to
+    /// hypotheses it creates in the same transaction).
+    fn rule_link_changes_in(
+        &self,
+        ix: &ScoreIndex,
+        changed: &[Item],
+        restored_links: &[Link],
+        known: &dyn Fn(&str) -> bool,
+    ) -> (Vec<(String, String)>, Vec<Link>) {
         let splits = self.splits.read();
         let now = Utc::now();
         let (mut remove, mut put) = (Vec::new(), Vec::new());
@@ -700,7 +715,7 @@ impl Engine {
                 }
             }
             for (hyp, contribution) in wanted {
-                if ix.hypothesis(&hyp).is_none() {
+                if !known(&hyp) {
                     continue;
                 }
                 let existing = existing_links.iter().find(|(h, ..)| *h == hyp);

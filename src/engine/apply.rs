@@ -313,7 +313,7 @@ impl Engine {
                 .iter()
                 .map(|it| (it.key(), facts_of(it)))
                 .collect();
-            ix.defer_upsert(facts, &[], write.links.clone());
+            ix.defer_upsert(facts, &write.remove_links, write.links.clone());
             ix.flush();
         }
         for h in &write.delete_hypotheses {
@@ -772,6 +772,14 @@ impl Engine {
                     update_time: now,
                 });
             }
+        }
+
+        // Items written get their sources' rule links, as UpsertItems
+        // gives them; the file's own links come after and win.
+        if !w.items.is_empty() {
+            let (remove, put) = self.rule_link_changes_in(ix, &w.items, &[], &hyp_after);
+            w.remove_links = remove;
+            w.links.splice(0..0, put);
         }
 
         // Prune: what the server holds and the file does not.

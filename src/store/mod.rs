@@ -264,6 +264,8 @@ pub struct ModelWrite {
     pub hypotheses: Vec<Hypothesis>,
     pub items: Vec<Item>,
     pub links: Vec<Link>,
+    /// Rule links the items' new labels or bodies no longer ask for.
+    pub remove_links: Vec<(String, String)>,
     pub delete_hypotheses: Vec<String>,
     pub delete_metrics: Vec<String>,
     pub delete_goals: Vec<String>,

@@ -315,7 +315,7 @@ fn write_model(
     }
     let items = ItemWrite {
         items: w.items.clone(),
-        remove_links: Vec::new(),
+        remove_links: w.remove_links.clone(),
         put_links: w.links.clone(),
         sync_state: None,
         split: None,

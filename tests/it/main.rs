@@ -8,6 +8,7 @@ mod conformance;
 mod outbound;
 
 mod api;
+mod apply;
 mod auth;
 mod bench;
 mod cli;

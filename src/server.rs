@@ -77,7 +77,7 @@ pub enum ServerError {
 }
 
 /// What health reports on: the server as a whole (`""`) and each service.
-const HEALTH_NAMES: [&str; 10] = [
+const HEALTH_NAMES: [&str; 11] = [
     "",
     "plumbline.v1.SourceService",
     "plumbline.v1.BacklogService",
@@ -88,6 +88,7 @@ const HEALTH_NAMES: [&str; 10] = [
     "plumbline.v1.SplitService",
     "plumbline.v1.ValidationService",
     "plumbline.v1.TokenService",
+    "plumbline.v1.ModelFileService",
 ];
 
 /// A server running in the background of this process.

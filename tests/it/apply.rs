@@ -148,6 +148,11 @@ async fn init_edit_plan_apply_rank_export_and_apply_again_plans_nothing() {
         assert!(plan.contains(needle), "plan lacks {needle:?}:\n{plan}");
     }
     assert!(goal_ids(&s).await.is_empty());
+    let v = cli_json(&["apply", f, "--dry-run", "--json", "--server", &url]).await;
+    assert_eq!(v["applied"], false);
+    assert_eq!(v["changes"][0]["action"], "create");
+    assert_eq!(v["changes"][0]["kind"], "source");
+    assert_eq!(v["changes"][0]["id"], "web");
 
     let out = run_cli(&["apply", f, "--server", &url]).await;
     assert!(out.status.success(), "{}", stderr(&out));

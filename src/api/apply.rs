@@ -27,7 +27,14 @@ impl ModelFileService for ModelFileApi {
         &self,
         request: Request<pb::ApplyValueModelRequest>,
     ) -> Reply<pb::ApplyValueModelResponse> {
-        let may_change_sources = crate::auth::require(&request, Role::Admin, "").is_ok();
+        // Sources name trackers and token variables: admin only, as in
+        // SourceService. Asked here, refused only if the plan has one.
+        let admin = crate::auth::require(
+            &request,
+            Role::Admin,
+            "a value model file that creates, changes or deletes a source",
+        );
+        let may_change_sources = admin.is_ok();
         let r = request.into_inner();
         let file_name = if r.file_name.is_empty() {
             "value model".to_string()
@@ -73,9 +80,7 @@ impl ModelFileService for ModelFileApi {
             Err(e) => return Err(e.into()),
         };
         if plan.needs_admin {
-            return Err(Status::permission_denied(
-                "the file creates, changes or deletes a source, which needs the admin role; nothing was written",
-            ));
+            admin?;
         }
         Ok(Response::new(plan_to_pb(plan)))
     }

@@ -411,6 +411,26 @@ mod tests {
     }
 
     #[test]
+    fn paths_into_inline_arrays_and_tables_are_placed() {
+        let text = "[[items]]\nsource = \"web\"\nlinks = [\n  { hypothesis = \"H1\" },\n  { hypothesis = \"H2\", contribution = 2 },\n]\n";
+        let l = Locator::new(text);
+        assert_eq!(
+            l.locate("items[0].links[1].contribution"),
+            Some(Position {
+                line: 5,
+                column: 39
+            })
+        );
+        assert_eq!(
+            l.locate("items[0].links[0].hypothesis"),
+            Some(Position {
+                line: 4,
+                column: 18
+            })
+        );
+    }
+
+    #[test]
     fn a_syntax_error_has_a_position() {
         let e = parse("[[goals]]\nid = \n").unwrap_err();
         assert_eq!(e.at.map(|p| p.line), Some(2), "{e:?}");

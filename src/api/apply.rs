@@ -10,7 +10,10 @@ use tonic_types::{ErrorDetails, StatusExt};
 use super::convert::{self, Check};
 use super::{MAX_VIOLATIONS, Reply};
 use crate::auth::Role;
-use crate::domain::{LinkRules, Source};
+use crate::domain::{
+    Direction, Goal, GoalLevel, Hypothesis, HypothesisStatus, Item, ItemState, KeyValueArea,
+    LinkRules, Metric, Source,
+};
 use crate::engine::{
     Action, ApplyOptions, Desired, DesiredHypothesis, DesiredItem, DesiredMetric, Engine, Error,
     FieldViolation, ModelExport, Plan,
@@ -67,13 +70,34 @@ impl ModelFileService for ModelFileApi {
         let place = |violations: Vec<FieldViolation>| -> Status {
             placed(&file_name, &locator, violations)
         };
-        let desired = desired(&file).map_err(place)?;
+        let (desired, mut violations) = desired(&file);
         let opts = ApplyOptions {
             dry_run: r.dry_run,
             prune: r.prune,
             force: r.force,
             may_change_sources,
         };
+        if !violations.is_empty() {
+            // The file's references too, in the same answer: a dry run of
+            // what stands, whose own findings on a field already refused
+            // (or on a goal's parent when its level was) add nothing.
+            let check = ApplyOptions {
+                dry_run: true,
+                ..opts
+            };
+            if let Err(Error::InvalidArgument(more)) =
+                self.0.apply_value_model(desired, check).await
+            {
+                let known: std::collections::HashSet<String> =
+                    violations.iter().map(|v| v.field.clone()).collect();
+                violations.extend(more.into_iter().filter(|v| {
+                    !known.contains(&v.field)
+                        && !(v.field.ends_with(".parent")
+                            && known.contains(&v.field.replace(".parent", ".level")))
+                }));
+            }
+            return Err(place(violations));
+        }
         let plan = match self.0.apply_value_model(desired, opts).await {
             Ok(p) => p,
             Err(Error::InvalidArgument(v)) => return Err(place(v)),
@@ -104,14 +128,18 @@ impl ModelFileService for ModelFileApi {
 /// line per violation (`FILE:LINE:COL: PATH: PROBLEM`), the details one
 /// field violation each (field = PATH, description = `FILE:LINE:COL: PROBLEM`).
 fn placed(file_name: &str, locator: &Locator<'_>, mut violations: Vec<FieldViolation>) -> Status {
-    let more = violations.len().saturating_sub(MAX_VIOLATIONS);
-    violations.truncate(MAX_VIOLATIONS);
-    let mut lines = Vec::with_capacity(violations.len() + 1);
+    // In the order of the file, as a compiler lists errors.
+    let mut placed: Vec<(Option<model::Position>, FieldViolation)> = violations
+        .drain(..)
+        .map(|v| (locator.locate(&v.field), v))
+        .collect();
+    placed.sort_by_key(|(p, _)| p.map_or((usize::MAX, 0), |p| (p.line, p.column)));
+    let more = placed.len().saturating_sub(MAX_VIOLATIONS);
+    placed.truncate(MAX_VIOLATIONS);
+    let mut lines = Vec::with_capacity(placed.len() + 1);
     let mut details = ErrorDetails::new();
-    for v in violations {
-        let at = locator
-            .locate(&v.field)
-            .map_or_else(|| file_name.to_string(), |p| format!("{file_name}:{p}"));
+    for (p, v) in placed {
+        let at = p.map_or_else(|| file_name.to_string(), |p| format!("{file_name}:{p}"));
         lines.push(format!("{at}: {}: {}", v.field, v.description));
         details.add_bad_request_violation(v.field, format!("{at}: {}", v.description));
     }
@@ -176,10 +204,14 @@ fn invalid_of(e: Error) -> Vec<FieldViolation> {
 }
 
 /// Checks every entry of `file` on its own and turns it into domain
-/// values; all violations of the file at once.
-fn desired(file: &File) -> Result<Desired, Vec<FieldViolation>> {
+/// values, with the violations of every entry. An entry that fails its
+/// checks still stands in the result, made of what the file says (or a
+/// default), so that the references of the whole file can be checked in
+/// the same answer; such a result is only ever planned as a dry run.
+fn desired(file: &File) -> (Desired, Vec<FieldViolation>) {
     let mut v: Vec<FieldViolation> = Vec::new();
     let mut d = Desired::default();
+    let now = chrono::Utc::now();
     for (i, s) in file.sources.iter().enumerate() {
         let prefix = format!("sources[{i}]");
         let kind = enum_value(&s.kind, "TRACKER_KIND_", |n| {
@@ -215,7 +247,21 @@ fn desired(file: &File) -> Result<Desired, Vec<FieldViolation>> {
                 },
                 ..src
             }),
-            Err(e) => v.extend(invalid_of(e)),
+            Err(e) => {
+                v.extend(invalid_of(e));
+                d.sources.push(Source {
+                    id: s.id.clone(),
+                    kind: crate::domain::TrackerKind::parse(&s.kind)
+                        .unwrap_or(crate::domain::TrackerKind::Github),
+                    base_url: s.base_url.clone(),
+                    project_key: s.project_key.clone(),
+                    token_env: s.token_env.clone(),
+                    link_rules: LinkRules::default(),
+                    estimate_field: s.estimate_field.clone(),
+                    create_time: now,
+                    update_time: now,
+                });
+            }
         }
     }
     for (i, g) in file.goals.iter().enumerate() {
@@ -251,10 +297,22 @@ fn desired(file: &File) -> Result<Desired, Vec<FieldViolation>> {
         };
         match convert::goal_from_pb(&p, &prefix) {
             Ok(goal) => d.goals.push(goal),
-            Err(e) => v.extend(renamed(&prefix, invalid_of(e), &[("parent_id", "parent")])),
+            Err(e) => {
+                v.extend(renamed(&prefix, invalid_of(e), &[("parent_id", "parent")]));
+                d.goals.push(Goal {
+                    id: g.id.clone(),
+                    title: g.title.clone(),
+                    description: String::new(),
+                    level: parse_snake(&g.level).unwrap_or(GoalLevel::Strategic),
+                    parent_id: g.parent.clone(),
+                    key_value_area: KeyValueArea::Unspecified,
+                    weight: 1.0,
+                    create_time: now,
+                    update_time: now,
+                });
+            }
         }
     }
-    let now = chrono::Utc::now();
     for (i, m) in file.metrics.iter().enumerate() {
         let prefix = format!("metrics[{i}]");
         let cadence = match m.cadence_days {
@@ -284,14 +342,24 @@ fn desired(file: &File) -> Result<Desired, Vec<FieldViolation>> {
             ..Default::default()
         };
         let metric = match convert::metric_from_pb(&p, &prefix) {
-            Ok(metric) => Some(metric),
+            Ok(metric) => metric,
             Err(e) => {
                 v.extend(renamed(
                     &prefix,
                     invalid_of(e),
                     &[("cadence", "cadence_days")],
                 ));
-                None
+                Metric {
+                    id: m.id.clone(),
+                    name: m.name.clone(),
+                    unit: String::new(),
+                    direction: Direction::implied(m.baseline, m.target),
+                    baseline: m.baseline,
+                    target: m.target,
+                    cadence: None,
+                    create_time: now,
+                    update_time: now,
+                }
             }
         };
         let mut observations = Vec::with_capacity(m.observations.len());
@@ -315,12 +383,10 @@ fn desired(file: &File) -> Result<Desired, Vec<FieldViolation>> {
                 )),
             }
         }
-        if let Some(metric) = metric {
-            d.metrics.push(DesiredMetric {
-                metric,
-                observations,
-            });
-        }
+        d.metrics.push(DesiredMetric {
+            metric,
+            observations,
+        });
     }
     for (i, h) in file.hypotheses.iter().enumerate() {
         let prefix = format!("hypotheses[{i}]");
@@ -352,11 +418,29 @@ fn desired(file: &File) -> Result<Desired, Vec<FieldViolation>> {
                 confidence_set: h.confidence.is_some(),
                 status_set: h.status.is_some(),
             }),
-            Err(e) => v.extend(renamed(
-                &prefix,
-                invalid_of(e),
-                &[("goal_id", "goal"), ("metric_id", "metric")],
-            )),
+            Err(e) => {
+                v.extend(renamed(
+                    &prefix,
+                    invalid_of(e),
+                    &[("goal_id", "goal"), ("metric_id", "metric")],
+                ));
+                d.hypotheses.push(DesiredHypothesis {
+                    hypothesis: Hypothesis {
+                        id: h.id.clone(),
+                        statement: h.statement.clone(),
+                        goal_id: h.goal.clone(),
+                        metric_id: h.metric.clone(),
+                        expected_effect: 1.0,
+                        confidence: 0.5,
+                        status: HypothesisStatus::Proposed,
+                        check_time: None,
+                        create_time: now,
+                        update_time: now,
+                    },
+                    confidence_set: false,
+                    status_set: false,
+                });
+            }
         }
     }
     for (i, it) in file.items.iter().enumerate() {
@@ -405,20 +489,31 @@ fn desired(file: &File) -> Result<Desired, Vec<FieldViolation>> {
             c.id("hypothesis", &l.hypothesis);
             c.unit_interval("contribution", l.contribution, false);
             c.text("rationale", &l.rationale, false, 1 << 16);
-            if c.violations.is_empty() {
-                links.push((l.hypothesis.clone(), l.contribution, l.rationale.clone()));
-            }
+            links.push((l.hypothesis.clone(), l.contribution, l.rationale.clone()));
             v.extend(c.violations);
         }
-        if let Some(item) = item {
-            d.items.push(DesiredItem { item, links });
-        }
+        let item = item.unwrap_or_else(|| Item {
+            source_id: it.source.clone(),
+            external_id: it.id.clone(),
+            title: it.title.clone(),
+            body: String::new(),
+            url: String::new(),
+            state: ItemState::Open,
+            labels: Vec::new(),
+            estimate: None,
+            parent_key: String::new(),
+            create_time: None,
+            update_time: None,
+            close_time: None,
+        });
+        d.items.push(DesiredItem { item, links });
     }
-    if v.is_empty() {
-        Ok(d)
-    } else {
-        Err(first_per_field(v))
-    }
+    (d, first_per_field(v))
+}
+
+/// A domain enum from its snake_case name.
+fn parse_snake<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
 }
 
 fn plan_to_pb(plan: Plan) -> pb::ApplyValueModelResponse {

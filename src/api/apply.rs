@@ -90,11 +90,12 @@ impl ModelFileService for ModelFileApi {
             {
                 let known: std::collections::HashSet<String> =
                     violations.iter().map(|v| v.field.clone()).collect();
-                violations.extend(more.into_iter().filter(|v| {
-                    !known.contains(&v.field)
-                        && !(v.field.ends_with(".parent")
-                            && known.contains(&v.field.replace(".parent", ".level")))
-                }));
+                let said = |field: &str| {
+                    known.contains(field)
+                        || (field.ends_with(".parent")
+                            && known.contains(&field.replace(".parent", ".level")))
+                };
+                violations.extend(more.into_iter().filter(|v| !said(&v.field)));
             }
             return Err(place(violations));
         }

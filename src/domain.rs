@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 /// reads back bit for bit.
 pub type Time = DateTime<Utc>;
 
-/// The kind of tracker a source connects to.
+/// The kind of tracker a source connects to, or [`TrackerKind::Push`] for
+/// a source whose items an integration sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrackerKind {
@@ -17,6 +18,10 @@ pub enum TrackerKind {
     Gitlab,
     Jira,
     Redmine,
+    /// Items pushed through the API (`UpsertItems`) by an integration:
+    /// no tracker, so no base URL, token or estimate field, and never
+    /// synced; its link rules apply to the items pushed.
+    Push,
 }
 
 impl TrackerKind {
@@ -26,6 +31,7 @@ impl TrackerKind {
             TrackerKind::Gitlab => "gitlab",
             TrackerKind::Jira => "jira",
             TrackerKind::Redmine => "redmine",
+            TrackerKind::Push => "push",
         }
     }
 
@@ -35,8 +41,15 @@ impl TrackerKind {
             "gitlab" => Some(TrackerKind::Gitlab),
             "jira" => Some(TrackerKind::Jira),
             "redmine" => Some(TrackerKind::Redmine),
+            "push" => Some(TrackerKind::Push),
             _ => None,
         }
+    }
+
+    /// Whether plumbline pulls this kind's items from a tracker (every kind
+    /// but [`TrackerKind::Push`]).
+    pub fn is_tracker(self) -> bool {
+        !matches!(self, TrackerKind::Push)
     }
 }
 

@@ -220,6 +220,25 @@ pub async fn build_index(
 /// each connection: see [`crate::outbound`].)
 fn check_outbound(policy: &OutboundPolicy, s: &Source) -> Result<()> {
     let mut violations = Vec::new();
+    if !s.kind.is_tracker() {
+        // A push source reaches nothing and names no secret.
+        for (field, value) in [
+            ("source.base_url", &s.base_url),
+            ("source.token_env", &s.token_env),
+        ] {
+            if !value.is_empty() {
+                violations.push(FieldViolation::new(
+                    field,
+                    "must be empty for a PUSH source",
+                ));
+            }
+        }
+        return if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(violations))
+        };
+    }
     if let Err(e) = policy.check_token_env(&s.token_env) {
         violations.push(FieldViolation::new("source.token_env", e.to_string()));
     }
@@ -394,6 +413,27 @@ impl Engine {
     /// given twice is counted as written in order; the last one is kept.
     pub async fn upsert_items(&self, items: Vec<Item>) -> Result<(Vec<Item>, UpsertCounts)> {
         let _w = self.writes.lock().await;
+        let (counts, _) = self
+            .upsert_pages_locked(vec![items.clone()], None, true, Vec::new())
+            .await?;
+        Ok((items, counts[0]))
+    }
+
+    /// Upserts the items `merge` makes of the stored versions of `keys`
+    /// (`None` for a key not stored), as [`upsert_items`](Self::upsert_items)
+    /// does: for an update that names only some fields (`UpsertItems` with
+    /// a mask). `merge` runs under the write lock, so two partial updates
+    /// of one item cannot lose each other's change; it answers the items
+    /// to write, or why not. A removed item's stored version counts, and
+    /// writing it makes it active again.
+    pub async fn upsert_items_merged(
+        &self,
+        keys: &[String],
+        merge: impl FnOnce(Vec<Option<Item>>) -> Result<Vec<Item>>,
+    ) -> Result<(Vec<Item>, UpsertCounts)> {
+        let _w = self.writes.lock().await;
+        let stored = self.stored_items(keys).await?;
+        let items = merge(stored)?;
         let (counts, _) = self
             .upsert_pages_locked(vec![items.clone()], None, true, Vec::new())
             .await?;

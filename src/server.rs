@@ -389,16 +389,19 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     })
 }
 
-/// Syncs every source at start and then every `interval`, skipping a source
-/// whose previous sync is still running, until the server stops (a sync
-/// under way then stores the pages in hand and ends).
+/// Syncs every tracker source (push sources have none) at start and then
+/// every `interval`, skipping a source whose previous sync is still
+/// running, until the server stops (a sync under way then stores the pages
+/// in hand and ends).
 async fn background_sync(syncer: Arc<Syncer>, interval: Duration) {
     let lifecycle = syncer.lifecycle().clone();
     loop {
+        // Push sources have no tracker: their items come from UpsertItems.
         let ids: Vec<String> = syncer
             .engine()
             .read()
             .sources()
+            .filter(|s| s.kind.is_tracker())
             .map(|s| s.id.clone())
             .collect();
         for id in ids {

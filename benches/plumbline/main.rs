@@ -46,6 +46,11 @@ struct Args {
     /// Simulated products of `--learning`.
     #[arg(long, default_value_t = 30)]
     seeds: u64,
+    /// Which metrics of `--learning`'s products are noisy: `mixed` (about
+    /// half, the products), `quiet` or `noisy` (all), to see how
+    /// much of what learning could gain the noise takes.
+    #[arg(long, value_enum, default_value_t = suite::learning::NoiseMix::Mixed)]
+    noise: suite::learning::NoiseMix,
     /// Passed by `cargo bench`; `cargo test --benches` runs the target
     /// without it, and then there is nothing to do unless --items is given.
     #[arg(long, hide = true)]
@@ -112,7 +117,7 @@ fn run_learning(args: &Args) -> ExitCode {
         }
     };
     let seeds: Vec<u64> = (args.seed..args.seed.saturating_add(args.seeds)).collect();
-    let report = match runtime.block_on(suite::learning::run(&seeds, !args.json)) {
+    let report = match runtime.block_on(suite::learning::run(&seeds, args.noise, !args.json)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("plumbline bench: {e}");

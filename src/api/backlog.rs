@@ -5,10 +5,15 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use std::collections::HashSet;
+
+use prost_types::FieldMask;
+
 use super::Reply;
 use super::convert::{self, Check};
+use super::mask::{MaskField, fields_to_update};
 use super::page::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageToken};
-use crate::domain::Item;
+use crate::domain::{self, Item};
 use crate::engine::ItemFilter;
 use crate::engine::{Engine, Error, LinkFilter, link_order_key, quote};
 use crate::proto as pb;
@@ -48,27 +53,15 @@ impl pb::backlog_service_server::BacklogService for BacklogApi {
                 Error::invalid("items", format!("at most {MAX_BATCH} items per call")).into(),
             );
         }
-        let mut items: Vec<Item> = Vec::with_capacity(r.items.len());
-        let mut violations = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for (i, p) in r.items.iter().enumerate() {
-            let mut c = Check::new(format!("items[{i}]"));
-            if let Some(it) = convert::item_from_pb(p, &mut c) {
-                if seen.insert(it.key()) {
-                    items.push(it);
-                } else {
-                    c.fail(
-                        "external_id",
-                        format!("{} appears twice in this batch", quote(&it.key())),
-                    );
-                }
+        let (items, counts) = match item_mask(r.update_mask.as_ref())? {
+            None => self.0.upsert_items(whole_items(&r.items)?).await?,
+            Some(fields) => {
+                let keys = item_keys(&r.items)?;
+                self.0
+                    .upsert_items_merged(&keys, |stored| merge_items(&r.items, stored, &fields))
+                    .await?
             }
-            violations.extend(c.violations);
-        }
-        if !violations.is_empty() {
-            return Err(Error::InvalidArgument(violations).into());
-        }
-        let (items, counts) = self.0.upsert_items(items).await?;
+        };
         Ok(Response::new(pb::UpsertItemsResponse {
             items: items.iter().map(convert::item_to_pb).collect(),
             created_count: counts.created as i32,
@@ -231,5 +224,164 @@ impl pb::backlog_service_server::BacklogService for BacklogApi {
             links: page.iter().map(convert::link_to_pb).collect(),
             next_page_token: next,
         }))
+    }
+}
+
+/// The items of an upsert without a mask: each replaces the stored one
+/// whole. A key twice in one batch is refused, since which one would win
+/// is not what the caller meant.
+fn whole_items(items: &[pb::Item]) -> crate::engine::Result<Vec<Item>> {
+    let mut out: Vec<Item> = Vec::with_capacity(items.len());
+    let mut violations = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, p) in items.iter().enumerate() {
+        let mut c = Check::new(format!("items[{i}]"));
+        if let Some(it) = convert::item_from_pb(p, &mut c) {
+            if seen.insert(it.key()) {
+                out.push(it);
+            } else {
+                c.fail(
+                    "external_id",
+                    format!("{} appears twice in this batch", quote(&it.key())),
+                );
+            }
+        }
+        violations.extend(c.violations);
+    }
+    if violations.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::InvalidArgument(violations))
+    }
+}
+
+/// The keys of an upsert with a mask, checked before the stored items are
+/// read: each item must say which it is, once.
+fn item_keys(items: &[pb::Item]) -> crate::engine::Result<Vec<String>> {
+    let mut keys = Vec::with_capacity(items.len());
+    let mut violations = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, p) in items.iter().enumerate() {
+        let mut c = Check::new(format!("items[{i}]"));
+        c.id("source_id", &p.source_id);
+        convert::check_external_id(&p.external_id, &mut c);
+        let key = domain::item_key(&p.source_id, &p.external_id);
+        if c.violations.is_empty() && !seen.insert(key.clone()) {
+            c.fail(
+                "external_id",
+                format!("{} appears twice in this batch", quote(&key)),
+            );
+        }
+        violations.extend(c.violations);
+        keys.push(key);
+    }
+    if violations.is_empty() {
+        Ok(keys)
+    } else {
+        Err(Error::InvalidArgument(violations))
+    }
+}
+
+/// The items an upsert with a mask writes: each stored item with the
+/// fields the mask names taken from the request, or a new item made of
+/// those fields alone. The result is checked as a whole item, so a mask
+/// cannot store what a full upsert would refuse.
+fn merge_items(
+    incoming: &[pb::Item],
+    stored: Vec<Option<Item>>,
+    fields: &[ItemField],
+) -> crate::engine::Result<Vec<Item>> {
+    let mut out = Vec::with_capacity(incoming.len());
+    let mut violations = Vec::new();
+    for (i, (p, before)) in incoming.iter().zip(stored).enumerate() {
+        let mut c = Check::new(format!("items[{i}]"));
+        let mut merged = match &before {
+            Some(it) => convert::item_to_pb(it),
+            None => pb::Item {
+                source_id: p.source_id.clone(),
+                external_id: p.external_id.clone(),
+                ..Default::default()
+            },
+        };
+        merged.key = p.key.clone();
+        for f in fields {
+            copy_item_field(&mut merged, p, *f);
+        }
+        if before.is_none() && !fields.contains(&ItemField::Title) {
+            c.fail(
+                "title",
+                format!(
+                    "{} does not exist yet, and a new item needs a title: add \"title\" to update_mask and set it",
+                    quote(&domain::item_key(&p.source_id, &p.external_id))
+                ),
+            );
+        } else if let Some(it) = convert::item_from_pb(&merged, &mut c) {
+            out.push(it);
+        }
+        violations.extend(c.violations);
+    }
+    if violations.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::InvalidArgument(violations))
+    }
+}
+
+/// The fields of an Item that an upsert with a mask can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ItemField {
+    Title,
+    Body,
+    Url,
+    State,
+    Labels,
+    Estimate,
+    ParentKey,
+    CreateTime,
+    UpdateTime,
+    CloseTime,
+}
+
+impl MaskField for ItemField {
+    const PATHS: &'static [(&'static str, Self)] = &[
+        ("title", ItemField::Title),
+        ("body", ItemField::Body),
+        ("url", ItemField::Url),
+        ("state", ItemField::State),
+        ("labels", ItemField::Labels),
+        ("estimate", ItemField::Estimate),
+        ("parent_key", ItemField::ParentKey),
+        ("create_time", ItemField::CreateTime),
+        ("update_time", ItemField::UpdateTime),
+        ("close_time", ItemField::CloseTime),
+    ];
+}
+
+/// The fields an upsert's mask names, or `None` for no mask (or an empty
+/// one): then every item is replaced whole, as before masks existed (see
+/// `UpsertItemsRequest.update_mask` for why this differs from the Update
+/// RPCs). Unknown paths are INVALID_ARGUMENT on `update_mask`.
+fn item_mask(mask: Option<&FieldMask>) -> crate::engine::Result<Option<Vec<ItemField>>> {
+    match mask {
+        Some(m) if !m.paths.is_empty() => {
+            // With paths given, whether a field is set does not matter.
+            fields_to_update(&(), Some(m), |_, _: ItemField| true).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+fn copy_item_field(p: &mut pb::Item, i: &pb::Item, f: ItemField) {
+    match f {
+        ItemField::Title => p.title = i.title.clone(),
+        ItemField::Body => p.body = i.body.clone(),
+        ItemField::Url => p.url = i.url.clone(),
+        ItemField::State => p.state = i.state,
+        ItemField::Labels => p.labels = i.labels.clone(),
+        ItemField::Estimate => p.estimate = i.estimate,
+        ItemField::ParentKey => p.parent_key = i.parent_key.clone(),
+        ItemField::CreateTime => p.create_time = i.create_time,
+        ItemField::UpdateTime => p.update_time = i.update_time,
+        ItemField::CloseTime => p.close_time = i.close_time,
     }
 }

@@ -183,6 +183,7 @@ pub fn source_to_pb(s: &Source) -> pb::Source {
             TrackerKind::Gitlab => pb::TrackerKind::Gitlab,
             TrackerKind::Jira => pb::TrackerKind::Jira,
             TrackerKind::Redmine => pb::TrackerKind::Redmine,
+            TrackerKind::Push => pb::TrackerKind::Push,
         } as i32,
         base_url: s.base_url.clone(),
         project_key: s.project_key.clone(),
@@ -206,26 +207,47 @@ pub fn source_from_pb(p: &pb::Source, prefix: &str) -> Result<Source> {
         Ok(pb::TrackerKind::Gitlab) => Some(TrackerKind::Gitlab),
         Ok(pb::TrackerKind::Jira) => Some(TrackerKind::Jira),
         Ok(pb::TrackerKind::Redmine) => Some(TrackerKind::Redmine),
+        Ok(pb::TrackerKind::Push) => Some(TrackerKind::Push),
         _ => {
-            c.fail("kind", "must be one of GITHUB, GITLAB, JIRA, REDMINE");
+            c.fail("kind", "must be one of GITHUB, GITLAB, JIRA, REDMINE, PUSH");
             None
         }
     };
-    if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://"))
-        || p.base_url.len() > MAX_SHORT
-        || p.base_url.chars().any(char::is_whitespace)
-    {
-        c.fail("base_url", "must be an http:// or https:// URL");
-    }
-    if domain::has_control(&p.base_url) {
-        c.fail("base_url", "must not contain control characters");
-    }
-    c.line("project_key", &p.project_key, true, MAX_SHORT);
-    if !p.token_env.is_empty() && !domain::is_valid_env_name(&p.token_env) {
-        c.fail(
-            "token_env",
-            "must be the NAME of an environment variable (A-Z, 0-9, _), not the token itself",
-        );
+    if kind == Some(TrackerKind::Push) {
+        // Nothing of a tracker's connection means anything here: refused
+        // rather than ignored, so that a caller who meant a tracker learns
+        // it now, not when no sync ever comes.
+        let no_tracker = "must be empty for a PUSH source: plumbline does not reach a tracker for it, an integration sends its items with UpsertItems";
+        if !p.base_url.is_empty() {
+            c.fail("base_url", no_tracker);
+        }
+        if !p.token_env.is_empty() {
+            c.fail("token_env", no_tracker);
+        }
+        if !p.estimate_field.is_empty() {
+            c.fail(
+                "estimate_field",
+                "must be empty for a PUSH source: its items carry their estimate (Item.estimate)",
+            );
+        }
+        c.line("project_key", &p.project_key, false, MAX_SHORT);
+    } else {
+        if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://"))
+            || p.base_url.len() > MAX_SHORT
+            || p.base_url.chars().any(char::is_whitespace)
+        {
+            c.fail("base_url", "must be an http:// or https:// URL");
+        }
+        if domain::has_control(&p.base_url) {
+            c.fail("base_url", "must not contain control characters");
+        }
+        c.line("project_key", &p.project_key, true, MAX_SHORT);
+        if !p.token_env.is_empty() && !domain::is_valid_env_name(&p.token_env) {
+            c.fail(
+                "token_env",
+                "must be the NAME of an environment variable (A-Z, 0-9, _), not the token itself",
+            );
+        }
     }
     let rules = p.link_rules.clone().unwrap_or_default();
     c.line("link_rules.label_prefix", &rules.label_prefix, false, 64);
@@ -308,13 +330,12 @@ pub fn item_state_from_pb(state: i32, c: &mut Check, name: &str) -> Option<ItemS
 }
 
 /// Validates one item of an upsert; `prefix` is e.g. `items[3]`.
-pub fn item_from_pb(p: &pb::Item, c: &mut Check) -> Option<Item> {
-    let before = c.violations.len();
-    c.id("source_id", &p.source_id);
-    if p.external_id.trim().is_empty() {
+/// An item's id in its tracker: required, short, one word.
+pub fn check_external_id(external_id: &str, c: &mut Check) {
+    if external_id.trim().is_empty() {
         c.fail("external_id", "is required");
-    } else if p.external_id.len() > 256
-        || p.external_id
+    } else if external_id.len() > 256
+        || external_id
             .chars()
             .any(|ch| ch.is_control() || ch.is_whitespace())
     {
@@ -323,6 +344,12 @@ pub fn item_from_pb(p: &pb::Item, c: &mut Check) -> Option<Item> {
             "must be at most 256 characters, without spaces or control characters",
         );
     }
+}
+
+pub fn item_from_pb(p: &pb::Item, c: &mut Check) -> Option<Item> {
+    let before = c.violations.len();
+    c.id("source_id", &p.source_id);
+    check_external_id(&p.external_id, c);
     if !p.key.is_empty() && p.key != domain::item_key(&p.source_id, &p.external_id) {
         c.fail(
             "key",

@@ -30,6 +30,7 @@ pub fn sync_status(e: SyncError) -> Status {
         | SyncError::Redirected { .. }
         | SyncError::Refused { .. }
         | SyncError::OtherOrigin { .. }
+        | SyncError::PushSource { .. }
         | SyncError::Config { .. } => Status::failed_precondition(e.to_string()),
         // The server is going away: the caller may sync again on the next.
         SyncError::Interrupted { .. }
@@ -84,7 +85,14 @@ impl pb::sync_service_server::SyncService for SyncApi {
         let mut c = Check::new("");
         c.id("source_id", &r.source_id);
         c.finish(())?;
-        self.0.engine().get_source(&r.source_id)?;
+        let source = self.0.engine().get_source(&r.source_id)?;
+        // Refused on the call itself, not as the stream's last message.
+        if !source.kind.is_tracker() {
+            return Err(sync_status(SyncError::PushSource {
+                source_id: r.source_id,
+                action: "never syncs it",
+            }));
+        }
         if self.0.is_running(&r.source_id) {
             return Err(sync_status(SyncError::AlreadyRunning(r.source_id)));
         }

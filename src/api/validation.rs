@@ -103,9 +103,13 @@ impl pb::validation_service_server::ValidationService for ValidationApi {
         if r.item_keys.len() > 1000 {
             c.fail("item_keys", "at most 1000 items per release");
         }
+        // A release is recorded once it has happened: one dated beyond the
+        // clock skew would put observations still to come in its window.
+        let now = Utc::now();
         let time = c
             .time("release_time", r.release_time.as_ref())
-            .unwrap_or_else(Utc::now);
+            .and_then(|t| c.not_future("release_time", t, now))
+            .unwrap_or(now);
         c.text("note", &r.note, false, 4096);
         c.finish(())?;
         let release = Release {
@@ -134,9 +138,11 @@ impl pb::validation_service_server::ValidationService for ValidationApi {
         if !(r.ci_low <= r.lift && r.lift <= r.ci_high) {
             c.fail("lift", "must lie within [ci_low, ci_high]");
         }
+        let now = Utc::now();
         let time = c
             .time("result_time", r.result_time.as_ref())
-            .unwrap_or_else(Utc::now);
+            .and_then(|t| c.not_future("result_time", t, now))
+            .unwrap_or(now);
         c.text("source", &r.source, false, 1024);
         c.finish(())?;
         let e = Experiment {

@@ -122,7 +122,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum SourcesCommand {
-    /// Add a tracker project as a source.
+    /// Add a tracker project as a source, or a push source (--kind push) for
+    /// items an integration sends over the API.
     Add(SourceAddArgs),
     /// List sources with their sync status.
     List {
@@ -147,22 +148,37 @@ enum KindArg {
     Gitlab,
     Jira,
     Redmine,
+    /// Items an integration sends with UpsertItems; never synced, no --url
+    /// or --token-env.
+    Push,
 }
+
+/// The kinds whose sources are pulled from a tracker, for clap's
+/// `required_if_eq_any`: they need --url and --project.
+const TRACKER_KINDS: [(&str, &str); 4] = [
+    ("kind", "github"),
+    ("kind", "gitlab"),
+    ("kind", "jira"),
+    ("kind", "redmine"),
+];
 
 #[derive(Debug, Args)]
 struct SourceAddArgs {
     /// Short id, the first half of item keys (e.g. "web" in web/412).
     id: String,
-    /// Tracker kind.
+    /// Tracker kind, or push for a source whose items an integration sends
+    /// over the API (e.g. --kind push, with no --url and no --token-env).
     #[arg(long, value_enum)]
     kind: KindArg,
     /// API base URL: https://api.github.com, https://gitlab.com,
     /// https://YOURSITE.atlassian.net, https://redmine.example.com.
-    #[arg(long)]
+    /// Required for a tracker; none for --kind push.
+    #[arg(long, default_value = "", required_if_eq_any = TRACKER_KINDS)]
     url: String,
     /// Project: OWNER/REPO (GitHub), group/project path or id (GitLab),
-    /// project key (Jira), project identifier (Redmine).
-    #[arg(long)]
+    /// project key (Jira), project identifier (Redmine). Required for a
+    /// tracker; optional for --kind push, where it is only shown.
+    #[arg(long, default_value = "", required_if_eq_any = TRACKER_KINDS)]
     project: String,
     /// NAME of the environment variable holding the token (never the token),
     /// one the server's outbound policy allows (PLUMBLINE_SECRET_* by

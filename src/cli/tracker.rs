@@ -28,6 +28,7 @@ pub async fn add_source(a: SourceAddArgs) -> Result<()> {
                     KindArg::Gitlab => pb::TrackerKind::Gitlab,
                     KindArg::Jira => pb::TrackerKind::Jira,
                     KindArg::Redmine => pb::TrackerKind::Redmine,
+                    KindArg::Push => pb::TrackerKind::Push,
                 } as i32,
                 base_url: a.url,
                 project_key: a.project,
@@ -54,6 +55,11 @@ pub async fn add_source(a: SourceAddArgs) -> Result<()> {
             json!({ "warnings": created.warnings }),
         );
         println!("{row}");
+    } else if s.kind == pb::TrackerKind::Push as i32 {
+        println!(
+            "added push source {}; send its items with UpsertItems (source_id {:?}), plumbline does not sync it",
+            s.id, s.id
+        );
     } else {
         println!(
             "added source {} ({}); sync it with: plumbline sync {}",

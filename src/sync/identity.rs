@@ -96,7 +96,9 @@ impl Syncer {
         events: &(dyn Fn(SyncEvent) + Send + Sync),
         requests: &mut u32,
     ) -> Result<Identity, SyncError> {
-        let conn = connector(source.kind);
+        let Some(conn) = connector(source.kind) else {
+            return Ok(Identity::NotAsked);
+        };
         let Some(url) = conn.identity_url(source)? else {
             return Ok(Identity::NotAsked);
         };
@@ -144,7 +146,11 @@ impl Syncer {
     /// to show, and the next sync checks again. Errors are scrubbed of the
     /// source's secrets.
     pub async fn check_new_source(&self, source: &Source) -> Result<Vec<String>, SyncError> {
-        if connector(source.kind).identity_url(source)?.is_none() {
+        // A push source has no tracker to ask.
+        let Some(conn) = connector(source.kind) else {
+            return Ok(Vec::new());
+        };
+        if conn.identity_url(source)?.is_none() {
             return Ok(Vec::new());
         }
         if check_source(self.http.outbound(), source).is_err() {

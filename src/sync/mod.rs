@@ -179,6 +179,15 @@ pub enum SyncError {
         "source {source_id:?}: interrupted: the server is shutting down; the pages stored so far are kept and the next sync resumes from there"
     )]
     Interrupted { source_id: String },
+    /// The source is a push source ([`TrackerKind::Push`]): there is no
+    /// tracker to sync from or write to. `action` says what was refused.
+    #[error(
+        "source {source_id:?} is a push source: an integration sends its items with UpsertItems, so plumbline {action}"
+    )]
+    PushSource {
+        source_id: String,
+        action: &'static str,
+    },
     #[error("a sync of source {0:?} is already running")]
     AlreadyRunning(String),
     #[error("a split of item {} is already being applied", crate::engine::quote(.0))]
@@ -302,7 +311,10 @@ pub fn source_secrets(source: &Source) -> Vec<String> {
     let Ok(Some(token)) = source_token(source) else {
         return Vec::new();
     };
-    let mut secrets = connector(source.kind)
+    let Some(conn) = connector(source.kind) else {
+        return vec![token];
+    };
+    let mut secrets = conn
         .headers(source, Some(&token))
         .map(|h| redact::secrets_of(&h))
         .unwrap_or_default();
@@ -600,13 +612,16 @@ pub fn short_number(n: f64) -> String {
     }
 }
 
-/// The connector of a tracker kind.
-pub fn connector(kind: TrackerKind) -> Box<dyn Connector> {
+/// The connector of a tracker kind; `None` for [`TrackerKind::Push`],
+/// which has no tracker to talk to, so that every caller says what a push
+/// source means for it.
+pub fn connector(kind: TrackerKind) -> Option<Box<dyn Connector>> {
     match kind {
-        TrackerKind::Github => Box::new(github::GitHub),
-        TrackerKind::Gitlab => Box::new(gitlab::GitLab),
-        TrackerKind::Jira => Box::new(jira::Jira),
-        TrackerKind::Redmine => Box::new(redmine::Redmine),
+        TrackerKind::Github => Some(Box::new(github::GitHub)),
+        TrackerKind::Gitlab => Some(Box::new(gitlab::GitLab)),
+        TrackerKind::Jira => Some(Box::new(jira::Jira)),
+        TrackerKind::Redmine => Some(Box::new(redmine::Redmine)),
+        TrackerKind::Push => None,
     }
 }
 
@@ -788,6 +803,14 @@ impl Syncer {
         events: &(dyn Fn(SyncEvent) + Send + Sync),
     ) -> Result<SyncSummary, SyncError> {
         let source = self.engine.get_source(source_id)?;
+        // Refused before anything is recorded: a push source has no sync
+        // state to keep.
+        if !source.kind.is_tracker() {
+            return Err(SyncError::PushSource {
+                source_id: source_id.to_string(),
+                action: "never syncs it",
+            });
+        }
         if self.lifecycle.is_stopping() {
             return Err(SyncError::Interrupted {
                 source_id: source_id.to_string(),
@@ -856,7 +879,10 @@ impl Syncer {
         events: &(dyn Fn(SyncEvent) + Send + Sync),
     ) -> Result<(), SyncError> {
         check_source(self.http.outbound(), source)?;
-        let conn = connector(source.kind);
+        let conn = connector(source.kind).ok_or_else(|| SyncError::PushSource {
+            source_id: source.id.clone(),
+            action: "never syncs it",
+        })?;
         let token = source_token(source)?;
         let headers = conn.headers(source, token.as_deref())?;
         // A tracker that answers a rejected key as anonymous is asked who
@@ -1523,6 +1549,7 @@ mod write_tests {
                 TrackerKind::Redmine => "shop",
                 TrackerKind::Jira => "OPS",
                 TrackerKind::Github | TrackerKind::Gitlab => "acme/shop",
+                TrackerKind::Push => "",
             }
             .into(),
             token_env: "T".into(),
@@ -1562,6 +1589,7 @@ mod write_tests {
     fn estimates_go_where_each_source_reads_them_back() {
         let create = |kind, field: &str, est: Option<f64>| {
             connector(kind)
+                .unwrap()
                 .create_issue_request(&source(kind, field), &parent("7"), "t", "b", est)
                 .unwrap()
                 .1
@@ -1591,6 +1619,7 @@ mod write_tests {
         );
         // A Redmine parent must be a Redmine issue id.
         let err = connector(TrackerKind::Redmine)
+            .unwrap()
             .create_issue_request(
                 &source(TrackerKind::Redmine, ""),
                 &parent("7-s1"),

@@ -65,6 +65,12 @@ impl Syncer {
             SplitStart::Draft(d) => *d,
         };
         let source = engine.get_source(&draft.item.source_id)?;
+        let Some(conn) = connector(source.kind) else {
+            return Err(SyncError::PushSource {
+                source_id: source.id.clone(),
+                action: "cannot create its slices in a tracker; apply the split without write-back",
+            });
+        };
         if source.token_env.is_empty() {
             return Err(SyncError::Config {
             source_id: source.id.clone(),
@@ -74,7 +80,6 @@ impl Syncer {
         }
         check_source(http.outbound(), &source).map_err(|e| e.redacted(&self.secrets(&source)))?;
         let secrets = self.secrets(&source);
-        let conn = connector(source.kind);
         let headers = conn.headers(&source, source_token(&source)?.as_deref())?;
         let mut requests = Vec::with_capacity(draft.slices.len());
         for slice in &draft.slices {

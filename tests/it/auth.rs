@@ -90,6 +90,7 @@ async fn source_with_items(a: &AuthServer) {
     backlog
         .upsert_items(pb::UpsertItemsRequest {
             items: vec![item("web", "1", "One"), item("web", "2", "Two")],
+            update_mask: None,
         })
         .await
         .expect("write token upserts items");
@@ -231,6 +232,7 @@ async fn a_write_token_upserts_items_but_cannot_create_sources_sync_or_write_bac
         pb::backlog_service_client::BacklogServiceClient::new(with_token(&a.s, &a.read))
             .upsert_items(pb::UpsertItemsRequest {
                 items: vec![item("web", "3", "Three")],
+                update_mask: None,
             })
             .await,
         Code::PermissionDenied,
@@ -808,6 +810,7 @@ async fn a_watch_ends_when_its_token_is_revoked() {
     pb::backlog_service_client::BacklogServiceClient::new(with_token(&a.s, &a.write))
         .upsert_items(pb::UpsertItemsRequest {
             items: vec![item("web", "3", "Three")],
+            update_mask: None,
         })
         .await
         .expect("write token upserts");

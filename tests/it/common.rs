@@ -490,7 +490,10 @@ pub async fn create_source(s: &TestServer, src: pb::Source) -> pb::Source {
 
 pub async fn upsert(s: &TestServer, items: Vec<pb::Item>) -> pb::UpsertItemsResponse {
     s.backlog()
-        .upsert_items(pb::UpsertItemsRequest { items })
+        .upsert_items(pb::UpsertItemsRequest {
+            items,
+            update_mask: None,
+        })
         .await
         .expect("UpsertItems")
         .into_inner()

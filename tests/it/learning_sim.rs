@@ -36,7 +36,7 @@ async fn every_learning_figure_is_there_and_the_simulator_is_right() {
     let mut results = Vec::new();
     for seed in [1, 2] {
         results.push(
-            learning::run_seed(seed, &[2], now, dir.path())
+            learning::run_seed(seed, learning::NoiseMix::Mixed, &[2], now, dir.path())
                 .await
                 .expect("the simulation runs"),
         );
@@ -237,4 +237,48 @@ fn products_are_drawn_from_the_seed_alone_and_about_30_percent_are_wrong() {
     }
     let share = wrong as f64 / all as f64;
     assert!((0.25..0.35).contains(&share), "{share}");
+}
+
+#[test]
+fn a_noise_mix_changes_only_the_metrics_noise() {
+    use learning::NoiseMix;
+    for seed in 0..50 {
+        let mixed = Product::draw_with(seed, NoiseMix::Mixed);
+        assert_eq!(
+            serde_json::to_string(&mixed).unwrap(),
+            serde_json::to_string(&Product::draw(seed)).unwrap()
+        );
+        let quiet = Product::draw_with(seed, NoiseMix::Quiet);
+        let noisy = Product::draw_with(seed, NoiseMix::Noisy);
+        for p in [&quiet, &noisy] {
+            assert_eq!(
+                serde_json::to_string(&p.hypotheses).unwrap(),
+                serde_json::to_string(&mixed.hypotheses).unwrap()
+            );
+            assert_eq!(
+                serde_json::to_string(&p.items).unwrap(),
+                serde_json::to_string(&mixed.items).unwrap()
+            );
+            assert_eq!(p.rounds, mixed.rounds);
+        }
+        for ((q, n), m) in quiet.metrics.iter().zip(&noisy.metrics).zip(&mixed.metrics) {
+            // A typical release's step is a tenth of the span (see draw).
+            let step = 0.1 * (m.target - m.baseline).abs();
+            assert!(q.noise <= 0.2 * step + 1e-12, "{} vs {step}", q.noise);
+            assert!(n.noise >= 0.5 * step - 1e-12, "{} vs {step}", n.noise);
+            assert!(m.noise == q.noise || m.noise == n.noise);
+        }
+    }
+}
+
+#[test]
+fn the_sign_test_is_the_binomial_tail() {
+    use learning::sign_test;
+    assert_eq!(sign_test(0, 0), 1.0);
+    assert!((sign_test(5, 0) - 1.0 / 32.0).abs() < 1e-12);
+    assert!((sign_test(0, 5) - 1.0).abs() < 1e-12);
+    // P(X >= 4 | n = 6) = (15 + 6 + 1) / 64.
+    assert!((sign_test(4, 2) - 22.0 / 64.0).abs() < 1e-12);
+    // P(X >= 18 | n = 21) = (1330 + 210 + 21 + 1) / 2^21.
+    assert!((sign_test(18, 3) - 1562.0 / 2_097_152.0).abs() < 1e-12);
 }

@@ -6,6 +6,7 @@
 mod common;
 mod conformance;
 mod outbound;
+mod push;
 
 mod api;
 mod apply;

@@ -286,6 +286,7 @@ async fn concurrent_writers_leave_store_and_index_in_step() {
                             item("web", &format!("c{w}-{i}"), "Concurrent"),
                             f64::from(1 + i % 3),
                         )],
+                        update_mask: None,
                     })
                     .await
                     .unwrap();

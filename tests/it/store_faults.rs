@@ -138,7 +138,10 @@ async fn a_full_database_is_resource_exhausted_until_space_is_freed() {
         };
         match s
             .backlog()
-            .upsert_items(pb::UpsertItemsRequest { items: vec![it] })
+            .upsert_items(pb::UpsertItemsRequest {
+                items: vec![it],
+                update_mask: None,
+            })
             .await
         {
             Ok(_) => written += 1,

@@ -347,3 +347,69 @@ async fn validate_releases_refuses_an_as_of_in_the_future_naming_it() {
     let ahead = ts(Utc::now() + MAX_CLOCK_SKEW / 2);
     assert_eq!(validate_as_of(&s, Some(ahead), false).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_release_or_an_experiment_dated_in_the_future_is_refused_naming_the_field() {
+    let s = history_model().await;
+    let tomorrow = ts(Utc::now() + Duration::days(1));
+    let r = validation(&s)
+        .record_release(pb::RecordReleaseRequest {
+            release_id: "rel-a".into(),
+            item_keys: vec!["web/1".into()],
+            release_time: Some(tomorrow),
+            note: String::new(),
+        })
+        .await;
+    let status = assert_code(r, Code::InvalidArgument);
+    assert_eq!(bad_fields(&status), ["release_time"]);
+    assert!(
+        status.message().contains("is in the future"),
+        "{}",
+        status.message()
+    );
+    let r = validation(&s)
+        .record_experiment_result(pb::RecordExperimentResultRequest {
+            hypothesis_id: "H-A".into(),
+            lift: 0.2,
+            ci_low: 0.1,
+            ci_high: 0.3,
+            result_time: Some(tomorrow),
+            source: String::new(),
+        })
+        .await;
+    let status = assert_code(r, Code::InvalidArgument);
+    assert_eq!(bad_fields(&status), ["result_time"]);
+    // Nothing was recorded: no release marker, no evidence.
+    assert!(stored_evidence(&s).await.is_empty());
+    let trend = validation(&s)
+        .get_metric_trend(pb::GetMetricTrendRequest {
+            metric_id: "conv".into(),
+        })
+        .await
+        .expect("GetMetricTrend")
+        .into_inner();
+    assert!(trend.releases.is_empty(), "{:?}", trend.releases);
+    // Within the skew both are taken: a deploy pipeline's clock may run a
+    // little ahead of the server's.
+    let soon = ts(Utc::now() + MAX_CLOCK_SKEW / 2);
+    validation(&s)
+        .record_release(pb::RecordReleaseRequest {
+            release_id: "rel-a".into(),
+            item_keys: vec!["web/1".into()],
+            release_time: Some(soon),
+            note: String::new(),
+        })
+        .await
+        .expect("a release within the skew");
+    validation(&s)
+        .record_experiment_result(pb::RecordExperimentResultRequest {
+            hypothesis_id: "H-A".into(),
+            lift: 0.2,
+            ci_low: 0.1,
+            ci_high: 0.3,
+            result_time: Some(soon),
+            source: String::new(),
+        })
+        .await
+        .expect("an experiment within the skew");
+}

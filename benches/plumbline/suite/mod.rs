@@ -287,8 +287,11 @@ fn fmt_num(v: f64) -> String {
         format!("{v:.1}")
     } else if a >= 1.0 {
         format!("{v:.2}")
-    } else {
+    } else if a >= 0.01 || a == 0.0 {
         format!("{v:.3}")
+    } else {
+        // Small p-values and the like: three decimals would print 0.000.
+        format!("{v:.2e}")
     }
 }
 

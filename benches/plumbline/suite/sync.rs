@@ -51,7 +51,8 @@ pub async fn figure(opts: &Options, dir: &Path) -> Result<Figure> {
     let n = opts.items;
     let mock = GitHubMock::start(opts.seed, n).await?;
     let source = synth::source("gh", &mock.uri());
-    let conn = plumbline::sync::connector(source.kind);
+    let conn = plumbline::sync::connector(source.kind)
+        .ok_or_else(|| BenchError::Check("the synthetic source has no connector".into()))?;
     let headers = conn.headers(&source, None)?;
     let reps = if n > 20_000 { 1 } else { 3 };
     let (mut fetch, mut write, mut ingest) = (Vec::new(), Vec::new(), Vec::new());

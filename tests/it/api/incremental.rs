@@ -60,7 +60,10 @@ async fn batch_limits_are_enforced() {
         .collect();
     assert_invalid(
         s.backlog()
-            .upsert_items(pb::UpsertItemsRequest { items })
+            .upsert_items(pb::UpsertItemsRequest {
+                items,
+                update_mask: None,
+            })
             .await,
         &["items"],
     );

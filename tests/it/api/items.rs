@@ -104,7 +104,10 @@ async fn upsert_items_is_idempotent_and_counts_changes() {
 
     assert_invalid(
         s.backlog()
-            .upsert_items(pb::UpsertItemsRequest { items: vec![] })
+            .upsert_items(pb::UpsertItemsRequest {
+                items: vec![],
+                update_mask: None,
+            })
             .await,
         &["items"],
     );
@@ -115,6 +118,7 @@ async fn upsert_items_is_idempotent_and_counts_changes() {
                     key: "web/other".into(),
                     ..item("web", "9", "Nine")
                 }],
+                update_mask: None,
             })
             .await,
         &["items[0].key"],
@@ -137,6 +141,7 @@ async fn a_batch_with_a_bad_estimate_writes_nothing() {
                         ..item("web", "1", "")
                     },
                 ],
+                update_mask: None,
             })
             .await,
         &["items[1].estimate"],
@@ -153,6 +158,7 @@ async fn a_batch_with_a_bad_estimate_writes_nothing() {
                     estimated(item("web", "x", ""), 0.0),
                     item("web", "has space", "t"),
                 ],
+                update_mask: None,
             })
             .await,
         &[
@@ -171,6 +177,7 @@ async fn a_batch_with_an_unknown_source_writes_nothing() {
         s.backlog()
             .upsert_items(pb::UpsertItemsRequest {
                 items: vec![item("nope", "1", "Orphan"), item("web", "1", "Good")],
+                update_mask: None,
             })
             .await,
         &["items[0].source_id"],
@@ -191,6 +198,7 @@ async fn a_batch_with_a_key_twice_writes_nothing() {
                     item("web", "2", "Other"),
                     item("web", "1", "Again"),
                 ],
+                update_mask: None,
             })
             .await,
         &["items[2].external_id"],

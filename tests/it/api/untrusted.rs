@@ -11,7 +11,10 @@ use tonic::Code;
 
 async fn upsert_items(s: &TestServer, items: Vec<pb::Item>) -> Result<(), tonic::Status> {
     s.backlog()
-        .upsert_items(pb::UpsertItemsRequest { items })
+        .upsert_items(pb::UpsertItemsRequest {
+            items,
+            update_mask: None,
+        })
         .await
         .map(|_| ())
 }

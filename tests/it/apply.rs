@@ -72,15 +72,12 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// What a user appends to the starter file: a source with two items linked
-/// to the starter's hypothesis, and one more hypothesis.
+/// What a user appends to the starter file: a push source with two items
+/// linked to the starter's hypotheses, and one more hypothesis.
 const EDIT: &str = r#"
 [[sources]]
 id = "web"
-kind = "github"
-base_url = "http://127.0.0.1:9"
-project_key = "acme/shop"
-token_env = "GITHUB_TOKEN"
+kind = "push"
 
 [[hypotheses]]
 id = "H2"

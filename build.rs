@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/plumbline/v1/validation.proto",
         "proto/plumbline/v1/split.proto",
         "proto/plumbline/v1/token.proto",
+        "proto/plumbline/v1/model_file.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);

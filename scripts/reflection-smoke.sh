@@ -26,7 +26,7 @@ done
 fail() { echo "smoke: $*"; exit 1; }
 
 methods=$($BUF curl --protocol grpc --http2-prior-knowledge --list-methods "$url" 2>/dev/null)
-for svc in SourceService BacklogService ValueModelService ScoringService SyncService RollupService SplitService ValidationService TokenService; do
+for svc in SourceService BacklogService ValueModelService ScoringService SyncService RollupService SplitService ValidationService TokenService ModelFileService; do
   grep -q "plumbline.v1.$svc/" <<<"$methods" || fail "reflection does not list $svc"
 done
 grep -q "grpc.health.v1.Health/Check" <<<"$methods" || fail "reflection does not list the health service"

@@ -12,12 +12,17 @@
 //! over-subscribed hypotheses then rescores each reached item once, not
 //! once per page, and no read ever sees a stale score.
 
+mod apply;
 mod listing;
 mod query;
 mod rollup;
 mod split;
 mod validation;
 
+pub use apply::{
+    Action, ApplyOptions, Desired, DesiredHypothesis, DesiredItem, DesiredLink, DesiredMetric,
+    FieldChange, ModelExport, Plan, PlannedChange,
+};
 pub use listing::{GoalView, HypothesisView, LinkFilter, link_order_key};
 pub use query::{RankCursor, RankOrder, RankPage, RankRequest, RankedView, ScoreView, TermView};
 pub use rollup::{GoalRollupView, GoalTreeView};
@@ -698,6 +703,21 @@ impl Engine {
         restored_links: &[Link],
     ) -> (Vec<(String, String)>, Vec<Link>) {
         let ix = self.read_unflushed();
+        self.rule_link_changes_in(&ix, changed, restored_links, &|h| {
+            ix.hypothesis(h).is_some()
+        })
+    }
+
+    /// [`rule_link_changes`](Self::rule_link_changes) against `ix`, with
+    /// `known` saying which hypotheses exist (`ApplyValueModel` links to
+    /// hypotheses it creates in the same transaction).
+    fn rule_link_changes_in(
+        &self,
+        ix: &ScoreIndex,
+        changed: &[Item],
+        restored_links: &[Link],
+        known: &dyn Fn(&str) -> bool,
+    ) -> (Vec<(String, String)>, Vec<Link>) {
         let splits = self.splits.read();
         let now = Utc::now();
         let (mut remove, mut put) = (Vec::new(), Vec::new());
@@ -735,7 +755,7 @@ impl Engine {
                 }
             }
             for (hyp, contribution) in wanted {
-                if ix.hypothesis(&hyp).is_none() {
+                if !known(&hyp) {
                     continue;
                 }
                 let existing = existing_links.iter().find(|(h, ..)| *h == hyp);

@@ -6,6 +6,7 @@
 //! in-memory [`index`] -> [`score`] / [`refine`] -> [`api`] (gRPC) -> clients.
 //!
 //! - [`domain`]: plain types of the value model; no I/O.
+//! - [`model`]: the value model file format (TOML), read and written; no I/O.
 //! - [`score`]: the explained score, pure.
 //! - [`refine`]: splitting, goal roll-ups, value validation, pure.
 //! - [`index`]: every item's score and the two rankings, in memory; a write
@@ -35,6 +36,7 @@ pub mod engine;
 pub mod index;
 pub mod lifecycle;
 pub mod limits;
+pub mod model;
 pub mod outbound;
 pub mod refine;
 pub mod score;

@@ -39,6 +39,13 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower::load_shed::error::Overloaded;
 
+/// Most bytes of a value model file (`ApplyValueModel`): the gRPC message
+/// bound (4 MiB) less room for the other fields.
+pub const MAX_VALUE_MODEL_BYTES: usize = (4 << 20) - 4096;
+/// Most entries of a value model file, observations and links included:
+/// one plan and one transaction stay a few seconds of work at most.
+pub const MAX_VALUE_MODEL_ENTRIES: usize = 50_000;
+
 /// What one client may consume; every bound has a default that is safe on
 /// a small host (1,024 file descriptors, a few hundred MB of memory).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -77,7 +77,7 @@ pub enum ServerError {
 }
 
 /// What health reports on: the server as a whole (`""`) and each service.
-const HEALTH_NAMES: [&str; 10] = [
+const HEALTH_NAMES: [&str; 11] = [
     "",
     "plumbline.v1.SourceService",
     "plumbline.v1.BacklogService",
@@ -88,6 +88,7 @@ const HEALTH_NAMES: [&str; 10] = [
     "plumbline.v1.SplitService",
     "plumbline.v1.ValidationService",
     "plumbline.v1.TokenService",
+    "plumbline.v1.ModelFileService",
 ];
 
 /// A server running in the background of this process.
@@ -335,6 +336,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         )))
         .add_service(pb::token_service_server::TokenServiceServer::new(
             crate::api::TokenApi(tokens),
+        ))
+        .add_service(pb::model_file_service_server::ModelFileServiceServer::new(
+            crate::api::ModelFileApi(engine.clone()),
         ));
 
     if config.validation.interval_secs > 0 {

@@ -2,6 +2,7 @@
 //! domain types, call the [`Engine`](crate::engine::Engine), and map its
 //! errors to `tonic::Status` in one place.
 
+mod apply;
 mod backlog;
 mod convert;
 mod mask;
@@ -17,6 +18,7 @@ mod validation;
 mod value_model;
 mod watch;
 
+pub use apply::ModelFileApi;
 pub use backlog::BacklogApi;
 pub use rollup::RollupApi;
 pub use scoring::ScoringApi;
@@ -100,7 +102,7 @@ fn chain(err: &dyn std::error::Error) -> String {
 /// travel in HTTP/2 headers, which clients cap (16 KiB by default in many):
 /// a batch of 1000 bad items would otherwise turn INVALID_ARGUMENT into a
 /// RESOURCE_EXHAUSTED on the client. The first ones are enough to fix.
-const MAX_VIOLATIONS: usize = 20;
+pub(crate) const MAX_VIOLATIONS: usize = 20;
 
 fn invalid(mut violations: Vec<FieldViolation>) -> Status {
     let more = violations.len().saturating_sub(MAX_VIOLATIONS);

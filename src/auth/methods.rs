@@ -102,6 +102,16 @@ const TABLE: &[(&str, Role)] = &[
         "/plumbline.v1.ValueModelService/DeleteHypothesis",
         Role::Write,
     ),
+    // ModelFileService: applying asks for admin when the plan touches a
+    // source (see api/apply.rs).
+    (
+        "/plumbline.v1.ModelFileService/ApplyValueModel",
+        Role::Write,
+    ),
+    (
+        "/plumbline.v1.ModelFileService/ExportValueModel",
+        Role::Read,
+    ),
     // TokenService: who may call.
     ("/plumbline.v1.TokenService/CreateToken", Role::Admin),
     ("/plumbline.v1.TokenService/ListTokens", Role::Admin),

@@ -1,278 +1,104 @@
 //! `plumbline demo`: a sidecar on a temporary SQLite file, loaded with the
-//! bundled "Shopfront" sample product through the public gRPC API (the way a
-//! tracker plugin would load it), then the ranked, explained backlog.
+//! bundled "Shopfront" sample product through `ApplyValueModel` (the way a
+//! team loads its own value model file), then the ranked, explained backlog.
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use serde::Deserialize;
 
 use super::DemoArgs;
 use super::client::{connect, print_explanation, print_ranking, rpc_error};
 use crate::config::Config;
 use crate::proto as pb;
-use pb::backlog_service_client::BacklogServiceClient;
 use pb::scoring_service_client::ScoringServiceClient;
-use pb::source_service_client::SourceServiceClient;
-use pb::value_model_service_client::ValueModelServiceClient;
 
 /// The bundled sample product.
 pub const SAMPLE: &str = include_str!("../../demo/sample-product.toml");
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Sample {
-    pub sources: Vec<SampleSource>,
-    pub goals: Vec<SampleGoal>,
-    pub metrics: Vec<SampleMetric>,
-    pub hypotheses: Vec<SampleHypothesis>,
-    pub items: Vec<SampleItem>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SampleSource {
-    pub id: String,
-    pub kind: String,
-    pub base_url: String,
-    pub project_key: String,
-    pub token_env: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SampleGoal {
-    pub id: String,
-    pub title: String,
-    pub description: String,
-    pub level: String,
-    pub parent: String,
-    pub key_value_area: String,
-    pub weight: f64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SampleObservation {
-    pub days_ago: f64,
-    pub value: f64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SampleMetric {
-    pub id: String,
-    pub name: String,
-    pub unit: String,
-    pub baseline: f64,
-    pub target: f64,
-    pub cadence_days: i64,
-    pub observations: Vec<SampleObservation>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SampleHypothesis {
-    pub id: String,
-    pub statement: String,
-    pub goal: String,
-    pub metric: String,
-    pub expected_effect: f64,
-    pub confidence: f64,
-    pub status: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SampleLink {
-    pub hypothesis: String,
-    pub contribution: f64,
-    pub rationale: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SampleItem {
-    pub source: String,
-    pub id: String,
-    pub title: String,
-    pub body: String,
-    pub labels: Vec<String>,
-    pub estimate: Option<f64>,
-    pub state: String,
-    /// For closed items: when the tracker closed them (a release).
-    #[serde(default)]
-    pub closed_days_ago: Option<f64>,
-    pub links: Vec<SampleLink>,
-}
-
-fn proto_enum(name: &str, prefix: &str, parse: impl Fn(&str) -> Option<i32>) -> Result<i32> {
-    let full = format!("{prefix}{}", name.to_ascii_uppercase());
-    parse(&full).with_context(|| {
-        format!("sample product: unknown value {name:?} (expected a {prefix}* name)")
-    })
-}
-
-/// Loads `sample` into the sidecar at `url` through the gRPC API.
-pub async fn load(url: &str, sample: &Sample) -> Result<()> {
-    let channel = connect(url).await?;
-    let mut sources = SourceServiceClient::new(channel.clone());
-    let mut model = ValueModelServiceClient::new(channel.clone());
-    let mut backlog = BacklogServiceClient::new(channel);
-    let now = Utc::now();
-
-    for s in &sample.sources {
-        sources
-            .create_source(pb::CreateSourceRequest {
-                source: Some(pb::Source {
-                    id: s.id.clone(),
-                    kind: proto_enum(&s.kind, "TRACKER_KIND_", |n| {
-                        pb::TrackerKind::from_str_name(n).map(|v| v as i32)
-                    })?,
-                    base_url: s.base_url.clone(),
-                    project_key: s.project_key.clone(),
-                    token_env: s.token_env.clone(),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .map_err(rpc_error)
-            .with_context(|| format!("creating source {}", s.id))?;
-    }
-    for g in &sample.goals {
-        model
-            .create_goal(pb::CreateGoalRequest {
-                goal: Some(pb::Goal {
-                    id: g.id.clone(),
-                    title: g.title.clone(),
-                    description: g.description.clone(),
-                    level: proto_enum(&g.level, "GOAL_LEVEL_", |n| {
-                        pb::GoalLevel::from_str_name(n).map(|v| v as i32)
-                    })?,
-                    parent_id: g.parent.clone(),
-                    key_value_area: proto_enum(&g.key_value_area, "KEY_VALUE_AREA_", |n| {
-                        pb::KeyValueArea::from_str_name(n).map(|v| v as i32)
-                    })?,
-                    weight: Some(g.weight),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .map_err(rpc_error)
-            .with_context(|| format!("creating goal {}", g.id))?;
-    }
-    let mut observations = Vec::new();
-    for m in &sample.metrics {
-        model
-            .create_metric(pb::CreateMetricRequest {
-                metric: Some(pb::Metric {
-                    id: m.id.clone(),
-                    name: m.name.clone(),
-                    unit: m.unit.clone(),
-                    baseline: m.baseline,
-                    target: m.target,
-                    cadence: Some(prost_types::Duration {
-                        seconds: m.cadence_days * 86_400,
-                        nanos: 0,
-                    }),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .map_err(rpc_error)
-            .with_context(|| format!("creating metric {}", m.id))?;
-        for o in &m.observations {
-            let at = now - chrono::Duration::seconds((o.days_ago * 86_400.0) as i64);
-            observations.push(pb::Observation {
-                metric_id: m.id.clone(),
-                value: o.value,
-                observe_time: Some(prost_types::Timestamp {
-                    seconds: at.timestamp(),
-                    nanos: 0,
-                }),
-            });
+/// The sample as a value model file: its relative times (`days_ago`,
+/// `closed_days_ago`) made absolute against `now`, and each item's tracker
+/// URL filled in. The sample keeps relative times so that the demo never
+/// ages (metrics stay fresh, release windows stay where they are); the
+/// public format takes only absolute times, so that applying a file twice
+/// plans nothing.
+pub fn sample_document(now: chrono::DateTime<Utc>) -> Result<String> {
+    let mut doc: toml::Table =
+        toml::from_str(SAMPLE).context("the bundled sample product does not parse")?;
+    let at = |days: f64| -> toml::Value {
+        let t = now - chrono::Duration::seconds((days * 86_400.0) as i64);
+        toml::Value::Datetime(crate::model::datetime(&t))
+    };
+    let days = |v: Option<toml::Value>| -> Option<f64> {
+        match v? {
+            toml::Value::Integer(i) => Some(i as f64),
+            toml::Value::Float(f) => Some(f),
+            _ => None,
+        }
+    };
+    let sources: Vec<(String, String, String, String)> = doc
+        .get("sources")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            let f = |k: &str| s.get(k)?.as_str().map(str::to_string);
+            Some((f("id")?, f("kind")?, f("base_url")?, f("project_key")?))
+        })
+        .collect();
+    for m in tables(&mut doc, "metrics") {
+        for o in tables(m, "observations") {
+            if let Some(d) = days(o.remove("days_ago")) {
+                o.insert("at".into(), at(d));
+            }
         }
     }
-    model
-        .record_observations(pb::RecordObservationsRequest { observations })
-        .await
-        .map_err(rpc_error)
-        .context("recording observations")?;
-    for h in &sample.hypotheses {
-        model
-            .create_hypothesis(pb::CreateHypothesisRequest {
-                hypothesis: Some(pb::Hypothesis {
-                    id: h.id.clone(),
-                    statement: h.statement.clone(),
-                    goal_id: h.goal.clone(),
-                    metric_id: h.metric.clone(),
-                    expected_effect: h.expected_effect,
-                    confidence: Some(h.confidence),
-                    status: proto_enum(&h.status, "HYPOTHESIS_STATUS_", |n| {
-                        pb::HypothesisStatus::from_str_name(n).map(|v| v as i32)
-                    })?,
-                    ..Default::default()
-                }),
-            })
-            .await
-            .map_err(rpc_error)
-            .with_context(|| format!("creating hypothesis {}", h.id))?;
-    }
-    let mut items = Vec::new();
-    for it in &sample.items {
-        let url = match sample.sources.iter().find(|s| s.id == it.source) {
-            Some(s) if s.kind == "jira" => format!("{}/browse/{}", s.base_url, it.id),
-            Some(s) => format!("https://github.com/{}/issues/{}", s.project_key, it.id),
+    for it in tables(&mut doc, "items") {
+        if let Some(d) = days(it.remove("closed_days_ago")) {
+            it.insert("closed_at".into(), at(d));
+        }
+        let (source, id) = (
+            it.get("source")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default(),
+            it.get("id").and_then(|v| v.as_str()).unwrap_or_default(),
+        );
+        let url = match sources.iter().find(|s| s.0 == source) {
+            Some((_, kind, base, _)) if kind == "jira" => format!("{base}/browse/{id}"),
+            Some((_, _, _, project)) => format!("https://github.com/{project}/issues/{id}"),
             None => String::new(),
         };
-        items.push(pb::Item {
-            source_id: it.source.clone(),
-            external_id: it.id.clone(),
-            title: it.title.clone(),
-            body: it.body.clone(),
-            url,
-            state: proto_enum(&it.state, "ITEM_STATE_", |n| {
-                pb::ItemState::from_str_name(n).map(|v| v as i32)
-            })?,
-            labels: it.labels.clone(),
-            estimate: it.estimate,
-            close_time: it.closed_days_ago.map(|d| {
-                let at = now - chrono::Duration::seconds((d * 86_400.0) as i64);
-                prost_types::Timestamp {
-                    seconds: at.timestamp(),
-                    nanos: 0,
-                }
-            }),
-            ..Default::default()
-        });
+        it.entry("url").or_insert(toml::Value::String(url));
     }
-    backlog
-        .upsert_items(pb::UpsertItemsRequest {
-            items,
-            update_mask: None,
+    toml::to_string(&doc).context("cannot write the sample product as TOML")
+}
+
+/// The tables of the array `key` of `t`, for editing in place.
+fn tables<'a>(t: &'a mut toml::Table, key: &str) -> impl Iterator<Item = &'a mut toml::Table> {
+    t.get_mut(key)
+        .and_then(|v| v.as_array_mut())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_table_mut())
+}
+
+/// Loads the sample product into the sidecar at `url` the way a team loads
+/// its own: one `ApplyValueModel` call with the file.
+pub async fn load(url: &str, document: &str) -> Result<()> {
+    pb::model_file_service_client::ModelFileServiceClient::new(connect(url).await?)
+        .apply_value_model(pb::ApplyValueModelRequest {
+            document: document.to_string(),
+            file_name: "sample-product.toml".into(),
+            ..Default::default()
         })
         .await
         .map_err(rpc_error)
-        .context("upserting items")?;
-    for it in &sample.items {
-        for l in &it.links {
-            backlog
-                .link_item(pb::LinkItemRequest {
-                    item_key: format!("{}/{}", it.source, it.id),
-                    hypothesis_id: l.hypothesis.clone(),
-                    contribution: l.contribution,
-                    rationale: l.rationale.clone(),
-                })
-                .await
-                .map_err(rpc_error)
-                .with_context(|| format!("linking {}/{} to {}", it.source, it.id, l.hypothesis))?;
-        }
-    }
+        .context("loading the sample product")?;
     Ok(())
 }
 
 pub async fn run(a: DemoArgs) -> Result<()> {
-    let sample: Sample =
-        toml::from_str(SAMPLE).context("the bundled sample product does not parse")?;
+    let document = sample_document(Utc::now())?;
+    let sample = crate::model::parse(&document)
+        .map_err(|e| anyhow::anyhow!("the bundled sample product does not parse: {}", e.message))?;
     let dir =
         tempfile::tempdir().context("cannot create a temporary folder for the demo database")?;
     // The sample's sources name real trackers: never sync them.
@@ -288,7 +114,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     };
     let server = crate::server::start(&config).await?;
     let url = server.url();
-    load(&url, &sample).await?;
+    load(&url, &document).await?;
     // Releases whose after-window has closed are validated before ranking,
     // so what was learned already moves the scores.
     let evidence =
@@ -413,8 +239,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_sample_document_is_a_value_model_file_with_absolute_times() {
+        let doc = sample_document(Utc::now()).unwrap();
+        let f = crate::model::parse(&doc).unwrap();
+        assert_eq!(f.items.len(), SAMPLE.matches("[[items]]").count());
+        assert!(f.items.iter().all(|i| !i.url.is_empty()));
+        assert!(f.items.iter().any(|i| i.closed_at.is_some()));
+        assert!(f.metrics.iter().all(|m| !m.observations.is_empty()));
+    }
+
+    #[test]
     fn the_bundled_sample_parses_and_is_big_enough() {
-        let s: Sample = toml::from_str(SAMPLE).unwrap();
+        let s = crate::model::parse(&sample_document(Utc::now()).unwrap()).unwrap();
         assert_eq!(s.sources.len(), 2);
         assert!(s.goals.iter().filter(|g| g.level == "strategic").count() >= 2);
         assert!(s.metrics.len() >= 4);

@@ -2,6 +2,7 @@
 //! are gRPC clients of a running sidecar that print a table, or JSON with
 //! `--json`.
 
+mod apply;
 mod client;
 mod client_tls;
 mod credentials;
@@ -109,6 +110,14 @@ enum Command {
     /// straight in its database file.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Make the server match a value model file: print the plan (create,
+    /// update field by field, delete with --prune), then apply it in one
+    /// transaction.
+    Apply(apply::ApplyArgs),
+    /// Write the server's value model in the file format `apply` reads.
+    Export(apply::ExportArgs),
+    /// Write a commented starter value model file to edit and apply.
+    Init(apply::InitArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -432,6 +441,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Trend(a) => trend::trend(a).await,
         Command::Split(a) => split::split(a).await,
         Command::Tokens(c) => tokens::run(c).await,
+        Command::Apply(a) => apply::apply(a).await,
+        Command::Export(a) => apply::export(a).await,
+        Command::Init(a) => apply::init(a),
     }
 }
 

@@ -250,6 +250,28 @@ impl Load {
     }
 }
 
+/// Everything one `ApplyValueModel` writes, in one transaction: puts in
+/// reference order (sources, goals with parents first, metrics, their
+/// observations, hypotheses, items, links), then deletes with dependents
+/// first (hypotheses with their links, metrics with their observations,
+/// goals children first, sources with their items).
+#[derive(Debug, Clone, Default)]
+pub struct ModelWrite {
+    pub sources: Vec<Source>,
+    pub goals: Vec<Goal>,
+    pub metrics: Vec<Metric>,
+    pub observations: Vec<Observation>,
+    pub hypotheses: Vec<Hypothesis>,
+    pub items: Vec<Item>,
+    pub links: Vec<Link>,
+    /// Rule links the items' new labels or bodies no longer ask for.
+    pub remove_links: Vec<(String, String)>,
+    pub delete_hypotheses: Vec<String>,
+    pub delete_metrics: Vec<String>,
+    pub delete_goals: Vec<String>,
+    pub delete_sources: Vec<String>,
+}
+
 /// Opens the backend that `config.store.backend` names.
 pub async fn open(config: &Config) -> Result<std::sync::Arc<dyn Store>> {
     match config.store.backend {
@@ -356,6 +378,11 @@ pub trait Store: TokenStore + Send + Sync + 'static {
         &self,
         observations: &[Observation],
     ) -> Result<Vec<(String, ObservationSummary)>>;
+
+    /// Writes a whole value model change in one transaction, all or
+    /// nothing; returns the new summary of each metric whose observations
+    /// it touched, in metric-id order.
+    async fn apply_model(&self, write: &ModelWrite) -> Result<Vec<(String, ObservationSummary)>>;
 
     async fn put_hypothesis(&self, hypothesis: &Hypothesis) -> Result<()>;
     /// Deletes a hypothesis and the links to it.

@@ -27,7 +27,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{ItemFilter, Load, Result, Store, WriteHealth};
+use super::{ItemFilter, Load, ModelWrite, Result, Store, WriteHealth};
 use crate::config::{Config, StoreConfig};
 use crate::domain::{
     Evidence, Experiment, Goal, Hypothesis, Item, ItemSplit, Link, Metric, Observation,
@@ -218,6 +218,132 @@ fn put_hypothesis(conn: &Connection, h: &Hypothesis) -> Attempt<()> {
     Ok(())
 }
 
+fn put_source(conn: &Connection, s: &Source) -> Attempt<()> {
+    conn.prepare_cached(
+        "INSERT INTO sources (id, kind, base_url, project_key, token_env, link_rules, estimate_field, create_time, update_time) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, base_url = excluded.base_url, \
+         project_key = excluded.project_key, token_env = excluded.token_env, link_rules = excluded.link_rules, \
+         estimate_field = excluded.estimate_field, update_time = excluded.update_time",
+    )?
+    .execute(params![
+        s.id,
+        enum_str(&s.kind),
+        s.base_url,
+        s.project_key,
+        s.token_env,
+        json(&s.link_rules),
+        s.estimate_field,
+        nanos(&s.create_time),
+        nanos(&s.update_time),
+    ])?;
+    Ok(())
+}
+
+fn put_goal(conn: &Connection, g: &Goal) -> Attempt<()> {
+    conn.prepare_cached(
+        "INSERT INTO goals (id, title, description, level, parent_id, key_value_area, weight, create_time, update_time) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT (id) DO UPDATE SET title = excluded.title, description = excluded.description, level = excluded.level, \
+         parent_id = excluded.parent_id, key_value_area = excluded.key_value_area, weight = excluded.weight, \
+         update_time = excluded.update_time",
+    )?
+    .execute(params![
+        g.id,
+        g.title,
+        g.description,
+        enum_str(&g.level),
+        g.parent_id,
+        enum_str(&g.key_value_area),
+        g.weight,
+        nanos(&g.create_time),
+        nanos(&g.update_time),
+    ])?;
+    Ok(())
+}
+
+fn put_metric(conn: &Connection, m: &Metric) -> Attempt<()> {
+    conn.prepare_cached(
+        "INSERT INTO metrics (id, name, unit, direction, baseline, target, cadence_nanos, create_time, update_time) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, unit = excluded.unit, direction = excluded.direction, \
+         baseline = excluded.baseline, target = excluded.target, cadence_nanos = excluded.cadence_nanos, \
+         update_time = excluded.update_time",
+    )?
+    .execute(params![
+        m.id,
+        m.name,
+        m.unit,
+        enum_str(&m.direction),
+        m.baseline,
+        m.target,
+        m.cadence.and_then(|c| c.num_nanoseconds()),
+        nanos(&m.create_time),
+        nanos(&m.update_time),
+    ])?;
+    Ok(())
+}
+
+/// Writes a whole [`ModelWrite`] inside `tx` (the caller commits): puts
+/// first, in reference order, then deletes, dependents first.
+fn write_model(
+    tx: &rusqlite::Transaction<'_>,
+    w: &ModelWrite,
+) -> Attempt<Vec<(String, ObservationSummary)>> {
+    for s in &w.sources {
+        put_source(tx, s)?;
+    }
+    for g in &w.goals {
+        put_goal(tx, g)?;
+    }
+    for m in &w.metrics {
+        put_metric(tx, m)?;
+    }
+    let mut touched: BTreeMap<&str, ()> = BTreeMap::new();
+    {
+        let mut put = tx.prepare_cached(
+            "INSERT INTO observations (metric_id, observe_time, value) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (metric_id, observe_time) DO UPDATE SET value = excluded.value",
+        )?;
+        for o in &w.observations {
+            put.execute(params![o.metric_id, nanos(&o.observe_time), o.value])?;
+            touched.insert(&o.metric_id, ());
+        }
+    }
+    for h in &w.hypotheses {
+        put_hypothesis(tx, h)?;
+    }
+    let items = ItemWrite {
+        items: w.items.clone(),
+        remove_links: w.remove_links.clone(),
+        put_links: w.links.clone(),
+        sync_state: None,
+        split: None,
+        restore: Vec::new(),
+        remove: Vec::new(),
+    };
+    write::write_items(tx, &items)?;
+    for id in &w.delete_hypotheses {
+        tx.execute("DELETE FROM links WHERE hypothesis_id = ?1", [id])?;
+        tx.execute("DELETE FROM hypotheses WHERE id = ?1", [id])?;
+    }
+    for id in &w.delete_metrics {
+        tx.execute("DELETE FROM metrics WHERE id = ?1", [id])?;
+    }
+    for id in &w.delete_goals {
+        tx.execute("DELETE FROM goals WHERE id = ?1", [id])?;
+    }
+    for id in &w.delete_sources {
+        tx.execute("DELETE FROM items WHERE source_id = ?1", [id])?;
+        tx.execute("DELETE FROM sources WHERE id = ?1", [id])?;
+    }
+    let mut out = Vec::with_capacity(touched.len());
+    for m in touched.keys() {
+        out.push((m.to_string(), observation_summary(tx, m)?));
+    }
+    Ok(out)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn open(config: &Config) -> Result<Self> {
@@ -251,27 +377,7 @@ impl Store for SqliteStore {
     async fn put_source(&self, s: &Source) -> Result<()> {
         let s = s.clone();
         self.db
-            .write("store a source", move |tx| {
-                tx.prepare_cached(
-                    "INSERT INTO sources (id, kind, base_url, project_key, token_env, link_rules, estimate_field, create_time, update_time) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                     ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, base_url = excluded.base_url, \
-                     project_key = excluded.project_key, token_env = excluded.token_env, link_rules = excluded.link_rules, \
-                     estimate_field = excluded.estimate_field, update_time = excluded.update_time",
-                )?
-                .execute(params![
-                    s.id,
-                    enum_str(&s.kind),
-                    s.base_url,
-                    s.project_key,
-                    s.token_env,
-                    json(&s.link_rules),
-                    s.estimate_field,
-                    nanos(&s.create_time),
-                    nanos(&s.update_time),
-                ])?;
-                Ok(())
-            })
+            .write("store a source", move |tx| put_source(tx, &s))
             .await
     }
 
@@ -685,27 +791,7 @@ impl Store for SqliteStore {
     async fn put_goal(&self, g: &Goal) -> Result<()> {
         let g = g.clone();
         self.db
-            .write("store a goal", move |tx| {
-                tx.prepare_cached(
-                    "INSERT INTO goals (id, title, description, level, parent_id, key_value_area, weight, create_time, update_time) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                     ON CONFLICT (id) DO UPDATE SET title = excluded.title, description = excluded.description, level = excluded.level, \
-                     parent_id = excluded.parent_id, key_value_area = excluded.key_value_area, weight = excluded.weight, \
-                     update_time = excluded.update_time",
-                )?
-                .execute(params![
-                    g.id,
-                    g.title,
-                    g.description,
-                    enum_str(&g.level),
-                    g.parent_id,
-                    enum_str(&g.key_value_area),
-                    g.weight,
-                    nanos(&g.create_time),
-                    nanos(&g.update_time),
-                ])?;
-                Ok(())
-            })
+            .write("store a goal", move |tx| put_goal(tx, &g))
             .await
     }
 
@@ -722,27 +808,7 @@ impl Store for SqliteStore {
     async fn put_metric(&self, m: &Metric) -> Result<()> {
         let m = m.clone();
         self.db
-            .write("store a metric", move |tx| {
-                tx.prepare_cached(
-                    "INSERT INTO metrics (id, name, unit, direction, baseline, target, cadence_nanos, create_time, update_time) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, unit = excluded.unit, direction = excluded.direction, \
-                     baseline = excluded.baseline, target = excluded.target, cadence_nanos = excluded.cadence_nanos, \
-                     update_time = excluded.update_time",
-                )?
-                .execute(params![
-                    m.id,
-                    m.name,
-                    m.unit,
-                    enum_str(&m.direction),
-                    m.baseline,
-                    m.target,
-                    m.cadence.and_then(|c| c.num_nanoseconds()),
-                    nanos(&m.create_time),
-                    nanos(&m.update_time),
-                ])?;
-                Ok(())
-            })
+            .write("store a metric", move |tx| put_metric(tx, &m))
             .await
     }
 
@@ -778,6 +844,13 @@ impl Store for SqliteStore {
                 }
                 Ok(out)
             })
+            .await
+    }
+
+    async fn apply_model(&self, w: &ModelWrite) -> Result<Vec<(String, ObservationSummary)>> {
+        let w = w.clone();
+        self.db
+            .write("apply a value model", move |tx| write_model(tx, &w))
             .await
     }
 

@@ -241,6 +241,59 @@ async fn a_write_token_upserts_items_but_cannot_create_sources_sync_or_write_bac
 }
 
 #[tokio::test]
+async fn a_value_model_file_that_touches_a_source_needs_an_admin_token() {
+    let a = start(ReflectionAccess::Read).await;
+    source_with_items(&a).await;
+    let files = |token: &str| {
+        pb::model_file_service_client::ModelFileServiceClient::new(with_token(&a.s, token))
+    };
+    let apply = |document: &str| pb::ApplyValueModelRequest {
+        document: document.into(),
+        file_name: "product.toml".into(),
+        ..Default::default()
+    };
+    let goal = "[[goals]]\nid = \"G1\"\ntitle = \"Grow\"\nlevel = \"strategic\"\n";
+    let with_source = format!(
+        "{goal}\n[[sources]]\nid = \"other\"\nkind = \"github\"\nbase_url = \"http://127.0.0.1:9\"\nproject_key = \"a/b\"\n"
+    );
+    let st = assert_code(
+        files(&a.write).apply_value_model(apply(&with_source)).await,
+        Code::PermissionDenied,
+    );
+    assert!(st.message().contains("admin role"), "{}", st.message());
+    // Nothing of the file was written, the goal neither.
+    let goals =
+        pb::value_model_service_client::ValueModelServiceClient::new(with_token(&a.s, &a.read))
+            .list_goals(pb::ListGoalsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .goals;
+    assert!(goals.is_empty(), "{goals:?}");
+    // A read token cannot apply at all; a write token can, without sources.
+    assert_code(
+        files(&a.read).apply_value_model(apply(goal)).await,
+        Code::PermissionDenied,
+    );
+    let plan = files(&a.write)
+        .apply_value_model(apply(goal))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(plan.applied);
+    // And an admin can apply the source.
+    assert!(
+        files(&a.admin)
+            .apply_value_model(apply(&with_source))
+            .await
+            .unwrap()
+            .into_inner()
+            .applied
+    );
+    a.s.stop().await;
+}
+
+#[tokio::test]
 async fn an_admin_manages_tokens_and_a_revoked_token_is_refused_at_once() {
     let a = start(ReflectionAccess::Read).await;
     source_with_items(&a).await;

@@ -9,6 +9,7 @@ mod outbound;
 mod push;
 
 mod api;
+mod apply;
 mod auth;
 mod bench;
 mod cli;

@@ -12,8 +12,9 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
 
-const PLUMBLINE_SERVICES: [&str; 9] = [
+const PLUMBLINE_SERVICES: [&str; 10] = [
     "plumbline.v1.BacklogService",
+    "plumbline.v1.ModelFileService",
     "plumbline.v1.RollupService",
     "plumbline.v1.ScoringService",
     "plumbline.v1.SourceService",

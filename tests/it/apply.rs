@@ -1,0 +1,468 @@
+//! The value model as code: `plumbline init`, `apply` and `export` through the
+//! real binary, and `ApplyValueModel` at the RPC level (idempotence,
+//! atomicity, errors placed at line and column).
+
+use crate::common::*;
+use plumbline::proto as pb;
+use plumbline::proto::model_file_service_client::ModelFileServiceClient;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+fn model_files(s: &TestServer) -> ModelFileServiceClient<tonic::transport::Channel> {
+    ModelFileServiceClient::new(s.channel.clone())
+}
+
+async fn apply_doc(
+    s: &TestServer,
+    document: &str,
+    dry_run: bool,
+    prune: bool,
+    force: bool,
+) -> Result<pb::ApplyValueModelResponse, tonic::Status> {
+    model_files(s)
+        .apply_value_model(pb::ApplyValueModelRequest {
+            document: document.to_string(),
+            file_name: "product.toml".into(),
+            dry_run,
+            prune,
+            force,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn export_doc(s: &TestServer) -> String {
+    model_files(s)
+        .export_value_model(pb::ExportValueModelRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .document
+}
+
+async fn goal_ids(s: &TestServer) -> Vec<String> {
+    s.model()
+        .list_goals(pb::ListGoalsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .goals
+        .into_iter()
+        .map(|g| g.id)
+        .collect()
+}
+
+async fn metric_ids(s: &TestServer) -> Vec<String> {
+    s.model()
+        .list_metrics(pb::ListMetricsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .metrics
+        .into_iter()
+        .map(|m| m.id)
+        .collect()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// What a user appends to the starter file: a push source with two items
+/// linked to the starter's hypotheses, and one more hypothesis.
+const EDIT: &str = r#"
+[[sources]]
+id = "web"
+kind = "push"
+
+[[hypotheses]]
+id = "H2"
+statement = "Saved cards make repeat buyers finish."
+goal = "G1"
+metric = "checkout_conversion"
+expected_effect = 0.2
+confidence = 0.7
+
+[[items]]
+source = "web"
+id = "1"
+title = "One-page checkout"
+estimate = 5
+links = [{ hypothesis = "H1", contribution = 0.8, rationale = "the bet itself" }]
+
+[[items]]
+source = "web"
+id = "2"
+title = "Saved cards"
+estimate = 1
+links = [{ hypothesis = "H2", contribution = 1.0 }]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_edit_plan_apply_rank_export_and_apply_again_plans_nothing() {
+    let s = TestServer::start().await;
+    let url = s.server().url();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("product.toml");
+    let f = file.to_str().unwrap();
+
+    let out = run_cli(&["init", f]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    // init never overwrites without --force.
+    let again = run_cli(&["init", f]).await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text = text.replace("expected_effect = 0.3 ", "expected_effect = 0.4 ");
+    text.push_str(EDIT);
+    std::fs::write(&file, &text).unwrap();
+
+    // The dry run shows the plan and writes nothing.
+    let out = run_cli(&["apply", f, "--dry-run", "--server", &url]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = stdout(&out);
+    for needle in [
+        "Plan for",
+        "10 to create, 0 to update, 0 to delete",
+        "+ source web",
+        "+ goal G1",
+        "+ metric checkout_conversion",
+        "+ observation checkout_conversion@2026-01-05T00:00:00Z",
+        "+ hypothesis H1",
+        "+ item web/1",
+        "+ link web/1->H1",
+        "Dry run: nothing was written",
+    ] {
+        assert!(plan.contains(needle), "plan lacks {needle:?}:\n{plan}");
+    }
+    assert!(goal_ids(&s).await.is_empty());
+    let v = cli_json(&["apply", f, "--dry-run", "--json", "--server", &url]).await;
+    assert_eq!(v["applied"], false);
+    assert_eq!(v["changes"][0]["action"], "create");
+    assert_eq!(v["changes"][0]["kind"], "source");
+    assert_eq!(v["changes"][0]["id"], "web");
+
+    let out = run_cli(&["apply", f, "--server", &url]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Applied."), "{}", stdout(&out));
+
+    // The items are ranked: web/2 (value 0.2 x 0.7 x gap, size 1) before
+    // web/1 (0.4 x 0.5 x 0.8 x gap, size 5).
+    let ranked = cli_json(&["rank", "--json", "--server", &url]).await;
+    let keys: Vec<&str> = ranked
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["item_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["web/2", "web/1"]);
+
+    // Applying the same file again plans nothing.
+    let out = run_cli(&["apply", f, "--server", &url]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("nothing to change"),
+        "{}",
+        stdout(&out)
+    );
+
+    // An edit is planned field by field, old -> new.
+    std::fs::write(
+        &file,
+        text.replace("expected_effect = 0.4 ", "expected_effect = 0.25 "),
+    )
+    .unwrap();
+    let out = run_cli(&["apply", f, "--dry-run", "--server", &url]).await;
+    let plan = stdout(&out);
+    assert!(
+        plan.contains("0 to create, 1 to update, 0 to delete"),
+        "{plan}"
+    );
+    assert!(plan.contains("~ hypothesis H1"), "{plan}");
+    assert!(plan.contains("expected_effect: 0.4 -> 0.25"), "{plan}");
+
+    // Export, then apply the export: nothing to change.
+    let exported = dir.path().join("exported.toml");
+    let e = exported.to_str().unwrap();
+    let out = run_cli(&["export", "--out", e, "--server", &url]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_cli(&["apply", e, "--server", &url]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("nothing to change"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_with_three_errors_reports_all_three_with_line_and_column() {
+    let s = TestServer::start().await;
+    let url = s.server().url();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        r#"[[goals]]
+id = "G1"
+title = "Grow"
+level = "strategy"
+
+[[metrics]]
+id = "m"
+name = "M"
+baseline = 1
+target = 2
+
+[[hypotheses]]
+id = "H1"
+statement = "S"
+goal = "G1"
+metric = "nope"
+expected_effect = 1.5
+"#,
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let out = run_cli(&["apply", f, "--server", &url]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("has 3 errors; nothing was written"), "{err}");
+    // Value errors and a reference the model lacks, in the order of the file.
+    let lines: Vec<&str> = err.lines().skip(1).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("{f}:4:9: goals[0].level: must be strategic, intermediate or tactical"),
+            format!("{f}:16:10: hypotheses[0].metric: no metric with id \"nope\""),
+            format!("{f}:17:19: hypotheses[0].expected_effect: must be in (0, 1]"),
+        ],
+        "{err}"
+    );
+    assert!(goal_ids(&s).await.is_empty());
+    assert!(metric_ids(&s).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn references_the_model_lacks_are_placed_and_refused_with_field_violations() {
+    let s = TestServer::start().await;
+    let doc = r#"[[goals]]
+id = "G2"
+title = "Child"
+level = "intermediate"
+parent = "G9"
+
+[[hypotheses]]
+id = "H1"
+statement = "S"
+goal = "G2"
+metric = "nope"
+expected_effect = 0.5
+"#;
+    let status = apply_doc(&s, doc, false, false, false).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let lines: Vec<&str> = status.message().lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "product.toml:5:10: goals[0].parent: no goal with id \"G9\" in the file or on the server",
+            "product.toml:11:10: hypotheses[0].metric: no metric with id \"nope\"",
+        ],
+        "{status:?}"
+    );
+    let br = status.get_details_bad_request().expect("field violations");
+    let fields: Vec<&str> = br
+        .field_violations
+        .iter()
+        .map(|v| v.field.as_str())
+        .collect();
+    assert_eq!(fields, ["goals[0].parent", "hypotheses[0].metric"]);
+    assert!(
+        br.field_violations[0]
+            .description
+            .starts_with("product.toml:5:10: ")
+    );
+    assert!(goal_ids(&s).await.is_empty());
+}
+
+const MODEL: &str = r#"
+[[goals]]
+id = "G1"
+title = "Grow"
+level = "strategic"
+weight = 0.30000000000000004
+
+[[metrics]]
+id = "m1"
+name = "M1"
+baseline = 0.1
+target = 0.7000000000000001
+cadence_days = 0.3333333333333333
+observations = [
+  { at = 2026-01-05T10:00:00.123456789Z, value = 0.2 },
+  { at = 2026-01-06T10:00:00Z, value = 0.30000000000000004 },
+]
+
+[[metrics]]
+id = "m2"
+name = "M2"
+baseline = 10
+target = 5
+
+[[hypotheses]]
+id = "H1"
+statement = "S1"
+goal = "G1"
+metric = "m1"
+expected_effect = 0.3333333333333333
+confidence = 0.1
+
+[[hypotheses]]
+id = "H2"
+statement = "S2"
+goal = "G1"
+metric = "m2"
+expected_effect = 1
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applying_twice_or_applying_the_export_plans_nothing_and_floats_round_trip() {
+    let s = TestServer::start().await;
+    let first = apply_doc(&s, MODEL, false, false, false).await.unwrap();
+    assert!(first.applied);
+    assert_eq!(first.changes.len(), 7, "{first:?}");
+    let again = apply_doc(&s, MODEL, false, false, false).await.unwrap();
+    assert!(again.changes.is_empty(), "{again:?}");
+    assert!(!again.applied);
+
+    let exported = export_doc(&s).await;
+    assert!(
+        exported.contains("weight = 0.30000000000000004"),
+        "{exported}"
+    );
+    assert!(
+        exported.contains("2026-01-05T10:00:00.123456789Z"),
+        "{exported}"
+    );
+    let back = apply_doc(&s, &exported, false, true, false).await.unwrap();
+    assert!(back.changes.is_empty(), "{back:?}\n{exported}");
+
+    // The same after a restart: what the store read back is what was written.
+    let s = s.restart().await;
+    let after = apply_doc(&s, &exported, true, true, false).await.unwrap();
+    assert!(after.changes.is_empty(), "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_whose_later_step_fails_writes_nothing() {
+    let s = TestServer::start().await;
+    // The last writes of the plan (hypotheses) fail in the store.
+    let db = rusqlite::Connection::open(s.db_path()).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse_hypotheses BEFORE INSERT ON hypotheses \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    )
+    .unwrap();
+    let status = apply_doc(&s, MODEL, false, false, false).await.unwrap_err();
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    // Neither the store nor the index holds the goals and metrics written
+    // before the failing step.
+    assert!(goal_ids(&s).await.is_empty());
+    assert!(metric_ids(&s).await.is_empty());
+    let n: i64 = db
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM goals) + (SELECT COUNT(*) FROM metrics) + (SELECT COUNT(*) FROM observations)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 0);
+    // Once the failure is gone the same file applies whole.
+    db.execute_batch("DROP TRIGGER refuse_hypotheses").unwrap();
+    let plan = apply_doc(&s, MODEL, false, false, false).await.unwrap();
+    assert_eq!(plan.changes.len(), 7);
+    assert_eq!(goal_ids(&s).await, ["G1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_without_force_refuses_to_delete_a_metric_that_hypotheses_use() {
+    let s = TestServer::start().await;
+    let url = s.server().url();
+    apply_doc(&s, MODEL, false, false, false).await.unwrap();
+    // The file drops metric m2 and its hypothesis H2.
+    let without = MODEL
+        .split("\n[[")
+        .filter(|part| !part.contains("id = \"m2\"") && !part.contains("id = \"H2\""))
+        .collect::<Vec<_>>()
+        .join("\n[[");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("product.toml");
+    std::fs::write(&file, &without).unwrap();
+    let f = file.to_str().unwrap();
+
+    // Without --prune nothing is deleted.
+    let out = run_cli(&["apply", f, "--server", &url]).await;
+    assert!(
+        stdout(&out).contains("nothing to change"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = run_cli(&["apply", f, "--prune", "--server", &url]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("metric \"m2\" is still measured by hypotheses \"H2\""),
+        "{err}"
+    );
+    assert!(err.contains("force"), "{err}");
+    assert_eq!(metric_ids(&s).await, ["m1", "m2"]);
+
+    let out = run_cli(&[
+        "apply",
+        f,
+        "--prune",
+        "--force",
+        "--dry-run",
+        "--server",
+        &url,
+    ])
+    .await;
+    let plan = stdout(&out);
+    assert!(plan.contains("- hypothesis H2"), "{plan}");
+    assert!(plan.contains("- metric m2"), "{plan}");
+    assert_eq!(metric_ids(&s).await, ["m1", "m2"]);
+
+    let out = run_cli(&["apply", f, "--prune", "--force", "--server", &url]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(metric_ids(&s).await, ["m1"]);
+    let again = apply_doc(&s, &without, false, true, false).await.unwrap();
+    assert!(again.changes.is_empty(), "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_starter_file_applies_cleanly_on_an_empty_server() {
+    let s = TestServer::start().await;
+    let plan = apply_doc(&s, plumbline::model::STARTER, false, false, false)
+        .await
+        .unwrap();
+    assert!(plan.applied);
+    assert_eq!(goal_ids(&s).await, ["G1"]);
+    assert!(
+        apply_doc(&s, plumbline::model::STARTER, false, false, false)
+            .await
+            .unwrap()
+            .changes
+            .is_empty()
+    );
+}

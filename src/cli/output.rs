@@ -72,6 +72,26 @@ pub fn print_rows(json: bool, rows: &[Value], columns: &[(&str, &str)]) {
     println!("{}", table(rows, columns));
 }
 
+/// Prints `rows` as [`print_rows`] does, but a table without rows as `hint`
+/// instead: what to do next on a server that holds none yet. `--json`
+/// prints `[]`, which scripts expect.
+pub fn print_rows_or(json: bool, rows: &[Value], columns: &[(&str, &str)], hint: &str) {
+    if rows.is_empty() && !json {
+        println!("{hint}");
+        return;
+    }
+    print_rows(json, rows, columns);
+}
+
+/// Prints one resource: a one-row table, or a JSON object with `--json`.
+pub fn print_one(json: bool, row: &Value, columns: &[(&str, &str)]) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(row).unwrap_or_default());
+        return;
+    }
+    println!("{}", table(std::slice::from_ref(row), columns));
+}
+
 /// A table of `rows`; numeric columns align right.
 pub fn table(rows: &[Value], columns: &[(&str, &str)]) -> Table {
     let mut t = Table::new();

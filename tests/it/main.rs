@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod bench;
 mod cli;
+mod cli_commands;
 mod cli_split;
 mod learning_sim;
 mod limits;

@@ -105,7 +105,7 @@ enum Command {
     Validate(validation_cmds::ValidateArgs),
     /// What was learned about a hypothesis, release by release.
     Evidence(validation_cmds::EvidenceArgs),
-    /// Manage tracker sources (add, list with sync status, remove).
+    /// Manage tracker sources (add, list with sync status, get, update, remove).
     #[command(subcommand)]
     Sources(SourcesCommand),
     /// Pull a source's changed items from its tracker now, with progress.

@@ -20,6 +20,7 @@ static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
 });
 
 /// The API's descriptors, for the CLI's own checks (`rpc_map`).
+#[cfg(test)]
 pub fn pool() -> &'static DescriptorPool {
     &POOL
 }

@@ -13,6 +13,7 @@ mod json;
 mod model_cmds;
 mod observe_file;
 mod output;
+#[cfg(test)]
 mod rpc_map;
 mod split;
 mod status;

@@ -1,7 +1,8 @@
 //! Which command reaches each RPC of the API: the table the README's CLI
 //! section shows, checked by a test against the descriptors compiled into
 //! the binary and the clap definitions, so that an RPC added without a
-//! command (or a command renamed) fails the build's tests.
+//! command (or a command renamed) fails the tests. Only the test reads it,
+//! so it is compiled for tests only.
 
 /// `(Service/Method, command)`: the command words, then at most one flag
 /// that selects the call.

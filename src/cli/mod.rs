@@ -354,10 +354,10 @@ struct LinkArgs {
 
 #[derive(Debug, Args)]
 struct ObserveArgs {
-    /// Metric id.
+    /// Metric id (e.g. conv).
     #[arg(required_unless_present = "file", conflicts_with = "file")]
     metric_id: Option<String>,
-    /// The measured value, in the metric's unit.
+    /// The measured value, in the metric's unit (e.g. 2.6).
     #[arg(allow_negative_numbers = true, required_unless_present = "file")]
     value: Option<f64>,
     /// When it was measured, RFC 3339 (e.g. 2026-11-20T09:00:00Z) or a date

@@ -670,6 +670,12 @@ async fn observations_load_from_a_file_and_bad_lines_are_reported() {
     .await;
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--format"), "{}", stderr(&out));
+    // Neither a value nor a file, or both: usage errors.
+    let out = run_cli(&["observe", "--server", url]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let good = good.to_str().unwrap();
+    let out = run_cli(&["observe", "conv", "2", "--file", good, "--server", url]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,6 +93,9 @@ fn format_of(path: &Path, format: Option<FileFormat>) -> FileFormat {
 /// Reads every line of `text` as `format`: the observations, and the lines
 /// refused with their reasons.
 pub fn parse(text: &str, format: FileFormat) -> (Vec<Line>, Vec<Refusal>) {
+    // Spreadsheets and some editors write a byte order mark first (the csv
+    // crate skips it itself; serde_json would not).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     match format {
         FileFormat::Csv => parse_csv(text),
         FileFormat::Jsonl => parse_jsonl(text),
@@ -519,6 +522,10 @@ mod tests {
         let (lines, refused) = parse("value,metric\n2,conv\n", FileFormat::Csv);
         assert!(refused.is_empty());
         assert_eq!(lines[0].observation.observe_time, None);
+        // A spreadsheet's byte order mark and CRLF line ends.
+        let (lines, refused) = parse("\u{feff}metric,value\r\nconv,2\r\n", FileFormat::Csv);
+        assert!(refused.is_empty(), "{refused:?}");
+        assert_eq!(lines[0].observation.value, 2.0);
     }
 
     #[test]
@@ -532,6 +539,8 @@ mod tests {
                     {\"metric\":\"lead\",\"value\":\"7\"}\n";
         let (lines, refused) = parse(text, FileFormat::Jsonl);
         assert_eq!(lines.iter().map(|l| l.line).collect::<Vec<_>>(), [1, 7]);
+        let (bom, none) = parse(&format!("\u{feff}{text}"), FileFormat::Jsonl);
+        assert_eq!((bom.len(), none.len()), (2, 4), "{none:?}");
         let got: Vec<(u64, &str)> = refused.iter().map(|r| (r.line, r.field.as_str())).collect();
         assert_eq!(got, [(3, "value"), (4, "line"), (5, "when"), (6, "value")]);
     }

@@ -202,8 +202,15 @@ pub async fn rank(a: RankArgs) -> Result<()> {
         return Ok(());
     }
     print_ranking(a.conn.json, &items);
+    if !a.conn.json {
+        println!("{VALUE_UNIT}");
+    }
     Ok(())
 }
+
+/// The unit of value, stated once under the tables that show it.
+pub const VALUE_UNIT: &str = "value: the share of the product's weighted unrealized value an item is \
+expected to address (0.012 = 1.2 %); value/size: that per unit of size";
 
 /// The explanation of one score as JSON: every field of the score.
 pub fn explanation(s: &pb::ItemScore) -> Value {

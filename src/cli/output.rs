@@ -34,9 +34,10 @@ fn cell_text(v: &Value) -> String {
     }
 }
 
-/// Four significant digits in plain decimal notation, never scientific,
-/// without trailing zeros: 0.125, 0.00012, 1235 (for 1234.56), 3. The same
-/// in every table; `--json` carries the full value.
+/// Three significant digits in plain decimal notation, never scientific,
+/// without trailing zeros: 0.125, 0.00012, 0.00966, 1235 (for 1234.56; an
+/// integer part is never cut), 3. The same in every table; `--json` carries
+/// the full value.
 pub fn format_number(f: f64) -> String {
     if !f.is_finite() {
         return f.to_string();
@@ -44,10 +45,10 @@ pub fn format_number(f: f64) -> String {
     if f == 0.0 {
         return "0".into();
     }
-    // Digits after the point for four significant ones, at most 12 (a
+    // Digits after the point for three significant ones, at most 12 (a
     // value below 1e-12 reads as 0).
     let magnitude = f.abs().log10().floor() as i32;
-    let decimals = (3 - magnitude).clamp(0, 12) as usize;
+    let decimals = (2 - magnitude).clamp(0, 12) as usize;
     let s = format!("{f:.decimals$}");
     let s = if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.')
@@ -131,11 +132,13 @@ mod tests {
         assert_eq!(format_number(3.0), "3");
         assert_eq!(format_number(0.0), "0");
         assert_eq!(format_number(0.00012), "0.00012");
-        assert_eq!(format_number(0.000123456), "0.0001235");
+        assert_eq!(format_number(0.000123456), "0.000123");
+        assert_eq!(format_number(0.009664), "0.00966");
+        assert_eq!(format_number(0.7038), "0.704");
         assert_eq!(format_number(1234.56), "1235");
         assert_eq!(format_number(123456.0), "123456");
         assert_eq!(format_number(-0.5), "-0.5");
-        assert_eq!(format_number(9.99996), "10");
+        assert_eq!(format_number(9.996), "10");
         assert_eq!(format_number(-1e-20), "0");
         assert_eq!(
             enum_name("SCORE_FLAG_STALE_METRIC", "SCORE_FLAG_"),

@@ -350,6 +350,14 @@ async fn sources_items_and_links_are_reachable_from_the_cli() {
         "nothing to update is a usage error"
     );
 
+    // The rank table states the unit of value once, under it.
+    let out = run_cli(&["rank", "--server", url]).await;
+    assert!(
+        stdout(&out).trim_end().ends_with("that per unit of size"),
+        "{}",
+        stdout(&out)
+    );
+
     // items get: one key (GetItem) and several (BatchGetItems), in order.
     let one = cli_json(&["items", "get", "web/1", "--json", "--server", url]).await;
     assert_eq!(one[0]["key"], "web/1");

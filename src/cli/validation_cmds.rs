@@ -199,7 +199,8 @@ pub async fn evidence(a: EvidenceArgs) -> Result<()> {
     let channel = connect(&a.conn.server).await?;
     // The hypothesis first: an unknown id is NOT_FOUND with its name, and
     // the header says where the story starts.
-    let h = pb::value_model_service_client::ValueModelServiceClient::new(channel.clone())
+    let mut model = pb::value_model_service_client::ValueModelServiceClient::new(channel.clone());
+    let h = model
         .get_hypothesis(pb::GetHypothesisRequest {
             id: a.hypothesis.clone(),
         })
@@ -224,12 +225,32 @@ pub async fn evidence(a: EvidenceArgs) -> Result<()> {
         print_rows(true, &rows, EVIDENCE_COLUMNS);
         return Ok(());
     }
+    // The metric's unit, which the steps are in; the story is told without
+    // it if the metric cannot be read.
+    let unit = match model
+        .get_metric(pb::GetMetricRequest {
+            id: h.metric_id.clone(),
+        })
+        .await
+    {
+        Ok(m) => m.into_inner().metric.map(|m| m.unit).unwrap_or_default(),
+        Err(_) => String::new(),
+    };
     println!(
         "{}: {} (confidence now {}, {})",
         h.id,
         h.statement,
         format_number(h.confidence.unwrap_or(0.5)),
         enum_name(h.status().as_str_name(), "HYPOTHESIS_STATUS_")
+    );
+    println!(
+        "metric {}{}",
+        h.metric_id,
+        if unit.is_empty() {
+            String::new()
+        } else {
+            format!(": steps in {unit}")
+        }
     );
     print_rows_or(
         false,

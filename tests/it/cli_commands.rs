@@ -547,6 +547,7 @@ async fn releases_are_recorded_validated_and_explained_from_the_cli() {
     let out = run_cli(&["evidence", "H-1", "--server", url]).await;
     let text = stdout(&out);
     assert!(text.starts_with("H-1: We believe H-1"), "{text}");
+    assert!(text.contains("metric conv: steps in %"), "{text}");
     assert!(text.contains("deploy-1") && text.contains("LLR"), "{text}");
 
     // Errors: an unknown hypothesis (exit 1, named); a bad --ci or --at is a

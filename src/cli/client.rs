@@ -620,6 +620,10 @@ pub async fn goal_tree(conn: &Conn) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
+    if t.goals.is_empty() {
+        println!("{NO_GOALS}");
+        return Ok(());
+    }
     print_goal_tree(&t);
     Ok(())
 }

@@ -76,6 +76,8 @@ async fn an_empty_server_says_what_to_do_next() {
         a.push("--json");
         assert_eq!(cli_json(&a).await, Value::Array(vec![]), "{args:?}");
     }
+    let out = run_cli(&["goals", "--tree", "--server", &url]).await;
+    assert!(stdout(&out).starts_with("no goals yet"), "{}", stdout(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

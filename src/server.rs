@@ -442,7 +442,7 @@ async fn background_validation(
             () = lifecycle.cancelled() => return,
         }
         match engine
-            .validate_releases(&windows, chrono::Utc::now(), false)
+            .validate_releases(&windows, chrono::Utc::now(), false, false)
             .await
         {
             Ok(ev) if !ev.is_empty() => tracing::info!(evidence = ev.len(), "releases validated"),

@@ -174,7 +174,7 @@ impl pb::validation_service_server::ValidationService for ValidationApi {
         c.finish(())?;
         let ev = self
             .engine
-            .validate_releases(&self.windows, as_of, r.include_open_windows)
+            .validate_releases(&self.windows, as_of, r.include_open_windows, r.dry_run)
             .await?;
         Ok(Response::new(pb::ValidateReleasesResponse {
             evidence: ev.iter().map(evidence_pb).collect(),

@@ -7,7 +7,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use super::json;
-use super::output::{self, clip, enum_name, print_rows};
+use super::output::{self, clip, enum_name, print_rows, print_rows_or};
 use super::status::Doing;
 pub use super::status::rpc_error;
 use super::{Conn, ItemsArgs, LinkArgs, ObserveArgs, RankArgs, RankBy, StateArg};
@@ -197,9 +197,20 @@ pub async fn rank(a: RankArgs) -> Result<()> {
         }
         token = resp.next_page_token;
     }
+    if items.is_empty() && !a.conn.json {
+        println!("{NO_ITEMS}");
+        return Ok(());
+    }
     print_ranking(a.conn.json, &items);
+    if !a.conn.json {
+        println!("{VALUE_UNIT}");
+    }
     Ok(())
 }
+
+/// The unit of value, stated once under the tables that show it.
+pub const VALUE_UNIT: &str = "value: the share of the product's weighted unrealized value an item is \
+expected to address (0.012 = 1.2 %); value/size: that per unit of size";
 
 /// The explanation of one score as JSON: every field of the score.
 pub fn explanation(s: &pb::ItemScore) -> Value {
@@ -349,9 +360,13 @@ pub async fn items(a: ItemsArgs) -> Result<()> {
         ("labels", "labels"),
         ("title", "title"),
     ]);
-    print_rows(a.conn.json, &rows, &columns);
+    print_rows_or(a.conn.json, &rows, &columns, NO_ITEMS);
     Ok(())
 }
+
+/// What to do on a server (or filter) without items.
+pub const NO_ITEMS: &str = "no items here yet: add a tracker with `plumbline sources add`, then \
+`plumbline sync SOURCE` (or push items: plumbline items upsert SOURCE/ID --title ...)";
 
 /// An item's removal as `--json` shows it.
 fn removal_json(r: &pb::Removal) -> Value {
@@ -389,42 +404,47 @@ pub async fn goals(conn: &Conn) -> Result<()> {
     walk(&goals, "", 0, &mut ordered);
     let rows: Vec<Value> = ordered
         .iter()
-        .map(|(depth, g)| {
-            let mut row = json::with(
-                json::message("Goal", g),
-                json!({
-                    "tree": format!("{}{}", "  ".repeat(*depth), g.id),
-                    // Unset means the default weight, 1.
-                    "weight": g.weight.unwrap_or(1.0),
-                }),
-            );
-            if !conn.json {
-                row["title"] = Value::String(clip(&g.title, 52));
-            }
-            row
-        })
+        .map(|(depth, g)| goal_row(*depth, g, conn.json))
         .collect();
-    print_rows(
-        conn.json,
-        &rows,
-        &[
-            ("goal", "tree"),
-            ("level", "level"),
-            ("key value area", "key_value_area"),
-            ("weight", "weight"),
-            ("effective", "effective_weight"),
-            ("title", "title"),
-        ],
-    );
+    print_rows_or(conn.json, &rows, GOAL_COLUMNS, NO_GOALS);
     Ok(())
 }
+
+/// What to do on a server without goals.
+const NO_GOALS: &str = "no goals yet: write a product file with `plumbline init`, then `plumbline apply` \
+(or add one: plumbline goals add grow --title \"Grow revenue\")";
+
+/// A goal as a row, indented by its depth in the tree.
+pub fn goal_row(depth: usize, g: &pb::Goal, json: bool) -> Value {
+    let mut row = json::with(
+        json::message("Goal", g),
+        json!({
+            "tree": format!("{}{}", "  ".repeat(depth), g.id),
+            // Unset means the default weight, 1.
+            "weight": g.weight.unwrap_or(1.0),
+        }),
+    );
+    if !json {
+        row["title"] = Value::String(clip(&g.title, 52));
+    }
+    row
+}
+
+pub const GOAL_COLUMNS: &[(&str, &str)] = &[
+    ("goal", "tree"),
+    ("level", "level"),
+    ("key value area", "key_value_area"),
+    ("weight", "weight"),
+    ("effective", "effective_weight"),
+    ("title", "title"),
+];
 
 /// A metric as a JSON row: every field of it.
 pub fn metric_row(m: &pb::Metric) -> Value {
     json::message("Metric", m)
 }
 
-const METRIC_COLUMNS: &[(&str, &str)] = &[
+pub const METRIC_COLUMNS: &[(&str, &str)] = &[
     ("metric", "id"),
     ("unit", "unit"),
     ("baseline", "baseline"),
@@ -451,7 +471,13 @@ pub async fn metrics(conn: &Conn) -> Result<()> {
     )
     .await?;
     let rows: Vec<Value> = metrics.iter().map(metric_row).collect();
-    print_rows(conn.json, &rows, METRIC_COLUMNS);
+    print_rows_or(
+        conn.json,
+        &rows,
+        METRIC_COLUMNS,
+        "no metrics yet: write a product file with `plumbline init`, then `plumbline apply` \
+(or add one: plumbline metrics add conversion --name \"Checkout conversion\" --unit % --baseline 2.1 --target 3.5)",
+    );
     Ok(())
 }
 
@@ -473,34 +499,41 @@ pub async fn hypotheses(conn: &Conn) -> Result<()> {
     .await?;
     let rows: Vec<Value> = hypotheses
         .iter()
-        .map(|h| {
-            let mut row = json::with(
-                json::message("Hypothesis", h),
-                // Unset means the default confidence, 0.5.
-                json!({ "confidence": h.confidence.unwrap_or(0.5) }),
-            );
-            if !conn.json {
-                row["statement"] = Value::String(clip(&h.statement, 60));
-            }
-            row
-        })
+        .map(|h| hypothesis_row(h, conn.json))
         .collect();
-    print_rows(
+    print_rows_or(
         conn.json,
         &rows,
-        &[
-            ("hypothesis", "id"),
-            ("status", "status"),
-            ("goal", "goal_id"),
-            ("metric", "metric_id"),
-            ("effect", "expected_effect"),
-            ("confidence", "confidence"),
-            ("value", "value"),
-            ("statement", "statement"),
-        ],
+        HYPOTHESIS_COLUMNS,
+        "no hypotheses yet: write a product file with `plumbline init`, then `plumbline apply` \
+(or add one: plumbline hypotheses add H-1 --goal GOAL --metric METRIC --effect 0.3 --statement \"We believe ...\")",
     );
     Ok(())
 }
+
+/// A hypothesis as a row.
+pub fn hypothesis_row(h: &pb::Hypothesis, json: bool) -> Value {
+    let mut row = json::with(
+        json::message("Hypothesis", h),
+        // Unset means the default confidence, 0.5.
+        json!({ "confidence": h.confidence.unwrap_or(0.5) }),
+    );
+    if !json {
+        row["statement"] = Value::String(clip(&h.statement, 60));
+    }
+    row
+}
+
+pub const HYPOTHESIS_COLUMNS: &[(&str, &str)] = &[
+    ("hypothesis", "id"),
+    ("status", "status"),
+    ("goal", "goal_id"),
+    ("metric", "metric_id"),
+    ("effect", "expected_effect"),
+    ("confidence", "confidence"),
+    ("value", "value"),
+    ("statement", "statement"),
+];
 
 pub async fn link(a: LinkArgs) -> Result<()> {
     let mut c = BacklogServiceClient::new(connect(&a.conn.server).await?);
@@ -548,25 +581,17 @@ pub async fn link(a: LinkArgs) -> Result<()> {
 }
 
 pub async fn observe(a: ObserveArgs) -> Result<()> {
-    let at = match &a.at {
-        None => None,
-        Some(s) => {
-            let t = chrono::DateTime::parse_from_rfc3339(s).with_context(|| {
-                format!("--at {s:?} is not an RFC 3339 time such as 2026-11-20T09:00:00Z")
-            })?;
-            Some(prost_types::Timestamp {
-                seconds: t.timestamp(),
-                nanos: t.timestamp_subsec_nanos() as i32,
-            })
-        }
+    // clap requires both unless --file is given, which does not come here.
+    let (Some(metric_id), Some(value)) = (a.metric_id, a.value) else {
+        super::args::usage_error(&["observe"], "give METRIC_ID VALUE, or --file FILE");
     };
     let mut c = ValueModelServiceClient::new(connect(&a.conn.server).await?);
     let resp = c
         .record_observations(pb::RecordObservationsRequest {
             observations: vec![pb::Observation {
-                metric_id: a.metric_id,
-                value: a.value,
-                observe_time: at,
+                metric_id,
+                value,
+                observe_time: a.at,
             }],
         })
         .await
@@ -593,6 +618,10 @@ pub async fn goal_tree(conn: &Conn) -> Result<()> {
     if conn.json {
         let out = json::message("GetGoalTreeResponse", &t);
         println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    if t.goals.is_empty() {
+        println!("{NO_GOALS}");
         return Ok(());
     }
     print_goal_tree(&t);

@@ -122,6 +122,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
             .validate_releases(pb::ValidateReleasesRequest {
                 include_open_windows: false,
                 as_of: None,
+                dry_run: false,
             })
             .await
             .map_err(rpc_error)?

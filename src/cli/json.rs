@@ -19,6 +19,12 @@ static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
         .expect("the descriptor set build.rs embeds decodes (invariant of the build)")
 });
 
+/// The API's descriptors, for the CLI's own checks (`rpc_map`).
+#[cfg(test)]
+pub fn pool() -> &'static DescriptorPool {
+    &POOL
+}
+
 /// `message` (of proto type `plumbline.v1.NAME`) as a JSON object with
 /// every field.
 pub fn message<M: prost::Message>(name: &str, message: &M) -> Value {

@@ -3,17 +3,25 @@
 //! `--json`.
 
 mod apply;
+mod args;
+mod backlog_cmds;
 mod client;
 mod client_tls;
+mod completions;
 mod credentials;
 mod demo;
 mod json;
+mod model_cmds;
+mod observe_file;
 mod output;
+#[cfg(test)]
+mod rpc_map;
 mod split;
 mod status;
 mod tokens;
 mod tracker;
 mod trend;
+mod validation_cmds;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -68,33 +76,38 @@ enum Command {
         #[command(flatten)]
         conn: Conn,
     },
-    /// List backlog items.
+    /// List backlog items; `items get` shows some by key, `items upsert`
+    /// creates or replaces one.
     Items(ItemsArgs),
     /// The goal tree with effective weights; --tree shows coverage: how much
     /// of each goal's weighted gap the backlog addresses, and what serves it.
-    Goals {
-        /// Draw the tree with coverage bars, serving items, unserved goals
-        /// and unaligned items.
-        #[arg(long)]
-        tree: bool,
-        #[command(flatten)]
-        conn: Conn,
-    },
+    /// Subcommands get, rollup, add, update, remove.
+    Goals(model_cmds::GoalsArgs),
     /// Key Value Measures with their current value, gap and staleness.
-    Metrics {
-        #[command(flatten)]
-        conn: Conn,
-    },
-    /// Value hypotheses with their status and value.
-    Hypotheses {
-        #[command(flatten)]
-        conn: Conn,
-    },
+    /// Subcommands get, add, update, remove.
+    Metrics(model_cmds::MetricsArgs),
+    /// Value hypotheses with their status and value. Subcommands get, add,
+    /// update, remove.
+    Hypotheses(model_cmds::HypothesesArgs),
     /// Link an item to a hypothesis (or remove the link with --remove).
     Link(LinkArgs),
-    /// Record an observation of a metric.
+    /// Links between items and hypotheses, by item or hypothesis.
+    Links(backlog_cmds::LinksArgs),
+    /// Record an observation of a metric, or (--file) many from a CSV or
+    /// JSON lines file.
     Observe(ObserveArgs),
-    /// Manage tracker sources (add, list with sync status, remove).
+    /// Record a release of items (what a deploy pipeline calls), e.g.
+    /// `plumbline release web/412 web/415 --id deploy-812`.
+    Release(validation_cmds::ReleaseArgs),
+    /// Record an A/B result for a hypothesis, e.g.
+    /// `plumbline experiment H-1 --lift 0.4 --ci 0.1 0.7`.
+    Experiment(validation_cmds::ExperimentArgs),
+    /// Judge releases against their metrics and print each verdict: step,
+    /// delivered share, log-likelihood ratio, confidence before -> after.
+    Validate(validation_cmds::ValidateArgs),
+    /// What was learned about a hypothesis, release by release.
+    Evidence(validation_cmds::EvidenceArgs),
+    /// Manage tracker sources (add, list with sync status, get, update, remove).
     #[command(subcommand)]
     Sources(SourcesCommand),
     /// Pull a source's changed items from its tracker now, with progress.
@@ -118,6 +131,10 @@ enum Command {
     Export(apply::ExportArgs),
     /// Write a commented starter value model file to edit and apply.
     Init(apply::InitArgs),
+    /// Print a shell completion script (bash, zsh, fish).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (or write one per command with --dir).
+    Man(completions::ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +147,16 @@ enum SourcesCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// One source with its sync status.
+    Get {
+        /// Source id.
+        id: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Change a source; only the flags given change, e.g.
+    /// `plumbline sources update web --token-env PLUMBLINE_SECRET_GH2`.
+    Update(backlog_cmds::SourceUpdateArgs),
     /// Remove a source (with --force, also its items and their links).
     Remove {
         /// Source id.
@@ -307,7 +334,10 @@ enum StateArg {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct ItemsArgs {
+    #[command(subcommand)]
+    command: Option<backlog_cmds::ItemsCommand>,
     /// Only items of this source.
     #[arg(long)]
     source: Option<String>,
@@ -349,15 +379,26 @@ struct LinkArgs {
 
 #[derive(Debug, Args)]
 struct ObserveArgs {
-    /// Metric id.
-    metric_id: String,
-    /// The measured value, in the metric's unit.
-    #[arg(allow_negative_numbers = true)]
-    value: f64,
-    /// When it was measured, RFC 3339 (e.g. 2026-11-20T09:00:00Z) [default: now];
-    /// not more than 5 minutes after the server's clock.
-    #[arg(long)]
-    at: Option<String>,
+    /// Metric id (e.g. conv).
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    metric_id: Option<String>,
+    /// The measured value, in the metric's unit (e.g. 2.6).
+    #[arg(allow_negative_numbers = true, required_unless_present = "file")]
+    value: Option<f64>,
+    /// When it was measured, RFC 3339 (e.g. 2026-11-20T09:00:00Z) or a date
+    /// (2026-11-20) [default: now]; not more than 5 minutes after the
+    /// server's clock.
+    #[arg(long, value_parser = args::time, conflicts_with = "file")]
+    at: Option<prost_types::Timestamp>,
+    /// Record many observations from a file: CSV with the header
+    /// `metric,value,at` (`at` optional), or JSON lines
+    /// `{"metric": "conv", "value": 2.3, "at": "2026-11-20"}`. Refused lines
+    /// are listed with line, field and reason; the rest is recorded.
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// The file's format [default: from its extension: .csv, .jsonl].
+    #[arg(long, value_enum, requires = "file")]
+    format: Option<observe_file::FileFormat>,
     #[command(flatten)]
     conn: Conn,
 }
@@ -425,15 +466,31 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(a).await,
         Command::Rank(a) => client::rank(a).await,
         Command::Explain { item_key, conn } => client::explain(&conn, &item_key).await,
-        Command::Items(a) => client::items(a).await,
-        Command::Goals { tree: false, conn } => client::goals(&conn).await,
-        Command::Goals { tree: true, conn } => client::goal_tree(&conn).await,
-        Command::Metrics { conn } => client::metrics(&conn).await,
-        Command::Hypotheses { conn } => client::hypotheses(&conn).await,
+        Command::Items(mut a) => match a.command.take() {
+            Some(c) => backlog_cmds::items(c).await,
+            None => client::items(a).await,
+        },
+        Command::Goals(a) => model_cmds::goals(a).await,
+        Command::Metrics(a) => model_cmds::metrics(a).await,
+        Command::Hypotheses(a) => model_cmds::hypotheses(a).await,
         Command::Link(a) => client::link(a).await,
-        Command::Observe(a) => client::observe(a).await,
+        Command::Links(a) => backlog_cmds::links(a).await,
+        Command::Observe(a) => match &a.file {
+            Some(f) => observe_file::run(f, a.format, &a.conn).await,
+            None => client::observe(a).await,
+        },
+        Command::Release(a) => validation_cmds::release(a).await,
+        Command::Experiment(a) => validation_cmds::experiment(a).await,
+        Command::Validate(a) => validation_cmds::validate(a).await,
+        Command::Evidence(a) => validation_cmds::evidence(a).await,
+        Command::Completions(a) => completions::completions(a),
+        Command::Man(a) => completions::man(a),
         Command::Sources(SourcesCommand::Add(a)) => tracker::add_source(a).await,
         Command::Sources(SourcesCommand::List { conn }) => tracker::list_sources(&conn).await,
+        Command::Sources(SourcesCommand::Get { id, conn }) => {
+            backlog_cmds::get_source(&conn, id).await
+        }
+        Command::Sources(SourcesCommand::Update(a)) => backlog_cmds::update_source(a).await,
         Command::Sources(SourcesCommand::Remove { id, force, conn }) => {
             tracker::remove_source(&conn, &id, force).await
         }

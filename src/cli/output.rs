@@ -34,20 +34,30 @@ fn cell_text(v: &Value) -> String {
     }
 }
 
-/// Four significant decimals, without trailing zeros.
+/// Three significant digits in plain decimal notation, never scientific,
+/// without trailing zeros: 0.125, 0.00012, 0.00966, 1235 (for 1234.56; an
+/// integer part is never cut), 3. The same in every table; `--json` carries
+/// the full value.
 pub fn format_number(f: f64) -> String {
+    if !f.is_finite() {
+        return f.to_string();
+    }
     if f == 0.0 {
         return "0".into();
     }
-    let s = if f.abs() >= 0.001 {
-        format!("{f:.4}")
+    // Digits after the point for three significant ones, at most 12 (a
+    // value below 1e-12 reads as 0).
+    let magnitude = f.abs().log10().floor() as i32;
+    let decimals = (2 - magnitude).clamp(0, 12) as usize;
+    let s = format!("{f:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
     } else {
-        format!("{f:.3e}")
+        &s
     };
-    if s.contains('e') {
-        s
-    } else {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    match s {
+        "-0" => "0".to_string(),
+        s => s.to_string(),
     }
 }
 
@@ -70,6 +80,26 @@ pub fn print_rows(json: bool, rows: &[Value], columns: &[(&str, &str)]) {
         return;
     }
     println!("{}", table(rows, columns));
+}
+
+/// Prints `rows` as [`print_rows`] does, but a table without rows as `hint`
+/// instead: what to do next on a server that holds none yet. `--json`
+/// prints `[]`, which scripts expect.
+pub fn print_rows_or(json: bool, rows: &[Value], columns: &[(&str, &str)], hint: &str) {
+    if rows.is_empty() && !json {
+        println!("{hint}");
+        return;
+    }
+    print_rows(json, rows, columns);
+}
+
+/// Prints one resource: a one-row table, or a JSON object with `--json`.
+pub fn print_one(json: bool, row: &Value, columns: &[(&str, &str)]) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(row).unwrap_or_default());
+        return;
+    }
+    println!("{}", table(std::slice::from_ref(row), columns));
 }
 
 /// A table of `rows`; numeric columns align right.
@@ -101,7 +131,15 @@ mod tests {
         assert_eq!(format_number(0.1250), "0.125");
         assert_eq!(format_number(3.0), "3");
         assert_eq!(format_number(0.0), "0");
-        assert_eq!(format_number(0.00012), "1.200e-4");
+        assert_eq!(format_number(0.00012), "0.00012");
+        assert_eq!(format_number(0.000123456), "0.000123");
+        assert_eq!(format_number(0.009664), "0.00966");
+        assert_eq!(format_number(0.7038), "0.704");
+        assert_eq!(format_number(1234.56), "1235");
+        assert_eq!(format_number(123456.0), "123456");
+        assert_eq!(format_number(-0.5), "-0.5");
+        assert_eq!(format_number(9.996), "10");
+        assert_eq!(format_number(-1e-20), "0");
         assert_eq!(
             enum_name("SCORE_FLAG_STALE_METRIC", "SCORE_FLAG_"),
             "stale_metric"

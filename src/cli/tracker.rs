@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::client::{all_pages, connect, connect_for, rpc_error};
 use super::json;
-use super::output::{enum_name, print_rows, time};
+use super::output::{enum_name, print_rows_or, time};
 use super::status::{Doing, sync_error};
 use super::{Conn, KindArg, SourceAddArgs, SyncArgs};
 use crate::proto as pb;
@@ -69,9 +69,19 @@ pub async fn add_source(a: SourceAddArgs) -> Result<()> {
     Ok(())
 }
 
+pub const SOURCE_COLUMNS: &[(&str, &str)] = &[
+    ("source", "id"),
+    ("kind", "kind"),
+    ("project", "project_key"),
+    ("token env", "token_env"),
+    ("sync", "sync_state"),
+    ("synced up to", "cursor_time"),
+    ("last error", "last_error"),
+];
+
 /// Every field of a source, its whole sync status under `sync_status`, and
 /// the status fields the table shows at the top level.
-fn source_row(s: &pb::Source, status: Option<&pb::SyncStatus>) -> Value {
+pub fn source_row(s: &pb::Source, status: Option<&pb::SyncStatus>) -> Value {
     json::with(
         json::message("Source", s),
         json!({
@@ -113,18 +123,11 @@ pub async fn list_sources(conn: &Conn) -> Result<()> {
             .status;
         rows.push(source_row(s, st.as_ref()));
     }
-    print_rows(
+    print_rows_or(
         conn.json,
         &rows,
-        &[
-            ("source", "id"),
-            ("kind", "kind"),
-            ("project", "project_key"),
-            ("token env", "token_env"),
-            ("sync", "sync_state"),
-            ("synced up to", "cursor_time"),
-            ("last error", "last_error"),
-        ],
+        SOURCE_COLUMNS,
+        "no sources yet: add a tracker project with `plumbline sources add ID --kind github --url https://api.github.com --project OWNER/REPO`",
     );
     Ok(())
 }

@@ -285,12 +285,14 @@ impl Engine {
     /// experiment results after it. The evidence is dated `as_of`; a changed
     /// hypothesis' `update_time` is the server's clock, when its row changed.
     /// The links, hypotheses and evidence already stored are those of now,
-    /// so a history is replayed in time order.
+    /// so a history is replayed in time order. With `dry_run`, the evidence
+    /// is returned and nothing is stored or moved.
     pub async fn validate_releases(
         &self,
         windows: &Windows,
         as_of: Time,
         include_open: bool,
+        dry_run: bool,
     ) -> Result<Vec<Evidence>> {
         let releases = self.releases().await?;
         let _w = self.writes.lock().await;
@@ -458,7 +460,9 @@ impl Engine {
                 stored.push(ev);
             }
         }
-        if !stored.is_empty() {
+        // A dry run answers what this run concludes and keeps nothing: the
+        // same computation, so that it cannot drift from a real run.
+        if !stored.is_empty() && !dry_run {
             let updated: Vec<Hypothesis> = changed.values().cloned().collect();
             self.store.record_evidence(&stored, &updated).await?;
             let mut ix = self.write_index();

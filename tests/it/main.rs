@@ -13,6 +13,7 @@ mod apply;
 mod auth;
 mod bench;
 mod cli;
+mod cli_commands;
 mod cli_split;
 mod learning_sim;
 mod limits;

@@ -123,6 +123,7 @@ async fn a_removal_survives_a_restart_and_evidence_still_reads() {
         v.validate_releases(pb::ValidateReleasesRequest {
             include_open_windows: false,
             as_of: None,
+            dry_run: false,
         })
         .await
         .unwrap()

@@ -179,6 +179,7 @@ async fn validate_as_of(
         .validate_releases(pb::ValidateReleasesRequest {
             include_open_windows,
             as_of,
+            dry_run: false,
         })
         .await
         .expect("ValidateReleases")
@@ -319,6 +320,7 @@ async fn validate_releases_refuses_an_as_of_in_the_future_naming_it() {
         .validate_releases(pb::ValidateReleasesRequest {
             include_open_windows: true,
             as_of: Some(ts(Utc::now() + Duration::days(1))),
+            dry_run: false,
         })
         .await;
     let status = assert_code(r, Code::InvalidArgument);
@@ -336,6 +338,7 @@ async fn validate_releases_refuses_an_as_of_in_the_future_naming_it() {
                     seconds: 0,
                     nanos: -1,
                 }),
+                dry_run: false,
             })
             .await,
         &["as_of"],

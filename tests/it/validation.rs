@@ -40,6 +40,7 @@ async fn validate(s: &TestServer) -> Vec<pb::Evidence> {
         .validate_releases(pb::ValidateReleasesRequest {
             include_open_windows: false,
             as_of: None,
+            dry_run: false,
         })
         .await
         .unwrap()

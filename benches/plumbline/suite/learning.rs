@@ -787,6 +787,7 @@ async fn drive(
                     include_open_windows: false,
                     // The timeline lies in the past: the server's clock.
                     as_of: None,
+                    dry_run: false,
                 })
                 .await?;
         }

@@ -14,6 +14,7 @@ mod json;
 mod model_cmds;
 mod observe_file;
 mod output;
+mod pull;
 #[cfg(test)]
 mod rpc_map;
 mod split;

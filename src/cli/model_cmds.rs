@@ -402,6 +402,15 @@ enum MetricsCommand {
     /// Change a metric; only the flags given change, e.g.
     /// `plumbline metrics update conv --target 4`.
     Update(MetricUpdate),
+    /// Pull observations from metric sources now: one metric, or every
+    /// metric with a source; prints each pull's progress and result, e.g.
+    /// `plumbline metrics pull conv`.
+    Pull {
+        /// Metric id; all metrics with a source when omitted.
+        id: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Delete a metric and its observations (refused while a hypothesis
     /// measures it).
     Remove {
@@ -559,6 +568,7 @@ pub async fn metrics(a: MetricsArgs) -> Result<()> {
             print_metric(&a.conn, &m);
             Ok(())
         }
+        Some(MetricsCommand::Pull { id, conn }) => crate::cli::pull::pull(id, &conn).await,
         Some(MetricsCommand::Remove { id, conn }) => {
             model(&conn)
                 .await?

@@ -17,6 +17,7 @@ mod cli_commands;
 mod cli_split;
 mod learning_sim;
 mod limits;
+mod metric_pull;
 mod reflection;
 mod removal;
 mod restart;

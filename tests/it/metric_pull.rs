@@ -829,3 +829,121 @@ async fn posthog_trend_and_its_documented_errors() {
         .await;
     assert_failed_pull(&s, "signups", Code::Unavailable, "no results array").await;
 }
+
+// ----- background pulls and the CLI -----
+
+#[tokio::test]
+async fn the_server_pulls_a_metric_at_its_interval_in_the_background() {
+    set_test_token("PLB_TEST_STATS_TOKEN", STATS_TOKEN);
+    let s = TestServer::start_with_config(|c| c.pulls.tick_secs = 1).await;
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(points(&[(day(0), 3.0.into())])))
+        .mount(&mock)
+        .await;
+    let mut src = http_json_source(&format!("{}/conv", mock.uri()));
+    src.poll_interval = Some(prost_types::Duration {
+        seconds: 3600,
+        nanos: 0,
+    });
+    create_metric(&s, sourced("conv", src)).await;
+    // A metric without an interval is never pulled in the background.
+    create_metric(
+        &s,
+        sourced(
+            "manual",
+            http_json_source(&format!("{}/manual", mock.uri())),
+        ),
+    )
+    .await;
+    let mut m = get_metric(&s, "conv").await;
+    for _ in 0..200 {
+        if m.pull_status.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        m = get_metric(&s, "conv").await;
+    }
+    assert_eq!(
+        m.current_value,
+        Some(3.0),
+        "pulled in the background: {m:?}"
+    );
+    assert!(get_metric(&s, "manual").await.pull_status.is_none());
+    // Within its interval it is not pulled again.
+    let requests = mock.received_requests().await.unwrap();
+    assert!(
+        requests.iter().all(|r| r.url.path() == "/conv"),
+        "{requests:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn cli_metrics_pull_prints_progress_and_metrics_shows_freshness() {
+    let s = start().await;
+    let url = s.server().url();
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(points(&[
+            (day(0), 2.0.into()),
+            (day(1), "x".into()),
+            (day(2), 3.5.into()),
+        ])))
+        .mount(&mock)
+        .await;
+    create_metric(
+        &s,
+        sourced("conv", http_json_source(&format!("{}/conv", mock.uri()))),
+    )
+    .await;
+    create_metric(&s, metric("plain", 1.0, 2.0)).await;
+
+    let out = run_cli(&["metrics", "pull", "conv", "--server", &url]).await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("conv: fetched 3 points"), "{stderr}");
+    assert!(stderr.contains("refused: point [1]"), "{stderr}");
+    assert!(
+        stdout.contains("conv: 2 points stored, 1 refused; current value 3.5"),
+        "{stdout}"
+    );
+
+    let out = run_cli(&["metrics", "--server", &url]).await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("source") && table.contains("pulled") && table.contains("pull error"),
+        "{table}"
+    );
+    let conv = table
+        .lines()
+        .find(|l| l.contains("conv"))
+        .expect("a conv row");
+    assert!(
+        conv.contains("http_json") && conv.contains("refused"),
+        "{table}"
+    );
+
+    let rows = cli_json(&["metrics", "--json", "--server", &url]).await;
+    let conv = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["id"] == "conv")
+        .expect("conv")
+        .clone();
+    assert_eq!(conv["source_kind"], "http_json");
+    assert_eq!(conv["pull_status"]["last_stored_count"], 2);
+
+    // A metric without a source: the CLI says what to do.
+    let out = run_cli(&["metrics", "pull", "plain", "--server", &url]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no source"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -947,3 +947,63 @@ async fn cli_metrics_pull_prints_progress_and_metrics_shows_freshness() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_pull_that_closes_a_release_window_validates_it() {
+    let s = start().await;
+    let mock = MockServer::start().await;
+    create_goal(&s, goal("G", pb::GoalLevel::Strategic, "", None)).await;
+    create_metric(
+        &s,
+        sourced("conv", http_json_source(&format!("{}/conv", mock.uri()))),
+    )
+    .await;
+    create_hypothesis(&s, hypothesis("H-1", "G", "conv", 0.5, 0.5)).await;
+    create_source(
+        &s,
+        pb::Source {
+            id: "app".into(),
+            kind: pb::TrackerKind::Push as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    upsert(&s, vec![item("app", "1", "Faster checkout")]).await;
+    link(&s, "app/1", "H-1", 1.0).await;
+    let mut v = pb::validation_service_client::ValidationServiceClient::new(s.channel.clone());
+    v.record_release(pb::RecordReleaseRequest {
+        release_id: "rel-1".into(),
+        item_keys: vec!["app/1".into()],
+        release_time: Some(days_ago(60)),
+        note: String::new(),
+    })
+    .await
+    .expect("RecordRelease");
+    // Every 3 days from 120 to 6 days ago: 2.0 before the release, 2.5 after.
+    let now = Utc::now();
+    let rows: Vec<(DateTime<Utc>, serde_json::Value)> = (2..=40)
+        .rev()
+        .map(|k| {
+            let d = 3 * k;
+            (
+                now - Duration::days(d),
+                if d > 60 { 2.0 } else { 2.5 }.into(),
+            )
+        })
+        .collect();
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(points(&rows)))
+        .mount(&mock)
+        .await;
+    pull(&s, "conv").await.expect("pull");
+    let evidence = v
+        .get_hypothesis_evidence(pb::GetHypothesisEvidenceRequest {
+            hypothesis_id: "H-1".into(),
+        })
+        .await
+        .expect("evidence")
+        .into_inner()
+        .evidence;
+    assert_eq!(evidence.len(), 1, "validated after the pull: {evidence:?}");
+    assert_eq!(evidence[0].subject_id, "rel-1");
+}

@@ -23,9 +23,11 @@ pub fn pull_status(e: PullError) -> Status {
     match e {
         PullError::Engine(e) => e.into(),
         PullError::AlreadyRunning(_) => Status::aborted(e.to_string()),
-        PullError::NoSource(_) | PullError::NotBuilt(_) => {
-            Status::failed_precondition(e.to_string())
-        }
+        PullError::NoSource(_)
+        | PullError::NotBuilt(_)
+        | PullError::Fetch {
+            needs_change: true, ..
+        } => Status::failed_precondition(e.to_string()),
         PullError::Fetch { .. } | PullError::Interrupted(_) => Status::unavailable(e.to_string()),
     }
 }

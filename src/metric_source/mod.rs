@@ -45,10 +45,14 @@ pub struct RawPoint {
 /// the [`Puller`] scrubs every known secret before the error goes anywhere).
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// The request failed: unreachable, refused credentials, 4xx/5xx, rate
-    /// limits that did not end.
+    /// The request failed for now: unreachable, 5xx after the retries,
+    /// rate limits that did not end. Trying again later may work.
     #[error("{kind} source: {cause}")]
     Request { kind: &'static str, cause: String },
+    /// The service refused the request (401, 403, 404, another 4xx): the
+    /// settings or the key must change first.
+    #[error("{kind} source: {cause}")]
+    Rejected { kind: &'static str, cause: String },
     /// The answer was not in the shape the settings describe.
     #[error("{kind} source: malformed answer: {cause}")]
     Malformed { kind: &'static str, cause: String },
@@ -79,6 +83,17 @@ pub enum FetchError {
         "{kind} source: more than {max} points in one answer; pull more often or narrow the query"
     )]
     TooMany { kind: &'static str, max: usize },
+}
+
+impl FetchError {
+    /// Whether the source's settings (or the server's) must change before
+    /// a pull can succeed, as opposed to a failure that may pass.
+    pub fn needs_change(&self) -> bool {
+        !matches!(
+            self,
+            FetchError::Request { .. } | FetchError::Malformed { .. }
+        )
+    }
 }
 
 /// The most points one pull takes.
@@ -207,34 +222,44 @@ pub fn request_url(
 
 /// The shared client's HTTP error, said for a metric source.
 pub fn from_sync(kind: &'static str, e: SyncError) -> FetchError {
-    let cause = match e {
-        SyncError::Unauthorized { message, .. } => format!(
+    let rejected = |cause: String| FetchError::Rejected { kind, cause };
+    match e {
+        SyncError::Unauthorized { message, .. } => rejected(format!(
             "the service refused the credentials (401): {message}; check the key in the variable the source names"
-        ),
-        SyncError::Forbidden { message, .. } => {
-            format!("access denied (403): {message}; the key may lack a scope")
-        }
+        )),
+        SyncError::Forbidden { message, .. } => rejected(format!(
+            "access denied (403): {message}; the key may lack a scope"
+        )),
         SyncError::NotFound {
             url,
             message,
             status,
             ..
-        } => format!("not found ({status}) at {url}: {message}; check the URL"),
+        } => rejected(format!(
+            "not found ({status}) at {url}: {message}; check the URL"
+        )),
         SyncError::Http {
             status, message, ..
-        } => format!("the service answered HTTP {status}: {message}"),
-        SyncError::Transport { detail, .. } | SyncError::Redirected { detail, .. } => detail,
-        SyncError::RateLimited { why, .. } => why.to_string(),
-        SyncError::Refused { detail, .. } => return FetchError::Refused { kind, detail },
-        SyncError::Malformed { detail, .. } => {
-            return FetchError::Malformed {
-                kind,
-                cause: detail,
-            };
-        }
-        other => other.to_string(),
-    };
-    FetchError::Request { kind, cause }
+        } => rejected(format!("the service answered HTTP {status}: {message}")),
+        SyncError::Redirected { detail, .. } => rejected(detail),
+        SyncError::Transport { detail, .. } => FetchError::Request {
+            kind,
+            cause: detail,
+        },
+        SyncError::RateLimited { why, .. } => FetchError::Request {
+            kind,
+            cause: why.to_string(),
+        },
+        SyncError::Refused { detail, .. } => FetchError::Refused { kind, detail },
+        SyncError::Malformed { detail, .. } => FetchError::Malformed {
+            kind,
+            cause: detail,
+        },
+        other => FetchError::Request {
+            kind,
+            cause: other.to_string(),
+        },
+    }
 }
 
 /// The shared client needs a [`Connector`] for a tracker's own rate-limit
@@ -351,8 +376,14 @@ pub enum PullError {
     NotBuilt(&'static str),
     #[error("a pull of metric {} is already running", quote(.0))]
     AlreadyRunning(String),
+    /// `needs_change`: the settings (or the key) must change first
+    /// ([`FetchError::needs_change`]).
     #[error("metric {}: {error}", quote(.metric_id))]
-    Fetch { metric_id: String, error: String },
+    Fetch {
+        metric_id: String,
+        error: String,
+        needs_change: bool,
+    },
     #[error("metric {}: interrupted: the server is shutting down; nothing of this pull was stored", quote(.0))]
     Interrupted(String),
     #[error(transparent)]
@@ -471,6 +502,7 @@ impl Puller {
         fetched.map_err(|e| PullError::Fetch {
             metric_id: metric.id.clone(),
             error: redact::redact_text(&e.to_string(), &self.secrets(source)),
+            needs_change: e.needs_change(),
         })
     }
 

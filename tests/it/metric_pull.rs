@@ -91,7 +91,6 @@ async fn observations(s: &TestServer, id: &str) -> Vec<(i64, f64)> {
     let r = c
         .get_metric_trend(pb::GetMetricTrendRequest {
             metric_id: id.into(),
-            ..Default::default()
         })
         .await
         .expect("GetMetricTrend")
@@ -304,7 +303,7 @@ async fn http_json_failures_store_nothing_and_say_why() {
     assert_failed_pull(
         &s,
         "conv",
-        Code::Unavailable,
+        Code::FailedPrecondition,
         "http_json source: the service refused the credentials (401)",
     )
     .await;
@@ -342,10 +341,14 @@ async fn http_json_failures_store_nothing_and_say_why() {
     )
     .await;
 
-    // Unreachable: nothing listens there any more.
-    let gone = MockServer::start().await;
-    let gone_url = format!("{}/conv", gone.uri());
-    drop(gone);
+    // Unreachable: nothing listens there any more (a wiremock server
+    // dropped goes back to its pool and still answers, so a bare port).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gone_url = format!("http://127.0.0.1:{port}/conv");
     s.model()
         .update_metric(pb::UpdateMetricRequest {
             metric: Some(sourced("conv", http_json_source(&gone_url))),
@@ -586,20 +589,31 @@ async fn csv_file_first_incremental_same_corrected_and_bad_rows() {
     let (_, done) = pull(&s, "conv").await.expect("third");
     assert_eq!(done.stored_count, 0);
 
-    // A file outside csv_dir is refused.
-    s.model()
-        .update_metric(pb::UpdateMetricRequest {
-            metric: Some(sourced("conv", csv_source("/etc/hostname", ""))),
-            update_mask: mask(&["source"]),
-        })
-        .await
-        .expect("update");
-    let e = pull(&s, "conv").await.expect_err("outside");
-    assert!(
-        e.message().contains("outside the server's csv_dir") || e.message().contains("cannot read"),
-        "{}",
-        e.message()
+    // A file outside csv_dir is refused, however it is named.
+    let elsewhere = tempfile::tempdir().expect("dir");
+    let outside = elsewhere.path().join("secret.csv");
+    std::fs::write(&outside, format!("{},9\n", rfc(day(5)))).unwrap();
+    let relative = format!(
+        "../{}/secret.csv",
+        elsewhere.path().file_name().unwrap().to_string_lossy()
     );
+    for location in [outside.to_string_lossy().to_string(), relative] {
+        s.model()
+            .update_metric(pb::UpdateMetricRequest {
+                metric: Some(sourced("conv", csv_source(&location, ""))),
+                update_mask: mask(&["source"]),
+            })
+            .await
+            .expect("update");
+        let e = pull(&s, "conv").await.expect_err("outside");
+        assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+        assert!(
+            e.message().contains("outside the server's csv_dir"),
+            "{}",
+            e.message()
+        );
+    }
+    assert_eq!(get_metric(&s, "conv").await.observation_count, 3);
 }
 
 #[tokio::test]
@@ -791,7 +805,7 @@ async fn posthog_trend_and_its_documented_errors() {
     assert_failed_pull(
         &s,
         "signups",
-        Code::Unavailable,
+        Code::FailedPrecondition,
         "Personal API key found in request Authorization header is invalid",
     )
     .await;

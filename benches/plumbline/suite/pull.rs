@@ -77,7 +77,11 @@ pub async fn figure(opts: &Options, dir: &std::path::Path) -> Result<Figure> {
 
         let path = dir.join(format!("pull-{rep}.sqlite"));
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await?);
-        let engine = Arc::new(Engine::open(store.clone(), 3.0).await?);
+        let engine = Arc::new(
+            Engine::open(store.clone(), 3.0)
+                .await?
+                .with_outbound(super::sync::loopback()),
+        );
         engine
             .create_metric(Metric {
                 id: "conv".into(),

@@ -39,10 +39,11 @@ pub fn metric_pb(
     now: crate::domain::Time,
 ) -> pb::Metric {
     let mut p = convert::metric_to_pb(m, now);
-    p.pull_status = puller
-        .engine()
-        .pull_status(&m.metric.id)
-        .map(|s| convert::pull_status_to_pb(&s));
+    p.pull_status = puller.engine().pull_status(&m.metric.id).map(|mut s| {
+        // Scrubbed again as it is shown, as a sync's stored error is.
+        s.last_error = puller.shown_error(m.metric.source.as_ref(), &s.last_error);
+        convert::pull_status_to_pb(&s)
+    });
     p
 }
 

@@ -456,6 +456,19 @@ impl Puller {
         redact::secret_set(all)
     }
 
+    /// A stored pull error as it may be shown again: scrubbed of every
+    /// known secret (one set since the error was stored included).
+    pub fn shown_error(&self, source: Option<&MetricSource>, stored: &str) -> String {
+        if stored.is_empty() {
+            return String::new();
+        }
+        let secrets = match source {
+            Some(s) => self.secrets(s),
+            None => redact::secret_set(self.http.outbound().known_secrets()),
+        };
+        redact::redact_text(stored, &secrets)
+    }
+
     /// Fetches one metric's source with this module's fetchers.
     async fn fetch(
         &self,

@@ -1021,3 +1021,33 @@ async fn a_pull_that_closes_a_release_window_validates_it() {
     assert_eq!(evidence.len(), 1, "validated after the pull: {evidence:?}");
     assert_eq!(evidence[0].subject_id, "rel-1");
 }
+
+/// Every example of "Metrics that flow in" reads as a metric source of its
+/// kind and passes the checks the server makes, so the README stays true.
+#[test]
+fn the_readme_examples_of_each_kind_are_valid_sources() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let start = readme.find("## Metrics that flow in").expect("the section");
+    let end = start + readme[start..].find("\n## ").expect("the next section");
+    let section = &readme[start..end];
+    let mut kinds = Vec::new();
+    for block in section.split("```toml\n").skip(1) {
+        let toml = block.split("```").next().expect("a closed block");
+        let doc = if toml.contains("[[metrics]]") {
+            toml.to_string()
+        } else {
+            format!("[[metrics]]\nid = \"m\"\nname = \"M\"\nbaseline = 1\ntarget = 2\n{toml}")
+        };
+        let file = plumbline::model::parse(&doc).unwrap_or_else(|e| panic!("{e:?}\n{doc}"));
+        let source = file.metrics[0].source.clone().expect("a source");
+        assert!(
+            source.problems().is_empty(),
+            "{:?}\n{doc}",
+            source.problems()
+        );
+        kinds.push(source.kind());
+    }
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["csv", "http_json", "posthog", "prometheus", "sql"]);
+}

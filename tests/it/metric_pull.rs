@@ -383,16 +383,31 @@ async fn http_json_waits_out_429_with_retry_after() {
 }
 
 #[tokio::test]
-async fn a_pull_changes_the_score_of_the_items_it_reaches() {
-    let s = start().await;
-    let mock = MockServer::start().await;
-    create_goal(&s, goal("G", pb::GoalLevel::Strategic, "", None)).await;
-    create_metric(
-        &s,
-        sourced("conv", http_json_source(&format!("{}/conv", mock.uri()))),
+async fn a_pull_of_each_kind_changes_the_score_of_the_items_it_reaches() {
+    set_test_token("PLB_TEST_POSTHOG_KEY", KEY);
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("conv.csv"),
+        format!("at,value\n{},3.0\n", rfc(day(0))),
     )
-    .await;
-    create_hypothesis(&s, hypothesis("H-1", "G", "conv", 0.5, 0.5)).await;
+    .unwrap();
+    let csv_dir = dir.path().to_path_buf();
+    set_test_token("PLB_TEST_STATS_TOKEN", STATS_TOKEN);
+    let s = TestServer::start_with_config(move |c| c.pulls.csv_dir = Some(csv_dir)).await;
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/conv"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(points(&[(day(0), 3.0.into())])))
+        .mount(&mock)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/projects/4242/query/"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(hogql_answer(&[(day(0), 3.0.into())])),
+        )
+        .mount(&mock)
+        .await;
+    create_goal(&s, goal("G", pb::GoalLevel::Strategic, "", None)).await;
     create_source(
         &s,
         pb::Source {
@@ -402,21 +417,28 @@ async fn a_pull_changes_the_score_of_the_items_it_reaches() {
         },
     )
     .await;
-    upsert(&s, vec![item("app", "1", "Faster checkout")]).await;
-    link(&s, "app/1", "H-1", 1.0).await;
-    let before = item_score(&s, "app/1").await.value;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(points(&[(day(0), 3.0.into())])))
-        .mount(&mock)
-        .await;
-    pull(&s, "conv").await.expect("pull");
-    let after = item_score(&s, "app/1").await.value;
-    // Gap from 1 (no observation: the baseline) to 0.5 (3 of 2..4).
-    assert!(
-        (before - 2.0 * after).abs() < 1e-9,
-        "before {before}, after {after}"
-    );
-    assert!(after > 0.0);
+    let kinds = [
+        ("json", http_json_source(&format!("{}/conv", mock.uri()))),
+        ("csv", csv_source("conv.csv", "")),
+        ("ph", posthog_source(&mock.uri(), HOGQL, "")),
+    ];
+    for (i, (id, src)) in kinds.iter().enumerate() {
+        create_metric(&s, sourced(id, src.clone())).await;
+        create_hypothesis(&s, hypothesis(&format!("H-{id}"), "G", id, 0.5, 0.5)).await;
+        upsert(&s, vec![item("app", &i.to_string(), "Faster checkout")]).await;
+        link(&s, &format!("app/{i}"), &format!("H-{id}"), 1.0).await;
+    }
+    for (i, (id, _)) in kinds.iter().enumerate() {
+        let key = format!("app/{i}");
+        let before = item_score(&s, &key).await.value;
+        pull(&s, id).await.unwrap_or_else(|e| panic!("{id}: {e:?}"));
+        let after = item_score(&s, &key).await.value;
+        // Gap from 1 (no observation: the baseline) to 0.5 (3 of 2..4).
+        assert!(
+            after > 0.0 && (before - 2.0 * after).abs() < 1e-9,
+            "{id}: before {before}, after {after}"
+        );
+    }
 }
 
 #[tokio::test]

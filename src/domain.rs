@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 mod metric_source;
 pub use metric_source::{
-    CsvSpec, HttpJsonSpec, MetricSource, PosthogSpec, PrometheusAuth, PrometheusSpec, SqlSpec,
+    BasicAuth, BearerAuth, CsvSpec, HttpJsonSpec, MetricSource, PosthogSpec, PrometheusAuth,
+    PrometheusSpec, SqlSpec, parse_setting_duration,
 };
 
 /// A point in time, always UTC, kept to the nanosecond so that what is stored

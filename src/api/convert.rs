@@ -5,10 +5,10 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    self, ChecklistTask, CsvSpec, Direction, Goal, GoalLevel, HttpJsonSpec, Hypothesis,
-    HypothesisStatus, Item, ItemState, KeyValueArea, Link, LinkOrigin, LinkRules, Metric,
-    MetricSource, Observation, PosthogSpec, PrometheusAuth, PrometheusSpec, Removal, RemovalReason,
-    Source, SqlSpec, Time, TrackerKind,
+    self, BasicAuth, BearerAuth, ChecklistTask, CsvSpec, Direction, Goal, GoalLevel, HttpJsonSpec,
+    Hypothesis, HypothesisStatus, Item, ItemState, KeyValueArea, Link, LinkOrigin, LinkRules,
+    Metric, MetricSource, Observation, PosthogSpec, PrometheusAuth, PrometheusSpec, Removal,
+    RemovalReason, Source, SqlSpec, Time, TrackerKind,
 };
 use crate::engine::MetricView;
 use crate::engine::{Error, FieldViolation, Result, ScoreView};
@@ -525,6 +525,25 @@ pub fn pull_status_to_pb(p: &crate::domain::PullStatus) -> pb::MetricPullStatus 
     }
 }
 
+/// A duration of the settings (`1d`) for the API; `None` when unset.
+fn setting_duration_pb(text: Option<&str>) -> Option<prost_types::Duration> {
+    let d = crate::domain::parse_setting_duration(text?, u64::MAX).ok()?;
+    Some(prost_types::Duration {
+        seconds: d.as_secs().min(i64::MAX as u64) as i64,
+        nanos: 0,
+    })
+}
+
+/// A duration from the API as the settings write it (`1day`); a negative
+/// or fractional one is kept as seconds, for the checks to refuse.
+fn setting_duration_text(d: Option<&prost_types::Duration>) -> Option<String> {
+    let d = d?;
+    if d.seconds <= 0 || d.nanos != 0 {
+        return Some(format!("{}s", d.seconds));
+    }
+    Some(humantime::format_duration(std::time::Duration::from_secs(d.seconds as u64)).to_string())
+}
+
 fn none_if_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
@@ -554,23 +573,31 @@ pub fn metric_source_to_pb(s: &MetricSource) -> pb::MetricSource {
             trend_event: o(&p.trend_event),
             trend_math: o(&p.trend_math),
         }),
-        MetricSource::Prometheus(p) => Kind::Prometheus(pb::PrometheusMetricSource {
-            base_url: p.base_url.clone(),
-            query: p.query.clone(),
-            step: Some(prost_types::Duration {
-                seconds: p.step_secs.min(i64::MAX as u64) as i64,
-                nanos: 0,
-            }),
-            auth_kind: match p.auth {
-                PrometheusAuth::None => pb::PrometheusAuthKind::None,
-                PrometheusAuth::Bearer => pb::PrometheusAuthKind::Bearer,
-                PrometheusAuth::Basic => pb::PrometheusAuthKind::Basic,
-            } as i32,
-            auth_env: o(&p.auth_env),
-        }),
+        MetricSource::Prometheus(p) => {
+            let (bearer_token_env, basic_username, basic_password_env) = match &p.auth {
+                None => Default::default(),
+                Some(PrometheusAuth::Bearer(b)) => {
+                    (b.token_env.clone(), String::new(), String::new())
+                }
+                Some(PrometheusAuth::Basic(b)) => {
+                    (String::new(), b.username.clone(), b.password_env.clone())
+                }
+            };
+            Kind::Prometheus(pb::PrometheusMetricSource {
+                base_url: p.base_url.clone(),
+                query: p.query.clone(),
+                step: setting_duration_pb(Some(&p.step)),
+                lookback: setting_duration_pb(p.lookback.as_deref()),
+                bearer_token_env,
+                basic_username,
+                basic_password_env,
+            })
+        }
         MetricSource::Sql(q) => Kind::Sql(pb::SqlMetricSource {
             dsn_env: q.dsn_env.clone(),
             query: q.query.clone(),
+            statement_timeout: setting_duration_pb(q.statement_timeout.as_deref()),
+            connect_timeout: setting_duration_pb(q.connect_timeout.as_deref()),
         }),
     };
     pb::MetricSource {
@@ -648,30 +675,46 @@ pub fn metric_source_from_pb(p: &pb::MetricSource, c: &mut Check) -> Option<Metr
                 poll_minutes,
             }),
         ),
-        Some(Kind::Prometheus(x)) => (
-            "source.prometheus",
-            MetricSource::Prometheus(PrometheusSpec {
-                base_url: x.base_url.clone(),
-                query: x.query.clone(),
-                step_secs: x
-                    .step
-                    .as_ref()
-                    .map(|d| d.seconds.max(0) as u64)
-                    .unwrap_or(0),
-                auth: match pb::PrometheusAuthKind::try_from(x.auth_kind) {
-                    Ok(pb::PrometheusAuthKind::Bearer) => PrometheusAuth::Bearer,
-                    Ok(pb::PrometheusAuthKind::Basic) => PrometheusAuth::Basic,
-                    _ => PrometheusAuth::None,
-                },
-                auth_env: none_if_empty(&x.auth_env),
-                poll_minutes,
-            }),
-        ),
+        Some(Kind::Prometheus(x)) => {
+            let auth = match (
+                x.bearer_token_env.is_empty(),
+                x.basic_username.is_empty() && x.basic_password_env.is_empty(),
+            ) {
+                (true, true) => None,
+                (false, true) => Some(PrometheusAuth::Bearer(BearerAuth {
+                    token_env: x.bearer_token_env.clone(),
+                })),
+                (true, false) => Some(PrometheusAuth::Basic(BasicAuth {
+                    username: x.basic_username.clone(),
+                    password_env: x.basic_password_env.clone(),
+                })),
+                (false, false) => {
+                    c.fail(
+                        "source.prometheus.bearer_token_env",
+                        "bearer and basic auth exclude each other: set one",
+                    );
+                    None
+                }
+            };
+            (
+                "source.prometheus",
+                MetricSource::Prometheus(PrometheusSpec {
+                    base_url: x.base_url.clone(),
+                    query: x.query.clone(),
+                    step: setting_duration_text(x.step.as_ref()).unwrap_or_default(),
+                    lookback: setting_duration_text(x.lookback.as_ref()),
+                    auth,
+                    poll_minutes,
+                }),
+            )
+        }
         Some(Kind::Sql(x)) => (
             "source.sql",
             MetricSource::Sql(SqlSpec {
                 dsn_env: x.dsn_env.clone(),
                 query: x.query.clone(),
+                statement_timeout: setting_duration_text(x.statement_timeout.as_ref()),
+                connect_timeout: setting_duration_text(x.connect_timeout.as_ref()),
                 poll_minutes,
             }),
         ),

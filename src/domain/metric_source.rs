@@ -84,30 +84,43 @@ pub struct PosthogSpec {
     pub poll_minutes: Option<u32>,
 }
 
-/// How a Prometheus source authenticates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+/// How a Prometheus source authenticates: `{ token_env = "..." }` for
+/// `Authorization: Bearer`, `{ username = "...", password_env = "..." }`
+/// for Basic. The secret is read from the named variable at each pull.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
 pub enum PrometheusAuth {
-    #[default]
-    None,
-    /// `Authorization: Bearer <auth_env>`.
-    Bearer,
-    /// `Authorization: Basic`, `<auth_env>` holding `user:password`.
-    Basic,
+    Bearer(BearerAuth),
+    Basic(BasicAuth),
 }
 
-/// A PromQL expression over `/api/v1/query_range`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BearerAuth {
+    pub token_env: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password_env: String,
+}
+
+/// A PromQL expression over `/api/v1/query_range` (the keys are those of
+/// the prometheus fetcher's README section).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusSpec {
     pub base_url: String,
     pub query: String,
-    /// Resolution step in seconds (86400 for daily points).
-    pub step_secs: u64,
-    #[serde(default)]
-    pub auth: PrometheusAuth,
+    /// The resolution, as people write it: `1d`, `6h`, `15m`.
+    pub step: String,
+    /// How far back the first pull reaches (`90d` when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth_env: Option<String>,
+    pub lookback: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<PrometheusAuth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_minutes: Option<u32>,
 }
@@ -121,8 +134,28 @@ pub struct SqlSpec {
     /// Returns rows of (time, value); `:since` is bound to the time of the
     /// last stored observation.
     pub query: String,
+    /// The session's `statement_timeout` (`30s` when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_timeout: Option<String>,
+    /// The limit on connecting (`10s` when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_minutes: Option<u32>,
+}
+
+/// A duration as the settings write it (`1d`, `90d`, `30s`): whole
+/// seconds, at least one, at most `max_secs`.
+pub fn parse_setting_duration(text: &str, max_secs: u64) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration such as 1d, 6h or 30s: {e}"))?;
+    if d.subsec_nanos() != 0 || d.as_secs() == 0 || d.as_secs() > max_secs {
+        return Err(format!(
+            "{text:?} must be a whole number of seconds between 1s and {}d",
+            max_secs / 86_400
+        ));
+    }
+    Ok(d)
 }
 
 fn default_time_field() -> String {
@@ -162,7 +195,11 @@ impl MetricSource {
             MetricSource::HttpJson(s) => s.header_env.as_deref().into_iter().collect(),
             MetricSource::Csv(_) => Vec::new(),
             MetricSource::Posthog(s) => vec![s.api_key_env.as_str()],
-            MetricSource::Prometheus(s) => s.auth_env.as_deref().into_iter().collect(),
+            MetricSource::Prometheus(s) => match &s.auth {
+                None => Vec::new(),
+                Some(PrometheusAuth::Bearer(b)) => vec![b.token_env.as_str()],
+                Some(PrometheusAuth::Basic(b)) => vec![b.password_env.as_str()],
+            },
             MetricSource::Sql(s) => vec![s.dsn_env.as_str()],
         }
     }
@@ -235,14 +272,18 @@ impl MetricSource {
                 if s.query.trim().is_empty() {
                     v.push(("query", "is required: a PromQL expression".into()));
                 }
-                if s.step_secs == 0 || s.step_secs > 366 * 86_400 {
-                    v.push(("step_secs", "must be between 1 second and a year".into()));
+                if let Err(e) = parse_setting_duration(&s.step, 366 * 86_400) {
+                    v.push(("step", e));
                 }
-                if (s.auth != PrometheusAuth::None) != s.auth_env.is_some() {
-                    v.push((
-                        "auth_env",
-                        "bearer and basic auth need auth_env, and only they".into(),
-                    ));
+                if let Some(l) = &s.lookback
+                    && let Err(e) = parse_setting_duration(l, 100 * 366 * 86_400)
+                {
+                    v.push(("lookback", e));
+                }
+                if let Some(PrometheusAuth::Basic(b)) = &s.auth
+                    && (b.username.is_empty() || b.username.contains(':'))
+                {
+                    v.push(("auth.username", "must be a user name without ':'".into()));
                 }
             }
             MetricSource::Sql(s) => {
@@ -254,6 +295,16 @@ impl MetricSource {
                 }
                 if s.query.trim().is_empty() {
                     v.push(("query", "is required".into()));
+                }
+                for (field, t) in [
+                    ("statement_timeout", &s.statement_timeout),
+                    ("connect_timeout", &s.connect_timeout),
+                ] {
+                    if let Some(t) = t
+                        && let Err(e) = parse_setting_duration(t, 3600)
+                    {
+                        v.push((field, e));
+                    }
                 }
             }
         }

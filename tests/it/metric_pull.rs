@@ -459,12 +459,23 @@ async fn a_metric_without_source_or_with_an_unbuilt_kind_is_refused() {
                     seconds: 86_400,
                     nanos: 0,
                 }),
-                auth_kind: pb::PrometheusAuthKind::Bearer as i32,
-                auth_env: "PLB_TEST_PROM".into(),
+                lookback: None,
+                bearer_token_env: "PLB_TEST_PROM".into(),
+                basic_username: String::new(),
+                basic_password_env: String::new(),
             },
         )),
     };
-    create_metric(&s, sourced("latency", prom)).await;
+    let m = create_metric(&s, sourced("latency", prom)).await;
+    let Some(pb::metric_source::Kind::Prometheus(p)) = m.source.and_then(|x| x.kind) else {
+        panic!("a prometheus source");
+    };
+    assert_eq!(
+        p.step.map(|d| d.seconds),
+        Some(86_400),
+        "the step reads back"
+    );
+    assert_eq!(p.bearer_token_env, "PLB_TEST_PROM");
     let e = pull(&s, "latency").await.expect_err("not built");
     assert_eq!(e.code(), Code::FailedPrecondition);
     assert!(

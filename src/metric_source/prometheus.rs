@@ -43,6 +43,10 @@ pub const MAX_STEPS: i64 = 11_000;
 /// source says.
 pub const MAX_ANSWER_BYTES: usize = 8 << 20;
 
+/// The longest expression sent: it travels in the URL, and Prometheus (Go's
+/// HTTP server) refuses request heads above 1 MiB.
+pub const MAX_QUERY_BYTES: usize = 16 << 10;
+
 /// The look-back of a first pull (no stored observation yet), unless the
 /// spec says otherwise; bounded by [`MAX_STEPS`] steps.
 pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(90 * 86_400);
@@ -102,6 +106,11 @@ impl PrometheusSpec {
             return Err(self.error(format!(
                 "step must be a whole number of seconds, at least 1s (got {:?})",
                 self.step
+            )));
+        }
+        if self.query.trim().is_empty() || self.query.len() > MAX_QUERY_BYTES {
+            return Err(self.error(format!(
+                "query must be a PromQL expression of 1 to {MAX_QUERY_BYTES} bytes"
             )));
         }
         let Some((start, end)) = window(since, now, step, self.lookback) else {
@@ -292,11 +301,13 @@ fn window(since: Option<Time>, now: Time, step: i64, lookback: Duration) -> Opti
     let end = now.timestamp().div_euclid(step) * step;
     let earliest = end - MAX_STEPS * step;
     let start = match since {
+        Some(t) if t.timestamp() < earliest => earliest,
         Some(t) => (t.timestamp().div_euclid(step) + 1) * step,
         None => {
             let back = i64::try_from(lookback.as_secs()).unwrap_or(i64::MAX);
-            let from = now.timestamp().saturating_sub(back);
-            -((-from).div_euclid(step)) * step
+            // Clamped first, so that no arithmetic below can overflow.
+            let from = now.timestamp().saturating_sub(back).max(earliest);
+            from.div_euclid(step) * step + if from.rem_euclid(step) == 0 { 0 } else { step }
         }
     };
     let start = start.max(earliest);
@@ -424,6 +435,17 @@ mod tests {
         );
         let (start, end) = window(None, now, 60, Duration::from_secs(100 * DAY as u64)).unwrap();
         assert_eq!((end - start) / 60, MAX_STEPS);
+    }
+
+    #[test]
+    fn windows_at_the_ends_of_time_do_not_overflow() {
+        let now = t(100 * DAY + 3600);
+        let far = window(None, now, DAY, Duration::MAX).unwrap();
+        assert_eq!(far, (100 * DAY - MAX_STEPS * DAY, 100 * DAY));
+        let before = window(None, t(-5 * DAY), 366 * DAY, Duration::MAX);
+        assert!(before.is_some());
+        let since = chrono::DateTime::<chrono::Utc>::MIN_UTC;
+        assert_eq!(window(Some(since), now, DAY, Duration::ZERO), Some(far));
     }
 
     #[test]

@@ -324,3 +324,39 @@ async fn sql_queries_run_read_only_and_are_cut_at_the_statement_timeout() {
     assert!(m.contains("statement timeout"), "{m}");
     assert!(m.contains("57014"), "{m}");
 }
+
+#[tokio::test]
+async fn sql_verifies_the_certificate_of_a_server_that_speaks_tls() {
+    let Some(pg) = require(
+        "sql_verifies_the_certificate_of_a_server_that_speaks_tls",
+        realdeps::postgres_tls().await,
+    ) else {
+        return;
+    };
+    let query = "SELECT now(), 1.0::float8";
+    // Its certificate is self-signed: rustls refuses it, whether TLS is
+    // required or only preferred (the default) and offered.
+    for (mode, var) in [
+        ("require", "PLUMBLINE_SECRET_PG_TLS_REQ_T"),
+        ("prefer", "PLUMBLINE_SECRET_PG_TLS_PREF_T"),
+    ] {
+        let dsn = format!("{} sslmode={mode}", pg.dsn());
+        let m = secret_free(
+            spec(var, &dsn, query)
+                .fetch(None, now())
+                .await
+                .err()
+                .expect("refused"),
+            &dsn,
+        );
+        assert!(m.contains("TLS"), "{mode}: {m}");
+        assert!(m.contains("UnknownIssuer"), "{mode}: {m}");
+    }
+    // Without TLS, on loopback, the same server answers.
+    let dsn = format!("{} sslmode=disable", pg.dsn());
+    let points = spec("PLUMBLINE_SECRET_PG_TLS_OFF_T", &dsn, query)
+        .fetch(None, now())
+        .await
+        .expect("plain on loopback");
+    assert_eq!(points.len(), 1);
+}

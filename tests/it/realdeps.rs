@@ -1,7 +1,8 @@
 //! Real components for the metric-source tests: a Prometheus server over a
 //! data directory with a known history (written by `promtool tsdb
 //! create-blocks-from openmetrics`, so the expected observations are
-//! exact), and a PostgreSQL server made by `initdb` in a temporary folder.
+//! exact), and a PostgreSQL server made by `initdb` in a temporary folder
+//! (and a second one speaking TLS with a self-signed certificate).
 //! Both listen on a free loopback port, run from Debian's packages
 //! (`scripts/test-deps.sh` installs them), never as system services, and
 //! are stopped by pid when the last test holding them lets go (a static
@@ -270,14 +271,25 @@ async fn connect(
 }
 
 static POSTGRES: Mutex<Weak<Postgres>> = Mutex::const_new(Weak::new());
+static POSTGRES_TLS: Mutex<Weak<Postgres>> = Mutex::const_new(Weak::new());
 
 /// The shared PostgreSQL, started when no test holds it.
 pub async fn postgres() -> Result<Arc<Postgres>, String> {
-    let mut slot = POSTGRES.lock().await;
+    shared_postgres(&POSTGRES, false).await
+}
+
+/// A second one that speaks TLS with a self-signed certificate for
+/// 127.0.0.1, which no system root signs.
+pub async fn postgres_tls() -> Result<Arc<Postgres>, String> {
+    shared_postgres(&POSTGRES_TLS, true).await
+}
+
+async fn shared_postgres(slot: &Mutex<Weak<Postgres>>, tls: bool) -> Result<Arc<Postgres>, String> {
+    let mut slot = slot.lock().await;
     if let Some(p) = slot.upgrade() {
         return Ok(p);
     }
-    let p = Arc::new(start_postgres().await?);
+    let p = Arc::new(start_postgres(tls).await?);
     *slot = Arc::downgrade(&p);
     Ok(p)
 }
@@ -313,7 +325,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-async fn start_postgres() -> Result<Postgres, String> {
+async fn start_postgres(tls: bool) -> Result<Postgres, String> {
     let dirs = pg_bin_dirs();
     let initdb = find_binary("initdb", &dirs)?;
     let server = initdb.with_file_name("postgres");
@@ -328,8 +340,23 @@ async fn start_postgres() -> Result<Postgres, String> {
         .map_err(|e| e.to_string())?;
     let pwfile = dir.path().join("pw");
     std::fs::write(&pwfile, PG_SUPERUSER_PASSWORD).map_err(|e| e.to_string())?;
+    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    if tls {
+        let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
+            .map_err(|e| e.to_string())?;
+        std::fs::write(&cert, made.cert.pem()).map_err(|e| e.to_string())?;
+        std::fs::write(&key, made.signing_key.serialize_pem()).map_err(|e| e.to_string())?;
+        // PostgreSQL refuses a key others may read.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| e.to_string())?;
+    }
     if is_root() {
-        for p in [dir.path(), pwfile.as_path()] {
+        let mut owned = vec![dir.path().to_path_buf(), pwfile.clone()];
+        if tls {
+            owned.extend([cert.clone(), key.clone()]);
+        }
+        for p in &owned {
             let ok = Command::new("chown")
                 .args(["nobody:nogroup"])
                 .arg(p)
@@ -377,6 +404,18 @@ async fn start_postgres() -> Result<Postgres, String> {
         .arg(dir.path())
         .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
         .args(["-c", "fsync=off"])
+        .args(if tls {
+            vec![
+                "-c".to_string(),
+                "ssl=on".to_string(),
+                "-c".to_string(),
+                format!("ssl_cert_file={}", cert.display()),
+                "-c".to_string(),
+                format!("ssl_key_file={}", key.display()),
+            ]
+        } else {
+            Vec::new()
+        })
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .stdin(Stdio::null())

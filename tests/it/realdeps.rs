@@ -78,19 +78,25 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-/// Midnight UTC, `days` days before today's.
+/// The tests' "today", fixed: the fetchers take `now` as an argument, so
+/// nothing depends on the clock (nor on a test running across midnight).
+/// Prometheus keeps the history with a retention of 100 years.
+pub fn today() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 11, 0, 0, 0).unwrap()
+}
+
+/// Midnight UTC, `days_ago` days before [`today`].
 pub fn day(days_ago: i64) -> DateTime<Utc> {
-    let today = Utc::now().timestamp().div_euclid(86_400) * 86_400;
-    Utc.timestamp_opt(today - days_ago * 86_400, 0).unwrap()
+    today() - chrono::Duration::days(days_ago)
 }
 
 // ---------------------------------------------------------------- Prometheus
 
 /// The history written into Prometheus: `signups{env="test"}` at midnight
-/// UTC of each of the ten days before today (value `100 + 1.5 i` on the
+/// UTC of each of the ten days before [`today`] (value `100 + 1.5 i` on the
 /// i-th, oldest first), one `signups{env="other"}` (so that `signups` alone
 /// is two series), and `odd`: 1, NaN and +Inf on the three days before
-/// today.
+/// [`today`].
 pub fn signups_history() -> Vec<(DateTime<Utc>, f64)> {
     (0..10)
         .map(|i| (day(10 - i), 100.0 + 1.5 * i as f64))
@@ -157,8 +163,7 @@ async fn start_prometheus() -> Result<Prometheus, String> {
     let child = Command::new(&prometheus)
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", data.display()))
-        // The history is older than the default 15 days' retention allows
-        // for long; keep it whatever today is.
+        // The history is older than the default retention of 15 days.
         .arg("--storage.tsdb.retention.time=100y")
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdin(Stdio::null())

@@ -36,6 +36,7 @@ pub mod engine;
 pub mod index;
 pub mod lifecycle;
 pub mod limits;
+pub mod metric_source;
 pub mod model;
 pub mod outbound;
 pub mod refine;

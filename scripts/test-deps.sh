@@ -28,10 +28,25 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo=()
   [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  # The packages' own services (where the system starts them) are not what
-  # the tests use: they start their own servers.
+  # The packages' own services are not what the tests use (they start their
+  # own servers on loopback ports), and must not run: Debian's
+  # policy-rc.d (exit 101) tells the packages' install scripts not to start
+  # them. Docker images have one; elsewhere one is put in place for the
+  # install and taken away after.
+  policy=/usr/sbin/policy-rc.d
+  placed=no
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# plumbline scripts/test-deps.sh: no services during this install\nexit 101\n' |
+      "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod 755 "$policy"
+    placed=yes
+  fi
+  remove_policy() { if [ "$placed" = yes ]; then "${sudo[@]}" rm -f "$policy"; fi; }
+  trap remove_policy EXIT
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  remove_policy
+  placed=no
 else
   echo "packages present: ${packages[*]}"
 fi

@@ -8,7 +8,7 @@ use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::convert::{self, Check};
-use super::{MAX_VIOLATIONS, Reply};
+use super::{Reply, bounded_violations};
 use crate::auth::Role;
 use crate::domain::{
     Direction, Goal, GoalLevel, Hypothesis, HypothesisStatus, Item, ItemState, KeyValueArea,
@@ -47,7 +47,7 @@ impl ModelFileService for ModelFileApi {
         };
         if r.document.len() > crate::limits::MAX_VALUE_MODEL_BYTES {
             return Err(Status::invalid_argument(format!(
-                "document: {} bytes is over the limit of {} bytes; split the model or leave out old observations",
+                "document: {file_name}: {} bytes is over the limit of {} bytes; split the model or leave out old observations",
                 r.document.len(),
                 crate::limits::MAX_VALUE_MODEL_BYTES
             )));
@@ -61,7 +61,7 @@ impl ModelFileService for ModelFileApi {
         })?;
         if file.entry_count() > crate::limits::MAX_VALUE_MODEL_ENTRIES {
             return Err(Status::invalid_argument(format!(
-                "document: {} entries (observations and links included) is over the limit of {}",
+                "document: {file_name}: {} entries (observations and links included) is over the limit of {}",
                 file.entry_count(),
                 crate::limits::MAX_VALUE_MODEL_ENTRIES
             )));
@@ -112,15 +112,38 @@ impl ModelFileService for ModelFileApi {
 
     async fn export_value_model(
         &self,
-        _request: Request<pb::ExportValueModelRequest>,
+        request: Request<pb::ExportValueModelRequest>,
     ) -> Reply<pb::ExportValueModelResponse> {
-        let export = self.0.export_value_model().await?;
+        let r = request.into_inner();
+        let mut export = self.0.export_value_model().await?;
+        if !r.include_observations {
+            for (_, points) in &mut export.metrics {
+                points.clear();
+            }
+        }
         let header = format!(
             "plumbline value model, exported {}.\nApply with `plumbline apply FILE`; the format is in the README, \"Value model as code\".",
             chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
-        let document = model::render(&export_file(&export), &header)
+        let file = export_file(&export, r.include_state);
+        if file.entry_count() > crate::limits::MAX_VALUE_MODEL_ENTRIES {
+            return Err(Status::failed_precondition(format!(
+                "the model has {} entries, more than a value model file may hold ({}); export \
+                 it without include_observations (apply never deletes observations)",
+                file.entry_count(),
+                crate::limits::MAX_VALUE_MODEL_ENTRIES
+            )));
+        }
+        let document = model::render(&file, &header)
             .map_err(|e| Status::internal(format!("cannot write the model as TOML: {e}")))?;
+        if document.len() > crate::limits::MAX_VALUE_MODEL_BYTES {
+            return Err(Status::failed_precondition(format!(
+                "the exported model is {} bytes, more than a value model file may be ({}); \
+                 export it without include_observations (apply never deletes observations)",
+                document.len(),
+                crate::limits::MAX_VALUE_MODEL_BYTES
+            )));
+        }
         Ok(Response::new(pb::ExportValueModelResponse { document }))
     }
 }
@@ -135,14 +158,26 @@ fn placed(file_name: &str, locator: &Locator<'_>, mut violations: Vec<FieldViola
         .map(|v| (locator.locate(&v.field), v))
         .collect();
     placed.sort_by_key(|(p, _)| p.map_or((usize::MAX, 0), |p| (p.line, p.column)));
-    let more = placed.len().saturating_sub(MAX_VIOLATIONS);
-    placed.truncate(MAX_VIOLATIONS);
+    // Each description with its place, within the bounds of one status.
+    let (placed, more) = bounded_violations(
+        placed
+            .into_iter()
+            .map(|(p, v)| {
+                let at = p.map_or_else(|| file_name.to_string(), |p| format!("{file_name}:{p}"));
+                FieldViolation::new(v.field, format!("{at}: {}", v.description))
+            })
+            .collect(),
+    );
     let mut lines = Vec::with_capacity(placed.len() + 1);
     let mut details = ErrorDetails::new();
-    for (p, v) in placed {
-        let at = p.map_or_else(|| file_name.to_string(), |p| format!("{file_name}:{p}"));
-        lines.push(format!("{at}: {}: {}", v.field, v.description));
-        details.add_bad_request_violation(v.field, format!("{at}: {}", v.description));
+    for v in placed {
+        // `FILE:LINE:COL: PATH: PROBLEM`, from `FILE:LINE:COL: PROBLEM`.
+        let line = match v.description.split_once(": ") {
+            Some((at, problem)) => format!("{at}: {}: {problem}", v.field),
+            None => format!("{}: {}", v.field, v.description),
+        };
+        lines.push(line);
+        details.add_bad_request_violation(v.field, v.description);
     }
     if more > 0 {
         lines.push(format!("and {more} more errors"));
@@ -565,7 +600,7 @@ fn snake<T: serde::Serialize>(v: &T) -> String {
 }
 
 /// The model as a file: what applying it back plans nothing for.
-fn export_file(e: &ModelExport) -> File {
+fn export_file(e: &ModelExport, include_state: bool) -> File {
     File {
         sources: e
             .sources
@@ -629,8 +664,8 @@ fn export_file(e: &ModelExport) -> File {
                 goal: h.goal_id.clone(),
                 metric: h.metric_id.clone(),
                 expected_effect: h.expected_effect,
-                confidence: Some(h.confidence),
-                status: Some(snake(&h.status)),
+                confidence: include_state.then_some(h.confidence),
+                status: include_state.then(|| snake(&h.status)),
             })
             .collect(),
         items: Vec::new(),

@@ -104,10 +104,46 @@ fn chain(err: &dyn std::error::Error) -> String {
 /// a batch of 1000 bad items would otherwise turn INVALID_ARGUMENT into a
 /// RESOURCE_EXHAUSTED on the client. The first ones are enough to fix.
 pub(crate) const MAX_VIOLATIONS: usize = 20;
+/// Most bytes of field and description text one status carries, for the
+/// same reason: twenty long descriptions (a value model file's, each with
+/// its place) would pass 16 KiB once the message is percent-encoded and the
+/// details base64-encoded, and the client would see a broken stream.
+pub(crate) const MAX_VIOLATION_BYTES: usize = 2048;
 
-fn invalid(mut violations: Vec<FieldViolation>) -> Status {
-    let more = violations.len().saturating_sub(MAX_VIOLATIONS);
-    violations.truncate(MAX_VIOLATIONS);
+/// The violations one status names: at most [`MAX_VIOLATIONS`] and
+/// [`MAX_VIOLATION_BYTES`] of text (the first always, its description cut
+/// to fit), and how many were left out.
+pub(crate) fn bounded_violations(
+    mut violations: Vec<FieldViolation>,
+) -> (Vec<FieldViolation>, usize) {
+    let total = violations.len();
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    for mut v in violations.drain(..) {
+        if kept.len() == MAX_VIOLATIONS {
+            break;
+        }
+        let size = v.field.len() + v.description.len();
+        if bytes + size > MAX_VIOLATION_BYTES {
+            if !kept.is_empty() {
+                break;
+            }
+            let room = MAX_VIOLATION_BYTES.saturating_sub(v.field.len()).max(64);
+            let mut cut = room.min(v.description.len());
+            while !v.description.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            v.description.truncate(cut);
+        }
+        bytes += v.field.len() + v.description.len();
+        kept.push(v);
+    }
+    let more = total - kept.len();
+    (kept, more)
+}
+
+fn invalid(violations: Vec<FieldViolation>) -> Status {
+    let (violations, more) = bounded_violations(violations);
     let mut message = violations
         .iter()
         .map(|v| format!("{}: {}", v.field, v.description))

@@ -24,7 +24,6 @@ pub fn pull_status(e: PullError) -> Status {
         PullError::Engine(e) => e.into(),
         PullError::AlreadyRunning(_) => Status::aborted(e.to_string()),
         PullError::NoSource(_)
-        | PullError::NotBuilt(_)
         | PullError::Fetch {
             needs_change: true, ..
         } => Status::failed_precondition(e.to_string()),

@@ -178,6 +178,7 @@ impl pb::validation_service_server::ValidationService for ValidationApi {
             .await?;
         Ok(Response::new(pb::ValidateReleasesResponse {
             evidence: ev.iter().map(evidence_pb).collect(),
+            dry_run: r.dry_run,
         }))
     }
 

@@ -50,6 +50,15 @@ pub struct ExportArgs {
     /// (replaced if it exists).
     #[arg(long, short)]
     out: Option<PathBuf>,
+    /// Also write each hypothesis' confidence and status (left out by
+    /// default: validation owns them, and a file carrying them would set
+    /// them back each time it is applied), e.g. for a backup.
+    #[arg(long)]
+    with_state: bool,
+    /// Also write every metric's observations (left out by default: apply
+    /// never deletes them; a long history may not fit in one file).
+    #[arg(long)]
+    with_observations: bool,
     #[command(flatten)]
     conn: Conn,
 }
@@ -158,7 +167,10 @@ pub fn plan_text(name: &str, r: &pb::ApplyValueModelResponse, dry_run: bool) -> 
 pub async fn export(a: ExportArgs) -> Result<()> {
     let mut client = ModelFileServiceClient::new(connect(&a.conn.server).await?);
     let doc = client
-        .export_value_model(pb::ExportValueModelRequest {})
+        .export_value_model(pb::ExportValueModelRequest {
+            include_state: a.with_state,
+            include_observations: a.with_observations,
+        })
         .await
         .map_err(rpc_error)?
         .into_inner();

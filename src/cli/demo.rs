@@ -81,17 +81,86 @@ fn tables<'a>(t: &'a mut toml::Table, key: &str) -> impl Iterator<Item = &'a mut
 }
 
 /// Loads the sample product into the sidecar at `url` the way a team loads
-/// its own: one `ApplyValueModel` call with the file.
+/// its own: the model (sources, goals, metrics, hypotheses) in one
+/// `ApplyValueModel` call with the file, and the items the way the
+/// trackers' integrations bring them, `UpsertItems` and `LinkItem` (a
+/// value model file lists items of push sources only; the sample's sources
+/// are a GitHub repository and a Jira project, never synced by the demo).
 pub async fn load(url: &str, document: &str) -> Result<()> {
+    let mut doc: toml::Table =
+        toml::from_str(document).context("the sample product does not parse")?;
+    let items = doc.remove("items");
+    let model = toml::to_string(&doc).context("cannot write the sample product as TOML")?;
     pb::model_file_service_client::ModelFileServiceClient::new(connect(url).await?)
         .apply_value_model(pb::ApplyValueModelRequest {
-            document: document.to_string(),
+            document: model,
             file_name: "sample-product.toml".into(),
             ..Default::default()
         })
         .await
         .map_err(rpc_error)
         .context("loading the sample product")?;
+    let Some(items) = items else { return Ok(()) };
+    let mut only_items = toml::Table::new();
+    only_items.insert("items".into(), items);
+    let file = crate::model::parse(
+        &toml::to_string(&only_items).context("cannot write the sample's items as TOML")?,
+    )
+    .map_err(|e| anyhow::anyhow!("the sample's items do not parse: {}", e.message))?;
+    let mut links = Vec::new();
+    let pushed: Vec<pb::Item> = file
+        .items
+        .iter()
+        .map(|it| {
+            for l in &it.links {
+                links.push(pb::LinkItemRequest {
+                    item_key: format!("{}/{}", it.source, it.id),
+                    hypothesis_id: l.hypothesis.clone(),
+                    contribution: l.contribution,
+                    rationale: l.rationale.clone(),
+                });
+            }
+            pb::Item {
+                source_id: it.source.clone(),
+                external_id: it.id.clone(),
+                title: it.title.clone(),
+                body: it.body.clone(),
+                url: it.url.clone(),
+                state: if it.state == "closed" {
+                    pb::ItemState::Closed
+                } else {
+                    pb::ItemState::Open
+                } as i32,
+                labels: it.labels.clone(),
+                estimate: it.estimate,
+                parent_key: it.parent.clone(),
+                close_time: it.closed_at.as_ref().and_then(crate::model::time).map(|t| {
+                    prost_types::Timestamp {
+                        seconds: t.timestamp(),
+                        nanos: t.timestamp_subsec_nanos() as i32,
+                    }
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let channel = connect(url).await?;
+    let mut backlog = pb::backlog_service_client::BacklogServiceClient::new(channel);
+    backlog
+        .upsert_items(pb::UpsertItemsRequest {
+            items: pushed,
+            update_mask: None,
+        })
+        .await
+        .map_err(rpc_error)
+        .context("loading the sample's items")?;
+    for l in links {
+        backlog
+            .link_item(l)
+            .await
+            .map_err(rpc_error)
+            .context("linking the sample's items")?;
+    }
     Ok(())
 }
 

@@ -13,7 +13,7 @@
 //! Parsing is split from I/O ([`parse`] takes the text) so that it is tested
 //! without a server.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -92,14 +92,50 @@ fn format_of(path: &Path, format: Option<FileFormat>) -> FileFormat {
 
 /// Reads every line of `text` as `format`: the observations, and the lines
 /// refused with their reasons.
+/// The largest file `observe --file` reads (256 MiB, millions of lines).
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
 pub fn parse(text: &str, format: FileFormat) -> (Vec<Line>, Vec<Refusal>) {
     // Spreadsheets and some editors write a byte order mark first (the csv
     // crate skips it itself; serde_json would not).
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    match format {
+    let (lines, mut refused) = match format {
         FileFormat::Csv => parse_csv(text),
         FileFormat::Jsonl => parse_jsonl(text),
+    };
+    // One observation per (metric, time): the server keeps the last, so a
+    // second line for the same time would silently replace the first. Lines
+    // without `at` are all "now", one time for the whole call.
+    let mut first: HashMap<(String, Option<(i64, i32)>), u64> = HashMap::new();
+    let mut kept = Vec::with_capacity(lines.len());
+    for l in lines {
+        let t = l.observation.observe_time.map(|t| (t.seconds, t.nanos));
+        let k = (l.observation.metric_id.clone(), t);
+        match first.get(&k) {
+            Some(earlier) => refused.push(Refusal::new(
+                l.line,
+                "at",
+                if t.is_some() {
+                    format!(
+                        "line {earlier} already has an observation of {:?} at this time",
+                        l.observation.metric_id
+                    )
+                } else {
+                    format!(
+                        "line {earlier} already has an observation of {:?} without `at`; \
+                         both would be recorded at the server's now, one replacing the \
+                         other: give each line its time",
+                        l.observation.metric_id
+                    )
+                },
+            )),
+            None => {
+                first.insert(k, l.line);
+                kept.push(l);
+            }
+        }
     }
+    (kept, refused)
 }
 
 /// One observation from its three fields as text; `at` empty means now.
@@ -351,6 +387,16 @@ fn named_refusals(status: &tonic::Status, batch: &[Line]) -> Vec<(usize, Refusal
 
 pub async fn run(path: &Path, format: Option<FileFormat>, conn: &Conn) -> Result<()> {
     let format = format_of(path, format);
+    // The file is read whole; a bound keeps that honest on a laptop.
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.len() > MAX_FILE_BYTES
+    {
+        anyhow::bail!(
+            "--file {} is {} bytes; at most {MAX_FILE_BYTES} are read at once: split it",
+            path.display(),
+            meta.len()
+        );
+    }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read --file {}", path.display()))?;
     let (lines, mut refused) = parse(&text, format);
@@ -431,7 +477,7 @@ pub async fn run(path: &Path, format: Option<FileFormat>, conn: &Conn) -> Result
                         }
                         return Err(rpc_error(status)).with_context(|| {
                             format!(
-                                "{recorded} observations were recorded before the error; running the file again records them again (harmless: an observation at the same time replaces the old one)"
+                                "{recorded} observations were recorded before the error; running the file again records the lines with `at` once more, harmlessly (an observation at the same time replaces the old one), and those without `at` again at a new now"
                             )
                         });
                     }
@@ -518,12 +564,15 @@ mod tests {
         assert_eq!(refused.len(), 1);
         assert_eq!(refused[0].line, 1);
         assert!(refused[0].reason.contains("metric and value"));
-        // `at` is optional, the order free.
+        // `at` is optional (now), the order free.
         let (lines, refused) = parse("value,metric\n2,conv\n", FileFormat::Csv);
         assert!(refused.is_empty());
         assert_eq!(lines[0].observation.observe_time, None);
         // A spreadsheet's byte order mark and CRLF line ends.
-        let (lines, refused) = parse("\u{feff}metric,value\r\nconv,2\r\n", FileFormat::Csv);
+        let (lines, refused) = parse(
+            "\u{feff}metric,value,at\r\nconv,2,2026-11-20\r\n",
+            FileFormat::Csv,
+        );
         assert!(refused.is_empty(), "{refused:?}");
         assert_eq!(lines[0].observation.value, 2.0);
     }
@@ -543,6 +592,23 @@ mod tests {
         assert_eq!((bom.len(), none.len()), (2, 4), "{none:?}");
         let got: Vec<(u64, &str)> = refused.iter().map(|r| (r.line, r.field.as_str())).collect();
         assert_eq!(got, [(3, "value"), (4, "line"), (5, "when"), (6, "value")]);
+    }
+
+    #[test]
+    fn a_second_line_for_the_same_metric_and_time_is_refused_naming_the_first() {
+        let text = "metric,value,at\n\
+                    conv,1,2026-11-20\n\
+                    lead,5,2026-11-20\n\
+                    conv,2,2026-11-20T00:00:00Z\n\
+                    conv,3,2026-11-21\n";
+        let (lines, refused) = parse(text, FileFormat::Csv);
+        assert_eq!(lines.iter().map(|l| l.line).collect::<Vec<_>>(), [2, 3, 5]);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!((refused[0].line, refused[0].field.as_str()), (4, "at"));
+        assert!(
+            refused[0].reason.contains("line 2 already has"),
+            "{refused:?}"
+        );
     }
 
     #[test]

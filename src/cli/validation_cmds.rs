@@ -175,8 +175,16 @@ pub async fn validate(a: ValidateArgs) -> Result<()> {
         })
         .await
         .map_err(rpc_error)?
-        .into_inner()
-        .evidence;
+        .into_inner();
+    if a.dry_run && !ev.dry_run {
+        // A server from before dry_run ignored it: what it answered was
+        // stored. Say so loudly rather than print it as a preview.
+        eprintln!(
+            "warning: the server does not know --dry-run (it is older than this client) and \
+             validated for real: the verdicts below were stored and the hypotheses moved"
+        );
+    }
+    let ev = ev.evidence;
     let rows: Vec<Value> = ev.iter().map(|e| evidence_row(e, a.conn.json)).collect();
     if a.dry_run && !a.conn.json {
         println!("dry run: nothing is stored and no hypothesis moves");

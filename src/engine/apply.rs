@@ -19,6 +19,7 @@ use super::{
 };
 use crate::domain::{
     Goal, GoalLevel, Hypothesis, Item, Link, LinkOrigin, Metric, Observation, Source, Time,
+    TrackerKind,
 };
 use crate::index::ScoreIndex;
 use crate::store::ModelWrite;
@@ -138,8 +139,10 @@ impl Diff {
         }
     }
 
+    /// `==`, not bits: SQLite stores -0.0 as 0.0, so a file's -0 would plan
+    /// a change on every apply (NaN never gets this far).
     fn number(&mut self, field: &str, old: f64, new: f64) {
-        if old.to_bits() != new.to_bits() {
+        if old != new {
             self.0.push(FieldChange {
                 field: field.into(),
                 old: old.to_string(),
@@ -434,6 +437,13 @@ impl Engine {
         let keep = !opts.prune;
         let source_after =
             |id: &str| file_sources.contains(id) || (keep && ix.source(id).is_some());
+        let source_kind_after = |id: &str| -> Option<TrackerKind> {
+            d.sources
+                .iter()
+                .find(|s| s.id == id)
+                .map(|s| s.kind)
+                .or_else(|| ix.source(id).filter(|_| keep).map(|s| s.kind))
+        };
         let goal_level_after = |id: &str| -> Option<GoalLevel> {
             file_goals
                 .get(id)
@@ -445,7 +455,19 @@ impl Engine {
         let hyp_after = |id: &str| file_hyps.contains(id) || (keep && ix.hypothesis(id).is_some());
 
         // Sources.
-        for s in &d.sources {
+        for (i, s) in d.sources.iter().enumerate() {
+            if let Some(old) = ix.source(&s.id)
+                && (old.kind == TrackerKind::Push) != (s.kind == TrackerKind::Push)
+            {
+                // As UpdateSource: a tracker's first full sync would mark
+                // every pushed item removed, and a push source has no sync
+                // history or cursor to carry.
+                violations.push(FieldViolation::new(
+                    format!("sources[{i}].kind"),
+                    "a push source cannot become a tracker source, nor a tracker source a push \
+                     source; use a new source id instead",
+                ));
+            }
             match ix.source(&s.id) {
                 None => {
                     changes.push(create("source", &s.id));
@@ -590,7 +612,15 @@ impl Engine {
                     f.text("unit", &old.unit, &m.unit);
                     f.number("baseline", old.baseline, m.baseline);
                     f.number("target", old.target, m.target);
-                    f.other("cadence_days", &old.cadence, &m.cadence, cadence_days);
+                    // Days in a file are a float: a cadence set to the
+                    // nanosecond over the API comes back within a few ns.
+                    let same_cadence = match (old.cadence, m.cadence) {
+                        (Some(a), Some(b)) => (a - b).abs() <= chrono::Duration::microseconds(1),
+                        (a, b) => a == b,
+                    };
+                    if !same_cadence {
+                        f.other("cadence_days", &old.cadence, &m.cadence, cadence_days);
+                    }
                     f.other("source", &old.source, &m.source, |s| match s {
                         None => "none".into(),
                         Some(s) => serde_json::to_string(s).unwrap_or_default(),
@@ -621,7 +651,8 @@ impl Engine {
                 let id = format!("{}@{at}", m.id);
                 match before.and_then(|b| b.get(&o.observe_time)) {
                     None => changes.push(create("observation", &id)),
-                    Some(v) if v.to_bits() == o.value.to_bits() => continue,
+                    // `==`, as in Diff::number: -0 is stored as 0.
+                    Some(v) if *v == o.value => continue,
                     Some(v) => changes.push(update(
                         "observation",
                         &id,
@@ -700,6 +731,22 @@ impl Engine {
                 violations.push(FieldViolation::new(
                     format!("items[{i}].source"),
                     format!("no source with id {}", quote(&it.source_id)),
+                ));
+            } else if let Some(kind) = source_kind_after(&it.source_id)
+                && kind != TrackerKind::Push
+            {
+                // A tracker owns its items: a file that wrote them would
+                // wipe what the file leaves out (body, labels, estimate) and
+                // be undone by the next sync.
+                violations.push(FieldViolation::new(
+                    format!("items[{i}].source"),
+                    format!(
+                        "{} is a {} source, whose items come from its tracker; a value model \
+                         file lists items of push sources only (link a tracker item with \
+                         `plumbline link` or LinkItem)",
+                        quote(&it.source_id),
+                        kind.as_str()
+                    ),
                 ));
             }
             if ix.removal(&key).is_some() {
@@ -832,11 +879,21 @@ impl Engine {
                 .collect();
             metrics.sort_by(|a, b| a.id.cmp(&b.id));
             for m in metrics {
+                // Hypotheses the file keeps measure what the file says
+                // (a reference to a pruned metric is refused above); those
+                // it drops go with the metric.
                 let users: Vec<&str> = ix
                     .hypotheses()
-                    .filter(|h| h.metric_id == m.id)
+                    .filter(|h| h.metric_id == m.id && !file_hyps.contains(h.id.as_str()))
                     .map(|h| h.id.as_str())
                     .collect();
+                let observations = ix.metric(&m.id).map_or(0, |e| e.observations.count);
+                if observations > 0 && !opts.force {
+                    refusals.push(format!(
+                        "metric {} still has {observations} observations",
+                        quote(&m.id)
+                    ));
+                }
                 if !users.is_empty() && !opts.force {
                     refusals.push(format!(
                         "metric {} is still measured by hypotheses {}",
@@ -851,7 +908,11 @@ impl Engine {
                 changes.push(delete(
                     "metric",
                     &m.id,
-                    "its observations go with it".into(),
+                    if observations > 0 {
+                        format!("its {observations} observations go with it")
+                    } else {
+                        String::new()
+                    },
                 ));
                 w.delete_metrics.push(m.id.clone());
             }
@@ -866,11 +927,17 @@ impl Engine {
                     .then_with(|| a.id.cmp(&b.id))
             });
             for g in goals {
-                let children = ix.goals().filter(|c| c.parent_id == g.id).count();
-                let served = ix.hypotheses().filter(|h| h.goal_id == g.id).count();
-                if children + served > 0 && !opts.force {
+                // Child goals the file drops are deleted in this plan too
+                // (children first), and those it keeps name their parents
+                // in the file; hypotheses the file keeps serve what the file
+                // says. What goes with the goal: the hypotheses it drops.
+                let served = ix
+                    .hypotheses()
+                    .filter(|h| h.goal_id == g.id && !file_hyps.contains(h.id.as_str()))
+                    .count();
+                if served > 0 && !opts.force {
                     refusals.push(format!(
-                        "goal {} still has {children} child goals and {served} hypotheses",
+                        "goal {} still has {served} hypotheses",
                         quote(&g.id)
                     ));
                 }

@@ -18,6 +18,8 @@
 pub mod csv;
 pub mod http_json;
 pub mod posthog;
+pub mod prometheus;
+pub mod sql;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -45,6 +47,10 @@ pub struct RawPoint {
 /// the [`Puller`] scrubs every known secret before the error goes anywhere).
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
+    /// What the prometheus and sql fetchers say: the service's own message
+    /// (PromQL's parse error, PostgreSQL's with its SQLSTATE), scrubbed.
+    #[error("{kind} metric source: {message}")]
+    Source { kind: &'static str, message: String },
     /// The request failed for now: unreachable, 5xx after the retries,
     /// rate limits that did not end. Trying again later may work.
     #[error("{kind} source: {cause}")]
@@ -111,6 +117,15 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The points of a fetcher that refuses what it cannot read itself
+    /// (prometheus, sql).
+    pub fn of(points: Vec<RawPoint>) -> Batch {
+        Batch {
+            points,
+            unreadable: Vec::new(),
+        }
+    }
+
     fn push_unreadable(&mut self, why: String) {
         self.unreadable.push(why);
     }
@@ -372,8 +387,6 @@ pub struct PullSummary {
 pub enum PullError {
     #[error("metric {} has no source: its observations are recorded through the API; give it a source first", quote(.0))]
     NoSource(String),
-    #[error("the {0} metric source is not built in this binary")]
-    NotBuilt(&'static str),
     #[error("a pull of metric {} is already running", quote(.0))]
     AlreadyRunning(String),
     /// `needs_change`: the settings (or the key) must change first
@@ -469,6 +482,62 @@ impl Puller {
         redact::redact_text(stored, &secrets)
     }
 
+    /// The prometheus fetcher's settings from the metric's, with the shared
+    /// client.
+    fn prometheus(
+        &self,
+        s: &crate::domain::PrometheusSpec,
+    ) -> Result<prometheus::PrometheusSpec, FetchError> {
+        const KIND: &str = "prometheus";
+        let config = |detail: String| FetchError::Config { kind: KIND, detail };
+        let base_url = Url::parse(s.base_url.trim())
+            .map_err(|e| config(format!("base_url is not a valid URL: {e}")))?;
+        let step = crate::domain::parse_setting_duration(&s.step, 366 * 86_400).map_err(config)?;
+        let lookback = match &s.lookback {
+            None => prometheus::DEFAULT_LOOKBACK,
+            Some(l) => {
+                crate::domain::parse_setting_duration(l, 100 * 366 * 86_400).map_err(config)?
+            }
+        };
+        let auth = s.auth.as_ref().map(|a| match a {
+            crate::domain::PrometheusAuth::Bearer(b) => prometheus::HttpAuth::Bearer {
+                token_env: b.token_env.clone(),
+            },
+            crate::domain::PrometheusAuth::Basic(b) => prometheus::HttpAuth::Basic {
+                username: b.username.clone(),
+                password_env: b.password_env.clone(),
+            },
+        });
+        Ok(prometheus::PrometheusSpec {
+            base_url,
+            query: s.query.clone(),
+            step,
+            lookback,
+            auth,
+            http: self.http.clone(),
+        })
+    }
+
+    /// The sql fetcher's settings from the metric's, with the outbound policy.
+    fn sql(&self, s: &crate::domain::SqlSpec) -> Result<sql::SqlSpec, FetchError> {
+        let timeout = |t: &Option<String>, default| match t {
+            None => Ok(default),
+            Some(t) => crate::domain::parse_setting_duration(t, 3600).map_err(|detail| {
+                FetchError::Config {
+                    kind: "sql",
+                    detail,
+                }
+            }),
+        };
+        Ok(sql::SqlSpec {
+            dsn_env: s.dsn_env.clone(),
+            query: s.query.clone(),
+            statement_timeout: timeout(&s.statement_timeout, sql::DEFAULT_STATEMENT_TIMEOUT)?,
+            connect_timeout: timeout(&s.connect_timeout, sql::DEFAULT_CONNECT_TIMEOUT)?,
+            outbound: self.http.outbound().clone(),
+        })
+    }
+
     /// Fetches one metric's source with this module's fetchers.
     async fn fetch(
         &self,
@@ -507,10 +576,14 @@ impl Puller {
                 .fetch_batch(since, now)
                 .await
             }
-            // The lead wires the prometheus and sql fetchers in here at
-            // merge: `Batch { points: spec.fetch(since, now).await?, .. }`.
-            MetricSource::Prometheus(_) => return Err(PullError::NotBuilt("prometheus")),
-            MetricSource::Sql(_) => return Err(PullError::NotBuilt("sql")),
+            MetricSource::Prometheus(s) => match self.prometheus(s) {
+                Ok(spec) => spec.fetch(since, now).await.map(Batch::of),
+                Err(e) => Err(e),
+            },
+            MetricSource::Sql(s) => match self.sql(s) {
+                Ok(spec) => spec.fetch(since, now).await.map(Batch::of),
+                Err(e) => Err(e),
+            },
         };
         fetched.map_err(|e| PullError::Fetch {
             metric_id: metric.id.clone(),

@@ -31,9 +31,17 @@ async fn apply_doc(
         .map(|r| r.into_inner())
 }
 
+/// The whole model, state and observations included.
 async fn export_doc(s: &TestServer) -> String {
+    export_with(s, true, true).await
+}
+
+async fn export_with(s: &TestServer, include_state: bool, include_observations: bool) -> String {
     model_files(s)
-        .export_value_model(pb::ExportValueModelRequest {})
+        .export_value_model(pb::ExportValueModelRequest {
+            include_state,
+            include_observations,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -548,4 +556,191 @@ async fn a_metric_source_is_planned_applied_and_exported() {
     .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("HOME"), "{}", e.message());
+}
+
+/// What validation learned is not undone by the file: the default export
+/// leaves confidence, status and observations out, and applying it after a
+/// hypothesis' confidence moved plans nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_export_leaves_state_and_observations_to_the_server() {
+    let s = TestServer::start().await;
+    apply_doc(&s, MODEL, false, false, false).await.unwrap();
+    let plain = export_with(&s, false, false).await;
+    assert!(
+        !plain.contains("confidence")
+            && !plain.contains("status")
+            && !plain.contains("observations"),
+        "{plain}"
+    );
+    // Validation (or a person) moves a confidence.
+    s.model()
+        .update_hypothesis(pb::UpdateHypothesisRequest {
+            hypothesis: Some(pb::Hypothesis {
+                id: "H1".into(),
+                confidence: Some(0.73),
+                ..Default::default()
+            }),
+            update_mask: mask(&["confidence"]),
+        })
+        .await
+        .expect("UpdateHypothesis");
+    let plan = apply_doc(&s, &plain, false, true, false).await.unwrap();
+    assert!(plan.changes.is_empty(), "{plan:?}");
+    let h = s
+        .model()
+        .get_hypothesis(pb::GetHypothesisRequest { id: "H1".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .hypothesis
+        .unwrap();
+    assert_eq!(h.confidence, Some(0.73));
+    // With state, the export carries it, and applying it plans nothing either.
+    let full = export_with(&s, true, false).await;
+    assert!(full.contains("confidence = 0.73"), "{full}");
+    let plan = apply_doc(&s, &full, false, true, false).await.unwrap();
+    assert!(plan.changes.is_empty(), "{plan:?}");
+}
+
+/// A file may not write a tracker's items, nor turn a push source into a
+/// tracker source; prune judges what goes with a deletion after the plan
+/// (a hypothesis moved to another metric does not hold the old one, an
+/// empty goal subtree goes without --force) and asks --force for a metric's
+/// observations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_keeps_to_what_it_owns_and_prune_weighs_the_plan() {
+    let s = TestServer::start().await;
+    create_source(&s, github_source("web")).await;
+    let tracker_item = r#"
+[[sources]]
+id = "web"
+kind = "github"
+base_url = "https://api.github.com"
+project_key = "acme/web"
+token_env = "GITHUB_TOKEN"
+
+[[items]]
+source = "web"
+id = "1"
+title = "Synced from GitHub"
+"#;
+    let st = apply_doc(&s, tracker_item, true, false, false)
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&st), ["items[0].source"], "{st:?}");
+    assert!(st.message().contains("push sources only"), "{st:?}");
+
+    let push = "[[sources]]\nid = \"ideas\"\nkind = \"push\"\n";
+    apply_doc(&s, push, false, false, false).await.unwrap();
+    let to_github = "[[sources]]\nid = \"ideas\"\nkind = \"github\"\nbase_url = \"https://api.github.com\"\nproject_key = \"acme/ideas\"\n";
+    let st = apply_doc(&s, to_github, true, false, false)
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&st), ["sources[0].kind"], "{st:?}");
+
+    // G1 > G2 (empty subtree), m1 with observations, m2 without, H1 on m2.
+    let model = r#"
+[[goals]]
+id = "G0"
+title = "Keep"
+level = "strategic"
+
+[[goals]]
+id = "G1"
+title = "Drop"
+level = "strategic"
+
+[[goals]]
+id = "G2"
+title = "Drop too"
+level = "intermediate"
+parent = "G1"
+
+[[metrics]]
+id = "m1"
+name = "M1"
+baseline = 0
+target = 1
+observations = [{ at = 2026-01-05T10:00:00Z, value = 0.2 }]
+
+[[metrics]]
+id = "m2"
+name = "M2"
+baseline = 0
+target = 1
+
+[[metrics]]
+id = "m3"
+name = "M3"
+baseline = 0
+target = 1
+
+[[hypotheses]]
+id = "H1"
+statement = "S1"
+goal = "G0"
+metric = "m2"
+expected_effect = 0.5
+"#;
+    apply_doc(&s, model, false, false, false).await.unwrap();
+    // H1 moves to m3; m2 and the G1 subtree are dropped: no --force needed.
+    let moved = model
+        .split("\n[[")
+        .filter(|p| {
+            !p.contains("id = \"G1\"") && !p.contains("id = \"G2\"") && !p.contains("id = \"m2\"")
+        })
+        .collect::<Vec<_>>()
+        .join("\n[[")
+        .replace("metric = \"m2\"", "metric = \"m3\"");
+    let with_sources = format!(
+        "{push}\n{tracker_source}\n{moved}",
+        tracker_source = &tracker_item[..tracker_item.find("[[items]]").unwrap()]
+    );
+    let plan = apply_doc(&s, &with_sources, true, true, false)
+        .await
+        .unwrap();
+    let deleted: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == pb::PlannedAction::Delete as i32)
+        .map(|c| format!("{} {}", c.kind, c.id))
+        .collect();
+    assert_eq!(deleted, ["metric m2", "goal G2", "goal G1"], "{plan:?}");
+    // Dropping m1, which has an observation, needs --force.
+    let no_m1 = with_sources
+        .split("\n[[")
+        .filter(|p| !p.contains("id = \"m1\""))
+        .collect::<Vec<_>>()
+        .join("\n[[");
+    let st = apply_doc(&s, &no_m1, true, true, false).await.unwrap_err();
+    assert_eq!(st.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        st.message()
+            .contains("metric \"m1\" still has 1 observations"),
+        "{st:?}"
+    );
+    apply_doc(&s, &no_m1, true, true, true).await.unwrap();
+}
+
+/// Many long errors stay one INVALID_ARGUMENT: the status is bounded in
+/// bytes as well as in count, so the client never sees a broken stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_with_many_long_errors_is_one_bounded_invalid_argument() {
+    let s = TestServer::start().await;
+    let mut doc = String::from(
+        "[[sources]]\nid = \"web\"\nkind = \"github\"\nbase_url = \"https://api.github.com\"\nproject_key = \"acme/web\"\n",
+    );
+    for i in 0..60 {
+        doc.push_str(&format!(
+            "\n[[items]]\nsource = \"web\"\nid = \"{i}\"\ntitle = \"{}\"\n",
+            "x".repeat(40)
+        ));
+    }
+    let st = apply_doc(&s, &doc, true, false, false).await.unwrap_err();
+    assert_eq!(st.code(), tonic::Code::InvalidArgument, "{st:?}");
+    assert!(st.message().contains("more errors"), "{}", st.message());
+    let fields = bad_fields(&st);
+    assert!(!fields.is_empty() && fields.len() < 60, "{fields:?}");
+    assert!(fields.iter().all(|f| f.ends_with(".source")), "{fields:?}");
+    assert!(st.message().len() <= 4096, "{}", st.message().len());
 }

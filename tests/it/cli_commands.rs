@@ -510,6 +510,12 @@ async fn releases_are_recorded_validated_and_explained_from_the_cli() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.starts_with("dry run: nothing is stored"), "{text}");
+    // This server honours it, so no warning that it did not.
+    assert!(
+        !stderr(&out).contains("does not know --dry-run"),
+        "{}",
+        stderr(&out)
+    );
     assert!(
         text.contains("deploy-1") && text.contains(" ± ") && text.contains(" -> "),
         "{text}"

@@ -7,6 +7,7 @@ mod common;
 mod conformance;
 mod outbound;
 mod push;
+mod realdeps;
 
 mod api;
 mod apply;
@@ -17,7 +18,9 @@ mod cli_commands;
 mod cli_split;
 mod learning_sim;
 mod limits;
+mod metric_prometheus;
 mod metric_pull;
+mod metric_sql;
 mod reflection;
 mod removal;
 mod restart;

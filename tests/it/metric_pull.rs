@@ -442,7 +442,7 @@ async fn a_pull_of_each_kind_changes_the_score_of_the_items_it_reaches() {
 }
 
 #[tokio::test]
-async fn a_metric_without_source_or_with_an_unbuilt_kind_is_refused() {
+async fn a_metric_without_a_source_is_refused_and_a_prometheus_source_reads_back() {
     let s = start().await;
     create_metric(&s, metric("plain", 1.0, 2.0)).await;
     let e = pull(&s, "plain").await.expect_err("no source");
@@ -476,14 +476,15 @@ async fn a_metric_without_source_or_with_an_unbuilt_kind_is_refused() {
         "the step reads back"
     );
     assert_eq!(p.bearer_token_env, "PLB_TEST_PROM");
-    let e = pull(&s, "latency").await.expect_err("not built");
-    assert_eq!(e.code(), Code::FailedPrecondition);
+    // Its variable is not set: the pull says so, naming the variable.
+    let e = pull(&s, "latency").await.expect_err("no token");
     assert!(
         e.message()
-            .contains("the prometheus metric source is not built in this binary"),
+            .contains("metric \"latency\": prometheus metric source"),
         "{}",
         e.message()
     );
+    assert!(e.message().contains("PLB_TEST_PROM"), "{}", e.message());
     assert_code(pull(&s, "nope").await, Code::NotFound);
 }
 
@@ -1083,4 +1084,60 @@ fn the_readme_examples_of_each_kind_are_valid_sources() {
     }
     kinds.sort_unstable();
     assert_eq!(kinds, ["csv", "http_json", "posthog", "prometheus", "sql"]);
+}
+
+/// The prometheus fetcher (tests/it/metric_prometheus.rs) wired into
+/// PullMetric: the real Prometheus' known history arrives whole, then
+/// nothing new.
+#[tokio::test]
+async fn pull_metric_reads_the_real_prometheus_through_the_framework() {
+    use super::realdeps::{self, require, signups_history};
+    let Some(prom) = require(
+        "pull_metric_reads_the_real_prometheus_through_the_framework",
+        realdeps::prometheus().await,
+    ) else {
+        return;
+    };
+    let s = start().await;
+    let src = pb::MetricSource {
+        poll_interval: None,
+        kind: Some(pb::metric_source::Kind::Prometheus(
+            pb::PrometheusMetricSource {
+                base_url: prom.base_url.clone(),
+                query: r#"signups{env="test"}"#.into(),
+                step: Some(prost_types::Duration {
+                    seconds: 86_400,
+                    nanos: 0,
+                }),
+                // The history is dated around a fixed day of 2026.
+                lookback: Some(prost_types::Duration {
+                    seconds: 400 * 86_400,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            },
+        )),
+    };
+    create_metric(
+        &s,
+        pb::Metric {
+            source: Some(src),
+            ..metric("signups", 100.0, 200.0)
+        },
+    )
+    .await;
+    let history = signups_history();
+    let (_, done) = pull(&s, "signups").await.expect("first pull");
+    assert_eq!(done.stored_count as usize, history.len());
+    let m = done.metric.expect("metric");
+    assert_eq!(m.current_value, Some(history.last().unwrap().1));
+    assert_eq!(
+        observations(&s, "signups").await,
+        history
+            .iter()
+            .map(|(t, v)| (t.timestamp(), *v))
+            .collect::<Vec<_>>()
+    );
+    let (_, again) = pull(&s, "signups").await.expect("second pull");
+    assert_eq!(again.stored_count, 0, "nothing new");
 }

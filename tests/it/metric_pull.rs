@@ -1141,3 +1141,55 @@ async fn pull_metric_reads_the_real_prometheus_through_the_framework() {
     let (_, again) = pull(&s, "signups").await.expect("second pull");
     assert_eq!(again.stored_count, 0, "nothing new");
 }
+
+/// The sql fetcher (tests/it/metric_sql.rs) wired into PullMetric against
+/// the real PostgreSQL: the table's rows, then only the row added since.
+#[tokio::test]
+async fn pull_metric_reads_the_real_postgresql_through_the_framework() {
+    use super::realdeps::{self, day as pg_day, require};
+    let Some(pg) = require(
+        "pull_metric_reads_the_real_postgresql_through_the_framework",
+        realdeps::postgres().await,
+    ) else {
+        return;
+    };
+    let db = pg.owner().await;
+    db.batch_execute(
+        "CREATE TABLE pull_framework_daily (day date PRIMARY KEY, v float8 NOT NULL);",
+    )
+    .await
+    .expect("table");
+    for (d, v) in [(5, 2.0), (4, 2.5), (3, 3.0)] {
+        db.execute(
+            "INSERT INTO pull_framework_daily VALUES ($1::timestamptz::date, $2)",
+            &[&pg_day(d), &v],
+        )
+        .await
+        .expect("row");
+    }
+    // SAFETY: only this test names this variable.
+    unsafe { std::env::set_var("PLB_TEST_PULL_SQL_DSN", pg.dsn()) };
+    let s = start().await;
+    let src = pb::MetricSource {
+        poll_interval: None,
+        kind: Some(pb::metric_source::Kind::Sql(pb::SqlMetricSource {
+            dsn_env: "PLB_TEST_PULL_SQL_DSN".into(),
+            query: "SELECT day, v FROM pull_framework_daily WHERE day > :since ORDER BY day".into(),
+            ..Default::default()
+        })),
+    };
+    create_metric(&s, sourced("pg", src)).await;
+    let (_, done) = pull(&s, "pg").await.expect("first pull");
+    assert_eq!(done.stored_count, 3);
+    assert_eq!(done.metric.expect("metric").current_value, Some(3.0));
+    db.execute(
+        "INSERT INTO pull_framework_daily VALUES ($1::timestamptz::date, 3.5)",
+        &[&pg_day(2)],
+    )
+    .await
+    .expect("row");
+    let (_, done) = pull(&s, "pg").await.expect("incremental pull");
+    assert_eq!(done.stored_count, 1);
+    let m = done.metric.expect("metric");
+    assert_eq!((m.observation_count, m.current_value), (4, Some(3.5)));
+}

@@ -383,8 +383,9 @@ pub struct MetricsArgs {
 
 #[derive(Debug, Subcommand)]
 enum MetricsCommand {
-    /// Key Value Measures with their current value, gap and staleness (what
-    /// `plumbline metrics` alone prints).
+    /// Key Value Measures with their current value, gap, staleness, source
+    /// kind and the freshness of its pulls (what `plumbline metrics` alone
+    /// prints).
     List {
         #[command(flatten)]
         conn: Conn,

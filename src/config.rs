@@ -45,6 +45,44 @@ pub struct Config {
     /// What one client may consume (`[limits]` in the file).
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Pulls of metric sources (`[pulls]` in the file).
+    #[serde(default)]
+    pub pulls: PullsConfig,
+}
+
+/// Pulls of metric sources: the background scheduler and what a source may
+/// read on the server itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PullsConfig {
+    /// Seconds between looks for metrics whose poll interval has passed;
+    /// 0 turns background pulls off (PullMetric still pulls).
+    pub tick_secs: u64,
+    /// Pulls running at once in the background.
+    pub concurrency: usize,
+    /// The directory local CSV files of csv sources may be read from (and
+    /// below); unset: csv sources take only http(s) URLs.
+    pub csv_dir: Option<PathBuf>,
+}
+
+impl Default for PullsConfig {
+    fn default() -> Self {
+        PullsConfig {
+            tick_secs: 30,
+            concurrency: 4,
+            csv_dir: None,
+        }
+    }
+}
+
+impl PullsConfig {
+    /// No background pulls: for tests and the demo.
+    pub fn manual() -> Self {
+        PullsConfig {
+            tick_secs: 0,
+            ..PullsConfig::default()
+        }
+    }
 }
 
 /// The outbound policy: what the operator lets sources use. It lives here,
@@ -287,6 +325,7 @@ impl Default for Config {
             insecure: false,
             outbound: OutboundConfig::default(),
             limits: LimitsConfig::default(),
+            pulls: PullsConfig::default(),
         }
     }
 }

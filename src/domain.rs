@@ -5,6 +5,12 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod metric_source;
+pub use metric_source::{
+    BasicAuth, BearerAuth, CsvSpec, HttpJsonSpec, MetricSource, PosthogSpec, PrometheusAuth,
+    PrometheusSpec, SqlSpec, parse_setting_duration,
+};
+
 /// A point in time, always UTC, kept to the nanosecond so that what is stored
 /// reads back bit for bit.
 pub type Time = DateTime<Utc>;
@@ -267,8 +273,28 @@ pub struct Metric {
     pub target: f64,
     /// Expected time between observations; `None` means never stale.
     pub cadence: Option<chrono::Duration>,
+    /// Where its observations are pulled from; `None`: they are recorded
+    /// through the API only.
+    pub source: Option<MetricSource>,
     pub create_time: Time,
     pub update_time: Time,
+}
+
+/// What the last pulls of a metric's source did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PullStatus {
+    pub metric_id: String,
+    /// When the last pull ended, successful or not.
+    pub last_pull_time: Option<Time>,
+    /// When the last successful pull ended.
+    pub last_success_time: Option<Time>,
+    /// Points the last successful pull stored (new or corrected).
+    pub last_stored: u32,
+    /// Points the last pull refused (future, NaN, not a number).
+    pub last_refused: u32,
+    /// Why the last pull failed, or what it refused; empty when all went well.
+    /// Never holds a secret.
+    pub last_error: String,
 }
 
 /// One measured value of a metric.

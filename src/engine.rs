@@ -46,7 +46,7 @@ use chrono::Utc;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::domain::{
-    Goal, Hypothesis, Item, ItemSplit, Link, LinkOrigin, Metric, Observation, Removal,
+    Goal, Hypothesis, Item, ItemSplit, Link, LinkOrigin, Metric, Observation, PullStatus, Removal,
     RemovalReason, Source, SyncState, Time,
 };
 use crate::index::{IndexBuilder, ItemFacts, MetricEntry, ScoreIndex};
@@ -128,6 +128,9 @@ pub struct Engine {
     /// the link rules ([`Engine::rule_link_changes`]), which never link a
     /// split item again to a hypothesis its slices carry.
     splits: RwLock<HashMap<String, ItemSplit>>,
+    /// Each metric's last pull status, as the store keeps it: read at
+    /// start, written after the store under the writes lock.
+    pulls: RwLock<HashMap<String, PullStatus>>,
 }
 
 /// The index's write guard, which aborts the process if a panic unwinds
@@ -266,6 +269,12 @@ impl Engine {
             .into_iter()
             .map(|s| (s.item_key.clone(), s))
             .collect();
+        let pulls = store
+            .list_metric_pulls()
+            .await?
+            .into_iter()
+            .map(|p| (p.metric_id.clone(), p))
+            .collect();
         Ok(Engine {
             store,
             index: RwLock::new(index),
@@ -273,6 +282,7 @@ impl Engine {
             changes: tokio::sync::watch::Sender::new(0),
             outbound: Arc::new(OutboundPolicy::default()),
             splits: RwLock::new(splits),
+            pulls: RwLock::new(pulls),
         })
     }
 
@@ -914,7 +924,43 @@ impl Engine {
 
     // ----- metrics -----
 
+    /// A metric source's variables and URL against the outbound policy, as
+    /// a tracker source's are when it is written.
+    fn check_metric_source(&self, m: &Metric) -> Result<()> {
+        let Some(src) = &m.source else {
+            return Ok(());
+        };
+        let field = format!("metric.source.{}", src.kind());
+        let mut v = Vec::new();
+        for var in src.secret_vars() {
+            if let Err(e) = self.outbound.check_token_env(var) {
+                v.push(FieldViolation::new(&field, e.to_string()));
+            }
+        }
+        let url = match src {
+            crate::domain::MetricSource::HttpJson(s) => Some(s.url.as_str()),
+            crate::domain::MetricSource::Csv(s) if s.location.contains("://") => {
+                Some(s.location.as_str())
+            }
+            crate::domain::MetricSource::Posthog(s) => Some(s.base_url.as_str()),
+            crate::domain::MetricSource::Prometheus(s) => Some(s.base_url.as_str()),
+            _ => None,
+        };
+        if let Some(u) = url
+            && let Ok(url) = reqwest::Url::parse(u.trim())
+            && let Err(e) = self.outbound.check_url(&url)
+        {
+            v.push(FieldViolation::new(&field, e.to_string()));
+        }
+        if v.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(v))
+        }
+    }
+
     pub async fn create_metric(&self, mut m: Metric) -> Result<MetricEntry> {
+        self.check_metric_source(&m)?;
         let _w = self.writes.lock().await;
         if self.read().metric(&m.id).is_some() {
             return Err(Error::AlreadyExists(format!(
@@ -949,6 +995,7 @@ impl Engine {
         let _w = self.writes.lock().await;
         let mut m = self.get_metric(id)?.metric;
         change(&mut m)?;
+        self.check_metric_source(&m)?;
         m.update_time = Utc::now();
         self.store.put_metric(&m).await?;
         let mut ix = self.write_index();
@@ -974,6 +1021,90 @@ impl Engine {
         }
         self.store.delete_metric(id).await?;
         self.write_index().remove_metric(id);
+        self.pulls.write().remove(id);
+        Ok(())
+    }
+
+    /// The last pull status of a metric, if its source was ever pulled.
+    pub fn pull_status(&self, metric_id: &str) -> Option<PullStatus> {
+        self.pulls.read().get(metric_id).cloned()
+    }
+
+    /// Stores the checked points of a pull of `metric_id` with the pull's
+    /// status, in one transaction, and rescores what the new current value
+    /// reaches. Returns how many points were new or changed (a point stored
+    /// before with the same value is not counted) and the metric after.
+    /// `note` says what the pull refused (empty when nothing).
+    pub async fn record_pull(
+        &self,
+        metric_id: &str,
+        points: Vec<Observation>,
+        refused: u32,
+        note: String,
+        at: Time,
+    ) -> Result<(u32, MetricEntry)> {
+        let _w = self.writes.lock().await;
+        self.get_metric(metric_id)?;
+        let changed: Vec<Observation> = match points.first() {
+            None => Vec::new(),
+            Some(first) => {
+                let from = first.observe_time;
+                let stored: HashMap<Time, f64> = self
+                    .store
+                    .list_observations(metric_id)
+                    .await?
+                    .into_iter()
+                    .filter(|(t, _)| *t >= from)
+                    .collect();
+                points
+                    .into_iter()
+                    .filter(|o| stored.get(&o.observe_time) != Some(&o.value))
+                    .collect()
+            }
+        };
+        let stored = changed.len().min(u32::MAX as usize) as u32;
+        let status = PullStatus {
+            metric_id: metric_id.to_string(),
+            last_pull_time: Some(at),
+            last_success_time: Some(at),
+            last_stored: stored,
+            last_refused: refused,
+            last_error: note,
+        };
+        let summary = self.store.record_pull(&changed, &status).await?;
+        self.pulls.write().insert(metric_id.to_string(), status);
+        let mut ix = self.write_index();
+        if let Some(s) = summary {
+            ix.set_observations(metric_id, s);
+        }
+        let entry = ix
+            .metric(metric_id)
+            .cloned()
+            .ok_or_else(|| not_found("metric", metric_id))?;
+        Ok((stored, entry))
+    }
+
+    /// Stores a failed pull's status: the error (already scrubbed of
+    /// secrets); the points stored before are untouched.
+    pub async fn record_pull_failure(
+        &self,
+        metric_id: &str,
+        error: String,
+        at: Time,
+    ) -> Result<()> {
+        let _w = self.writes.lock().await;
+        self.get_metric(metric_id)?;
+        let before = self.pull_status(metric_id).unwrap_or_default();
+        let status = PullStatus {
+            metric_id: metric_id.to_string(),
+            last_pull_time: Some(at),
+            last_success_time: before.last_success_time,
+            last_stored: 0,
+            last_refused: 0,
+            last_error: error,
+        };
+        self.store.record_pull(&[], &status).await?;
+        self.pulls.write().insert(metric_id.to_string(), status);
         Ok(())
     }
 

@@ -245,6 +245,15 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
 
     let http = HttpClient::new(config.sync.http_options(), outbound).map_err(ServerError::Sync)?;
     let lifecycle = Lifecycle::new();
+    let puller = Arc::new(crate::metric_source::Puller::new(
+        engine.clone(),
+        http.clone(),
+        lifecycle.clone(),
+        crate::metric_source::PullOptions {
+            csv_dir: config.pulls.csv_dir.clone(),
+            windows: Some(config.validation.windows()),
+        },
+    ));
     let syncer = Arc::new(Syncer::new(engine.clone(), http).within(lifecycle.clone()));
     let tokens = crate::auth::start(store.clone(), &config.auth, &lifecycle)
         .await
@@ -310,6 +319,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         .add_service(
             pb::value_model_service_server::ValueModelServiceServer::new(ValueModelApi(
                 engine.clone(),
+                puller.clone(),
             )),
         )
         .add_service(pb::scoring_service_server::ScoringServiceServer::new(
@@ -353,6 +363,16 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             background_sync(
                 syncer.clone(),
                 Duration::from_secs(config.sync.interval_secs),
+            ),
+        );
+    }
+    if config.pulls.tick_secs > 0 {
+        lifecycle.spawn(
+            "background metric pulls",
+            crate::metric_source::background_pulls(
+                puller.clone(),
+                Duration::from_secs(config.pulls.tick_secs),
+                config.pulls.concurrency,
             ),
         );
     }

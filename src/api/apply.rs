@@ -393,11 +393,22 @@ fn desired(file: &File) -> (Desired, Vec<FieldViolation>) {
                     baseline: m.baseline,
                     target: m.target,
                     cadence: None,
+                    source: None,
                     create_time: now,
                     update_time: now,
                 }
             }
         };
+        let mut metric = metric;
+        if let Some(src) = &m.source {
+            let problems = src.problems();
+            if problems.is_empty() {
+                metric.source = Some(src.clone());
+            }
+            for (field, why) in problems {
+                v.push(FieldViolation::new(format!("{prefix}.source.{field}"), why));
+            }
+        }
         let mut observations = Vec::with_capacity(m.observations.len());
         for (j, o) in m.observations.iter().enumerate() {
             let oprefix = format!("{prefix}.observations[{j}]");
@@ -634,6 +645,7 @@ fn export_file(e: &ModelExport, include_state: bool) -> File {
                     .cadence
                     .and_then(|c| c.num_nanoseconds())
                     .map(|n| n as f64 / 86_400e9),
+                source: m.source.clone(),
                 observations: points
                     .iter()
                     .map(|(t, value)| model::ObservationEntry {

@@ -5,9 +5,10 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    self, ChecklistTask, Direction, Goal, GoalLevel, Hypothesis, HypothesisStatus, Item, ItemState,
-    KeyValueArea, Link, LinkOrigin, LinkRules, Metric, Observation, Removal, RemovalReason, Source,
-    Time, TrackerKind,
+    self, BasicAuth, BearerAuth, ChecklistTask, CsvSpec, Direction, Goal, GoalLevel, HttpJsonSpec,
+    Hypothesis, HypothesisStatus, Item, ItemState, KeyValueArea, Link, LinkOrigin, LinkRules,
+    Metric, MetricSource, Observation, PosthogSpec, PrometheusAuth, PrometheusSpec, Removal,
+    RemovalReason, Source, SqlSpec, Time, TrackerKind,
 };
 use crate::engine::MetricView;
 use crate::engine::{Error, FieldViolation, Result, ScoreView};
@@ -508,7 +509,224 @@ pub fn metric_to_pb(m: &MetricView, now: Time) -> pb::Metric {
         stale: m.stale(now),
         create_time: Some(timestamp(&x.create_time)),
         update_time: Some(timestamp(&x.update_time)),
+        source: x.source.as_ref().map(metric_source_to_pb),
+        pull_status: None,
     }
+}
+
+/// A pull status for the API; the error was scrubbed before it was stored.
+pub fn pull_status_to_pb(p: &crate::domain::PullStatus) -> pb::MetricPullStatus {
+    pb::MetricPullStatus {
+        last_pull_time: p.last_pull_time.as_ref().map(timestamp),
+        last_success_time: p.last_success_time.as_ref().map(timestamp),
+        last_stored_count: p.last_stored.min(i32::MAX as u32) as i32,
+        last_refused_count: p.last_refused.min(i32::MAX as u32) as i32,
+        last_error: p.last_error.clone(),
+    }
+}
+
+/// A duration of the settings (`1d`) for the API; `None` when unset.
+fn setting_duration_pb(text: Option<&str>) -> Option<prost_types::Duration> {
+    let d = crate::domain::parse_setting_duration(text?, u64::MAX).ok()?;
+    Some(prost_types::Duration {
+        seconds: d.as_secs().min(i64::MAX as u64) as i64,
+        nanos: 0,
+    })
+}
+
+/// A duration from the API as the settings write it (`1day`); a negative
+/// or fractional one is kept as seconds, for the checks to refuse.
+fn setting_duration_text(d: Option<&prost_types::Duration>) -> Option<String> {
+    let d = d?;
+    if d.seconds <= 0 || d.nanos != 0 {
+        return Some(format!("{}s", d.seconds));
+    }
+    Some(humantime::format_duration(std::time::Duration::from_secs(d.seconds as u64)).to_string())
+}
+
+fn none_if_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+pub fn metric_source_to_pb(s: &MetricSource) -> pb::MetricSource {
+    use pb::metric_source::Kind;
+    let o = |v: &Option<String>| v.clone().unwrap_or_default();
+    let kind = match s {
+        MetricSource::HttpJson(h) => Kind::HttpJson(pb::HttpJsonMetricSource {
+            url: h.url.clone(),
+            points_pointer: h.points_pointer.clone(),
+            time_field: h.time_field.clone(),
+            value_field: h.value_field.clone(),
+            since_param: o(&h.since_param),
+            header_name: o(&h.header_name),
+            header_env: o(&h.header_env),
+        }),
+        MetricSource::Csv(c) => Kind::Csv(pb::CsvMetricSource {
+            location: c.location.clone(),
+            since_param: o(&c.since_param),
+        }),
+        MetricSource::Posthog(p) => Kind::Posthog(pb::PosthogMetricSource {
+            base_url: p.base_url.clone(),
+            project_id: p.project_id.clone(),
+            api_key_env: p.api_key_env.clone(),
+            hogql: o(&p.hogql),
+            trend_event: o(&p.trend_event),
+            trend_math: o(&p.trend_math),
+        }),
+        MetricSource::Prometheus(p) => {
+            let (bearer_token_env, basic_username, basic_password_env) = match &p.auth {
+                None => Default::default(),
+                Some(PrometheusAuth::Bearer(b)) => {
+                    (b.token_env.clone(), String::new(), String::new())
+                }
+                Some(PrometheusAuth::Basic(b)) => {
+                    (String::new(), b.username.clone(), b.password_env.clone())
+                }
+            };
+            Kind::Prometheus(pb::PrometheusMetricSource {
+                base_url: p.base_url.clone(),
+                query: p.query.clone(),
+                step: setting_duration_pb(Some(&p.step)),
+                lookback: setting_duration_pb(p.lookback.as_deref()),
+                bearer_token_env,
+                basic_username,
+                basic_password_env,
+            })
+        }
+        MetricSource::Sql(q) => Kind::Sql(pb::SqlMetricSource {
+            dsn_env: q.dsn_env.clone(),
+            query: q.query.clone(),
+            statement_timeout: setting_duration_pb(q.statement_timeout.as_deref()),
+            connect_timeout: setting_duration_pb(q.connect_timeout.as_deref()),
+        }),
+    };
+    pb::MetricSource {
+        poll_interval: s.poll_minutes().map(|m| prost_types::Duration {
+            seconds: i64::from(m) * 60,
+            nanos: 0,
+        }),
+        kind: Some(kind),
+    }
+}
+
+/// A metric source from the API, checked; violations are named under
+/// `{c's prefix}.source`.
+pub fn metric_source_from_pb(p: &pb::MetricSource, c: &mut Check) -> Option<MetricSource> {
+    use pb::metric_source::Kind;
+    let poll_minutes = match &p.poll_interval {
+        None => None,
+        Some(d) if d.seconds >= 60 && d.seconds <= 366 * 86_400 && d.nanos == 0 => {
+            Some((d.seconds / 60) as u32)
+        }
+        Some(_) => {
+            c.fail(
+                "source.poll_interval",
+                "must be whole seconds between one minute and a year",
+            );
+            None
+        }
+    };
+    let (field, source) = match &p.kind {
+        None => {
+            c.fail(
+                "source",
+                "name a kind: http_json, csv, posthog, prometheus or sql",
+            );
+            return None;
+        }
+        Some(Kind::HttpJson(h)) => (
+            "source.http_json",
+            MetricSource::HttpJson(HttpJsonSpec {
+                url: h.url.clone(),
+                points_pointer: h.points_pointer.clone(),
+                time_field: if h.time_field.is_empty() {
+                    "at".into()
+                } else {
+                    h.time_field.clone()
+                },
+                value_field: if h.value_field.is_empty() {
+                    "value".into()
+                } else {
+                    h.value_field.clone()
+                },
+                since_param: none_if_empty(&h.since_param),
+                header_name: none_if_empty(&h.header_name),
+                header_env: none_if_empty(&h.header_env),
+                poll_minutes,
+            }),
+        ),
+        Some(Kind::Csv(x)) => (
+            "source.csv",
+            MetricSource::Csv(CsvSpec {
+                location: x.location.clone(),
+                since_param: none_if_empty(&x.since_param),
+                poll_minutes,
+            }),
+        ),
+        Some(Kind::Posthog(x)) => (
+            "source.posthog",
+            MetricSource::Posthog(PosthogSpec {
+                base_url: x.base_url.clone(),
+                project_id: x.project_id.clone(),
+                api_key_env: x.api_key_env.clone(),
+                hogql: none_if_empty(&x.hogql),
+                trend_event: none_if_empty(&x.trend_event),
+                trend_math: none_if_empty(&x.trend_math),
+                poll_minutes,
+            }),
+        ),
+        Some(Kind::Prometheus(x)) => {
+            let auth = match (
+                x.bearer_token_env.is_empty(),
+                x.basic_username.is_empty() && x.basic_password_env.is_empty(),
+            ) {
+                (true, true) => None,
+                (false, true) => Some(PrometheusAuth::Bearer(BearerAuth {
+                    token_env: x.bearer_token_env.clone(),
+                })),
+                (true, false) => Some(PrometheusAuth::Basic(BasicAuth {
+                    username: x.basic_username.clone(),
+                    password_env: x.basic_password_env.clone(),
+                })),
+                (false, false) => {
+                    c.fail(
+                        "source.prometheus.bearer_token_env",
+                        "bearer and basic auth exclude each other: set one",
+                    );
+                    None
+                }
+            };
+            (
+                "source.prometheus",
+                MetricSource::Prometheus(PrometheusSpec {
+                    base_url: x.base_url.clone(),
+                    query: x.query.clone(),
+                    step: setting_duration_text(x.step.as_ref()).unwrap_or_default(),
+                    lookback: setting_duration_text(x.lookback.as_ref()),
+                    auth,
+                    poll_minutes,
+                }),
+            )
+        }
+        Some(Kind::Sql(x)) => (
+            "source.sql",
+            MetricSource::Sql(SqlSpec {
+                dsn_env: x.dsn_env.clone(),
+                query: x.query.clone(),
+                statement_timeout: setting_duration_text(x.statement_timeout.as_ref()),
+                connect_timeout: setting_duration_text(x.connect_timeout.as_ref()),
+                poll_minutes,
+            }),
+        ),
+    };
+    let before = c.violations.len();
+    for (name, why) in source.problems() {
+        if name == "poll_minutes" {
+            continue;
+        }
+        c.fail(&format!("{field}.{name}"), why);
+    }
+    (c.violations.len() == before).then_some(source)
 }
 
 pub fn metric_from_pb(p: &pb::Metric, prefix: &str) -> Result<Metric> {
@@ -554,6 +772,10 @@ pub fn metric_from_pb(p: &pb::Metric, prefix: &str) -> Result<Metric> {
             None
         }
     };
+    let source = p
+        .source
+        .as_ref()
+        .and_then(|s| metric_source_from_pb(s, &mut c));
     let now = Utc::now();
     c.finish(Metric {
         id: p.id.clone(),
@@ -563,6 +785,7 @@ pub fn metric_from_pb(p: &pb::Metric, prefix: &str) -> Result<Metric> {
         baseline: p.baseline,
         target: p.target,
         cadence,
+        source,
         create_time: now,
         update_time: now,
     })

@@ -7,6 +7,7 @@ mod backlog;
 mod convert;
 mod mask;
 mod page;
+mod pull;
 mod ranking;
 mod rollup;
 mod scoring;

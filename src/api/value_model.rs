@@ -17,11 +17,15 @@ use crate::proto as pb;
 /// Most observations one `RecordObservations` call takes.
 const MAX_OBSERVATIONS: usize = 10_000;
 
-/// `plumbline.v1.ValueModelService`.
+/// `plumbline.v1.ValueModelService`; the puller runs `PullMetric`.
 #[derive(Clone)]
-pub struct ValueModelApi(pub Arc<Engine>);
+pub struct ValueModelApi(pub Arc<Engine>, pub Arc<crate::metric_source::Puller>);
 
 impl ValueModelApi {
+    fn metric_pb(&self, m: &crate::engine::MetricView, now: chrono::DateTime<Utc>) -> pb::Metric {
+        super::pull::metric_pb(&self.1, m, now)
+    }
+
     fn goal_pb(&self, g: domain::Goal) -> pb::Goal {
         let v = self.0.goal_view(g);
         convert::goal_to_pb(&v.goal, v.effective_weight)
@@ -35,6 +39,15 @@ impl ValueModelApi {
 
 #[tonic::async_trait]
 impl pb::value_model_service_server::ValueModelService for ValueModelApi {
+    type PullMetricStream = super::pull::PullStream;
+
+    async fn pull_metric(
+        &self,
+        req: Request<pb::PullMetricRequest>,
+    ) -> Reply<Self::PullMetricStream> {
+        super::pull::pull_metric(self.1.clone(), req.into_inner().metric_id).await
+    }
+
     async fn create_goal(
         &self,
         req: Request<pb::CreateGoalRequest>,
@@ -121,7 +134,7 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
             convert::metric_from_pb(required("metric", req.get_ref().metric.as_ref())?, "metric")?;
         let m = self.0.create_metric(m).await?;
         Ok(Response::new(pb::CreateMetricResponse {
-            metric: Some(convert::metric_to_pb(&m, Utc::now())),
+            metric: Some(self.metric_pb(&m, Utc::now())),
         }))
     }
 
@@ -129,7 +142,7 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         require_id("id", &req.get_ref().id)?;
         let m = self.0.get_metric(&req.get_ref().id)?;
         Ok(Response::new(pb::GetMetricResponse {
-            metric: Some(convert::metric_to_pb(&m, Utc::now())),
+            metric: Some(self.metric_pb(&m, Utc::now())),
         }))
     }
 
@@ -149,7 +162,7 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
             size,
         );
         Ok(Response::new(pb::ListMetricsResponse {
-            metrics: page.iter().map(|m| convert::metric_to_pb(m, now)).collect(),
+            metrics: page.iter().map(|m| self.metric_pb(m, now)).collect(),
             next_page_token: next,
         }))
     }
@@ -188,7 +201,7 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
             })
             .await?;
         Ok(Response::new(pb::UpdateMetricResponse {
-            metric: Some(convert::metric_to_pb(&m, Utc::now())),
+            metric: Some(self.metric_pb(&m, Utc::now())),
         }))
     }
 
@@ -235,10 +248,7 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         let metrics = self.0.record_observations(obs).await?;
         Ok(Response::new(pb::RecordObservationsResponse {
             recorded_count: n as i32,
-            metrics: metrics
-                .iter()
-                .map(|m| convert::metric_to_pb(m, now))
-                .collect(),
+            metrics: metrics.iter().map(|m| self.metric_pb(m, now)).collect(),
         }))
     }
 
@@ -385,6 +395,7 @@ enum MetricField {
     Baseline,
     Target,
     Cadence,
+    Source,
 }
 
 impl MaskField for MetricField {
@@ -395,6 +406,7 @@ impl MaskField for MetricField {
         ("baseline", MetricField::Baseline),
         ("target", MetricField::Target),
         ("cadence", MetricField::Cadence),
+        ("source", MetricField::Source),
     ];
 }
 
@@ -406,6 +418,7 @@ fn metric_field_set(p: &pb::Metric, f: MetricField) -> bool {
         MetricField::Baseline => p.baseline != 0.0,
         MetricField::Target => p.target != 0.0,
         MetricField::Cadence => p.cadence.is_some(),
+        MetricField::Source => p.source.is_some(),
     }
 }
 
@@ -417,6 +430,7 @@ fn copy_metric_field(p: &mut pb::Metric, i: &pb::Metric, f: MetricField) {
         MetricField::Baseline => p.baseline = i.baseline,
         MetricField::Target => p.target = i.target,
         MetricField::Cadence => p.cadence = i.cadence,
+        MetricField::Source => p.source = i.source.clone(),
     }
 }
 

@@ -88,6 +88,8 @@ const TABLE: &[(&str, Role)] = &[
         "/plumbline.v1.ValueModelService/RecordObservations",
         Role::Write,
     ),
+    // A pull calls the metric's source with the secret its settings name.
+    ("/plumbline.v1.ValueModelService/PullMetric", Role::Admin),
     (
         "/plumbline.v1.ValueModelService/CreateHypothesis",
         Role::Write,

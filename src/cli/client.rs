@@ -441,7 +441,28 @@ pub const GOAL_COLUMNS: &[(&str, &str)] = &[
 
 /// A metric as a JSON row: every field of it.
 pub fn metric_row(m: &pb::Metric) -> Value {
-    json::message("Metric", m)
+    json::with(json::message("Metric", m), metric_freshness(m))
+}
+
+/// A metric's source kind and the freshness of its pulls, as cells:
+/// `pulled` the last pull's time, `pull_error` why it failed or what it
+/// refused.
+pub fn metric_freshness(m: &pb::Metric) -> Value {
+    use pb::metric_source::Kind;
+    let kind = match m.source.as_ref().and_then(|s| s.kind.as_ref()) {
+        None => "",
+        Some(Kind::HttpJson(_)) => "http_json",
+        Some(Kind::Csv(_)) => "csv",
+        Some(Kind::Posthog(_)) => "posthog",
+        Some(Kind::Prometheus(_)) => "prometheus",
+        Some(Kind::Sql(_)) => "sql",
+    };
+    let st = m.pull_status.as_ref();
+    serde_json::json!({
+        "source_kind": kind,
+        "pulled": crate::cli::output::time(st.and_then(|s| s.last_pull_time.as_ref())),
+        "pull_error": st.map(|s| s.last_error.clone()).unwrap_or_default(),
+    })
 }
 
 pub const METRIC_COLUMNS: &[(&str, &str)] = &[
@@ -453,6 +474,9 @@ pub const METRIC_COLUMNS: &[(&str, &str)] = &[
     ("gap", "gap"),
     ("stale", "stale"),
     ("observed", "last_observe_time"),
+    ("source", "source_kind"),
+    ("pulled", "pulled"),
+    ("pull error", "pull_error"),
 ];
 
 pub async fn metrics(conn: &Conn) -> Result<()> {

@@ -14,6 +14,7 @@ mod json;
 mod model_cmds;
 mod observe_file;
 mod output;
+mod pull;
 #[cfg(test)]
 mod rpc_map;
 mod split;
@@ -83,8 +84,8 @@ enum Command {
     /// of each goal's weighted gap the backlog addresses, and what serves it.
     /// Subcommands get, rollup, add, update, remove.
     Goals(model_cmds::GoalsArgs),
-    /// Key Value Measures with their current value, gap and staleness.
-    /// Subcommands get, add, update, remove.
+    /// Key Value Measures with their current value, gap, staleness, source
+    /// and pull freshness. Subcommands get, add, update, pull, remove.
     Metrics(model_cmds::MetricsArgs),
     /// Value hypotheses with their status and value. Subcommands get, add,
     /// update, remove.

@@ -383,8 +383,9 @@ pub struct MetricsArgs {
 
 #[derive(Debug, Subcommand)]
 enum MetricsCommand {
-    /// Key Value Measures with their current value, gap and staleness (what
-    /// `plumbline metrics` alone prints).
+    /// Key Value Measures with their current value, gap, staleness, source
+    /// kind and the freshness of its pulls (what `plumbline metrics` alone
+    /// prints).
     List {
         #[command(flatten)]
         conn: Conn,
@@ -402,6 +403,15 @@ enum MetricsCommand {
     /// Change a metric; only the flags given change, e.g.
     /// `plumbline metrics update conv --target 4`.
     Update(MetricUpdate),
+    /// Pull observations from metric sources now: one metric, or every
+    /// metric with a source; prints each pull's progress and result, e.g.
+    /// `plumbline metrics pull conv`.
+    Pull {
+        /// Metric id; all metrics with a source when omitted.
+        id: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Delete a metric and its observations (refused while a hypothesis
     /// measures it).
     Remove {
@@ -559,6 +569,7 @@ pub async fn metrics(a: MetricsArgs) -> Result<()> {
             print_metric(&a.conn, &m);
             Ok(())
         }
+        Some(MetricsCommand::Pull { id, conn }) => crate::cli::pull::pull(id, &conn).await,
         Some(MetricsCommand::Remove { id, conn }) => {
             model(&conn)
                 .await?

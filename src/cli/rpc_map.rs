@@ -49,6 +49,7 @@ pub const RPC_COMMANDS: &[(&str, &str)] = &[
     ("ValueModelService/UpdateMetric", "metrics update"),
     ("ValueModelService/DeleteMetric", "metrics remove"),
     ("ValueModelService/RecordObservations", "observe"),
+    ("ValueModelService/PullMetric", "metrics pull"),
     ("ValueModelService/CreateHypothesis", "hypotheses add"),
     ("ValueModelService/GetHypothesis", "hypotheses get"),
     ("ValueModelService/ListHypotheses", "hypotheses"),

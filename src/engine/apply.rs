@@ -224,6 +224,14 @@ impl Engine {
                 }));
             }
         }
+        for (i, dm) in d.metrics.iter().enumerate() {
+            if let Err(Error::InvalidArgument(v)) = self.check_metric_source(&dm.metric) {
+                violations.extend(v.into_iter().map(|v| {
+                    let field = v.field.replacen("metric.", &format!("metrics[{i}]."), 1);
+                    FieldViolation::new(field, v.description)
+                }));
+            }
+        }
         duplicates(
             "sources",
             d.sources.iter().map(|s| s.id.as_str()),
@@ -613,6 +621,10 @@ impl Engine {
                     if !same_cadence {
                         f.other("cadence_days", &old.cadence, &m.cadence, cadence_days);
                     }
+                    f.other("source", &old.source, &m.source, |s| match s {
+                        None => "none".into(),
+                        Some(s) => serde_json::to_string(s).unwrap_or_default(),
+                    });
                     if !f.0.is_empty() {
                         changes.push(update("metric", &m.id, f.0));
                         w.metrics.push(Metric {

@@ -32,6 +32,7 @@ pub(super) fn snapshot(links: Vec<Link>) -> Snapshot {
         baseline: 0.0,
         target: 1.0,
         cadence: None,
+        source: None,
         create_time: now,
         update_time: now,
     };

@@ -137,6 +137,10 @@ pub struct MetricEntry {
         skip_serializing_if = "Option::is_none"
     )]
     pub cadence_days: Option<f64>,
+    /// Where the observations are pulled from (`[metrics.source]`, a
+    /// `kind` and its settings; README "Metrics that flow in").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::domain::MetricSource>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub observations: Vec<ObservationEntry>,
 }
@@ -437,6 +441,35 @@ mod tests {
     }
 
     #[test]
+    fn a_metric_source_reads_and_round_trips() {
+        let text = r#"
+[[metrics]]
+id = "conv"
+name = "Conversion"
+baseline = 2.1
+target = 3.5
+
+[metrics.source]
+kind = "http_json"
+url = "https://stats.example.com/conv"
+points_pointer = "/data/points"
+poll_minutes = 60
+"#;
+        let f = parse(text).expect("parses");
+        let Some(crate::domain::MetricSource::HttpJson(h)) = &f.metrics[0].source else {
+            panic!("an http_json source: {:?}", f.metrics[0].source);
+        };
+        assert_eq!(h.points_pointer, "/data/points");
+        assert_eq!(h.time_field, "at");
+        assert_eq!(h.poll_minutes, Some(60));
+        let back = parse(&render(&f, "").expect("renders")).expect("reads back");
+        assert_eq!(back, f);
+        // A misspelt setting is an error, not silently ignored.
+        let e = parse(&text.replace("points_pointer", "points_ptr")).unwrap_err();
+        assert!(format!("{e:?}").contains("points_ptr"), "{e:?}");
+    }
+
+    #[test]
     fn floats_and_times_round_trip_exactly() {
         let t = chrono::DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap();
         let f = File {
@@ -447,6 +480,7 @@ mod tests {
                 baseline: 0.1 + 0.2,
                 target: 1e-7,
                 cadence_days: Some(1.0 / 3.0),
+                source: None,
                 observations: vec![ObservationEntry {
                     at: datetime(&t),
                     value: 12345.678901234567,

@@ -23,7 +23,7 @@ pub use tokens::TokenStore;
 use crate::config::{Config, StoreBackend};
 use crate::domain::{
     Evidence, Experiment, Goal, Hypothesis, Item, ItemSplit, ItemState, Link, Metric, Observation,
-    ObservationSummary, Release, Removal, Source, SyncState, Time,
+    ObservationSummary, PullStatus, Release, Removal, Source, SyncState, Time,
 };
 
 /// The driver's own error, kept as the source of a [`StoreError`].
@@ -378,6 +378,17 @@ pub trait Store: TokenStore + Send + Sync + 'static {
         &self,
         observations: &[Observation],
     ) -> Result<Vec<(String, ObservationSummary)>>;
+
+    /// Stores the points of one pull of a metric's source (same metric and
+    /// time replaces the value) and its pull status, in one transaction;
+    /// returns the metric's new summary when points were stored.
+    async fn record_pull(
+        &self,
+        observations: &[Observation],
+        status: &PullStatus,
+    ) -> Result<Option<ObservationSummary>>;
+    /// Every metric's last pull status, by metric id.
+    async fn list_metric_pulls(&self) -> Result<Vec<PullStatus>>;
 
     /// Writes a whole value model change in one transaction, all or
     /// nothing; returns the new summary of each metric whose observations

@@ -31,7 +31,7 @@ use super::{ItemFilter, Load, ModelWrite, Result, Store, WriteHealth};
 use crate::config::{Config, StoreConfig};
 use crate::domain::{
     Evidence, Experiment, Goal, Hypothesis, Item, ItemSplit, Link, Metric, Observation,
-    ObservationSummary, Release, Removal, Source, SyncCursor, SyncState, Time,
+    ObservationSummary, PullStatus, Release, Removal, Source, SyncCursor, SyncState, Time,
 };
 use conn::{Attempt, Connections, Fail, Settings};
 use write::ItemWrite;
@@ -264,11 +264,11 @@ fn put_goal(conn: &Connection, g: &Goal) -> Attempt<()> {
 
 fn put_metric(conn: &Connection, m: &Metric) -> Attempt<()> {
     conn.prepare_cached(
-        "INSERT INTO metrics (id, name, unit, direction, baseline, target, cadence_nanos, create_time, update_time) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+        "INSERT INTO metrics (id, name, unit, direction, baseline, target, cadence_nanos, create_time, update_time, source) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, unit = excluded.unit, direction = excluded.direction, \
          baseline = excluded.baseline, target = excluded.target, cadence_nanos = excluded.cadence_nanos, \
-         update_time = excluded.update_time",
+         update_time = excluded.update_time, source = excluded.source",
     )?
     .execute(params![
         m.id,
@@ -280,6 +280,27 @@ fn put_metric(conn: &Connection, m: &Metric) -> Attempt<()> {
         m.cadence.and_then(|c| c.num_nanoseconds()),
         nanos(&m.create_time),
         nanos(&m.update_time),
+        m.source.as_ref().and_then(|s| serde_json::to_string(s).ok()),
+    ])?;
+    Ok(())
+}
+
+/// Upserts a metric's pull status.
+fn put_metric_pull(conn: &Connection, p: &PullStatus) -> Attempt<()> {
+    conn.prepare_cached(
+        "INSERT INTO metric_pulls (metric_id, last_pull_time, last_success_time, last_stored, last_refused, last_error) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT (metric_id) DO UPDATE SET last_pull_time = excluded.last_pull_time, \
+         last_success_time = excluded.last_success_time, last_stored = excluded.last_stored, \
+         last_refused = excluded.last_refused, last_error = excluded.last_error",
+    )?
+    .execute(params![
+        p.metric_id,
+        p.last_pull_time.as_ref().map(nanos),
+        p.last_success_time.as_ref().map(nanos),
+        p.last_stored,
+        p.last_refused,
+        p.last_error,
     ])?;
     Ok(())
 }
@@ -847,6 +868,58 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn record_pull(
+        &self,
+        observations: &[Observation],
+        status: &PullStatus,
+    ) -> Result<Option<ObservationSummary>> {
+        let observations = observations.to_vec();
+        let status = status.clone();
+        self.db
+            .write("store a metric pull", move |tx| {
+                let mut put = tx.prepare_cached(
+                    "INSERT INTO observations (metric_id, observe_time, value) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (metric_id, observe_time) DO UPDATE SET value = excluded.value",
+                )?;
+                for o in &observations {
+                    put.execute(params![o.metric_id, nanos(&o.observe_time), o.value])?;
+                }
+                put_metric_pull(tx, &status)?;
+                if observations.is_empty() {
+                    Ok(None)
+                } else {
+                    Ok(Some(observation_summary(tx, &status.metric_id)?))
+                }
+            })
+            .await
+    }
+
+    async fn list_metric_pulls(&self) -> Result<Vec<PullStatus>> {
+        self.db
+            .read("read metric pulls", move |conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT metric_id, last_pull_time, last_success_time, last_stored, last_refused, last_error \
+                     FROM metric_pulls ORDER BY metric_id",
+                )?;
+                let mut rows = stmt.query([])?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next()? {
+                    let pull: Option<i64> = r.get(1)?;
+                    let success: Option<i64> = r.get(2)?;
+                    out.push(PullStatus {
+                        metric_id: r.get(0)?,
+                        last_pull_time: pull.map(time),
+                        last_success_time: success.map(time),
+                        last_stored: r.get(3)?,
+                        last_refused: r.get(4)?,
+                        last_error: r.get(5)?,
+                    });
+                }
+                Ok(out)
+            })
+            .await
+    }
+
     async fn apply_model(&self, w: &ModelWrite) -> Result<Vec<(String, ObservationSummary)>> {
         let w = w.clone();
         self.db
@@ -974,6 +1047,7 @@ mod tests {
                 baseline: 0.0,
                 target: 1.0,
                 cadence: None,
+                source: None,
                 create_time: t,
                 update_time: t,
             })

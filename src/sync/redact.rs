@@ -70,7 +70,7 @@ pub fn summary(body: &str, secrets: &[String]) -> String {
 fn documented_message(body: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
     let obj = v.as_object()?;
-    for key in ["message", "errorMessages", "errors", "error"] {
+    for key in ["message", "errorMessages", "errors", "error", "detail"] {
         let Some(field) = obj.get(key) else { continue };
         let text = flatten(field);
         if !text.trim().is_empty() {

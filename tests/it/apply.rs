@@ -475,6 +475,89 @@ async fn the_starter_file_applies_cleanly_on_an_empty_server() {
     );
 }
 
+const SOURCED: &str = r#"
+[[metrics]]
+id = "conv"
+name = "Checkout conversion"
+unit = "%"
+baseline = 2.1
+target = 3.5
+
+[metrics.source]
+kind = "posthog"
+base_url = "https://eu.posthog.com"
+project_id = "4242"
+api_key_env = "PLB_TEST_POSTHOG_KEY"
+trend_event = "purchase"
+poll_minutes = 60
+"#;
+
+#[tokio::test]
+async fn a_metric_source_is_planned_applied_and_exported() {
+    let s = TestServer::start().await;
+    let r = apply_doc(&s, SOURCED, false, false, false).await.unwrap();
+    assert!(r.applied);
+    let m = s
+        .model()
+        .get_metric(pb::GetMetricRequest { id: "conv".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .metric
+        .unwrap();
+    let src = m.source.expect("a source");
+    assert_eq!(src.poll_interval.map(|d| d.seconds), Some(3600));
+    assert!(
+        matches!(src.kind, Some(pb::metric_source::Kind::Posthog(p)) if p.trend_event == "purchase")
+    );
+
+    // The export round-trips; a changed setting is an update of `source`.
+    let exported = export_doc(&s).await;
+    assert!(exported.contains("[metrics.source]"), "{exported}");
+    let again = apply_doc(&s, &exported, true, false, false).await.unwrap();
+    assert!(again.changes.is_empty(), "{again:?}");
+    let changed = apply_doc(
+        &s,
+        &SOURCED.replace("purchase", "signup"),
+        true,
+        false,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(changed.changes.len(), 1, "{changed:?}");
+    assert_eq!(changed.changes[0].fields[0].field, "source");
+
+    // Bad settings are placed at their line; a variable the policy does not
+    // allow is refused.
+    let e = apply_doc(
+        &s,
+        &SOURCED.replace("\"4242\"", "\"abc\""),
+        false,
+        false,
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("metrics[0].source.project_id"),
+        "{}",
+        e.message()
+    );
+    let e = apply_doc(
+        &s,
+        &SOURCED.replace("PLB_TEST_POSTHOG_KEY", "HOME"),
+        false,
+        false,
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("HOME"), "{}", e.message());
+}
+
 /// What validation learned is not undone by the file: the default export
 /// leaves confidence, status and observations out, and applying it after a
 /// hypothesis' confidence moved plans nothing.

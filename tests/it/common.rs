@@ -52,6 +52,7 @@ impl TestServer {
             store: plumbline::config::StoreConfig::default(),
             sync: plumbline::config::SyncConfig::manual(),
             validation: plumbline::config::ValidationConfig::manual(),
+            pulls: plumbline::config::PullsConfig::manual(),
             outbound: test_outbound(),
             ..Config::default()
         };
@@ -267,6 +268,9 @@ const TEST_TOKENS: &[(&str, &str)] = &[
         "PLB_TEST_REDMINE_TOKEN",
         "3f9c2b7a1e8d4c6b5a0f9e8d7c6b5a4f3e2d1c0b",
     ),
+    // Metric sources (metric_pull.rs).
+    ("PLB_TEST_POSTHOG_KEY", "phx_testkey0123456789abcdef"),
+    ("PLB_TEST_STATS_TOKEN", "stats-token-0123456789"),
     // A key Redmine does not know (it answers such a key as anonymous).
     (
         "PLB_TEST_REDMINE_WRONG_KEY",

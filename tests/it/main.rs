@@ -19,6 +19,7 @@ mod cli_split;
 mod learning_sim;
 mod limits;
 mod metric_prometheus;
+mod metric_pull;
 mod metric_sql;
 mod reflection;
 mod removal;

@@ -132,8 +132,7 @@ async fn prometheus_errors_name_the_query_and_the_cause() {
         spec(&prom.base_url, "sum(signups")
             .fetch(None, now())
             .await
-            .err()
-            .expect("refused"),
+            .expect_err("refused"),
     );
     assert!(bad.starts_with("prometheus metric source: "), "{bad}");
     assert!(bad.contains("HTTP 400"), "{bad}");
@@ -145,8 +144,7 @@ async fn prometheus_errors_name_the_query_and_the_cause() {
         spec(&prom.base_url, "signups")
             .fetch(None, now())
             .await
-            .err()
-            .expect("refused"),
+            .expect_err("refused"),
     );
     assert!(two.contains("\"signups\" yields 2 series"), "{two}");
     assert!(two.contains("env=\"other\""), "{two}");
@@ -156,8 +154,7 @@ async fn prometheus_errors_name_the_query_and_the_cause() {
         spec(&prom.base_url, r#""text""#)
             .fetch(None, now())
             .await
-            .err()
-            .expect("refused"),
+            .expect_err("refused"),
     );
     assert!(string.contains("HTTP 400"), "{string}");
 
@@ -174,8 +171,7 @@ async fn prometheus_errors_name_the_query_and_the_cause() {
         spec(&format!("http://127.0.0.1:{port}"), "up")
             .fetch(None, now())
             .await
-            .err()
-            .expect("unreachable"),
+            .expect_err("unreachable"),
     );
     assert!(gone.contains("could not be reached"), "{gone}");
 
@@ -184,8 +180,7 @@ async fn prometheus_errors_name_the_query_and_the_cause() {
         spec(&format!("{}/prometheus", prom.base_url), "up")
             .fetch(None, now())
             .await
-            .err()
-            .expect("404"),
+            .expect_err("404"),
     );
     assert!(wrong.contains("404"), "{wrong}");
 
@@ -193,7 +188,7 @@ async fn prometheus_errors_name_the_query_and_the_cause() {
     let mut strict = spec(&prom.base_url, "up");
     strict.http = HttpClient::new(HttpOptions::default(), Arc::new(OutboundPolicy::default()))
         .expect("client");
-    let refused = message(strict.fetch(None, now()).await.err().expect("refused"));
+    let refused = message(strict.fetch(None, now()).await.expect_err("refused"));
     assert!(refused.contains("loopback"), "{refused}");
 }
 
@@ -276,25 +271,25 @@ async fn prometheus_sends_bearer_and_basic_credentials_from_named_variables() {
     s.auth = Some(HttpAuth::Bearer {
         token_env: "PLUMBLINE_SECRET_PROM_WRONG_T".into(),
     });
-    let wrong = message(s.fetch(None, now()).await.err().expect("401"));
+    let wrong = message(s.fetch(None, now()).await.expect_err("401"));
     assert!(wrong.contains("401"), "{wrong}");
     assert!(!wrong.contains("not-the-token-1234"), "{wrong}");
 
     // No credentials at all: the same 401.
     s.auth = None;
-    let none = message(s.fetch(None, now()).await.err().expect("401"));
+    let none = message(s.fetch(None, now()).await.expect_err("401"));
     assert!(none.contains("401"), "{none}");
 
     // A variable that is not set, and one the policy does not allow.
     s.auth = Some(HttpAuth::Bearer {
         token_env: "PLUMBLINE_SECRET_PROM_UNSET_T".into(),
     });
-    let unset = message(s.fetch(None, now()).await.err().expect("unset"));
+    let unset = message(s.fetch(None, now()).await.expect_err("unset"));
     assert!(unset.contains("PLUMBLINE_SECRET_PROM_UNSET_T"), "{unset}");
     assert!(unset.contains("not set"), "{unset}");
     s.auth = Some(HttpAuth::Bearer {
         token_env: "HOME".into(),
     });
-    let home = message(s.fetch(None, now()).await.err().expect("refused"));
+    let home = message(s.fetch(None, now()).await.expect_err("refused"));
     assert!(home.contains("HOME is not one sources may name"), "{home}");
 }

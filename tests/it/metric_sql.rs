@@ -181,7 +181,7 @@ async fn sql_reads_the_time_and_value_types_it_documents() {
         ("SELECT d, f8, i4 FROM typed", "returns 3 columns"),
         ("SELECT d, f8 FROM typed WHERE d > $1", "$n placeholder"),
     ] {
-        let m = secret_free(run(q).await.err().expect("refused"), &dsn);
+        let m = secret_free(run(q).await.expect_err("refused"), &dsn);
         assert!(m.contains(says), "{q}: {m}");
     }
 }
@@ -201,7 +201,7 @@ async fn sql_errors_never_show_the_dsn_or_its_password() {
         &dsn,
         "SELECT day, v FROM no_such_table WHERE day > :since",
     );
-    let m = secret_free(bad.fetch(None, now()).await.err().expect("refused"), &dsn);
+    let m = secret_free(bad.fetch(None, now()).await.expect_err("refused"), &dsn);
     assert!(
         m.contains("relation \"no_such_table\" does not exist"),
         "{m}"
@@ -215,7 +215,7 @@ async fn sql_errors_never_show_the_dsn_or_its_password() {
         &wrong,
         "SELECT now(), 1.0::float8",
     );
-    let m = secret_free(s.fetch(None, now()).await.err().expect("refused"), &wrong);
+    let m = secret_free(s.fetch(None, now()).await.expect_err("refused"), &wrong);
     assert!(m.contains("password authentication failed"), "{m}");
     assert!(!m.contains("not-the-password-77"), "{m}");
 
@@ -227,10 +227,7 @@ async fn sql_errors_never_show_the_dsn_or_its_password() {
         &gone,
         "SELECT now(), 1.0::float8",
     );
-    let m = secret_free(
-        s.fetch(None, now()).await.err().expect("unreachable"),
-        &gone,
-    );
+    let m = secret_free(s.fetch(None, now()).await.expect_err("unreachable"), &gone);
     assert!(m.to_lowercase().contains("connect"), "{m}");
 
     // A DSN that does not parse, with a password in it.
@@ -240,7 +237,7 @@ async fn sql_errors_never_show_the_dsn_or_its_password() {
         &garbled,
         "SELECT now(), 1.0::float8",
     );
-    let m = secret_free(s.fetch(None, now()).await.err().expect("refused"), &garbled);
+    let m = secret_free(s.fetch(None, now()).await.expect_err("refused"), &garbled);
     assert!(m.contains("PLUMBLINE_SECRET_PG_GARBLED_T"), "{m}");
 
     // Plain text to a host off the machine is refused before connecting.
@@ -250,7 +247,7 @@ async fn sql_errors_never_show_the_dsn_or_its_password() {
         &remote,
         "SELECT now(), 1.0::float8",
     );
-    let m = secret_free(s.fetch(None, now()).await.err().expect("refused"), &remote);
+    let m = secret_free(s.fetch(None, now()).await.expect_err("refused"), &remote);
     assert!(m.contains("sslmode=require"), "{m}");
 
     // A variable that is not set, and one the policy does not allow.
@@ -260,11 +257,11 @@ async fn sql_errors_never_show_the_dsn_or_its_password() {
         "SELECT now(), 1.0::float8",
     );
     s.dsn_env = "PLUMBLINE_SECRET_PG_NEVER_SET_T".into();
-    let m = secret_free(s.fetch(None, now()).await.err().expect("unset"), &dsn);
+    let m = secret_free(s.fetch(None, now()).await.expect_err("unset"), &dsn);
     assert!(m.contains("PLUMBLINE_SECRET_PG_NEVER_SET_T"), "{m}");
     assert!(m.ends_with("is not set"), "{m}");
     s.dsn_env = "HOME".into();
-    let m = secret_free(s.fetch(None, now()).await.err().expect("refused"), &dsn);
+    let m = secret_free(s.fetch(None, now()).await.expect_err("refused"), &dsn);
     assert!(m.contains("HOME is not one sources may name"), "{m}");
 }
 
@@ -298,7 +295,7 @@ async fn sql_queries_run_read_only_and_are_cut_at_the_statement_timeout() {
         ("SELECT now(), scribble()", "PLUMBLINE_SECRET_PG_RO3_T"),
     ] {
         let s = spec(var, &dsn, q);
-        let m = secret_free(s.fetch(None, now()).await.err().expect("refused"), &dsn);
+        let m = secret_free(s.fetch(None, now()).await.expect_err("refused"), &dsn);
         assert!(m.contains("read-only transaction"), "{q}: {m}");
         assert!(m.contains("25006"), "{q}: {m}");
     }
@@ -320,7 +317,7 @@ async fn sql_queries_run_read_only_and_are_cut_at_the_statement_timeout() {
         "SELECT now(), 1.0::float8 FROM pg_sleep(60)",
     );
     s.statement_timeout = Duration::from_millis(300);
-    let m = secret_free(s.fetch(None, now()).await.err().expect("cut"), &dsn);
+    let m = secret_free(s.fetch(None, now()).await.expect_err("cut"), &dsn);
     assert!(m.contains("statement timeout"), "{m}");
     assert!(m.contains("57014"), "{m}");
 }
@@ -345,8 +342,7 @@ async fn sql_verifies_the_certificate_of_a_server_that_speaks_tls() {
             spec(var, &dsn, query)
                 .fetch(None, now())
                 .await
-                .err()
-                .expect("refused"),
+                .expect_err("refused"),
             &dsn,
         );
         assert!(m.contains("TLS"), "{mode}: {m}");

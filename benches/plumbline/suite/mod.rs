@@ -38,6 +38,7 @@ mod child;
 mod hostile;
 pub mod learning;
 mod mock;
+mod pull;
 mod rpc;
 pub mod sync;
 pub mod synth;
@@ -320,7 +321,7 @@ impl Report {
 }
 
 /// The names of every figure a run reports, in order.
-pub const FIGURES: [&str; 11] = [
+pub const FIGURES: [&str; 12] = [
     "rank_top50_p50",
     "rank_top50_p99",
     "rank_top50_throughput_16_clients",
@@ -329,6 +330,7 @@ pub const FIGURES: [&str; 11] = [
     "startup_to_serving",
     "observe_then_rank_p50",
     "sync_ingest",
+    "metric_pull_10k",
     "peak_rss",
     "hostile_watchers_rank_p50",
     "hostile_watchers_peak_rss",
@@ -440,6 +442,10 @@ pub async fn run(opts: &Options) -> Result<Report> {
     say("sync ingest from the local GitHub mock, and its two baselines");
     figures.push(sync::figure(opts, dir.path()).await?);
     notes.push(sync::NOTE.into());
+
+    say("a pull of 10,000 metric points, and fetching and parsing them alone");
+    figures.push(pull::figure(opts, dir.path()).await?);
+    notes.push(pull::NOTE.into());
 
     let order = |f: &Figure| FIGURES.iter().position(|n| *n == f.name);
     figures.sort_by_key(order);

@@ -216,7 +216,7 @@ async fn sync(seed: u64, n: u64, path: &Path, source: &Source) -> Result<Duratio
 
 /// The outbound policy of the benchmark: its tracker mock listens on
 /// 127.0.0.1, which the default policy refuses.
-fn loopback() -> Arc<plumbline::outbound::OutboundPolicy> {
+pub fn loopback() -> Arc<plumbline::outbound::OutboundPolicy> {
     let config = plumbline::config::OutboundConfig {
         allow_hosts: vec!["127.0.0.1".into()],
         ..Default::default()

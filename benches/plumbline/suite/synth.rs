@@ -323,6 +323,7 @@ pub fn model(seed: u64) -> Model {
             baseline,
             target,
             cadence: (m % 2 == 0).then(|| Duration::days(7)),
+            source: None,
             create_time: t0,
             update_time: t0,
             id: id.clone(),

@@ -201,6 +201,7 @@ pub(super) fn model(conn: &Connection) -> Attempt<Model> {
                 baseline: r.get("baseline")?,
                 target: r.get("target")?,
                 cadence: cadence.map(chrono::Duration::nanoseconds),
+                source: metric_source(r.get("source")?)?,
                 create_time: time(r.get("create_time")?),
                 update_time: time(r.get("update_time")?),
             },
@@ -226,4 +227,16 @@ pub(super) fn model(conn: &Connection) -> Attempt<Model> {
         ));
     }
     Ok(model)
+}
+
+/// A metric's stored source settings (JSON), read back.
+fn metric_source(
+    json: Option<String>,
+) -> std::result::Result<Option<crate::domain::MetricSource>, rusqlite::Error> {
+    json.map(|j| {
+        serde_json::from_str(&j).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })
+    })
+    .transpose()
 }

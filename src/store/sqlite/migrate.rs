@@ -38,6 +38,9 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/sqlite/0008_evidence_posterior.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/sqlite/0009_metric_sources.sql"
+    )),
 ];
 
 /// The schema version of an up-to-date database.

@@ -101,6 +101,31 @@ enum Replay {
 
 /// Redirects one read follows, all within its origin.
 const MAX_REDIRECTS: usize = 5;
+/// The largest answer read: a tracker page or a metric source's answer is a
+/// few MiB at most, and a server (or a man in the middle of a plain-http
+/// one) that sends more must not make plumbline hold it all in memory.
+pub const MAX_RESPONSE_BYTES: usize = 32 << 20;
+/// The most of an error answer read for its message.
+const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
+
+/// The body of `resp`, read chunk by chunk up to `cap` bytes: `Ok(None)`
+/// when it is larger (the rest is not read).
+async fn read_capped(
+    mut resp: reqwest::Response,
+    cap: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > cap {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
 
 /// The shared client.
 #[derive(Debug, Clone)]
@@ -288,8 +313,18 @@ impl HttpClient {
                         ));
                     }
                     if status.is_success() || status == StatusCode::NOT_MODIFIED {
-                        match resp.bytes().await {
-                            Ok(b) => {
+                        match read_capped(resp, MAX_RESPONSE_BYTES).await {
+                            Ok(None) => {
+                                return Err(SyncError::Malformed {
+                                    source_id: source_id.into(),
+                                    url: strip_query(url),
+                                    detail: format!(
+                                        "the answer is larger than {MAX_RESPONSE_BYTES} bytes; not read"
+                                    ),
+                                    source: None,
+                                });
+                            }
+                            Ok(Some(b)) => {
                                 // Spend the last request of a window, then wait
                                 // for the next one instead of being refused.
                                 if let Some(reset) = dialect {
@@ -304,7 +339,7 @@ impl HttpClient {
                                     url: final_url,
                                     status,
                                     headers,
-                                    body: b.to_vec(),
+                                    body: b,
                                 });
                             }
                             Err(e) => (
@@ -314,7 +349,12 @@ impl HttpClient {
                             ),
                         }
                     } else {
-                        let body = resp.text().await.unwrap_or_default();
+                        let body = read_capped(resp, MAX_ERROR_BODY_BYTES)
+                            .await
+                            .ok()
+                            .flatten()
+                            .map(|b| String::from_utf8_lossy(&b).into_owned())
+                            .unwrap_or_default();
                         let message = summary(&body, &self.with_known_secrets(secrets));
                         match status {
                             StatusCode::UNAUTHORIZED => {

@@ -617,3 +617,27 @@ async fn labels_given_as_plain_strings_are_read_like_label_objects() {
     assert_eq!(links.len(), 1);
     assert_eq!(links[0].hypothesis_id, "H-1", "the string label links");
 }
+
+/// An answer larger than the shared client reads (32 MiB) fails the sync
+/// with what happened, instead of being held in memory whole.
+#[tokio::test]
+async fn an_answer_past_the_size_bound_is_not_read() {
+    let mock = MockServer::start().await;
+    let s = setup(&mock).await;
+    let huge = format!(
+        "[{}]",
+        " ".repeat(plumbline::sync::http::MAX_RESPONSE_BYTES)
+    );
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(json(huge))
+        .mount(&mock)
+        .await;
+    let run = run_sync(&s, "gh", true).await;
+    let err = run.error();
+    assert!(
+        err.message().contains("larger than") && err.message().contains("not read"),
+        "{err:?}"
+    );
+    assert!(all_items(&s, "gh").await.is_empty());
+}

@@ -45,6 +45,9 @@ pub struct Config {
     /// What one client may consume (`[limits]` in the file).
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The web view (`[web]` in the file).
+    #[serde(default)]
+    pub web: crate::web::WebConfig,
 }
 
 /// The outbound policy: what the operator lets sources use. It lives here,
@@ -287,6 +290,7 @@ impl Default for Config {
             insecure: false,
             outbound: OutboundConfig::default(),
             limits: LimitsConfig::default(),
+            web: Default::default(),
         }
     }
 }

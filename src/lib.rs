@@ -23,6 +23,8 @@
 //!   layer.
 //! - [`limits`]: what one client may consume: connections, calls, streams.
 //! - [`config`] and [`cli`]: settings and the command line.
+//! - [`web`]: the refinement room, HTML pages served by `serve` on its
+//!   own listener.
 //! - [`tls`]: TLS and mutual TLS on the listener and in the CLI, and the
 //!   refusal to open a non-loopback port with neither auth nor TLS.
 
@@ -42,6 +44,7 @@ pub mod server;
 pub mod store;
 pub mod sync;
 pub mod tls;
+pub mod web;
 
 /// Code generated from `proto/plumbline/v1`.
 pub mod proto {

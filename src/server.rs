@@ -44,6 +44,13 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error("cannot listen on {addr} for the web view ([web] listen, --web-listen)")]
+    WebBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the web view: {0} ([web] listen)")]
+    WebExposure(#[source] crate::tls::OpenListener),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -93,6 +100,8 @@ const HEALTH_NAMES: [&str; 10] = [
 /// A server running in the background of this process.
 pub struct RunningServer {
     addr: SocketAddr,
+    /// The web view's address, when it is on.
+    web_addr: Option<SocketAddr>,
     /// `https` when the listener serves TLS.
     scheme: &'static str,
     engine: Arc<Engine>,
@@ -110,6 +119,11 @@ impl RunningServer {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `http://ADDR` of the web view, when it is on.
+    pub fn web_url(&self) -> Option<String> {
+        self.web_addr.map(|a| format!("http://{a}"))
     }
 
     /// `http://ADDR` (`https://` with TLS), for clients.
@@ -213,6 +227,20 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     if exposure == crate::tls::Exposure::Insecure {
         tracing::warn!(listen = %config.listen, "--insecure: serving a non-loopback address with neither authentication nor TLS; anyone who reaches it can read and change everything");
     }
+    // The web view has no TLS of its own (yet): off loopback it needs auth.
+    let web_exposure = if config.web.enabled {
+        Some(
+            crate::tls::check_exposure(
+                config.web.listen,
+                config.auth.enabled,
+                false,
+                config.insecure,
+            )
+            .map_err(ServerError::WebExposure)?,
+        )
+    } else {
+        None
+    };
     let tls = config.tls.server().map_err(ServerError::Tls)?;
     if let Some(dir) = config.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| ServerError::DbDir {
@@ -259,6 +287,18 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         addr: config.listen,
         source,
     })?;
+
+    let web_listener =
+        match web_exposure {
+            Some(_) => Some(crate::web::WebListener::bind(&config.web).await.map_err(
+                |source| ServerError::WebBind {
+                    addr: config.web.listen,
+                    source,
+                },
+            )?),
+            None => None,
+        };
+    let web_addr = web_listener.as_ref().map(|l| l.local_addr());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     for name in HEALTH_NAMES {
@@ -334,8 +374,21 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             syncer.clone(),
         )))
         .add_service(pb::token_service_server::TokenServiceServer::new(
-            crate::api::TokenApi(tokens),
+            crate::api::TokenApi(tokens.clone()),
         ));
+    if let Some(listener) = web_listener {
+        crate::web::serve(
+            listener,
+            &config.web,
+            crate::web::WebParts {
+                engine: engine.clone(),
+                tokens,
+                lifecycle: lifecycle.clone(),
+                secure_cookie: config.tls.enabled(),
+                limits: config.limits.clone(),
+            },
+        );
+    }
 
     if config.validation.interval_secs > 0 {
         lifecycle.spawn(
@@ -371,9 +424,13 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             .await
             .map_err(ServerError::from)
     });
-    tracing::info!(%addr, %scheme, db = %config.db.display(), "plumbline serving");
+    tracing::info!(%addr, %scheme, web = ?web_addr, db = %config.db.display(), "plumbline serving");
+    if let Some(web) = web_addr {
+        tracing::info!(url = %format!("http://{web}/"), "web view: the refinement room");
+    }
     Ok(RunningServer {
         addr,
+        web_addr,
         scheme,
         engine,
         syncer,

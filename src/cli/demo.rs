@@ -112,6 +112,14 @@ fn proto_enum(name: &str, prefix: &str, parse: impl Fn(&str) -> Option<i32>) -> 
     })
 }
 
+/// Loads the bundled sample product into the sidecar at `url` (with auth
+/// off), as `plumbline demo` does: for tests of the web view.
+pub async fn load_sample(url: &str) -> Result<()> {
+    let sample: Sample =
+        toml::from_str(SAMPLE).context("the bundled sample product does not parse")?;
+    load(url, &sample).await
+}
+
 /// Loads `sample` into the sidecar at `url` through the gRPC API.
 pub async fn load(url: &str, sample: &Sample) -> Result<()> {
     let channel = connect(url).await?;
@@ -284,6 +292,8 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         sync: crate::config::SyncConfig::manual(),
         validation: crate::config::ValidationConfig::manual(),
         insecure: a.insecure,
+        // A free port: the web view is there for `--keep-serving`.
+        web: crate::web::WebConfig::on_free_port(),
         ..Config::default()
     };
     let server = crate::server::start(&config).await?;

@@ -53,6 +53,7 @@ impl TestServer {
             sync: plumbline::config::SyncConfig::manual(),
             validation: plumbline::config::ValidationConfig::manual(),
             outbound: test_outbound(),
+            web: plumbline::web::WebConfig::on_free_port(),
             ..Config::default()
         };
         change(&mut config);
@@ -783,6 +784,7 @@ pub fn spawn_server(db: &std::path::Path) -> (ServerChild, String) {
         .arg(db)
         .args(["--log-format", "json"])
         .env("PLUMBLINE_SYNC__INTERVAL_SECS", "0")
+        .env("PLUMBLINE_WEB__LISTEN", "127.0.0.1:0")
         .env("PLUMBLINE_LOG", "info")
         // The test policy (common::test_outbound): loopback trackers, PLB_TEST_* tokens.
         .env("PLUMBLINE_OUTBOUND__TOKEN_ENV_PREFIX", "PLB_TEST_")

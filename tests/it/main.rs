@@ -34,3 +34,4 @@ mod time;
 mod tls;
 mod validation;
 mod watch;
+mod web;

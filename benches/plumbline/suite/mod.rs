@@ -357,6 +357,7 @@ fn config(db: &Path) -> Config {
             allow_hosts: vec!["127.0.0.1".into()],
             ..Default::default()
         },
+        web: plumbline::web::WebConfig::on_free_port(),
         ..Config::default()
     }
 }

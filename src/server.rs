@@ -7,7 +7,8 @@
 //!    [`Lifecycle`] stops: tonic accepts no new connection and sends
 //!    GOAWAY, and every long task sees the signal at once: `WatchRanking`
 //!    streams end with UNAVAILABLE, a sync stores the pages in hand and ends
-//!    as interrupted, the background loops return;
+//!    as interrupted, the background loops return, the web view stops
+//!    accepting and its event streams end;
 //! 2. in-flight calls finish and their connections close;
 //! 3. every tracked task has ended;
 //! 4. the store closes, so nothing writes to a closed store.

@@ -409,6 +409,9 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         println!("Still serving on {url}. Try:");
         println!("  plumbline rank --server {url}");
         println!("  plumbline explain web/418 --server {url}");
+        if let Some(web) = server.web_url() {
+            println!("The refinement room (web view): {web}/");
+        }
         println!("Stop with Ctrl-C.");
         server.run_until(crate::server::shutdown_signal()).await?;
     } else {

@@ -11,6 +11,7 @@ mod push;
 mod api;
 mod auth;
 mod bench;
+mod browser;
 mod cli;
 mod cli_split;
 mod learning_sim;

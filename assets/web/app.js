@@ -53,6 +53,11 @@
       .then(function () { pending = false; if (again) { again = false; refresh(); } });
   }
   var events = new EventSource("/events");
-  events.addEventListener("hello", function () { document.body.dataset.live = "on"; });
+  // A "hello" after the first is a reconnection (the stream ends with an
+  // idle connection, a restart): changes may have come meanwhile.
+  events.addEventListener("hello", function () {
+    if (document.body.dataset.live === "on") refresh();
+    document.body.dataset.live = "on";
+  });
   events.addEventListener("ranking", refresh);
 })();

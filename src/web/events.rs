@@ -8,8 +8,10 @@
 //! sends one event for everything that came meanwhile (a sync's burst of
 //! pages is one event). At most `[web] max_event_streams` are open at once;
 //! one more is answered 503. A stream ends when the server stops (so that
-//! the graceful shutdown does not wait on it) and when the session's token
-//! is revoked.
+//! the graceful shutdown does not wait on it), when the session's token is
+//! revoked, and when its connection has sent nothing for `[limits]
+//! idle_timeout_ms` (the browser's EventSource then reconnects, and the
+//! page's script re-fetches on the new stream's `hello`).
 
 use std::convert::Infallible;
 use std::time::Duration;

@@ -55,7 +55,15 @@ pub(crate) async fn js() -> Response {
         .into_response()
 }
 
-pub(crate) async fn not_found(Extension(viewer): Extension<Viewer>) -> Response {
+pub(crate) async fn not_found(viewer: Option<Extension<Viewer>>) -> Response {
+    // `/assets/*` passes the gate without a viewer.
+    let viewer = viewer.map_or_else(
+        || Viewer {
+            caller: None,
+            csrf: String::new(),
+        },
+        |Extension(v)| v,
+    );
     message(
         &viewer,
         StatusCode::NOT_FOUND,
@@ -277,7 +285,10 @@ async fn rows(state: &WebState, f: &Filters) -> Result<Rows, Error> {
             }
             Row {
                 rank: r.rank,
-                url: urls.get(&s.item_key).cloned().unwrap_or_default(),
+                url: urls
+                    .get(&s.item_key)
+                    .map(|u| web_url(u).to_owned())
+                    .unwrap_or_default(),
                 path: percent_path(&s.item_key),
                 key: s.item_key,
                 title: s.title,
@@ -593,7 +604,7 @@ async fn item_page(
         key: key.to_owned(),
         path: percent_path(key),
         title: score.title.clone(),
-        url: item.url.clone(),
+        url: web_url(&item.url).to_owned(),
         state: match item.state {
             ItemState::Open => "open",
             ItemState::Closed => "closed",
@@ -660,6 +671,17 @@ pub(crate) async fn apply_split(
             Redirect::to(&to).into_response()
         }
         Err(e) => engine_error(&viewer, &e),
+    }
+}
+
+/// An item's tracker URL as a page may link it: only `http(s)://`, so that
+/// a `javascript:` URL pushed by a client never becomes a link to click.
+fn web_url(url: &str) -> &str {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    if lower.starts_with("https://") || lower.starts_with("http://") {
+        url
+    } else {
+        ""
     }
 }
 

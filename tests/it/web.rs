@@ -427,3 +427,49 @@ async fn an_exposed_web_listener_needs_auth() {
     assert!(s.web_url().is_none());
     s.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn pages_are_locked_down_and_bounded() {
+    let w = demo_server(false, |c| c.web.max_body_bytes = 2048).await;
+    let r = client().get(format!("{}/", w.web)).send().await.unwrap();
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+
+    // A URL that is not http(s) is never linked.
+    let mut evil = item("web", "666", "Looks harmless");
+    evil.url = "javascript:alert(1)".into();
+    upsert(&w.s, vec![evil]).await;
+    let (_, html) = get(&format!("{}/?q=harmless", w.web)).await;
+    assert_eq!(attrs(&html, "data-key"), ["web/666"]);
+    assert!(!html.contains("javascript:"), "{html}");
+    let (_, html) = get(&format!("{}/items/web%2F666", w.web)).await;
+    assert!(!html.contains("javascript:"));
+
+    // A body past [web] max_body_bytes is refused before a handler reads it.
+    let html = get(&format!("{}/items/web%2F412", w.web)).await.1;
+    let big = "x".repeat(4096);
+    let r = client()
+        .post(format!("{}/items/web%2F412/split", w.web))
+        .header("origin", &w.web)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            serde_urlencoded::to_string([("kind", "task"), ("csrf", &csrf(&html)), ("pad", &big)])
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(w.s.server().engine().item_title("web/412-s1").is_empty());
+
+    // Unknown assets are a plain 404.
+    let (status, _) = get(&format!("{}/assets/nope.js", w.web)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get(&format!("{}/assets/app.js", w.web)).await;
+    assert_eq!(status, StatusCode::OK);
+}

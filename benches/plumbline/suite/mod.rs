@@ -24,7 +24,10 @@
 //!    empty database;
 //! 8. 2,000 `WatchRanking` streams that never read while writes move the
 //!    ranking: a normal client's `RankItems` p50 against the same without
-//!    them, and the server's peak RSS against its RSS before ([`hostile`]).
+//!    them, and the server's peak RSS against its RSS before ([`hostile`]);
+//! 9. the web view's backlog page (first 50 rows) against `RankItems` top
+//!    50 on the same server, and the bytes a first visit transfers
+//!    ([`web`]).
 //!
 //! A second report, `--learning` ([`learning`]), measures what validating
 //! value after release does to the next ranking, over seeded simulated
@@ -41,6 +44,7 @@ mod mock;
 mod rpc;
 pub mod sync;
 pub mod synth;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -320,7 +324,7 @@ impl Report {
 }
 
 /// The names of every figure a run reports, in order.
-pub const FIGURES: [&str; 11] = [
+pub const FIGURES: [&str; 13] = [
     "rank_top50_p50",
     "rank_top50_p99",
     "rank_top50_throughput_16_clients",
@@ -332,6 +336,8 @@ pub const FIGURES: [&str; 11] = [
     "peak_rss",
     "hostile_watchers_rank_p50",
     "hostile_watchers_peak_rss",
+    "web_backlog_top50_p50",
+    "web_backlog_bytes",
 ];
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -422,7 +428,16 @@ pub async fn run(opts: &Options) -> Result<Report> {
 
     say("gRPC latency and throughput (in-process server)");
     let rpc = rpc::measure(opts, &server.url(), &keys).await;
+    say("the web view's backlog page, against RankItems (same server)");
+    let web = match server.web_url() {
+        Some(web_url) => web::figures(opts, &server.url(), &web_url).await,
+        None => Err(BenchError::Check("the web view is off".into())),
+    };
     server.shutdown().await?;
+    let (web_latency, web_bytes) = web?;
+    figures.push(web_latency);
+    figures.push(web_bytes);
+    notes.push(web::NOTE.into());
     let (lat, tput, observe) = rpc?;
     figures.extend(lat);
     figures.push(tput);

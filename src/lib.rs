@@ -22,6 +22,7 @@
 //! - [`auth`]: who may call: API tokens with roles, checked by one tower
 //!   layer.
 //! - [`limits`]: what one client may consume: connections, calls, streams.
+//! - [`chart`]: a metric's trend drawn for the terminal and as SVG, pure.
 //! - [`config`] and [`cli`]: settings and the command line.
 //! - [`web`]: the refinement room, HTML pages served by `serve` on its
 //!   own listener.
@@ -30,6 +31,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod domain;

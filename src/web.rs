@@ -19,6 +19,7 @@
 //!   stops accepting when it stops, and event streams end at once.
 
 mod events;
+mod learning;
 mod pages;
 mod session;
 mod view;
@@ -175,6 +176,8 @@ fn router(state: WebState, config: &WebConfig, limits: &crate::limits::LimitsCon
         .route("/items/{key}", get(pages::item))
         .route("/items/{key}/split", post(pages::apply_split))
         .route("/goals", get(pages::goals))
+        .route("/metrics", get(learning::metrics))
+        .route("/hypotheses", get(learning::hypotheses))
         .route("/events", get(events::events))
         .route("/signin", get(session::signin_page).post(session::signin))
         .route("/signout", post(session::signout))

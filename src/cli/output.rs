@@ -34,22 +34,7 @@ fn cell_text(v: &Value) -> String {
     }
 }
 
-/// Four significant decimals, without trailing zeros.
-pub fn format_number(f: f64) -> String {
-    if f == 0.0 {
-        return "0".into();
-    }
-    let s = if f.abs() >= 0.001 {
-        format!("{f:.4}")
-    } else {
-        format!("{f:.3e}")
-    };
-    if s.contains('e') {
-        s
-    } else {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    }
-}
+pub use crate::chart::format_number;
 
 /// Shortens text for a table cell.
 pub fn clip(s: &str, max: usize) -> String {

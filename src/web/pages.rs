@@ -83,7 +83,7 @@ fn message(viewer: &Viewer, status: StatusCode, title: &str, detail: &str) -> Re
 }
 
 /// An engine error as a page with the status that matches its gRPC code.
-fn engine_error(viewer: &Viewer, e: &Error) -> Response {
+pub(crate) fn engine_error(viewer: &Viewer, e: &Error) -> Response {
     let (status, title) = match e {
         Error::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "Invalid request"),
         Error::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),

@@ -336,6 +336,27 @@ async fn the_refinement_room_works_in_chromium() {
     screenshot(&c, "goals").await;
     assert_no_console_errors(&c, "the goals").await;
 
+    // Metrics (server-drawn SVG trends) and hypotheses.
+    c.goto(&format!("{}/metrics", w.web)).await.unwrap();
+    wait_for(&c, ".chart svg polyline").await;
+    screenshot(&c, "metrics").await;
+    assert_no_console_errors(&c, "the metrics").await;
+    // As the demo does: the release whose window has closed is validated.
+    plumbline::proto::validation_service_client::ValidationServiceClient::new(w.s.channel.clone())
+        .validate_releases(plumbline::proto::ValidateReleasesRequest::default())
+        .await
+        .expect("ValidateReleases");
+    c.goto(&format!("{}/hypotheses", w.web)).await.unwrap();
+    wait_for(&c, "table.evidence").await;
+    c.execute(
+        "document.querySelector('table.evidence').closest('section').scrollIntoView();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    screenshot(&c, "hypotheses").await;
+    assert_no_console_errors(&c, "the hypotheses").await;
+
     // Live: an observation through gRPC reorders the open page, no reload.
     c.goto(&format!("{}/", w.web)).await.unwrap();
     wait_for(&c, "body[data-live=on]").await;

@@ -473,3 +473,55 @@ async fn pages_are_locked_down_and_bounded() {
     let (status, _) = get(&format!("{}/assets/app.js", w.web)).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_metrics_and_hypotheses_pages_show_trends_and_evidence() {
+    let w = demo_server(false, |_| {}).await;
+    let evidence = plumbline::proto::validation_service_client::ValidationServiceClient::new(
+        w.s.channel.clone(),
+    )
+    .validate_releases(plumbline::proto::ValidateReleasesRequest {
+        include_open_windows: false,
+        as_of: None,
+    })
+    .await
+    .expect("ValidateReleases")
+    .into_inner()
+    .evidence;
+    assert!(
+        !evidence.is_empty(),
+        "the demo's closed release is validated"
+    );
+
+    let (status, html) = get(&format!("{}/metrics", w.web)).await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = w.s.server().engine().list_metrics(None, 100);
+    assert_eq!(
+        html.matches("<section class=\"metric\"").count(),
+        metrics.len()
+    );
+    assert_eq!(
+        html.matches("<svg").count(),
+        metrics.len(),
+        "a chart per metric"
+    );
+    // The validated release is marked on its metric's chart.
+    let release = &evidence[0].subject_id;
+    assert!(html.contains(release.as_str()), "{release} on a chart");
+
+    let (status, html) = get(&format!("{}/hypotheses", w.web)).await;
+    assert_eq!(status, StatusCode::OK);
+    let e = &evidence[0];
+    let section = &html[html
+        .find(&format!("id=\"hyp-{}\"", e.hypothesis_id))
+        .expect("its section")..];
+    let section = &section[..section.find("</section>").unwrap()];
+    assert!(section.contains(release.as_str()), "{section}");
+    assert!(
+        section.contains(&format!(
+            "{:.2} → {:.2}",
+            e.confidence_before, e.confidence_after
+        )),
+        "the confidence it moved: {section}"
+    );
+}

@@ -3,10 +3,7 @@
 //! measured interleaved in the same run on the same server; and the bytes
 //! a first visit transfers (the page, its CSS and its script), against the
 //! encoded `RankItems` answer it shows.
-//!
-//! Left for later: the time from navigation to the table painted in
-//! headless Chromium, and a live update's delay to an open page; both need
-//! the browser in the bench (the browser tests drive it already).
+//! The two figures measured in the browser are in `browser.rs`.
 
 use std::time::{Duration, Instant};
 

@@ -121,8 +121,8 @@ pub fn svg_chart(s: &Series, title: &str) -> String {
         esc(title)
     );
     for (v, label, colour) in [
-        (s.baseline, "baseline", "#999"),
-        (s.target, "target", "#2a7"),
+        (s.baseline, "baseline", "#666"),
+        (s.target, "target", "#1d6b45"),
     ] {
         let yy = y(v);
         let _ = writeln!(

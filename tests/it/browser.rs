@@ -4,8 +4,12 @@
 //! starts its own chromedriver on a free loopback port, in a temporary
 //! folder, and kills it at the end.
 //!
-//! Without chromium or chromedriver the tests print why and pass, except
-//! with `CI=true`, where they fail: `scripts/test-deps.sh` installs both.
+//! Every page is checked for console errors (the browser log) and scanned
+//! with axe-core's WCAG 2 A/AA rules (no serious or critical violation).
+//!
+//! Without chromium, chromedriver or axe-core the tests (or the scan) print
+//! why and pass, except with `CI=true`, where they fail:
+//! `scripts/test-deps.sh` installs all three.
 //! Screenshots of each page go to `docs/screenshots/` (the README shows
 //! them).
 
@@ -157,6 +161,54 @@ async fn console_errors(c: &Client) -> Vec<String> {
 async fn assert_no_console_errors(c: &Client, page: &str) {
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "console errors on {page}: {errors:?}");
+    assert_accessible(c, page).await;
+}
+
+/// axe-core, as `scripts/test-deps.sh` fetches it (pinned, from npm).
+fn axe_source() -> Option<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/axe/axe.min.js");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Some(s),
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "CI=true: {} is missing; scripts/test-deps.sh fetches it",
+                path.display()
+            )
+        }
+        Err(_) => {
+            eprintln!(
+                "accessibility scan skipped: no {} (scripts/test-deps.sh fetches axe-core)",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// Runs axe-core's WCAG 2 A and AA rules on the page: no serious or
+/// critical violation.
+async fn assert_accessible(c: &Client, page: &str) {
+    let Some(axe) = axe_source() else { return };
+    c.execute(&format!("{axe}\nreturn true;"), vec![])
+        .await
+        .expect("axe-core loads");
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+               .then(r => done(r.violations
+                 .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => v.id + ' (' + v.impact + '): ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))))
+               .catch(e => done(['axe failed: ' + e]));",
+            vec![],
+        )
+        .await
+        .expect("axe-core runs");
+    let found: Vec<String> = serde_json::from_value(found).expect("a list");
+    assert!(
+        found.is_empty(),
+        "accessibility violations on {page}: {found:#?}"
+    );
 }
 
 /// Saves a screenshot of the window as `docs/screenshots/NAME.png`.

@@ -52,6 +52,8 @@ pub enum ServerError {
     },
     #[error("the web view: {0} ([web] listen)")]
     WebExposure(#[source] crate::tls::OpenListener),
+    #[error("invalid [web] setting: {0}")]
+    WebConfig(String),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -322,16 +324,25 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let reflection_v1alpha = reflection.then_some(reflection_v1alpha);
 
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut builder = config.limits.apply(tonic::transport::Server::builder());
+    let cors = crate::web::grpc_web_cors(&config.web).map_err(ServerError::WebConfig)?;
+    // HTTP/1.1 too: gRPC-Web from browsers (tonic-web) beside plain gRPC.
+    let mut builder = config
+        .limits
+        .apply(tonic::transport::Server::builder())
+        .accept_http1(true);
     if let Some(tls) = tls {
         builder = builder
             .tls_config(tls)
             .map_err(|e| ServerError::Tls(crate::tls::TlsError::Tonic(e)))?;
     }
     // Layers added first are outermost: the limits bound every call,
-    // floods of bad tokens included, before auth looks at it.
+    // floods of bad tokens included, before auth looks at it; CORS answers
+    // gRPC-Web preflights (which carry no token) before auth too, and
+    // tonic-web turns gRPC-Web into gRPC for everything inside.
     let router = builder
         .layer(crate::limits::layers(&config.limits))
+        .layer(cors)
+        .layer(tonic_web::GrpcWebLayer::new())
         .timeout(Duration::from_secs(30))
         .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
         .layer(crate::auth::AuthLayer::new(

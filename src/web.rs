@@ -16,7 +16,9 @@
 //!   counter (what `WatchRanking` follows), coalesced, at most
 //!   `[web] max_event_streams` at once;
 //! - shutdown: the server runs as a task of the server's [`Lifecycle`],
-//!   stops accepting when it stops, and event streams end at once.
+//!   stops accepting when it stops, and event streams end at once;
+//! - [`grpc_web_cors`]: not this listener's: the CORS allow-list of the
+//!   gRPC listener's gRPC-Web (browser-based tracker plugins).
 
 mod events;
 mod learning;
@@ -60,6 +62,10 @@ pub struct WebConfig {
     pub session_ttl_secs: u64,
     /// Sessions held at once; the oldest goes when one more signs in.
     pub max_sessions: usize,
+    /// Origins (`https://tracker.example.com`) whose pages may call the
+    /// gRPC API from a browser with gRPC-Web (served on the gRPC listener
+    /// beside plain gRPC); empty: none. Auth applies as to any call.
+    pub cors_allow_origins: Vec<String>,
 }
 
 impl Default for WebConfig {
@@ -72,6 +78,7 @@ impl Default for WebConfig {
             max_event_streams: 64,
             session_ttl_secs: 8 * 3600,
             max_sessions: 1024,
+            cors_allow_origins: Vec::new(),
         }
     }
 }
@@ -84,6 +91,45 @@ impl WebConfig {
             ..WebConfig::default()
         }
     }
+}
+
+/// The CORS layer of the gRPC listener for gRPC-Web callers: preflights
+/// answered for `cors_allow_origins` only (before auth, which a preflight
+/// cannot pass: it carries no token), POST with the gRPC-Web headers, and
+/// the gRPC status headers exposed. An origin that is not
+/// `scheme://host[:port]` is refused, naming it.
+pub fn grpc_web_cors(config: &WebConfig) -> Result<tower_http::cors::CorsLayer, String> {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    let mut origins = Vec::new();
+    for o in &config.cors_allow_origins {
+        let rest = o
+            .strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"))
+            .filter(|r| !r.is_empty() && !r.contains('/') && !r.contains('*'));
+        let value = rest.and_then(|_| HeaderValue::from_str(o).ok()).ok_or_else(|| {
+            format!(
+                "web.cors_allow_origins: {} is not an origin like https://tracker.example.com (scheme, host, optional port; no path, no wildcard)",
+                crate::engine::quote(o)
+            )
+        })?;
+        origins.push(value);
+    }
+    Ok(tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::AllowOrigin::list(origins))
+        .allow_methods([Method::POST])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-grpc-web"),
+            HeaderName::from_static("x-user-agent"),
+            HeaderName::from_static("grpc-timeout"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("grpc-status"),
+            HeaderName::from_static("grpc-message"),
+            HeaderName::from_static("grpc-status-details-bin"),
+        ])
+        .max_age(std::time::Duration::from_secs(600)))
 }
 
 /// What every handler shares.

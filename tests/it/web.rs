@@ -525,3 +525,138 @@ async fn the_metrics_and_hypotheses_pages_show_trends_and_evidence() {
         "the confidence it moved: {section}"
     );
 }
+
+/// A gRPC-Web call (binary, over HTTP/1.1) as a browser makes it: the
+/// answer's message and its grpc-status.
+async fn grpc_web_call<T: prost::Message + Default>(
+    url: &str,
+    method: &str,
+    request: impl prost::Message,
+    origin: Option<&str>,
+) -> (Option<T>, String, reqwest::header::HeaderMap) {
+    let body = request.encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&body);
+    let mut req = reqwest::Client::builder()
+        .http1_only()
+        .build()
+        .unwrap()
+        .post(format!("{url}/{method}"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(framed);
+    if let Some(o) = origin {
+        req = req.header("origin", o);
+    }
+    let r = req.send().await.expect("a gRPC-Web answer");
+    assert_eq!(r.status(), StatusCode::OK);
+    let headers = r.headers().clone();
+    let bytes = r.bytes().await.unwrap();
+    let (mut message, mut status) = (
+        None,
+        headers
+            .get("grpc-status")
+            .map(|v| v.to_str().unwrap().to_string()),
+    );
+    let mut rest = &bytes[..];
+    while rest.len() >= 5 {
+        let flag = rest[0];
+        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        let frame = &rest[5..5 + len];
+        if flag & 0x80 == 0 {
+            message = Some(T::decode(frame).expect("a message"));
+        } else {
+            let trailers = String::from_utf8_lossy(frame).to_string();
+            status = trailers
+                .lines()
+                .find_map(|l| l.strip_prefix("grpc-status:").map(|s| s.trim().to_string()));
+        }
+        rest = &rest[5 + len..];
+    }
+    (message, status.unwrap_or_default(), headers)
+}
+
+#[tokio::test]
+async fn grpc_web_serves_browsers_from_the_allowed_origins_only() {
+    let tracker = "https://tracker.example.com";
+    let w = demo_server(false, |c| c.web.cors_allow_origins = vec![tracker.into()]).await;
+    let url = w.s.server().url();
+    let (answer, status, headers) = grpc_web_call::<plumbline::proto::RankItemsResponse>(
+        &url,
+        "plumbline.v1.ScoringService/RankItems",
+        pb_rank(10),
+        Some(tracker),
+    )
+    .await;
+    assert_eq!(status, "0");
+    let ranked: Vec<String> = answer
+        .expect("a RankItemsResponse")
+        .items
+        .iter()
+        .map(|i| i.score.as_ref().unwrap().item_key.clone())
+        .collect();
+    assert_eq!(ranked, keys(&rank(&w.s, pb_rank(10)).await));
+    assert_eq!(headers["access-control-allow-origin"], tracker);
+
+    // Preflights: answered for the allowed origin, not for another.
+    let preflight = |origin: &'static str| {
+        let url = format!("{url}/plumbline.v1.ScoringService/RankItems");
+        async move {
+            reqwest::Client::new()
+                .request(reqwest::Method::OPTIONS, url)
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header(
+                    "access-control-request-headers",
+                    "content-type,x-grpc-web,authorization",
+                )
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let ok = preflight(tracker).await;
+    assert!(ok.status().is_success());
+    assert_eq!(ok.headers()["access-control-allow-origin"], tracker);
+    let allowed = ok.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("x-grpc-web"),
+        "{allowed}"
+    );
+    let other = preflight("https://evil.example").await;
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    // A bad origin in the setting is refused at start, named.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = plumbline::config::Config {
+        db: dir.path().join("x.sqlite"),
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        web: plumbline::web::WebConfig::on_free_port(),
+        ..Default::default()
+    };
+    config.web.cors_allow_origins = vec!["https://tracker.example.com/path".into()];
+    let err = plumbline::server::start(&config)
+        .await
+        .err()
+        .expect("refused");
+    assert!(format!("{err}").contains("web.cors_allow_origins"), "{err}");
+}
+
+#[tokio::test]
+async fn grpc_web_calls_need_a_token_when_auth_is_on() {
+    let w = demo_server(true, |_| {}).await;
+    let url = w.s.server().url();
+    let (answer, status, _) = grpc_web_call::<plumbline::proto::RankItemsResponse>(
+        &url,
+        "plumbline.v1.ScoringService/RankItems",
+        pb_rank(10),
+        None,
+    )
+    .await;
+    assert!(answer.is_none());
+    assert_eq!(status, "16", "UNAUTHENTICATED");
+}

@@ -18,12 +18,12 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 /// PEM files of a small private PKI, in a temporary folder.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         let dir = tempfile::tempdir().expect("temporary folder");
         let write = |name: &str, pem: &str| std::fs::write(dir.path().join(name), pem).unwrap();
         let ours = ca("plumbline test CA");
@@ -51,7 +51,7 @@ impl Pki {
     }
 
     /// `[tls]` with the server certificate, and `client_ca` when `mtls`.
-    fn server_tls(&self, mtls: bool) -> TlsConfig {
+    pub(crate) fn server_tls(&self, mtls: bool) -> TlsConfig {
         TlsConfig {
             cert: Some(self.path("server.pem")),
             key: Some(self.path("server.key")),

@@ -236,10 +236,16 @@ async fn the_goals_page_shows_the_tree_with_coverage() {
 }
 
 async fn sign_in(w: &WebServer, token: &str) -> String {
-    let (_, page) = get(&format!("{}/signin", w.web)).await;
+    sign_in_at(&w.web, token).await.0
+}
+
+/// Signs in at the web view `web`: the session cookie (name=value) and the
+/// whole Set-Cookie header.
+async fn sign_in_at(web: &str, token: &str) -> (String, String) {
+    let (_, page) = get(&format!("{web}/signin")).await;
     let r = client()
-        .post(format!("{}/signin", w.web))
-        .header("origin", &w.web)
+        .post(format!("{web}/signin"))
+        .header("origin", web)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(serde_urlencoded::to_string([("token", token), ("csrf", &csrf(&page))]).unwrap())
         .send()
@@ -260,7 +266,7 @@ async fn sign_in(w: &WebServer, token: &str) -> String {
         !cookie.contains(token) && !cookie.contains(&token[token.len() - 20..]),
         "the cookie never holds the token"
     );
-    cookie.split(';').next().unwrap().to_string()
+    (cookie.split(';').next().unwrap().to_string(), cookie)
 }
 
 #[tokio::test]
@@ -659,4 +665,29 @@ async fn grpc_web_calls_need_a_token_when_auth_is_on() {
     .await;
     assert!(answer.is_none());
     assert_eq!(status, "16", "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn with_tls_on_the_session_cookie_is_secure() {
+    let pki = crate::tls::Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tls.sqlite");
+    let store = SqliteStore::open(&db).await.expect("store opens");
+    let read = tokens::create_in(&store, "viewer", Role::Read)
+        .await
+        .expect("token")
+        .1;
+    Store::close(&store).await;
+    let mut config = plumbline::config::Config {
+        db,
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        tls: pki.server_tls(false),
+        web: plumbline::web::WebConfig::on_free_port(),
+        ..Default::default()
+    };
+    config.auth.enabled = true;
+    let s = plumbline::server::start(&config).await.expect("starts");
+    let (_, set_cookie) = sign_in_at(&s.web_url().unwrap(), &read).await;
+    assert!(set_cookie.contains("; Secure"), "{set_cookie}");
+    s.shutdown().await.unwrap();
 }

@@ -691,3 +691,53 @@ async fn with_tls_on_the_session_cookie_is_secure() {
     assert!(set_cookie.contains("; Secure"), "{set_cookie}");
     s.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn revoking_the_token_ends_its_sessions_and_live_streams() {
+    let w = demo_server(true, |_| {}).await;
+    let cookie = sign_in(&w, &w.read).await;
+    let page = |cookie: String| {
+        let url = format!("{}/", w.web);
+        async move {
+            client()
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(page(cookie.clone()).await, StatusCode::OK);
+    let mut events = client()
+        .get(format!("{}/events", w.web))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+    assert!(String::from_utf8_lossy(&events.chunk().await.unwrap().unwrap()).contains("hello"));
+
+    // Revoked in the database (as `plumbline tokens revoke --db` does); the
+    // server reads it on its next refresh.
+    let store = SqliteStore::open(&w.s.config.db)
+        .await
+        .expect("store opens");
+    tokens::revoke_in(&store, "viewer").await.expect("revoked");
+    Store::close(&store).await;
+    let mut refused = false;
+    for _ in 0..100 {
+        if page(cookie.clone()).await == StatusCode::SEE_OTHER {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the session ended with its token");
+    // The stream opened with it has ended too.
+    let mut rest = String::new();
+    while let Some(chunk) = events.chunk().await.unwrap() {
+        rest.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!rest.contains("event: ranking"), "{rest}");
+}

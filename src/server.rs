@@ -436,10 +436,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             .await
             .map_err(ServerError::from)
     });
-    tracing::info!(%addr, %scheme, web = ?web_addr, db = %config.db.display(), "plumbline serving");
     if let Some(web) = web_addr {
         tracing::info!(url = %format!("http://{web}/"), "web view: the refinement room");
     }
+    tracing::info!(%addr, %scheme, web = ?web_addr, db = %config.db.display(), "plumbline serving");
     Ok(RunningServer {
         addr,
         web_addr,

@@ -3,8 +3,11 @@
 # - Debian packages (the list below): the real Prometheus and PostgreSQL the
 #   metric-source tests start on loopback ports in temporary folders
 #   (tests/it/realdeps.rs); never started here, and never as services.
+# - Chromium and its WebDriver for the browser tests (tests/it/browser.rs),
+#   and axe-core (their accessibility scan; pinned, from npm, into
+#   target/axe).
 # - target/py, the Python environment of the README's integration example
-#   (scripts/python-env.sh).
+#   (scripts/python-env.sh; python3-venv for it).
 # Installs with apt-get (through sudo when not root) only what is missing,
 # so it is quick when everything is there. Without these the tests are
 # skipped with the reason locally, and fail under CI=true.
@@ -15,6 +18,9 @@ cd "$(dirname "$0")/.."
 packages=(
   prometheus
   postgresql
+  chromium
+  chromium-driver
+  python3-venv
 )
 
 missing=()
@@ -50,5 +56,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
 else
   echo "packages present: ${packages[*]}"
 fi
+
+echo "browser: $(chromium --version 2>/dev/null || echo missing); driver: $(chromedriver --version 2>/dev/null | cut -d' ' -f1-2 || echo missing)"
+
+# axe-core: npm checks the tarball against the registry's integrity hash.
+axe_version=4.11.0
+if [ "$(cat target/axe/.version 2>/dev/null)" != "$axe_version" ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "axe-core@$axe_version" >/dev/null && tar -xzf "axe-core-$axe_version.tgz" package/axe.min.js)
+  mkdir -p target/axe
+  cp "$tmp/package/axe.min.js" target/axe/axe.min.js
+  echo "$axe_version" > target/axe/.version
+  rm -rf "$tmp"
+fi
+echo "axe-core $(cat target/axe/.version) in target/axe"
 
 bash scripts/python-env.sh

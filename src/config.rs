@@ -48,6 +48,9 @@ pub struct Config {
     /// Pulls of metric sources (`[pulls]` in the file).
     #[serde(default)]
     pub pulls: PullsConfig,
+    /// The web view (`[web]` in the file).
+    #[serde(default)]
+    pub web: crate::web::WebConfig,
 }
 
 /// Pulls of metric sources: the background scheduler and what a source may
@@ -326,6 +329,7 @@ impl Default for Config {
             outbound: OutboundConfig::default(),
             limits: LimitsConfig::default(),
             pulls: PullsConfig::default(),
+            web: Default::default(),
         }
     }
 }

@@ -23,12 +23,16 @@
 //! - [`auth`]: who may call: API tokens with roles, checked by one tower
 //!   layer.
 //! - [`limits`]: what one client may consume: connections, calls, streams.
+//! - [`chart`]: a metric's trend drawn for the terminal and as SVG, pure.
 //! - [`config`] and [`cli`]: settings and the command line.
+//! - [`web`]: the refinement room, HTML pages served by `serve` on its
+//!   own listener.
 //! - [`tls`]: TLS and mutual TLS on the listener and in the CLI, and the
 //!   refusal to open a non-loopback port with neither auth nor TLS.
 
 pub mod api;
 pub mod auth;
+pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod domain;
@@ -45,6 +49,7 @@ pub mod server;
 pub mod store;
 pub mod sync;
 pub mod tls;
+pub mod web;
 
 /// Code generated from `proto/plumbline/v1`.
 pub mod proto {

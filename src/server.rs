@@ -7,7 +7,8 @@
 //!    [`Lifecycle`] stops: tonic accepts no new connection and sends
 //!    GOAWAY, and every long task sees the signal at once: `WatchRanking`
 //!    streams end with UNAVAILABLE, a sync stores the pages in hand and ends
-//!    as interrupted, the background loops return;
+//!    as interrupted, the background loops return, the web view stops
+//!    accepting and its event streams end;
 //! 2. in-flight calls finish and their connections close;
 //! 3. every tracked task has ended;
 //! 4. the store closes, so nothing writes to a closed store.
@@ -44,6 +45,15 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error("cannot listen on {addr} for the web view ([web] listen, --web-listen)")]
+    WebBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the web view: {0} ([web] listen)")]
+    WebExposure(#[source] crate::tls::OpenListener),
+    #[error("invalid [web] setting: {0}")]
+    WebConfig(String),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -94,6 +104,8 @@ const HEALTH_NAMES: [&str; 11] = [
 /// A server running in the background of this process.
 pub struct RunningServer {
     addr: SocketAddr,
+    /// The web view's address, when it is on.
+    web_addr: Option<SocketAddr>,
     /// `https` when the listener serves TLS.
     scheme: &'static str,
     engine: Arc<Engine>,
@@ -111,6 +123,11 @@ impl RunningServer {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `http://ADDR` of the web view, when it is on.
+    pub fn web_url(&self) -> Option<String> {
+        self.web_addr.map(|a| format!("http://{a}"))
     }
 
     /// `http://ADDR` (`https://` with TLS), for clients.
@@ -214,6 +231,20 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     if exposure == crate::tls::Exposure::Insecure {
         tracing::warn!(listen = %config.listen, "--insecure: serving a non-loopback address with neither authentication nor TLS; anyone who reaches it can read and change everything");
     }
+    // The web view has no TLS of its own (yet): off loopback it needs auth.
+    let web_exposure = if config.web.enabled {
+        Some(
+            crate::tls::check_exposure(
+                config.web.listen,
+                config.auth.enabled,
+                false,
+                config.insecure,
+            )
+            .map_err(ServerError::WebExposure)?,
+        )
+    } else {
+        None
+    };
     let tls = config.tls.server().map_err(ServerError::Tls)?;
     if let Some(dir) = config.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| ServerError::DbDir {
@@ -270,6 +301,18 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         source,
     })?;
 
+    let web_listener =
+        match web_exposure {
+            Some(_) => Some(crate::web::WebListener::bind(&config.web).await.map_err(
+                |source| ServerError::WebBind {
+                    addr: config.web.listen,
+                    source,
+                },
+            )?),
+            None => None,
+        };
+    let web_addr = web_listener.as_ref().map(|l| l.local_addr());
+
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     for name in HEALTH_NAMES {
         health_reporter
@@ -291,16 +334,25 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let reflection_v1alpha = reflection.then_some(reflection_v1alpha);
 
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut builder = config.limits.apply(tonic::transport::Server::builder());
+    let cors = crate::web::grpc_web_cors(&config.web).map_err(ServerError::WebConfig)?;
+    // HTTP/1.1 too: gRPC-Web from browsers (tonic-web) beside plain gRPC.
+    let mut builder = config
+        .limits
+        .apply(tonic::transport::Server::builder())
+        .accept_http1(true);
     if let Some(tls) = tls {
         builder = builder
             .tls_config(tls)
             .map_err(|e| ServerError::Tls(crate::tls::TlsError::Tonic(e)))?;
     }
     // Layers added first are outermost: the limits bound every call,
-    // floods of bad tokens included, before auth looks at it.
+    // floods of bad tokens included, before auth looks at it; CORS answers
+    // gRPC-Web preflights (which carry no token) before auth too, and
+    // tonic-web turns gRPC-Web into gRPC for everything inside.
     let router = builder
         .layer(crate::limits::layers(&config.limits))
+        .layer(cors)
+        .layer(tonic_web::GrpcWebLayer::new())
         .timeout(Duration::from_secs(30))
         .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
         .layer(crate::auth::AuthLayer::new(
@@ -345,11 +397,24 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             syncer.clone(),
         )))
         .add_service(pb::token_service_server::TokenServiceServer::new(
-            crate::api::TokenApi(tokens),
+            crate::api::TokenApi(tokens.clone()),
         ))
         .add_service(pb::model_file_service_server::ModelFileServiceServer::new(
             crate::api::ModelFileApi(engine.clone()),
         ));
+    if let Some(listener) = web_listener {
+        crate::web::serve(
+            listener,
+            &config.web,
+            crate::web::WebParts {
+                engine: engine.clone(),
+                tokens,
+                lifecycle: lifecycle.clone(),
+                secure_cookie: config.tls.enabled(),
+                limits: config.limits.clone(),
+            },
+        );
+    }
 
     if config.validation.interval_secs > 0 {
         lifecycle.spawn(
@@ -395,9 +460,13 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             .await
             .map_err(ServerError::from)
     });
-    tracing::info!(%addr, %scheme, db = %config.db.display(), "plumbline serving");
+    if let Some(web) = web_addr {
+        tracing::info!(url = %format!("http://{web}/"), "web view: the refinement room");
+    }
+    tracing::info!(%addr, %scheme, web = ?web_addr, db = %config.db.display(), "plumbline serving");
     Ok(RunningServer {
         addr,
+        web_addr,
         scheme,
         engine,
         syncer,

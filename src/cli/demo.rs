@@ -80,6 +80,12 @@ fn tables<'a>(t: &'a mut toml::Table, key: &str) -> impl Iterator<Item = &'a mut
         .filter_map(|v| v.as_table_mut())
 }
 
+/// Loads the bundled sample product into the sidecar at `url` (with auth
+/// off), as `plumbline demo` does: for tests of the web view.
+pub async fn load_sample(url: &str) -> Result<()> {
+    load(url, &sample_document(Utc::now())?).await
+}
+
 /// Loads the sample product into the sidecar at `url` the way a team loads
 /// its own: the model (sources, goals, metrics, hypotheses) in one
 /// `ApplyValueModel` call with the file, and the items the way the
@@ -179,6 +185,8 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         sync: crate::config::SyncConfig::manual(),
         validation: crate::config::ValidationConfig::manual(),
         insecure: a.insecure,
+        // A free port: the web view is there for `--keep-serving`.
+        web: crate::web::WebConfig::on_free_port(),
         ..Config::default()
     };
     let server = crate::server::start(&config).await?;
@@ -295,6 +303,9 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         println!("Still serving on {url}. Try:");
         println!("  plumbline rank --server {url}");
         println!("  plumbline explain web/418 --server {url}");
+        if let Some(web) = server.web_url() {
+            println!("The refinement room (web view): {web}/");
+        }
         println!("Stop with Ctrl-C.");
         server.run_until(crate::server::shutdown_signal()).await?;
     } else {

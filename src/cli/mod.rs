@@ -10,6 +10,7 @@ mod client_tls;
 mod completions;
 mod credentials;
 mod demo;
+pub use demo::load_sample;
 mod json;
 mod model_cmds;
 mod observe_file;
@@ -274,6 +275,11 @@ struct ServeArgs {
     /// (only behind a proxy or mesh that authenticates and encrypts).
     #[arg(long)]
     insecure: bool,
+    /// Address of the web view (the refinement room), e.g.
+    /// `--web-listen 127.0.0.1:8081` [default: 127.0.0.1:8080; `[web]
+    /// enabled = false` turns it off].
+    #[arg(long, value_name = "ADDR")]
+    web_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -459,6 +465,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     insecure: a.insecure.then_some(true),
                 },
             )?;
+            let mut cfg = cfg;
+            cfg.web.listen = a.web_listen.unwrap_or(cfg.web.listen);
             let server = crate::server::start(&cfg).await?;
             server.run_until(crate::server::shutdown_signal()).await?;
             tracing::info!("stopped");

@@ -34,32 +34,7 @@ fn cell_text(v: &Value) -> String {
     }
 }
 
-/// Three significant digits in plain decimal notation, never scientific,
-/// without trailing zeros: 0.125, 0.00012, 0.00966, 1235 (for 1234.56; an
-/// integer part is never cut), 3. The same in every table; `--json` carries
-/// the full value.
-pub fn format_number(f: f64) -> String {
-    if !f.is_finite() {
-        return f.to_string();
-    }
-    if f == 0.0 {
-        return "0".into();
-    }
-    // Digits after the point for three significant ones, at most 12 (a
-    // value below 1e-12 reads as 0).
-    let magnitude = f.abs().log10().floor() as i32;
-    let decimals = (2 - magnitude).clamp(0, 12) as usize;
-    let s = format!("{f:.decimals$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        &s
-    };
-    match s {
-        "-0" => "0".to_string(),
-        s => s.to_string(),
-    }
-}
+pub use crate::chart::format_number;
 
 /// Shortens text for a table cell.
 pub fn clip(s: &str, max: usize) -> String {

@@ -662,6 +662,7 @@ async fn the_secret_is_in_no_log_nor_the_database_and_writes_log_the_token_name(
             "json",
         ])
         .env("PLUMBLINE_SYNC__INTERVAL_SECS", "0")
+        .env("PLUMBLINE_WEB__LISTEN", "127.0.0.1:0")
         .env("PLUMBLINE_AUTH__ENABLED", "true")
         // The source below names GITHUB_TOKEN, which the default outbound
         // policy (PLUMBLINE_SECRET_*) does not allow.

@@ -54,6 +54,7 @@ impl TestServer {
             validation: plumbline::config::ValidationConfig::manual(),
             pulls: plumbline::config::PullsConfig::manual(),
             outbound: test_outbound(),
+            web: plumbline::web::WebConfig::on_free_port(),
             ..Config::default()
         };
         change(&mut config);
@@ -787,6 +788,7 @@ pub fn spawn_server(db: &std::path::Path) -> (ServerChild, String) {
         .arg(db)
         .args(["--log-format", "json"])
         .env("PLUMBLINE_SYNC__INTERVAL_SECS", "0")
+        .env("PLUMBLINE_WEB__LISTEN", "127.0.0.1:0")
         .env("PLUMBLINE_LOG", "info")
         // The test policy (common::test_outbound): loopback trackers, PLB_TEST_* tokens.
         .env("PLUMBLINE_OUTBOUND__TOKEN_ENV_PREFIX", "PLB_TEST_")

@@ -299,6 +299,7 @@ async fn a_shutdown_waits_for_the_background_sync_to_record_its_stop() {
         validation: ValidationConfig::manual(),
         outbound: crate::common::test_outbound(),
         limits: Default::default(),
+        web: plumbline::web::WebConfig::on_free_port(),
         ..Config::default()
     };
     let server = plumbline::server::start(&config).await.unwrap();

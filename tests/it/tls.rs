@@ -18,12 +18,12 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 /// PEM files of a small private PKI, in a temporary folder.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         let dir = tempfile::tempdir().expect("temporary folder");
         let write = |name: &str, pem: &str| std::fs::write(dir.path().join(name), pem).unwrap();
         let ours = ca("plumbline test CA");
@@ -51,7 +51,7 @@ impl Pki {
     }
 
     /// `[tls]` with the server certificate, and `client_ca` when `mtls`.
-    fn server_tls(&self, mtls: bool) -> TlsConfig {
+    pub(crate) fn server_tls(&self, mtls: bool) -> TlsConfig {
         TlsConfig {
             cert: Some(self.path("server.pem")),
             key: Some(self.path("server.key")),
@@ -113,6 +113,7 @@ async fn start(tls: TlsConfig) -> (RunningServer, tempfile::TempDir) {
         sync: plumbline::config::SyncConfig::manual(),
         validation: plumbline::config::ValidationConfig::manual(),
         tls,
+        web: plumbline::web::WebConfig::on_free_port(),
         ..Config::default()
     };
     (server::start(&config).await.expect("server starts"), dir)
@@ -200,6 +201,7 @@ async fn unusable_tls_files_stop_the_start_with_the_file_named() {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         db: dir.path().join("plumbline.sqlite"),
         tls: mismatched,
+        web: plumbline::web::WebConfig::on_free_port(),
         ..Config::default()
     };
     let err = refusal(&config).await;
@@ -249,7 +251,8 @@ fn plumbline(args: &[&str]) -> Command {
         .env_remove("PLUMBLINE_CLIENT_KEY")
         .env_remove("PLUMBLINE_INSECURE")
         .env("PLUMBLINE_SYNC__INTERVAL_SECS", "0")
-        .env("PLUMBLINE_VALIDATION__INTERVAL_SECS", "0");
+        .env("PLUMBLINE_VALIDATION__INTERVAL_SECS", "0")
+        .env("PLUMBLINE_WEB__LISTEN", "127.0.0.1:0");
     cmd
 }
 

@@ -50,6 +50,7 @@ pub(super) async fn start(exe: &Path, db: &Path) -> Result<(Server, Duration)> {
         .arg(&listen)
         .env("PLUMBLINE_SYNC__INTERVAL_SECS", "0")
         .env("PLUMBLINE_VALIDATION__INTERVAL_SECS", "0")
+        .env("PLUMBLINE_WEB__LISTEN", "127.0.0.1:0")
         .env("PLUMBLINE_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -24,7 +24,12 @@
 //!    empty database;
 //! 8. 2,000 `WatchRanking` streams that never read while writes move the
 //!    ranking: a normal client's `RankItems` p50 against the same without
-//!    them, and the server's peak RSS against its RSS before ([`hostile`]).
+//!    them, and the server's peak RSS against its RSS before ([`hostile`]);
+//! 9. the web view's backlog page (first 50 rows) against `RankItems` top
+//!    50 on the same server, and the bytes a first visit transfers
+//!    ([`web`]); in headless Chromium, when it is installed, the time from
+//!    navigation to the table painted and a live update's delay
+//!    ([`browser`]).
 //!
 //! A second report, `--learning` ([`learning`]), measures what validating
 //! value after release does to the next ranking, over seeded simulated
@@ -34,6 +39,7 @@
 //! apply unchanged below that and grow linearly with N above it; ratio
 //! targets hold at any N. A missed target is reported, never an error.
 
+mod browser;
 mod child;
 mod hostile;
 pub mod learning;
@@ -42,6 +48,7 @@ mod pull;
 mod rpc;
 pub mod sync;
 pub mod synth;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -321,7 +328,7 @@ impl Report {
 }
 
 /// The names of every figure a run reports, in order.
-pub const FIGURES: [&str; 12] = [
+pub const FIGURES: [&str; 16] = [
     "rank_top50_p50",
     "rank_top50_p99",
     "rank_top50_throughput_16_clients",
@@ -334,6 +341,10 @@ pub const FIGURES: [&str; 12] = [
     "peak_rss",
     "hostile_watchers_rank_p50",
     "hostile_watchers_peak_rss",
+    "web_backlog_top50_p50",
+    "web_backlog_bytes",
+    "web_backlog_paint",
+    "web_live_update_p50",
 ];
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -359,6 +370,7 @@ fn config(db: &Path) -> Config {
             allow_hosts: vec!["127.0.0.1".into()],
             ..Default::default()
         },
+        web: plumbline::web::WebConfig::on_free_port(),
         ..Config::default()
     }
 }
@@ -423,7 +435,29 @@ pub async fn run(opts: &Options) -> Result<Report> {
 
     say("gRPC latency and throughput (in-process server)");
     let rpc = rpc::measure(opts, &server.url(), &keys).await;
+    say("the web view's backlog page, against RankItems (same server)");
+    let web = match server.web_url() {
+        Some(web_url) => web::figures(opts, &server.url(), &web_url).await,
+        None => Err(BenchError::Check("the web view is off".into())),
+    };
+    say("the web view in headless Chromium: paint, live update");
+    let in_browser = match server.web_url() {
+        Some(web_url) => browser::figures(opts, &server.url(), &web_url).await,
+        None => Err(BenchError::Check("the web view is off".into())),
+    };
     server.shutdown().await?;
+    let (web_latency, web_bytes) = web?;
+    figures.push(web_latency);
+    figures.push(web_bytes);
+    notes.push(web::NOTE.into());
+    match in_browser? {
+        Ok((paint, live)) => {
+            figures.push(paint);
+            figures.push(live);
+            notes.push(browser::NOTE.into());
+        }
+        Err(why) => notes.push(why),
+    }
     let (lat, tput, observe) = rpc?;
     figures.extend(lat);
     figures.push(tput);

@@ -25,14 +25,14 @@ const CLIENTS: usize = 16;
 /// Alternations of baseline and measured blocks in the throughput figure.
 const THROUGHPUT_ROUNDS: usize = 8;
 
-async fn connect(url: &str) -> Result<Channel> {
+pub(super) async fn connect(url: &str) -> Result<Channel> {
     Ok(Channel::from_shared(url.to_string())
         .map_err(|e| BenchError::Check(format!("bad server URL {url}: {e}")))?
         .connect()
         .await?)
 }
 
-fn rank_request() -> pb::RankItemsRequest {
+pub(super) fn rank_request() -> pb::RankItemsRequest {
     pb::RankItemsRequest {
         page_size: 50,
         ..Default::default()
@@ -51,7 +51,7 @@ async fn rank_call(c: &mut ScoringServiceClient<Channel>) -> Result<usize> {
     Ok(c.rank_items(rank_request()).await?.into_inner().items.len())
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }

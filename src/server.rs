@@ -50,8 +50,10 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("the web view: {0} ([web] listen)")]
-    WebExposure(#[source] crate::tls::OpenListener),
+    #[error(
+        "refusing to serve the web view on {0} ([web] listen): it speaks plain HTTP, so sign-in tokens and session cookies would cross the network in cleartext. Listen on 127.0.0.1 (the default), or, with a TLS-terminating proxy in front that reaches this address, start with `--insecure` and name the proxy's host in `[web] allowed_hosts`"
+    )]
+    WebExposure(SocketAddr),
     #[error("invalid [web] setting: {0}")]
     WebConfig(String),
     #[error("cannot listen on {addr}")]
@@ -234,13 +236,12 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     // The web view has no TLS of its own (yet): off loopback it needs auth.
     let web_exposure = if config.web.enabled {
         Some(
-            crate::tls::check_exposure(
-                config.web.listen,
-                config.auth.enabled,
-                false,
-                config.insecure,
-            )
-            .map_err(ServerError::WebExposure)?,
+            // The web view serves plain HTTP: off loopback, a sign-in
+            // token and the session cookie would cross the network in
+            // cleartext, whatever [auth] says. Only a TLS-terminating
+            // proxy in front makes that safe, which --insecure declares.
+            crate::tls::check_exposure(config.web.listen, false, false, config.insecure)
+                .map_err(|e| ServerError::WebExposure(e.listen))?,
         )
     } else {
         None

@@ -47,10 +47,17 @@ pub struct WebConfig {
     /// Serve the web view. On by default: on loopback it shows what the
     /// CLI shows to whoever may run it.
     pub enabled: bool,
-    /// Address the web view listens on (`serve --web-listen`). Like the
-    /// gRPC listener, a non-loopback address needs `[auth] enabled` (or
-    /// `--insecure`).
+    /// Address the web view listens on (`serve --web-listen`). It serves
+    /// plain HTTP, so a non-loopback address needs `--insecure` (a
+    /// TLS-terminating proxy in front): sign-in tokens and session cookies
+    /// must not cross a network in cleartext.
     pub listen: SocketAddr,
+    /// Host names (`refine.example.com`, with `:port` if not the default)
+    /// the pages answer to besides loopback ones (`localhost`, `127.0.0.1`,
+    /// `[::1]`) and the listen address: what a proxy in front sends. Any
+    /// other Host is refused, so that a page of another site whose name was
+    /// re-pointed at this machine (DNS rebinding) cannot read or drive it.
+    pub allowed_hosts: Vec<String>,
     /// Largest request body (a sign-in or split form), in bytes.
     pub max_body_bytes: usize,
     /// Connections open at once; the next waits in the listen backlog.
@@ -79,6 +86,7 @@ impl Default for WebConfig {
             session_ttl_secs: 8 * 3600,
             max_sessions: 1024,
             cors_allow_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -143,6 +151,11 @@ pub(crate) struct WebState {
     max_streams: usize,
     /// `Secure` on the session cookie.
     secure_cookie: bool,
+    /// Host names the pages answer to beyond loopback and the listen
+    /// address (`[web] allowed_hosts`), lowercase.
+    allowed_hosts: Arc<Vec<String>>,
+    /// The bound address, whose literal Host is always allowed.
+    listen: SocketAddr,
 }
 
 /// A bound web listener, not yet serving.
@@ -191,6 +204,14 @@ pub fn serve(listener: WebListener, config: &WebConfig, parts: WebParts) {
         streams: Arc::new(Semaphore::new(max_streams)),
         max_streams,
         secure_cookie: parts.secure_cookie,
+        allowed_hosts: Arc::new(
+            config
+                .allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+        ),
+        listen: listener.addr,
     };
     let app = router(state, config, &parts.limits);
     let limits = crate::limits::LimitsConfig {

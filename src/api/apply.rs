@@ -35,7 +35,7 @@ impl ModelFileService for ModelFileApi {
         let admin = crate::auth::require(
             &request,
             Role::Admin,
-            "a value model file that creates, changes or deletes a source",
+            "a value model file that creates, changes or deletes a source, or sets a metric's source",
         );
         let may_change_sources = admin.is_ok();
         let r = request.into_inner();

@@ -37,6 +37,12 @@ impl ValueModelApi {
     }
 }
 
+/// Why setting a metric's source needs admin: the server then fetches on
+/// its own, with secrets the operator allowed (a header, a token, a DSN),
+/// at the place the source names, as a tracker source does.
+const METRIC_SOURCE_NEEDS_ADMIN: &str =
+    "setting a metric's source (the server fetches from it with the operator's secrets)";
+
 #[tonic::async_trait]
 impl pb::value_model_service_server::ValueModelService for ValueModelApi {
     type PullMetricStream = super::pull::PullStream;
@@ -130,6 +136,14 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         &self,
         req: Request<pb::CreateMetricRequest>,
     ) -> Reply<pb::CreateMetricResponse> {
+        if req
+            .get_ref()
+            .metric
+            .as_ref()
+            .is_some_and(|m| m.source.is_some())
+        {
+            crate::auth::require(&req, crate::auth::Role::Admin, METRIC_SOURCE_NEEDS_ADMIN)?;
+        }
         let m =
             convert::metric_from_pb(required("metric", req.get_ref().metric.as_ref())?, "metric")?;
         let m = self.0.create_metric(m).await?;
@@ -175,6 +189,9 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         let incoming = required("metric", r.metric.as_ref())?;
         require_id("metric.id", &incoming.id)?;
         let fields = fields_to_update(incoming, r.update_mask.as_ref(), metric_field_set)?;
+        if fields.contains(&MetricField::Source) {
+            crate::auth::require(&req, crate::auth::Role::Admin, METRIC_SOURCE_NEEDS_ADMIN)?;
+        }
         let m = self
             .0
             .update_metric(&incoming.id, |m| {

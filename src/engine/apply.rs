@@ -278,8 +278,24 @@ impl Engine {
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
-        plan.needs_admin =
-            !opts.may_change_sources && plan.changes.iter().any(|c| c.kind == "source");
+        // Sources and metric sources make the server reach out with the
+        // operator's secrets: admin only, as in their RPCs.
+        let touches_secrets = plan.changes.iter().any(|c| match c.kind {
+            "source" => true,
+            "metric" => match c.action {
+                Action::Create => d
+                    .metrics
+                    .iter()
+                    .any(|dm| dm.metric.id == c.id && dm.metric.source.is_some()),
+                Action::Update => c
+                    .fields
+                    .iter()
+                    .any(|f| f.field == "source" || f.field.starts_with("source.")),
+                Action::Delete => false,
+            },
+            _ => false,
+        });
+        plan.needs_admin = !opts.may_change_sources && touches_secrets;
         if opts.dry_run || plan.changes.is_empty() || plan.needs_admin {
             return Ok(plan);
         }

@@ -20,6 +20,7 @@
 //! add a dependency for a single lookup of a value we wrote ourselves.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use askama::Template;
@@ -154,6 +155,42 @@ fn session_id(headers: &HeaderMap) -> Option<&str> {
         .find_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
 }
 
+/// Whether the request's Host is one this server answers to: a loopback
+/// name or address (any port: the page may come through a forwarded
+/// port), the listen address, or one of `allowed` (exactly, port included
+/// if given there). Without it a DNS-rebinding page of another site, whose
+/// name now points at this machine, would pass the Origin check (Origin and
+/// Host would both be its name) and read or drive the pages.
+pub(crate) fn host_allowed(headers: &HeaderMap, allowed: &[String], listen: SocketAddr) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let host = host.trim().to_ascii_lowercase();
+    if allowed.contains(&host) {
+        return true;
+    }
+    // Name without the port: `[::1]:8080` -> `[::1]`, `localhost:8080` -> `localhost`.
+    let name = match host.rsplit_once(':') {
+        Some((n, port))
+            if !n.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !n.ends_with(':') =>
+        {
+            n
+        }
+        _ => host.as_str(),
+    };
+    if allowed.iter().any(|a| a == name) {
+        return true;
+    }
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    let literal = name.trim_start_matches('[').trim_end_matches(']');
+    match literal.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.to_canonical().is_loopback() || ip == listen.ip(),
+        Err(_) => false,
+    }
+}
+
 /// Whether a state-changing request comes from this site: its Origin (or,
 /// without one, its Referer) names the Host it was sent to.
 fn same_site(headers: &HeaderMap) -> bool {
@@ -178,6 +215,13 @@ fn same_site(headers: &HeaderMap) -> bool {
 /// page for a page without a session, 401 for anything else, 403 for a
 /// state-changing request from another site.
 pub(crate) async fn gate(State(state): State<WebState>, mut req: Request, next: Next) -> Response {
+    if !host_allowed(req.headers(), &state.allowed_hosts, state.listen) {
+        return refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            "Refused: unknown host name",
+            "This server answers to its loopback names, its listen address and the names in [web] allowed_hosts; the name this page was reached by is none of them.",
+        );
+    }
     let path = req.uri().path();
     if path.starts_with("/assets/") {
         return next.run(req).await;

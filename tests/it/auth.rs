@@ -821,3 +821,85 @@ async fn a_watch_ends_when_its_token_is_revoked() {
     assert!(next.expect("no error").is_some());
     a.s.stop().await;
 }
+
+/// A metric's source makes the server fetch on its own with secrets the
+/// operator allowed: setting one needs admin, over the RPCs and in a value
+/// model file, as a tracker source does. A write token still manages
+/// metrics without one.
+#[tokio::test]
+async fn setting_a_metric_source_needs_an_admin_token() {
+    let a = start(ReflectionAccess::Read).await;
+    let model = |token: &str| {
+        pb::value_model_service_client::ValueModelServiceClient::new(with_token(&a.s, token))
+    };
+    let source = pb::MetricSource {
+        poll_interval: None,
+        kind: Some(pb::metric_source::Kind::HttpJson(
+            pb::HttpJsonMetricSource {
+                url: "https://stats.example.com/api/conversion".into(),
+                points_pointer: "/points".into(),
+                ..Default::default()
+            },
+        )),
+    };
+    let with_source = pb::Metric {
+        source: Some(source.clone()),
+        ..crate::common::metric("conv", 2.0, 3.0)
+    };
+    let st = assert_code(
+        model(&a.write)
+            .create_metric(pb::CreateMetricRequest {
+                metric: Some(with_source.clone()),
+            })
+            .await,
+        Code::PermissionDenied,
+    );
+    assert!(st.message().contains("metric's source"), "{}", st.message());
+    // Without a source a write token creates it; adding one later is refused.
+    model(&a.write)
+        .create_metric(pb::CreateMetricRequest {
+            metric: Some(crate::common::metric("conv", 2.0, 3.0)),
+        })
+        .await
+        .expect("a write token creates a metric without a source");
+    assert_code(
+        model(&a.write)
+            .update_metric(pb::UpdateMetricRequest {
+                metric: Some(pb::Metric {
+                    id: "conv".into(),
+                    source: Some(source.clone()),
+                    ..Default::default()
+                }),
+                update_mask: crate::common::mask(&["source"]),
+            })
+            .await,
+        Code::PermissionDenied,
+    );
+    let doc = "[[metrics]]\nid = \"conv2\"\nname = \"C\"\nbaseline = 1\ntarget = 2\n\n[metrics.source]\nkind = \"http_json\"\nurl = \"https://stats.example.com/api/c\"\npoints_pointer = \"/points\"\n";
+    let files = |token: &str| {
+        pb::model_file_service_client::ModelFileServiceClient::new(with_token(&a.s, token))
+    };
+    assert_code(
+        files(&a.write)
+            .apply_value_model(pb::ApplyValueModelRequest {
+                document: doc.into(),
+                file_name: "product.toml".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::PermissionDenied,
+    );
+    // An admin may.
+    model(&a.admin)
+        .update_metric(pb::UpdateMetricRequest {
+            metric: Some(pb::Metric {
+                id: "conv".into(),
+                source: Some(source),
+                ..Default::default()
+            }),
+            update_mask: crate::common::mask(&["source"]),
+        })
+        .await
+        .expect("an admin sets a metric's source");
+    a.s.stop().await;
+}

@@ -406,7 +406,7 @@ async fn live_streams_are_bounded_and_end_with_the_server() {
 }
 
 #[tokio::test]
-async fn an_exposed_web_listener_needs_auth() {
+async fn an_exposed_web_listener_needs_a_tls_proxy_declared_with_insecure() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = plumbline::config::Config {
         db: dir.path().join("x.sqlite"),
@@ -419,12 +419,22 @@ async fn an_exposed_web_listener_needs_auth() {
         .err()
         .expect("refused");
     let msg = format!("{err:#}");
-    assert!(msg.contains("web view"), "{msg}");
-    // With auth on it starts.
+    assert!(
+        msg.contains("web view") && msg.contains("plain HTTP"),
+        "{msg}"
+    );
+    // Auth does not make plain HTTP safe: still refused.
     config.auth.enabled = true;
+    let err = plumbline::server::start(&config)
+        .await
+        .err()
+        .expect("refused with auth on");
+    assert!(format!("{err:#}").contains("cleartext"), "{err:#}");
+    // Behind a TLS-terminating proxy (--insecure) it starts.
+    config.insecure = true;
     let s = plumbline::server::start(&config)
         .await
-        .expect("starts with auth");
+        .expect("starts with --insecure");
     assert!(s.web_url().is_some());
     s.shutdown().await.unwrap();
     // Turned off, there is none.
@@ -741,4 +751,52 @@ async fn revoking_the_token_ends_its_sessions_and_live_streams() {
         rest.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(!rest.contains("event: ranking"), "{rest}");
+}
+
+/// DNS rebinding: a page of another site whose name now points at this
+/// machine sends that name as Host (and as Origin, so the Origin check
+/// alone would pass it). Only loopback names, the listen address and
+/// `[web] allowed_hosts` are answered.
+#[tokio::test]
+async fn a_host_name_the_server_does_not_know_is_refused() {
+    let w = demo_server(false, |c| {
+        c.web.allowed_hosts = vec!["refine.example.com".into()]
+    })
+    .await;
+    let port = w
+        .web
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let get = |host: String| {
+        let url = format!("{}/", w.web);
+        async move {
+            client()
+                .get(url)
+                .header("host", host)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(get(format!("rebind.attacker.example:{port}")).await, 421);
+    assert_eq!(get(format!("localhost:{port}")).await, 200);
+    assert_eq!(get(format!("127.0.0.1:{port}")).await, 200);
+    assert_eq!(get("refine.example.com".into()).await, 200);
+    // A state-changing form from the rebound name is refused before the
+    // Origin check could be fooled.
+    let r = client()
+        .post(format!("{}/items/web%2F418/split", w.web))
+        .header("host", format!("rebind.attacker.example:{port}"))
+        .header("origin", format!("http://rebind.attacker.example:{port}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("plan=0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 421);
 }

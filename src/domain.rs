@@ -5,7 +5,12 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod insight;
 mod metric_source;
+pub use insight::{
+    Demand, Importance, Insight, InsightKind, MAX_CUSTOMER, MAX_INSIGHT_TARGETS,
+    MAX_INSIGHT_TEXT, MAX_INSIGHT_URL, MAX_INSIGHTS_PER_CALL,
+};
 pub use metric_source::{
     BasicAuth, BearerAuth, CsvSpec, HttpJsonSpec, MetricSource, PosthogSpec, PrometheusAuth,
     PrometheusSpec, SqlSpec, parse_setting_duration,
@@ -138,6 +143,10 @@ pub struct Item {
     pub create_time: Option<Time>,
     pub update_time: Option<Time>,
     pub close_time: Option<Time>,
+    /// The tracker's demand signal (GitHub +1 reactions, GitLab upvotes,
+    /// Jira votes) as the last sync saw it; `None` where it exposes none.
+    /// Shown beside the score, never in it.
+    pub votes: Option<u64>,
 }
 
 impl Item {

@@ -552,6 +552,7 @@ fn desired(file: &File) -> (Desired, Vec<FieldViolation>) {
             create_time: None,
             update_time: None,
             close_time: None,
+            votes: None,
         });
         d.items.push(DesiredItem { item, links });
     }

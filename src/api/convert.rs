@@ -408,6 +408,7 @@ pub fn item_from_pb(p: &pb::Item, c: &mut Check) -> Option<Item> {
         create_time,
         update_time,
         close_time,
+        votes: None,
     })
 }
 

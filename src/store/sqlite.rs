@@ -124,6 +124,9 @@ fn item_from_row(r: &Row<'_>) -> Attempt<Item> {
         create_time: opt_time(r.get("create_time")?),
         update_time: opt_time(r.get("update_time")?),
         close_time: opt_time(r.get("close_time")?),
+        votes: r
+            .get::<_, Option<i64>>("votes")?
+            .map(|v| u64::try_from(v).unwrap_or(0)),
     })
 }
 
@@ -1085,6 +1088,7 @@ mod tests {
                 create_time: Some(t),
                 update_time: None,
                 close_time: None,
+                votes: None,
             })
             .collect();
         let links: Vec<Link> = items
@@ -1407,6 +1411,7 @@ mod write_health {
             create_time: None,
             update_time: None,
             close_time: None,
+            votes: None,
         };
         let mut written = 0;
         let err = loop {

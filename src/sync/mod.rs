@@ -1574,6 +1574,7 @@ mod write_tests {
             create_time: None,
             update_time: None,
             close_time: None,
+            votes: None,
         }
     }
 

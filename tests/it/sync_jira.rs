@@ -23,7 +23,7 @@ const SEARCH: &str = "/rest/api/3/search/jql";
 const PAGE2_TOKEN: &str = "CAEaAggDIgwKBDEwMTMSBE9QUy0xMw";
 const FIELDS: &str = concat!(
     "summary,description,status,labels,created,updated,",
-    "resolutiondate,statuscategorychangedate,parent,issuetype"
+    "resolutiondate,statuscategorychangedate,parent,issuetype,votes"
 );
 
 fn json(body: String) -> ResponseTemplate {

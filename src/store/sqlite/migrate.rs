@@ -41,6 +41,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/sqlite/0009_metric_sources.sql"
     )),
+    M::up(include_str!("../../../migrations/sqlite/0011_insights.sql")),
 ];
 
 /// The schema version of an up-to-date database.

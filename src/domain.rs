@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 mod insight;
 mod metric_source;
 pub use insight::{
-    Demand, Importance, Insight, InsightKind, MAX_CUSTOMER, MAX_INSIGHT_TARGETS,
-    MAX_INSIGHT_TEXT, MAX_INSIGHT_URL, MAX_INSIGHTS_PER_CALL,
+    Demand, Importance, Insight, InsightKind, MAX_CUSTOMER, MAX_INSIGHT_TARGETS, MAX_INSIGHT_TEXT,
+    MAX_INSIGHT_URL, MAX_INSIGHTS_PER_CALL,
 };
 pub use metric_source::{
     BasicAuth, BearerAuth, CsvSpec, HttpJsonSpec, MetricSource, PosthogSpec, PrometheusAuth,

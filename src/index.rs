@@ -73,6 +73,9 @@ pub struct ItemFacts {
     /// Key of the parent item; empty when it has none. Lets splitting find
     /// an item's children without a SQL round trip.
     pub parent_key: String,
+    /// The tracker's demand signal (votes); shown beside the score, never
+    /// in it.
+    pub votes: Option<u64>,
 }
 
 /// A metric with its latest observation and current gap.

@@ -89,7 +89,7 @@ pub enum ServerError {
 }
 
 /// What health reports on: the server as a whole (`""`) and each service.
-const HEALTH_NAMES: [&str; 11] = [
+const HEALTH_NAMES: [&str; 12] = [
     "",
     "plumbline.v1.SourceService",
     "plumbline.v1.BacklogService",
@@ -101,6 +101,7 @@ const HEALTH_NAMES: [&str; 11] = [
     "plumbline.v1.ValidationService",
     "plumbline.v1.TokenService",
     "plumbline.v1.ModelFileService",
+    "plumbline.v1.InsightService",
 ];
 
 /// A server running in the background of this process.
@@ -267,7 +268,8 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         Engine::open(store.clone(), config.default_size)
             .await
             .map_err(ServerError::Load)?
-            .with_outbound(outbound.clone()),
+            .with_outbound(outbound.clone())
+            .with_asked_for_customers(config.insights.asked_for_customers),
     );
     tracing::info!(
         items = engine.read().item_count(),
@@ -402,6 +404,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         ))
         .add_service(pb::model_file_service_server::ModelFileServiceServer::new(
             crate::api::ModelFileApi(engine.clone()),
+        ))
+        .add_service(pb::insight_service_server::InsightServiceServer::new(
+            crate::api::InsightApi(engine.clone()),
         ));
     if let Some(listener) = web_listener {
         crate::web::serve(

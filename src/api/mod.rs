@@ -5,6 +5,7 @@
 mod apply;
 mod backlog;
 mod convert;
+mod insight;
 mod mask;
 mod page;
 mod pull;
@@ -21,6 +22,8 @@ mod watch;
 
 pub use apply::ModelFileApi;
 pub use backlog::BacklogApi;
+pub use convert::{from_timestamp, importance_to_pb, timestamp};
+pub use insight::InsightApi;
 pub use rollup::RollupApi;
 pub use scoring::ScoringApi;
 pub use source::SourceApi;

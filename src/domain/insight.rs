@@ -170,7 +170,10 @@ impl Insight {
             }
         }
         if self.customer.trim().is_empty() {
-            fail("customer", "is required: the pseudonymous id your team uses");
+            fail(
+                "customer",
+                "is required: the pseudonymous id your team uses",
+            );
         } else if self.customer.len() > MAX_CUSTOMER {
             fail("customer", &format!("is longer than {MAX_CUSTOMER} bytes"));
         } else if has_control(&self.customer) {

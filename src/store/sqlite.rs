@@ -11,6 +11,7 @@
 //! blocking thread (see [`conn`]).
 
 mod conn;
+mod insights;
 mod load;
 mod migrate;
 mod tokens;
@@ -30,7 +31,7 @@ use serde::de::DeserializeOwned;
 use super::{ItemFilter, Load, ModelWrite, Result, Store, WriteHealth};
 use crate::config::{Config, StoreConfig};
 use crate::domain::{
-    Evidence, Experiment, Goal, Hypothesis, Item, ItemSplit, Link, Metric, Observation,
+    Evidence, Experiment, Goal, Hypothesis, Insight, Item, ItemSplit, Link, Metric, Observation,
     ObservationSummary, PullStatus, Release, Removal, Source, SyncCursor, SyncState, Time,
 };
 use conn::{Attempt, Connections, Fail, Settings};
@@ -483,6 +484,35 @@ impl Store for SqliteStore {
                         })
                     },
                 )
+            })
+            .await
+    }
+
+    async fn record_insights(&self, insights: &[Insight], now: Time) -> Result<()> {
+        let insights = insights.to_vec();
+        self.db
+            .write("record insights", move |tx| {
+                insights::put(tx, &insights, &now)
+            })
+            .await
+    }
+
+    async fn get_insights(&self, keys: &[(String, String)]) -> Result<Vec<Insight>> {
+        let keys = keys.to_vec();
+        self.db
+            .read("read insights", move |c| insights::get(c, &keys))
+            .await
+    }
+
+    async fn list_all_insights(&self) -> Result<Vec<Insight>> {
+        self.db.read("list insights", insights::all).await
+    }
+
+    async fn forget_customer(&self, customer: &str) -> Result<u64> {
+        let customer = customer.to_string();
+        self.db
+            .write("forget a customer's insights", move |tx| {
+                insights::forget(tx, &customer)
             })
             .await
     }

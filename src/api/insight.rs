@@ -120,7 +120,7 @@ impl pb::insight_service_server::InsightService for InsightApi {
             )
             .into());
         }
-        let mut violations = Vec::new();
+        let mut wire = Vec::with_capacity(r.insights.len());
         let insights: Vec<Insight> = r
             .insights
             .iter()
@@ -128,14 +128,11 @@ impl pb::insight_service_server::InsightService for InsightApi {
             .map(|(n, p)| {
                 let mut c = Check::new(format!("insights[{n}]"));
                 let i = insight_from_pb(p, &mut c);
-                violations.extend(c.violations);
+                wire.push(c.violations);
                 i
             })
             .collect();
-        if !violations.is_empty() {
-            return Err(Error::InvalidArgument(violations).into());
-        }
-        let counts = self.0.record_insights(insights).await?;
+        let counts = self.0.record_insights(insights, wire).await?;
         Ok(Response::new(pb::RecordInsightsResponse {
             created_count: count(counts.created),
             updated_count: count(counts.updated),

@@ -150,7 +150,14 @@ impl Engine {
     /// item or hypothesis it names that does not exist are INVALID_ARGUMENT
     /// naming `insights[i].field`, and then nothing is written. An insight
     /// stored the same already is left as it is; a changed one replaces it.
-    pub async fn record_insights(&self, insights: Vec<Insight>) -> Result<RecordCounts> {
+    /// `wire` holds what the caller found reading each insight (by index,
+    /// already named `insights[i].field`), reported first, in one answer
+    /// with the rest.
+    pub async fn record_insights(
+        &self,
+        insights: Vec<Insight>,
+        wire: Vec<Vec<FieldViolation>>,
+    ) -> Result<RecordCounts> {
         if insights.is_empty() {
             return Err(Error::invalid("insights", "at least one insight"));
         }
@@ -165,10 +172,13 @@ impl Engine {
         {
             let ix = self.read();
             let mut seen = BTreeSet::new();
+            let mut wire = wire.into_iter();
             for (n, i) in insights.iter().enumerate() {
                 let at = |f: &str| format!("insights[{n}].{f}");
+                let read = wire.next().unwrap_or_default();
                 let own = i.problems();
-                let clean = own.is_empty();
+                let clean = own.is_empty() && read.is_empty();
+                violations.extend(read);
                 violations.extend(own.into_iter().map(|(f, d)| FieldViolation::new(at(&f), d)));
                 if !seen.insert(insight_key(&i.source, &i.external_id)) {
                     violations.push(FieldViolation::new(

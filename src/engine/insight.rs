@@ -233,6 +233,22 @@ impl Engine {
         Ok(counts)
     }
 
+    /// Puts insights just stored (by a value model file) in memory.
+    pub(super) fn put_insights_in_memory(&self, insights: &[Insight]) {
+        if insights.is_empty() {
+            return;
+        }
+        let mut book = self.insights.write();
+        for i in insights {
+            book.put(i);
+        }
+    }
+
+    /// Every stored insight, by key: for `ExportValueModel` when asked.
+    pub async fn all_insights(&self) -> Result<Vec<Insight>> {
+        Ok(self.store.list_all_insights().await?)
+    }
+
     /// Keys of the insights `filter` takes after `after`, in key order, at
     /// most `limit`.
     pub fn insight_keys(

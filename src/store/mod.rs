@@ -272,6 +272,8 @@ pub struct ModelWrite {
     pub delete_metrics: Vec<String>,
     pub delete_goals: Vec<String>,
     pub delete_sources: Vec<String>,
+    /// Inserted or replaced by (source, external id).
+    pub insights: Vec<Insight>,
 }
 
 /// Opens the backend that `config.store.backend` names.

@@ -362,6 +362,9 @@ fn write_model(
         tx.execute("DELETE FROM items WHERE source_id = ?1", [id])?;
         tx.execute("DELETE FROM sources WHERE id = ?1", [id])?;
     }
+    if !w.insights.is_empty() {
+        insights::put(tx, &w.insights, &chrono::Utc::now())?;
+    }
     let mut out = Vec::with_capacity(touched.len());
     for m in touched.keys() {
         out.push((m.to_string(), observation_summary(tx, m)?));

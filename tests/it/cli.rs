@@ -178,6 +178,11 @@ async fn the_demo_prints_a_ranked_explained_backlog_with_every_flag() {
         "Validated after release:",
         "H-4: release close:web/426",
         "validated",
+        "7 customer insights",
+        "demand",
+        "1 cust / 1 seg, critical",
+        "Asked for, not aligned",
+        "web/462  Dark mode for the merchant admin  (3 cust / 2 seg, nice_to_have)",
     ] {
         assert!(
             text.contains(needle),

@@ -655,3 +655,116 @@ async fn import_reports_every_bad_line_and_writes_nothing_then_records_a_good_fi
         String::from_utf8_lossy(&run_cli(&["rank", "--server", &url]).await.stdout).into_owned();
     assert!(ranked.contains("2 cust / 1 seg, critical"), "{ranked}");
 }
+
+#[tokio::test]
+async fn a_value_model_file_carries_insights_round_trip() {
+    use pb::model_file_service_client::ModelFileServiceClient;
+    let s = start_with_fixture().await;
+    let mut files = ModelFileServiceClient::new(s.channel.clone());
+    let doc = r#"
+[[insights]]
+source = "interviews"
+id = "i-1"
+customer = "c1"
+kind = "interview_note"
+text = "We lose buyers at the address step."
+date = 2026-11-02T10:00:00Z
+segment = "mobile"
+importance = "critical"
+items = ["web/1"]
+
+[[insights]]
+source = "interviews"
+id = "i-2"
+customer = "c2"
+items = ["web/404"]
+hypotheses = ["H-9"]
+importance = "urgent"
+"#;
+    let bad = files
+        .apply_value_model(pb::ApplyValueModelRequest {
+            document: doc.into(),
+            file_name: "p.toml".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("the second insight is refused");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    // In the order of the file, each placed at its line.
+    assert_eq!(
+        bad_fields(&bad),
+        [
+            "insights[1].text",
+            "insights[1].items[0]",
+            "insights[1].hypotheses[0]",
+            "insights[1].importance",
+        ]
+    );
+    assert!(bad.message().contains("p.toml:"), "{}", bad.message());
+    assert!(
+        list(&s, pb::ListInsightsRequest::default())
+            .await
+            .is_empty()
+    );
+
+    let good = doc
+        .split("[[insights]]")
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("[[insights]]");
+    let apply = |document: String| {
+        let mut f = files.clone();
+        async move {
+            f.apply_value_model(pb::ApplyValueModelRequest {
+                document,
+                file_name: "p.toml".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+        }
+    };
+    let first = apply(good.clone()).await;
+    let planned: Vec<(&str, &str)> = first
+        .changes
+        .iter()
+        .map(|c| (c.kind.as_str(), c.id.as_str()))
+        .collect();
+    assert_eq!(planned, [("insight", "interviews/i-1")]);
+    assert!(apply(good.clone()).await.changes.is_empty(), "idempotent");
+    let d = item_score(&s, "web/1").await.demand.unwrap();
+    assert_eq!(
+        (d.distinct_customers, d.highest_importance),
+        (1, pb::Importance::Critical as i32)
+    );
+
+    let export = |include_insights: bool| {
+        let mut f = files.clone();
+        async move {
+            f.export_value_model(pb::ExportValueModelRequest {
+                include_insights,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .document
+        }
+    };
+    assert!(!export(false).await.contains("[[insights]]"));
+    let with = export(true).await;
+    assert!(
+        with.contains("[[insights]]") && with.contains("address step"),
+        "{with}"
+    );
+    assert!(
+        apply(with).await.changes.is_empty(),
+        "the export applies as a no-op"
+    );
+
+    let changed = good.replace("critical", "important");
+    let r = apply(changed).await;
+    assert_eq!(r.changes.len(), 1);
+    assert_eq!(r.changes[0].fields[0].field, "importance");
+}

@@ -351,6 +351,15 @@ impl ScoreIndex {
             .collect()
     }
 
+    /// Keys of the items linked to one hypothesis, in key order, without
+    /// building their links (demand asks this per term of a ranking page).
+    pub fn item_keys_of_hypothesis(&self, hypothesis_id: &str) -> impl Iterator<Item = &str> {
+        self.contributions
+            .get(hypothesis_id)
+            .into_iter()
+            .flat_map(|m| m.keys().map(|k| &**k))
+    }
+
     /// How many links point at one hypothesis.
     pub fn link_count_of_hypothesis(&self, hypothesis_id: &str) -> usize {
         self.contributions.get(hypothesis_id).map_or(0, |m| m.len())

@@ -913,7 +913,12 @@ impl Engine {
                     ));
                 }
             }
-            // TODO(merge): check the segment/outcome exists here too.
+            violations.extend(super::insight::segment_and_outcome_problems(
+                ix,
+                ins,
+                &at("segment"),
+                &|n| at(&format!("outcomes[{n}]")),
+            ));
             let id = crate::engine::insight_key(&ins.source, &ins.external_id);
             match stored.insights.get(&ins.key()) {
                 None => {

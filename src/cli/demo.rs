@@ -300,6 +300,9 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     println!();
 
     if a.keep_serving {
+        // Listening before saying so: a Ctrl-C right after the message
+        // stops the server cleanly.
+        let stop = crate::server::shutdown_signal();
         println!("Still serving on {url}. Try:");
         println!("  plumbline rank --server {url}");
         println!("  plumbline explain web/418 --server {url}");
@@ -307,7 +310,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
             println!("The refinement room (web view): {web}/");
         }
         println!("Stop with Ctrl-C.");
-        server.run_until(crate::server::shutdown_signal()).await?;
+        server.run_until(stop).await?;
     } else {
         server.shutdown().await?;
     }

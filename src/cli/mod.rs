@@ -467,8 +467,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             )?;
             let mut cfg = cfg;
             cfg.web.listen = a.web_listen.unwrap_or(cfg.web.listen);
+            let stop = crate::server::shutdown_signal();
             let server = crate::server::start(&cfg).await?;
-            server.run_until(crate::server::shutdown_signal()).await?;
+            server.run_until(stop).await?;
             tracing::info!("stopped");
             Ok(())
         }

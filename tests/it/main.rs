@@ -21,6 +21,7 @@ mod learning_sim;
 mod limits;
 mod metric_prometheus;
 mod metric_pull;
+mod metric_pull_real;
 mod metric_sql;
 mod reflection;
 mod removal;

@@ -51,7 +51,7 @@ pub enum ServerError {
         source: std::io::Error,
     },
     #[error(
-        "refusing to serve the web view on {0} ([web] listen): it speaks plain HTTP, so sign-in tokens and session cookies would cross the network in cleartext. Listen on 127.0.0.1 (the default), or, with a TLS-terminating proxy in front that reaches this address, start with `--insecure` and name the proxy's host in `[web] allowed_hosts`"
+        "refusing to serve the web view on {0} ([web] listen): without [tls] it speaks plain HTTP, so sign-in tokens and session cookies would cross the network in cleartext. Listen on 127.0.0.1 (the default), or serve HTTPS with `[tls] cert` and `key` (the web view uses the gRPC listener's certificate), or, with a TLS-terminating proxy in front that reaches this address, start with `--insecure` and name the proxy's host in `[web] allowed_hosts`"
     )]
     WebExposure(SocketAddr),
     #[error("invalid [web] setting: {0}")]
@@ -127,9 +127,9 @@ impl RunningServer {
         self.addr
     }
 
-    /// `http://ADDR` of the web view, when it is on.
+    /// `http://ADDR` of the web view (`https://` with TLS), when it is on.
     pub fn web_url(&self) -> Option<String> {
-        self.web_addr.map(|a| format!("http://{a}"))
+        self.web_addr.map(|a| format!("{}://{a}", self.scheme))
     }
 
     /// `http://ADDR` (`https://` with TLS), for clients.
@@ -233,20 +233,29 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     if exposure == crate::tls::Exposure::Insecure {
         tracing::warn!(listen = %config.listen, "--insecure: serving a non-loopback address with neither authentication nor TLS; anyone who reaches it can read and change everything");
     }
-    // The web view has no TLS of its own (yet): off loopback it needs auth.
     let web_exposure = if config.web.enabled {
         Some(
-            // The web view serves plain HTTP: off loopback, a sign-in
-            // token and the session cookie would cross the network in
-            // cleartext, whatever [auth] says. Only a TLS-terminating
-            // proxy in front makes that safe, which --insecure declares.
-            crate::tls::check_exposure(config.web.listen, false, false, config.insecure)
-                .map_err(|e| ServerError::WebExposure(e.listen))?,
+            // Without [tls] the web view serves plain HTTP: off loopback, a
+            // sign-in token and the session cookie would cross the network
+            // in cleartext, whatever [auth] says. [tls] makes it HTTPS; or
+            // a TLS-terminating proxy in front, which --insecure declares.
+            crate::tls::check_exposure(
+                config.web.listen,
+                false,
+                config.tls.enabled(),
+                config.insecure,
+            )
+            .map_err(|e| ServerError::WebExposure(e.listen))?,
         )
     } else {
         None
     };
     let tls = config.tls.server().map_err(ServerError::Tls)?;
+    let web_tls = if config.web.enabled {
+        config.tls.rustls_server().map_err(ServerError::Tls)?
+    } else {
+        None
+    };
     if let Some(dir) = config.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| ServerError::DbDir {
             path: dir.display().to_string(),
@@ -411,7 +420,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                 engine: engine.clone(),
                 tokens,
                 lifecycle: lifecycle.clone(),
-                secure_cookie: config.tls.enabled(),
+                tls: web_tls,
                 limits: config.limits.clone(),
             },
         );
@@ -462,7 +471,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             .map_err(ServerError::from)
     });
     if let Some(web) = web_addr {
-        tracing::info!(url = %format!("http://{web}/"), "web view: the refinement room");
+        tracing::info!(url = %format!("{scheme}://{web}/"), "web view: the refinement room");
     }
     tracing::info!(%addr, %scheme, web = ?web_addr, db = %config.db.display(), "plumbline serving");
     Ok(RunningServer {

@@ -1,4 +1,4 @@
-//! The web view over plain HTTP: the pages read the engine (the demo
+//! The web view over plain HTTP (and HTTPS with `[tls]`): the pages read the engine (the demo
 //! product, loaded through gRPC), sign-in and its cookie, CSRF and origin
 //! checks, the role a split needs, the bound on live streams, and the
 //! refusal of an exposed listener. The browser's own view is in
@@ -242,8 +242,19 @@ async fn sign_in(w: &WebServer, token: &str) -> String {
 /// Signs in at the web view `web`: the session cookie (name=value) and the
 /// whole Set-Cookie header.
 async fn sign_in_at(web: &str, token: &str) -> (String, String) {
-    let (_, page) = get(&format!("{web}/signin")).await;
-    let r = client()
+    sign_in_via(&client(), web, token).await
+}
+
+async fn sign_in_via(c: &reqwest::Client, web: &str, token: &str) -> (String, String) {
+    let page = c
+        .get(format!("{web}/signin"))
+        .send()
+        .await
+        .expect("GET /signin")
+        .text()
+        .await
+        .expect("body");
+    let r = c
         .post(format!("{web}/signin"))
         .header("origin", web)
         .header("content-type", "application/x-www-form-urlencoded")
@@ -678,8 +689,12 @@ async fn grpc_web_calls_need_a_token_when_auth_is_on() {
     assert_eq!(status, "16", "UNAUTHENTICATED");
 }
 
+/// With `[tls]` the web view speaks HTTPS with the gRPC listener's
+/// certificate (so it may listen off loopback), marks the session cookie
+/// `Secure`, answers nothing in plain HTTP, and a client that never
+/// finishes its handshake holds up no one else.
 #[tokio::test]
-async fn with_tls_on_the_session_cookie_is_secure() {
+async fn with_tls_on_the_web_view_is_https_and_the_session_cookie_is_secure() {
     let pki = crate::tls::Pki::new();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("tls.sqlite");
@@ -698,8 +713,58 @@ async fn with_tls_on_the_session_cookie_is_secure() {
     };
     config.auth.enabled = true;
     let s = plumbline::server::start(&config).await.expect("starts");
-    let (_, set_cookie) = sign_in_at(&s.web_url().unwrap(), &read).await;
+    let web = s.web_url().expect("the web view is on");
+    assert!(web.starts_with("https://127.0.0.1:"), "{web}");
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(pki.path("ca.pem")).unwrap()).expect("CA");
+    let https = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .tls_certs_only([ca])
+        .build()
+        .expect("client");
+
+    // A connection that opens and never says anything.
+    let port = web.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    let _silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (_, set_cookie) = sign_in_via(&https, &web, &read).await;
     assert!(set_cookie.contains("; Secure"), "{set_cookie}");
+
+    // Plain HTTP to the same port gets no page.
+    let plain = web.replace("https://", "http://");
+    match client().get(format!("{plain}/signin")).send().await {
+        Ok(r) => panic!("plain HTTP answered {}", r.status()),
+        Err(e) => assert!(!e.is_status(), "{e}"),
+    }
+    // A client that does not trust the certificate is refused.
+    assert!(client().get(format!("{web}/signin")).send().await.is_err());
+    s.shutdown().await.unwrap();
+
+    // With [tls] client_ca, the pages too need a client certificate.
+    config.tls = pki.server_tls(true);
+    let s = plumbline::server::start(&config).await.expect("starts");
+    let web = s.web_url().unwrap();
+    assert!(https.get(format!("{web}/signin")).send().await.is_err());
+    let mut pem = std::fs::read(pki.path("client.pem")).unwrap();
+    pem.extend(std::fs::read(pki.path("client.key")).unwrap());
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(pki.path("ca.pem")).unwrap()).expect("CA");
+    let mtls = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .tls_certs_only([ca])
+        .identity(reqwest::Identity::from_pem(&pem).expect("identity"))
+        .build()
+        .expect("client");
+    let r = mtls.get(format!("{web}/signin")).send().await.expect("GET");
+    assert_eq!(r.status(), StatusCode::OK);
+    s.shutdown().await.unwrap();
+
+    // Off loopback it starts without --insecure: the pages are HTTPS.
+    config.web.listen = SocketAddr::from(([0, 0, 0, 0], 0));
+    let s = plumbline::server::start(&config)
+        .await
+        .expect("an exposed HTTPS web view starts");
     s.shutdown().await.unwrap();
 }
 

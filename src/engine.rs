@@ -24,7 +24,9 @@ pub use apply::{
     FieldChange, ModelExport, Plan, PlannedChange,
 };
 pub use listing::{GoalView, HypothesisView, LinkFilter, link_order_key};
-pub use query::{RankCursor, RankOrder, RankPage, RankRequest, RankedView, ScoreView, TermView};
+pub use query::{
+    Narrow, RankCursor, RankOrder, RankPage, RankRequest, RankedView, ScoreView, TermView,
+};
 pub use rollup::{GoalRollupView, GoalTreeView};
 
 /// What the engine answers about a metric: its definition, observation

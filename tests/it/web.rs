@@ -132,6 +132,36 @@ async fn the_backlog_page_shows_the_ranking_the_api_serves_and_filters_it() {
     let (_, html) = get(&format!("{}/?q=AUTOCOMPLETE", w.web)).await;
     assert_eq!(attrs(&html, "data-key"), ["web/415"]);
 
+    // By goal: the open items its roll-up lists, in ranking order.
+    let mut rollups =
+        plumbline::proto::rollup_service_client::RollupServiceClient::new(w.s.channel.clone());
+    let serving: Vec<String> = rollups
+        .get_goal_rollup(plumbline::proto::GetGoalRollupRequest {
+            goal_id: "G1.1".into(),
+            item_limit: 1000,
+        })
+        .await
+        .expect("GetGoalRollup")
+        .into_inner()
+        .rollup
+        .expect("rollup")
+        .items
+        .into_iter()
+        .map(|i| i.item_key)
+        .collect();
+    let (_, html) = get(&format!("{}/?goal=G1.1", w.web)).await;
+    let by_goal = attrs(&html, "data-key");
+    let ranked = keys(&rank(&w.s, pb_rank(100)).await);
+    let expected: Vec<String> = ranked.into_iter().filter(|k| serving.contains(k)).collect();
+    assert_eq!(by_goal, expected);
+    assert!(!by_goal.is_empty() && by_goal.len() < page_keys.len());
+
+    // Closed only: the demo's closed items, and none of the open ones.
+    let (_, html) = get(&format!("{}/?state=closed", w.web)).await;
+    let closed = attrs(&html, "data-key");
+    assert!(!closed.is_empty(), "the demo has closed items");
+    assert!(closed.iter().all(|k| !page_keys.contains(k)), "{closed:?}");
+
     // The fragment is the same rows without the page around them.
     let (status, frag) = get(&format!("{}/fragments/backlog?label=payments", w.web)).await;
     assert_eq!(status, StatusCode::OK);

@@ -179,9 +179,13 @@ fn contains_lowercase(hay: &str, needle: &str) -> bool {
     }
     if hay.is_ascii() && needle.is_ascii() {
         let (h, n) = (hay.as_bytes(), needle.as_bytes());
-        return h.len() >= n.len()
-            && h.windows(n.len())
-                .any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b));
+        let Some(last) = h.len().checked_sub(n.len()) else {
+            return false;
+        };
+        // Jump from one place the first letter is (either case) to the
+        // next: a search walks every title of the backlog.
+        return memchr::memchr2_iter(n[0], n[0].to_ascii_uppercase(), &h[..=last])
+            .any(|i| h[i..i + n.len()].eq_ignore_ascii_case(n));
     }
     hay.to_lowercase().contains(needle)
 }
@@ -786,6 +790,9 @@ mod tests {
         assert!(contains_lowercase("web/415", "b/41"));
         assert!(contains_lowercase("anything", ""));
         assert!(!contains_lowercase("check", "checkout"));
+        assert!(contains_lowercase("abcXYZ", "xyz"));
+        assert!(contains_lowercase("xyz", "xyz"));
+        assert!(!contains_lowercase("xyXz", "xyz"));
         assert!(contains_lowercase("Größere ÄNDERUNG", "änderung"));
         assert!(!contains_lowercase("Größere", "x"));
     }

@@ -51,6 +51,9 @@ pub struct Config {
     /// The web view (`[web]` in the file).
     #[serde(default)]
     pub web: crate::web::WebConfig,
+    /// Ranking snapshots (`[history]` in the file).
+    #[serde(default)]
+    pub history: crate::history::HistoryConfig,
 }
 
 /// Pulls of metric sources: the background scheduler and what a source may
@@ -330,6 +333,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             pulls: PullsConfig::default(),
             web: Default::default(),
+            history: Default::default(),
         }
     }
 }

@@ -72,13 +72,7 @@ const CHANGE_COLUMNS: &[(&str, &str)] = &[
 ];
 
 fn snapshot_row(s: &pb::RankingSnapshot) -> Value {
-    json::with(
-        json::message("RankingSnapshot", s),
-        json!({
-            "take_time": time(s.take_time.as_ref()),
-            "origin": enum_name(s.origin().as_str_name(), "SNAPSHOT_ORIGIN_"),
-        }),
-    )
+    json::message("RankingSnapshot", s)
 }
 
 pub async fn history(c: HistoryCommand) -> Result<()> {

@@ -171,6 +171,7 @@ fn change_to_pb(c: RankingChange) -> pb::RankingChange {
         ),
         None => (pb::LeftReason::Unspecified, String::new(), 0),
     };
+    let why = c.why();
     let old = c.old.unwrap_or(NO_NUMBERS);
     let new = c.new.unwrap_or(NO_NUMBERS);
     pb::RankingChange {
@@ -211,6 +212,7 @@ fn change_to_pb(c: RankingChange) -> pb::RankingChange {
                     .collect(),
             })
             .collect(),
+        why,
     }
 }
 

@@ -10,7 +10,7 @@ use super::Conn;
 use super::args;
 use super::client::{connect, rpc_error};
 use super::json;
-use super::output::{clip, enum_name, format_number, print_rows, print_rows_or, time};
+use super::output::{clip, format_number, print_rows, print_rows_or, time};
 use crate::proto as pb;
 use pb::history_service_client::HistoryServiceClient;
 
@@ -194,63 +194,6 @@ fn change_row(what: &str, c: &pb::RankingChange) -> Value {
         "title_clip": clip(&c.title, 40),
         "ranks": format!("{} -> {}", rank_text(c.old_rank), rank_text(c.new_rank)),
         "densities": densities,
-        "why": why(c),
+        "why": c.why,
     })
-}
-
-/// The reason a person reads first: for an item that left, why it left;
-/// then the term that changed most, old -> new; else the size.
-pub fn why(c: &pb::RankingChange) -> String {
-    let mut parts = Vec::new();
-    match c.left_reason() {
-        pb::LeftReason::Unspecified => {}
-        pb::LeftReason::PushedOut => parts.push(if c.current_rank > 0 {
-            format!("pushed out (now #{})", c.current_rank)
-        } else {
-            "pushed out".into()
-        }),
-        reason => parts.push(
-            [
-                enum_name(reason.as_str_name(), "LEFT_REASON_"),
-                c.left_detail.clone(),
-            ]
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(": "),
-        ),
-    }
-    if let Some(t) = c.terms.first() {
-        parts.push(term_text(t));
-    }
-    if c.old_size != c.new_size && c.old_size > 0.0 && c.new_size > 0.0 {
-        parts.push(format!(
-            "size {} -> {}",
-            format_number(c.old_size),
-            format_number(c.new_size)
-        ));
-    }
-    if parts.is_empty() {
-        parts.push("others moved past it or fell behind".into());
-    }
-    parts.join("; ")
-}
-
-fn term_text(t: &pb::TermChange) -> String {
-    let (o, n) = (format_number(t.old_value), format_number(t.new_value));
-    let h = &t.hypothesis_id;
-    match t.kind() {
-        pb::TermChangeKind::LinkAdded => format!("{h} linked: 0 -> {n}"),
-        pb::TermChangeKind::LinkRemoved => format!("{h} unlinked: {o} -> 0"),
-        pb::TermChangeKind::Current => format!("{h} {n} now"),
-        _ => match t.factors.first() {
-            Some(f) => format!(
-                "{h} {o} -> {n} ({} {} -> {})",
-                f.name,
-                format_number(f.old_value),
-                format_number(f.new_value)
-            ),
-            None => format!("{h} {o} -> {n}"),
-        },
-    }
 }

@@ -227,7 +227,10 @@ fn left_now(
         };
         return LeftNow {
             reason: LeftReason::Removed,
-            detail: format!("{why} {}", rfc3339(&r.remove_time)),
+            detail: format!(
+                "removed from its tracker ({why}) {}",
+                rfc3339(&r.remove_time)
+            ),
             current_rank: 0,
             item: None,
         };

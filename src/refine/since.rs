@@ -106,6 +106,68 @@ pub struct Comparison {
     pub moved: Vec<RankingChange>,
 }
 
+impl RankingChange {
+    /// One line for people: why it left, then the term that changed most
+    /// (old -> new, with the factor that moved it), then a size change;
+    /// for an item that entered, its largest term now.
+    pub fn why(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(l) = &self.left {
+            parts.push(match l.reason {
+                LeftReason::PushedOut if l.current_rank > 0 => {
+                    format!("pushed out (now #{})", l.current_rank)
+                }
+                LeftReason::PushedOut => "pushed out".into(),
+                LeftReason::Closed
+                | LeftReason::Released
+                | LeftReason::Removed
+                | LeftReason::Gone => l.detail.clone(),
+            });
+        }
+        if let Some(t) = self.terms.first() {
+            parts.push(t.describe());
+        }
+        if let (Some(o), Some(n)) = (self.old, self.new)
+            && o.size != n.size
+        {
+            parts.push(format!("size {} -> {}", num(o.size), num(n.size)));
+        }
+        if parts.is_empty() {
+            parts.push("others moved past it or fell behind".into());
+        }
+        parts.join("; ")
+    }
+}
+
+impl TermChange {
+    /// `H-1 0.15 -> 0.03 (gap 1 -> 0.2)`, `H-3 linked: 0 -> 0.05`.
+    pub fn describe(&self) -> String {
+        let (o, n, h) = (
+            num(self.old_value),
+            num(self.new_value),
+            &self.hypothesis_id,
+        );
+        match self.kind {
+            TermChangeKind::LinkAdded => format!("{h} linked: 0 -> {n}"),
+            TermChangeKind::LinkRemoved => format!("{h} unlinked: {o} -> 0"),
+            TermChangeKind::Current => format!("{h} {n} now"),
+            TermChangeKind::Changed => match self.factors.first() {
+                Some(f) => format!(
+                    "{h} {o} -> {n} ({} {} -> {})",
+                    f.name,
+                    num(f.old),
+                    num(f.new)
+                ),
+                None => format!("{h} {o} -> {n}"),
+            },
+        }
+    }
+}
+
+fn num(f: f64) -> String {
+    crate::chart::format_number(f)
+}
+
 /// Compares `old` with `new` (each a top N in rank order, the first rank
 /// 1); `left_now` says what is known now of an item of `old` missing from
 /// `new`. Items at the same rank in both are not listed.

@@ -245,7 +245,7 @@ async fn since_names_what_entered_left_and_moved_and_the_term_that_moved_it() {
         .map(|t| {
             chrono::DateTime::from_timestamp(t.seconds + 1, 0)
                 .unwrap()
-                .to_rfc3339()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         })
         .unwrap();
     let out = run_cli(&["since", &date, "--top", "4", "--server", &url]).await;
@@ -264,13 +264,40 @@ async fn since_names_what_entered_left_and_moved_and_the_term_that_moved_it() {
         "size 1 -> 0.5",
         "left",
         "pushed out (now #5); H1 0.15 -> 0.03 (gap 1 -> 0.2)",
-        "released: released in rel-1",
+        "released in rel-1",
         "closed",
     ] {
         assert!(text.contains(want), "no {want:?} in:\n{text}");
     }
     let json = cli_json(&["since", &date, "--top", "4", "--server", &url, "--json"]).await;
     assert_eq!(json["left"][0]["left_reason"], "pushed_out", "{json}");
+
+    // The web view's page shows the same three groups.
+    let web = s.server().web_url().expect("the web view is on");
+    let page = reqwest::get(format!("{web}/since?date={date}&top=4"))
+        .await
+        .expect("the since page answers");
+    assert_eq!(page.status(), 200);
+    let body = page.text().await.unwrap();
+    for want in [
+        "id=\"entered\"",
+        "data-key=\"web/5\"",
+        "pushed out (now #5)",
+        "released in rel-1",
+        "H3 linked: 0 → 0.05; size 1 → 0.5",
+    ] {
+        assert!(body.contains(want), "no {want:?} in the page:\n{body}");
+    }
+    let early = reqwest::get(format!("{web}/since?date=2020-01-01"))
+        .await
+        .unwrap();
+    assert_eq!(early.status(), 409);
+    let text = early.text().await.unwrap();
+    assert!(text.contains("the earliest is from"), "{text}");
+    let bad = reqwest::get(format!("{web}/since?date=2020-01-01&top=5000"))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
 
     // A date before the first snapshot, a future one, a top N out of
     // bounds.

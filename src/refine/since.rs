@@ -133,7 +133,7 @@ impl RankingChange {
             parts.push(format!("size {} -> {}", num(o.size), num(n.size)));
         }
         if parts.is_empty() {
-            parts.push("others moved past it or fell behind".into());
+            parts.push("no term of its own changed: others moved".into());
         }
         parts.join("; ")
     }

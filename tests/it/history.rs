@@ -471,3 +471,42 @@ async fn retention_keeps_the_newest_within_the_bound_and_lists_page_by_page() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("meeting 4"));
 }
+
+/// An item its tracker no longer returns left the top N as removed, saying
+/// how and when; the ones still there are unchanged.
+#[tokio::test]
+async fn an_item_removed_from_its_tracker_left_as_removed() {
+    use crate::conformance::github::GitHub;
+    use crate::conformance::{Tracker, World, issues};
+    let w = World::<GitHub>::start(issues(3)).await;
+    w.sync().await.done();
+    let s = &w.s;
+    create_goal(s, goal("G", pb::GoalLevel::Strategic, "", None)).await;
+    create_metric(s, metric("m1", 0.0, 10.0)).await;
+    create_hypothesis(s, hypothesis("H1", "G", "m1", 0.5, 0.5)).await;
+    let keys = w.keys([1, 2, 3]);
+    for (k, c) in keys.iter().zip([0.5, 0.3, 0.2]) {
+        link(s, k, "H1", c).await;
+    }
+    take(s, "before the sync").await;
+    w.issues.lock().unwrap().retain(|i| i.n != 1);
+    assert_eq!(run_sync(s, GitHub::ID, true).await.done().removed_count, 1);
+    let r = compare(s, 3).await;
+    assert!(r.entered.is_empty(), "{:?}", r.entered);
+    assert_eq!(keys_of(&r.left), vec![(keys[0].as_str(), 1, 0)]);
+    let gone = &r.left[0];
+    assert_eq!(gone.left_reason(), pb::LeftReason::Removed);
+    assert!(
+        gone.left_detail
+            .contains("removed from its tracker (not returned by a full sync)"),
+        "{}",
+        gone.left_detail
+    );
+    assert_eq!((gone.new_value, gone.current_rank), (0.0, 0));
+    assert_eq!(
+        keys_of(&r.moved),
+        vec![(keys[1].as_str(), 2, 1), (keys[2].as_str(), 3, 2)]
+    );
+    assert!(r.moved.iter().all(|m| m.terms.is_empty()), "{:?}", r.moved);
+    assert_eq!(r.moved[0].why, "no term of its own changed: others moved");
+}

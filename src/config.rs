@@ -398,6 +398,7 @@ impl Config {
         cfg.tls
             .check()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        cfg.history.check().map_err(ConfigError::Invalid)?;
         Ok(cfg)
     }
 }
@@ -509,6 +510,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("default_size"));
+        std::fs::write(&f, "[history]\ntop_n = 5000\n").unwrap();
+        let err = load(Some(&f), Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("history.top_n"), "{err}");
     }
 
     #[test]

@@ -49,6 +49,23 @@ impl Default for HistoryConfig {
 }
 
 impl HistoryConfig {
+    /// Refuses settings out of their bounds, naming the setting.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !(1..=MAX_TOP_N).contains(&self.top_n) {
+            return Err(format!(
+                "history.top_n must be 1..{MAX_TOP_N}, got {}",
+                self.top_n
+            ));
+        }
+        if self.interval_secs == 0 {
+            return Err("history.interval_secs must be at least 1".into());
+        }
+        if self.max_snapshots == 0 {
+            return Err("history.max_snapshots must be at least 1".into());
+        }
+        Ok(())
+    }
+
     fn top_n(&self) -> usize {
         self.top_n.clamp(1, MAX_TOP_N)
     }
@@ -194,6 +211,49 @@ pub async fn background_snapshots(historian: Arc<Historian>, lifecycle: Lifecycl
         historian.checks.fetch_add(1, Ordering::SeqCst);
         if stopping {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_out_of_bounds_are_refused_by_name() {
+        assert_eq!(HistoryConfig::default().check(), Ok(()));
+        for (bad, name) in [
+            (
+                HistoryConfig {
+                    top_n: 0,
+                    ..Default::default()
+                },
+                "history.top_n",
+            ),
+            (
+                HistoryConfig {
+                    top_n: 1001,
+                    ..Default::default()
+                },
+                "history.top_n",
+            ),
+            (
+                HistoryConfig {
+                    interval_secs: 0,
+                    ..Default::default()
+                },
+                "history.interval_secs",
+            ),
+            (
+                HistoryConfig {
+                    max_snapshots: 0,
+                    ..Default::default()
+                },
+                "history.max_snapshots",
+            ),
+        ] {
+            let err = bad.check().unwrap_err();
+            assert!(err.contains(name), "{err}");
         }
     }
 }

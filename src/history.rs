@@ -2,7 +2,8 @@
 //! top N every `interval_secs` when the ranking changed since the last one,
 //! one at shutdown when it changed, and one whenever asked for
 //! (TakeRankingSnapshot). Retention is applied in the same transaction as
-//! each snapshot, so the background task is the pruning task too.
+//! each snapshot, and by the background task when it took none (time alone
+//! moves snapshots past the daily bound).
 //!
 //! "Changed" is decided in two steps: the engine's change counter (the one
 //! `WatchRanking` wakes on) says cheaply that nothing happened; when it
@@ -205,6 +206,17 @@ pub async fn background_snapshots(historian: Arc<Historian>, lifecycle: Lifecycl
                 ?origin,
                 "ranking snapshot taken"
             ),
+            // No snapshot (and so no pruning with it): time alone may
+            // have moved old ones past the daily bound.
+            Ok(None) if !stopping => {
+                if let Err(e) = historian
+                    .engine
+                    .prune_ranking_snapshots(&historian.config.retention())
+                    .await
+                {
+                    tracing::warn!(error = %e, "pruning ranking snapshots failed");
+                }
+            }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "ranking snapshot failed"),
         }

@@ -86,6 +86,11 @@ impl Engine {
         Ok(self.store.put_ranking_snapshot(snapshot, keep).await?)
     }
 
+    /// Applies `keep` to the snapshots kept; answers how many went.
+    pub async fn prune_ranking_snapshots(&self, keep: &SnapshotRetention) -> Result<usize> {
+        Ok(self.store.prune_ranking_snapshots(keep).await?)
+    }
+
     /// The newest snapshot, with its items.
     pub async fn latest_ranking_snapshot(&self) -> Result<Option<RankingSnapshot>> {
         Ok(self.store.ranking_snapshot_at(None).await?)

@@ -431,6 +431,9 @@ pub trait Store: TokenStore + Send + Sync + 'static {
         snapshot: &RankingSnapshot,
         keep: &SnapshotRetention,
     ) -> Result<SnapshotSummary>;
+    /// Applies `keep` without adding a snapshot (time moves old ones past
+    /// the daily bound); answers how many were deleted.
+    async fn prune_ranking_snapshots(&self, keep: &SnapshotRetention) -> Result<usize>;
     /// Snapshots newest first, older than `before_id` when given.
     async fn list_ranking_snapshots(
         &self,

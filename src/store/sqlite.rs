@@ -982,6 +982,15 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn prune_ranking_snapshots(&self, keep: &SnapshotRetention) -> Result<usize> {
+        let keep = keep.clone();
+        self.db
+            .write("prune ranking snapshots", move |tx| {
+                history::prune(tx, &keep)
+            })
+            .await
+    }
+
     async fn list_ranking_snapshots(
         &self,
         before_id: Option<i64>,

@@ -25,9 +25,8 @@ fn summary_from_row(r: &Row<'_>) -> Attempt<SnapshotSummary> {
     })
 }
 
-/// Adds `snap` (its id is assigned) and prunes: past `daily_before`, only
-/// the last snapshot of each UTC day stays; then the oldest go until at
-/// most `max_snapshots` remain. Answers the stored summary.
+/// Adds `snap` (its id is assigned) and [`prune`]s; answers the stored
+/// summary.
 pub(super) fn put(
     tx: &Transaction<'_>,
     snap: &RankingSnapshot,
@@ -47,25 +46,35 @@ pub(super) fn put(
         json(&snap.items),
     ])?;
     let id = tx.last_insert_rowid();
-    tx.prepare_cached(
-        "DELETE FROM ranking_snapshots WHERE id IN ( \
-           SELECT id FROM ( \
-             SELECT id, ROW_NUMBER() OVER ( \
-               PARTITION BY take_time / ?2 ORDER BY take_time DESC, id DESC) AS nth \
-             FROM ranking_snapshots WHERE take_time < ?1) \
-           WHERE nth > 1)",
-    )?
-    .execute(params![nanos(&keep.daily_before), NANOS_PER_DAY])?;
-    tx.prepare_cached(
-        "DELETE FROM ranking_snapshots WHERE id IN ( \
-           SELECT id FROM ranking_snapshots ORDER BY take_time DESC, id DESC LIMIT -1 OFFSET ?1)",
-    )?
-    .execute(params![keep.max_snapshots.max(1) as i64])?;
+    prune(tx, keep)?;
     Ok(SnapshotSummary {
         id,
         item_count: snap.items.len() as u32,
         ..s.clone()
     })
+}
+
+/// Applies the retention rules `keep`: past `daily_before`, only the last
+/// snapshot of each UTC day stays; then the oldest go until at most
+/// `max_snapshots` remain. Answers how many went.
+pub(super) fn prune(tx: &Transaction<'_>, keep: &SnapshotRetention) -> Attempt<usize> {
+    let thinned = tx
+        .prepare_cached(
+            "DELETE FROM ranking_snapshots WHERE id IN ( \
+           SELECT id FROM ( \
+             SELECT id, ROW_NUMBER() OVER ( \
+               PARTITION BY take_time / ?2 ORDER BY take_time DESC, id DESC) AS nth \
+             FROM ranking_snapshots WHERE take_time < ?1) \
+           WHERE nth > 1)",
+        )?
+        .execute(params![nanos(&keep.daily_before), NANOS_PER_DAY])?;
+    let over = tx
+        .prepare_cached(
+            "DELETE FROM ranking_snapshots WHERE id IN ( \
+           SELECT id FROM ranking_snapshots ORDER BY take_time DESC, id DESC LIMIT -1 OFFSET ?1)",
+        )?
+        .execute(params![keep.max_snapshots.max(1) as i64])?;
+    Ok(thinned + over)
 }
 
 /// Newest first, after (older than) the snapshot `before_id` when given.
@@ -202,5 +211,21 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(at.summary.take_time, times[7]);
+        // Time passing alone: two days on, the three kept (all of today)
+        // are past the daily bound and thin to the day's last, without a
+        // new snapshot.
+        let later = SnapshotRetention {
+            max_snapshots: 6,
+            daily_before: now + Duration::days(2),
+        };
+        assert_eq!(store.prune_ranking_snapshots(&later).await.unwrap(), 2);
+        let kept: Vec<_> = store
+            .list_ranking_snapshots(None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.take_time)
+            .collect();
+        assert_eq!(kept, vec![newest]);
     }
 }

@@ -51,6 +51,9 @@ pub struct Config {
     /// The web view (`[web]` in the file).
     #[serde(default)]
     pub web: crate::web::WebConfig,
+    /// Ranking snapshots (`[history]` in the file).
+    #[serde(default)]
+    pub history: crate::history::HistoryConfig,
 }
 
 /// Pulls of metric sources: the background scheduler and what a source may
@@ -330,6 +333,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             pulls: PullsConfig::default(),
             web: Default::default(),
+            history: Default::default(),
         }
     }
 }
@@ -395,6 +399,7 @@ impl Config {
         cfg.tls
             .check()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        cfg.history.check().map_err(ConfigError::Invalid)?;
         Ok(cfg)
     }
 }
@@ -554,6 +559,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("default_size"));
+        std::fs::write(&f, "[history]\ntop_n = 5000\n").unwrap();
+        let err = load(Some(&f), Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("history.top_n"), "{err}");
     }
 
     #[test]

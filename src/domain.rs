@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod history;
 mod metric_source;
 pub use metric_source::{
     BasicAuth, BearerAuth, CsvSpec, HttpJsonSpec, MetricSource, PosthogSpec, PrometheusAuth,

@@ -13,6 +13,7 @@
 //! once per page, and no read ever sees a stale score.
 
 mod apply;
+mod history;
 mod listing;
 mod query;
 mod rollup;
@@ -23,6 +24,7 @@ pub use apply::{
     Action, ApplyOptions, Desired, DesiredHypothesis, DesiredItem, DesiredLink, DesiredMetric,
     FieldChange, ModelExport, Plan, PlannedChange,
 };
+pub use history::{MAX_TOP_N, SinceView};
 pub use listing::{GoalView, HypothesisView, LinkFilter, link_order_key};
 pub use query::{
     Narrow, RankCursor, RankOrder, RankPage, RankRequest, RankedView, ScoreView, TermView,

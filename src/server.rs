@@ -89,7 +89,7 @@ pub enum ServerError {
 }
 
 /// What health reports on: the server as a whole (`""`) and each service.
-const HEALTH_NAMES: [&str; 11] = [
+const HEALTH_NAMES: [&str; 12] = [
     "",
     "plumbline.v1.SourceService",
     "plumbline.v1.BacklogService",
@@ -101,6 +101,7 @@ const HEALTH_NAMES: [&str; 11] = [
     "plumbline.v1.ValidationService",
     "plumbline.v1.TokenService",
     "plumbline.v1.ModelFileService",
+    "plumbline.v1.HistoryService",
 ];
 
 /// A server running in the background of this process.
@@ -112,6 +113,7 @@ pub struct RunningServer {
     scheme: &'static str,
     engine: Arc<Engine>,
     syncer: Arc<Syncer>,
+    historian: Arc<crate::history::Historian>,
     store: Arc<dyn Store>,
     lifecycle: Lifecycle,
     health: tonic_health::server::HealthReporter,
@@ -153,6 +155,11 @@ impl RunningServer {
             () = signal => None,
         };
         self.stop(served).await
+    }
+
+    /// The ranking snapshots' taker, for in-process inspection (tests).
+    pub fn historian(&self) -> &Arc<crate::history::Historian> {
+        &self.historian
     }
 
     /// The syncer, for in-process syncs (tests, benchmarks).
@@ -296,6 +303,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         },
     ));
     let syncer = Arc::new(Syncer::new(engine.clone(), http).within(lifecycle.clone()));
+    let historian = Arc::new(crate::history::Historian::new(
+        engine.clone(),
+        config.history.clone(),
+    ));
     let tokens = crate::auth::start(store.clone(), &config.auth, &lifecycle)
         .await
         .map_err(ServerError::Tokens)?;
@@ -411,6 +422,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         ))
         .add_service(pb::model_file_service_server::ModelFileServiceServer::new(
             crate::api::ModelFileApi(engine.clone()),
+        ))
+        .add_service(pb::history_service_server::HistoryServiceServer::new(
+            crate::api::HistoryApi(historian.clone()),
         ));
     if let Some(listener) = web_listener {
         crate::web::serve(
@@ -426,6 +440,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         );
     }
 
+    lifecycle.spawn(
+        "background ranking snapshots",
+        crate::history::background_snapshots(historian.clone(), lifecycle.clone()),
+    );
     if config.validation.interval_secs > 0 {
         lifecycle.spawn(
             "background validation",
@@ -480,6 +498,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         scheme,
         engine,
         syncer,
+        historian,
         store,
         lifecycle,
         health: health_reporter,

@@ -24,6 +24,7 @@ mod events;
 mod learning;
 mod pages;
 mod session;
+mod since;
 mod view;
 
 use std::net::SocketAddr;
@@ -250,6 +251,7 @@ fn router(state: WebState, config: &WebConfig, limits: &crate::limits::LimitsCon
         .route("/items/{key}", get(pages::item))
         .route("/items/{key}/split", post(pages::apply_split))
         .route("/goals", get(pages::goals))
+        .route("/since", get(since::since))
         .route("/metrics", get(learning::metrics))
         .route("/hypotheses", get(learning::hypotheses))
         .route("/events", get(events::events))

@@ -52,6 +52,16 @@ const TABLE: &[(&str, Role)] = &[
     ("/plumbline.v1.ScoringService/GetItemScore", Role::Read),
     ("/plumbline.v1.ScoringService/RankItems", Role::Read),
     ("/plumbline.v1.ScoringService/WatchRanking", Role::Read),
+    // HistoryService: a snapshot is a write of the team's history.
+    (
+        "/plumbline.v1.HistoryService/TakeRankingSnapshot",
+        Role::Write,
+    ),
+    (
+        "/plumbline.v1.HistoryService/ListRankingSnapshots",
+        Role::Read,
+    ),
+    ("/plumbline.v1.HistoryService/CompareRanking", Role::Read),
     // SplitService: proposing writes nothing.
     ("/plumbline.v1.SplitService/ProposeSplits", Role::Read),
     ("/plumbline.v1.SplitService/ApplySplit", Role::Write),

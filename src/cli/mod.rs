@@ -10,6 +10,7 @@ mod client_tls;
 mod completions;
 mod credentials;
 mod demo;
+mod history;
 pub use demo::load_sample;
 mod json;
 mod model_cmds;
@@ -71,6 +72,13 @@ enum Command {
     Demo(DemoArgs),
     /// Items ranked by value density (value per unit of size), or by value.
     Rank(RankArgs),
+    /// What entered, left or moved in the top N since DATE (the last
+    /// refinement), and why: the score term that changed most, old -> new.
+    /// DATE is RFC 3339 or YYYY-MM-DD (that day's start, 00:00 UTC).
+    Since(history::SinceArgs),
+    /// Ranking snapshots behind `since`: take one now, or list them.
+    #[command(subcommand)]
+    History(history::HistoryCommand),
     /// An item's score with every term that makes it up.
     Explain {
         /// Item key, SOURCE/EXTERNAL_ID (e.g. web/412).
@@ -475,6 +483,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Demo(a) => demo::run(a).await,
         Command::Rank(a) => client::rank(a).await,
+        Command::Since(a) => history::since(a).await,
+        Command::History(c) => history::history(c).await,
         Command::Explain { item_key, conn } => client::explain(&conn, &item_key).await,
         Command::Items(mut a) => match a.command.take() {
             Some(c) => backlog_cmds::items(c).await,

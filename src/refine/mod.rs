@@ -3,5 +3,6 @@
 //! functions over plain data; the engine and the API do the I/O.
 
 pub mod rollup;
+pub mod since;
 pub mod split;
 pub mod validate;

@@ -11,6 +11,7 @@
 //! blocking thread (see [`conn`]).
 
 mod conn;
+mod history;
 mod load;
 mod migrate;
 mod tokens;
@@ -27,8 +28,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{ItemFilter, Load, ModelWrite, Result, Store, WriteHealth};
+use super::{ItemFilter, Load, ModelWrite, Result, SnapshotRetention, Store, WriteHealth};
 use crate::config::{Config, StoreConfig};
+use crate::domain::history::{RankingSnapshot, SnapshotSummary};
 use crate::domain::{
     Evidence, Experiment, Goal, Hypothesis, Item, ItemSplit, Link, Metric, Observation,
     ObservationSummary, PullStatus, Release, Removal, Source, SyncCursor, SyncState, Time,
@@ -964,6 +966,52 @@ impl Store for SqliteStore {
                 )?;
                 Ok(())
             })
+            .await
+    }
+
+    async fn put_ranking_snapshot(
+        &self,
+        snapshot: &RankingSnapshot,
+        keep: &SnapshotRetention,
+    ) -> Result<SnapshotSummary> {
+        let (snapshot, keep) = (snapshot.clone(), keep.clone());
+        self.db
+            .write("store a ranking snapshot", move |tx| {
+                history::put(tx, &snapshot, &keep)
+            })
+            .await
+    }
+
+    async fn prune_ranking_snapshots(&self, keep: &SnapshotRetention) -> Result<usize> {
+        let keep = keep.clone();
+        self.db
+            .write("prune ranking snapshots", move |tx| {
+                history::prune(tx, &keep)
+            })
+            .await
+    }
+
+    async fn list_ranking_snapshots(
+        &self,
+        before_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<SnapshotSummary>> {
+        self.db
+            .read("list ranking snapshots", move |c| {
+                history::list(c, before_id, limit)
+            })
+            .await
+    }
+
+    async fn ranking_snapshot_at(&self, at: Option<Time>) -> Result<Option<RankingSnapshot>> {
+        self.db
+            .read("read a ranking snapshot", move |c| history::at(c, at))
+            .await
+    }
+
+    async fn earliest_ranking_snapshot(&self) -> Result<Option<SnapshotSummary>> {
+        self.db
+            .read("read the earliest ranking snapshot", history::earliest)
             .await
     }
 }

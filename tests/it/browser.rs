@@ -438,6 +438,28 @@ async fn the_refinement_room_works_in_chromium() {
     screenshot(&c, "backlog-live").await;
     assert_no_console_errors(&c, "the live backlog").await;
 
+    // Since the last refinement: loading the demo product ended with a
+    // snapshot (the shutdown's, the ranking having changed); the
+    // observation above moved items in and out of its top 10.
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    c.goto(&format!("{}/since?date={at}&top=10", w.web))
+        .await
+        .unwrap();
+    wait_for(&c, "#against").await;
+    wait_for(&c, "#moved tr[data-key], #left tr[data-key]").await;
+    screenshot(&c, "since").await;
+    assert_no_console_errors(&c, "since the last refinement").await;
+    // The backlog's navigation leads there.
+    c.goto(&format!("{}/", w.web)).await.unwrap();
+    c.find(Locator::Css("nav a[href='/since']"))
+        .await
+        .expect("a Since link in the navigation")
+        .click()
+        .await
+        .unwrap();
+    wait_for(&c, "#since-form").await;
+    assert_no_console_errors(&c, "the since page without a date").await;
+
     c.close().await.unwrap();
 }
 

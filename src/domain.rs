@@ -5,7 +5,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod customer;
 mod metric_source;
+pub use customer::{
+    DesiredOutcome, MAX_SEGMENT_WEIGHT, OUTCOME_UNIT, SURVEY_SCALE, Segment, SurveyWave,
+};
 pub use metric_source::{
     BasicAuth, BearerAuth, CsvSpec, HttpJsonSpec, MetricSource, PosthogSpec, PrometheusAuth,
     PrometheusSpec, SqlSpec, parse_setting_duration,

@@ -402,6 +402,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         ))
         .add_service(pb::model_file_service_server::ModelFileServiceServer::new(
             crate::api::ModelFileApi(engine.clone()),
+        ))
+        .add_service(pb::customer_service_server::CustomerServiceServer::new(
+            crate::api::CustomerApi(engine.clone()),
         ));
     if let Some(listener) = web_listener {
         crate::web::serve(

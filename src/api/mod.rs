@@ -5,6 +5,7 @@
 mod apply;
 mod backlog;
 mod convert;
+mod customer;
 mod mask;
 mod page;
 mod pull;
@@ -21,6 +22,7 @@ mod watch;
 
 pub use apply::ModelFileApi;
 pub use backlog::BacklogApi;
+pub use customer::CustomerApi;
 pub use rollup::RollupApi;
 pub use scoring::ScoringApi;
 pub use source::SourceApi;

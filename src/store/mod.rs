@@ -12,11 +12,13 @@
 //! conflict, corrupt...) and keep the driver's error as their source, without
 //! naming a driver type, so callers never depend on the backend.
 
+mod customers;
 mod sqlite;
 mod tokens;
 
 use async_trait::async_trait;
 
+pub use customers::{CustomerLoad, CustomerStore};
 pub use sqlite::SqliteStore;
 pub use tokens::TokenStore;
 
@@ -282,7 +284,7 @@ pub async fn open(config: &Config) -> Result<std::sync::Arc<dyn Store>> {
 }
 
 #[async_trait]
-pub trait Store: TokenStore + Send + Sync + 'static {
+pub trait Store: TokenStore + CustomerStore + Send + Sync + 'static {
     /// Opens (creating if needed) the database that `config` names and
     /// brings its schema up to date.
     async fn open(config: &Config) -> Result<Self>

@@ -11,6 +11,7 @@
 //! blocking thread (see [`conn`]).
 
 mod conn;
+mod customers;
 mod load;
 mod migrate;
 mod tokens;

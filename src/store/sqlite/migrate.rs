@@ -41,6 +41,9 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/sqlite/0009_metric_sources.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/sqlite/0010_customers.sql"
+    )),
 ];
 
 /// The schema version of an up-to-date database.

@@ -24,7 +24,10 @@ pub use apply::{
     Action, ApplyOptions, Desired, DesiredHypothesis, DesiredItem, DesiredLink, DesiredMetric,
     FieldChange, ModelExport, Plan, PlannedChange,
 };
-pub use customer::{Customers, OutcomeView, SegmentRollupView, SegmentTreeView};
+pub use customer::{
+    CustomerExport, Customers, DesiredCustomerOutcome, OutcomeView, SegmentRollupView,
+    SegmentTreeView,
+};
 pub use listing::{GoalView, HypothesisView, LinkFilter, link_order_key};
 pub use query::{RankCursor, RankOrder, RankPage, RankRequest, RankedView, ScoreView, TermView};
 pub use rollup::{GoalRollupView, GoalTreeView};

@@ -458,3 +458,369 @@ fn segment_tree(ix: &ScoreIndex, c: &Customers, limit: usize) -> SegmentTreeView
         unserved_segment_ids: tree.unserved_segment_ids,
     }
 }
+
+// ----- value model files -----
+
+/// A desired outcome of a value model file with its waves.
+#[derive(Debug, Clone)]
+pub struct DesiredCustomerOutcome {
+    pub outcome: DesiredOutcome,
+    pub waves: Vec<SurveyWave>,
+}
+
+/// What the model holds about customers, for `ExportValueModel`.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerExport {
+    pub segments: Vec<Segment>,
+    /// Each with its waves, oldest first.
+    pub outcomes: Vec<(DesiredOutcome, Vec<SurveyWave>)>,
+}
+
+fn at_text(t: &crate::domain::Time) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+impl Engine {
+    /// Whether `id` is the metric of a stored desired outcome.
+    pub(super) fn is_outcome_metric(&self, id: &str) -> bool {
+        self.customers.read().outcomes.contains_key(id)
+    }
+
+    /// Plans the file's segments, outcomes and waves (and, with prune, the
+    /// deletion of those it leaves out) into `changes` and `w`; pushes the
+    /// file's violations and what prune may not delete without force.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn plan_customers(
+        &self,
+        ix: &ScoreIndex,
+        d: &super::Desired,
+        opts: super::ApplyOptions,
+        now: crate::domain::Time,
+        changes: &mut Vec<super::PlannedChange>,
+        w: &mut crate::store::ModelWrite,
+        violations: &mut Vec<FieldViolation>,
+        refusals: &mut Vec<String>,
+    ) {
+        use super::{Action, FieldChange, PlannedChange};
+        let c = self.customers.read();
+        let keep = !opts.prune;
+        let change = |action, kind: &'static str, id: &str, fields, note: String| PlannedChange {
+            action,
+            kind,
+            id: id.to_string(),
+            fields,
+            note,
+        };
+        let diff = |field: &str, old: String, new: String, out: &mut Vec<FieldChange>| {
+            if old != new {
+                out.push(FieldChange {
+                    field: field.into(),
+                    old,
+                    new,
+                });
+            }
+        };
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, s) in d.segments.iter().enumerate() {
+            if let Some(first) = seen.insert(&s.id, i) {
+                violations.push(FieldViolation::new(
+                    format!("segments[{i}].id"),
+                    format!(
+                        "{} is also segments[{first}]; ids must be unique",
+                        quote(&s.id)
+                    ),
+                ));
+            }
+        }
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, o) in d.outcomes.iter().enumerate() {
+            if let Some(first) = seen.insert(&o.outcome.id, i) {
+                violations.push(FieldViolation::new(
+                    format!("outcomes[{i}].id"),
+                    format!(
+                        "{} is also outcomes[{first}]; ids must be unique",
+                        quote(&o.outcome.id)
+                    ),
+                ));
+            }
+        }
+        let file_outcomes: BTreeSet<&str> =
+            d.outcomes.iter().map(|o| o.outcome.id.as_str()).collect();
+        for (j, m) in d.metrics.iter().enumerate() {
+            if file_outcomes.contains(m.metric.id.as_str()) || c.outcomes.contains_key(&m.metric.id)
+            {
+                violations.push(FieldViolation::new(
+                    format!("metrics[{j}].id"),
+                    format!(
+                        "metric {} backs a desired outcome; list it under [[outcomes]], not [[metrics]]",
+                        quote(&m.metric.id)
+                    ),
+                ));
+            }
+        }
+        let file_segments: BTreeSet<&str> = d.segments.iter().map(|s| s.id.as_str()).collect();
+        let segment_after =
+            |id: &str| file_segments.contains(id) || (keep && c.segments.contains_key(id));
+
+        for s in &d.segments {
+            match c.segments.get(&s.id) {
+                None => {
+                    changes.push(change(
+                        Action::Create,
+                        "segment",
+                        &s.id,
+                        Vec::new(),
+                        String::new(),
+                    ));
+                    w.segments.push(Segment {
+                        create_time: now,
+                        update_time: now,
+                        ..s.clone()
+                    });
+                }
+                Some(old) => {
+                    let mut f = Vec::new();
+                    diff("name", old.name.clone(), s.name.clone(), &mut f);
+                    diff(
+                        "description",
+                        old.description.clone(),
+                        s.description.clone(),
+                        &mut f,
+                    );
+                    if old.weight != s.weight {
+                        diff(
+                            "weight",
+                            old.weight.to_string(),
+                            s.weight.to_string(),
+                            &mut f,
+                        );
+                    }
+                    if !f.is_empty() {
+                        changes.push(change(Action::Update, "segment", &s.id, f, String::new()));
+                        w.segments.push(Segment {
+                            create_time: old.create_time,
+                            update_time: now,
+                            ..s.clone()
+                        });
+                    }
+                }
+            }
+        }
+
+        for (i, dout) in d.outcomes.iter().enumerate() {
+            let o = &dout.outcome;
+            if !segment_after(&o.segment_id) {
+                violations.push(FieldViolation::new(
+                    format!("outcomes[{i}].segment"),
+                    format!("no segment with id {}", quote(&o.segment_id)),
+                ));
+            }
+            let old = c.outcomes.get(&o.id);
+            if old.is_none() && ix.metric(&o.id).is_some() {
+                violations.push(FieldViolation::new(
+                    format!("outcomes[{i}].id"),
+                    format!(
+                        "metric {} exists and backs no desired outcome; a desired outcome's id \
+                         names its own metric, so choose another id",
+                        quote(&o.id)
+                    ),
+                ));
+            }
+            let mut outcome_changed = false;
+            match old {
+                None => {
+                    changes.push(change(
+                        Action::Create,
+                        "outcome",
+                        &o.id,
+                        Vec::new(),
+                        String::new(),
+                    ));
+                    outcome_changed = true;
+                }
+                Some(old) => {
+                    let mut f = Vec::new();
+                    diff(
+                        "segment",
+                        old.segment_id.clone(),
+                        o.segment_id.clone(),
+                        &mut f,
+                    );
+                    diff(
+                        "statement",
+                        old.statement.clone(),
+                        o.statement.clone(),
+                        &mut f,
+                    );
+                    if !f.is_empty() {
+                        changes.push(change(Action::Update, "outcome", &o.id, f, String::new()));
+                        outcome_changed = true;
+                    }
+                }
+            }
+            if outcome_changed {
+                w.outcomes.push(DesiredOutcome {
+                    create_time: old.map_or(now, |x| x.create_time),
+                    update_time: now,
+                    ..o.clone()
+                });
+            }
+            let stored: Vec<SurveyWave> = c.waves.get(&o.id).cloned().unwrap_or_default();
+            let mut all = stored.clone();
+            let mut times: BTreeMap<crate::domain::Time, usize> = BTreeMap::new();
+            for (j, wave) in dout.waves.iter().enumerate() {
+                let at = at_text(&wave.at);
+                if let Some(first) = times.insert(wave.at, j) {
+                    violations.push(FieldViolation::new(
+                        format!("outcomes[{i}].waves[{j}].at"),
+                        format!("{at} is also waves[{first}]; one wave per time"),
+                    ));
+                    continue;
+                }
+                let id = format!("{}@{at}", o.id);
+                match stored.iter().find(|x| x.at == wave.at) {
+                    None => changes.push(change(
+                        Action::Create,
+                        "wave",
+                        &id,
+                        Vec::new(),
+                        String::new(),
+                    )),
+                    Some(x) if x == wave => continue,
+                    Some(x) => {
+                        let mut f = Vec::new();
+                        if x.importance != wave.importance {
+                            diff(
+                                "importance",
+                                x.importance.to_string(),
+                                wave.importance.to_string(),
+                                &mut f,
+                            );
+                        }
+                        if x.satisfaction != wave.satisfaction {
+                            diff(
+                                "satisfaction",
+                                x.satisfaction.to_string(),
+                                wave.satisfaction.to_string(),
+                                &mut f,
+                            );
+                        }
+                        diff(
+                            "respondents",
+                            x.respondents.to_string(),
+                            wave.respondents.to_string(),
+                            &mut f,
+                        );
+                        changes.push(change(Action::Update, "wave", &id, f, String::new()));
+                    }
+                }
+                all.retain(|x| x.at != wave.at);
+                all.push(wave.clone());
+                w.waves.push(wave.clone());
+            }
+            let old_metric = ix.metric(&o.id).map(|m| m.metric.clone());
+            let metric = outcome_metric(o, &all, old_metric.clone());
+            let metric_changed = old_metric.as_ref().is_none_or(|m| {
+                m.name != metric.name || m.baseline != metric.baseline || m.unit != metric.unit
+            });
+            if outcome_changed || metric_changed {
+                w.metrics.push(metric);
+            }
+        }
+
+        if !opts.prune {
+            return;
+        }
+        let file_hyps: BTreeSet<&str> = d
+            .hypotheses
+            .iter()
+            .map(|h| h.hypothesis.id.as_str())
+            .collect();
+        for o in c
+            .outcomes
+            .values()
+            .filter(|o| !file_outcomes.contains(o.id.as_str()))
+        {
+            let users: Vec<&str> = ix
+                .hypotheses()
+                .filter(|h| h.metric_id == o.id && !file_hyps.contains(h.id.as_str()))
+                .map(|h| h.id.as_str())
+                .collect();
+            let waves = c.waves.get(&o.id).map_or(0, Vec::len);
+            if !users.is_empty() && !opts.force {
+                refusals.push(format!(
+                    "desired outcome {} is still measured by hypotheses {}",
+                    quote(&o.id),
+                    users
+                        .iter()
+                        .map(|u| quote(u))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if waves > 0 && !opts.force {
+                refusals.push(format!(
+                    "desired outcome {} still has {waves} survey waves",
+                    quote(&o.id)
+                ));
+            }
+            changes.push(change(
+                Action::Delete,
+                "outcome",
+                &o.id,
+                Vec::new(),
+                format!("its {waves} waves and its metric go with it"),
+            ));
+            w.delete_outcomes.push(o.id.clone());
+        }
+        for s in c
+            .segments
+            .values()
+            .filter(|s| !file_segments.contains(s.id.as_str()))
+        {
+            changes.push(change(
+                Action::Delete,
+                "segment",
+                &s.id,
+                Vec::new(),
+                String::new(),
+            ));
+            w.delete_segments.push(s.id.clone());
+        }
+    }
+
+    /// Applies what a value model write changed about customers to the
+    /// in-memory copy (the store committed it).
+    pub(super) fn applied_customers(&self, w: &crate::store::ModelWrite) {
+        let mut c = self.customers.write();
+        for s in &w.segments {
+            c.segments.insert(s.id.clone(), s.clone());
+        }
+        for o in &w.outcomes {
+            c.outcomes.insert(o.id.clone(), o.clone());
+        }
+        for wave in &w.waves {
+            c.put_wave(wave.clone());
+        }
+        for id in &w.delete_outcomes {
+            c.outcomes.remove(id);
+            c.waves.remove(id);
+        }
+        for id in &w.delete_segments {
+            c.segments.remove(id);
+        }
+    }
+
+    /// Segments and outcomes with their waves, in id order.
+    pub fn export_customers(&self) -> CustomerExport {
+        let c = self.customers.read();
+        CustomerExport {
+            segments: c.segments.values().cloned().collect(),
+            outcomes: c
+                .outcomes
+                .values()
+                .map(|o| (o.clone(), c.waves.get(&o.id).cloned().unwrap_or_default()))
+                .collect(),
+        }
+    }
+}

@@ -272,6 +272,14 @@ pub struct ModelWrite {
     pub delete_metrics: Vec<String>,
     pub delete_goals: Vec<String>,
     pub delete_sources: Vec<String>,
+    /// Customers: segments and outcomes put (after metrics, which hold the
+    /// outcomes' metrics), waves with their observations; outcomes deleted
+    /// with their waves and metrics before the metrics, segments after.
+    pub segments: Vec<crate::domain::Segment>,
+    pub outcomes: Vec<crate::domain::DesiredOutcome>,
+    pub waves: Vec<crate::domain::SurveyWave>,
+    pub delete_outcomes: Vec<String>,
+    pub delete_segments: Vec<String>,
 }
 
 /// Opens the backend that `config.store.backend` names.

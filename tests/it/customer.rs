@@ -565,3 +565,211 @@ async fn a_restart_keeps_segments_outcomes_waves_and_the_roll_up() {
         [("agency", 1.0), ("mobile", 3.0)]
     );
 }
+
+fn model_files(s: &TestServer) -> pb::model_file_service_client::ModelFileServiceClient<Channel> {
+    pb::model_file_service_client::ModelFileServiceClient::new(s.channel.clone())
+}
+
+async fn apply(
+    s: &TestServer,
+    document: &str,
+    prune: bool,
+) -> Result<pb::ApplyValueModelResponse, tonic::Status> {
+    model_files(s)
+        .apply_value_model(pb::ApplyValueModelRequest {
+            document: document.into(),
+            file_name: "product.toml".into(),
+            dry_run: false,
+            prune,
+            force: false,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn export(s: &TestServer) -> String {
+    model_files(s)
+        .export_value_model(pb::ExportValueModelRequest {
+            include_state: true,
+            include_observations: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .document
+}
+
+const CUSTOMERS_FILE: &str = r#"
+[[goals]]
+id = "G"
+title = "Checkout people finish"
+level = "strategic"
+
+[[hypotheses]]
+id = "H-pay"
+statement = "One-tap pay makes paying on a phone quick"
+goal = "G"
+metric = "pay-fast"
+expected_effect = 0.5
+
+[[segments]]
+id = "mobile"
+name = "Mobile shoppers"
+description = "Buy on a phone"
+weight = 3
+
+[[segments]]
+id = "agency"
+name = "Agencies"
+weight = 1
+
+[[outcomes]]
+id = "pay-fast"
+segment = "mobile"
+statement = "Minimize the time it takes to pay on a phone"
+
+[[outcomes.waves]]
+at = 2026-09-01T00:00:00Z
+importance = 8
+satisfaction = 3
+respondents = 100
+
+[[outcomes.waves]]
+at = 2026-11-01T00:00:00Z
+importance = 9
+satisfaction = 4
+respondents = 120
+
+[[outcomes]]
+id = "api-docs"
+segment = "agency"
+statement = "Minimize the time to a first API call"
+"#;
+
+#[tokio::test]
+async fn segments_and_outcomes_round_trip_through_the_model_file() {
+    let s = TestServer::start().await;
+    let plan = apply(&s, CUSTOMERS_FILE, false).await.expect("apply");
+    assert!(plan.applied);
+    let kinds: Vec<(String, String)> = plan
+        .changes
+        .iter()
+        .filter(|c| ["segment", "outcome", "wave"].contains(&c.kind.as_str()))
+        .map(|c| (c.kind.clone(), c.id.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("segment".to_string(), "mobile".to_string()),
+            ("segment".into(), "agency".into()),
+            ("outcome".into(), "pay-fast".into()),
+            ("wave".into(), "pay-fast@2026-09-01T00:00:00Z".into()),
+            ("wave".into(), "pay-fast@2026-11-01T00:00:00Z".into()),
+            ("outcome".into(), "api-docs".into()),
+        ]
+    );
+    // The hypothesis names the outcome's metric, created in the same file.
+    let pay = get_outcome(&s, "pay-fast").await;
+    assert_eq!(
+        (pay.gap, pay.opportunity, pay.underserved),
+        (Some(5.0), Some(14.0), true)
+    );
+    let m = s
+        .model()
+        .get_metric(pb::GetMetricRequest {
+            id: "pay-fast".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .metric
+        .unwrap();
+    assert_eq!(
+        (m.baseline, m.target, m.current_value),
+        (3.0, 10.0, Some(4.0))
+    );
+
+    // Export, apply to a fresh server, export again: the same text, and
+    // applying the export where it came from plans nothing.
+    let doc = export(&s).await;
+    assert!(
+        doc.contains("[[segments]]") && doc.contains("[[outcomes.waves]]"),
+        "{doc}"
+    );
+    assert!(
+        !doc.contains("[[metrics]]"),
+        "an outcome's metric goes with its outcome:\n{doc}"
+    );
+    let again = apply(&s, &doc, false).await.unwrap();
+    assert!(again.changes.is_empty(), "{:?}", again.changes);
+    let fresh = TestServer::start().await;
+    apply(&fresh, &doc, false).await.expect("apply the export");
+    let strip = |d: String| {
+        d.lines()
+            .skip_while(|l| l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(export(&fresh).await), strip(doc.clone()));
+    assert_eq!(get_outcome(&fresh, "pay-fast").await.waves, pay.waves);
+
+    // A corrected wave is an update; a wave twice, an unknown segment and
+    // an outcome listed as a metric are refused, placed in the file.
+    let corrected = CUSTOMERS_FILE.replace("satisfaction = 4", "satisfaction = 5");
+    let plan = apply(&s, &corrected, false).await.unwrap();
+    assert_eq!(plan.changes.len(), 1, "{:?}", plan.changes);
+    assert_eq!(plan.changes[0].kind, "wave");
+    assert_eq!(get_outcome(&s, "pay-fast").await.gap, Some(4.0));
+    let bad = format!(
+        "{CUSTOMERS_FILE}\n[[outcomes]]\nid = \"x\"\nsegment = \"nowhere\"\nstatement = \"X\"\n\
+         [[outcomes.waves]]\nat = 2026-11-01T00:00:00Z\nimportance = 11\nsatisfaction = 4\nrespondents = 0\n\
+         [[metrics]]\nid = \"api-docs\"\nname = \"Docs\"\nbaseline = 0\ntarget = 1\n"
+    );
+    let err = apply(&s, &bad, false).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let mut fields = bad_fields(&err);
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "metrics[0].id",
+            "outcomes[2].segment",
+            "outcomes[2].waves[0].importance",
+            "outcomes[2].waves[0].respondents",
+        ],
+        "{err:?}"
+    );
+
+    // Prune deletes what the file leaves out, the metric with its outcome.
+    let without_agency = CUSTOMERS_FILE
+        .split("[[segments]]\nid = \"agency\"")
+        .next()
+        .unwrap()
+        .to_string()
+        + &CUSTOMERS_FILE[CUSTOMERS_FILE.find("[[outcomes]]").unwrap()
+            ..CUSTOMERS_FILE
+                .find("[[outcomes]]\nid = \"api-docs\"")
+                .unwrap()];
+    let plan = apply(&s, &without_agency, true).await.unwrap();
+    let deletes: Vec<(String, String)> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == pb::PlannedAction::Delete as i32)
+        .map(|c| (c.kind.clone(), c.id.clone()))
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            ("outcome".to_string(), "api-docs".to_string()),
+            ("segment".into(), "agency".into())
+        ]
+    );
+    assert_code(
+        s.model()
+            .get_metric(pb::GetMetricRequest {
+                id: "api-docs".into(),
+            })
+            .await,
+        Code::NotFound,
+    );
+}

@@ -178,7 +178,8 @@ pub fn rollup_by_segment(
                 .total_cmp(&a.value_density)
                 .then_with(|| a.key.cmp(&b.key))
         });
-        let addressed: f64 = serving.iter().map(|i| i.value_for_goal).sum();
+        // A fold from +0: an empty `sum` of floats is -0, which prints "-0%".
+        let addressed: f64 = serving.iter().fold(0.0, |a, i| a + i.value_for_goal);
         let coverage = if weighted_gap > 0.0 {
             (addressed / weighted_gap).min(1.0)
         } else {
@@ -305,6 +306,7 @@ mod tests {
         assert_eq!(a.items.len(), 1);
         let b = &t.segments[1];
         assert_eq!((b.share, b.weighted_gap, b.coverage), (0.25, 0.25, 0.0));
+        assert!(b.coverage.is_sign_positive() && b.addressed.is_sign_positive());
         assert!(b.unserved && b.items.is_empty());
     }
 }

@@ -773,3 +773,94 @@ async fn segments_and_outcomes_round_trip_through_the_model_file() {
         Code::NotFound,
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_segments_and_outcomes_commands_drive_the_service() {
+    let s = TestServer::start().await;
+    let url = s.server().url();
+    let url = url.as_str();
+    for args in [
+        &[
+            "segments",
+            "add",
+            "mobile",
+            "--name",
+            "Mobile shoppers",
+            "--weight",
+            "3",
+        ][..],
+        &[
+            "segments", "add", "agency", "--name", "Agencies", "--weight", "1",
+        ],
+        &[
+            "outcomes",
+            "add",
+            "pay-fast",
+            "--segment",
+            "mobile",
+            "--statement",
+            "Minimize the time it takes to pay on a phone",
+        ],
+        &[
+            "outcomes",
+            "wave",
+            "pay-fast",
+            "--importance",
+            "9",
+            "--satisfaction",
+            "4",
+            "--respondents",
+            "120",
+            "--at",
+            "2026-11-01",
+        ],
+    ] {
+        let mut a = args.to_vec();
+        a.extend(["--server", url, "--json"]);
+        cli_json(&a).await;
+    }
+    let outs = cli_json(&["outcomes", "--segment", "mobile", "--server", url, "--json"]).await;
+    assert_eq!(outs[0]["id"], "pay-fast");
+    assert_eq!(
+        (outs[0]["gap"].as_f64(), outs[0]["opportunity"].as_f64()),
+        (Some(5.0), Some(14.0))
+    );
+    assert_eq!(outs[0]["underserved"], true);
+    let rollup = cli_json(&["segments", "--server", url, "--json"]).await;
+    assert_eq!(
+        rollup["unserved_segment_ids"],
+        serde_json::json!(["agency", "mobile"])
+    );
+    let out = run_cli(&["segments", "--server", url]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for needle in [
+        "mobile Mobile shoppers",
+        "share   75%",
+        "opp 14",
+        "UNDERSERVED",
+        "segments no open item serves: agency, mobile",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+    }
+    // A refused wave names its field, as the RPC does.
+    let out = run_cli(&[
+        "outcomes",
+        "wave",
+        "pay-fast",
+        "--importance",
+        "11",
+        "--satisfaction",
+        "4",
+        "--respondents",
+        "1",
+        "--server",
+        url,
+    ])
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("waves[0].importance"), "{err}");
+    let out = run_cli(&["segments", "remove", "mobile", "--server", url]).await;
+    assert!(!out.status.success(), "refused while outcomes belong to it");
+}

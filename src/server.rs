@@ -89,7 +89,7 @@ pub enum ServerError {
 }
 
 /// What health reports on: the server as a whole (`""`) and each service.
-const HEALTH_NAMES: [&str; 11] = [
+const HEALTH_NAMES: [&str; 12] = [
     "",
     "plumbline.v1.SourceService",
     "plumbline.v1.BacklogService",
@@ -101,6 +101,7 @@ const HEALTH_NAMES: [&str; 11] = [
     "plumbline.v1.ValidationService",
     "plumbline.v1.TokenService",
     "plumbline.v1.ModelFileService",
+    "plumbline.v1.CustomerService",
 ];
 
 /// A server running in the background of this process.

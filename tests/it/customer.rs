@@ -309,21 +309,45 @@ async fn a_hypothesis_on_a_desired_outcome_is_validated_by_the_next_wave() {
         .await
         .unwrap();
 
+    let validate = || async {
+        validation()
+            .validate_releases(pb::ValidateReleasesRequest {
+                include_open_windows: false,
+                as_of: None,
+                dry_run: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .evidence
+    };
+    // Before the next wave there is nothing after the release to judge by.
+    let ev = validate().await;
+    assert!(
+        ev.iter()
+            .all(|e| e.outcome == pb::EvidenceOutcome::InsufficientData as i32),
+        "{ev:?}"
+    );
+    let before = s
+        .model()
+        .get_hypothesis(pb::GetHypothesisRequest { id: "H-pay".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .hypothesis
+        .unwrap();
+    assert_eq!(before.confidence, Some(0.5));
+
     // The next wave: satisfaction 4 -> 7, half of the gap to 10, as
     // the hypothesis expected.
     waves(&s, vec![wave("pay-fast", 10, 8.0, 7.0, 110)])
         .await
         .unwrap();
-    let ev = validation()
-        .validate_releases(pb::ValidateReleasesRequest {
-            include_open_windows: false,
-            as_of: None,
-            dry_run: false,
-        })
+    let ev: Vec<pb::Evidence> = validate()
         .await
-        .unwrap()
-        .into_inner()
-        .evidence;
+        .into_iter()
+        .filter(|e| e.outcome != pb::EvidenceOutcome::InsufficientData as i32)
+        .collect();
     assert_eq!(ev.len(), 1, "{ev:?}");
     let e = &ev[0];
     assert_eq!(

@@ -205,6 +205,78 @@ pub fn rollup_by_segment(
 }
 
 #[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn scale() -> impl Strategy<Value = f64> {
+        prop_oneof![Just(0.0), Just(10.0), 0.0..=10.0f64]
+    }
+
+    proptest! {
+        /// More satisfaction never widens the gap nor raises opportunity;
+        /// more importance never narrows either; both stay in range.
+        #[test]
+        fn gap_and_opportunity_are_monotone_and_bounded(
+            i in scale(), s in scale(), di in 0.0..=10.0f64, ds in 0.0..=10.0f64,
+        ) {
+            let f = OutcomeFigures::of(i, s, 1);
+            prop_assert!((0.0..=10.0).contains(&f.gap));
+            prop_assert!(f.opportunity >= i && f.opportunity <= 20.0);
+            let more_sat = OutcomeFigures::of(i, (s + ds).min(10.0), 1);
+            prop_assert!(more_sat.gap <= f.gap && more_sat.opportunity <= f.opportunity);
+            let more_imp = OutcomeFigures::of((i + di).min(10.0), s, 1);
+            prop_assert!(more_imp.gap >= f.gap && more_imp.opportunity >= f.opportunity);
+            prop_assert_eq!(f.underserved, f.opportunity >= UNDERSERVED_AT);
+        }
+
+        /// Shares add up to 1, coverage stays in [0, 1], and a segment is
+        /// unserved exactly when no item serves it.
+        #[test]
+        fn segment_roll_ups_stay_in_range(
+            weights in prop::collection::vec(0.001..1e6f64, 1..6),
+            figures in prop::collection::vec((scale(), scale()), 0..8),
+            terms in prop::collection::vec((0usize..8, 0.0..1.0f64), 0..10),
+        ) {
+            let segments: Vec<SegmentInput> = weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| SegmentInput { id: format!("s{i}"), weight: *w })
+                .collect();
+            let outcomes: Vec<OutcomeInput> = figures
+                .iter()
+                .enumerate()
+                .map(|(i, (imp, sat))| OutcomeInput {
+                    id: format!("o{i}"),
+                    segment_id: format!("s{}", i % weights.len()),
+                    figures: Some(OutcomeFigures::of(*imp, *sat, 1)),
+                })
+                .collect();
+            let hyps: Vec<(String, String)> =
+                (0..8).map(|i| (format!("h{i}"), format!("o{i}"))).collect();
+            let items: Vec<ItemInput> = terms
+                .iter()
+                .enumerate()
+                .map(|(k, (h, v))| ItemInput {
+                    key: format!("i/{k}"),
+                    value_density: *v,
+                    terms: vec![(format!("h{h}"), *v)],
+                })
+                .collect();
+            let t = rollup_by_segment(&segments, &outcomes, &hyps, &items);
+            let total: f64 = t.segments.iter().map(|r| r.share).sum();
+            prop_assert!((total - 1.0).abs() < 1e-9);
+            for r in &t.segments {
+                prop_assert!((0.0..=1.0).contains(&r.coverage));
+                prop_assert!(r.weighted_gap >= 0.0 && r.weighted_gap <= r.share + 1e-12);
+                prop_assert_eq!(r.unserved, r.items.is_empty());
+                prop_assert_eq!(r.unserved, t.unserved_segment_ids.contains(&r.segment_id));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 mod customer;
 mod metric_source;
 pub use customer::{
-    DesiredOutcome, MAX_SEGMENT_WEIGHT, OUTCOME_UNIT, SURVEY_SCALE, Segment, SurveyWave,
+    DesiredOutcome, MAX_OUTCOMES, MAX_SEGMENT_WEIGHT, MAX_SEGMENTS, MAX_WAVES_PER_OUTCOME,
+    OUTCOME_UNIT, SURVEY_SCALE, Segment, SurveyWave,
 };
 pub use metric_source::{
     BasicAuth, BearerAuth, CsvSpec, HttpJsonSpec, MetricSource, PosthogSpec, PrometheusAuth,

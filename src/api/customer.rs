@@ -97,19 +97,27 @@ pub fn wave_from_pb(p: &pb::SurveyWave, c: &mut Check, now: Time) -> Option<Surv
     })
 }
 
-pub fn outcome_to_pb(v: &OutcomeView) -> pb::DesiredOutcome {
+/// An outcome for the API; its waves only `with_waves` (one outcome's
+/// answers), so that a list or a roll-up stays small however long the
+/// survey history.
+pub fn outcome_to_pb(v: &OutcomeView, with_waves: bool) -> pb::DesiredOutcome {
     let o = &v.outcome;
     let f = v.figures;
     pb::DesiredOutcome {
         id: o.id.clone(),
         segment_id: o.segment_id.clone(),
         statement: o.statement.clone(),
-        waves: v.waves.iter().map(wave_to_pb).collect(),
+        waves: if with_waves {
+            v.waves.iter().map(wave_to_pb).collect()
+        } else {
+            Vec::new()
+        },
         importance: f.map(|f| f.importance),
         satisfaction: f.map(|f| f.satisfaction),
         gap: f.map(|f| f.gap),
         opportunity: f.map(|f| f.opportunity),
         underserved: f.is_some_and(|f| f.underserved),
+        wave_count: v.waves.len().min(i32::MAX as usize) as i32,
         respondents: f.map_or(0, |f| f.respondents.min(i32::MAX as u32) as i32),
         create_time: Some(convert::timestamp(&o.create_time)),
         update_time: Some(convert::timestamp(&o.update_time)),
@@ -137,7 +145,7 @@ fn rollup_to_pb(v: SegmentRollupView) -> pb::SegmentRollup {
     pb::SegmentRollup {
         segment: Some(segment_to_pb(&v.segment)),
         share: v.share,
-        outcomes: v.outcomes.iter().map(outcome_to_pb).collect(),
+        outcomes: v.outcomes.iter().map(|o| outcome_to_pb(o, false)).collect(),
         weighted_gap: v.weighted_gap,
         addressed: v.addressed,
         coverage: v.coverage,
@@ -226,7 +234,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         let o = outcome_from_pb(required("outcome", r.outcome.as_ref())?, "outcome")?;
         let (v, created) = self.0.upsert_outcome(o).await?;
         Ok(Response::new(pb::UpsertDesiredOutcomeResponse {
-            outcome: Some(outcome_to_pb(&v)),
+            outcome: Some(outcome_to_pb(&v, true)),
             created,
         }))
     }
@@ -238,7 +246,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         let r = req.get_ref();
         require_id("id", &r.id)?;
         Ok(Response::new(pb::GetDesiredOutcomeResponse {
-            outcome: Some(outcome_to_pb(&self.0.get_outcome(&r.id)?)),
+            outcome: Some(outcome_to_pb(&self.0.get_outcome(&r.id)?, true)),
         }))
     }
 
@@ -259,7 +267,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
             size,
         );
         Ok(Response::new(pb::ListDesiredOutcomesResponse {
-            outcomes: page.iter().map(outcome_to_pb).collect(),
+            outcomes: page.iter().map(|o| outcome_to_pb(o, false)).collect(),
             next_page_token: next,
         }))
     }
@@ -301,7 +309,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         let (stored, views) = self.0.record_survey_waves(waves).await?;
         Ok(Response::new(pb::RecordSurveyWaveResponse {
             stored: stored.min(i32::MAX as usize) as i32,
-            outcomes: views.iter().map(outcome_to_pb).collect(),
+            outcomes: views.iter().map(|o| outcome_to_pb(o, false)).collect(),
         }))
     }
 

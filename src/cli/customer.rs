@@ -197,7 +197,7 @@ fn outcome_row(o: &pb::DesiredOutcome, json: bool) -> Value {
         "gap": o.gap,
         "opportunity": o.opportunity,
         "underserved": o.underserved,
-        "waves": o.waves.len(),
+        "waves": o.wave_count,
     })
 }
 

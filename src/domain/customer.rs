@@ -8,6 +8,12 @@ use super::Time;
 /// Highest weight of a segment (its share of customers or revenue, relative
 /// to the other segments).
 pub const MAX_SEGMENT_WEIGHT: f64 = 1e6;
+/// Most segments a model holds: the roll-up by segment answers them all.
+pub const MAX_SEGMENTS: usize = 1_000;
+/// Most desired outcomes a model holds.
+pub const MAX_OUTCOMES: usize = 10_000;
+/// Most survey waves one outcome keeps (a weekly pulse for twenty years).
+pub const MAX_WAVES_PER_OUTCOME: usize = 1_000;
 /// The top of the survey scale: importance and satisfaction are 0..=10.
 pub const SURVEY_SCALE: f64 = 10.0;
 /// The unit of an outcome's backing metric.

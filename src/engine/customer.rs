@@ -16,7 +16,8 @@ use chrono::Utc;
 
 use super::{Engine, Error, FieldViolation, Result, not_found, quote};
 use crate::domain::{
-    DesiredOutcome, Direction, Metric, OUTCOME_UNIT, SURVEY_SCALE, Segment, SurveyWave,
+    DesiredOutcome, Direction, MAX_OUTCOMES, MAX_SEGMENTS, MAX_WAVES_PER_OUTCOME, Metric,
+    OUTCOME_UNIT, SURVEY_SCALE, Segment, SurveyWave,
 };
 use crate::index::ScoreIndex;
 use crate::refine::customer::{self as math, OutcomeFigures, OutcomeInput, SegmentInput};
@@ -147,6 +148,11 @@ impl Engine {
     pub async fn upsert_segment(&self, mut s: Segment) -> Result<(Segment, bool)> {
         let _w = self.writes.lock().await;
         let old = self.segment(&s.id);
+        if old.is_none() && self.customers.read().segments.len() >= MAX_SEGMENTS {
+            return Err(Error::FailedPrecondition(format!(
+                "the model holds {MAX_SEGMENTS} segments, the most it may; delete one first"
+            )));
+        }
         let now = Utc::now();
         s.create_time = old.as_ref().map_or(now, |o| o.create_time);
         s.update_time = now;
@@ -214,6 +220,11 @@ impl Engine {
         let _w = self.writes.lock().await;
         let (old, waves) = {
             let c = self.customers.read();
+            if !c.outcomes.contains_key(&o.id) && c.outcomes.len() >= MAX_OUTCOMES {
+                return Err(Error::FailedPrecondition(format!(
+                    "the model holds {MAX_OUTCOMES} desired outcomes, the most it may; delete one first"
+                )));
+            }
             if !c.segments.contains_key(&o.segment_id) {
                 return Err(Error::invalid(
                     "outcome.segment_id",
@@ -330,6 +341,24 @@ impl Engine {
         }
         let changed: Vec<SurveyWave> = latest.into_values().collect();
         let touched: BTreeSet<String> = changed.iter().map(|w| w.outcome_id.clone()).collect();
+        {
+            let c = self.customers.read();
+            for id in &touched {
+                let stored = c.waves.get(id);
+                let new = changed
+                    .iter()
+                    .filter(|w| &w.outcome_id == id)
+                    .filter(|w| !stored.is_some_and(|v| v.iter().any(|x| x.at == w.at)))
+                    .count();
+                if stored.map_or(0, Vec::len) + new > MAX_WAVES_PER_OUTCOME {
+                    return Err(Error::FailedPrecondition(format!(
+                        "desired outcome {} would have more than {MAX_WAVES_PER_OUTCOME} survey \
+                         waves, the most one keeps",
+                        quote(id)
+                    )));
+                }
+            }
+        }
         if changed.is_empty() {
             let c = self.customers.read();
             let views = named
@@ -559,6 +588,25 @@ impl Engine {
             }
         }
         let file_segments: BTreeSet<&str> = d.segments.iter().map(|s| s.id.as_str()).collect();
+        let kept = |n: usize| if keep { n } else { 0 };
+        if file_segments.len() + kept(c.segments.len()) > MAX_SEGMENTS
+            && d.segments.iter().any(|s| !c.segments.contains_key(&s.id))
+        {
+            violations.push(FieldViolation::new(
+                "segments",
+                format!("more than {MAX_SEGMENTS} segments, the most a model holds"),
+            ));
+        }
+        if file_outcomes.len() + kept(c.outcomes.len()) > MAX_OUTCOMES
+            && d.outcomes
+                .iter()
+                .any(|o| !c.outcomes.contains_key(&o.outcome.id))
+        {
+            violations.push(FieldViolation::new(
+                "outcomes",
+                format!("more than {MAX_OUTCOMES} desired outcomes, the most a model holds"),
+            ));
+        }
         let segment_after =
             |id: &str| file_segments.contains(id) || (keep && c.segments.contains_key(id));
 
@@ -717,6 +765,12 @@ impl Engine {
                 all.retain(|x| x.at != wave.at);
                 all.push(wave.clone());
                 w.waves.push(wave.clone());
+            }
+            if all.len() > MAX_WAVES_PER_OUTCOME {
+                violations.push(FieldViolation::new(
+                    format!("outcomes[{i}].waves"),
+                    format!("more than {MAX_WAVES_PER_OUTCOME} waves, the most one outcome keeps"),
+                ));
             }
             let old_metric = ix.metric(&o.id).map(|m| m.metric.clone());
             let metric = outcome_metric(o, &all, old_metric.clone());

@@ -415,6 +415,28 @@ async fn bad_input_is_refused_naming_the_field_and_nothing_is_half_written() {
         2,
         "all or nothing"
     );
+    // An outcome keeps at most 1000 waves: 999 more fit, 1000 more do not.
+    let many = |n: i64| {
+        (0..n)
+            .map(|h| pb::SurveyWave {
+                survey_time: Some(ts(chrono::Utc::now() - chrono::Duration::hours(h + 1))),
+                ..wave("api-docs", 0, 7.0, 5.0, 3)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_code(waves(&s, many(1000)).await, Code::FailedPrecondition);
+    assert_eq!(get_outcome(&s, "api-docs").await.waves.len(), 1);
+    assert_eq!(waves(&s, many(999)).await.unwrap().stored, 999);
+    let listed = customers(&s)
+        .list_desired_outcomes(pb::ListDesiredOutcomesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        listed.outcomes.iter().all(|o| o.waves.is_empty()),
+        "lists leave waves out"
+    );
+    assert_eq!(listed.outcomes[0].wave_count, 1000);
 
     let seg = |weight: f64| pb::UpsertSegmentRequest {
         segment: Some(pb::Segment {

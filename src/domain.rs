@@ -5,8 +5,13 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod customer;
 pub mod history;
 mod metric_source;
+pub use customer::{
+    DesiredOutcome, MAX_OUTCOMES, MAX_SEGMENT_WEIGHT, MAX_SEGMENTS, MAX_WAVES_PER_OUTCOME,
+    OUTCOME_UNIT, SURVEY_SCALE, Segment, SurveyWave,
+};
 pub use metric_source::{
     BasicAuth, BearerAuth, CsvSpec, HttpJsonSpec, MetricSource, PosthogSpec, PrometheusAuth,
     PrometheusSpec, SqlSpec, parse_setting_duration,

@@ -13,6 +13,7 @@
 //! once per page, and no read ever sees a stale score.
 
 mod apply;
+mod customer;
 mod history;
 mod listing;
 mod query;
@@ -23,6 +24,10 @@ mod validation;
 pub use apply::{
     Action, ApplyOptions, Desired, DesiredHypothesis, DesiredItem, DesiredLink, DesiredMetric,
     FieldChange, ModelExport, Plan, PlannedChange,
+};
+pub use customer::{
+    CustomerExport, Customers, DesiredCustomerOutcome, OutcomeView, SegmentRollupView,
+    SegmentTreeView,
 };
 pub use history::{MAX_TOP_N, SinceView};
 pub use listing::{GoalView, HypothesisView, LinkFilter, link_order_key};
@@ -135,6 +140,9 @@ pub struct Engine {
     /// Each metric's last pull status, as the store keeps it: read at
     /// start, written after the store under the writes lock.
     pulls: RwLock<HashMap<String, PullStatus>>,
+    /// Segments, desired outcomes and survey waves, as the store keeps
+    /// them: read at start, written after the store under the writes lock.
+    customers: RwLock<Customers>,
 }
 
 /// The index's write guard, which aborts the process if a panic unwinds
@@ -279,6 +287,7 @@ impl Engine {
             .into_iter()
             .map(|p| (p.metric_id.clone(), p))
             .collect();
+        let customers = Customers::from_load(store.load_customers().await?);
         Ok(Engine {
             store,
             index: RwLock::new(index),
@@ -287,6 +296,7 @@ impl Engine {
             outbound: Arc::new(OutboundPolicy::default()),
             splits: RwLock::new(splits),
             pulls: RwLock::new(pulls),
+            customers: RwLock::new(customers),
         })
     }
 
@@ -997,6 +1007,7 @@ impl Engine {
         change: impl FnOnce(&mut Metric) -> Result<()>,
     ) -> Result<MetricEntry> {
         let _w = self.writes.lock().await;
+        self.check_not_outcome_metric(id)?;
         let mut m = self.get_metric(id)?.metric;
         change(&mut m)?;
         self.check_metric_source(&m)?;
@@ -1015,6 +1026,7 @@ impl Engine {
         {
             let ix = self.read();
             ix.metric(id).ok_or_else(|| not_found("metric", id))?;
+            self.check_not_outcome_metric(id)?;
             if let Some(h) = ix.hypotheses().find(|h| h.metric_id == id) {
                 return Err(Error::FailedPrecondition(format!(
                     "hypothesis {} still measures metric {}",
@@ -1127,6 +1139,7 @@ impl Engine {
                         quote(&o.metric_id)
                     )));
                 }
+                self.check_not_outcome_metric(&o.metric_id)?;
             }
         }
         let summaries = self.store.record_observations(&observations).await?;

@@ -89,7 +89,7 @@ pub enum ServerError {
 }
 
 /// What health reports on: the server as a whole (`""`) and each service.
-const HEALTH_NAMES: [&str; 12] = [
+const HEALTH_NAMES: [&str; 13] = [
     "",
     "plumbline.v1.SourceService",
     "plumbline.v1.BacklogService",
@@ -102,6 +102,7 @@ const HEALTH_NAMES: [&str; 12] = [
     "plumbline.v1.TokenService",
     "plumbline.v1.ModelFileService",
     "plumbline.v1.HistoryService",
+    "plumbline.v1.CustomerService",
 ];
 
 /// A server running in the background of this process.
@@ -425,6 +426,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         ))
         .add_service(pb::history_service_server::HistoryServiceServer::new(
             crate::api::HistoryApi(historian.clone()),
+        ))
+        .add_service(pb::customer_service_server::CustomerServiceServer::new(
+            crate::api::CustomerApi(engine.clone()),
         ));
     if let Some(listener) = web_listener {
         crate::web::serve(

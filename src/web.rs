@@ -23,6 +23,7 @@
 mod events;
 mod learning;
 mod pages;
+mod segments;
 mod session;
 mod since;
 mod view;
@@ -254,6 +255,7 @@ fn router(state: WebState, config: &WebConfig, limits: &crate::limits::LimitsCon
         .route("/since", get(since::since))
         .route("/metrics", get(learning::metrics))
         .route("/hypotheses", get(learning::hypotheses))
+        .route("/segments", get(segments::segments))
         .route("/events", get(events::events))
         .route("/signin", get(session::signin_page).post(session::signin))
         .route("/signout", post(session::signout))

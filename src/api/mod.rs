@@ -5,6 +5,7 @@
 mod apply;
 mod backlog;
 mod convert;
+mod customer;
 mod history;
 mod mask;
 mod page;
@@ -22,6 +23,7 @@ mod watch;
 
 pub use apply::ModelFileApi;
 pub use backlog::BacklogApi;
+pub use customer::CustomerApi;
 pub use history::HistoryApi;
 pub use rollup::RollupApi;
 pub use scoring::ScoringApi;

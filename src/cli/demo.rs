@@ -51,6 +51,13 @@ pub fn sample_document(now: chrono::DateTime<Utc>) -> Result<String> {
             }
         }
     }
+    for o in tables(&mut doc, "outcomes") {
+        for w in tables(o, "waves") {
+            if let Some(d) = days(w.remove("days_ago")) {
+                w.insert("at".into(), at(d));
+            }
+        }
+    }
     for it in tables(&mut doc, "items") {
         if let Some(d) = days(it.remove("closed_days_ago")) {
             it.insert("closed_at".into(), at(d));
@@ -207,12 +214,14 @@ pub async fn run(a: DemoArgs) -> Result<()> {
             .evidence;
 
     println!(
-        "plumbline demo: sample product \"Shopfront\" with {} items from {} sources, {} goals, {} metrics, {} hypotheses",
+        "plumbline demo: sample product \"Shopfront\" with {} items from {} sources, {} goals, {} metrics, {} hypotheses, {} customer segments with {} desired outcomes",
         sample.items.len(),
         sample.sources.len(),
         sample.goals.len(),
         sample.metrics.len(),
-        sample.hypotheses.len()
+        sample.hypotheses.len(),
+        sample.segments.len(),
+        sample.outcomes.len()
     );
     println!("sidecar on {url}, database {}\n", config.db.display());
 
@@ -276,6 +285,18 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     super::client::print_goal_tree(&tree);
     println!();
 
+    // Who the value is for: the roll-up by segment.
+    let segments = pb::customer_service_client::CustomerServiceClient::new(connect(&url).await?)
+        .roll_up_by_segment(pb::RollUpBySegmentRequest {
+            items_per_segment: 2,
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    println!("Segment roll-up:");
+    super::customer::print_segment_rollup(&segments);
+    println!();
+
     // Value validated after release.
     println!("Validated after release:");
     for e in evidence.iter().filter(|e| e.realized_effect.is_some()) {
@@ -330,6 +351,8 @@ mod tests {
         assert!(f.items.iter().all(|i| !i.url.is_empty()));
         assert!(f.items.iter().any(|i| i.closed_at.is_some()));
         assert!(f.metrics.iter().all(|m| !m.observations.is_empty()));
+        assert_eq!(f.segments.len(), 2);
+        assert!(f.outcomes.iter().all(|o| o.waves.len() == 2));
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod client;
 mod client_tls;
 mod completions;
 mod credentials;
+mod customer;
 mod demo;
 mod history;
 pub use demo::load_sample;
@@ -99,6 +100,13 @@ enum Command {
     /// Value hypotheses with their status and value. Subcommands get, add,
     /// update, remove.
     Hypotheses(model_cmds::HypothesesArgs),
+    /// Customer segments: the roll-up by segment (gaps, opportunity scores,
+    /// coverage, serving items, unserved segments). Subcommands rollup,
+    /// list, get, add, remove.
+    Segments(customer::SegmentsArgs),
+    /// Desired outcomes with importance, satisfaction, gap and opportunity.
+    /// Subcommands list, get, add, wave (record a survey wave), remove.
+    Outcomes(customer::OutcomesArgs),
     /// Link an item to a hypothesis (or remove the link with --remove).
     Link(LinkArgs),
     /// Links between items and hypotheses, by item or hypothesis.
@@ -492,6 +500,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         },
         Command::Goals(a) => model_cmds::goals(a).await,
         Command::Metrics(a) => model_cmds::metrics(a).await,
+        Command::Segments(a) => customer::segments(a).await,
+        Command::Outcomes(a) => customer::outcomes(a).await,
         Command::Hypotheses(a) => model_cmds::hypotheses(a).await,
         Command::Link(a) => client::link(a).await,
         Command::Links(a) => backlog_cmds::links(a).await,

@@ -57,6 +57,8 @@ pub struct Desired {
     pub metrics: Vec<DesiredMetric>,
     pub hypotheses: Vec<DesiredHypothesis>,
     pub items: Vec<DesiredItem>,
+    pub segments: Vec<crate::domain::Segment>,
+    pub outcomes: Vec<super::customer::DesiredCustomerOutcome>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -115,6 +117,7 @@ pub struct ModelExport {
     pub goals: Vec<Goal>,
     pub metrics: Vec<(Metric, Vec<(Time, f64)>)>,
     pub hypotheses: Vec<Hypothesis>,
+    pub customers: super::customer::CustomerExport,
 }
 
 /// Reads the planning needs from the store before the index is looked at.
@@ -318,6 +321,7 @@ impl Engine {
                 .write()
                 .retain(|k, _| !prefixes.iter().any(|p| k.starts_with(p)));
         }
+        self.applied_customers(&write);
         let mut ix = self.write_index();
         for s in &write.sources {
             ix.put_source(s.clone());
@@ -346,7 +350,7 @@ impl Engine {
         for h in &write.delete_hypotheses {
             ix.remove_hypothesis(h);
         }
-        for m in &write.delete_metrics {
+        for m in write.delete_metrics.iter().chain(&write.delete_outcomes) {
             ix.remove_metric(m);
         }
         for g in &write.delete_goals {
@@ -444,7 +448,13 @@ impl Engine {
         let file_sources: HashSet<&str> = d.sources.iter().map(|s| s.id.as_str()).collect();
         let file_goals: HashMap<&str, GoalLevel> =
             d.goals.iter().map(|g| (g.id.as_str(), g.level)).collect();
-        let file_metrics: HashSet<&str> = d.metrics.iter().map(|m| m.metric.id.as_str()).collect();
+        // A desired outcome of the file is a metric too.
+        let file_metrics: HashSet<&str> = d
+            .metrics
+            .iter()
+            .map(|m| m.metric.id.as_str())
+            .chain(d.outcomes.iter().map(|o| o.outcome.id.as_str()))
+            .collect();
         let file_hyps: HashSet<&str> = d
             .hypotheses
             .iter()
@@ -859,6 +869,16 @@ impl Engine {
 
         // Prune: what the server holds and the file does not.
         let mut refusals = Vec::new();
+        self.plan_customers(
+            ix,
+            d,
+            opts,
+            now,
+            &mut changes,
+            &mut w,
+            violations,
+            &mut refusals,
+        );
         if opts.prune {
             let delete = |kind: &'static str, id: &str, note: String| PlannedChange {
                 action: Action::Delete,
@@ -891,7 +911,7 @@ impl Engine {
             let mut metrics: Vec<&Metric> = ix
                 .metrics()
                 .map(|m| &m.metric)
-                .filter(|m| !file_metrics.contains(m.id.as_str()))
+                .filter(|m| !file_metrics.contains(m.id.as_str()) && !self.is_outcome_metric(&m.id))
                 .collect();
             metrics.sort_by(|a, b| a.id.cmp(&b.id));
             for m in metrics {
@@ -1007,7 +1027,12 @@ impl Engine {
                     .cmp(&level_rank(b.level))
                     .then_with(|| a.id.cmp(&b.id))
             });
-            let mut metrics: Vec<Metric> = ix.metrics().map(|m| m.metric.clone()).collect();
+            // An outcome's metric is written with its outcome.
+            let mut metrics: Vec<Metric> = ix
+                .metrics()
+                .filter(|m| !self.is_outcome_metric(&m.metric.id))
+                .map(|m| m.metric.clone())
+                .collect();
             metrics.sort_by(|a, b| a.id.cmp(&b.id));
             let mut hypotheses: Vec<Hypothesis> = ix.hypotheses().cloned().collect();
             hypotheses.sort_by(|a, b| a.id.cmp(&b.id));
@@ -1023,6 +1048,7 @@ impl Engine {
             goals,
             metrics: with_obs,
             hypotheses,
+            customers: self.export_customers(),
         })
     }
 }

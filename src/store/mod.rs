@@ -12,11 +12,13 @@
 //! conflict, corrupt...) and keep the driver's error as their source, without
 //! naming a driver type, so callers never depend on the backend.
 
+mod customers;
 mod sqlite;
 mod tokens;
 
 use async_trait::async_trait;
 
+pub use customers::{CustomerLoad, CustomerStore};
 pub use sqlite::SqliteStore;
 pub use tokens::TokenStore;
 
@@ -271,6 +273,14 @@ pub struct ModelWrite {
     pub delete_metrics: Vec<String>,
     pub delete_goals: Vec<String>,
     pub delete_sources: Vec<String>,
+    /// Customers: segments and outcomes put (after metrics, which hold the
+    /// outcomes' metrics), waves with their observations; outcomes deleted
+    /// with their waves and metrics before the metrics, segments after.
+    pub segments: Vec<crate::domain::Segment>,
+    pub outcomes: Vec<crate::domain::DesiredOutcome>,
+    pub waves: Vec<crate::domain::SurveyWave>,
+    pub delete_outcomes: Vec<String>,
+    pub delete_segments: Vec<String>,
 }
 
 /// Opens the backend that `config.store.backend` names.
@@ -283,7 +293,7 @@ pub async fn open(config: &Config) -> Result<std::sync::Arc<dyn Store>> {
 }
 
 #[async_trait]
-pub trait Store: TokenStore + Send + Sync + 'static {
+pub trait Store: TokenStore + CustomerStore + Send + Sync + 'static {
     /// Opens (creating if needed) the database that `config` names and
     /// brings its schema up to date.
     async fn open(config: &Config) -> Result<Self>

@@ -11,6 +11,7 @@
 //! blocking thread (see [`conn`]).
 
 mod conn;
+mod customers;
 mod history;
 mod load;
 mod migrate;
@@ -333,6 +334,13 @@ fn write_model(
             touched.insert(&o.metric_id, ());
         }
     }
+    for s in &w.segments {
+        customers::put_segment(tx, s)?;
+    }
+    for o in &w.outcomes {
+        customers::put_outcome(tx, o)?;
+    }
+    let waves_touched = customers::put_waves(tx, &w.waves)?;
     for h in &w.hypotheses {
         put_hypothesis(tx, h)?;
     }
@@ -350,6 +358,12 @@ fn write_model(
         tx.execute("DELETE FROM links WHERE hypothesis_id = ?1", [id])?;
         tx.execute("DELETE FROM hypotheses WHERE id = ?1", [id])?;
     }
+    for id in &w.delete_outcomes {
+        customers::delete_outcome(tx, id)?;
+    }
+    for id in &w.delete_segments {
+        tx.execute("DELETE FROM segments WHERE id = ?1", [id])?;
+    }
     for id in &w.delete_metrics {
         tx.execute("DELETE FROM metrics WHERE id = ?1", [id])?;
     }
@@ -359,6 +373,9 @@ fn write_model(
     for id in &w.delete_sources {
         tx.execute("DELETE FROM items WHERE source_id = ?1", [id])?;
         tx.execute("DELETE FROM sources WHERE id = ?1", [id])?;
+    }
+    for m in &waves_touched {
+        touched.insert(m, ());
     }
     let mut out = Vec::with_capacity(touched.len());
     for m in touched.keys() {

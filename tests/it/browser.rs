@@ -388,6 +388,37 @@ async fn the_refinement_room_works_in_chromium() {
     screenshot(&c, "goals").await;
     assert_no_console_errors(&c, "the goals").await;
 
+    // Segments: gaps and opportunity scores, underserved marked, coverage
+    // bars, the unserved segment listed.
+    c.goto(&format!("{}/segments", w.web)).await.unwrap();
+    wait_for(&c, "section.segment[data-segment]").await;
+    let underserved = c
+        .find_all(Locator::Css("tr.underserved[data-outcome]"))
+        .await
+        .unwrap();
+    let mut marked = Vec::new();
+    for e in underserved {
+        marked.push(e.attr("data-outcome").await.unwrap().unwrap_or_default());
+    }
+    assert_eq!(marked, ["pay-on-phone", "first-api-call"]);
+    let unserved = c
+        .find(Locator::Css("#unserved"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(unserved.contains("partner-devs"), "{unserved}");
+    assert_eq!(
+        c.find_all(Locator::Css("section.segment .bar[role=img]"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    screenshot(&c, "segments").await;
+    assert_no_console_errors(&c, "the segments").await;
+
     // Metrics (server-drawn SVG trends) and hypotheses.
     c.goto(&format!("{}/metrics", w.web)).await.unwrap();
     wait_for(&c, ".chart svg polyline").await;

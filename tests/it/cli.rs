@@ -177,6 +177,11 @@ async fn the_demo_prints_a_ranked_explained_backlog_with_every_flag() {
         "items that serve no goal",
         "Validated after release:",
         "H-4: release close:web/426",
+        "Segment roll-up:",
+        "mobile-shoppers Mobile shoppers",
+        "pay-on-phone",
+        "UNDERSERVED",
+        "segments no open item serves: partner-devs",
         "validated",
     ] {
         assert!(

@@ -17,6 +17,7 @@ mod browser;
 mod cli;
 mod cli_commands;
 mod cli_split;
+mod customer;
 mod history;
 mod learning_sim;
 mod limits;

@@ -265,6 +265,34 @@ async fn the_goals_page_shows_the_tree_with_coverage() {
     assert!(html.contains("Unaligned items"));
 }
 
+#[tokio::test]
+async fn the_segments_page_shows_the_roll_up_by_segment() {
+    let w = demo_server(false, |_| {}).await;
+    let (status, html) = get(&format!("{}/segments", w.web)).await;
+    assert_eq!(status, StatusCode::OK);
+    let t =
+        plumbline::proto::customer_service_client::CustomerServiceClient::new(w.s.channel.clone())
+            .roll_up_by_segment(plumbline::proto::RollUpBySegmentRequest::default())
+            .await
+            .expect("RollUpBySegment")
+            .into_inner();
+    let ids: Vec<String> = t
+        .segments
+        .iter()
+        .map(|r| r.segment.clone().unwrap_or_default().id)
+        .collect();
+    assert_eq!(attrs(&html, "data-segment"), ids);
+    let outcomes: Vec<String> = t
+        .segments
+        .iter()
+        .flat_map(|r| r.outcomes.iter().map(|o| o.id.clone()))
+        .collect();
+    assert_eq!(attrs(&html, "data-outcome"), outcomes);
+    assert_eq!(html.matches("class=\"underserved\"").count(), 2);
+    assert!(html.contains("13.5"), "first-api-call: 8.3 + 5.2");
+    assert!(html.contains("Unserved segments"));
+}
+
 async fn sign_in(w: &WebServer, token: &str) -> String {
     sign_in_at(&w.web, token).await.0
 }

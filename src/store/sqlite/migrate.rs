@@ -44,6 +44,9 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/sqlite/0010_ranking_snapshots.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/sqlite/0011_customers.sql"
+    )),
 ];
 
 /// The schema version of an up-to-date database.

@@ -20,6 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/plumbline/v1/token.proto",
         "proto/plumbline/v1/model_file.proto",
         "proto/plumbline/v1/insight.proto",
+        "proto/plumbline/v1/history.proto",
+        "proto/plumbline/v1/customer.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);

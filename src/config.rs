@@ -51,6 +51,9 @@ pub struct Config {
     /// The web view (`[web]` in the file).
     #[serde(default)]
     pub web: crate::web::WebConfig,
+    /// Ranking snapshots (`[history]` in the file).
+    #[serde(default)]
+    pub history: crate::history::HistoryConfig,
     /// How demand is flagged (`[insights]` in the file).
     #[serde(default)]
     pub insights: InsightsConfig,
@@ -351,6 +354,7 @@ impl Default for Config {
             pulls: PullsConfig::default(),
             web: Default::default(),
             insights: InsightsConfig::default(),
+            history: Default::default(),
         }
     }
 }
@@ -412,11 +416,44 @@ impl Config {
                 cfg.default_size
             )));
         }
+        check_db_path(&cfg.db)?;
         cfg.tls
             .check()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        cfg.history.check().map_err(ConfigError::Invalid)?;
         Ok(cfg)
     }
+}
+
+/// `db` is the path of a SQLite file. A URL (`postgres://user:pw@host/db`,
+/// `sqlite://...`) is not one: taken as a path, it would create a file in a
+/// folder named `postgres:` under the working directory, and two servers
+/// given the same DSN would silently share it. The message shows only the
+/// scheme: the rest of a DSN may hold a password.
+fn check_db_path(db: &Path) -> Result<(), ConfigError> {
+    let text = db.to_string_lossy();
+    if text.trim().is_empty() {
+        return Err(ConfigError::Invalid(
+            "db must be the path of the SQLite file (e.g. plumbline.sqlite)".into(),
+        ));
+    }
+    if let Some((scheme, _)) = text.split_once("://") {
+        let is_scheme = scheme
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+        if is_scheme {
+            return Err(ConfigError::Invalid(format!(
+                "db is a {scheme}:// URL, not a file path: this version of plumbline stores \
+                 its data only in an embedded SQLite file; give the file's path \
+                 (e.g. --db /var/lib/plumbline/plumbline.sqlite)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The `PLUMBLINE_*` variables read as settings: all but the CLI's own and
@@ -455,6 +492,23 @@ fn settings_env(outbound: &OutboundConfig) -> Env {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_or_an_empty_path_is_not_a_database_file() {
+        for (db, says) in [
+            ("postgres://me:s3cret-pw@127.0.0.1:5432/plb", "postgres://"),
+            ("postgresql://db.internal/plb", "postgresql://"),
+            ("sqlite:///tmp/x.sqlite", "sqlite://"),
+            ("", "path of the SQLite file"),
+        ] {
+            let e = check_db_path(Path::new(db)).expect_err(db).to_string();
+            assert!(e.contains(says), "{db}: {e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        for ok in ["plumbline.sqlite", "/var/lib/p/x.sqlite", "./a:b/c.sqlite"] {
+            check_db_path(Path::new(ok)).expect(ok);
+        }
+    }
 
     /// [`Config::load`] with the environment held still: figment's `Jail`
     /// takes a lock while a test changes the process environment, so this
@@ -526,6 +580,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("default_size"));
+        std::fs::write(&f, "[history]\ntop_n = 5000\n").unwrap();
+        let err = load(Some(&f), Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("history.top_n"), "{err}");
     }
 
     #[test]

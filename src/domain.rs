@@ -5,8 +5,14 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod customer;
+pub mod history;
 mod insight;
 mod metric_source;
+pub use customer::{
+    DesiredOutcome, MAX_OUTCOMES, MAX_SEGMENT_WEIGHT, MAX_SEGMENTS, MAX_WAVES_PER_OUTCOME,
+    OUTCOME_UNIT, SURVEY_SCALE, Segment, SurveyWave,
+};
 pub use insight::{
     Demand, Importance, Insight, InsightKind, MAX_CUSTOMER, MAX_INSIGHT_TARGETS, MAX_INSIGHT_TEXT,
     MAX_INSIGHT_URL, MAX_INSIGHTS_PER_CALL,

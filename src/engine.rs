@@ -13,6 +13,8 @@
 //! once per page, and no read ever sees a stale score.
 
 mod apply;
+mod customer;
+mod history;
 mod insight;
 mod listing;
 mod query;
@@ -24,9 +26,16 @@ pub use apply::{
     Action, ApplyOptions, Desired, DesiredHypothesis, DesiredItem, DesiredLink, DesiredMetric,
     FieldChange, ModelExport, Plan, PlannedChange,
 };
+pub use customer::{
+    CustomerExport, Customers, DesiredCustomerOutcome, OutcomeView, SegmentRollupView,
+    SegmentTreeView,
+};
+pub use history::{MAX_TOP_N, SinceView};
 pub use insight::{InsightFilter, RecordCounts, insight_key};
 pub use listing::{GoalView, HypothesisView, LinkFilter, link_order_key};
-pub use query::{RankCursor, RankOrder, RankPage, RankRequest, RankedView, ScoreView, TermView};
+pub use query::{
+    Narrow, RankCursor, RankOrder, RankPage, RankRequest, RankedView, ScoreView, TermView,
+};
 pub use rollup::{GoalRollupView, GoalTreeView};
 
 /// What the engine answers about a metric: its definition, observation
@@ -143,6 +152,9 @@ pub struct Engine {
     /// Distinct customers from which an item linked to no hypothesis is
     /// flagged "asked for, not aligned" (`[insights] asked_for_customers`).
     asked_for_customers: u32,
+    /// Segments, desired outcomes and survey waves, as the store keeps
+    /// them: read at start, written after the store under the writes lock.
+    customers: RwLock<Customers>,
 }
 
 /// The index's write guard, which aborts the process if a panic unwinds
@@ -290,6 +302,7 @@ impl Engine {
             .map(|p| (p.metric_id.clone(), p))
             .collect();
         let insights = insight::InsightBook::new(&store.list_all_insights().await?);
+        let customers = Customers::from_load(store.load_customers().await?);
         Ok(Engine {
             store,
             index: RwLock::new(index),
@@ -300,6 +313,7 @@ impl Engine {
             pulls: RwLock::new(pulls),
             insights: RwLock::new(insights),
             asked_for_customers: DEFAULT_ASKED_FOR_CUSTOMERS,
+            customers: RwLock::new(customers),
         })
     }
 
@@ -1017,6 +1031,7 @@ impl Engine {
         change: impl FnOnce(&mut Metric) -> Result<()>,
     ) -> Result<MetricEntry> {
         let _w = self.writes.lock().await;
+        self.check_not_outcome_metric(id)?;
         let mut m = self.get_metric(id)?.metric;
         change(&mut m)?;
         self.check_metric_source(&m)?;
@@ -1035,6 +1050,7 @@ impl Engine {
         {
             let ix = self.read();
             ix.metric(id).ok_or_else(|| not_found("metric", id))?;
+            self.check_not_outcome_metric(id)?;
             if let Some(h) = ix.hypotheses().find(|h| h.metric_id == id) {
                 return Err(Error::FailedPrecondition(format!(
                     "hypothesis {} still measures metric {}",
@@ -1147,6 +1163,7 @@ impl Engine {
                         quote(&o.metric_id)
                     )));
                 }
+                self.check_not_outcome_metric(&o.metric_id)?;
             }
         }
         let summaries = self.store.record_observations(&observations).await?;

@@ -145,6 +145,52 @@ pub struct RankQuery {
     /// Continue after this position (exclusive).
     pub after: Option<RankKey>,
     pub limit: usize,
+    /// Narrower filters of the web view, checked while the ranking is
+    /// walked, so that a page of a filtered ranking builds no more than
+    /// its own rows.
+    pub narrow: Narrow,
+}
+
+/// Filters beyond source, label and state, all optional.
+#[derive(Debug, Clone, Default)]
+pub struct Narrow {
+    /// Only items whose key or title contains this text, compared in
+    /// lower case (give it in lower case).
+    pub text: Option<String>,
+    /// Only closed items (needs `include_closed`).
+    pub closed_only: bool,
+    /// Only these items (those serving a goal).
+    pub keys: Option<std::sync::Arc<std::collections::HashSet<String>>>,
+}
+
+impl Narrow {
+    fn keeps(&self, key: &str, f: &ItemFacts) -> bool {
+        (!self.closed_only || f.state == ItemState::Closed)
+            && self.keys.as_ref().is_none_or(|k| k.contains(key))
+            && self
+                .text
+                .as_ref()
+                .is_none_or(|t| contains_lowercase(key, t) || contains_lowercase(&f.title, t))
+    }
+}
+
+/// Whether `hay` in lower case contains `needle` (already lower case),
+/// allocating only for a `hay` that is not ASCII.
+fn contains_lowercase(hay: &str, needle: &str) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    if hay.is_ascii() && needle.is_ascii() {
+        let (h, n) = (hay.as_bytes(), needle.as_bytes());
+        let Some(last) = h.len().checked_sub(n.len()) else {
+            return false;
+        };
+        // Jump from one place the first letter is (either case) to the
+        // next: a search walks every title of the backlog.
+        return memchr::memchr2_iter(n[0], n[0].to_ascii_uppercase(), &h[..=last])
+            .any(|i| h[i..i + n.len()].eq_ignore_ascii_case(n));
+    }
+    hay.to_lowercase().contains(needle)
 }
 
 /// The whole model as read from the store at start-up.
@@ -446,7 +492,8 @@ impl ScoreIndex {
                 let f = e.facts.as_ref()?;
                 let keep = (query.include_closed || f.state == ItemState::Open)
                     && query.source_id.as_ref().is_none_or(|s| *s == f.source_id)
-                    && query.label.as_ref().is_none_or(|l| f.labels.contains(l));
+                    && query.label.as_ref().is_none_or(|l| f.labels.contains(l))
+                    && query.narrow.keeps(&e.key, f);
                 keep.then_some(e)
             })
             .take(query.limit)
@@ -748,6 +795,57 @@ mod tests {
     use super::fixtures::{big_snapshot, same_scores_and_rankings};
     use super::*;
     use chrono::Utc;
+
+    #[test]
+    fn text_matches_in_lower_case_whatever_the_script() {
+        assert!(contains_lowercase("Faster CHECKOUT", "checkout"));
+        assert!(contains_lowercase("web/415", "b/41"));
+        assert!(contains_lowercase("anything", ""));
+        assert!(!contains_lowercase("check", "checkout"));
+        assert!(contains_lowercase("abcXYZ", "xyz"));
+        assert!(contains_lowercase("xyz", "xyz"));
+        assert!(!contains_lowercase("xyXz", "xyz"));
+        assert!(contains_lowercase("Größere ÄNDERUNG", "änderung"));
+        assert!(!contains_lowercase("Größere", "x"));
+    }
+
+    #[test]
+    fn narrowed_rankings_keep_order_and_only_what_matches() {
+        let ix = ScoreIndex::from_snapshot(3.0, big_snapshot(400, 5));
+        let all = ix.rank(
+            RankOrder::ValueDensity,
+            &RankQuery {
+                include_closed: true,
+                limit: usize::MAX,
+                ..Default::default()
+            },
+        );
+        let wanted: std::collections::HashSet<String> = all
+            .iter()
+            .map(|((_, k), _)| k.clone())
+            .filter(|k| k.ends_with('7'))
+            .collect();
+        let narrowed = ix.rank(
+            RankOrder::ValueDensity,
+            &RankQuery {
+                include_closed: true,
+                limit: usize::MAX,
+                narrow: Narrow {
+                    keys: Some(std::sync::Arc::new(wanted.clone())),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        let expected: Vec<&String> = all
+            .iter()
+            .map(|((_, k), _)| k)
+            .filter(|k| wanted.contains(*k))
+            .collect();
+        let got: Vec<&String> = narrowed.iter().map(|((_, k), _)| k).collect();
+        assert_eq!(got, expected);
+        assert!(!got.is_empty());
+    }
 
     #[test]
     fn deferred_upserts_end_where_item_by_item_ones_do() {

@@ -37,6 +37,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod history;
 pub mod index;
 pub mod lifecycle;
 pub mod limits;

@@ -51,7 +51,7 @@ pub enum ServerError {
         source: std::io::Error,
     },
     #[error(
-        "refusing to serve the web view on {0} ([web] listen): it speaks plain HTTP, so sign-in tokens and session cookies would cross the network in cleartext. Listen on 127.0.0.1 (the default), or, with a TLS-terminating proxy in front that reaches this address, start with `--insecure` and name the proxy's host in `[web] allowed_hosts`"
+        "refusing to serve the web view on {0} ([web] listen): without [tls] it speaks plain HTTP, so sign-in tokens and session cookies would cross the network in cleartext. Listen on 127.0.0.1 (the default), or serve HTTPS with `[tls] cert` and `key` (the web view uses the gRPC listener's certificate), or, with a TLS-terminating proxy in front that reaches this address, start with `--insecure` and name the proxy's host in `[web] allowed_hosts`"
     )]
     WebExposure(SocketAddr),
     #[error("invalid [web] setting: {0}")]
@@ -89,7 +89,7 @@ pub enum ServerError {
 }
 
 /// What health reports on: the server as a whole (`""`) and each service.
-const HEALTH_NAMES: [&str; 12] = [
+const HEALTH_NAMES: [&str; 14] = [
     "",
     "plumbline.v1.SourceService",
     "plumbline.v1.BacklogService",
@@ -102,6 +102,8 @@ const HEALTH_NAMES: [&str; 12] = [
     "plumbline.v1.TokenService",
     "plumbline.v1.ModelFileService",
     "plumbline.v1.InsightService",
+    "plumbline.v1.HistoryService",
+    "plumbline.v1.CustomerService",
 ];
 
 /// A server running in the background of this process.
@@ -113,6 +115,7 @@ pub struct RunningServer {
     scheme: &'static str,
     engine: Arc<Engine>,
     syncer: Arc<Syncer>,
+    historian: Arc<crate::history::Historian>,
     store: Arc<dyn Store>,
     lifecycle: Lifecycle,
     health: tonic_health::server::HealthReporter,
@@ -128,9 +131,9 @@ impl RunningServer {
         self.addr
     }
 
-    /// `http://ADDR` of the web view, when it is on.
+    /// `http://ADDR` of the web view (`https://` with TLS), when it is on.
     pub fn web_url(&self) -> Option<String> {
-        self.web_addr.map(|a| format!("http://{a}"))
+        self.web_addr.map(|a| format!("{}://{a}", self.scheme))
     }
 
     /// `http://ADDR` (`https://` with TLS), for clients.
@@ -154,6 +157,11 @@ impl RunningServer {
             () = signal => None,
         };
         self.stop(served).await
+    }
+
+    /// The ranking snapshots' taker, for in-process inspection (tests).
+    pub fn historian(&self) -> &Arc<crate::history::Historian> {
+        &self.historian
     }
 
     /// The syncer, for in-process syncs (tests, benchmarks).
@@ -234,20 +242,29 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     if exposure == crate::tls::Exposure::Insecure {
         tracing::warn!(listen = %config.listen, "--insecure: serving a non-loopback address with neither authentication nor TLS; anyone who reaches it can read and change everything");
     }
-    // The web view has no TLS of its own (yet): off loopback it needs auth.
     let web_exposure = if config.web.enabled {
         Some(
-            // The web view serves plain HTTP: off loopback, a sign-in
-            // token and the session cookie would cross the network in
-            // cleartext, whatever [auth] says. Only a TLS-terminating
-            // proxy in front makes that safe, which --insecure declares.
-            crate::tls::check_exposure(config.web.listen, false, false, config.insecure)
-                .map_err(|e| ServerError::WebExposure(e.listen))?,
+            // Without [tls] the web view serves plain HTTP: off loopback, a
+            // sign-in token and the session cookie would cross the network
+            // in cleartext, whatever [auth] says. [tls] makes it HTTPS; or
+            // a TLS-terminating proxy in front, which --insecure declares.
+            crate::tls::check_exposure(
+                config.web.listen,
+                false,
+                config.tls.enabled(),
+                config.insecure,
+            )
+            .map_err(|e| ServerError::WebExposure(e.listen))?,
         )
     } else {
         None
     };
     let tls = config.tls.server().map_err(ServerError::Tls)?;
+    let web_tls = if config.web.enabled {
+        config.tls.rustls_server().map_err(ServerError::Tls)?
+    } else {
+        None
+    };
     if let Some(dir) = config.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| ServerError::DbDir {
             path: dir.display().to_string(),
@@ -289,6 +306,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         },
     ));
     let syncer = Arc::new(Syncer::new(engine.clone(), http).within(lifecycle.clone()));
+    let historian = Arc::new(crate::history::Historian::new(
+        engine.clone(),
+        config.history.clone(),
+    ));
     let tokens = crate::auth::start(store.clone(), &config.auth, &lifecycle)
         .await
         .map_err(ServerError::Tokens)?;
@@ -407,6 +428,12 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         ))
         .add_service(pb::insight_service_server::InsightServiceServer::new(
             crate::api::InsightApi(engine.clone()),
+        ))
+        .add_service(pb::history_service_server::HistoryServiceServer::new(
+            crate::api::HistoryApi(historian.clone()),
+        ))
+        .add_service(pb::customer_service_server::CustomerServiceServer::new(
+            crate::api::CustomerApi(engine.clone()),
         ));
     if let Some(listener) = web_listener {
         crate::web::serve(
@@ -416,12 +443,16 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                 engine: engine.clone(),
                 tokens,
                 lifecycle: lifecycle.clone(),
-                secure_cookie: config.tls.enabled(),
+                tls: web_tls,
                 limits: config.limits.clone(),
             },
         );
     }
 
+    lifecycle.spawn(
+        "background ranking snapshots",
+        crate::history::background_snapshots(historian.clone(), lifecycle.clone()),
+    );
     if config.validation.interval_secs > 0 {
         lifecycle.spawn(
             "background validation",
@@ -467,7 +498,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             .map_err(ServerError::from)
     });
     if let Some(web) = web_addr {
-        tracing::info!(url = %format!("http://{web}/"), "web view: the refinement room");
+        tracing::info!(url = %format!("{scheme}://{web}/"), "web view: the refinement room");
     }
     tracing::info!(%addr, %scheme, web = ?web_addr, db = %config.db.display(), "plumbline serving");
     Ok(RunningServer {
@@ -476,6 +507,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         scheme,
         engine,
         syncer,
+        historian,
         store,
         lifecycle,
         health: health_reporter,
@@ -547,30 +579,44 @@ async fn background_validation(
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what process managers send).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what process managers send),
+/// which it listens for from the moment it is called.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    // Registered now, not when first polled: a signal that lands between
+    // this call and the server's first poll (while it starts) is kept, not
+    // left to the default action that kills the process mid-start.
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &'static str| {
+            let registered = signal(kind);
+            async move {
+                match registered {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for {name}");
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        };
+        let int = listen(SignalKind::interrupt(), "SIGINT");
+        let term = listen(SignalKind::terminate(), "SIGTERM");
+        async move {
+            tokio::select! {
+                _ = int => tracing::info!("SIGINT received, shutting down"),
+                _ = term => tracing::info!("SIGTERM received, shutting down"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
-        _ = term => tracing::info!("SIGTERM received, shutting down"),
+        tracing::info!("Ctrl-C received, shutting down");
     }
 }

@@ -12,6 +12,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -131,6 +132,56 @@ impl TlsConfig {
             tls = tls.client_ca_root(read_ca(ca, "client CA")?);
         }
         Ok(Some(tls))
+    }
+
+    /// The same certificate, key and client CA as a rustls server config,
+    /// for the web view's HTTPS listener (axum has no TLS of its own, so
+    /// the web listener runs the handshake itself with tokio-rustls);
+    /// `None` when TLS is off. ALPN offers HTTP/2 and HTTP/1.1.
+    pub fn rustls_server(&self) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
+        self.check()?;
+        let (Some(cert), Some(key)) = (&self.cert, &self.key) else {
+            return Ok(None);
+        };
+        // Checked (and explained) as for the gRPC listener first.
+        read_identity(cert, key)?;
+        let chain = certificates("certificate", cert, &read("certificate", cert)?)?;
+        let private =
+            PrivateKeyDer::from_pem_slice(&read("private key", key)?).map_err(|source| {
+                TlsError::BadPem {
+                    what: "private key",
+                    path: key.to_path_buf(),
+                    source,
+                }
+            })?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let bad = |source: rustls::Error| TlsError::BadIdentity {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            source,
+        };
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(bad)?;
+        let builder = match &self.client_ca {
+            Some(ca) => {
+                let roots = ca_roots(ca, "client CA")?;
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .map_err(|e| TlsError::BadCa {
+                    path: ca.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_single_cert(chain, private).map_err(bad)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Some(Arc::new(config)))
     }
 }
 
@@ -253,6 +304,12 @@ fn read_identity(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
 /// CA certificates to trust, each one usable as a trust anchor (tonic would
 /// skip one that is not, silently trusting less than the file says).
 fn read_ca(path: &Path, what: &'static str) -> Result<Certificate, TlsError> {
+    ca_roots(path, what)?;
+    Ok(Certificate::from_pem(read(what, path)?))
+}
+
+/// The CA certificates of a file as trust anchors, every one usable.
+fn ca_roots(path: &Path, what: &'static str) -> Result<rustls::RootCertStore, TlsError> {
     let pem = read(what, path)?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in certificates(what, path, &pem)? {
@@ -261,7 +318,7 @@ fn read_ca(path: &Path, what: &'static str) -> Result<Certificate, TlsError> {
             reason: e.to_string(),
         })?;
     }
-    Ok(Certificate::from_pem(pem))
+    Ok(roots)
 }
 
 /// How exposed a listener is, once [`check_exposure`] has let it start.

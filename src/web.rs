@@ -23,7 +23,9 @@
 mod events;
 mod learning;
 mod pages;
+mod segments;
 mod session;
+mod since;
 mod view;
 
 use std::net::SocketAddr;
@@ -183,8 +185,9 @@ pub struct WebParts {
     pub engine: Arc<Engine>,
     pub tokens: Arc<Tokens>,
     pub lifecycle: Lifecycle,
-    /// `[tls]` is on: the session cookie is marked `Secure`.
-    pub secure_cookie: bool,
+    /// `[tls]`'s certificate: the web view speaks HTTPS with it, and the
+    /// session cookie is marked `Secure`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     pub limits: crate::limits::LimitsConfig,
 }
 
@@ -203,7 +206,7 @@ pub fn serve(listener: WebListener, config: &WebConfig, parts: WebParts) {
         lifecycle: parts.lifecycle.clone(),
         streams: Arc::new(Semaphore::new(max_streams)),
         max_streams,
-        secure_cookie: parts.secure_cookie,
+        secure_cookie: parts.tls.is_some(),
         allowed_hosts: Arc::new(
             config
                 .allowed_hosts
@@ -220,9 +223,15 @@ pub fn serve(listener: WebListener, config: &WebConfig, parts: WebParts) {
     };
     let incoming =
         tonic::transport::server::TcpIncoming::from(listener.listener).with_nodelay(Some(true));
+    let (handshaken, ready) = tokio::sync::mpsc::channel(HANDSHAKES_READY);
     let incoming = Listener {
         incoming: crate::limits::Incoming::new(incoming, &limits),
         addr: listener.addr,
+        tls: parts.tls.map(|config| Handshakes {
+            acceptor: tokio_rustls::TlsAcceptor::from(config),
+            handshaken,
+            ready,
+        }),
     };
     let lifecycle = parts.lifecycle;
     let stop = lifecycle.token().clone().cancelled_owned();
@@ -243,8 +252,10 @@ fn router(state: WebState, config: &WebConfig, limits: &crate::limits::LimitsCon
         .route("/items/{key}", get(pages::item))
         .route("/items/{key}/split", post(pages::apply_split))
         .route("/goals", get(pages::goals))
+        .route("/since", get(since::since))
         .route("/metrics", get(learning::metrics))
         .route("/hypotheses", get(learning::hypotheses))
+        .route("/segments", get(segments::segments))
         .route("/events", get(events::events))
         .route("/signin", get(session::signin_page).post(session::signin))
         .route("/signout", post(session::signout))
@@ -294,24 +305,69 @@ async fn security_headers(
 }
 
 /// The web listener as axum sees it: the connections
-/// [`crate::limits::Incoming`] lets through.
+/// [`crate::limits::Incoming`] lets through, in TLS when `[tls]` is on.
 struct Listener {
     incoming: crate::limits::Incoming<tonic::transport::server::TcpIncoming>,
     addr: SocketAddr,
+    tls: Option<Handshakes>,
 }
 
+/// TLS handshakes run in tasks of their own, so that a client that never
+/// finishes its handshake holds one connection (counted by `Incoming`'s
+/// limit) for at most [`crate::tls::HANDSHAKE_TIMEOUT`], and never the
+/// accept loop.
+struct Handshakes {
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshaken: tokio::sync::mpsc::Sender<(WebIo, SocketAddr)>,
+    ready: tokio::sync::mpsc::Receiver<(WebIo, SocketAddr)>,
+}
+
+/// Finished handshakes waiting for the accept loop; a full queue makes the
+/// handshake tasks wait (each holds its connection's permit meanwhile).
+const HANDSHAKES_READY: usize = 64;
+
+type WebIo = tokio_util::either::Either<
+    crate::limits::Conn,
+    tokio_rustls::server::TlsStream<crate::limits::Conn>,
+>;
+
 impl axum::serve::Listener for Listener {
-    type Io = crate::limits::Conn;
+    type Io = WebIo;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         use tokio_stream::StreamExt;
+        use tokio_util::either::Either;
         loop {
-            match self.incoming.next().await {
+            let next = match &mut self.tls {
+                None => self.incoming.next().await,
+                Some(tls) => tokio::select! {
+                    Some(done) = tls.ready.recv() => return done,
+                    next = self.incoming.next() => next,
+                },
+            };
+            match next {
                 Some(Ok(conn)) => {
                     use tonic::transport::server::Connected;
                     let peer = conn.connect_info().remote_addr().unwrap_or(self.addr);
-                    return (conn, peer);
+                    let Some(tls) = &self.tls else {
+                        return (Either::Left(conn), peer);
+                    };
+                    let (acceptor, done) = (tls.acceptor.clone(), tls.handshaken.clone());
+                    tokio::spawn(async move {
+                        let shake = acceptor.accept(conn);
+                        match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, shake).await {
+                            Ok(Ok(stream)) => {
+                                let _ = done.send((Either::Right(stream), peer)).await;
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "web view: TLS handshake failed");
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "web view: TLS handshake timed out");
+                            }
+                        }
+                    });
                 }
                 // Accept errors are logged and backed off by `Incoming`.
                 Some(Err(_)) => continue,

@@ -123,6 +123,10 @@ impl ModelFileService for ModelFileApi {
             for (_, points) in &mut export.metrics {
                 points.clear();
             }
+            // A desired outcome's survey waves are its observations.
+            for (_, waves) in &mut export.customers.outcomes {
+                waves.clear();
+            }
         }
         let header = format!(
             "plumbline value model, exported {}.\nApply with `plumbline apply FILE`; the format is in the README, \"Value model as code\".",
@@ -559,6 +563,81 @@ fn desired(file: &File) -> (Desired, Vec<FieldViolation>) {
         });
         d.items.push(DesiredItem { item, links });
     }
+    for (i, seg) in file.segments.iter().enumerate() {
+        let prefix = format!("segments[{i}]");
+        let p = pb::Segment {
+            id: seg.id.clone(),
+            name: seg.name.clone(),
+            description: seg.description.clone(),
+            weight: seg.weight,
+            ..Default::default()
+        };
+        match super::customer::segment_from_pb(&p, &prefix) {
+            Ok(x) => d.segments.push(x),
+            Err(e) => {
+                v.extend(invalid_of(e));
+                d.segments.push(crate::domain::Segment {
+                    id: seg.id.clone(),
+                    name: seg.name.clone(),
+                    description: String::new(),
+                    weight: 1.0,
+                    create_time: now,
+                    update_time: now,
+                });
+            }
+        }
+    }
+    for (i, o) in file.outcomes.iter().enumerate() {
+        let prefix = format!("outcomes[{i}]");
+        let p = pb::DesiredOutcome {
+            id: o.id.clone(),
+            segment_id: o.segment.clone(),
+            statement: o.statement.clone(),
+            ..Default::default()
+        };
+        let outcome = match super::customer::outcome_from_pb(&p, &prefix) {
+            Ok(x) => x,
+            Err(e) => {
+                v.extend(renamed(
+                    &prefix,
+                    invalid_of(e),
+                    &[("segment_id", "segment")],
+                ));
+                crate::domain::DesiredOutcome {
+                    id: o.id.clone(),
+                    segment_id: o.segment.clone(),
+                    statement: o.statement.clone(),
+                    create_time: now,
+                    update_time: now,
+                }
+            }
+        };
+        let mut waves = Vec::with_capacity(o.waves.len());
+        for (j, w) in o.waves.iter().enumerate() {
+            let wprefix = format!("{prefix}.waves[{j}]");
+            let Some(at) = time_of(&w.at, format!("{wprefix}.at"), &mut v) else {
+                continue;
+            };
+            let mut c = Check::new(wprefix.clone());
+            let p = pb::SurveyWave {
+                outcome_id: o.id.clone(),
+                survey_time: Some(at),
+                importance: w.importance,
+                satisfaction: w.satisfaction,
+                respondents: w.respondents.clamp(0, i32::MAX as i64) as i32,
+            };
+            match super::customer::wave_from_pb(&p, &mut c, now) {
+                Some(x) => waves.push(x),
+                None => v.extend(renamed(
+                    &wprefix,
+                    c.violations,
+                    &[("survey_time", "at"), ("outcome_id", "importance")],
+                )),
+            }
+        }
+        d.outcomes
+            .push(crate::engine::DesiredCustomerOutcome { outcome, waves });
+    }
     for (i, e) in file.insights.iter().enumerate() {
         let prefix = format!("insights[{i}]");
         let kind = InsightKind::parse(&e.kind).unwrap_or_else(|| {
@@ -744,6 +823,36 @@ fn export_file(e: &ModelExport, include_state: bool) -> File {
             })
             .collect(),
         items: Vec::new(),
+        segments: e
+            .customers
+            .segments
+            .iter()
+            .map(|s| model::SegmentEntry {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                description: s.description.clone(),
+                weight: s.weight,
+            })
+            .collect(),
+        outcomes: e
+            .customers
+            .outcomes
+            .iter()
+            .map(|(o, waves)| model::OutcomeEntry {
+                id: o.id.clone(),
+                segment: o.segment_id.clone(),
+                statement: o.statement.clone(),
+                waves: waves
+                    .iter()
+                    .map(|w| model::WaveEntry {
+                        at: model::datetime(&w.at),
+                        importance: w.importance,
+                        satisfaction: w.satisfaction,
+                        respondents: w.respondents as i64,
+                    })
+                    .collect(),
+            })
+            .collect(),
         insights: e
             .insights
             .iter()

@@ -1265,6 +1265,7 @@ mod bounds {
                     include_closed: true,
                     after: None,
                     limit: keys.len() + 1,
+                    narrow: Default::default(),
                 },
             );
             prop_assert_eq!(ranked.len(), keys.len());

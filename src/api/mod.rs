@@ -5,6 +5,8 @@
 mod apply;
 mod backlog;
 mod convert;
+mod customer;
+mod history;
 mod insight;
 mod mask;
 mod page;
@@ -23,6 +25,8 @@ mod watch;
 pub use apply::ModelFileApi;
 pub use backlog::BacklogApi;
 pub use convert::{from_timestamp, importance_to_pb, timestamp};
+pub use customer::CustomerApi;
+pub use history::HistoryApi;
 pub use insight::InsightApi;
 pub use rollup::RollupApi;
 pub use scoring::ScoringApi;

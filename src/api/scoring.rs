@@ -86,6 +86,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             after,
             limit: size,
             with_terms: full,
+            narrow: Default::default(),
         })?;
         Ok(Response::new(pb::RankItemsResponse {
             items: ranked_items(page.items),

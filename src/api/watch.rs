@@ -246,6 +246,7 @@ pub fn watch_ranking(
         after: None,
         limit: size,
         with_terms: false,
+        narrow: Default::default(),
     };
     let Ok(place) = watchers.open.clone().try_acquire_owned() else {
         return Err(Status::resource_exhausted(format!(

@@ -45,6 +45,33 @@ const TABLE: &[(&str, Role)] = &[
     ("/plumbline.v1.BacklogService/LinkItem", Role::Write),
     ("/plumbline.v1.BacklogService/UnlinkItem", Role::Write),
     ("/plumbline.v1.BacklogService/ListLinks", Role::Read),
+    // CustomerService: segments, desired outcomes and survey waves are the
+    // team's model, like goals and metrics.
+    ("/plumbline.v1.CustomerService/UpsertSegment", Role::Write),
+    ("/plumbline.v1.CustomerService/GetSegment", Role::Read),
+    ("/plumbline.v1.CustomerService/ListSegments", Role::Read),
+    ("/plumbline.v1.CustomerService/DeleteSegment", Role::Write),
+    (
+        "/plumbline.v1.CustomerService/UpsertDesiredOutcome",
+        Role::Write,
+    ),
+    (
+        "/plumbline.v1.CustomerService/GetDesiredOutcome",
+        Role::Read,
+    ),
+    (
+        "/plumbline.v1.CustomerService/ListDesiredOutcomes",
+        Role::Read,
+    ),
+    (
+        "/plumbline.v1.CustomerService/DeleteDesiredOutcome",
+        Role::Write,
+    ),
+    (
+        "/plumbline.v1.CustomerService/RecordSurveyWave",
+        Role::Write,
+    ),
+    ("/plumbline.v1.CustomerService/RollUpBySegment", Role::Read),
     // RollupService
     ("/plumbline.v1.RollupService/GetGoalRollup", Role::Read),
     ("/plumbline.v1.RollupService/GetGoalTree", Role::Read),
@@ -52,6 +79,16 @@ const TABLE: &[(&str, Role)] = &[
     ("/plumbline.v1.ScoringService/GetItemScore", Role::Read),
     ("/plumbline.v1.ScoringService/RankItems", Role::Read),
     ("/plumbline.v1.ScoringService/WatchRanking", Role::Read),
+    // HistoryService: a snapshot is a write of the team's history.
+    (
+        "/plumbline.v1.HistoryService/TakeRankingSnapshot",
+        Role::Write,
+    ),
+    (
+        "/plumbline.v1.HistoryService/ListRankingSnapshots",
+        Role::Read,
+    ),
+    ("/plumbline.v1.HistoryService/CompareRanking", Role::Read),
     // SplitService: proposing writes nothing.
     ("/plumbline.v1.SplitService/ProposeSplits", Role::Read),
     ("/plumbline.v1.SplitService/ApplySplit", Role::Write),

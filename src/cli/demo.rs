@@ -51,6 +51,13 @@ pub fn sample_document(now: chrono::DateTime<Utc>) -> Result<String> {
             }
         }
     }
+    for o in tables(&mut doc, "outcomes") {
+        for w in tables(o, "waves") {
+            if let Some(d) = days(w.remove("days_ago")) {
+                w.insert("at".into(), at(d));
+            }
+        }
+    }
     for i in tables(&mut doc, "insights") {
         if let Some(d) = days(i.remove("days_ago")) {
             i.insert("date".into(), at(d));
@@ -228,12 +235,14 @@ pub async fn run(a: DemoArgs) -> Result<()> {
             .evidence;
 
     println!(
-        "plumbline demo: sample product \"Shopfront\" with {} items from {} sources, {} goals, {} metrics, {} hypotheses, {} customer insights",
+        "plumbline demo: sample product \"Shopfront\" with {} items from {} sources, {} goals, {} metrics, {} hypotheses, {} customer segments with {} desired outcomes, {} customer insights",
         sample.items.len(),
         sample.sources.len(),
         sample.goals.len(),
         sample.metrics.len(),
         sample.hypotheses.len(),
+        sample.segments.len(),
+        sample.outcomes.len(),
         sample.insights.len()
     );
     println!("sidecar on {url}, database {}\n", config.db.display());
@@ -331,6 +340,18 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     super::client::print_goal_tree(&tree);
     println!();
 
+    // Who the value is for: the roll-up by segment.
+    let segments = pb::customer_service_client::CustomerServiceClient::new(connect(&url).await?)
+        .roll_up_by_segment(pb::RollUpBySegmentRequest {
+            items_per_segment: 2,
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    println!("Segment roll-up:");
+    super::customer::print_segment_rollup(&segments);
+    println!();
+
     // Value validated after release.
     println!("Validated after release:");
     for e in evidence.iter().filter(|e| e.realized_effect.is_some()) {
@@ -355,6 +376,9 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     println!();
 
     if a.keep_serving {
+        // Listening before saying so: a Ctrl-C right after the message
+        // stops the server cleanly.
+        let stop = crate::server::shutdown_signal();
         println!("Still serving on {url}. Try:");
         println!("  plumbline rank --server {url}");
         println!("  plumbline explain web/418 --server {url}");
@@ -362,7 +386,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
             println!("The refinement room (web view): {web}/");
         }
         println!("Stop with Ctrl-C.");
-        server.run_until(crate::server::shutdown_signal()).await?;
+        server.run_until(stop).await?;
     } else {
         server.shutdown().await?;
     }
@@ -382,6 +406,8 @@ mod tests {
         assert!(f.items.iter().all(|i| !i.url.is_empty()));
         assert!(f.items.iter().any(|i| i.closed_at.is_some()));
         assert!(f.metrics.iter().all(|m| !m.observations.is_empty()));
+        assert_eq!(f.segments.len(), 2);
+        assert!(f.outcomes.iter().all(|o| o.waves.len() == 2));
     }
 
     #[test]

@@ -9,7 +9,9 @@ mod client;
 mod client_tls;
 mod completions;
 mod credentials;
+mod customer;
 mod demo;
+mod history;
 pub use demo::load_sample;
 mod insight;
 mod json;
@@ -72,6 +74,13 @@ enum Command {
     Demo(DemoArgs),
     /// Items ranked by value density (value per unit of size), or by value.
     Rank(RankArgs),
+    /// What entered, left or moved in the top N since DATE (the last
+    /// refinement), and why: the score term that changed most, old -> new.
+    /// DATE is RFC 3339 or YYYY-MM-DD (that day's start, 00:00 UTC).
+    Since(history::SinceArgs),
+    /// Ranking snapshots behind `since`: take one now, or list them.
+    #[command(subcommand)]
+    History(history::HistoryCommand),
     /// An item's score with every term that makes it up.
     Explain {
         /// Item key, SOURCE/EXTERNAL_ID (e.g. web/412).
@@ -92,6 +101,13 @@ enum Command {
     /// Value hypotheses with their status and value. Subcommands get, add,
     /// update, remove.
     Hypotheses(model_cmds::HypothesesArgs),
+    /// Customer segments: the roll-up by segment (gaps, opportunity scores,
+    /// coverage, serving items, unserved segments). Subcommands rollup,
+    /// list, get, add, remove.
+    Segments(customer::SegmentsArgs),
+    /// Desired outcomes with importance, satisfaction, gap and opportunity.
+    /// Subcommands list, get, add, wave (record a survey wave), remove.
+    Outcomes(customer::OutcomesArgs),
     /// Link an item to a hypothesis (or remove the link with --remove).
     Link(LinkArgs),
     /// Links between items and hypotheses, by item or hypothesis.
@@ -472,13 +488,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             )?;
             let mut cfg = cfg;
             cfg.web.listen = a.web_listen.unwrap_or(cfg.web.listen);
+            let stop = crate::server::shutdown_signal();
             let server = crate::server::start(&cfg).await?;
-            server.run_until(crate::server::shutdown_signal()).await?;
+            server.run_until(stop).await?;
             tracing::info!("stopped");
             Ok(())
         }
         Command::Demo(a) => demo::run(a).await,
         Command::Rank(a) => client::rank(a).await,
+        Command::Since(a) => history::since(a).await,
+        Command::History(c) => history::history(c).await,
         Command::Explain { item_key, conn } => client::explain(&conn, &item_key).await,
         Command::Items(mut a) => match a.command.take() {
             Some(c) => backlog_cmds::items(c).await,
@@ -486,6 +505,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         },
         Command::Goals(a) => model_cmds::goals(a).await,
         Command::Metrics(a) => model_cmds::metrics(a).await,
+        Command::Segments(a) => customer::segments(a).await,
+        Command::Outcomes(a) => customer::outcomes(a).await,
         Command::Hypotheses(a) => model_cmds::hypotheses(a).await,
         Command::Link(a) => client::link(a).await,
         Command::Links(a) => backlog_cmds::links(a).await,

@@ -57,6 +57,8 @@ pub struct Desired {
     pub metrics: Vec<DesiredMetric>,
     pub hypotheses: Vec<DesiredHypothesis>,
     pub items: Vec<DesiredItem>,
+    pub segments: Vec<crate::domain::Segment>,
+    pub outcomes: Vec<super::customer::DesiredCustomerOutcome>,
     /// Created or replaced by (source, id); never deleted by apply.
     pub insights: Vec<crate::domain::Insight>,
 }
@@ -117,6 +119,7 @@ pub struct ModelExport {
     pub goals: Vec<Goal>,
     pub metrics: Vec<(Metric, Vec<(Time, f64)>)>,
     pub hypotheses: Vec<Hypothesis>,
+    pub customers: super::customer::CustomerExport,
     /// Only when asked for (`include_insights`).
     pub insights: Vec<crate::domain::Insight>,
 }
@@ -324,6 +327,7 @@ impl Engine {
                 .write()
                 .retain(|k, _| !prefixes.iter().any(|p| k.starts_with(p)));
         }
+        self.applied_customers(&write);
         let mut ix = self.write_index();
         for s in &write.sources {
             ix.put_source(s.clone());
@@ -355,7 +359,7 @@ impl Engine {
         for h in &write.delete_hypotheses {
             ix.remove_hypothesis(h);
         }
-        for m in &write.delete_metrics {
+        for m in write.delete_metrics.iter().chain(&write.delete_outcomes) {
             ix.remove_metric(m);
         }
         for g in &write.delete_goals {
@@ -466,7 +470,13 @@ impl Engine {
         let file_sources: HashSet<&str> = d.sources.iter().map(|s| s.id.as_str()).collect();
         let file_goals: HashMap<&str, GoalLevel> =
             d.goals.iter().map(|g| (g.id.as_str(), g.level)).collect();
-        let file_metrics: HashSet<&str> = d.metrics.iter().map(|m| m.metric.id.as_str()).collect();
+        // A desired outcome of the file is a metric too.
+        let file_metrics: HashSet<&str> = d
+            .metrics
+            .iter()
+            .map(|m| m.metric.id.as_str())
+            .chain(d.outcomes.iter().map(|o| o.outcome.id.as_str()))
+            .collect();
         let file_hyps: HashSet<&str> = d
             .hypotheses
             .iter()
@@ -884,6 +894,12 @@ impl Engine {
         // (erasing is ForgetCustomer's). The items and hypotheses they
         // name must exist once the plan is applied.
         let file_items: HashSet<String> = d.items.iter().map(|it| it.item.key()).collect();
+        // A segment or outcome an insight names exists once the file is
+        // applied: the file's own, or a stored one prune keeps.
+        let file_segments: HashSet<&str> = d.segments.iter().map(|s| s.id.as_str()).collect();
+        let file_outcomes: HashSet<&str> =
+            d.outcomes.iter().map(|o| o.outcome.id.as_str()).collect();
+        let customers = self.customers.read();
         let mut seen_insights: HashMap<(String, String), usize> = HashMap::new();
         for (i, ins) in d.insights.iter().enumerate() {
             let at = |f: &str| format!("insights[{i}].{f}");
@@ -914,7 +930,8 @@ impl Engine {
                 }
             }
             violations.extend(super::insight::segment_and_outcome_problems(
-                ix,
+                &|id| file_segments.contains(id) || (!opts.prune && customers.has_segment(id)),
+                &|id| file_outcomes.contains(id) || (!opts.prune && customers.has_outcome(id)),
                 ins,
                 &at("segment"),
                 &|n| at(&format!("outcomes[{n}]")),
@@ -955,8 +972,20 @@ impl Engine {
             }
         }
 
+        drop(customers);
+
         // Prune: what the server holds and the file does not.
         let mut refusals = Vec::new();
+        self.plan_customers(
+            ix,
+            d,
+            opts,
+            now,
+            &mut changes,
+            &mut w,
+            violations,
+            &mut refusals,
+        );
         if opts.prune {
             let delete = |kind: &'static str, id: &str, note: String| PlannedChange {
                 action: Action::Delete,
@@ -989,7 +1018,7 @@ impl Engine {
             let mut metrics: Vec<&Metric> = ix
                 .metrics()
                 .map(|m| &m.metric)
-                .filter(|m| !file_metrics.contains(m.id.as_str()))
+                .filter(|m| !file_metrics.contains(m.id.as_str()) && !self.is_outcome_metric(&m.id))
                 .collect();
             metrics.sort_by(|a, b| a.id.cmp(&b.id));
             for m in metrics {
@@ -1105,7 +1134,12 @@ impl Engine {
                     .cmp(&level_rank(b.level))
                     .then_with(|| a.id.cmp(&b.id))
             });
-            let mut metrics: Vec<Metric> = ix.metrics().map(|m| m.metric.clone()).collect();
+            // An outcome's metric is written with its outcome.
+            let mut metrics: Vec<Metric> = ix
+                .metrics()
+                .filter(|m| !self.is_outcome_metric(&m.metric.id))
+                .map(|m| m.metric.clone())
+                .collect();
             metrics.sort_by(|a, b| a.id.cmp(&b.id));
             let mut hypotheses: Vec<Hypothesis> = ix.hypotheses().cloned().collect();
             hypotheses.sort_by(|a, b| a.id.cmp(&b.id));
@@ -1121,6 +1155,7 @@ impl Engine {
             goals,
             metrics: with_obs,
             hypotheses,
+            customers: self.export_customers(),
             insights: Vec::new(),
         })
     }

@@ -171,6 +171,7 @@ impl Engine {
         let mut violations = Vec::new();
         {
             let ix = self.read();
+            let customers = self.customers.read();
             let mut seen = BTreeSet::new();
             let mut wire = wire.into_iter();
             for (n, i) in insights.iter().enumerate() {
@@ -191,7 +192,7 @@ impl Engine {
                     ));
                 }
                 if clean {
-                    violations.extend(missing_targets(&ix, i, &at));
+                    violations.extend(missing_targets(&ix, &customers, i, &at));
                 }
             }
         }
@@ -359,6 +360,7 @@ impl Engine {
 /// The items and hypotheses an insight names that do not exist.
 fn missing_targets(
     ix: &ScoreIndex,
+    customers: &super::Customers,
     i: &Insight,
     at: &impl Fn(&str) -> String,
 ) -> Vec<FieldViolation> {
@@ -380,7 +382,8 @@ fn missing_targets(
         }
     }
     out.extend(segment_and_outcome_problems(
-        ix,
+        &|id| customers.has_segment(id),
+        &|id| customers.has_outcome(id),
         i,
         &at("segment_id"),
         &|n| at(&format!("outcome_ids[{n}]")),
@@ -388,19 +391,33 @@ fn missing_targets(
     out
 }
 
-/// What is wrong with the segment and desired outcomes an insight names,
-/// once they exist in the model; `segment_field` and `outcome_field` name
-/// the fields as the caller's input does (the API's `segment_id`, a value
-/// model file's `segment`). RecordInsights and value model files both ask
-/// here.
+/// What is wrong with the segment and desired outcomes an insight names:
+/// each must exist (`has_segment`, `has_outcome`: in the model, or, for a
+/// value model file, once the file is applied). `segment_field` and
+/// `outcome_field` name the fields as the caller's input does (the API's
+/// `segment_id`, a value model file's `segment`). RecordInsights and value
+/// model files both ask here.
 pub(super) fn segment_and_outcome_problems(
-    _ix: &ScoreIndex,
-    _insight: &Insight,
-    _segment_field: &str,
-    _outcome_field: &dyn Fn(usize) -> String,
+    has_segment: &dyn Fn(&str) -> bool,
+    has_outcome: &dyn Fn(&str) -> bool,
+    insight: &Insight,
+    segment_field: &str,
+    outcome_field: &dyn Fn(usize) -> String,
 ) -> Vec<FieldViolation> {
-    // TODO(merge): check the segment/outcome exists (segment_id and
-    // outcome_ids are checked for their format only on this branch, by
-    // `Insight::problems`).
-    Vec::new()
+    let mut out = Vec::new();
+    if !insight.segment_id.is_empty() && !has_segment(&insight.segment_id) {
+        out.push(FieldViolation::new(
+            segment_field,
+            format!("no segment {}", quote(&insight.segment_id)),
+        ));
+    }
+    for (n, o) in insight.outcome_ids.iter().enumerate() {
+        if !has_outcome(o) {
+            out.push(FieldViolation::new(
+                outcome_field(n),
+                format!("no desired outcome {}", quote(o)),
+            ));
+        }
+    }
+    out
 }

@@ -11,6 +11,8 @@ use chrono::Utc;
 use super::{Engine, Error, Result, missing_item};
 use crate::domain::{Demand, Time};
 use crate::index::{OrdF64, RankQuery, ScoreIndex};
+
+pub use crate::index::Narrow;
 use crate::score::{Score, Term};
 
 pub use crate::index::RankOrder;
@@ -38,6 +40,8 @@ pub struct RankRequest {
     pub limit: usize,
     /// Whether each score carries its terms (the full view).
     pub with_terms: bool,
+    /// The web view's narrower filters (text, closed only, a goal's items).
+    pub narrow: Narrow,
 }
 
 /// One page of a ranking.
@@ -168,6 +172,7 @@ impl Engine {
             include_closed: req.include_closed,
             after,
             limit: req.limit + 1,
+            narrow: req.narrow.clone(),
         };
         let ix = self.read();
         let bad_rank = || {

@@ -6,7 +6,9 @@
 //! fall on the grid that `start` sets. `start` is therefore aligned to a
 //! multiple of the step since the Unix epoch (with a step of 1d: midnight
 //! UTC), whatever `since` is, so two pulls see the same evaluation times
-//! and an incremental pull asks only for grid times after `since`.
+//! and an incremental pull asks for the grid times from `since` on: the
+//! last stored point again (a value corrected since replaces it; the same
+//! value is not stored twice), then only what is new.
 //! Prometheus answers at most 11,000 points per series, so a pull reaches
 //! at most [`MAX_STEPS`] steps back. The answer is Prometheus' documented
 //! JSON (`status`, `data.resultType` = `matrix`, `values` as
@@ -261,6 +263,14 @@ impl PrometheusSpec {
 
     fn http_error(&self, e: SyncError) -> FetchError {
         let at = self.base_url.as_str();
+        // Failures that may pass by themselves (unreachable, 5xx or rate
+        // limits past the retries) are the framework's transient kind, as
+        // the HTTP kinds' are: UNAVAILABLE, not "change the settings".
+        let transient = match &e {
+            SyncError::Transport { .. } | SyncError::RateLimited { .. } => true,
+            SyncError::Http { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        };
         let message = match e {
             SyncError::Http {
                 status, message, ..
@@ -282,6 +292,12 @@ impl PrometheusSpec {
             }
             other => other.to_string(),
         };
+        if transient {
+            return FetchError::Request {
+                kind: KIND,
+                cause: message,
+            };
+        }
         self.error(message)
     }
 
@@ -294,7 +310,7 @@ impl PrometheusSpec {
 }
 
 /// The grid times of one pull, as Unix seconds: the first multiple of
-/// `step` after `since` (or at or after `now - lookback`), at most
+/// `step` at or after `since` (or at or after `now - lookback`), at most
 /// [`MAX_STEPS`] steps before the last multiple at or before `now`. `None`
 /// when no grid time is left.
 fn window(since: Option<Time>, now: Time, step: i64, lookback: Duration) -> Option<(i64, i64)> {
@@ -302,16 +318,24 @@ fn window(since: Option<Time>, now: Time, step: i64, lookback: Duration) -> Opti
     let earliest = end - MAX_STEPS * step;
     let start = match since {
         Some(t) if t.timestamp() < earliest => earliest,
-        Some(t) => (t.timestamp().div_euclid(step) + 1) * step,
+        // At `since` itself: the last stored point is asked again, so that
+        // a value Prometheus has since corrected (samples that arrived
+        // late) replaces it; the same value is not stored twice.
+        Some(t) => ceil_to(t.timestamp(), step),
         None => {
             let back = i64::try_from(lookback.as_secs()).unwrap_or(i64::MAX);
             // Clamped first, so that no arithmetic below can overflow.
             let from = now.timestamp().saturating_sub(back).max(earliest);
-            from.div_euclid(step) * step + if from.rem_euclid(step) == 0 { 0 } else { step }
+            ceil_to(from, step)
         }
     };
     let start = start.max(earliest);
     (start <= end).then_some((start, end))
+}
+
+/// The first multiple of `step` at or after `t`.
+fn ceil_to(t: i64, step: i64) -> i64 {
+    t.div_euclid(step) * step + if t.rem_euclid(step) == 0 { 0 } else { step }
 }
 
 fn time_of(ts: f64) -> Option<Time> {
@@ -412,18 +436,26 @@ mod tests {
     const DAY: i64 = 86_400;
 
     #[test]
-    fn an_incremental_window_starts_at_the_grid_time_after_since() {
+    fn an_incremental_window_starts_at_the_grid_time_of_since() {
         let now = t(100 * DAY + 3600);
+        // On the grid: since itself, asked again for a corrected value.
         assert_eq!(
             window(Some(t(97 * DAY)), now, DAY, DEFAULT_LOOKBACK),
-            Some((98 * DAY, 100 * DAY))
+            Some((97 * DAY, 100 * DAY))
         );
         // Off the grid: the next grid time, not since + step.
         assert_eq!(
             window(Some(t(97 * DAY + 5)), now, DAY, DEFAULT_LOOKBACK),
             Some((98 * DAY, 100 * DAY))
         );
-        assert_eq!(window(Some(t(100 * DAY)), now, DAY, DEFAULT_LOOKBACK), None);
+        assert_eq!(
+            window(Some(t(100 * DAY)), now, DAY, DEFAULT_LOOKBACK),
+            Some((100 * DAY, 100 * DAY))
+        );
+        assert_eq!(
+            window(Some(t(100 * DAY + 5)), now, DAY, DEFAULT_LOOKBACK),
+            None
+        );
     }
 
     #[test]

@@ -120,14 +120,18 @@ impl SqlSpec {
         let deadline = self.connect_timeout + self.statement_timeout + Duration::from_secs(5);
         match tokio::time::timeout(deadline, run(&config, &sql, since)).await {
             Ok(Ok(points)) => Ok(points),
-            Ok(Err(message)) => Err(error(message, &secrets)),
-            Err(_) => Err(error(
-                format!(
+            Ok(Err(Failure::Settings(message))) => Err(error(message, &secrets)),
+            Ok(Err(Failure::Transient(message))) => Err(FetchError::Request {
+                kind: KIND,
+                cause: scrub(message, &secrets),
+            }),
+            Err(_) => Err(FetchError::Request {
+                kind: KIND,
+                cause: format!(
                     "the pull took longer than {}s (connect timeout plus statement_timeout); the server did not cut it",
                     deadline.as_secs()
                 ),
-                &secrets,
-            )),
+            }),
         }
     }
 
@@ -167,15 +171,78 @@ impl SqlSpec {
     }
 }
 
+/// Why a pull of this kind failed, as a message for people (scrubbed by
+/// the caller): one that may pass by itself (the server cannot be reached,
+/// is shutting down or out of resources: UNAVAILABLE, tried again at the
+/// next interval), or one that needs the settings, the query or the
+/// database to change (FAILED_PRECONDITION).
+enum Failure {
+    Transient(String),
+    Settings(String),
+}
+
+impl Failure {
+    fn of(e: tokio_postgres::Error) -> Failure {
+        if is_transient(&e) {
+            Failure::Transient(describe(e))
+        } else {
+            Failure::Settings(describe(e))
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::Settings(message)
+    }
+}
+
+/// A connection that could not be made or was lost (refused, reset,
+/// timed out, unreachable), or a server that says "not now": SQLSTATE
+/// classes 08 (connection exception) and 53 (insufficient resources), and
+/// 57P01-57P03 (shut down, crashed, not accepting connections yet). TLS
+/// and authentication failures are the settings' and stay so.
+fn is_transient(e: &tokio_postgres::Error) -> bool {
+    use std::io::ErrorKind::*;
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        return code.starts_with("08")
+            || code.starts_with("53")
+            || ["57P01", "57P02", "57P03"].contains(&code);
+    }
+    if e.is_closed() {
+        return true;
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | NotConnected
+                    | BrokenPipe
+                    | TimedOut
+                    | UnexpectedEof
+                    | HostUnreachable
+                    | NetworkUnreachable
+                    | AddrNotAvailable
+            );
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// Connects, runs the query in a read-only transaction, reads the rows.
-/// Errors are messages (scrubbed by the caller).
 async fn run(
     config: &tokio_postgres::Config,
     sql: &str,
     since: Time,
-) -> Result<Vec<RawPoint>, String> {
+) -> Result<Vec<RawPoint>, Failure> {
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new((*tls_config()?).clone());
-    let (mut client, connection) = config.connect(tls).await.map_err(describe)?;
+    let (mut client, connection) = config.connect(tls).await.map_err(Failure::of)?;
     let driver = tokio::spawn(connection);
     let result = query(&mut client, sql, since).await;
     drop(client);
@@ -189,28 +256,28 @@ async fn query(
     client: &mut tokio_postgres::Client,
     sql: &str,
     since: Time,
-) -> Result<Vec<RawPoint>, String> {
+) -> Result<Vec<RawPoint>, Failure> {
     let tx = client
         .build_transaction()
         .read_only(true)
         .start()
         .await
-        .map_err(describe)?;
-    let statement = tx.prepare(sql).await.map_err(describe)?;
+        .map_err(Failure::of)?;
+    let statement = tx.prepare(sql).await.map_err(Failure::of)?;
     let columns = statement.columns();
     if columns.len() != 2 {
-        return Err(format!(
+        return Err(Failure::Settings(format!(
             "the query returns {} columns; it must return two, the time and the value",
             columns.len()
-        ));
+        )));
     }
     let (time, value) = (&columns[0], &columns[1]);
     if ![Type::TIMESTAMPTZ, Type::TIMESTAMP, Type::DATE].contains(time.type_()) {
-        return Err(format!(
+        return Err(Failure::Settings(format!(
             "the query's first column {:?} is of type {}; the time must be timestamptz, timestamp or date",
             time.name(),
             time.type_()
-        ));
+        )));
     }
     if ![
         Type::FLOAT8,
@@ -222,35 +289,37 @@ async fn query(
     ]
     .contains(value.type_())
     {
-        return Err(format!(
+        return Err(Failure::Settings(format!(
             "the query's second column {:?} is of type {}; the value must be float8, float4, int2, int4, int8 or numeric",
             value.name(),
             value.type_()
-        ));
+        )));
     }
     let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = if statement.params().is_empty() {
         Vec::new()
     } else {
         vec![&since]
     };
-    let portal = tx.bind(&statement, &params).await.map_err(describe)?;
+    let portal = tx.bind(&statement, &params).await.map_err(Failure::of)?;
     let rows = tx
         .query_portal(&portal, (MAX_ROWS + 1) as i32)
         .await
-        .map_err(describe)?;
+        .map_err(Failure::of)?;
     if rows.len() > MAX_ROWS {
-        return Err(format!(
+        return Err(Failure::Settings(format!(
             "the query returns more than {MAX_ROWS} rows; narrow it with :since (WHERE day > :since) or a LIMIT"
-        ));
+        )));
     }
     let mut points = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
-        let at = read_time(row, time.type_()).map_err(|e| format!("row {}: {e}", i + 1))?;
-        let value = read_value(row, value.type_()).map_err(|e| format!("row {}: {e}", i + 1))?;
+        let at = read_time(row, time.type_())
+            .map_err(|e| Failure::Settings(format!("row {}: {e}", i + 1)))?;
+        let value = read_value(row, value.type_())
+            .map_err(|e| Failure::Settings(format!("row {}: {e}", i + 1)))?;
         points.push(RawPoint { at, value });
     }
     // Read-only: nothing to keep.
-    tx.rollback().await.map_err(describe)?;
+    tx.rollback().await.map_err(Failure::of)?;
     Ok(points)
 }
 
@@ -501,14 +570,17 @@ fn describe(e: tokio_postgres::Error) -> String {
 
 /// The error, with the DSN and its password scrubbed from the message.
 fn error(message: String, secrets: &[&str]) -> FetchError {
-    let mut message = message;
+    FetchError::Source {
+        kind: KIND,
+        message: scrub(message, secrets),
+    }
+}
+
+fn scrub(mut message: String, secrets: &[&str]) -> String {
     for s in secrets.iter().filter(|s| s.len() >= 3) {
         message = message.replace(s, HIDDEN);
     }
-    FetchError::Source {
-        kind: KIND,
-        message,
-    }
+    message
 }
 
 #[cfg(test)]

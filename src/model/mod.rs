@@ -37,6 +37,13 @@ pub struct File {
     pub hypotheses: Vec<HypothesisEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<ItemEntry>,
+    /// Customer segments (`[[segments]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentEntry>,
+    /// Desired outcomes with their survey waves (`[[outcomes]]`,
+    /// `[[outcomes.waves]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outcomes: Vec<OutcomeEntry>,
     /// Customer evidence (`[[insights]]`); export writes them only when
     /// asked, and apply never deletes one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -56,6 +63,12 @@ impl File {
                 .map(|m| 1 + m.observations.len())
                 .sum::<usize>()
             + self.items.iter().map(|i| 1 + i.links.len()).sum::<usize>()
+            + self.segments.len()
+            + self
+                .outcomes
+                .iter()
+                .map(|o| 1 + o.waves.len())
+                .sum::<usize>()
             + self.insights.len()
     }
 }
@@ -156,6 +169,43 @@ pub struct ObservationEntry {
     pub at: Datetime,
     #[serde(deserialize_with = "number")]
     pub value: f64,
+}
+
+/// A customer segment: its weight is its share of customers or revenue,
+/// relative to the other segments.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentEntry {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub description: String,
+    #[serde(deserialize_with = "number")]
+    pub weight: f64,
+}
+
+/// A desired outcome of a segment; its id is also the id of the metric
+/// that backs it (which hypotheses name).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeEntry {
+    pub id: String,
+    pub segment: String,
+    pub statement: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<WaveEntry>,
+}
+
+/// One survey wave of a desired outcome.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaveEntry {
+    pub at: Datetime,
+    #[serde(deserialize_with = "number")]
+    pub importance: f64,
+    #[serde(deserialize_with = "number")]
+    pub satisfaction: f64,
+    pub respondents: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

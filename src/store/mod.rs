@@ -12,15 +12,18 @@
 //! conflict, corrupt...) and keep the driver's error as their source, without
 //! naming a driver type, so callers never depend on the backend.
 
+mod customers;
 mod sqlite;
 mod tokens;
 
 use async_trait::async_trait;
 
+pub use customers::{CustomerLoad, CustomerStore};
 pub use sqlite::SqliteStore;
 pub use tokens::TokenStore;
 
 use crate::config::{Config, StoreBackend};
+use crate::domain::history::{RankingSnapshot, SnapshotSummary};
 use crate::domain::{
     Evidence, Experiment, Goal, Hypothesis, Insight, Item, ItemSplit, ItemState, Link, Metric,
     Observation, ObservationSummary, PullStatus, Release, Removal, Source, SyncState, Time,
@@ -272,6 +275,14 @@ pub struct ModelWrite {
     pub delete_metrics: Vec<String>,
     pub delete_goals: Vec<String>,
     pub delete_sources: Vec<String>,
+    /// Customers: segments and outcomes put (after metrics, which hold the
+    /// outcomes' metrics), waves with their observations; outcomes deleted
+    /// with their waves and metrics before the metrics, segments after.
+    pub segments: Vec<crate::domain::Segment>,
+    pub outcomes: Vec<crate::domain::DesiredOutcome>,
+    pub waves: Vec<crate::domain::SurveyWave>,
+    pub delete_outcomes: Vec<String>,
+    pub delete_segments: Vec<String>,
     /// Inserted or replaced by (source, external id).
     pub insights: Vec<Insight>,
 }
@@ -286,7 +297,7 @@ pub async fn open(config: &Config) -> Result<std::sync::Arc<dyn Store>> {
 }
 
 #[async_trait]
-pub trait Store: TokenStore + Send + Sync + 'static {
+pub trait Store: TokenStore + CustomerStore + Send + Sync + 'static {
     /// Opens (creating if needed) the database that `config` names and
     /// brings its schema up to date.
     async fn open(config: &Config) -> Result<Self>
@@ -435,4 +446,34 @@ pub trait Store: TokenStore + Send + Sync + 'static {
     async fn get_sync_state(&self, source_id: &str) -> Result<Option<SyncState>>;
     async fn put_sync_state(&self, state: &SyncState) -> Result<()>;
     async fn delete_link(&self, item_key: &str, hypothesis_id: &str) -> Result<()>;
+
+    /// Adds a ranking snapshot and prunes older ones by `keep`, in one
+    /// transaction; answers it with its id.
+    async fn put_ranking_snapshot(
+        &self,
+        snapshot: &RankingSnapshot,
+        keep: &SnapshotRetention,
+    ) -> Result<SnapshotSummary>;
+    /// Applies `keep` without adding a snapshot (time moves old ones past
+    /// the daily bound); answers how many were deleted.
+    async fn prune_ranking_snapshots(&self, keep: &SnapshotRetention) -> Result<usize>;
+    /// Snapshots newest first, older than `before_id` when given.
+    async fn list_ranking_snapshots(
+        &self,
+        before_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<SnapshotSummary>>;
+    /// The last snapshot taken at or before `at` (the newest when `None`).
+    async fn ranking_snapshot_at(&self, at: Option<Time>) -> Result<Option<RankingSnapshot>>;
+    /// The oldest snapshot kept.
+    async fn earliest_ranking_snapshot(&self) -> Result<Option<SnapshotSummary>>;
+}
+
+/// Which ranking snapshots are kept when one is added.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotRetention {
+    /// At most this many (the newest).
+    pub max_snapshots: usize,
+    /// Before this time, at most one a UTC day (its last).
+    pub daily_before: Time,
 }

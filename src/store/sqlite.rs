@@ -11,6 +11,8 @@
 //! blocking thread (see [`conn`]).
 
 mod conn;
+mod customers;
+mod history;
 mod insights;
 mod load;
 mod migrate;
@@ -28,8 +30,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{ItemFilter, Load, ModelWrite, Result, Store, WriteHealth};
+use super::{ItemFilter, Load, ModelWrite, Result, SnapshotRetention, Store, WriteHealth};
 use crate::config::{Config, StoreConfig};
+use crate::domain::history::{RankingSnapshot, SnapshotSummary};
 use crate::domain::{
     Evidence, Experiment, Goal, Hypothesis, Insight, Item, ItemSplit, Link, Metric, Observation,
     ObservationSummary, PullStatus, Release, Removal, Source, SyncCursor, SyncState, Time,
@@ -335,6 +338,13 @@ fn write_model(
             touched.insert(&o.metric_id, ());
         }
     }
+    for s in &w.segments {
+        customers::put_segment(tx, s)?;
+    }
+    for o in &w.outcomes {
+        customers::put_outcome(tx, o)?;
+    }
+    let waves_touched = customers::put_waves(tx, &w.waves)?;
     for h in &w.hypotheses {
         put_hypothesis(tx, h)?;
     }
@@ -352,6 +362,12 @@ fn write_model(
         tx.execute("DELETE FROM links WHERE hypothesis_id = ?1", [id])?;
         tx.execute("DELETE FROM hypotheses WHERE id = ?1", [id])?;
     }
+    for id in &w.delete_outcomes {
+        customers::delete_outcome(tx, id)?;
+    }
+    for id in &w.delete_segments {
+        tx.execute("DELETE FROM segments WHERE id = ?1", [id])?;
+    }
     for id in &w.delete_metrics {
         tx.execute("DELETE FROM metrics WHERE id = ?1", [id])?;
     }
@@ -361,6 +377,9 @@ fn write_model(
     for id in &w.delete_sources {
         tx.execute("DELETE FROM items WHERE source_id = ?1", [id])?;
         tx.execute("DELETE FROM sources WHERE id = ?1", [id])?;
+    }
+    for m in &waves_touched {
+        touched.insert(m, ());
     }
     if !w.insights.is_empty() {
         insights::put(tx, &w.insights, &chrono::Utc::now())?;
@@ -1000,6 +1019,52 @@ impl Store for SqliteStore {
                 )?;
                 Ok(())
             })
+            .await
+    }
+
+    async fn put_ranking_snapshot(
+        &self,
+        snapshot: &RankingSnapshot,
+        keep: &SnapshotRetention,
+    ) -> Result<SnapshotSummary> {
+        let (snapshot, keep) = (snapshot.clone(), keep.clone());
+        self.db
+            .write("store a ranking snapshot", move |tx| {
+                history::put(tx, &snapshot, &keep)
+            })
+            .await
+    }
+
+    async fn prune_ranking_snapshots(&self, keep: &SnapshotRetention) -> Result<usize> {
+        let keep = keep.clone();
+        self.db
+            .write("prune ranking snapshots", move |tx| {
+                history::prune(tx, &keep)
+            })
+            .await
+    }
+
+    async fn list_ranking_snapshots(
+        &self,
+        before_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<SnapshotSummary>> {
+        self.db
+            .read("list ranking snapshots", move |c| {
+                history::list(c, before_id, limit)
+            })
+            .await
+    }
+
+    async fn ranking_snapshot_at(&self, at: Option<Time>) -> Result<Option<RankingSnapshot>> {
+        self.db
+            .read("read a ranking snapshot", move |c| history::at(c, at))
+            .await
+    }
+
+    async fn earliest_ranking_snapshot(&self) -> Result<Option<SnapshotSummary>> {
+        self.db
+            .read("read the earliest ranking snapshot", history::earliest)
             .await
     }
 }

@@ -3,7 +3,7 @@
 //! tree; and applying a split. Each reads the engine with the calls the
 //! gRPC services make and hands a template plain, formatted values.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use askama::Template;
 use axum::Extension;
@@ -18,7 +18,7 @@ use super::session::{Viewer, bad_csrf, check_csrf, refuse};
 use super::view::{cents, cents_str, html, num, num2, width};
 use crate::auth::Role;
 use crate::domain::ItemState;
-use crate::engine::{Error, RankOrder, RankRequest};
+use crate::engine::{Error, Narrow, RankOrder, RankRequest};
 use crate::refine::split::{DEFAULT_SIZE_THRESHOLD, PlanKind};
 
 /// Rows of one backlog page.
@@ -211,14 +211,17 @@ struct Rows {
 async fn rows(state: &WebState, f: &Filters) -> Result<Rows, Error> {
     let engine = &state.engine;
     let offset = (f.page - 1) * PAGE_SIZE;
-    // The ranking filters by source, label and open/closed itself; the
-    // other filters are applied here, over as much of the ranking as they
-    // need (all of it, at worst: a scan of the in-memory index).
-    let scan = f.q.is_some() || f.goal.is_some() || f.state == StateFilter::Closed;
-    let limit = if scan {
-        engine.read().item_count().max(1)
-    } else {
-        offset + PAGE_SIZE + 1
+    // Every filter is checked as the index walks the ranking, so a page
+    // builds only the rows up to its own (a goal's items are worked out
+    // first, from the roll-up).
+    let keys = match &f.goal {
+        Some(g) => Some(std::sync::Arc::new(
+            engine
+                .goal_rollup(g, usize::MAX)?
+                .map(|v| v.rollup.items.into_iter().map(|s| s.key).collect())
+                .unwrap_or_default(),
+        )),
+        None => None,
     };
     let ranked = engine.rank(&RankRequest {
         order: f.order,
@@ -226,40 +229,15 @@ async fn rows(state: &WebState, f: &Filters) -> Result<Rows, Error> {
         label: f.label.clone(),
         include_closed: f.state != StateFilter::Open,
         after: None,
-        limit,
+        limit: offset + PAGE_SIZE + 1,
         with_terms: false,
+        narrow: Narrow {
+            text: f.q.clone(),
+            closed_only: f.state == StateFilter::Closed,
+            keys,
+        },
     })?;
-    let serving: Option<HashSet<String>> = match &f.goal {
-        Some(g) => Some(
-            engine
-                .goal_rollup(g, usize::MAX)?
-                .map(|v| v.rollup.items.into_iter().map(|s| s.key).collect())
-                .unwrap_or_default(),
-        ),
-        None => None,
-    };
-    let closed: HashSet<String> = if f.state == StateFilter::Closed {
-        let ix = engine.read();
-        ranked
-            .items
-            .iter()
-            .filter(|r| {
-                ix.item(&r.score.item_key)
-                    .is_some_and(|i| i.state == ItemState::Closed)
-            })
-            .map(|r| r.score.item_key.clone())
-            .collect()
-    } else {
-        HashSet::new()
-    };
-    let mut kept = ranked.items.into_iter().filter(|r| {
-        let s = &r.score;
-        (f.state != StateFilter::Closed || closed.contains(&s.item_key))
-            && serving.as_ref().is_none_or(|g| g.contains(&s.item_key))
-            && f.q.as_ref().is_none_or(|q| {
-                s.item_key.to_lowercase().contains(q) || s.title.to_lowercase().contains(q)
-            })
-    });
+    let mut kept = ranked.items.into_iter();
     let page: Vec<_> = kept.by_ref().skip(offset).take(PAGE_SIZE).collect();
     let more = kept.next().is_some();
     let keys: Vec<String> = page.iter().map(|r| r.score.item_key.clone()).collect();

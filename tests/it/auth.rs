@@ -191,6 +191,45 @@ async fn a_read_token_ranks_but_cannot_delete_a_source_or_its_items() {
 }
 
 #[tokio::test]
+async fn a_read_token_compares_rankings_but_cannot_take_a_snapshot() {
+    use pb::history_service_client::HistoryServiceClient;
+    let a = start(ReflectionAccess::Read).await;
+    source_with_items(&a).await;
+    let take = |token: &str| {
+        let mut c = HistoryServiceClient::new(with_token(&a.s, token));
+        async move {
+            c.take_ranking_snapshot(pb::TakeRankingSnapshotRequest::default())
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let st = assert_code(take(&a.read).await, Code::PermissionDenied);
+    assert!(
+        st.message().contains("TakeRankingSnapshot") && st.message().contains("write role"),
+        "{}",
+        st.message()
+    );
+    take(&a.write)
+        .await
+        .expect("a write token takes a snapshot");
+    let mut read = HistoryServiceClient::new(with_token(&a.s, &a.read));
+    let list = read
+        .list_ranking_snapshots(pb::ListRankingSnapshotsRequest::default())
+        .await
+        .expect("a read token lists snapshots")
+        .into_inner();
+    assert_eq!(list.snapshots.len(), 1, "the read token's call took none");
+    read.compare_ranking(pb::CompareRankingRequest {
+        since: Some(crate::common::ts(chrono::Utc::now())),
+        top_n: 5,
+        source_id: String::new(),
+    })
+    .await
+    .expect("a read token compares");
+    a.s.stop().await;
+}
+
+#[tokio::test]
 async fn a_write_token_upserts_items_but_cannot_create_sources_sync_or_write_back() {
     let a = start(ReflectionAccess::Read).await;
     source_with_items(&a).await;

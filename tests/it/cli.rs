@@ -177,6 +177,11 @@ async fn the_demo_prints_a_ranked_explained_backlog_with_every_flag() {
         "items that serve no goal",
         "Validated after release:",
         "H-4: release close:web/426",
+        "Segment roll-up:",
+        "mobile-shoppers Mobile shoppers",
+        "pay-on-phone",
+        "UNDERSERVED",
+        "segments no open item serves: partner-devs",
         "validated",
         "7 customer insights",
         "demand",
@@ -502,4 +507,49 @@ async fn every_json_output_carries_every_field_of_the_answer() {
         serde_json::json!(["web/77-s1", "web/77-s2"])
     );
     s.stop().await;
+}
+
+/// A PostgreSQL DSN given as `--db` is refused before anything is created
+/// (it used to become a SQLite file in a folder named `postgres:`), and the
+/// message names the scheme, never the password.
+#[test]
+fn serve_refuses_a_database_url_without_creating_anything_or_showing_its_password() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut out = std::process::Command::new(env!("CARGO_BIN_EXE_plumbline"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            "postgres://plb:pw-9f3k-secret@127.0.0.1:5432/plumbline",
+        ])
+        .current_dir(dir.path())
+        .env_remove("PLUMBLINE_SERVER")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    // Before the check it served (on a SQLite file under "postgres:"):
+    // stopped after a while so that the test fails instead of hanging.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while out.try_wait().expect("wait").is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = out.kill();
+    let out = out.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("postgres://"), "{stderr}");
+    assert!(stderr.contains("SQLite"), "{stderr}");
+    assert!(
+        !stderr.contains("pw-9f3k-secret") && !stdout.contains("pw-9f3k-secret"),
+        "{stdout}\n{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "created {left:?}");
 }

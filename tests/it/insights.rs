@@ -27,7 +27,17 @@ fn quote(id: &str, customer: &str, segment: &str, items: &[&str]) -> pb::Insight
     }
 }
 
+/// Records `list`, creating first the segments it names (an insight's
+/// segment must exist).
 async fn record(s: &TestServer, list: Vec<pb::Insight>) -> pb::RecordInsightsResponse {
+    let segments: std::collections::BTreeSet<&str> = list
+        .iter()
+        .map(|i| i.segment_id.as_str())
+        .filter(|id| !id.is_empty())
+        .collect();
+    for id in segments {
+        super::customer::segment(s, id, &format!("Segment {id}"), 1.0).await;
+    }
     insights(s)
         .record_insights(pb::RecordInsightsRequest { insights: list })
         .await
@@ -312,6 +322,24 @@ async fn recording_is_idempotent_by_source_and_id_and_all_or_nothing() {
             "insights[3].external_id",
         ],
     );
+    // A segment or desired outcome that does not exist is named too.
+    let bad = insights(&s)
+        .record_insights(pb::RecordInsightsRequest {
+            insights: vec![
+                quote("20", "c9", "nowhere", &["web/1"]),
+                pb::Insight {
+                    outcome_ids: vec!["no-such-outcome".into()],
+                    ..quote("21", "c9", "", &["web/1"])
+                },
+            ],
+        })
+        .await;
+    let e = bad.as_ref().expect_err("refused").clone();
+    assert!(e.message().contains("no segment \"nowhere\""), "{e:?}");
+    assert_invalid(
+        bad,
+        &["insights[0].segment_id", "insights[1].outcome_ids[0]"],
+    );
     assert!(
         list(
             &s,
@@ -496,6 +524,7 @@ async fn forgetting_a_customer_erases_their_insights_for_good() {
 #[tokio::test]
 async fn import_reports_every_bad_line_and_writes_nothing_then_records_a_good_file() {
     let s = start_with_fixture().await;
+    super::customer::segment(&s, "mobile", "Mobile shoppers", 1.0).await;
     let url = s.server().url();
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.csv");
@@ -662,6 +691,11 @@ async fn a_value_model_file_carries_insights_round_trip() {
     let s = start_with_fixture().await;
     let mut files = ModelFileServiceClient::new(s.channel.clone());
     let doc = r#"
+[[segments]]
+id = "mobile"
+name = "Mobile shoppers"
+weight = 1.0
+
 [[insights]]
 source = "interviews"
 id = "i-1"
@@ -731,7 +765,10 @@ importance = "urgent"
         .iter()
         .map(|c| (c.kind.as_str(), c.id.as_str()))
         .collect();
-    assert_eq!(planned, [("insight", "interviews/i-1")]);
+    assert_eq!(
+        planned,
+        [("insight", "interviews/i-1"), ("segment", "mobile")]
+    );
     assert!(apply(good.clone()).await.changes.is_empty(), "idempotent");
     let d = item_score(&s, "web/1").await.demand.unwrap();
     assert_eq!(

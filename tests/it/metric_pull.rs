@@ -56,7 +56,10 @@ fn sourced(id: &str, source: pb::MetricSource) -> pb::Metric {
 }
 
 /// Runs a pull to its end: the Fetched events, then Done or the status.
-async fn pull(s: &TestServer, id: &str) -> Result<(Vec<pb::PullFetched>, pb::PullDone), Status> {
+pub(super) async fn pull(
+    s: &TestServer,
+    id: &str,
+) -> Result<(Vec<pb::PullFetched>, pb::PullDone), Status> {
     let mut stream = s
         .model()
         .pull_metric(pb::PullMetricRequest {
@@ -75,7 +78,7 @@ async fn pull(s: &TestServer, id: &str) -> Result<(Vec<pb::PullFetched>, pb::Pul
     panic!("the pull stream ended without Done");
 }
 
-async fn get_metric(s: &TestServer, id: &str) -> pb::Metric {
+pub(super) async fn get_metric(s: &TestServer, id: &str) -> pb::Metric {
     s.model()
         .get_metric(pb::GetMetricRequest { id: id.into() })
         .await
@@ -85,7 +88,7 @@ async fn get_metric(s: &TestServer, id: &str) -> pb::Metric {
         .expect("metric")
 }
 
-async fn observations(s: &TestServer, id: &str) -> Vec<(i64, f64)> {
+pub(super) async fn observations(s: &TestServer, id: &str) -> Vec<(i64, f64)> {
     let t = s.channel.clone();
     let mut c = pb::validation_service_client::ValidationServiceClient::new(t);
     let r = c
@@ -257,7 +260,7 @@ async fn http_json_bad_points_are_refused_and_reported_never_stored() {
 /// A failed pull answers UNAVAILABLE or FAILED_PRECONDITION naming the
 /// metric, the kind and the cause (never the secret), stores nothing and
 /// keeps the points stored before.
-async fn assert_failed_pull(s: &TestServer, id: &str, code: Code, cause: &str) {
+pub(super) async fn assert_failed_pull(s: &TestServer, id: &str, code: Code, cause: &str) {
     let before = get_metric(s, id).await;
     let e = pull(s, id).await.expect_err("the pull fails");
     assert_eq!(e.code(), code, "{e:?}");

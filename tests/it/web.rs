@@ -1,4 +1,4 @@
-//! The web view over plain HTTP: the pages read the engine (the demo
+//! The web view over plain HTTP (and HTTPS with `[tls]`): the pages read the engine (the demo
 //! product, loaded through gRPC), sign-in and its cookie, CSRF and origin
 //! checks, the role a split needs, the bound on live streams, and the
 //! refusal of an exposed listener. The browser's own view is in
@@ -132,6 +132,36 @@ async fn the_backlog_page_shows_the_ranking_the_api_serves_and_filters_it() {
     let (_, html) = get(&format!("{}/?q=AUTOCOMPLETE", w.web)).await;
     assert_eq!(attrs(&html, "data-key"), ["web/415"]);
 
+    // By goal: the open items its roll-up lists, in ranking order.
+    let mut rollups =
+        plumbline::proto::rollup_service_client::RollupServiceClient::new(w.s.channel.clone());
+    let serving: Vec<String> = rollups
+        .get_goal_rollup(plumbline::proto::GetGoalRollupRequest {
+            goal_id: "G1.1".into(),
+            item_limit: 1000,
+        })
+        .await
+        .expect("GetGoalRollup")
+        .into_inner()
+        .rollup
+        .expect("rollup")
+        .items
+        .into_iter()
+        .map(|i| i.item_key)
+        .collect();
+    let (_, html) = get(&format!("{}/?goal=G1.1", w.web)).await;
+    let by_goal = attrs(&html, "data-key");
+    let ranked = keys(&rank(&w.s, pb_rank(100)).await);
+    let expected: Vec<String> = ranked.into_iter().filter(|k| serving.contains(k)).collect();
+    assert_eq!(by_goal, expected);
+    assert!(!by_goal.is_empty() && by_goal.len() < page_keys.len());
+
+    // Closed only: the demo's closed items, and none of the open ones.
+    let (_, html) = get(&format!("{}/?state=closed", w.web)).await;
+    let closed = attrs(&html, "data-key");
+    assert!(!closed.is_empty(), "the demo has closed items");
+    assert!(closed.iter().all(|k| !page_keys.contains(k)), "{closed:?}");
+
     // The fragment is the same rows without the page around them.
     let (status, frag) = get(&format!("{}/fragments/backlog?label=payments", w.web)).await;
     assert_eq!(status, StatusCode::OK);
@@ -235,6 +265,34 @@ async fn the_goals_page_shows_the_tree_with_coverage() {
     assert!(html.contains("Unaligned items"));
 }
 
+#[tokio::test]
+async fn the_segments_page_shows_the_roll_up_by_segment() {
+    let w = demo_server(false, |_| {}).await;
+    let (status, html) = get(&format!("{}/segments", w.web)).await;
+    assert_eq!(status, StatusCode::OK);
+    let t =
+        plumbline::proto::customer_service_client::CustomerServiceClient::new(w.s.channel.clone())
+            .roll_up_by_segment(plumbline::proto::RollUpBySegmentRequest::default())
+            .await
+            .expect("RollUpBySegment")
+            .into_inner();
+    let ids: Vec<String> = t
+        .segments
+        .iter()
+        .map(|r| r.segment.clone().unwrap_or_default().id)
+        .collect();
+    assert_eq!(attrs(&html, "data-segment"), ids);
+    let outcomes: Vec<String> = t
+        .segments
+        .iter()
+        .flat_map(|r| r.outcomes.iter().map(|o| o.id.clone()))
+        .collect();
+    assert_eq!(attrs(&html, "data-outcome"), outcomes);
+    assert_eq!(html.matches("class=\"underserved\"").count(), 2);
+    assert!(html.contains("13.5"), "first-api-call: 8.3 + 5.2");
+    assert!(html.contains("Unserved segments"));
+}
+
 async fn sign_in(w: &WebServer, token: &str) -> String {
     sign_in_at(&w.web, token).await.0
 }
@@ -242,8 +300,19 @@ async fn sign_in(w: &WebServer, token: &str) -> String {
 /// Signs in at the web view `web`: the session cookie (name=value) and the
 /// whole Set-Cookie header.
 async fn sign_in_at(web: &str, token: &str) -> (String, String) {
-    let (_, page) = get(&format!("{web}/signin")).await;
-    let r = client()
+    sign_in_via(&client(), web, token).await
+}
+
+async fn sign_in_via(c: &reqwest::Client, web: &str, token: &str) -> (String, String) {
+    let page = c
+        .get(format!("{web}/signin"))
+        .send()
+        .await
+        .expect("GET /signin")
+        .text()
+        .await
+        .expect("body");
+    let r = c
         .post(format!("{web}/signin"))
         .header("origin", web)
         .header("content-type", "application/x-www-form-urlencoded")
@@ -687,8 +756,12 @@ async fn grpc_web_calls_need_a_token_when_auth_is_on() {
     assert_eq!(status, "16", "UNAUTHENTICATED");
 }
 
+/// With `[tls]` the web view speaks HTTPS with the gRPC listener's
+/// certificate (so it may listen off loopback), marks the session cookie
+/// `Secure`, answers nothing in plain HTTP, and a client that never
+/// finishes its handshake holds up no one else.
 #[tokio::test]
-async fn with_tls_on_the_session_cookie_is_secure() {
+async fn with_tls_on_the_web_view_is_https_and_the_session_cookie_is_secure() {
     let pki = crate::tls::Pki::new();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("tls.sqlite");
@@ -707,8 +780,58 @@ async fn with_tls_on_the_session_cookie_is_secure() {
     };
     config.auth.enabled = true;
     let s = plumbline::server::start(&config).await.expect("starts");
-    let (_, set_cookie) = sign_in_at(&s.web_url().unwrap(), &read).await;
+    let web = s.web_url().expect("the web view is on");
+    assert!(web.starts_with("https://127.0.0.1:"), "{web}");
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(pki.path("ca.pem")).unwrap()).expect("CA");
+    let https = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .tls_certs_only([ca])
+        .build()
+        .expect("client");
+
+    // A connection that opens and never says anything.
+    let port = web.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    let _silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (_, set_cookie) = sign_in_via(&https, &web, &read).await;
     assert!(set_cookie.contains("; Secure"), "{set_cookie}");
+
+    // Plain HTTP to the same port gets no page.
+    let plain = web.replace("https://", "http://");
+    match client().get(format!("{plain}/signin")).send().await {
+        Ok(r) => panic!("plain HTTP answered {}", r.status()),
+        Err(e) => assert!(!e.is_status(), "{e}"),
+    }
+    // A client that does not trust the certificate is refused.
+    assert!(client().get(format!("{web}/signin")).send().await.is_err());
+    s.shutdown().await.unwrap();
+
+    // With [tls] client_ca, the pages too need a client certificate.
+    config.tls = pki.server_tls(true);
+    let s = plumbline::server::start(&config).await.expect("starts");
+    let web = s.web_url().unwrap();
+    assert!(https.get(format!("{web}/signin")).send().await.is_err());
+    let mut pem = std::fs::read(pki.path("client.pem")).unwrap();
+    pem.extend(std::fs::read(pki.path("client.key")).unwrap());
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(pki.path("ca.pem")).unwrap()).expect("CA");
+    let mtls = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .tls_certs_only([ca])
+        .identity(reqwest::Identity::from_pem(&pem).expect("identity"))
+        .build()
+        .expect("client");
+    let r = mtls.get(format!("{web}/signin")).send().await.expect("GET");
+    assert_eq!(r.status(), StatusCode::OK);
+    s.shutdown().await.unwrap();
+
+    // Off loopback it starts without --insecure: the pages are HTTPS.
+    config.web.listen = SocketAddr::from(([0, 0, 0, 0], 0));
+    let s = plumbline::server::start(&config)
+        .await
+        .expect("an exposed HTTPS web view starts");
     s.shutdown().await.unwrap();
 }
 

@@ -328,7 +328,7 @@ impl Report {
 }
 
 /// The names of every figure a run reports, in order.
-pub const FIGURES: [&str; 16] = [
+pub const FIGURES: [&str; 17] = [
     "rank_top50_p50",
     "rank_top50_p99",
     "rank_top50_throughput_16_clients",
@@ -343,6 +343,7 @@ pub const FIGURES: [&str; 16] = [
     "hostile_watchers_peak_rss",
     "web_backlog_top50_p50",
     "web_backlog_bytes",
+    "web_backlog_search_p50",
     "web_backlog_paint",
     "web_live_update_p50",
 ];
@@ -446,9 +447,10 @@ pub async fn run(opts: &Options) -> Result<Report> {
         None => Err(BenchError::Check("the web view is off".into())),
     };
     server.shutdown().await?;
-    let (web_latency, web_bytes) = web?;
+    let (web_latency, web_bytes, web_search) = web?;
     figures.push(web_latency);
     figures.push(web_bytes);
+    figures.push(web_search);
     notes.push(web::NOTE.into());
     match in_browser? {
         Ok((paint, live)) => {

@@ -21,7 +21,9 @@ const BLOCK: usize = 25;
 pub const NOTE: &str = "web_backlog_top50_p50: GET / (first 50 rows, HTML) from one \
      keep-alive HTTP/1.1 client, interleaved with RankItems top 50 on one gRPC channel to the \
      same in-process server; web_backlog_bytes: the page, /assets/app.css and /assets/app.js \
-     as sent (no compression), against the encoded RankItems top 50 answer";
+     as sent (no compression), against the encoded RankItems top 50 answer; \
+     web_backlog_search_p50: GET /?q= a text no item holds, so the search walks every item, \
+     against the same RankItems top 50";
 
 async fn get(client: &reqwest::Client, url: &str) -> Result<usize> {
     let r = client
@@ -39,17 +41,28 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<usize> {
     Ok(body.len())
 }
 
-/// `web_backlog_top50_p50` and `web_backlog_bytes`.
-pub async fn figures(opts: &Options, grpc_url: &str, web_url: &str) -> Result<(Figure, Figure)> {
+/// A text no synthetic title or key holds: the search walks the whole
+/// ranking, its worst case.
+const NOWHERE: &str = "zq-nowhere";
+
+/// `web_backlog_top50_p50`, `web_backlog_bytes` and
+/// `web_backlog_search_p50`.
+pub async fn figures(
+    opts: &Options,
+    grpc_url: &str,
+    web_url: &str,
+) -> Result<(Figure, Figure, Figure)> {
     let n = opts.items;
     let mut scoring = ScoringServiceClient::new(connect(grpc_url).await?);
     let client = reqwest::Client::new();
     let page = format!("{web_url}/");
+    let search = format!("{web_url}/?q={NOWHERE}");
     for _ in 0..(opts.samples / 10).max(10) {
         scoring.rank_items(rank_request()).await?;
         get(&client, &page).await?;
+        get(&client, &search).await?;
     }
-    let (mut rank, mut web) = (Vec::new(), Vec::new());
+    let (mut rank, mut web, mut searched) = (Vec::new(), Vec::new(), Vec::new());
     let mut rank_bytes = 0;
     while web.len() < opts.samples {
         for _ in 0..BLOCK {
@@ -63,9 +76,16 @@ pub async fn figures(opts: &Options, grpc_url: &str, web_url: &str) -> Result<(F
             get(&client, &page).await?;
             web.push(t.elapsed());
         }
+        // Fewer: each walks every item.
+        for _ in 0..BLOCK / 5 {
+            let t = Instant::now();
+            get(&client, &search).await?;
+            searched.push(t.elapsed());
+        }
     }
     rank.sort();
     web.sort();
+    searched.sort();
     let p50 = |v: &[Duration]| ms(percentile(v, 0.5));
     let latency = Figure::new(
         "web_backlog_top50_p50",
@@ -74,6 +94,15 @@ pub async fn figures(opts: &Options, grpc_url: &str, web_url: &str) -> Result<(F
         p50(&rank),
         "RankItems top 50 p50 over gRPC",
         Target::RatioAtMost(3.0),
+        n,
+    );
+    let search = Figure::new(
+        "web_backlog_search_p50",
+        p50(&searched),
+        "ms",
+        p50(&rank),
+        "RankItems top 50 p50 over gRPC",
+        Target::None,
         n,
     );
     let mut bytes = 0;
@@ -91,5 +120,5 @@ pub async fn figures(opts: &Options, grpc_url: &str, web_url: &str) -> Result<(F
         // Bytes do not grow with the product: held at 100 KB at any N.
         super::TARGET_ITEMS.min(n),
     );
-    Ok((latency, size))
+    Ok((latency, size, search))
 }

@@ -41,7 +41,13 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/sqlite/0009_metric_sources.sql"
     )),
-    M::up(include_str!("../../../migrations/sqlite/0011_insights.sql")),
+    M::up(include_str!(
+        "../../../migrations/sqlite/0010_ranking_snapshots.sql"
+    )),
+    M::up(include_str!(
+        "../../../migrations/sqlite/0011_customers.sql"
+    )),
+    M::up(include_str!("../../../migrations/sqlite/0012_insights.sql")),
 ];
 
 /// The schema version of an up-to-date database.

@@ -913,6 +913,12 @@ impl Engine {
                     ),
                 ));
             }
+            // An insight stored as it is written is left alone: what it
+            // names may have been deleted since (a segment, a hypothesis),
+            // and an exported file must still apply as a no-op.
+            if stored.insights.get(&ins.key()) == Some(ins) {
+                continue;
+            }
             for (j, k) in ins.item_keys.iter().enumerate() {
                 if !file_items.contains(k) && ix.item(k).is_none() && ix.removal(k).is_none() {
                     violations.push(FieldViolation::new(

@@ -5,6 +5,7 @@
 //! without the API following.
 
 use std::cmp::Reverse;
+use std::collections::HashMap;
 
 use chrono::Utc;
 
@@ -118,6 +119,7 @@ impl<'a> StaleMetrics<'a> {
     }
 }
 
+#[allow(clippy::too_many_arguments, reason = "one private helper of two callers")]
 fn score_view(
     engine: &Engine,
     ix: &ScoreIndex,
@@ -126,6 +128,7 @@ fn score_view(
     s: &Score,
     stale: &StaleMetrics<'_>,
     with_terms: bool,
+    unsupported: &mut HashMap<String, bool>,
 ) -> ScoreView {
     let demand = engine.demand_of(ix, key);
     ScoreView {
@@ -145,7 +148,11 @@ fn score_view(
                 .map(|t| TermView {
                     term: t.clone(),
                     metric_stale: stale.contains(&t.metric_id),
-                    hypothesis_unsupported: engine.hypothesis_unsupported(ix, &t.hypothesis_id),
+                    // Once per hypothesis a query: the check may walk
+                    // every item linked to it.
+                    hypothesis_unsupported: *unsupported
+                        .entry(t.hypothesis_id.clone())
+                        .or_insert_with(|| engine.hypothesis_unsupported(ix, &t.hypothesis_id)),
                 })
                 .collect()
         } else {
@@ -196,6 +203,7 @@ impl Engine {
                 .and_then(|n| rank_before.checked_add(n))
                 .ok_or_else(bad_rank)
         };
+        let mut unsupported = HashMap::new();
         let items = ranked
             .iter()
             .enumerate()
@@ -203,7 +211,16 @@ impl Engine {
                 let title = ix.item(key).map(|f| f.title.as_str()).unwrap_or_default();
                 Ok(RankedView {
                     rank: rank_at(i + 1)?,
-                    score: score_view(self, &ix, key, title, score, &stale, req.with_terms),
+                    score: score_view(
+                        self,
+                        &ix,
+                        key,
+                        title,
+                        score,
+                        &stale,
+                        req.with_terms,
+                        &mut unsupported,
+                    ),
                 })
             })
             .collect::<Result<Vec<RankedView>>>()?;
@@ -235,6 +252,7 @@ impl Engine {
             score,
             &stale,
             true,
+            &mut HashMap::new(),
         ))
     }
 }

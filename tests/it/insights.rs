@@ -518,6 +518,17 @@ async fn forgetting_a_customer_erases_their_insights_for_good() {
     }
     drop(tables);
     drop(conn);
+    // Nor do the file's bytes: freed pages were overwritten, and the WAL
+    // of the first server was checkpointed as it closed.
+    for path in [s.db_path(), s.db_path().with_extension("sqlite-wal")] {
+        if let Ok(bytes) = std::fs::read(&path) {
+            assert!(
+                !bytes.windows(10).any(|w| w == b"cust-erase"),
+                "{} still holds the customer's id",
+                path.display()
+            );
+        }
+    }
     s.stop().await;
 }
 

@@ -575,8 +575,24 @@ async fn import(a: ImportArgs) -> Result<()> {
             meta.len()
         );
     }
-    let text = std::fs::read_to_string(&a.file)
-        .with_context(|| format!("cannot read {} as UTF-8 text", a.file.display()))?;
+    // Read through the bound as well: a pipe or /dev/stdin says 0 bytes.
+    let mut bytes = Vec::new();
+    {
+        use std::io::Read;
+        std::fs::File::open(&a.file)
+            .with_context(|| format!("cannot read {}", a.file.display()))?
+            .take(MAX_IMPORT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {}", a.file.display()))?;
+    }
+    if bytes.len() as u64 > MAX_IMPORT_BYTES {
+        anyhow::bail!(
+            "{} holds more than {MAX_IMPORT_BYTES} bytes; at most that many are imported at once (one call, stored whole): split it",
+            a.file.display()
+        );
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("cannot read {} as UTF-8 text", a.file.display()))?;
     let parsed = parse(&text, format);
     if !parsed.refused.is_empty() {
         print_refusals(&parsed.refused);

@@ -178,6 +178,10 @@ impl Insight {
             fail("customer", &format!("is longer than {MAX_CUSTOMER} bytes"));
         } else if has_control(&self.customer) {
             fail("customer", "must not contain control characters");
+        } else if self.customer.trim() != self.customer {
+            // " acme" and "acme" would be two customers, and forgetting one
+            // would leave the other.
+            fail("customer", "must not start or end with spaces");
         }
         if !self.segment_id.is_empty() {
             id_problem(&self.segment_id, "segment_id", &mut fail);

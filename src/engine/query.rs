@@ -119,7 +119,10 @@ impl<'a> StaleMetrics<'a> {
     }
 }
 
-#[allow(clippy::too_many_arguments, reason = "one private helper of two callers")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one private helper of two callers"
+)]
 fn score_view(
     engine: &Engine,
     ix: &ScoreIndex,

@@ -63,7 +63,7 @@ struct Issue {
 /// are moods, not demand, and a thumbs-down is not a vote against.
 #[derive(Debug, Deserialize)]
 struct Reactions {
-    #[serde(rename = "+1")]
+    #[serde(rename = "+1", default, deserialize_with = "super::lenient_count")]
     plus_one: Option<u64>,
 }
 

@@ -78,6 +78,7 @@ struct Issue {
     #[serde(default)]
     moved_to_id: Option<u64>,
     /// Thumbs-up award emoji on the issue, as the issues list counts them.
+    #[serde(default, deserialize_with = "super::lenient_count")]
     upvotes: Option<u64>,
 }
 

@@ -85,6 +85,7 @@ struct Issue {
 
 #[derive(Debug, Deserialize)]
 struct Votes {
+    #[serde(default, deserialize_with = "super::lenient_count")]
     votes: Option<u64>,
 }
 

@@ -242,7 +242,8 @@ mod tests {
             max_snapshots: 100,
             daily_before: now - Duration::days(14),
         };
-        let day = now - Duration::days(20);
+        // Midnight UTC, 20 days before: the three below fall on that day.
+        let day = Utc.with_ymd_and_hms(2026, 11, 16, 0, 0, 0).unwrap();
         let meeting = RankingSnapshot {
             summary: SnapshotSummary {
                 origin: SnapshotOrigin::Explicit,

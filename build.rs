@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/plumbline/v1/split.proto",
         "proto/plumbline/v1/token.proto",
         "proto/plumbline/v1/model_file.proto",
+        "proto/plumbline/v1/insight.proto",
         "proto/plumbline/v1/history.proto",
         "proto/plumbline/v1/customer.proto",
     ];

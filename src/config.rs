@@ -54,6 +54,26 @@ pub struct Config {
     /// Ranking snapshots (`[history]` in the file).
     #[serde(default)]
     pub history: crate::history::HistoryConfig,
+    /// How demand is flagged (`[insights]` in the file).
+    #[serde(default)]
+    pub insights: InsightsConfig,
+}
+
+/// How the ranking flags demand (issue 21).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InsightsConfig {
+    /// Distinct customers from which an item linked to no hypothesis is
+    /// flagged "asked for, not aligned" (at least 1).
+    pub asked_for_customers: u32,
+}
+
+impl Default for InsightsConfig {
+    fn default() -> Self {
+        InsightsConfig {
+            asked_for_customers: crate::engine::DEFAULT_ASKED_FOR_CUSTOMERS,
+        }
+    }
 }
 
 /// Pulls of metric sources: the background scheduler and what a source may
@@ -333,6 +353,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             pulls: PullsConfig::default(),
             web: Default::default(),
+            insights: InsightsConfig::default(),
             history: Default::default(),
         }
     }

@@ -7,10 +7,15 @@ use serde::{Deserialize, Serialize};
 
 mod customer;
 pub mod history;
+mod insight;
 mod metric_source;
 pub use customer::{
     DesiredOutcome, MAX_OUTCOMES, MAX_SEGMENT_WEIGHT, MAX_SEGMENTS, MAX_WAVES_PER_OUTCOME,
     OUTCOME_UNIT, SURVEY_SCALE, Segment, SurveyWave,
+};
+pub use insight::{
+    Demand, Importance, Insight, InsightKind, MAX_CUSTOMER, MAX_INSIGHT_TARGETS, MAX_INSIGHT_TEXT,
+    MAX_INSIGHT_URL, MAX_INSIGHTS_PER_CALL,
 };
 pub use metric_source::{
     BasicAuth, BearerAuth, CsvSpec, HttpJsonSpec, MetricSource, PosthogSpec, PrometheusAuth,
@@ -144,6 +149,10 @@ pub struct Item {
     pub create_time: Option<Time>,
     pub update_time: Option<Time>,
     pub close_time: Option<Time>,
+    /// The tracker's demand signal (GitHub +1 reactions, GitLab upvotes,
+    /// Jira votes) as the last sync saw it; `None` where it exposes none.
+    /// Shown beside the score, never in it.
+    pub votes: Option<u64>,
 }
 
 impl Item {

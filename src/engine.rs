@@ -15,6 +15,7 @@
 mod apply;
 mod customer;
 mod history;
+mod insight;
 mod listing;
 mod query;
 mod rollup;
@@ -30,6 +31,7 @@ pub use customer::{
     SegmentTreeView,
 };
 pub use history::{MAX_TOP_N, SinceView};
+pub use insight::{InsightFilter, RecordCounts, insight_key};
 pub use listing::{GoalView, HypothesisView, LinkFilter, link_order_key};
 pub use query::{
     Narrow, RankCursor, RankOrder, RankPage, RankRequest, RankedView, ScoreView, TermView,
@@ -123,6 +125,10 @@ pub struct UpsertCounts {
     pub unchanged: usize,
 }
 
+/// Distinct customers from which an item linked to no hypothesis is
+/// flagged "asked for, not aligned", unless `[insights]` says otherwise.
+pub const DEFAULT_ASKED_FOR_CUSTOMERS: u32 = 3;
+
 /// The store and the index, kept in step.
 pub struct Engine {
     store: Arc<dyn Store>,
@@ -140,6 +146,12 @@ pub struct Engine {
     /// Each metric's last pull status, as the store keeps it: read at
     /// start, written after the store under the writes lock.
     pulls: RwLock<HashMap<String, PullStatus>>,
+    /// What demand needs of every insight (texts stay in the store): read
+    /// at start, written after the store under the writes lock.
+    insights: RwLock<insight::InsightBook>,
+    /// Distinct customers from which an item linked to no hypothesis is
+    /// flagged "asked for, not aligned" (`[insights] asked_for_customers`).
+    asked_for_customers: u32,
     /// Segments, desired outcomes and survey waves, as the store keeps
     /// them: read at start, written after the store under the writes lock.
     customers: RwLock<Customers>,
@@ -191,6 +203,7 @@ fn facts_of(item: &Item) -> ItemFacts {
         labels: item.labels.clone(),
         estimate: item.estimate,
         parent_key: item.parent_key.clone(),
+        votes: item.votes,
     }
 }
 
@@ -204,6 +217,7 @@ fn facts_of_row(row: ItemRow) -> (String, ItemFacts) {
             labels: row.labels,
             estimate: row.estimate,
             parent_key: row.parent_key,
+            votes: row.votes,
         },
     )
 }
@@ -287,6 +301,7 @@ impl Engine {
             .into_iter()
             .map(|p| (p.metric_id.clone(), p))
             .collect();
+        let insights = insight::InsightBook::new(&store.list_all_insights().await?);
         let customers = Customers::from_load(store.load_customers().await?);
         Ok(Engine {
             store,
@@ -296,8 +311,17 @@ impl Engine {
             outbound: Arc::new(OutboundPolicy::default()),
             splits: RwLock::new(splits),
             pulls: RwLock::new(pulls),
+            insights: RwLock::new(insights),
+            asked_for_customers: DEFAULT_ASKED_FOR_CUSTOMERS,
             customers: RwLock::new(customers),
         })
+    }
+
+    /// The same engine flagging items asked for by at least `n` distinct
+    /// customers but linked to no hypothesis (at least 1).
+    pub fn with_asked_for_customers(mut self, n: u32) -> Self {
+        self.asked_for_customers = n.max(1);
+        self
     }
 
     /// The same engine with the server's outbound policy (the default

@@ -120,10 +120,22 @@ impl Historian {
         self.checks.load(Ordering::SeqCst)
     }
 
-    /// Takes a snapshot now, changed or not.
+    /// Takes a snapshot now. When the ranking's top N is the same as the
+    /// last snapshot's, that snapshot is answered and nothing is stored:
+    /// "the ranking as of now" is the same, and repeated calls (a CI job
+    /// on every pipeline) cannot push older history out of the bound.
     pub async fn take(&self, note: String) -> Result<SnapshotSummary> {
         let mut last = self.last.lock().await;
         let (count, items) = self.engine.ranking_top(self.config.top_n());
+        if let Some(latest) = self.engine.latest_ranking_snapshot().await?
+            && latest.items == items
+        {
+            *last = Last {
+                items: Some(items),
+                checked_at: Some(count),
+            };
+            return Ok(latest.summary);
+        }
         let summary = self.store(SnapshotOrigin::Explicit, note, &items).await?;
         *last = Last {
             items: Some(items),

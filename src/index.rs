@@ -73,6 +73,9 @@ pub struct ItemFacts {
     /// Key of the parent item; empty when it has none. Lets splitting find
     /// an item's children without a SQL round trip.
     pub parent_key: String,
+    /// The tracker's demand signal (votes); shown beside the score, never
+    /// in it.
+    pub votes: Option<u64>,
 }
 
 /// A metric with its latest observation and current gap.
@@ -392,6 +395,15 @@ impl ScoreIndex {
             .flat_map(|m| m.keys())
             .filter_map(|k| self.link(k, hypothesis_id))
             .collect()
+    }
+
+    /// Keys of the items linked to one hypothesis, in key order, without
+    /// building their links (demand asks this per term of a ranking page).
+    pub fn item_keys_of_hypothesis(&self, hypothesis_id: &str) -> impl Iterator<Item = &str> {
+        self.contributions
+            .get(hypothesis_id)
+            .into_iter()
+            .flat_map(|m| m.keys().map(|k| &**k))
     }
 
     /// How many links point at one hypothesis.

@@ -89,7 +89,7 @@ pub enum ServerError {
 }
 
 /// What health reports on: the server as a whole (`""`) and each service.
-const HEALTH_NAMES: [&str; 13] = [
+const HEALTH_NAMES: [&str; 14] = [
     "",
     "plumbline.v1.SourceService",
     "plumbline.v1.BacklogService",
@@ -101,6 +101,7 @@ const HEALTH_NAMES: [&str; 13] = [
     "plumbline.v1.ValidationService",
     "plumbline.v1.TokenService",
     "plumbline.v1.ModelFileService",
+    "plumbline.v1.InsightService",
     "plumbline.v1.HistoryService",
     "plumbline.v1.CustomerService",
 ];
@@ -284,7 +285,8 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         Engine::open(store.clone(), config.default_size)
             .await
             .map_err(ServerError::Load)?
-            .with_outbound(outbound.clone()),
+            .with_outbound(outbound.clone())
+            .with_asked_for_customers(config.insights.asked_for_customers),
     );
     tracing::info!(
         items = engine.read().item_count(),
@@ -423,6 +425,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         ))
         .add_service(pb::model_file_service_server::ModelFileServiceServer::new(
             crate::api::ModelFileApi(engine.clone()),
+        ))
+        .add_service(pb::insight_service_server::InsightServiceServer::new(
+            crate::api::InsightApi(engine.clone()),
         ))
         .add_service(pb::history_service_server::HistoryServiceServer::new(
             crate::api::HistoryApi(historian.clone()),

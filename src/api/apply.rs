@@ -11,8 +11,8 @@ use super::convert::{self, Check};
 use super::{Reply, bounded_violations};
 use crate::auth::Role;
 use crate::domain::{
-    Direction, Goal, GoalLevel, Hypothesis, HypothesisStatus, Item, ItemState, KeyValueArea,
-    LinkRules, Metric, Source,
+    Direction, Goal, GoalLevel, Hypothesis, HypothesisStatus, Importance, Insight, InsightKind,
+    Item, ItemState, KeyValueArea, LinkRules, Metric, Source,
 };
 use crate::engine::{
     Action, ApplyOptions, Desired, DesiredHypothesis, DesiredItem, DesiredMetric, Engine, Error,
@@ -116,6 +116,9 @@ impl ModelFileService for ModelFileApi {
     ) -> Reply<pb::ExportValueModelResponse> {
         let r = request.into_inner();
         let mut export = self.0.export_value_model().await?;
+        if r.include_insights {
+            export.insights = self.0.all_insights().await?;
+        }
         if !r.include_observations {
             for (_, points) in &mut export.metrics {
                 points.clear();
@@ -556,6 +559,7 @@ fn desired(file: &File) -> (Desired, Vec<FieldViolation>) {
             create_time: None,
             update_time: None,
             close_time: None,
+            votes: None,
         });
         d.items.push(DesiredItem { item, links });
     }
@@ -633,6 +637,77 @@ fn desired(file: &File) -> (Desired, Vec<FieldViolation>) {
         }
         d.outcomes
             .push(crate::engine::DesiredCustomerOutcome { outcome, waves });
+    }
+    for (i, e) in file.insights.iter().enumerate() {
+        let prefix = format!("insights[{i}]");
+        let kind = InsightKind::parse(&e.kind).unwrap_or_else(|| {
+            v.push(FieldViolation::new(
+                format!("{prefix}.kind"),
+                "must be quote, ticket, interview_note, survey_answer or vote",
+            ));
+            InsightKind::Quote
+        });
+        let importance = if e.importance.is_empty() {
+            None
+        } else {
+            let i = Importance::parse(&e.importance);
+            if i.is_none() {
+                v.push(FieldViolation::new(
+                    format!("{prefix}.importance"),
+                    "must be not_important, nice_to_have, important or critical",
+                ));
+            }
+            i
+        };
+        let time = e.date.as_ref().and_then(|d| match model::time(d) {
+            Some(t) if t <= now + crate::domain::MAX_CLOCK_SKEW => Some(t),
+            Some(_) => {
+                v.push(FieldViolation::new(
+                    format!("{prefix}.date"),
+                    "is in the future",
+                ));
+                None
+            }
+            None => {
+                v.push(FieldViolation::new(
+                    format!("{prefix}.date"),
+                    "must be a date and time with an offset, like 2026-01-05T09:00:00Z",
+                ));
+                None
+            }
+        });
+        let insight = Insight {
+            source: e.source.clone(),
+            external_id: e.id.clone(),
+            kind,
+            text: e.text.clone(),
+            time,
+            url: e.url.clone(),
+            customer: e.customer.clone(),
+            segment_id: e.segment.clone(),
+            importance,
+            item_keys: e.items.clone(),
+            hypothesis_ids: e.hypotheses.clone(),
+            outcome_ids: e.outcomes.clone(),
+        };
+        for (field, problem) in insight.problems() {
+            let (base, rest) = field
+                .split_once('[')
+                .map_or((field.as_str(), ""), |(b, _)| (b, &field[b.len()..]));
+            let name = match base {
+                "external_id" => "id",
+                "segment_id" => "segment",
+                "item_keys" => "items",
+                "hypothesis_ids" => "hypotheses",
+                "outcome_ids" => "outcomes",
+                other => other,
+            };
+            v.push(FieldViolation::new(
+                format!("{prefix}.{name}{rest}"),
+                problem,
+            ));
+        }
+        d.insights.push(insight);
     }
     (d, first_per_field(v))
 }
@@ -776,6 +851,26 @@ fn export_file(e: &ModelExport, include_state: bool) -> File {
                         respondents: w.respondents as i64,
                     })
                     .collect(),
+            })
+            .collect(),
+        insights: e
+            .insights
+            .iter()
+            .map(|i| model::InsightEntry {
+                source: i.source.clone(),
+                id: i.external_id.clone(),
+                customer: i.customer.clone(),
+                kind: i.kind.as_str().to_string(),
+                text: i.text.clone(),
+                date: i.time.as_ref().map(model::datetime),
+                url: i.url.clone(),
+                segment: i.segment_id.clone(),
+                importance: i
+                    .importance
+                    .map_or(String::new(), |v| v.as_str().to_string()),
+                items: i.item_keys.clone(),
+                hypotheses: i.hypothesis_ids.clone(),
+                outcomes: i.outcome_ids.clone(),
             })
             .collect(),
     }

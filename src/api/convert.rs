@@ -299,6 +299,7 @@ pub fn item_to_pb(it: &Item) -> pb::Item {
             .map(|ChecklistTask { text, done }| pb::ChecklistTask { text, done })
             .collect(),
         removal: None,
+        votes: it.votes,
     }
 }
 
@@ -408,6 +409,7 @@ pub fn item_from_pb(p: &pb::Item, c: &mut Check) -> Option<Item> {
         create_time,
         update_time,
         close_time,
+        votes: p.votes,
     })
 }
 
@@ -828,6 +830,7 @@ pub fn hypothesis_to_pb(h: &Hypothesis, value: f64) -> pb::Hypothesis {
         value,
         create_time: Some(timestamp(&h.create_time)),
         update_time: Some(timestamp(&h.update_time)),
+        unsupported: false,
     }
 }
 
@@ -897,6 +900,10 @@ pub fn score_to_pb(v: ScoreView) -> pb::ItemScore {
     if v.stale_metric {
         flags.push(pb::ScoreFlag::StaleMetric as i32);
     }
+    if v.asked_for_not_aligned {
+        flags.push(pb::ScoreFlag::AskedForNotAligned as i32);
+    }
+    let demand = demand_to_pb(&v.demand);
     pb::ItemScore {
         item_key: v.item_key,
         title: v.title,
@@ -919,8 +926,34 @@ pub fn score_to_pb(v: ScoreView) -> pb::ItemScore {
                 effective_contribution: t.term.effective_contribution,
                 value: t.term.value,
                 metric_stale: t.metric_stale,
+                hypothesis_unsupported: t.hypothesis_unsupported,
             })
             .collect(),
+        demand: Some(demand),
+    }
+}
+
+/// An importance on the wire; `None` is UNSPECIFIED.
+pub fn importance_to_pb(i: Option<domain::Importance>) -> pb::Importance {
+    use domain::Importance as I;
+    match i {
+        None => pb::Importance::Unspecified,
+        Some(I::NotImportant) => pb::Importance::NotImportant,
+        Some(I::NiceToHave) => pb::Importance::NiceToHave,
+        Some(I::Important) => pb::Importance::Important,
+        Some(I::Critical) => pb::Importance::Critical,
+    }
+}
+
+/// The customers behind an item, as served beside its score.
+pub fn demand_to_pb(d: &domain::Demand) -> pb::Demand {
+    let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    pb::Demand {
+        insight_count: count(d.insights),
+        distinct_customers: count(d.customers),
+        distinct_segments: count(d.segments),
+        highest_importance: importance_to_pb(d.highest_importance) as i32,
+        votes: d.votes,
     }
 }
 
@@ -1193,6 +1226,7 @@ mod bounds {
                         labels: it.labels,
                         estimate: it.estimate,
                         parent_key: it.parent_key,
+                        votes: None,
                     });
                 }
             }

@@ -7,6 +7,7 @@ mod backlog;
 mod convert;
 mod customer;
 mod history;
+mod insight;
 mod mask;
 mod page;
 mod pull;
@@ -23,8 +24,10 @@ mod watch;
 
 pub use apply::ModelFileApi;
 pub use backlog::BacklogApi;
+pub use convert::{from_timestamp, importance_to_pb, timestamp};
 pub use customer::CustomerApi;
 pub use history::HistoryApi;
+pub use insight::InsightApi;
 pub use rollup::RollupApi;
 pub use scoring::ScoringApi;
 pub use source::SourceApi;

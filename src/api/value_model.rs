@@ -33,7 +33,10 @@ impl ValueModelApi {
 
     fn hypothesis_pb(&self, h: domain::Hypothesis) -> pb::Hypothesis {
         let v = self.0.hypothesis_view(h);
-        convert::hypothesis_to_pb(&v.hypothesis, v.value)
+        pb::Hypothesis {
+            unsupported: v.unsupported,
+            ..convert::hypothesis_to_pb(&v.hypothesis, v.value)
+        }
     }
 }
 
@@ -314,7 +317,10 @@ impl pb::value_model_service_server::ValueModelService for ValueModelApi {
         Ok(Response::new(pb::ListHypothesesResponse {
             hypotheses: page
                 .iter()
-                .map(|h| convert::hypothesis_to_pb(&h.hypothesis, h.value))
+                .map(|h| pb::Hypothesis {
+                    unsupported: h.unsupported,
+                    ..convert::hypothesis_to_pb(&h.hypothesis, h.value)
+                })
                 .collect(),
             next_page_token: next,
         }))

@@ -95,6 +95,13 @@ const TABLE: &[(&str, Role)] = &[
     // SyncService: a sync calls the tracker with the source's token.
     ("/plumbline.v1.SyncService/SyncSource", Role::Admin),
     ("/plumbline.v1.SyncService/GetSyncStatus", Role::Read),
+    // InsightService: recording is a write like observations; forgetting
+    // a customer erases evidence the whole team relies on and answers a
+    // data-protection request, so it takes an admin, who is accountable
+    // for it (the log records the erasure and the token's name).
+    ("/plumbline.v1.InsightService/RecordInsights", Role::Write),
+    ("/plumbline.v1.InsightService/ListInsights", Role::Read),
+    ("/plumbline.v1.InsightService/ForgetCustomer", Role::Admin),
     // ValidationService
     ("/plumbline.v1.ValidationService/RecordRelease", Role::Write),
     (

@@ -59,6 +59,10 @@ pub struct ExportArgs {
     /// never deletes them; a long history may not fit in one file).
     #[arg(long)]
     with_observations: bool,
+    /// Also write every insight, `[[insights]]` (left out by default: they
+    /// name customers, and apply never deletes them).
+    #[arg(long)]
+    with_insights: bool,
     #[command(flatten)]
     conn: Conn,
 }
@@ -170,6 +174,7 @@ pub async fn export(a: ExportArgs) -> Result<()> {
         .export_value_model(pb::ExportValueModelRequest {
             include_state: a.with_state,
             include_observations: a.with_observations,
+            include_insights: a.with_insights,
         })
         .await
         .map_err(rpc_error)?

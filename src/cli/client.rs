@@ -92,8 +92,33 @@ pub const RANK_COLUMNS: &[(&str, &str)] = &[
     ("value", "value"),
     ("size", "size"),
     ("value/size", "value_density"),
+    ("demand", "demand_short"),
     ("flags", "flags"),
 ];
+
+/// An item's demand in a few words: "4 cust / 2 seg, critical, 12 votes";
+/// empty when nobody asked. Beside the score, never in it.
+pub fn demand_short(s: &pb::ItemScore) -> String {
+    let Some(d) = &s.demand else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
+    if d.distinct_customers > 0 {
+        parts.push(format!(
+            "{} cust / {} seg",
+            d.distinct_customers, d.distinct_segments
+        ));
+        if let Ok(i) = pb::Importance::try_from(d.highest_importance)
+            && i != pb::Importance::Unspecified
+        {
+            parts.push(enum_name(i.as_str_name(), "IMPORTANCE_"));
+        }
+    }
+    if let Some(v) = d.votes.filter(|v| *v > 0) {
+        parts.push(format!("{v} votes"));
+    }
+    parts.join(", ")
+}
 
 /// Prints ranked rows as a table (titles shortened) or JSON.
 pub fn print_ranking(json: bool, items: &[pb::RankedItem]) {
@@ -101,6 +126,10 @@ pub fn print_ranking(json: bool, items: &[pb::RankedItem]) {
     if !json {
         for r in &mut rows {
             r["title_short"] = Value::String(clip(r["title"].as_str().unwrap_or_default(), 48));
+        }
+        for (r, item) in rows.iter_mut().zip(items) {
+            r["demand_short"] =
+                Value::String(demand_short(&item.score.clone().unwrap_or_default()));
         }
     }
     print_rows(json, &rows, RANK_COLUMNS);
@@ -233,6 +262,10 @@ pub fn print_explanation(s: &pb::ItemScore) {
             format!("   flags: {}", fl.join(", "))
         }
     );
+    let demand = demand_short(s);
+    if !demand.is_empty() {
+        println!("  asked for by: {demand} (beside the score, not in it)");
+    }
     if s.terms.is_empty() {
         println!("  no link to any hypothesis: this item serves no known goal (unaligned)");
         return;
@@ -241,6 +274,12 @@ pub fn print_explanation(s: &pb::ItemScore) {
     let rows: Vec<Value> = rows
         .into_iter()
         .map(|mut r| {
+            if r["hypothesis_unsupported"].as_bool() == Some(true) {
+                r["hypothesis_id"] = Value::String(format!(
+                    "{} (unsupported)",
+                    r["hypothesis_id"].as_str().unwrap_or_default()
+                ));
+            }
             if r["metric_stale"].as_bool() == Some(true) {
                 r["metric_id"] = Value::String(format!(
                     "{} (stale)",
@@ -544,6 +583,7 @@ pub fn hypothesis_row(h: &pb::Hypothesis, json: bool) -> Value {
     );
     if !json {
         row["statement"] = Value::String(clip(&h.statement, 60));
+        row["support"] = Value::String(if h.unsupported { "unsupported" } else { "" }.into());
     }
     row
 }
@@ -556,6 +596,7 @@ pub const HYPOTHESIS_COLUMNS: &[(&str, &str)] = &[
     ("effect", "expected_effect"),
     ("confidence", "confidence"),
     ("value", "value"),
+    ("flags", "support"),
     ("statement", "statement"),
 ];
 

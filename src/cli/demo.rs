@@ -58,6 +58,11 @@ pub fn sample_document(now: chrono::DateTime<Utc>) -> Result<String> {
             }
         }
     }
+    for i in tables(&mut doc, "insights") {
+        if let Some(d) = days(i.remove("days_ago")) {
+            i.insert("date".into(), at(d));
+        }
+    }
     for it in tables(&mut doc, "items") {
         if let Some(d) = days(it.remove("closed_days_ago")) {
             it.insert("closed_at".into(), at(d));
@@ -103,6 +108,8 @@ pub async fn load(url: &str, document: &str) -> Result<()> {
     let mut doc: toml::Table =
         toml::from_str(document).context("the sample product does not parse")?;
     let items = doc.remove("items");
+    // Insights name items, so they are applied once the items are in.
+    let insights = doc.remove("insights");
     let model = toml::to_string(&doc).context("cannot write the sample product as TOML")?;
     pb::model_file_service_client::ModelFileServiceClient::new(connect(url).await?)
         .apply_value_model(pb::ApplyValueModelRequest {
@@ -174,6 +181,20 @@ pub async fn load(url: &str, document: &str) -> Result<()> {
             .map_err(rpc_error)
             .context("linking the sample's items")?;
     }
+    if let Some(insights) = insights {
+        let mut only = toml::Table::new();
+        only.insert("insights".into(), insights);
+        pb::model_file_service_client::ModelFileServiceClient::new(connect(url).await?)
+            .apply_value_model(pb::ApplyValueModelRequest {
+                document: toml::to_string(&only)
+                    .context("cannot write the sample's insights as TOML")?,
+                file_name: "sample-product.toml".into(),
+                ..Default::default()
+            })
+            .await
+            .map_err(rpc_error)
+            .context("loading the sample's insights")?;
+    }
     Ok(())
 }
 
@@ -214,14 +235,15 @@ pub async fn run(a: DemoArgs) -> Result<()> {
             .evidence;
 
     println!(
-        "plumbline demo: sample product \"Shopfront\" with {} items from {} sources, {} goals, {} metrics, {} hypotheses, {} customer segments with {} desired outcomes",
+        "plumbline demo: sample product \"Shopfront\" with {} items from {} sources, {} goals, {} metrics, {} hypotheses, {} customer segments with {} desired outcomes, {} customer insights",
         sample.items.len(),
         sample.sources.len(),
         sample.goals.len(),
         sample.metrics.len(),
         sample.hypotheses.len(),
         sample.segments.len(),
-        sample.outcomes.len()
+        sample.outcomes.len(),
+        sample.insights.len()
     );
     println!("sidecar on {url}, database {}\n", config.db.display());
 
@@ -240,10 +262,43 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     );
     print_ranking(false, &ranked.items);
     println!(
-        "value = share of the product's weighted unrealized value the item addresses; flags: unaligned = serves no \
-         hypothesis, unestimated = default size {} used, stale_metric = a linked metric has no recent observation\n",
+        "value = share of the product's weighted unrealized value the item addresses; demand = distinct customers / \
+         segments who asked for it and the highest importance they gave (beside the score, never in it); flags: \
+         unaligned = serves no hypothesis, unestimated = default size {} used, stale_metric = a linked metric has no \
+         recent observation, asked_for_not_aligned = 3 or more customers asked but it serves no hypothesis\n",
         config.default_size
     );
+    let whole = scoring
+        .rank_items(pb::RankItemsRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    let asked: Vec<&pb::ItemScore> = whole
+        .items
+        .iter()
+        .filter_map(|r| r.score.as_ref())
+        .filter(|s| {
+            s.flags
+                .contains(&(pb::ScoreFlag::AskedForNotAligned as i32))
+        })
+        .collect();
+    if !asked.is_empty() {
+        println!(
+            "Asked for, not aligned (customers want it; no hypothesis says which outcome it moves):"
+        );
+        for s in asked {
+            println!(
+                "  {}  {}  ({})",
+                s.item_key,
+                s.title,
+                super::client::demand_short(s)
+            );
+        }
+        println!();
+    }
     for r in ranked.items.iter().take(a.explain as usize) {
         let key = r
             .score

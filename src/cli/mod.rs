@@ -13,6 +13,7 @@ mod customer;
 mod demo;
 mod history;
 pub use demo::load_sample;
+mod insight;
 mod json;
 mod model_cmds;
 mod observe_file;
@@ -141,6 +142,10 @@ enum Command {
     /// straight in its database file.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Customer evidence, who asked for what: add, list, forget CUSTOMER,
+    /// import FILE (CSV or JSON lines, all or nothing).
+    #[command(subcommand)]
+    Insights(insight::InsightsCommand),
     /// Make the server match a value model file: print the plan (create,
     /// update field by field, delete with --prune), then apply it in one
     /// transaction.
@@ -528,6 +533,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Trend(a) => trend::trend(a).await,
         Command::Split(a) => split::split(a).await,
         Command::Tokens(c) => tokens::run(c).await,
+        Command::Insights(c) => insight::run(c).await,
         Command::Apply(a) => apply::apply(a).await,
         Command::Export(a) => apply::export(a).await,
         Command::Init(a) => apply::init(a),

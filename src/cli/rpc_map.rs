@@ -8,6 +8,9 @@
 /// that selects the call.
 pub const RPC_COMMANDS: &[(&str, &str)] = &[
     ("BacklogService/UpsertItems", "items upsert"),
+    ("InsightService/RecordInsights", "insights add"),
+    ("InsightService/ListInsights", "insights list"),
+    ("InsightService/ForgetCustomer", "insights forget"),
     ("ModelFileService/ApplyValueModel", "apply"),
     ("CustomerService/UpsertSegment", "segments add"),
     ("CustomerService/GetSegment", "segments get"),

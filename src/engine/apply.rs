@@ -59,6 +59,8 @@ pub struct Desired {
     pub items: Vec<DesiredItem>,
     pub segments: Vec<crate::domain::Segment>,
     pub outcomes: Vec<super::customer::DesiredCustomerOutcome>,
+    /// Created or replaced by (source, id); never deleted by apply.
+    pub insights: Vec<crate::domain::Insight>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -118,6 +120,8 @@ pub struct ModelExport {
     pub metrics: Vec<(Metric, Vec<(Time, f64)>)>,
     pub hypotheses: Vec<Hypothesis>,
     pub customers: super::customer::CustomerExport,
+    /// Only when asked for (`include_insights`).
+    pub insights: Vec<crate::domain::Insight>,
 }
 
 /// Reads the planning needs from the store before the index is looked at.
@@ -125,6 +129,8 @@ struct Stored {
     observations: HashMap<String, HashMap<Time, f64>>,
     items: Vec<Option<Item>>,
     evidence: HashMap<String, usize>,
+    /// The stored insights of the file's keys.
+    insights: HashMap<(String, String), crate::domain::Insight>,
 }
 
 /// Collects the field changes of an update.
@@ -347,6 +353,9 @@ impl Engine {
             ix.defer_upsert(facts, &write.remove_links, write.links.clone());
             ix.flush();
         }
+        drop(ix);
+        self.put_insights_in_memory(&write.insights);
+        let mut ix = self.write_index();
         for h in &write.delete_hypotheses {
             ix.remove_hypothesis(h);
         }
@@ -410,10 +419,23 @@ impl Engine {
             evidence.insert(id, n);
         }
         let items = self.stored_items(keys).await?;
+        let insight_keys: Vec<(String, String)> =
+            d.insights.iter().map(crate::domain::Insight::key).collect();
+        let insights = if insight_keys.is_empty() {
+            HashMap::new()
+        } else {
+            self.store
+                .get_insights(&insight_keys)
+                .await?
+                .into_iter()
+                .map(|i| (i.key(), i))
+                .collect()
+        };
         Ok(Stored {
             observations,
             items,
             evidence,
+            insights,
         })
     }
 
@@ -804,6 +826,7 @@ impl Engine {
                         w.items.push(Item {
                             create_time: old.create_time,
                             update_time: old.update_time,
+                            votes: old.votes,
                             ..it.clone()
                         });
                     }
@@ -866,6 +889,96 @@ impl Engine {
             w.remove_links = remove;
             w.links.splice(0..0, put);
         }
+
+        // Insights: created or replaced by (source, id), never deleted
+        // (erasing is ForgetCustomer's). The items and hypotheses they
+        // name must exist once the plan is applied.
+        let file_items: HashSet<String> = d.items.iter().map(|it| it.item.key()).collect();
+        // A segment or outcome an insight names exists once the file is
+        // applied: the file's own, or a stored one prune keeps.
+        let file_segments: HashSet<&str> = d.segments.iter().map(|s| s.id.as_str()).collect();
+        let file_outcomes: HashSet<&str> =
+            d.outcomes.iter().map(|o| o.outcome.id.as_str()).collect();
+        let customers = self.customers.read();
+        let mut seen_insights: HashMap<(String, String), usize> = HashMap::new();
+        for (i, ins) in d.insights.iter().enumerate() {
+            let at = |f: &str| format!("insights[{i}].{f}");
+            if let Some(first) = seen_insights.insert(ins.key(), i) {
+                violations.push(FieldViolation::new(
+                    at("id"),
+                    format!(
+                        "{} from {} is also insights[{first}]; (source, id) must be unique",
+                        quote(&ins.external_id),
+                        quote(&ins.source)
+                    ),
+                ));
+            }
+            // An insight stored as it is written is left alone: what it
+            // names may have been deleted since (a segment, a hypothesis),
+            // and an exported file must still apply as a no-op.
+            if stored.insights.get(&ins.key()) == Some(ins) {
+                continue;
+            }
+            for (j, k) in ins.item_keys.iter().enumerate() {
+                if !file_items.contains(k) && ix.item(k).is_none() && ix.removal(k).is_none() {
+                    violations.push(FieldViolation::new(
+                        at(&format!("items[{j}]")),
+                        format!("no item {}", quote(k)),
+                    ));
+                }
+            }
+            for (j, h) in ins.hypothesis_ids.iter().enumerate() {
+                if !hyp_after(h) {
+                    violations.push(FieldViolation::new(
+                        at(&format!("hypotheses[{j}]")),
+                        format!("no hypothesis {}", quote(h)),
+                    ));
+                }
+            }
+            violations.extend(super::insight::segment_and_outcome_problems(
+                &|id| file_segments.contains(id) || (!opts.prune && customers.has_segment(id)),
+                &|id| file_outcomes.contains(id) || (!opts.prune && customers.has_outcome(id)),
+                ins,
+                &at("segment"),
+                &|n| at(&format!("outcomes[{n}]")),
+            ));
+            let id = crate::engine::insight_key(&ins.source, &ins.external_id);
+            match stored.insights.get(&ins.key()) {
+                None => {
+                    changes.push(create("insight", &id));
+                    w.insights.push(ins.clone());
+                }
+                Some(old) if old == ins => {}
+                Some(old) => {
+                    let mut f = Diff::default();
+                    f.other("kind", &old.kind, &ins.kind, |k| k.as_str().to_string());
+                    f.text("text", &old.text, &ins.text);
+                    f.other("date", &old.time, &ins.time, opt_time);
+                    f.text("url", &old.url, &ins.url);
+                    f.text("customer", &old.customer, &ins.customer);
+                    f.text("segment", &old.segment_id, &ins.segment_id);
+                    f.other("importance", &old.importance, &ins.importance, |i| {
+                        i.map_or(String::new(), |i| i.as_str().to_string())
+                    });
+                    f.other("items", &old.item_keys, &ins.item_keys, |l| {
+                        format!("{l:?}")
+                    });
+                    f.other(
+                        "hypotheses",
+                        &old.hypothesis_ids,
+                        &ins.hypothesis_ids,
+                        |l| format!("{l:?}"),
+                    );
+                    f.other("outcomes", &old.outcome_ids, &ins.outcome_ids, |l| {
+                        format!("{l:?}")
+                    });
+                    changes.push(update("insight", &id, f.0));
+                    w.insights.push(ins.clone());
+                }
+            }
+        }
+
+        drop(customers);
 
         // Prune: what the server holds and the file does not.
         let mut refusals = Vec::new();
@@ -1049,6 +1162,7 @@ impl Engine {
             metrics: with_obs,
             hypotheses,
             customers: self.export_customers(),
+            insights: Vec::new(),
         })
     }
 }

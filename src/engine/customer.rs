@@ -34,6 +34,16 @@ pub struct Customers {
 }
 
 impl Customers {
+    /// Whether a segment of this id exists.
+    pub fn has_segment(&self, id: &str) -> bool {
+        self.segments.contains_key(id)
+    }
+
+    /// Whether a desired outcome of this id exists.
+    pub fn has_outcome(&self, id: &str) -> bool {
+        self.outcomes.contains_key(id)
+    }
+
     pub fn from_load(load: CustomerLoad) -> Self {
         let mut c = Customers::default();
         for s in load.segments {
@@ -375,8 +385,13 @@ impl Engine {
                 .iter()
                 .filter_map(|id| {
                     let o = c.outcomes.get(id)?;
+                    let mine: Vec<&SurveyWave> =
+                        changed.iter().filter(|w| &w.outcome_id == id).collect();
+                    // A corrected wave replaces the stored one of its time:
+                    // the baseline is read from the waves as they will be.
                     let mut all = c.waves.get(id).cloned().unwrap_or_default();
-                    all.extend(changed.iter().filter(|w| &w.outcome_id == id).cloned());
+                    all.retain(|x| !mine.iter().any(|w| w.at == x.at));
+                    all.extend(mine.into_iter().cloned());
                     let old = ix.metric(id).map(|m| m.metric.clone());
                     let m = outcome_metric(o, &all, old.clone());
                     (old.as_ref().map(|x| x.baseline) != Some(m.baseline)).then_some(m)
@@ -588,8 +603,18 @@ impl Engine {
             }
         }
         let file_segments: BTreeSet<&str> = d.segments.iter().map(|s| s.id.as_str()).collect();
-        let kept = |n: usize| if keep { n } else { 0 };
-        if file_segments.len() + kept(c.segments.len()) > MAX_SEGMENTS
+        // How many there will be: the file's, and (without prune) the
+        // stored ones it does not list, each counted once.
+        let segments_after = file_segments.len()
+            + if keep {
+                c.segments
+                    .keys()
+                    .filter(|id| !file_segments.contains(id.as_str()))
+                    .count()
+            } else {
+                0
+            };
+        if segments_after > MAX_SEGMENTS
             && d.segments.iter().any(|s| !c.segments.contains_key(&s.id))
         {
             violations.push(FieldViolation::new(
@@ -597,7 +622,16 @@ impl Engine {
                 format!("more than {MAX_SEGMENTS} segments, the most a model holds"),
             ));
         }
-        if file_outcomes.len() + kept(c.outcomes.len()) > MAX_OUTCOMES
+        let outcomes_after = file_outcomes.len()
+            + if keep {
+                c.outcomes
+                    .keys()
+                    .filter(|id| !file_outcomes.contains(id.as_str()))
+                    .count()
+            } else {
+                0
+            };
+        if outcomes_after > MAX_OUTCOMES
             && d.outcomes
                 .iter()
                 .any(|o| !c.outcomes.contains_key(&o.outcome.id))

@@ -154,7 +154,21 @@ impl Engine {
         let released = self.released_since(snap.summary.take_time).await?;
         let (changes, closed) = {
             let ix = self.read();
-            let new = open_ranking(&ix, source_id, n);
+            // One source's items are compared within the same horizon on
+            // both sides: a snapshot that was cut at its top N holds only
+            // the source's items within that cut, so today's side is the
+            // source's items within today's top N too (not the source's own
+            // top n, which reaches below the cut and would show items as
+            // entered that never moved).
+            let cut = snap.items.len() >= snap.summary.top_n as usize;
+            let new = match (&prefix, cut) {
+                (Some(p), true) => open_ranking(&ix, None, snap.summary.top_n as usize)
+                    .into_iter()
+                    .filter(|it| it.key.starts_with(p.as_str()))
+                    .take(n)
+                    .collect(),
+                _ => open_ranking(&ix, source_id, n),
+            };
             let mut whole: Option<HashMap<String, u32>> = None;
             let mut closed = Vec::new();
             let changes = since::compare(&old, &new, |before| {

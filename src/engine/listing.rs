@@ -23,6 +23,8 @@ pub struct GoalView {
 pub struct HypothesisView {
     pub hypothesis: Hypothesis,
     pub value: f64,
+    /// Neither insights nor observations stand behind it.
+    pub unsupported: bool,
 }
 
 /// Which links a listing takes: those of an item, of a hypothesis, both
@@ -92,8 +94,14 @@ impl Engine {
 
     /// A hypothesis with its value.
     pub fn hypothesis_view(&self, hypothesis: Hypothesis) -> HypothesisView {
-        let value = self.read().hypothesis_value(&hypothesis);
-        HypothesisView { hypothesis, value }
+        let ix = self.read();
+        let value = ix.hypothesis_value(&hypothesis);
+        let unsupported = self.hypothesis_unsupported(&ix, &hypothesis.id);
+        HypothesisView {
+            hypothesis,
+            value,
+            unsupported,
+        }
     }
 
     /// Hypotheses in id order, those of a goal and/or a metric when given.
@@ -115,6 +123,7 @@ impl Engine {
             .map(|h| HypothesisView {
                 hypothesis: h.clone(),
                 value: ix.hypothesis_value(h),
+                unsupported: self.hypothesis_unsupported(&ix, &h.id),
             })
             .collect()
     }

@@ -5,11 +5,12 @@
 //! without the API following.
 
 use std::cmp::Reverse;
+use std::collections::HashMap;
 
 use chrono::Utc;
 
 use super::{Engine, Error, Result, missing_item};
-use crate::domain::Time;
+use crate::domain::{Demand, Time};
 use crate::index::{OrdF64, RankQuery, ScoreIndex};
 
 pub use crate::index::Narrow;
@@ -76,6 +77,10 @@ pub struct ScoreView {
     pub stale_metric: bool,
     /// Empty unless terms were asked for.
     pub terms: Vec<TermView>,
+    /// The customers who asked for the item: beside the score, never in it.
+    pub demand: Demand,
+    /// Asked for by enough distinct customers, but linked to no hypothesis.
+    pub asked_for_not_aligned: bool,
 }
 
 /// One term of a score, with whether its metric is stale.
@@ -83,6 +88,8 @@ pub struct ScoreView {
 pub struct TermView {
     pub term: Term,
     pub metric_stale: bool,
+    /// The hypothesis has neither insights nor observations behind it.
+    pub hypothesis_unsupported: bool,
 }
 
 /// The ids of the metrics that are stale as of one moment, worked out once
@@ -112,14 +119,24 @@ impl<'a> StaleMetrics<'a> {
     }
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one private helper of two callers"
+)]
 fn score_view(
+    engine: &Engine,
+    ix: &ScoreIndex,
     key: &str,
     title: &str,
     s: &Score,
     stale: &StaleMetrics<'_>,
     with_terms: bool,
+    unsupported: &mut HashMap<String, bool>,
 ) -> ScoreView {
+    let demand = engine.demand_of(ix, key);
     ScoreView {
+        asked_for_not_aligned: engine.asked_for_not_aligned(ix, key, &demand),
+        demand,
         item_key: key.to_owned(),
         title: title.to_owned(),
         value: s.value,
@@ -134,6 +151,11 @@ fn score_view(
                 .map(|t| TermView {
                     term: t.clone(),
                     metric_stale: stale.contains(&t.metric_id),
+                    // Once per hypothesis a query: the check may walk
+                    // every item linked to it.
+                    hypothesis_unsupported: *unsupported
+                        .entry(t.hypothesis_id.clone())
+                        .or_insert_with(|| engine.hypothesis_unsupported(ix, &t.hypothesis_id)),
                 })
                 .collect()
         } else {
@@ -184,6 +206,7 @@ impl Engine {
                 .and_then(|n| rank_before.checked_add(n))
                 .ok_or_else(bad_rank)
         };
+        let mut unsupported = HashMap::new();
         let items = ranked
             .iter()
             .enumerate()
@@ -191,7 +214,16 @@ impl Engine {
                 let title = ix.item(key).map(|f| f.title.as_str()).unwrap_or_default();
                 Ok(RankedView {
                     rank: rank_at(i + 1)?,
-                    score: score_view(key, title, score, &stale, req.with_terms),
+                    score: score_view(
+                        self,
+                        &ix,
+                        key,
+                        title,
+                        score,
+                        &stale,
+                        req.with_terms,
+                        &mut unsupported,
+                    ),
                 })
             })
             .collect::<Result<Vec<RankedView>>>()?;
@@ -215,6 +247,15 @@ impl Engine {
             return Err(missing_item(&ix, key));
         };
         let stale = StaleMetrics::new(&ix, Utc::now());
-        Ok(score_view(key, &facts.title, score, &stale, true))
+        Ok(score_view(
+            self,
+            &ix,
+            key,
+            &facts.title,
+            score,
+            &stale,
+            true,
+            &mut HashMap::new(),
+        ))
     }
 }

@@ -241,6 +241,7 @@ impl Engine {
                     create_time: Some(now),
                     update_time: Some(now),
                     close_time: None,
+                    votes: None,
                 });
             }
         }

@@ -59,6 +59,7 @@ pub(super) fn snapshot(links: Vec<Link>) -> Snapshot {
                     labels: vec![],
                     estimate: Some(1.0 + (i % 5) as f64),
                     parent_key: String::new(),
+                    votes: None,
                 },
             )
         })
@@ -120,6 +121,7 @@ pub(super) fn big_snapshot(n: usize, seed: u64) -> Snapshot {
                     labels: vec![],
                     estimate: (i % 4 != 0).then(|| [1.0, 2.0, 3.0, 5.0][rng.usize(..4)]),
                     parent_key: String::new(),
+                    votes: None,
                 },
             )
         })

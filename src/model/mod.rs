@@ -44,6 +44,10 @@ pub struct File {
     /// `[[outcomes.waves]]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outcomes: Vec<OutcomeEntry>,
+    /// Customer evidence (`[[insights]]`); export writes them only when
+    /// asked, and apply never deletes one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub insights: Vec<InsightEntry>,
 }
 
 impl File {
@@ -65,6 +69,7 @@ impl File {
                 .iter()
                 .map(|o| 1 + o.waves.len())
                 .sum::<usize>()
+            + self.insights.len()
     }
 }
 
@@ -254,6 +259,41 @@ pub struct ItemEntry {
 
 fn open() -> String {
     "open".into()
+}
+
+/// One insight: who asked for what (README, "Who asked for what").
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InsightEntry {
+    pub source: String,
+    pub id: String,
+    pub customer: String,
+    #[serde(default = "quote_kind", skip_serializing_if = "is_quote")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<Datetime>,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub url: String,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub segment: String,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub importance: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hypotheses: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outcomes: Vec<String>,
+}
+
+fn quote_kind() -> String {
+    "quote".into()
+}
+
+fn is_quote(s: &str) -> bool {
+    s == "quote"
 }
 
 fn is_open(s: &str) -> bool {

@@ -25,8 +25,8 @@ pub use tokens::TokenStore;
 use crate::config::{Config, StoreBackend};
 use crate::domain::history::{RankingSnapshot, SnapshotSummary};
 use crate::domain::{
-    Evidence, Experiment, Goal, Hypothesis, Item, ItemSplit, ItemState, Link, Metric, Observation,
-    ObservationSummary, PullStatus, Release, Removal, Source, SyncState, Time,
+    Evidence, Experiment, Goal, Hypothesis, Insight, Item, ItemSplit, ItemState, Link, Metric,
+    Observation, ObservationSummary, PullStatus, Release, Removal, Source, SyncState, Time,
 };
 
 /// The driver's own error, kept as the source of a [`StoreError`].
@@ -184,6 +184,8 @@ pub struct ItemRow {
     pub estimate: Option<f64>,
     /// Key of the parent item; empty when it has none.
     pub parent_key: String,
+    /// The tracker's demand signal, as stored.
+    pub votes: Option<u64>,
 }
 
 /// The value model without items and links: sources, goals, metrics with
@@ -281,6 +283,8 @@ pub struct ModelWrite {
     pub waves: Vec<crate::domain::SurveyWave>,
     pub delete_outcomes: Vec<String>,
     pub delete_segments: Vec<String>,
+    /// Inserted or replaced by (source, external id).
+    pub insights: Vec<Insight>,
 }
 
 /// Opens the backend that `config.store.backend` names.
@@ -412,6 +416,15 @@ pub trait Store: TokenStore + CustomerStore + Send + Sync + 'static {
 
     async fn put_link(&self, link: &Link) -> Result<()>;
 
+    /// Inserts or replaces insights by (source, external id), in one
+    /// transaction.
+    async fn record_insights(&self, insights: &[Insight], now: Time) -> Result<()>;
+    /// The stored insights of these keys (those that exist).
+    async fn get_insights(&self, keys: &[(String, String)]) -> Result<Vec<Insight>>;
+    /// Every insight (start-up: the engine keeps what demand needs).
+    async fn list_all_insights(&self) -> Result<Vec<Insight>>;
+    /// Deletes every insight of a customer; answers how many.
+    async fn forget_customer(&self, customer: &str) -> Result<u64>;
     async fn put_release(&self, release: &Release) -> Result<()>;
     /// Releases named through the API, by time.
     async fn list_releases(&self) -> Result<Vec<Release>>;

@@ -13,6 +13,7 @@
 mod conn;
 mod customers;
 mod history;
+mod insights;
 mod load;
 mod migrate;
 mod tokens;
@@ -33,7 +34,7 @@ use super::{ItemFilter, Load, ModelWrite, Result, SnapshotRetention, Store, Writ
 use crate::config::{Config, StoreConfig};
 use crate::domain::history::{RankingSnapshot, SnapshotSummary};
 use crate::domain::{
-    Evidence, Experiment, Goal, Hypothesis, Item, ItemSplit, Link, Metric, Observation,
+    Evidence, Experiment, Goal, Hypothesis, Insight, Item, ItemSplit, Link, Metric, Observation,
     ObservationSummary, PullStatus, Release, Removal, Source, SyncCursor, SyncState, Time,
 };
 use conn::{Attempt, Connections, Fail, Settings};
@@ -127,6 +128,9 @@ fn item_from_row(r: &Row<'_>) -> Attempt<Item> {
         create_time: opt_time(r.get("create_time")?),
         update_time: opt_time(r.get("update_time")?),
         close_time: opt_time(r.get("close_time")?),
+        votes: r
+            .get::<_, Option<i64>>("votes")?
+            .map(|v| u64::try_from(v).unwrap_or(0)),
     })
 }
 
@@ -377,6 +381,9 @@ fn write_model(
     for m in &waves_touched {
         touched.insert(m, ());
     }
+    if !w.insights.is_empty() {
+        insights::put(tx, &w.insights, &chrono::Utc::now())?;
+    }
     let mut out = Vec::with_capacity(touched.len());
     for m in touched.keys() {
         out.push((m.to_string(), observation_summary(tx, m)?));
@@ -499,6 +506,35 @@ impl Store for SqliteStore {
                         })
                     },
                 )
+            })
+            .await
+    }
+
+    async fn record_insights(&self, insights: &[Insight], now: Time) -> Result<()> {
+        let insights = insights.to_vec();
+        self.db
+            .write("record insights", move |tx| {
+                insights::put(tx, &insights, &now)
+            })
+            .await
+    }
+
+    async fn get_insights(&self, keys: &[(String, String)]) -> Result<Vec<Insight>> {
+        let keys = keys.to_vec();
+        self.db
+            .read("read insights", move |c| insights::get(c, &keys))
+            .await
+    }
+
+    async fn list_all_insights(&self) -> Result<Vec<Insight>> {
+        self.db.read("list insights", insights::all).await
+    }
+
+    async fn forget_customer(&self, customer: &str) -> Result<u64> {
+        let customer = customer.to_string();
+        self.db
+            .write("forget a customer's insights", move |tx| {
+                insights::forget(tx, &customer)
             })
             .await
     }
@@ -1150,6 +1186,7 @@ mod tests {
                 create_time: Some(t),
                 update_time: None,
                 close_time: None,
+                votes: None,
             })
             .collect();
         let links: Vec<Link> = items
@@ -1472,6 +1509,7 @@ mod write_health {
             create_time: None,
             update_time: None,
             close_time: None,
+            votes: None,
         };
         let mut written = 0;
         let err = loop {

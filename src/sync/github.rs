@@ -52,6 +52,19 @@ struct Issue {
     updated_at: Option<String>,
     closed_at: Option<String>,
     pull_request: Option<serde_json::Value>,
+    /// The reaction rollup GitHub's issue listings carry (`total_count`,
+    /// `+1`, `-1`, `laugh`, `hooray`, `confused`, `heart`, `rocket`,
+    /// `eyes`); absent from some enterprise versions.
+    reactions: Option<Reactions>,
+}
+
+/// The part of GitHub's reaction rollup kept: the thumbs-up, GitHub's own
+/// "upvote" (the `reactions-+1` sort of issue searches). Other reactions
+/// are moods, not demand, and a thumbs-down is not a vote against.
+#[derive(Debug, Deserialize)]
+struct Reactions {
+    #[serde(rename = "+1", default, deserialize_with = "super::lenient_count")]
+    plus_one: Option<u64>,
 }
 
 /// A label as GitHub's API description allows it: an object with a `name`
@@ -280,5 +293,6 @@ fn issue_item(source: &Source, prefix: &str, i: Issue) -> Item {
         create_time: i.created_at.as_deref().and_then(parse_time),
         update_time: i.updated_at.as_deref().and_then(parse_time),
         close_time: i.closed_at.as_deref().and_then(parse_time),
+        votes: i.reactions.and_then(|r| r.plus_one),
     }
 }

@@ -77,6 +77,9 @@ struct Issue {
     /// counts as moved.
     #[serde(default)]
     moved_to_id: Option<u64>,
+    /// Thumbs-up award emoji on the issue, as the issues list counts them.
+    #[serde(default, deserialize_with = "super::lenient_count")]
+    upvotes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -365,6 +368,7 @@ fn issue_item(source: &Source, estimate: &EstimateFrom, i: Issue) -> Item {
         create_time: i.created_at.as_deref().and_then(parse_time),
         update_time: i.updated_at.as_deref().and_then(parse_time),
         close_time: i.closed_at.as_deref().and_then(parse_time),
+        votes: i.upvotes,
     }
 }
 

@@ -57,7 +57,7 @@ pub const DEFAULT_ESTIMATE_FIELD: &str = "customfield_10016";
 /// The fields every search asks for, before the estimate field.
 const FIELDS: &str = concat!(
     "summary,description,status,labels,created,updated,",
-    "resolutiondate,statuscategorychangedate,parent,issuetype"
+    "resolutiondate,statuscategorychangedate,parent,issuetype,votes"
 );
 
 const NEXT_PAGE_TOKEN: &str = "nextPageToken";
@@ -83,6 +83,12 @@ struct Issue {
     fields: Fields,
 }
 
+#[derive(Debug, Deserialize)]
+struct Votes {
+    #[serde(default, deserialize_with = "super::lenient_count")]
+    votes: Option<u64>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 struct Fields {
     summary: Option<String>,
@@ -95,6 +101,9 @@ struct Fields {
     resolutiondate: Option<String>,
     statuscategorychangedate: Option<String>,
     parent: Option<Parent>,
+    /// `{"votes": N, "hasVoted": bool, "self": URL}`; absent when voting
+    /// is off for the site.
+    votes: Option<Votes>,
     /// Every other field, the estimate field among them.
     #[serde(flatten)]
     rest: serde_json::Map<String, Value>,
@@ -352,6 +361,7 @@ impl Connector for Jira {
                     create_time: f.created.as_deref().and_then(parse_time),
                     update_time: f.updated.as_deref().and_then(parse_time),
                     close_time,
+                    votes: f.votes.and_then(|v| v.votes),
                     labels: f.labels,
                     external_id: i.key,
                 }
@@ -457,6 +467,7 @@ impl Connector for Jira {
             create_time: None,
             update_time: None,
             close_time: None,
+            votes: None,
             external_id: created.key,
         })
     }

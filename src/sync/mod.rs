@@ -1574,6 +1574,7 @@ mod write_tests {
             create_time: None,
             update_time: None,
             close_time: None,
+            votes: None,
         }
     }
 
@@ -1684,6 +1685,48 @@ mod origin_tests {
             estimate_field: String::new(),
             create_time: Utc::now(),
             update_time: Utc::now(),
+        }
+    }
+}
+
+/// A tracker's count (votes, reactions) read leniently: a non-negative
+/// whole number, or nothing. A hostile or odd value (`-1`, `1.5`, `"3"`, a
+/// number past u64) is dropped, so that one issue's odd count does not fail
+/// the page and with it the whole sync; labels are read as leniently.
+pub(crate) fn lenient_count<'de, D>(d: D) -> Result<Option<u64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => n.as_u64(),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod lenient_count_tests {
+    #[derive(serde::Deserialize)]
+    struct Votes {
+        #[serde(default, deserialize_with = "super::lenient_count")]
+        votes: Option<u64>,
+    }
+
+    #[test]
+    fn odd_counts_are_dropped_not_fatal() {
+        let read = |json: &str| serde_json::from_str::<Votes>(json).expect(json).votes;
+        assert_eq!(read(r#"{"votes": 3}"#), Some(3));
+        assert_eq!(read(r#"{}"#), None);
+        for odd in [
+            "-1",
+            "1.5",
+            "\"3\"",
+            "null",
+            "1e30",
+            "[1]",
+            "18446744073709551616",
+        ] {
+            assert_eq!(read(&format!(r#"{{"votes": {odd}}}"#)), None, "{odd}");
         }
     }
 }

@@ -443,6 +443,7 @@ fn issue_item(source: &Source, estimate_field: EstimateField, i: Issue) -> Item 
         create_time: i.created_on.as_deref().and_then(parse_time),
         update_time: i.updated_on.as_deref().and_then(parse_time),
         close_time: if closed { closed_on } else { None },
+        votes: None,
     }
 }
 

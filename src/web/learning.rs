@@ -115,6 +115,8 @@ struct HypothesisRow {
     expected_effect: String,
     value: String,
     evidence: Vec<EvidenceRow>,
+    /// Neither insights nor observations behind it.
+    unsupported: bool,
 }
 
 #[derive(Template)]
@@ -175,6 +177,7 @@ async fn hypothesis_rows(state: &WebState) -> Result<Vec<HypothesisRow>, Error> 
             confidence: num2(h.confidence),
             expected_effect: num2(h.expected_effect),
             value: super::view::num(v.value),
+            unsupported: v.unsupported,
             id: h.id,
             statement: h.statement,
             goal_id: h.goal_id,

@@ -392,6 +392,8 @@ struct TermRow {
     shown: String,
     width: String,
     stale: bool,
+    /// Neither insights nor observations behind the hypothesis.
+    unsupported: bool,
 }
 
 struct LinkRow {
@@ -427,6 +429,20 @@ struct ChildRow {
     title: String,
 }
 
+/// One insight behind the item: who said what.
+struct InsightRow {
+    kind: &'static str,
+    customer: String,
+    segment: String,
+    importance: &'static str,
+    date: String,
+    text: String,
+    url: String,
+}
+
+/// Most insights an item's page lists (the CLI and API list them all).
+const PAGE_INSIGHTS: usize = 50;
+
 #[derive(Template)]
 #[template(path = "item.html")]
 struct ItemPage<'a> {
@@ -449,6 +465,13 @@ struct ItemPage<'a> {
     children: Vec<ChildRow>,
     may_write: bool,
     applied: Option<String>,
+    customers: u32,
+    segments: u32,
+    highest_importance: &'static str,
+    votes: Option<u64>,
+    asked_for_not_aligned: bool,
+    insights: Vec<InsightRow>,
+    more_insights: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -505,6 +528,33 @@ async fn item_page(
                 0.0
             }),
             stale: t.metric_stale,
+            unsupported: t.hypothesis_unsupported,
+        })
+        .collect();
+    let insight_keys = engine.insight_keys(
+        &crate::engine::InsightFilter {
+            item_key: Some(key.to_owned()),
+            ..Default::default()
+        },
+        None,
+        PAGE_INSIGHTS + 1,
+    );
+    let more_insights = insight_keys.len() > PAGE_INSIGHTS;
+    let insights = engine
+        .get_insights(&insight_keys[..insight_keys.len().min(PAGE_INSIGHTS)])
+        .await?
+        .into_iter()
+        .map(|i| InsightRow {
+            kind: i.kind.as_str(),
+            customer: i.customer,
+            segment: i.segment_id,
+            importance: i.importance.map_or("", |v| v.as_str()),
+            date: i
+                .time
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
+            text: i.text,
+            url: web_url(&i.url).to_owned(),
         })
         .collect();
     let links = engine
@@ -599,6 +649,13 @@ async fn item_page(
         children,
         may_write: viewer.may(Role::Write),
         applied: PlanKind::parse(&iq.applied).map(|k| k.as_str().to_owned()),
+        customers: score.demand.customers,
+        segments: score.demand.segments,
+        highest_importance: score.demand.highest_importance.map_or("", |v| v.as_str()),
+        votes: score.demand.votes,
+        asked_for_not_aligned: score.asked_for_not_aligned,
+        insights,
+        more_insights,
     };
     Ok(html(page.render()))
 }

@@ -41,6 +41,7 @@ async fn export_with(s: &TestServer, include_state: bool, include_observations: 
         .export_value_model(pb::ExportValueModelRequest {
             include_state,
             include_observations,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -382,6 +382,33 @@ async fn the_refinement_room_works_in_chromium() {
     screenshot(&c, "item-split").await;
     assert_no_console_errors(&c, "the split item").await;
 
+    // Who asked for it: the demo's dark mode, asked for by three customers
+    // and serving no hypothesis.
+    c.goto(&format!("{}/items/web%2F462", w.web)).await.unwrap();
+    let demand = wait_for(&c, "#demand").await.text().await.unwrap();
+    assert!(
+        demand.starts_with("3 customers in 2 segments, at most nice_to_have."),
+        "{demand}"
+    );
+    assert!(c.find(Locator::Id("asked-for-not-aligned")).await.is_ok());
+    let quotes = c
+        .find_all(Locator::Css("#insights .insight blockquote"))
+        .await
+        .unwrap();
+    assert_eq!(quotes.len(), 3, "one entry per insight");
+    let mut texts = Vec::new();
+    for q in quotes {
+        texts.push(q.text().await.unwrap());
+    }
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("Could the admin have a dark mode?")),
+        "{texts:?}"
+    );
+    screenshot(&c, "item-insights").await;
+    assert_no_console_errors(&c, "an item's insights").await;
+
     // Goals.
     c.goto(&format!("{}/goals", w.web)).await.unwrap();
     wait_for(&c, "#goals tr[data-goal]").await;

@@ -183,6 +183,11 @@ async fn the_demo_prints_a_ranked_explained_backlog_with_every_flag() {
         "UNDERSERVED",
         "segments no open item serves: partner-devs",
         "validated",
+        "7 customer insights",
+        "demand",
+        "1 cust / 1 seg, critical",
+        "Asked for, not aligned",
+        "web/462  Dark mode for the merchant admin  (3 cust / 2 seg, nice_to_have)",
     ] {
         assert!(
             text.contains(needle),

@@ -184,6 +184,24 @@ async fn two_outcomes_from_two_waves_have_exact_gap_and_opportunity() {
     assert_eq!(pay.waves.len(), 2);
     assert_eq!((pay.gap, pay.opportunity), (Some(4.5), Some(13.5)));
 
+    // Correcting the first wave moves the metric's baseline with it.
+    let first = pb::SurveyWave {
+        satisfaction: 3.5,
+        ..pay.waves[0].clone()
+    };
+    assert_eq!(waves(&s, vec![first]).await.unwrap().stored, 1);
+    let m = s
+        .model()
+        .get_metric(pb::GetMetricRequest {
+            id: "pay-fast".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .metric
+        .unwrap();
+    assert_eq!((m.baseline, m.current_value), (3.5, Some(4.5)));
+
     // Listing by segment, in id order.
     let listed = customers(&s)
         .list_desired_outcomes(pb::ListDesiredOutcomesRequest {
@@ -638,6 +656,7 @@ async fn export(s: &TestServer) -> String {
         .export_value_model(pb::ExportValueModelRequest {
             include_state: true,
             include_observations: true,
+            include_insights: false,
         })
         .await
         .unwrap()

@@ -422,8 +422,14 @@ async fn retention_keeps_the_newest_within_the_bound_and_lists_page_by_page() {
     upsert(&s, vec![item("web", "1", "One")]).await;
     let mut ids = Vec::new();
     for n in 0..5 {
+        upsert(&s, vec![item("web", &format!("{}", 10 + n), "More")]).await;
+        link(&s, &format!("web/{}", 10 + n), "H1", 1.0).await;
         ids.push(take(&s, &format!("meeting {n}")).await.id);
     }
+    // Unchanged since the last: that one is answered, nothing is stored,
+    // so a caller taking snapshots in a loop evicts no history.
+    let again = take(&s, "meeting 4 again").await;
+    assert_eq!(again.id, ids[4]);
     let kept: Vec<i64> = snapshots(&s).await.iter().map(|x| x.id).collect();
     assert_eq!(kept, vec![ids[4], ids[3], ids[2]]);
 
@@ -509,4 +515,66 @@ async fn an_item_removed_from_its_tracker_left_as_removed() {
     );
     assert!(r.moved.iter().all(|m| m.terms.is_empty()), "{:?}", r.moved);
     assert_eq!(r.moved[0].why, "no term of its own changed: others moved");
+}
+
+/// One source's items are compared within the snapshot's own cut: with a
+/// top 3 of the whole backlog stored, the source's items below that cut
+/// were never in it, and do not "enter" when nothing changed.
+#[tokio::test]
+async fn a_comparison_of_one_source_stays_within_the_snapshot_cut() {
+    let s = TestServer::start_with_config(|c| c.history.top_n = 3).await;
+    model(&s).await;
+    create_source(
+        &s,
+        pb::Source {
+            id: "app".into(),
+            kind: pb::TrackerKind::Push as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    upsert(
+        &s,
+        vec![
+            item("web", "1", "One"),
+            item("web", "2", "Two"),
+            item("app", "1", "App one"),
+            item("app", "2", "App two"),
+            item("app", "3", "App three"),
+        ],
+    )
+    .await;
+    link(&s, "web/1", "H1", 1.0).await;
+    link(&s, "app/1", "H2", 1.0).await;
+    link(&s, "web/2", "H3", 1.0).await;
+    let snap = take(&s, "refinement").await;
+    assert_eq!(snap.item_count, 3, "{snap:?}");
+    let app = |top_n| {
+        let mut h = history(&s);
+        async move {
+            h.compare_ranking(pb::CompareRankingRequest {
+                since: Some(ts(Utc::now())),
+                top_n,
+                source_id: "app".into(),
+            })
+            .await
+            .expect("CompareRanking")
+            .into_inner()
+        }
+    };
+    let r = app(3).await;
+    assert!(
+        r.entered.is_empty() && r.left.is_empty() && r.moved.is_empty(),
+        "nothing changed: {r:?}"
+    );
+    // app/2 rises into the top 3 (a link worth more than web/2's): it
+    // entered, and web/2 left the cut, which this source's view ignores.
+    create_hypothesis(&s, hypothesis("H4", "G", "m1", 0.9, 0.9)).await;
+    link(&s, "app/2", "H4", 1.0).await;
+    let r = app(3).await;
+    assert_eq!(
+        keys_of(&r.entered).first().map(|k| k.0),
+        Some("app/2"),
+        "{r:?}"
+    );
 }

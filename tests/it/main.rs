@@ -19,6 +19,7 @@ mod cli_commands;
 mod cli_split;
 mod customer;
 mod history;
+mod insights;
 mod learning_sim;
 mod limits;
 mod metric_prometheus;

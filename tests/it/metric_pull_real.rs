@@ -220,27 +220,29 @@ async fn prometheus_pull_refuses_nan_and_infinity_and_an_unreachable_server_stor
     );
 }
 
-/// Every test of this file that reads the real PostgreSQL names the DSN
-/// through this variable, set once: setting a variable while other threads
-/// read the environment is a data race.
+/// The tests of this file that read the real PostgreSQL name its DSN
+/// through this variable.
 const PG_DSN_ENV: &str = "PLB_TEST_PULL_REAL_SQL_DSN";
 /// A DSN of a port nobody listens on, with the real password in it.
 const PG_GONE_DSN_ENV: &str = "PLB_TEST_PULL_REAL_SQL_GONE_DSN";
 
+/// Points the variables at `pg`, the shared server this test holds: it is
+/// started again (on another port) once no test holds it, so the value is
+/// set by every test, while it holds the server, not once per run.
 fn set_pg_vars(pg: &realdeps::Postgres) {
-    static ONCE: std::sync::Once = std::sync::Once::new();
+    static SETTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = SETTING.lock().unwrap_or_else(|e| e.into_inner());
     let gone = pg.dsn().replace(
         &format!("port={}", pg.port),
         &format!("port={}", free_port()),
     );
-    ONCE.call_once(|| {
-        // SAFETY: only this file's tests read these variables, and they
-        // read them after this Once has run.
-        unsafe {
-            std::env::set_var(PG_DSN_ENV, pg.dsn());
-            std::env::set_var(PG_GONE_DSN_ENV, gone);
-        }
-    });
+    // SAFETY: as in metric_pull.rs' PostgreSQL test: only this file's tests
+    // read these variables, and every test that holds the server sets the
+    // same value.
+    unsafe {
+        std::env::set_var(PG_DSN_ENV, pg.dsn());
+        std::env::set_var(PG_GONE_DSN_ENV, gone);
+    }
 }
 
 #[tokio::test]

@@ -12,10 +12,11 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
 
-const PLUMBLINE_SERVICES: [&str; 12] = [
+const PLUMBLINE_SERVICES: [&str; 13] = [
     "plumbline.v1.BacklogService",
-    "plumbline.v1.HistoryService",
     "plumbline.v1.CustomerService",
+    "plumbline.v1.HistoryService",
+    "plumbline.v1.InsightService",
     "plumbline.v1.ModelFileService",
     "plumbline.v1.RollupService",
     "plumbline.v1.ScoringService",

@@ -641,3 +641,115 @@ async fn an_answer_past_the_size_bound_is_not_read() {
     );
     assert!(all_items(&s, "gh").await.is_empty());
 }
+
+/// An issue with GitHub's reaction rollup.
+fn reacted(number: u64, updated: &str, plus_one: u64, heart: u64) -> serde_json::Value {
+    let mut i = issue(number, &format!("issue {number}"), updated);
+    i["reactions"] = serde_json::json!({
+        "url": format!("https://api.github.com/repos/acme/shop/issues/{number}/reactions"),
+        "total_count": plus_one + heart + 1,
+        "+1": plus_one,
+        "-1": 1,
+        "laugh": 0,
+        "hooray": 0,
+        "confused": 0,
+        "heart": heart,
+        "rocket": 0,
+        "eyes": 0
+    });
+    i
+}
+
+async fn votes_of(s: &TestServer) -> Vec<(String, Option<u64>)> {
+    all_items(s, "gh")
+        .await
+        .into_iter()
+        .map(|i| (i.key, i.votes))
+        .collect()
+}
+
+/// GitHub's +1 reactions arrive with the first sync, stand beside the
+/// score (never in it), and follow the tracker on later syncs: an
+/// incremental one sees the issues GitHub returns as updated since the
+/// cursor; a reaction alone does not move `updated_at`, so a full sync is
+/// what catches a count that changed on an otherwise untouched issue.
+#[tokio::test]
+async fn reaction_counts_arrive_with_sync_and_follow_the_tracker() {
+    let mock = MockServer::start().await;
+    let first = serde_json::json!([
+        reacted(1, "2026-11-02T10:00:00Z", 3, 2),
+        reacted(2, "2026-11-02T11:00:00Z", 0, 0),
+        issue(3, "no rollup", "2026-11-02T12:00:00Z"),
+    ]);
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param_is_missing("since"))
+        .respond_with(json(first.to_string()))
+        .mount(&mock)
+        .await;
+    let s = setup(&mock).await;
+    let before = full_ranking(&s, true).await;
+    assert_eq!(run_sync(&s, "gh", false).await.done().upserted_count, 3);
+    assert_eq!(
+        votes_of(&s).await,
+        [
+            ("gh/1".into(), Some(3)),
+            ("gh/2".into(), Some(0)),
+            ("gh/3".into(), None)
+        ],
+        "the thumbs-up count, not hearts or the total"
+    );
+    let score = item_score(&s, "gh/1").await;
+    assert_eq!(score.demand.as_ref().unwrap().votes, Some(3));
+    assert_eq!(score.value, 0.0, "votes are not value");
+    assert!(before.items.is_empty());
+
+    // Incremental: GitHub returns what changed since the cursor, here
+    // issue 1 edited and up-voted twice more.
+    mock.reset().await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param("since", "2026-11-02T12:00:00Z"))
+        .respond_with(json(
+            serde_json::json!([
+                issue(3, "no rollup", "2026-11-02T12:00:00Z"),
+                reacted(1, "2026-11-03T09:00:00Z", 5, 2),
+            ])
+            .to_string(),
+        ))
+        .mount(&mock)
+        .await;
+    assert_eq!(run_sync(&s, "gh", false).await.done().upserted_count, 1);
+    assert_eq!(votes_of(&s).await[0], ("gh/1".into(), Some(5)));
+
+    // A full sync sees a count that changed without `updated_at` moving.
+    mock.reset().await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .and(query_param_is_missing("since"))
+        .respond_with(json(
+            serde_json::json!([
+                reacted(2, "2026-11-02T11:00:00Z", 4, 0),
+                issue(3, "no rollup", "2026-11-02T12:00:00Z"),
+                reacted(1, "2026-11-03T09:00:00Z", 5, 2),
+            ])
+            .to_string(),
+        ))
+        .mount(&mock)
+        .await;
+    assert_eq!(run_sync(&s, "gh", true).await.done().upserted_count, 1);
+    assert_eq!(
+        votes_of(&s).await,
+        [
+            ("gh/1".into(), Some(5)),
+            ("gh/2".into(), Some(4)),
+            ("gh/3".into(), None)
+        ]
+    );
+    let s = s.restart().await;
+    assert_eq!(
+        item_score(&s, "gh/2").await.demand.unwrap().votes,
+        Some(4),
+        "votes are stored and loaded into the index at start"
+    );
+}

@@ -558,3 +558,36 @@ async fn a_numeric_project_id_and_an_api_root_base_url_work() {
     assert_eq!(run.done().upserted_count, 2);
     assert_eq!(item_keys(&all_items(&s, "gln").await), ["gln/14", "gln/15"]);
 }
+
+/// GitLab's `upvotes` arrive with sync and follow the tracker on the next.
+#[tokio::test]
+async fn upvotes_arrive_with_sync_and_update_on_the_next() {
+    let mock = MockServer::start().await;
+    let with_upvotes = |n: u64| {
+        let mut v: Vec<serde_json::Value> =
+            serde_json::from_str(&concat("issues-page1.json", "issues-page2.json")).unwrap();
+        v[0]["upvotes"] = n.into();
+        serde_json::to_string(&v).unwrap()
+    };
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(paged(json(with_upvotes(7)), 1, 1, Some(4)))
+        .mount(&mock)
+        .await;
+    let s = setup(&mock).await;
+    run_sync(&s, "gl", false).await.done();
+    let votes =
+        |items: Vec<pb::Item>| -> Vec<Option<u64>> { items.iter().map(|i| i.votes).collect() };
+    assert_eq!(
+        votes(all_items(&s, "gl").await),
+        [Some(7), Some(0), Some(0), Some(0)]
+    );
+    mock.reset().await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(paged(json(with_upvotes(9)), 1, 1, Some(4)))
+        .mount(&mock)
+        .await;
+    run_sync(&s, "gl", true).await.done();
+    assert_eq!(votes(all_items(&s, "gl").await)[0], Some(9));
+}

@@ -23,7 +23,7 @@ const SEARCH: &str = "/rest/api/3/search/jql";
 const PAGE2_TOKEN: &str = "CAEaAggDIgwKBDEwMTMSBE9QUy0xMw";
 const FIELDS: &str = concat!(
     "summary,description,status,labels,created,updated,",
-    "resolutiondate,statuscategorychangedate,parent,issuetype"
+    "resolutiondate,statuscategorychangedate,parent,issuetype,votes"
 );
 
 fn json(body: String) -> ResponseTemplate {
@@ -433,4 +433,39 @@ async fn an_original_estimate_in_seconds_becomes_hours_and_a_full_sync_ignores_t
     let estimate = |key: &str| items.iter().find(|i| i.key == key).unwrap().estimate;
     assert_eq!(estimate("ops/OPS-14"), Some(8.0), "28800 seconds");
     assert_eq!(estimate("ops/OPS-15"), None, "no original estimate");
+}
+
+/// Jira's `fields.votes.votes` arrive with sync and follow the tracker on
+/// the next; an issue without the field (voting off) has none.
+#[tokio::test]
+async fn votes_arrive_with_sync_and_update_on_the_next() {
+    let mock = MockServer::start().await;
+    let with_votes = |n: u64| {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&fixture("jira/search-page2.json")).unwrap();
+        v["issues"][0]["fields"]["votes"] = serde_json::json!({
+            "self": "https://acme.atlassian.net/rest/api/3/issue/OPS-13/votes",
+            "votes": n,
+            "hasVoted": false
+        });
+        v.to_string()
+    };
+    Mock::given(method("GET"))
+        .and(path(SEARCH))
+        .respond_with(json(with_votes(4)))
+        .mount(&mock)
+        .await;
+    let s = setup(&mock).await;
+    run_sync(&s, "ops", false).await.done();
+    let items = all_items(&s, "ops").await;
+    assert_eq!(items[0].votes, Some(4), "{:?}", items[0].key);
+    assert!(items[1..].iter().all(|i| i.votes.is_none()));
+    mock.reset().await;
+    Mock::given(method("GET"))
+        .and(path(SEARCH))
+        .respond_with(json(with_votes(6)))
+        .mount(&mock)
+        .await;
+    run_sync(&s, "ops", true).await.done();
+    assert_eq!(all_items(&s, "ops").await[0].votes, Some(6));
 }

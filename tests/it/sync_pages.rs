@@ -26,6 +26,7 @@ fn item(n: u32, title: &str, labels: &[&str]) -> Item {
         create_time: Some(t),
         update_time: Some(t),
         close_time: None,
+        votes: None,
     }
 }
 

@@ -610,6 +610,15 @@ async fn the_metrics_and_hypotheses_pages_show_trends_and_evidence() {
         )),
         "the confidence it moved: {section}"
     );
+    // Every demo metric is observed: no hypothesis is unsupported, until
+    // one bets on a metric nobody has measured and nobody asked about.
+    assert!(!html.contains("class=\"flag unsupported\""));
+    create_metric(&w.s, metric("unmeasured", 0.0, 1.0)).await;
+    create_hypothesis(&w.s, hypothesis("H-99", "G1", "unmeasured", 0.1, 0.5)).await;
+    let (_, html) = get(&format!("{}/hypotheses", w.web)).await;
+    let section = &html[html.find("id=\"hyp-H-99\"").expect("its section")..];
+    let section = &section[..section.find("</section>").unwrap()];
+    assert!(section.contains("class=\"flag unsupported\""), "{section}");
 }
 
 /// A gRPC-Web call (binary, over HTTP/1.1) as a browser makes it: the

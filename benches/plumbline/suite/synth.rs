@@ -229,6 +229,7 @@ impl SynthItem {
             create_time: Some(self.create_time),
             update_time: Some(self.update_time),
             close_time: self.closed.then_some(self.update_time),
+            votes: None,
         }
     }
 }

@@ -54,8 +54,9 @@ pub(super) fn put(
     })
 }
 
-/// Applies the retention rules `keep`: past `daily_before`, only the last
-/// snapshot of each UTC day stays; then the oldest go until at most
+/// Applies the retention rules `keep`: past `daily_before`, only one
+/// snapshot of each UTC day stays, the day's last one taken on purpose
+/// (a refinement meeting's) if any, else its last; then the oldest go until at most
 /// `max_snapshots` remain. Answers how many went.
 pub(super) fn prune(tx: &Transaction<'_>, keep: &SnapshotRetention) -> Attempt<usize> {
     let thinned = tx
@@ -63,7 +64,8 @@ pub(super) fn prune(tx: &Transaction<'_>, keep: &SnapshotRetention) -> Attempt<u
             "DELETE FROM ranking_snapshots WHERE id IN ( \
            SELECT id FROM ( \
              SELECT id, ROW_NUMBER() OVER ( \
-               PARTITION BY take_time / ?2 ORDER BY take_time DESC, id DESC) AS nth \
+               PARTITION BY take_time / ?2 \
+               ORDER BY origin = 'explicit' DESC, take_time DESC, id DESC) AS nth \
              FROM ranking_snapshots WHERE take_time < ?1) \
            WHERE nth > 1)",
         )?
@@ -227,5 +229,38 @@ mod tests {
             .map(|s| s.take_time)
             .collect();
         assert_eq!(kept, vec![newest]);
+    }
+
+    #[tokio::test]
+    async fn a_day_thinned_keeps_its_refinement_snapshot_over_later_background_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("h.sqlite"))
+            .await
+            .unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).unwrap();
+        let keep = SnapshotRetention {
+            max_snapshots: 100,
+            daily_before: now - Duration::days(14),
+        };
+        // Midnight UTC, 20 days before: the three below fall on that day.
+        let day = Utc.with_ymd_and_hms(2026, 11, 16, 0, 0, 0).unwrap();
+        let meeting = RankingSnapshot {
+            summary: SnapshotSummary {
+                origin: SnapshotOrigin::Explicit,
+                note: "refinement".into(),
+                ..snapshot(day + Duration::hours(10)).summary
+            },
+            items: Vec::new(),
+        };
+        store.put_ranking_snapshot(&meeting, &keep).await.unwrap();
+        for h in [14, 18] {
+            store
+                .put_ranking_snapshot(&snapshot(day + Duration::hours(h)), &keep)
+                .await
+                .unwrap();
+        }
+        let kept = store.list_ranking_snapshots(None, 100).await.unwrap();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(kept[0].note, "refinement");
     }
 }

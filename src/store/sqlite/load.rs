@@ -58,7 +58,7 @@ fn scan(
     let sql = match table {
         // Removed items and their links stay out of the index.
         Table::Items => {
-            "SELECT key, source_id, title, state, labels, estimate, parent_key FROM items \
+            "SELECT key, source_id, title, state, labels, estimate, parent_key, votes FROM items \
              WHERE NOT EXISTS (SELECT 1 FROM item_removals r WHERE r.item_key = items.key)"
         }
         Table::Links => {
@@ -103,6 +103,9 @@ fn item_row(r: &rusqlite::Row<'_>) -> Attempt<ItemRow> {
         labels: parse_json(r.get_ref(4)?.as_str()?)?,
         estimate: r.get(5)?,
         parent_key: r.get(6)?,
+        votes: r
+            .get::<_, Option<i64>>(7)?
+            .map(|v| u64::try_from(v).unwrap_or(0)),
     })
 }
 

@@ -47,6 +47,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/sqlite/0011_customers.sql"
     )),
+    M::up(include_str!("../../../migrations/sqlite/0012_insights.sql")),
 ];
 
 /// The schema version of an up-to-date database.

@@ -31,12 +31,13 @@ pub(super) fn write_items(tx: &Transaction<'_>, w: &ItemWrite) -> rusqlite::Resu
     if !w.items.is_empty() {
         let mut upsert = tx.prepare_cached(
             "INSERT INTO items (key, source_id, external_id, title, body, url, state, labels, estimate, \
-             parent_key, create_time, update_time, close_time) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             parent_key, create_time, update_time, close_time, votes) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
              ON CONFLICT (key) DO UPDATE SET title = excluded.title, body = excluded.body, url = excluded.url, \
              state = excluded.state, labels = excluded.labels, estimate = excluded.estimate, \
              parent_key = excluded.parent_key, create_time = excluded.create_time, \
-             update_time = excluded.update_time, close_time = excluded.close_time",
+             update_time = excluded.update_time, close_time = excluded.close_time, \
+             votes = excluded.votes",
         )?;
         for it in &w.items {
             upsert.execute(params![
@@ -53,6 +54,7 @@ pub(super) fn write_items(tx: &Transaction<'_>, w: &ItemWrite) -> rusqlite::Resu
                 it.create_time.as_ref().map(nanos),
                 it.update_time.as_ref().map(nanos),
                 it.close_time.as_ref().map(nanos),
+                it.votes.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
             ])?;
         }
     }

@@ -441,6 +441,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             &config.web,
             crate::web::WebParts {
                 engine: engine.clone(),
+                syncer: syncer.clone(),
                 tokens,
                 lifecycle: lifecycle.clone(),
                 tls: web_tls,

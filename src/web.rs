@@ -146,6 +146,9 @@ pub fn grpc_web_cors(config: &WebConfig) -> Result<tower_http::cors::CorsLayer, 
 #[derive(Clone)]
 pub(crate) struct WebState {
     engine: Arc<Engine>,
+    /// Applies splits (one at a time per item, as ApplySplit does), with
+    /// write-back to the tracker when an admin asks.
+    syncer: Arc<crate::sync::Syncer>,
     tokens: Arc<Tokens>,
     sessions: Arc<session::Sessions>,
     lifecycle: Lifecycle,
@@ -183,6 +186,7 @@ impl WebListener {
 /// What the web view serves from.
 pub struct WebParts {
     pub engine: Arc<Engine>,
+    pub syncer: Arc<crate::sync::Syncer>,
     pub tokens: Arc<Tokens>,
     pub lifecycle: Lifecycle,
     /// `[tls]`'s certificate: the web view speaks HTTPS with it, and the
@@ -197,6 +201,7 @@ pub fn serve(listener: WebListener, config: &WebConfig, parts: WebParts) {
     let max_streams = config.max_event_streams.clamp(1, Semaphore::MAX_PERMITS);
     let state = WebState {
         engine: parts.engine,
+        syncer: parts.syncer,
         sessions: Arc::new(session::Sessions::new(
             parts.tokens.enabled(),
             std::time::Duration::from_secs(config.session_ttl_secs.max(60)),

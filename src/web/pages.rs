@@ -17,9 +17,10 @@ use super::WebState;
 use super::session::{Viewer, bad_csrf, check_csrf, refuse};
 use super::view::{cents, cents_str, html, num, num2, width};
 use crate::auth::Role;
-use crate::domain::ItemState;
+use crate::domain::{ItemState, TrackerKind};
 use crate::engine::{Error, Narrow, RankOrder, RankRequest};
 use crate::refine::split::{DEFAULT_SIZE_THRESHOLD, PlanKind};
+use crate::sync::SyncError;
 
 /// Rows of one backlog page.
 pub const PAGE_SIZE: usize = 50;
@@ -464,6 +465,9 @@ struct ItemPage<'a> {
     oversized: bool,
     children: Vec<ChildRow>,
     may_write: bool,
+    /// The tracker the slices can be created in, when the item's source
+    /// writes back and the viewer may (admin): the apply forms offer it.
+    write_back_to: Option<&'static str>,
     applied: Option<String>,
     customers: u32,
     segments: u32,
@@ -648,6 +652,13 @@ async fn item_page(
         oversized,
         children,
         may_write: viewer.may(Role::Write),
+        write_back_to: engine
+            .get_source(&item.source_id)
+            .ok()
+            .filter(|s| {
+                s.kind != TrackerKind::Push && !s.token_env.is_empty() && viewer.may(Role::Admin)
+            })
+            .map(|s| tracker_name(s.kind)),
         applied: PlanKind::parse(&iq.applied).map(|k| k.as_str().to_owned()),
         customers: score.demand.customers,
         segments: score.demand.segments,
@@ -664,10 +675,43 @@ async fn item_page(
 pub(crate) struct SplitForm {
     kind: String,
     csrf: String,
+    /// A checked "also create the slices in the tracker" box.
+    #[serde(default)]
+    write_back: String,
 }
 
-/// `POST /items/{key}/split`: applies a plan (no write-back: that is an
-/// admin's call through the API), then shows the item with its slices.
+fn tracker_name(kind: TrackerKind) -> &'static str {
+    match kind {
+        TrackerKind::Github => "GitHub",
+        TrackerKind::Gitlab => "GitLab",
+        TrackerKind::Jira => "Jira",
+        TrackerKind::Redmine => "Redmine",
+        TrackerKind::Push => "its integration",
+    }
+}
+
+/// A failed split as a page: the engine's errors as every page words them,
+/// the tracker's as ApplySplit does (the message is already scrubbed of
+/// secrets by the syncer).
+fn split_error(viewer: &Viewer, e: SyncError) -> Response {
+    let (status, title) = match &e {
+        SyncError::Engine(e) => return engine_error(viewer, e),
+        SyncError::SplitRunning(_) | SyncError::AlreadyRunning(_) => {
+            (StatusCode::CONFLICT, "Cannot do that now")
+        }
+        SyncError::Interrupted { .. }
+        | SyncError::Transport { .. }
+        | SyncError::RateLimited { .. }
+        | SyncError::Malformed { .. } => (StatusCode::BAD_GATEWAY, "The tracker did not answer"),
+        SyncError::Client(_) => (StatusCode::INTERNAL_SERVER_ERROR, "The split failed"),
+        _ => (StatusCode::CONFLICT, "The tracker refused the slices"),
+    };
+    message(viewer, status, title, &e.to_string())
+}
+
+/// `POST /items/{key}/split`: applies a plan (write needed), creating its
+/// slices in the tracker too when the form asks and the viewer is an admin
+/// (as ApplySplit with write_back), then shows the item with its slices.
 pub(crate) async fn apply_split(
     State(state): State<WebState>,
     Extension(viewer): Extension<Viewer>,
@@ -697,15 +741,28 @@ pub(crate) async fn apply_split(
             "kind: must be hypothesis or task",
         );
     };
-    match state.engine.apply_split(&key, kind).await {
+    let write_back = !form.write_back.is_empty();
+    if write_back && let Some(c) = viewer.caller.as_ref().filter(|c| c.role < Role::Admin) {
+        let detail = format!(
+            "Creating the slices in the tracker writes to it with the server's token, so it needs the admin role, as ApplySplit with write_back does; you signed in with the token {:?}, which has the {} role. Apply the split without it, or ask an admin.",
+            &*c.name,
+            c.role.as_str()
+        );
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Refused: writing back needs an admin token",
+            &detail,
+        );
+    }
+    match state.syncer.apply_split(&key, kind, write_back).await {
         Ok(applied) => {
             if let Some(c) = &viewer.caller {
-                tracing::info!(token = %c.name, item = %key, plan = kind.as_str(), created = applied.created.len(), "split applied from the web");
+                tracing::info!(token = %c.name, item = %key, plan = kind.as_str(), write_back, created = applied.created.len(), "split applied from the web");
             }
             let to = format!("/items/{}?applied={}", percent_path(&key), kind.as_str());
             Redirect::to(&to).into_response()
         }
-        Err(e) => engine_error(&viewer, &e),
+        Err(e) => split_error(&viewer, e),
     }
 }
 

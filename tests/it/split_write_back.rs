@@ -910,3 +910,91 @@ async fn a_plan_applied_before_the_item_closed_still_answers_its_slices() {
     assert!(again.created_item_keys.is_empty());
     s.stop().await;
 }
+
+/// The item page of the web view offers write-back where the source writes
+/// back and the viewer is an admin (auth off here: anyone), and applying a
+/// split with the box checked creates the slices in the tracker, as
+/// ApplySplit with write_back does.
+#[tokio::test]
+async fn the_web_item_page_applies_a_split_with_write_back() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(GITHUB_ISSUES))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(Creates::new(Tracker::GitHub, 201))
+        .expect(3)
+        .mount(&mock)
+        .await;
+    let s = start(&mock, &GITHUB).await;
+    let web = s.server().web_url().expect("the web view is on");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client
+        .get(format!("{web}/items/gh%2F7"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("id=\"write-back-task\"") && page.contains("as issues in GitHub"),
+        "the page offers write-back"
+    );
+    let marker = "name=\"csrf\" value=\"";
+    let at = page.find(marker).expect("a form") + marker.len();
+    let csrf = &page[at..at + page[at..].find('"').unwrap()];
+    let r = client
+        .post(format!("{web}/items/gh%2F7/split"))
+        .header("origin", &web)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            serde_urlencoded::to_string([("csrf", csrf), ("kind", "task"), ("write_back", "on")])
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER);
+    let sent = posted(&mock).await;
+    assert_eq!(sent.len(), 3, "three issues created");
+    assert_eq!(sent[0]["title"], TASKS[0]);
+    for n in 201..=203 {
+        let it = get_item(&s, &format!("gh/{n}")).await.expect("a slice");
+        assert_eq!(it.parent_key, "gh/7");
+    }
+    mock.verify().await;
+
+    // A push source has no tracker to write to: no box.
+    create_source(
+        &s,
+        pb::Source {
+            id: "app".into(),
+            kind: pb::TrackerKind::Push as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    upsert(
+        &s,
+        vec![pb::Item {
+            body: BODY.into(),
+            ..estimated(item("app", "1", "Pushed"), 12.0)
+        }],
+    )
+    .await;
+    link(&s, "app/1", "H-1", 0.5).await;
+    let page = client
+        .get(format!("{web}/items/app%2F1"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"apply-task\""), "a plan to apply");
+    assert!(!page.contains("write-back-task"), "no write-back offered");
+    s.stop().await;
+}

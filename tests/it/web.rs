@@ -408,6 +408,28 @@ async fn with_auth_a_session_is_needed_and_a_read_token_cannot_split() {
         .await
         .unwrap();
     let token = csrf(&html);
+    // A write token is not offered write-back (an admin's call), and a
+    // form that asks for it anyway is refused, naming the role.
+    assert!(!html.contains("write-back-task"), "no write-back for write");
+    let r = client()
+        .post(format!("{}/items/web%2F412/split", w.web))
+        .header("cookie", &cookie)
+        .header("origin", &w.web)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            serde_urlencoded::to_string([
+                ("kind", "task"),
+                ("csrf", token.as_str()),
+                ("write_back", "on"),
+            ])
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("needs the admin role"), "{body}");
     // From another site, or without the session's CSRF token: refused.
     let r = split(cookie.clone(), "http://evil.example", token.clone()).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);

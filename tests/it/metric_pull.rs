@@ -790,6 +790,39 @@ async fn posthog_hogql_first_and_incremental_pull() {
     assert_eq!(m.observation_count, 3);
     assert_eq!(m.current_value, Some(3.1));
     mock.verify().await;
+
+    // PostHog corrects the last day (late events): the value replaces the
+    // stored one, nothing is added.
+    mock.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/api/projects/4242/query/"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(hogql_answer(&[(day(3), 3.3.into())])),
+        )
+        .mount(&mock)
+        .await;
+    let (_, done) = pull(&s, "conv").await.expect("corrected");
+    assert_eq!(done.stored_count, 1);
+    let m = done.metric.expect("metric");
+    assert_eq!((m.observation_count, m.current_value), (3, Some(3.3)));
+
+    // PostHog cannot be reached: nothing stored, the cause named, no key.
+    let gone = format!(
+        "http://127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    s.model()
+        .update_metric(pb::UpdateMetricRequest {
+            metric: Some(sourced("conv", posthog_source(&gone, HOGQL, ""))),
+            update_mask: mask(&["source"]),
+        })
+        .await
+        .expect("UpdateMetric source");
+    assert_failed_pull(&s, "conv", Code::Unavailable, "posthog source").await;
 }
 
 #[tokio::test]

@@ -282,6 +282,12 @@ impl ValidationConfig {
 pub struct SyncConfig {
     /// Seconds between background syncs of every source; 0 turns them off.
     pub interval_secs: u64,
+    /// Seconds (of the server's uptime) between background syncs of a
+    /// source that are full rather than incremental; 0 never. An
+    /// incremental sync sees only issues whose update time moved; a full
+    /// one also sees what changed without moving it (GitHub's reaction
+    /// counts) and what the tracker no longer returns.
+    pub full_interval_secs: u64,
     /// Timeout of one HTTP request, in seconds.
     pub timeout_secs: u64,
     /// Retries of a request after a transient failure.
@@ -302,6 +308,7 @@ impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             interval_secs: 900,
+            full_interval_secs: 86_400,
             timeout_secs: 30,
             max_retries: 5,
             backoff_ms: 500,

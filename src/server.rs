@@ -466,6 +466,8 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             background_sync(
                 syncer.clone(),
                 Duration::from_secs(config.sync.interval_secs),
+                (config.sync.full_interval_secs > 0)
+                    .then(|| Duration::from_secs(config.sync.full_interval_secs)),
             ),
         );
     }
@@ -521,8 +523,12 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
 /// every `interval`, skipping a source whose previous sync is still
 /// running, until the server stops (a sync under way then stores the pages
 /// in hand and ends).
-async fn background_sync(syncer: Arc<Syncer>, interval: Duration) {
+async fn background_sync(syncer: Arc<Syncer>, interval: Duration, full_every: Option<Duration>) {
     let lifecycle = syncer.lifecycle().clone();
+    // When each source last had a full sync (or was first seen): counted
+    // from start-up, so a restart does not begin with full syncs of all.
+    let mut last_full: std::collections::HashMap<String, tokio::time::Instant> =
+        std::collections::HashMap::new();
     loop {
         // Push sources have no tracker: their items come from UpsertItems.
         let ids: Vec<String> = syncer
@@ -539,9 +545,15 @@ async fn background_sync(syncer: Arc<Syncer>, interval: Duration) {
             if syncer.is_running(&id) {
                 continue;
             }
-            match syncer.sync(&id, false, &|_| {}).await {
+            let now = tokio::time::Instant::now();
+            let since_full = now - *last_full.entry(id.clone()).or_insert(now);
+            let full = full_every.is_some_and(|every| since_full >= every);
+            match syncer.sync(&id, full, &|_| {}).await {
                 Ok(s) => {
-                    tracing::info!(source = %id, pages = s.pages, upserted = s.upserted, "background sync done")
+                    if full {
+                        last_full.insert(id.clone(), now);
+                    }
+                    tracing::info!(source = %id, full, pages = s.pages, upserted = s.upserted, "background sync done")
                 }
                 Err(SyncError::Interrupted { .. }) => return,
                 Err(e) => tracing::warn!(source = %id, error = %e, "background sync failed"),

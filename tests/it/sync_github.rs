@@ -542,6 +542,61 @@ async fn the_background_sync_pulls_without_being_asked() {
     ));
 }
 
+/// With `full_interval_secs`, a background sync is full now and then: a
+/// request without `since`, which sees what an incremental one cannot (a
+/// reaction count that did not move `updated_at`).
+#[tokio::test]
+async fn the_background_sync_is_full_every_full_interval() {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(ISSUES))
+        .respond_with(json(fixture("github/issues-page2.json")))
+        .mount(&mock)
+        .await;
+    set_test_token(TOKEN_VAR, TOKEN);
+    let s = TestServer::start_with_sync(plumbline::config::SyncConfig {
+        interval_secs: 1,
+        full_interval_secs: 2,
+        ..plumbline::config::SyncConfig::manual()
+    })
+    .await;
+    create_source(
+        &s,
+        pb::Source {
+            id: "gh".into(),
+            kind: pb::TrackerKind::Github as i32,
+            base_url: mock.uri(),
+            project_key: "acme/shop".into(),
+            token_env: TOKEN_VAR.into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    // The first syncs: the first one has no cursor yet, the next ones ask
+    // with `since`; then a full one asks without it again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let asked: Vec<bool> = mock
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.url.query_pairs().any(|(k, _)| k == "since"))
+            .collect();
+        // An incremental request, then a later one without `since`.
+        if let Some(first_incremental) = asked.iter().position(|&since| since)
+            && asked[first_incremental..].iter().any(|&since| !since)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no full background sync within 30 s: {asked:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn sync_rpcs_validate_their_input() {
     let mock = MockServer::start().await;

@@ -23,7 +23,12 @@ pub fn time(ts: Option<&prost_types::Timestamp>) -> Value {
 fn cell_text(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
-        Value::String(s) => s.clone(),
+        // Text from trackers and callers (titles, quotes) may hold escape
+        // sequences that would drive the terminal: shown as U+FFFD.
+        Value::String(s) => s
+            .chars()
+            .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+            .collect(),
         Value::Bool(b) => if *b { "yes" } else { "" }.to_string(),
         Value::Number(n) => match n.as_f64() {
             Some(f) if n.is_f64() => format_number(f),
@@ -100,6 +105,12 @@ pub fn table(rows: &[Value], columns: &[(&str, &str)]) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let hostile = Value::String("Pay\u{1b}[2J now\u{7}\r".into());
+        assert_eq!(cell_text(&hostile), "Pay\u{FFFD}[2J now\u{FFFD}\u{FFFD}");
+    }
 
     #[test]
     fn numbers_and_names_read_well() {

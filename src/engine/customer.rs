@@ -451,19 +451,31 @@ fn segment_tree(ix: &ScoreIndex, c: &Customers, limit: usize) -> SegmentTreeView
             figures: v.figures,
         })
         .collect();
+    // Only hypotheses on an outcome's metric, and only the items with a
+    // term of one, reach the roll-up: the rest of a large backlog is not
+    // copied for it.
     let hyps: Vec<(String, String)> = ix
         .hypotheses()
+        .filter(|h| c.outcomes.contains_key(&h.metric_id))
         .map(|h| (h.id.clone(), h.metric_id.clone()))
         .collect();
+    let on_outcomes: std::collections::HashSet<&str> =
+        hyps.iter().map(|(h, _)| h.as_str()).collect();
     let items: Vec<ItemInput> = ix
         .open_item_scores()
         .into_iter()
+        .filter(|(_, s)| {
+            s.terms
+                .iter()
+                .any(|t| on_outcomes.contains(t.hypothesis_id.as_str()))
+        })
         .map(|(key, s)| ItemInput {
             key: key.to_string(),
             value_density: s.value_density,
             terms: s
                 .terms
                 .iter()
+                .filter(|t| on_outcomes.contains(t.hypothesis_id.as_str()))
                 .map(|t| (t.hypothesis_id.clone(), t.value))
                 .collect(),
         })

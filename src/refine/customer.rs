@@ -135,6 +135,27 @@ pub fn rollup_by_segment(
     for o in outcomes {
         by_segment.entry(&o.segment_id).or_default().push(o);
     }
+    // Each item's value per segment it serves, in one pass over the items
+    // (not one per segment: a model may hold a thousand segments).
+    let mut serving_by_segment: HashMap<&str, Vec<ServingItem>> = HashMap::new();
+    for it in items {
+        let mut per: BTreeMap<&str, f64> = BTreeMap::new();
+        for (h, v) in &it.terms {
+            if let Some(seg) = hyp_segment.get(h.as_str()) {
+                *per.entry(seg).or_insert(0.0) += v;
+            }
+        }
+        for (seg, value) in per {
+            serving_by_segment
+                .entry(seg)
+                .or_default()
+                .push(ServingItem {
+                    key: it.key.clone(),
+                    value_for_goal: value,
+                    value_density: it.value_density,
+                });
+        }
+    }
     let mut sorted: Vec<&SegmentInput> = segments.iter().collect();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     let mut tree = SegmentTree::default();
@@ -155,24 +176,7 @@ pub fn rollup_by_segment(
             gaps.iter().sum::<f64>() / gaps.len() as f64
         };
         let weighted_gap = share * mean_gap;
-        let mut serving: Vec<ServingItem> = items
-            .iter()
-            .filter_map(|it| {
-                let mut linked = false;
-                let mut value = 0.0;
-                for (h, v) in &it.terms {
-                    if hyp_segment.get(h.as_str()) == Some(&s.id.as_str()) {
-                        linked = true;
-                        value += v;
-                    }
-                }
-                linked.then(|| ServingItem {
-                    key: it.key.clone(),
-                    value_for_goal: value,
-                    value_density: it.value_density,
-                })
-            })
-            .collect();
+        let mut serving = serving_by_segment.remove(s.id.as_str()).unwrap_or_default();
         serving.sort_by(|a, b| {
             b.value_density
                 .total_cmp(&a.value_density)

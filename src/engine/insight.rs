@@ -258,15 +258,26 @@ impl Engine {
         after: Option<&str>,
         limit: usize,
     ) -> Vec<String> {
+        use std::ops::Bound::{Excluded, Unbounded};
         let book = self.insights.read();
-        let candidates: Box<dyn Iterator<Item = &String>> =
-            match (&filter.item_key, &filter.hypothesis_id) {
-                (Some(i), _) => Box::new(book.by_item.get(i).into_iter().flatten()),
-                (None, Some(h)) => Box::new(book.by_hypothesis.get(h).into_iter().flatten()),
-                (None, None) => Box::new(book.facts.keys()),
-            };
+        // From the page's start on, not from the first key: listing every
+        // page costs one pass, not one per page.
+        let from = after.map_or(Unbounded, Excluded);
+        let set = match (&filter.item_key, &filter.hypothesis_id) {
+            (Some(i), _) => Some(book.by_item.get(i)),
+            (None, Some(h)) => Some(book.by_hypothesis.get(h)),
+            (None, None) => None,
+        };
+        let candidates: Box<dyn Iterator<Item = &String>> = match set {
+            Some(Some(keys)) => Box::new(keys.range::<str, _>((from, Unbounded))),
+            Some(None) => Box::new(std::iter::empty()),
+            None => Box::new(
+                book.facts
+                    .range::<str, _>((from, Unbounded))
+                    .map(|(k, _)| k),
+            ),
+        };
         candidates
-            .filter(|k| after.is_none_or(|a| k.as_str() > a))
             .filter(|k| {
                 book.facts.get(*k).is_some_and(|f| {
                     filter

@@ -168,7 +168,11 @@ impl pb::insight_service_server::InsightService for InsightApi {
         );
         let insights = self.0.get_insights(&keys).await?;
         Ok(Response::new(pb::ListInsightsResponse {
-            insights: insights.iter().map(insight_to_pb).collect(),
+            insights: insights
+                .iter()
+                .filter(|i| filter.matches(i))
+                .map(insight_to_pb)
+                .collect(),
             next_page_token: next,
         }))
     }

@@ -137,6 +137,23 @@ pub struct InsightFilter {
     pub segment_id: Option<String>,
 }
 
+impl InsightFilter {
+    /// Whether a stored insight matches: checked again on the rows read
+    /// from the store, which a write may have changed since the keys were
+    /// chosen from memory.
+    pub fn matches(&self, i: &Insight) -> bool {
+        self.item_key
+            .as_ref()
+            .is_none_or(|k| i.item_keys.contains(k))
+            && self
+                .hypothesis_id
+                .as_ref()
+                .is_none_or(|h| i.hypothesis_ids.contains(h))
+            && self.customer.as_ref().is_none_or(|c| &i.customer == c)
+            && self.segment_id.as_ref().is_none_or(|s| &i.segment_id == s)
+    }
+}
+
 /// Counts of a `RecordInsights` call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RecordCounts {

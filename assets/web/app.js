@@ -52,12 +52,26 @@
       .catch(function (err) { if (live) live.textContent = "live update failed: " + err.message; })
       .then(function () { pending = false; if (again) { again = false; refresh(); } });
   }
-  var events = new EventSource("/events");
-  // A "hello" after the first is a reconnection (the stream ends with an
-  // idle connection, a restart): changes may have come meanwhile.
-  events.addEventListener("hello", function () {
-    if (document.body.dataset.live === "on") refresh();
-    document.body.dataset.live = "on";
+  var events = null;
+  function connect() {
+    events = new EventSource("/events");
+    // A "hello" after the first is a reconnection (the stream ends with an
+    // idle connection, a restart, a page shown again): changes may have
+    // come meanwhile.
+    events.addEventListener("hello", function () {
+      if (document.body.dataset.live === "on") refresh();
+      document.body.dataset.live = "on";
+    });
+    events.addEventListener("ranking", refresh);
+  }
+  connect();
+  // A page left (or kept in the back/forward cache) closes its stream, so
+  // that it does not hold one of the browser's six HTTP/1.1 connections to
+  // this host; shown again, it opens a new one.
+  window.addEventListener("pagehide", function () {
+    if (events) { events.close(); events = null; }
   });
-  events.addEventListener("ranking", refresh);
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted && !events) connect();
+  });
 })();

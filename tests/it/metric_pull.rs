@@ -78,6 +78,27 @@ pub(super) async fn pull(
     panic!("the pull stream ended without Done");
 }
 
+/// `http://127.0.0.1:PORT` where nothing listens (a wiremock server
+/// dropped goes back to its pool and still answers, so a bare port).
+pub(super) fn gone_url() -> String {
+    format!("http://127.0.0.1:{}", super::realdeps::free_port())
+}
+
+/// Points metric `id` at `source` (UpdateMetric with the `source` mask).
+pub(super) async fn set_source(s: &TestServer, id: &str, source: pb::MetricSource) {
+    s.model()
+        .update_metric(pb::UpdateMetricRequest {
+            metric: Some(pb::Metric {
+                id: id.into(),
+                source: Some(source),
+                ..Default::default()
+            }),
+            update_mask: mask(&["source"]),
+        })
+        .await
+        .expect("UpdateMetric source");
+}
+
 pub(super) async fn get_metric(s: &TestServer, id: &str) -> pb::Metric {
     s.model()
         .get_metric(pb::GetMetricRequest { id: id.into() })
@@ -344,21 +365,13 @@ async fn http_json_failures_store_nothing_and_say_why() {
     )
     .await;
 
-    // Unreachable: nothing listens there any more (a wiremock server
-    // dropped goes back to its pool and still answers, so a bare port).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let gone_url = format!("http://127.0.0.1:{port}/conv");
-    s.model()
-        .update_metric(pb::UpdateMetricRequest {
-            metric: Some(sourced("conv", http_json_source(&gone_url))),
-            update_mask: mask(&["source"]),
-        })
-        .await
-        .expect("UpdateMetric source");
+    // Unreachable: nothing listens there any more.
+    set_source(
+        &s,
+        "conv",
+        http_json_source(&format!("{}/conv", gone_url())),
+    )
+    .await;
     assert_failed_pull(&s, "conv", Code::Unavailable, "http_json source").await;
 }
 
@@ -807,21 +820,7 @@ async fn posthog_hogql_first_and_incremental_pull() {
     assert_eq!((m.observation_count, m.current_value), (3, Some(3.3)));
 
     // PostHog cannot be reached: nothing stored, the cause named, no key.
-    let gone = format!(
-        "http://127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
-    s.model()
-        .update_metric(pb::UpdateMetricRequest {
-            metric: Some(sourced("conv", posthog_source(&gone, HOGQL, ""))),
-            update_mask: mask(&["source"]),
-        })
-        .await
-        .expect("UpdateMetric source");
+    set_source(&s, "conv", posthog_source(&gone_url(), HOGQL, "")).await;
     assert_failed_pull(&s, "conv", Code::Unavailable, "posthog source").await;
 }
 

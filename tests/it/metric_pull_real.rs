@@ -10,7 +10,7 @@
 
 use tonic::Code;
 
-use super::metric_pull::{get_metric, observations, pull};
+use super::metric_pull::{get_metric, gone_url, observations, pull, set_source};
 use super::realdeps::{self, day, free_port, require, signups_history};
 use crate::common::*;
 use plumbline::proto as pb;
@@ -67,20 +67,6 @@ async fn item_on(s: &TestServer, metric_id: &str) -> String {
     upsert(s, vec![item("app", "1", "Faster sign-up")]).await;
     link(s, "app/1", "H", 1.0).await;
     "app/1".into()
-}
-
-async fn set_source(s: &TestServer, id: &str, source: pb::MetricSource) {
-    s.model()
-        .update_metric(pb::UpdateMetricRequest {
-            metric: Some(pb::Metric {
-                id: id.into(),
-                source: Some(source),
-                ..Default::default()
-            }),
-            update_mask: mask(&["source"]),
-        })
-        .await
-        .expect("UpdateMetric source");
 }
 
 /// The pull fails with `code`, names the metric and `cause`, never shows
@@ -211,8 +197,7 @@ async fn prometheus_pull_refuses_nan_and_infinity_and_an_unreachable_server_stor
 
     // The server stops answering (a port nobody listens on): nothing stored,
     // the cause named.
-    let gone = format!("http://127.0.0.1:{}", free_port());
-    set_source(&s, "odd", prometheus_source(&gone, "odd")).await;
+    set_source(&s, "odd", prometheus_source(&gone_url(), "odd")).await;
     assert_pull_fails(&s, "odd", Code::Unavailable, "could not be reached", "").await;
     assert_eq!(
         observations(&s, "odd").await,

@@ -497,9 +497,9 @@ async fn five_thousand_items_sync_and_rank_and_a_resync_costs_one_request() {
     assert_eq!(mock.received_requests().await.unwrap().len() - before, 1);
 }
 
-/// With an interval set, the server syncs every source by itself.
-#[tokio::test]
-async fn the_background_sync_pulls_without_being_asked() {
+/// A server with `sync` and a GitHub source `gh` on a mock answering one
+/// page of issues to every listing.
+async fn background_server(sync: plumbline::config::SyncConfig) -> (MockServer, TestServer) {
     let mock = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path(ISSUES))
@@ -507,11 +507,7 @@ async fn the_background_sync_pulls_without_being_asked() {
         .mount(&mock)
         .await;
     set_test_token(TOKEN_VAR, TOKEN);
-    let s = TestServer::start_with_sync(plumbline::config::SyncConfig {
-        interval_secs: 1,
-        ..plumbline::config::SyncConfig::manual()
-    })
-    .await;
+    let s = TestServer::start_with_sync(sync).await;
     create_source(
         &s,
         pb::Source {
@@ -523,6 +519,17 @@ async fn the_background_sync_pulls_without_being_asked() {
             ..Default::default()
         },
     )
+    .await;
+    (mock, s)
+}
+
+/// With an interval set, the server syncs every source by itself.
+#[tokio::test]
+async fn the_background_sync_pulls_without_being_asked() {
+    let (_mock, s) = background_server(plumbline::config::SyncConfig {
+        interval_secs: 1,
+        ..plumbline::config::SyncConfig::manual()
+    })
     .await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -547,30 +554,11 @@ async fn the_background_sync_pulls_without_being_asked() {
 /// reaction count that did not move `updated_at`).
 #[tokio::test]
 async fn the_background_sync_is_full_every_full_interval() {
-    let mock = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(ISSUES))
-        .respond_with(json(fixture("github/issues-page2.json")))
-        .mount(&mock)
-        .await;
-    set_test_token(TOKEN_VAR, TOKEN);
-    let s = TestServer::start_with_sync(plumbline::config::SyncConfig {
+    let (mock, _s) = background_server(plumbline::config::SyncConfig {
         interval_secs: 1,
         full_interval_secs: 2,
         ..plumbline::config::SyncConfig::manual()
     })
-    .await;
-    create_source(
-        &s,
-        pb::Source {
-            id: "gh".into(),
-            kind: pb::TrackerKind::Github as i32,
-            base_url: mock.uri(),
-            project_key: "acme/shop".into(),
-            token_env: TOKEN_VAR.into(),
-            ..Default::default()
-        },
-    )
     .await;
     // The first syncs: the first one has no cursor yet, the next ones ask
     // with `since`; then a full one asks without it again.

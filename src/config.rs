@@ -16,7 +16,9 @@ pub use crate::limits::LimitsConfig;
 pub struct Config {
     /// Address the gRPC server listens on.
     pub listen: SocketAddr,
-    /// Path of the SQLite database file (created if missing).
+    /// Path of the SQLite database file (created if missing), or a
+    /// `postgres://` DSN, which selects the PostgreSQL backend (see
+    /// `[store] url_env` to keep the password out of the command line).
     pub db: PathBuf,
     /// Size used for items without an estimate (> 0).
     pub default_size: f64,
@@ -172,8 +174,17 @@ pub use crate::tls::TlsConfig;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// The storage backend; `sqlite` (the file at `db`) is the only one.
+    /// The storage backend: `sqlite` (the file at `db`, the default) or
+    /// `postgres`, which a `postgres://` `db` or `url_env` selects.
     pub backend: StoreBackend,
+    /// The name of an environment variable holding the PostgreSQL DSN
+    /// (`postgres://user:password@host:port/db`), so that the password
+    /// shows in no process list, configuration file or log. Selects the
+    /// PostgreSQL backend; `db` is then not read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_env: Option<String>,
+    /// PostgreSQL: connections each sidecar keeps open, at most.
+    pub max_connections: usize,
     /// When an acknowledged write is on disk. `normal` (the default): a
     /// process crash loses nothing acknowledged, a power cut or OS crash
     /// may lose the last transactions (never corrupts the file); `full`
@@ -194,6 +205,8 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             backend: StoreBackend::default(),
+            url_env: None,
+            max_connections: 8,
             synchronous: Synchronous::default(),
             busy_timeout_ms: 5000,
             max_size_mib: 0,
@@ -224,6 +237,8 @@ pub enum StoreBackend {
     /// The embedded SQLite file at `db`.
     #[default]
     Sqlite,
+    /// A PostgreSQL database, shared by any number of sidecars.
+    Postgres,
 }
 
 /// When and how releases are validated.
@@ -405,11 +420,16 @@ impl Config {
         // configured names skipped too.
         let outbound: OutboundConfig = fig
             .clone()
-            .merge(settings_env(&OutboundConfig::default()))
+            .merge(settings_env(&OutboundConfig::default(), None))
             .extract_inner("outbound")
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        let cfg: Config = fig
-            .merge(settings_env(&outbound))
+        let store: StoreConfig = fig
+            .clone()
+            .merge(settings_env(&outbound, None))
+            .extract_inner("store")
+            .unwrap_or_default();
+        let mut cfg: Config = fig
+            .merge(settings_env(&outbound, store.url_env.as_deref()))
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -423,7 +443,13 @@ impl Config {
                 cfg.default_size
             )));
         }
-        check_db_path(&cfg.db)?;
+        cfg.store.backend = store_backend(&cfg)?;
+        if cfg.store.max_connections == 0 || cfg.store.max_connections > 256 {
+            return Err(ConfigError::Invalid(format!(
+                "store.max_connections must be from 1 to 256, got {}",
+                cfg.store.max_connections
+            )));
+        }
         cfg.tls
             .check()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -432,16 +458,52 @@ impl Config {
     }
 }
 
-/// `db` is the path of a SQLite file. A URL (`postgres://user:pw@host/db`,
-/// `sqlite://...`) is not one: taken as a path, it would create a file in a
-/// folder named `postgres:` under the working directory, and two servers
-/// given the same DSN would silently share it. The message shows only the
-/// scheme: the rest of a DSN may hold a password.
+/// Whether `db` names a PostgreSQL database (`postgres://` or
+/// `postgresql://`, the schemes libpq takes).
+pub fn is_postgres_url(db: &Path) -> bool {
+    let text = db.to_string_lossy();
+    ["postgres://", "postgresql://"].iter().any(|p| {
+        text.get(..p.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(p))
+    })
+}
+
+/// The backend the settings select. `db` is the path of a SQLite file or a
+/// `postgres://` DSN; any other URL (`mysql://`, `sqlite://...`) is refused:
+/// taken as a path, it would create a file in a folder named after the
+/// scheme, and two servers given the same URL would silently share it.
+/// Messages show only the scheme or the variable's name: a DSN may hold a
+/// password.
+fn store_backend(cfg: &Config) -> Result<StoreBackend, ConfigError> {
+    if let Some(name) = &cfg.store.url_env {
+        if name.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "store.url_env must name an environment variable (e.g. PLUMBLINE_DATABASE_URL)"
+                    .into(),
+            ));
+        }
+        return Ok(StoreBackend::Postgres);
+    }
+    if is_postgres_url(&cfg.db) {
+        return Ok(StoreBackend::Postgres);
+    }
+    if cfg.store.backend == StoreBackend::Postgres {
+        return Err(ConfigError::Invalid(
+            "store.backend = \"postgres\" needs the database's DSN: db = \"postgres://...\" or \
+             store.url_env naming the variable that holds it"
+                .into(),
+        ));
+    }
+    check_db_path(&cfg.db)?;
+    Ok(StoreBackend::Sqlite)
+}
+
 fn check_db_path(db: &Path) -> Result<(), ConfigError> {
     let text = db.to_string_lossy();
     if text.trim().is_empty() {
         return Err(ConfigError::Invalid(
-            "db must be the path of the SQLite file (e.g. plumbline.sqlite)".into(),
+            "db must be the path of the SQLite file (e.g. plumbline.sqlite) or a postgres:// DSN"
+                .into(),
         ));
     }
     if let Some((scheme, _)) = text.split_once("://") {
@@ -454,13 +516,80 @@ fn check_db_path(db: &Path) -> Result<(), ConfigError> {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
         if is_scheme {
             return Err(ConfigError::Invalid(format!(
-                "db is a {scheme}:// URL, not a file path: this version of plumbline stores \
-                 its data only in an embedded SQLite file; give the file's path \
-                 (e.g. --db /var/lib/plumbline/plumbline.sqlite)"
+                "db is a {scheme}:// URL: plumbline stores its data in an embedded SQLite file \
+                 (give the file's path, e.g. --db /var/lib/plumbline/plumbline.sqlite) or in \
+                 PostgreSQL (a postgres:// DSN)"
             )));
         }
     }
     Ok(())
+}
+
+impl Config {
+    /// The PostgreSQL DSN the settings name (from `store.url_env`'s
+    /// variable, else `db`), `None` for SQLite. The error names the
+    /// variable, never its value.
+    pub fn postgres_dsn(&self) -> Result<Option<String>, ConfigError> {
+        if self.store.backend != StoreBackend::Postgres {
+            return Ok(None);
+        }
+        let Some(name) = &self.store.url_env else {
+            return Ok(Some(self.db.to_string_lossy().into_owned()));
+        };
+        match std::env::var(name) {
+            Ok(v) if is_postgres_url(Path::new(&v)) => Ok(Some(v)),
+            Ok(v) if v.trim().is_empty() => Err(ConfigError::Invalid(format!(
+                "store.url_env names {name}, which is empty; set it to the database's postgres:// DSN"
+            ))),
+            Ok(_) => Err(ConfigError::Invalid(format!(
+                "{name} (store.url_env) does not hold a postgres:// or postgresql:// DSN"
+            ))),
+            Err(_) => Err(ConfigError::Invalid(format!(
+                "store.url_env names {name}, which is not set; set it to the database's postgres:// DSN"
+            ))),
+        }
+    }
+
+    /// Where the data is, for logs and messages: the SQLite path, or the
+    /// PostgreSQL host, port, user and database without the password.
+    pub fn db_display(&self) -> String {
+        match self.postgres_dsn() {
+            Ok(Some(dsn)) => redact_dsn(&dsn),
+            Ok(None) => self.db.display().to_string(),
+            Err(_) => "(PostgreSQL, DSN not readable)".into(),
+        }
+    }
+}
+
+/// A DSN as it may be shown: user, hosts, ports and database, never the
+/// password or other parameters.
+pub fn redact_dsn(dsn: &str) -> String {
+    use std::str::FromStr;
+    let Ok(c) = tokio_postgres::Config::from_str(dsn) else {
+        return "postgres://(a DSN that does not parse)".into();
+    };
+    let hosts: Vec<String> = c
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let host = match h {
+                tokio_postgres::config::Host::Tcp(n) => n.clone(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+            };
+            match c.get_ports().get(i).or(c.get_ports().first()) {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            }
+        })
+        .collect();
+    format!(
+        "postgres://{}@{}/{}",
+        c.get_user().unwrap_or(""),
+        hosts.join(","),
+        c.get_dbname().unwrap_or("")
+    )
 }
 
 /// The `PLUMBLINE_*` variables read as settings: all but the CLI's own and
@@ -468,7 +597,7 @@ fn check_db_path(db: &Path) -> Result<(), ConfigError> {
 /// name, so that exporting a tracker token or the CLI's API token never
 /// breaks `serve` as an unknown setting. Any other unknown name (a typo)
 /// is still refused.
-fn settings_env(outbound: &OutboundConfig) -> Env {
+fn settings_env(outbound: &OutboundConfig, dsn_env: Option<&str>) -> Env {
     const FAMILY: &str = "PLUMBLINE_";
     // Keys are matched without the family prefix, in lower case.
     let strip = |name: &str| {
@@ -483,7 +612,9 @@ fn settings_env(outbound: &OutboundConfig) -> Env {
     let secret_names: Vec<String> = outbound
         .token_envs
         .iter()
-        .filter_map(|n| strip(n))
+        .map(String::as_str)
+        .chain(dsn_env)
+        .filter_map(strip)
         .collect();
     Env::prefixed(FAMILY)
         .filter(move |key| {

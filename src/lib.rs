@@ -44,6 +44,7 @@ pub mod limits;
 pub mod metric_source;
 pub mod model;
 pub mod outbound;
+pub mod pg;
 pub mod refine;
 pub mod score;
 pub mod server;

@@ -265,7 +265,12 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     } else {
         None
     };
-    if let Some(dir) = config.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+    let sqlite = config.store.backend == crate::config::StoreBackend::Sqlite;
+    if let Some(dir) = config
+        .db
+        .parent()
+        .filter(|d| sqlite && !d.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(dir).map_err(|source| ServerError::DbDir {
             path: dir.display().to_string(),
             source,
@@ -274,7 +279,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let store = crate::store::open(config)
         .await
         .map_err(|source| ServerError::Store {
-            path: config.db.display().to_string(),
+            path: config.db_display(),
             source,
         })?;
     let outbound = Arc::new(
@@ -503,7 +508,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     if let Some(web) = web_addr {
         tracing::info!(url = %format!("{scheme}://{web}/"), "web view: the refinement room");
     }
-    tracing::info!(%addr, %scheme, web = ?web_addr, db = %config.db.display(), "plumbline serving");
+    tracing::info!(%addr, %scheme, web = ?web_addr, db = %config.db_display(), "plumbline serving");
     Ok(RunningServer {
         addr,
         web_addr,

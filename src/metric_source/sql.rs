@@ -32,11 +32,11 @@
 //! framework refuses and reports.
 
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
-use tokio_postgres::config::{Host, SslMode};
+
 use tokio_postgres::types::{FromSql, Type};
 
 use super::{FetchError, RawPoint};
@@ -137,24 +137,7 @@ impl SqlSpec {
 
     /// Read-only, time-limited, UTC; TLS required off the machine.
     fn limit(&self, config: &mut tokio_postgres::Config) -> Result<(), String> {
-        let local = config.get_hosts().iter().all(|h| match h {
-            Host::Unix(_) => true,
-            Host::Tcp(name) => is_loopback(name),
-        });
-        if !local {
-            match config.get_ssl_mode() {
-                SslMode::Disable => {
-                    return Err(format!(
-                        "the DSN in {} says sslmode=disable for a host that is not loopback; a password must not cross a network in the clear, use sslmode=require",
-                        self.dsn_env
-                    ));
-                }
-                SslMode::Prefer => {
-                    config.ssl_mode(SslMode::Require);
-                }
-                _ => {}
-            }
-        }
+        crate::pg::require_tls_off_loopback(config, &format!("the DSN in {}", self.dsn_env))?;
         let ms = self.statement_timeout.as_millis().max(1);
         let own = format!(
             "-c default_transaction_read_only=on -c statement_timeout={ms} -c TimeZone=UTC"
@@ -183,10 +166,10 @@ enum Failure {
 
 impl Failure {
     fn of(e: tokio_postgres::Error) -> Failure {
-        if is_transient(&e) {
-            Failure::Transient(describe(e))
+        if crate::pg::is_transient(&e) {
+            Failure::Transient(crate::pg::describe(e))
         } else {
-            Failure::Settings(describe(e))
+            Failure::Settings(crate::pg::describe(e))
         }
     }
 }
@@ -197,51 +180,13 @@ impl From<String> for Failure {
     }
 }
 
-/// A connection that could not be made or was lost (refused, reset,
-/// timed out, unreachable), or a server that says "not now": SQLSTATE
-/// classes 08 (connection exception) and 53 (insufficient resources), and
-/// 57P01-57P03 (shut down, crashed, not accepting connections yet). TLS
-/// and authentication failures are the settings' and stay so.
-fn is_transient(e: &tokio_postgres::Error) -> bool {
-    use std::io::ErrorKind::*;
-    if let Some(db) = e.as_db_error() {
-        let code = db.code().code();
-        return code.starts_with("08")
-            || code.starts_with("53")
-            || ["57P01", "57P02", "57P03"].contains(&code);
-    }
-    if e.is_closed() {
-        return true;
-    }
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                ConnectionRefused
-                    | ConnectionReset
-                    | ConnectionAborted
-                    | NotConnected
-                    | BrokenPipe
-                    | TimedOut
-                    | UnexpectedEof
-                    | HostUnreachable
-                    | NetworkUnreachable
-                    | AddrNotAvailable
-            );
-        }
-        cause = c.source();
-    }
-    false
-}
-
 /// Connects, runs the query in a read-only transaction, reads the rows.
 async fn run(
     config: &tokio_postgres::Config,
     sql: &str,
     since: Time,
 ) -> Result<Vec<RawPoint>, Failure> {
-    let tls = tokio_postgres_rustls::MakeRustlsConnect::new((*tls_config()?).clone());
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new((*crate::pg::tls_config()?).clone());
     let (mut client, connection) = config.connect(tls).await.map_err(Failure::of)?;
     let driver = tokio::spawn(connection);
     let result = query(&mut client, sql, since).await;
@@ -505,67 +450,6 @@ pub fn bind_since(query: &str) -> Result<String, String> {
     }
     out.push_str(&query[copied.min(query.len())..]);
     Ok(out)
-}
-
-fn is_loopback(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// rustls with aws-lc-rs and the system's roots, built once.
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
-    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls_native_certs::load_native_certs().certs {
-                // A system root rustls cannot read is skipped, as browsers do.
-                let _ = roots.add(cert);
-            }
-            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map(|b| Arc::new(b.with_root_certificates(roots).with_no_client_auth()))
-                .map_err(|e| format!("TLS could not be set up: {e}"))
-        })
-        .clone()
-}
-
-/// A PostgreSQL error as a person reads it: the server's message, detail
-/// and hint (with its SQLSTATE), or the client's error.
-fn describe(e: tokio_postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        let mut text = format!(
-            "PostgreSQL: {} (SQLSTATE {})",
-            db.message(),
-            db.code().code()
-        );
-        if let Some(detail) = db.detail() {
-            text.push_str(&format!("; {detail}"));
-        }
-        if let Some(hint) = db.hint() {
-            text.push_str(&format!("; hint: {hint}"));
-        }
-        if *db.code() == tokio_postgres::error::SqlState::QUERY_CANCELED {
-            text.push_str("; the statement ran past statement_timeout and was cut");
-        }
-        if *db.code() == tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION {
-            text.push_str("; a metric query runs read-only");
-        }
-        return text;
-    }
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(&format!(": {more}"));
-        }
-        cause = c.source();
-    }
-    text
 }
 
 /// The error, with the DSN and its password scrubbed from the message.

@@ -12,13 +12,16 @@
 //! conflict, corrupt...) and keep the driver's error as their source, without
 //! naming a driver type, so callers never depend on the backend.
 
+pub(crate) mod codec;
 mod customers;
+mod postgres;
 mod sqlite;
 mod tokens;
 
 use async_trait::async_trait;
 
 pub use customers::{CustomerLoad, CustomerStore};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use tokens::TokenStore;
 
@@ -292,6 +295,9 @@ pub async fn open(config: &Config) -> Result<std::sync::Arc<dyn Store>> {
     match config.store.backend {
         StoreBackend::Sqlite => Ok(std::sync::Arc::new(
             <SqliteStore as Store>::open(config).await?,
+        )),
+        StoreBackend::Postgres => Ok(std::sync::Arc::new(
+            <PostgresStore as Store>::open(config).await?,
         )),
     }
 }

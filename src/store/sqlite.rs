@@ -24,10 +24,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::DateTime;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{ItemFilter, Load, ModelWrite, Result, SnapshotRetention, Store, WriteHealth};
@@ -76,38 +74,14 @@ impl SqliteStore {
     }
 }
 
-fn enum_str<T: Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        other => unreachable!("domain enums serialize to strings, got {other:?}"),
-    }
-}
+use super::codec::{enum_str, json, nanos, opt_time, time};
 
 fn parse_enum<T: DeserializeOwned>(s: &str) -> Attempt<T> {
-    use serde::de::IntoDeserializer;
-    let d: serde::de::value::StrDeserializer<'_, serde::de::value::Error> = s.into_deserializer();
-    T::deserialize(d).map_err(|_| Fail::Corrupt(format!("unknown enum value {s:?}").into()))
-}
-
-fn nanos(t: &Time) -> i64 {
-    // The API refuses times outside the i64-nanosecond range (1677..2262).
-    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
-}
-
-fn time(n: i64) -> Time {
-    DateTime::from_timestamp_nanos(n)
-}
-
-fn opt_time(n: Option<i64>) -> Option<Time> {
-    n.map(time)
-}
-
-fn json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|e| unreachable!("plain data always serializes: {e}"))
+    super::codec::parse_enum(s).map_err(Fail::Corrupt)
 }
 
 fn parse_json<T: DeserializeOwned>(s: &str) -> Attempt<T> {
-    serde_json::from_str(s).map_err(|e| Fail::Corrupt(Box::new(e)))
+    super::codec::parse_json(s).map_err(Fail::Corrupt)
 }
 
 fn text<'r>(r: &'r Row<'_>, column: &str) -> Attempt<&'r str> {

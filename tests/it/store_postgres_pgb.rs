@@ -299,7 +299,7 @@ async fn insights<S: Store>(s: &S) -> Vec<String> {
             importance: None,
             time: None,
             kind: InsightKind::Quote,
-            source: "Interviews".into(),
+            source: "Zoom".into(),
             ..insight("1", "cust-a", "onboarding took a week")
         },
     ];
@@ -583,8 +583,8 @@ fn token(id: &str, name: &str, created: Time) -> ApiToken {
 async fn tokens<S: TokenStore>(s: &S) -> Vec<String> {
     let mut out = Vec::new();
     for t in [
-        token("tb", "ci", at(2, 0)),
-        token("Ta", "deploy", at(2, 0)),
+        token("ta", "ci", at(2, 0)),
+        token("Tb", "deploy", at(2, 0)),
         token("old", "ops", at(1, 0)),
     ] {
         out.push(line("put_token", s.put_token(&t).await));
@@ -595,11 +595,11 @@ async fn tokens<S: TokenStore>(s: &S) -> Vec<String> {
     ));
     out.push(line(
         "put_token of a used id",
-        s.put_token(&token("tb", "other", at(3, 0))).await,
+        s.put_token(&token("ta", "other", at(3, 0))).await,
     ));
     out.push(line("list_tokens", s.list_tokens().await));
-    out.push(line("revoke", s.revoke_token("tb", at(4, 0)).await));
-    out.push(line("revoke again", s.revoke_token("tb", at(5, 0)).await));
+    out.push(line("revoke", s.revoke_token("ta", at(4, 0)).await));
+    out.push(line("revoke again", s.revoke_token("ta", at(5, 0)).await));
     out.push(line(
         "revoke missing",
         s.revoke_token("nope", at(5, 0)).await,

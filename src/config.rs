@@ -879,6 +879,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn url_env_reads_the_dsn_from_its_variable_and_never_from_a_token_variable() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("PLUMBLINE_STORE__URL_ENV", "PLUMBLINE_DATABASE_URL");

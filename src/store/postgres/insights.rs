@@ -99,12 +99,13 @@ pub(super) async fn all(tx: &Tx<'_>) -> Attempt<Vec<Insight>> {
 ///
 /// After the commit no SQL can read them (the customer's rows lived in this
 /// table only). PostgreSQL has no `secure_delete`: the deleted rows' bytes
-/// stay in the table's pages (and the `insights_by_customer` index's) until
-/// VACUUM removes the dead rows, and even then in free space until it is
-/// reused, and in the write-ahead log until its segments are recycled.
-/// Erasure from the disk is the operator's: `VACUUM (FULL) insights`
-/// rewrites the table into new files, then a `CHECKPOINT`; backups and WAL
-/// archives keep what they hold (see the README).
+/// stay in the table's file (and the `insights_by_customer` index's), also
+/// after a plain VACUUM, which frees their space without overwriting it,
+/// and in the write-ahead log until its segments are recycled (seen on
+/// PostgreSQL 15). Erasure from the disk is the operator's:
+/// `VACUUM (FULL) insights` rewrites the table and its indexes into new
+/// files, then a `CHECKPOINT`; backups and WAL archives keep what they hold
+/// (see the README).
 pub(super) async fn forget(tx: &Tx<'_>, customer: &str) -> Attempt<u64> {
     let stmt = tx
         .prepare_cached("DELETE FROM insights WHERE customer = $1")

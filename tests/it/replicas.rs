@@ -194,7 +194,7 @@ async fn three_replicas_converge_on_writes_through_each_and_on_a_sync_whose_runn
     let holder = loop {
         let stored = count(&db, "SELECT count(*) FROM items WHERE source_id = 'gh'");
         let holder = pg_query(&db, "SELECT holder FROM leases WHERE name = 'sync:gh'");
-        if stored >= 200 && stored < TOTAL && !holder.is_empty() {
+        if (200..TOTAL).contains(&stored) && !holder.is_empty() {
             break holder[0].clone();
         }
         assert!(

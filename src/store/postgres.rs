@@ -293,9 +293,12 @@ impl Store for PostgresStore {
 
     async fn record_insights(&self, insights: &[Insight], now: Time) -> Result<()> {
         self.db
-            .write("record insights", (insights, now), |tx, (i, now)| {
-                Box::pin(insights::put(tx, i, now))
-            })
+            .write_logged(
+                "record insights",
+                &super::Changed::model(),
+                (insights, now),
+                |tx, (i, now)| Box::pin(insights::put(tx, i, now)),
+            )
             .await
     }
 
@@ -315,9 +318,12 @@ impl Store for PostgresStore {
 
     async fn forget_customer(&self, customer: &str) -> Result<u64> {
         self.db
-            .write("forget a customer", customer, |tx, c| {
-                Box::pin(insights::forget(tx, c))
-            })
+            .write_logged(
+                "forget a customer",
+                &super::Changed::model(),
+                customer,
+                |tx, c| Box::pin(insights::forget(tx, c)),
+            )
             .await
     }
 
@@ -376,10 +382,20 @@ impl Store for PostgresStore {
         evidence: &[Evidence],
         hypotheses: &[Hypothesis],
     ) -> Result<()> {
+        // Evidence is read from the store when asked for; the hypotheses it
+        // moved are the model's, which the other sidecars read back.
+        let changed = if hypotheses.is_empty() {
+            super::Changed::default()
+        } else {
+            super::Changed::model()
+        };
         self.db
-            .write("record evidence", (evidence, hypotheses), |tx, (e, h)| {
-                Box::pin(validation::record_evidence(tx, e, h))
-            })
+            .write_logged(
+                "record evidence",
+                &changed,
+                (evidence, hypotheses),
+                |tx, (e, h)| Box::pin(validation::record_evidence(tx, e, h)),
+            )
             .await
     }
 

@@ -20,7 +20,8 @@ use plumbline::domain::{
     Segment, SurveyWave, Time,
 };
 use plumbline::store::{
-    CustomerStore, PostgresStore, SnapshotRetention, SqliteStore, Store, StoreError, TokenStore,
+    Changed, CustomerStore, PostgresStore, SnapshotRetention, SqliteStore, Store, StoreError,
+    TokenStore,
 };
 
 use super::realdeps::{PG_DATABASE, PG_PASSWORD, PG_USER, Postgres, postgres, require};
@@ -102,6 +103,16 @@ impl Pair {
         let c = rusqlite::Connection::open(&self.lite_path).unwrap();
         c.execute_batch(sql).unwrap();
     }
+}
+
+/// What the change log holds, in commit order.
+async fn logged(s: &PostgresStore) -> Vec<Changed> {
+    s.changes_after(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.changed)
+        .collect()
 }
 
 fn kind(e: &StoreError) -> &'static str {
@@ -259,6 +270,9 @@ async fn customers_on_postgresql_answer_as_on_sqlite() {
     };
     let (pg, lite) = (customers(&p.pg).await, customers(&p.lite).await);
     assert_eq!(pg, lite);
+    // Each write that succeeded, and none that failed, is in the change
+    // log as a change of the model, for the other sidecars to read back.
+    assert_eq!(logged(&p.pg).await, vec![Changed::model(); 11]);
     // The transcript says what it should.
     assert!(
         lite[4].ends_with("-> ()") && lite[6].ends_with("error conflict"),
@@ -329,6 +343,7 @@ async fn insights_on_postgresql_answer_as_on_sqlite_and_a_forgotten_customer_is_
     };
     let (pg, lite) = (insights(&p.pg).await, insights(&p.lite).await);
     assert_eq!(pg, lite);
+    assert_eq!(logged(&p.pg).await, vec![Changed::model(); 4]);
     assert!(lite[4].ends_with("-> 1"), "{lite:#?}");
     // Nothing of the forgotten customer is readable through SQL: no row
     // of any table holds their id or their words.
@@ -559,6 +574,9 @@ async fn releases_experiments_and_evidence_on_postgresql_answer_as_on_sqlite() {
     p.both(VALIDATION_ROWS).await;
     let (pg, lite) = (validation(&p.pg).await, validation(&p.lite).await);
     assert_eq!(pg, lite);
+    // Releases, experiments and evidence are read from the store when asked
+    // for: no other sidecar needs to hear of them.
+    assert_eq!(logged(&p.pg).await, Vec::new());
     assert!(lite[4].contains("note: \"first\""), "{lite:#?}");
     assert!(!lite[4].contains("changed"), "{lite:#?}");
     assert!(lite[8].ends_with("error conflict"), "{lite:#?}");

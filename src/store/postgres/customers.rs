@@ -1,6 +1,7 @@
 //! Segments, desired outcomes and survey waves on PostgreSQL (see the
 //! SQLite backend's `customers.rs`); an outcome's waves are also its
-//! metric's observations.
+//! metric's observations. Every write is logged as a change of the model,
+//! which the other sidecars of the database read back whole.
 
 use std::collections::BTreeSet;
 
@@ -10,7 +11,7 @@ use super::PostgresStore;
 use super::conn::{Attempt, Fail, Tx};
 use super::{enum_str, nanos, pg_text, time};
 use crate::domain::{DesiredOutcome, Metric, ObservationSummary, Segment, SurveyWave};
-use crate::store::{CustomerLoad, CustomerStore, Result};
+use crate::store::{Changed, CustomerLoad, CustomerStore, Result};
 
 pub(super) async fn put_segment(tx: &Tx<'_>, s: &Segment) -> Attempt<()> {
     let stmt = tx
@@ -262,13 +263,15 @@ impl CustomerStore for PostgresStore {
 
     async fn put_segment(&self, s: &Segment) -> Result<()> {
         self.db
-            .write("store a segment", s, |tx, s| Box::pin(put_segment(tx, s)))
+            .write_logged("store a segment", &Changed::model(), s, |tx, s| {
+                Box::pin(put_segment(tx, s))
+            })
             .await
     }
 
     async fn delete_segment(&self, id: &str) -> Result<()> {
         self.db
-            .write("delete a segment", id, |tx, id| {
+            .write_logged("delete a segment", &Changed::model(), id, |tx, id| {
                 Box::pin(async move {
                     let stmt = tx
                         .prepare_cached("DELETE FROM segments WHERE id = $1")
@@ -282,20 +285,28 @@ impl CustomerStore for PostgresStore {
 
     async fn put_outcome(&self, o: &DesiredOutcome, m: &Metric) -> Result<()> {
         self.db
-            .write("store a desired outcome", (o, m), |tx, (o, m)| {
-                Box::pin(async move {
-                    put_metric(tx, m).await?;
-                    put_outcome(tx, o).await
-                })
-            })
+            .write_logged(
+                "store a desired outcome",
+                &Changed::model(),
+                (o, m),
+                |tx, (o, m)| {
+                    Box::pin(async move {
+                        put_metric(tx, m).await?;
+                        put_outcome(tx, o).await
+                    })
+                },
+            )
             .await
     }
 
     async fn delete_outcome(&self, id: &str) -> Result<()> {
         self.db
-            .write("delete a desired outcome", id, |tx, id| {
-                Box::pin(delete_outcome(tx, id))
-            })
+            .write_logged(
+                "delete a desired outcome",
+                &Changed::model(),
+                id,
+                |tx, id| Box::pin(delete_outcome(tx, id)),
+            )
             .await
     }
 
@@ -305,9 +316,12 @@ impl CustomerStore for PostgresStore {
         metrics: &[Metric],
     ) -> Result<Vec<(String, ObservationSummary)>> {
         self.db
-            .write("record survey waves", (waves, metrics), |tx, (w, m)| {
-                Box::pin(record_waves(tx, w, m))
-            })
+            .write_logged(
+                "record survey waves",
+                &Changed::model(),
+                (waves, metrics),
+                |tx, (w, m)| Box::pin(record_waves(tx, w, m)),
+            )
             .await
     }
 }

@@ -245,3 +245,127 @@ async fn three_replicas_converge_on_writes_through_each_and_on_a_sync_whose_runn
     assert_eq!(count(&db, "SELECT count(*) FROM items"), TOTAL + 3);
     assert_eq!(count(&db, "SELECT count(*) FROM links"), 1);
 }
+
+/// A TCP forwarder on 127.0.0.1 to the database, which the test can cut
+/// (every connection and the listener closed) and mend (listening again
+/// on the same port): a database that becomes unreachable and comes back.
+struct Cable {
+    port: u16,
+    to: std::net::SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    connections: std::sync::Arc<parking_lot::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Cable {
+    async fn new(to: std::net::SocketAddr) -> Cable {
+        let mut cable = Cable {
+            port: 0,
+            to,
+            tasks: Vec::new(),
+            connections: Default::default(),
+        };
+        cable.mend().await;
+        cable
+    }
+
+    async fn mend(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("the cable listens");
+        self.port = listener.local_addr().unwrap().port();
+        let (to, connections) = (self.to, self.connections.clone());
+        self.tasks.push(tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                connections.lock().push(task.abort_handle());
+            }
+        }));
+    }
+
+    fn cut(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        for c in self.connections.lock().drain(..) {
+            c.abort();
+        }
+    }
+}
+
+/// Health says NOT_SERVING while the database cannot be reached (writes
+/// cannot succeed, the change log cannot be followed), and SERVING again
+/// once it can; reads are answered from memory meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_not_serving_while_the_database_is_unreachable() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    if !on_postgres() {
+        eprintln!("skipped: runs in the PostgreSQL pass of the suite (scripts/with-postgres.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = test_db(dir.path(), "unused.sqlite");
+    let mut url = url::Url::parse(&db.to_string_lossy()).unwrap();
+    let to: std::net::SocketAddr =
+        format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
+            .parse()
+            .unwrap();
+    let mut cable = Cable::new(to).await;
+    url.set_port(Some(cable.port)).unwrap();
+    let through = std::path::PathBuf::from(url.as_str());
+    let s = crate::common::TestServer::start_with_config(|c| {
+        c.db = through;
+        c.store.check_interval_ms = 50;
+        c.store.follow_poll_ms = 50;
+        c.store.busy_timeout_ms = 500;
+    })
+    .await;
+    crate::common::create_source(
+        &s,
+        pb::Source {
+            id: "push".into(),
+            kind: pb::TrackerKind::Push as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    crate::common::upsert(&s, vec![crate::common::item("push", "1", "One")]).await;
+    crate::store_faults::wait_for_health(&s, ServingStatus::Serving).await;
+
+    cable.cut();
+    crate::store_faults::wait_for_health(&s, ServingStatus::NotServing).await;
+    // Reads are answered from memory.
+    let ranked = s
+        .scoring()
+        .rank_items(pb::RankItemsRequest::default())
+        .await
+        .expect("RankItems answers from memory");
+    assert_eq!(ranked.into_inner().items.len(), 1);
+    let refused = s
+        .model()
+        .create_goal(pb::CreateGoalRequest {
+            goal: Some(crate::common::goal(
+                "G",
+                pb::GoalLevel::Strategic,
+                "",
+                Some(1.0),
+            )),
+        })
+        .await
+        .expect_err("a write cannot succeed");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    let password = url.password().unwrap().to_string();
+    assert!(!refused.message().contains(&password), "{refused:?}");
+
+    cable.mend().await;
+    crate::store_faults::wait_for_health(&s, ServingStatus::Serving).await;
+    crate::common::create_goal(
+        &s,
+        crate::common::goal("G", pb::GoalLevel::Strategic, "", Some(1.0)),
+    )
+    .await;
+    s.stop().await;
+}

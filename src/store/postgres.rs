@@ -77,6 +77,19 @@ impl PostgresStore {
 #[allow(unused_imports)] // used by the calls as they are written
 pub(super) use super::codec::{enum_str, json, nanos, opt_time, time};
 
+/// A string for a TEXT column: PostgreSQL's TEXT cannot hold the NUL
+/// character (SQLite's can), so each is written as U+FFFD, the replacement
+/// character, rather than failing the write. Every string that can come
+/// from a tracker or a caller goes through here, and so does every key
+/// looked up by such a string, so that what was written is found again.
+pub(super) fn pg_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 fn parse_enum<T: DeserializeOwned>(s: &str) -> Attempt<T> {
     super::codec::parse_enum(s).map_err(Fail::Corrupt)
 }
@@ -280,9 +293,12 @@ impl Store for PostgresStore {
 
     async fn record_insights(&self, insights: &[Insight], now: Time) -> Result<()> {
         self.db
-            .write("record insights", (insights, now), |tx, (i, now)| {
-                Box::pin(insights::put(tx, i, now))
-            })
+            .write_logged(
+                "record insights",
+                &super::Changed::model(),
+                (insights, now),
+                |tx, (i, now)| Box::pin(insights::put(tx, i, now)),
+            )
             .await
     }
 
@@ -302,9 +318,12 @@ impl Store for PostgresStore {
 
     async fn forget_customer(&self, customer: &str) -> Result<u64> {
         self.db
-            .write("forget a customer", customer, |tx, c| {
-                Box::pin(insights::forget(tx, c))
-            })
+            .write_logged(
+                "forget a customer",
+                &super::Changed::model(),
+                customer,
+                |tx, c| Box::pin(insights::forget(tx, c)),
+            )
             .await
     }
 
@@ -363,10 +382,20 @@ impl Store for PostgresStore {
         evidence: &[Evidence],
         hypotheses: &[Hypothesis],
     ) -> Result<()> {
+        // Evidence is read from the store when asked for; the hypotheses it
+        // moved are the model's, which the other sidecars read back.
+        let changed = if hypotheses.is_empty() {
+            super::Changed::default()
+        } else {
+            super::Changed::model()
+        };
         self.db
-            .write("record evidence", (evidence, hypotheses), |tx, (e, h)| {
-                Box::pin(validation::record_evidence(tx, e, h))
-            })
+            .write_logged(
+                "record evidence",
+                &changed,
+                (evidence, hypotheses),
+                |tx, (e, h)| Box::pin(validation::record_evidence(tx, e, h)),
+            )
             .await
     }
 

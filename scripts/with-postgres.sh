@@ -6,7 +6,7 @@
 #
 # Starts Debian's `postgresql` binaries (scripts/test-deps.sh installs them)
 # on a free loopback port in a temporary folder (initdb; never the
-# package's service), exports PLUMBLINE_TEST_POSTGRES (the DSN of its
+# package's service), exports PLB_SUITE_POSTGRES (the DSN of its
 # superuser, which the tests use to create one fresh database per server),
 # runs the command, and stops the server and deletes the folder however
 # the command ends. Durability is traded for speed (fsync off): the data
@@ -59,7 +59,7 @@ done
 "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" || { echo "with-postgres: not ready" >&2; cat "$dir/postgres.log" >&2; exit 1; }
 echo "with-postgres: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
 
-export PLUMBLINE_TEST_POSTGRES="host=127.0.0.1 port=$port user=postgres password=$password dbname=postgres"
+export PLB_SUITE_POSTGRES="host=127.0.0.1 port=$port user=postgres password=$password dbname=postgres"
 set +e
 "$@"
 status=$?

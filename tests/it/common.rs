@@ -137,7 +137,9 @@ impl TestServer {
 /// The variable that switches the whole suite to the PostgreSQL store: the
 /// DSN of a superuser of a running PostgreSQL, which creates one fresh
 /// database per server (`scripts/with-postgres.sh` starts one and sets it).
-pub const TEST_POSTGRES: &str = "PLUMBLINE_TEST_POSTGRES";
+/// Not a `PLUMBLINE_*` name: the servers the tests spawn inherit it, and
+/// would refuse it as an unknown setting.
+pub const TEST_POSTGRES: &str = "PLB_SUITE_POSTGRES";
 
 /// Whether the suite runs on PostgreSQL.
 pub fn on_postgres() -> bool {
@@ -310,8 +312,8 @@ fn fresh_postgres_database() -> String {
     use std::str::FromStr;
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dsn = std::env::var(TEST_POSTGRES).expect("PLUMBLINE_TEST_POSTGRES is set");
-    let parsed = tokio_postgres::Config::from_str(&dsn).expect("PLUMBLINE_TEST_POSTGRES parses");
+    let dsn = std::env::var(TEST_POSTGRES).expect("PLB_SUITE_POSTGRES is set");
+    let parsed = tokio_postgres::Config::from_str(&dsn).expect("PLB_SUITE_POSTGRES parses");
     let host = match parsed.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         _ => "127.0.0.1".into(),

@@ -36,6 +36,7 @@ mod split;
 mod split_resync;
 mod split_write_back;
 mod store_faults;
+mod store_postgres_core;
 mod sync_github;
 mod sync_gitlab;
 mod sync_jira;

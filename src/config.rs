@@ -444,6 +444,21 @@ impl Config {
             )));
         }
         cfg.store.backend = store_backend(&cfg)?;
+        if let Some(name) = &cfg.store.url_env {
+            // A variable a source may name as its tracker token would let
+            // an admin send the database's password to a tracker.
+            let prefix = &cfg.outbound.token_env_prefix;
+            if (!prefix.is_empty() && name.starts_with(prefix.as_str()))
+                || cfg.outbound.token_envs.iter().any(|t| t == name)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "store.url_env names {name}, a variable sources may use as a tracker token \
+                     ([outbound] token_env_prefix / token_envs); hold the DSN in a variable of \
+                     its own, e.g. PLUMBLINE_DATABASE_URL"
+                )));
+            }
+        }
+        cfg.postgres_dsn()?;
         if cfg.store.max_connections == 0 || cfg.store.max_connections > 256 {
             return Err(ConfigError::Invalid(format!(
                 "store.max_connections must be from 1 to 256, got {}",
@@ -526,11 +541,22 @@ fn check_db_path(db: &Path) -> Result<(), ConfigError> {
 }
 
 impl Config {
+    /// The backend these settings select: PostgreSQL when `store.url_env`
+    /// is set, `db` is a `postgres://` URL, or `store.backend` says so
+    /// (a configuration built in code need not set `store.backend`).
+    pub fn backend(&self) -> StoreBackend {
+        if self.store.url_env.is_some() || is_postgres_url(&self.db) {
+            StoreBackend::Postgres
+        } else {
+            self.store.backend
+        }
+    }
+
     /// The PostgreSQL DSN the settings name (from `store.url_env`'s
     /// variable, else `db`), `None` for SQLite. The error names the
     /// variable, never its value.
     pub fn postgres_dsn(&self) -> Result<Option<String>, ConfigError> {
-        if self.store.backend != StoreBackend::Postgres {
+        if self.backend() != StoreBackend::Postgres {
             return Ok(None);
         }
         let Some(name) = &self.store.url_env else {
@@ -811,21 +837,92 @@ mod tests {
     }
 
     #[test]
-    fn store_backend_is_sqlite_unless_named_and_unknown_ones_are_refused() {
+    fn store_backend_is_sqlite_unless_a_postgres_dsn_is_given_and_unknown_ones_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.toml");
         std::fs::write(&f, "[store]\nbackend = \"sqlite\"\n").unwrap();
         let cfg = load(Some(&f), Overrides::default()).unwrap();
         assert_eq!(cfg.store.backend, StoreBackend::Sqlite);
         assert_eq!(Config::default().store.backend, StoreBackend::Sqlite);
+        // Postgres named without saying where is refused, naming both ways.
         std::fs::write(&f, "[store]\nbackend = \"postgres\"\n").unwrap();
         let err = load(Some(&f), Overrides::default())
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("postgres") && err.contains("sqlite"),
+            err.contains("postgres://") && err.contains("url_env"),
+            "{err}"
+        );
+        std::fs::write(&f, "[store]\nbackend = \"mysql\"\n").unwrap();
+        let err = load(Some(&f), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("mysql") && err.contains("sqlite") && err.contains("postgres"),
             "the error names the value and what is accepted: {err}"
         );
+        // A postgres:// db selects PostgreSQL; its password shows nowhere.
+        let cfg = load(
+            None,
+            Overrides {
+                db: Some("postgres://plb:s3cret-pw@db.internal:6432/value".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(cfg.store.backend, StoreBackend::Postgres);
+        assert_eq!(cfg.db_display(), "postgres://plb@db.internal:6432/value");
+        assert_eq!(
+            redact_dsn("host=h port=1 user=u password=s3cret-pw dbname=d"),
+            "postgres://u@h:1/d"
+        );
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn url_env_reads_the_dsn_from_its_variable_and_never_from_a_token_variable() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PLUMBLINE_STORE__URL_ENV", "PLUMBLINE_DATABASE_URL");
+            // Named by url_env, the variable is not taken for a setting.
+            jail.set_env(
+                "PLUMBLINE_DATABASE_URL",
+                "postgres://u:s3cret@127.0.0.1/plb",
+            );
+            let cfg = Config::load(None, Overrides::default()).unwrap();
+            assert_eq!(cfg.store.backend, StoreBackend::Postgres);
+            assert_eq!(
+                cfg.postgres_dsn().unwrap().as_deref(),
+                Some("postgres://u:s3cret@127.0.0.1/plb")
+            );
+            jail.set_env("PLUMBLINE_DATABASE_URL", "/var/lib/p.sqlite");
+            let err = Config::load(None, Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("PLUMBLINE_DATABASE_URL") && err.contains("postgres://"),
+                "{err}"
+            );
+            jail.clear_env();
+            jail.set_env("PLUMBLINE_STORE__URL_ENV", "UNSET_DSN_VAR");
+            let err = Config::load(None, Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("UNSET_DSN_VAR") && err.contains("not set"),
+                "{err}"
+            );
+            // A variable sources may name as a token is refused.
+            jail.set_env("PLUMBLINE_SECRET_DSN", "postgres://u:s3cret@127.0.0.1/plb");
+            jail.set_env("PLUMBLINE_STORE__URL_ENV", "PLUMBLINE_SECRET_DSN");
+            let err = Config::load(None, Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("tracker token") && !err.contains("s3cret"),
+                "{err}"
+            );
+            Ok(())
+        });
     }
 
     #[test]

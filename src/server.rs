@@ -265,7 +265,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     } else {
         None
     };
-    let sqlite = config.store.backend == crate::config::StoreBackend::Sqlite;
+    let sqlite = config.backend() == crate::config::StoreBackend::Sqlite;
     if let Some(dir) = config
         .db
         .parent()

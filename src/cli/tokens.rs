@@ -84,9 +84,10 @@ pub struct CreateArgs {
 /// Work on the database file instead of a server.
 #[derive(Debug, Args)]
 pub struct Offline {
-    /// Write straight to this SQLite database (the server's `db`) instead
-    /// of calling a server: for the first admin token.
-    #[arg(long, value_name = "PATH")]
+    /// Write straight to this database (the server's `db`: a SQLite file,
+    /// or a postgres:// DSN) instead of calling a server: for the first
+    /// admin token.
+    #[arg(long, value_name = "PATH|DSN")]
     db: Option<PathBuf>,
 }
 
@@ -97,7 +98,8 @@ async fn open_store(
     db: &std::path::Path,
     create: bool,
 ) -> Result<std::sync::Arc<dyn crate::store::Store>> {
-    if !db.exists() {
+    let postgres = crate::config::is_postgres_url(db);
+    if !postgres && !db.exists() {
         if !create {
             anyhow::bail!(
                 "no database at {}; give the path the server's `db` setting names",
@@ -115,7 +117,7 @@ async fn open_store(
     };
     crate::store::open(&config)
         .await
-        .with_context(|| format!("cannot open the database {}", db.display()))
+        .with_context(|| format!("cannot open the database {}", config.db_display()))
 }
 
 /// Every field of a token (never its secret, which the answer holds only

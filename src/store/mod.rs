@@ -292,7 +292,7 @@ pub struct ModelWrite {
 
 /// Opens the backend that `config.store.backend` names.
 pub async fn open(config: &Config) -> Result<std::sync::Arc<dyn Store>> {
-    match config.store.backend {
+    match config.backend() {
         StoreBackend::Sqlite => Ok(std::sync::Arc::new(
             <SqliteStore as Store>::open(config).await?,
         )),

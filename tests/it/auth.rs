@@ -7,7 +7,6 @@ use std::time::Duration;
 use plumbline::auth::{ReflectionAccess, Role, tokens};
 use plumbline::proto as pb;
 use plumbline::proto::source_service_client::SourceServiceClient;
-use plumbline::store::{SqliteStore, Store};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -50,14 +49,14 @@ struct AuthServer {
 
 async fn start(reflection: ReflectionAccess) -> AuthServer {
     let dir = tempfile::tempdir().expect("temporary folder");
-    let db = dir.path().join("auth.sqlite");
-    let store = SqliteStore::open(&db).await.expect("store opens");
+    let db = crate::common::test_db(dir.path(), "auth.sqlite");
+    let store = crate::common::open_store(&db).await;
     let mut made = Vec::new();
     for (name, role) in [("r", Role::Read), ("w", Role::Write), ("a", Role::Admin)] {
-        let (_, text) = tokens::create_in(&store, name, role).await.expect("token");
+        let (_, text) = tokens::create_in(&*store, name, role).await.expect("token");
         made.push(text);
     }
-    Store::close(&store).await;
+    store.close().await;
     let db2 = db.clone();
     let s = TestServer::start_with_config(move |c| {
         c.db = db2;
@@ -655,6 +654,11 @@ async fn with_auth_off_everything_works_as_before() {
 
 /// Whether `needle` occurs in the file's bytes (or in its WAL).
 fn file_holds(path: &Path, needle: &str) -> bool {
+    if plumbline::config::is_postgres_url(path) {
+        return crate::common::stored_rows(path)
+            .iter()
+            .any(|(_, row)| row.contains(needle));
+    }
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     [path.to_path_buf(), PathBuf::from(wal)].iter().any(|p| {
@@ -670,7 +674,7 @@ fn file_holds(path: &Path, needle: &str) -> bool {
 async fn the_secret_is_in_no_log_nor_the_database_and_writes_log_the_token_name() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().expect("temporary folder");
-    let db = dir.path().join("p.sqlite");
+    let db = crate::common::test_db(dir.path(), "p.sqlite");
     let d = db.to_str().expect("utf-8");
     let out = cli(
         &[

@@ -57,7 +57,11 @@ impl TestServer {
             web: plumbline::web::WebConfig::on_free_port(),
             ..Config::default()
         };
+        let default_db = config.db.clone();
         change(&mut config);
+        if config.db == default_db {
+            config.db = test_db(dir.path(), "plumbline.sqlite");
+        }
         Self::start_in(dir, config).await
     }
 
@@ -96,6 +100,8 @@ impl TestServer {
         self.server.as_ref().expect("running")
     }
 
+    /// The SQLite file of this server (tests that read it skip on
+    /// PostgreSQL, see [`skip_on_postgres`]).
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("plumbline.sqlite")
     }
@@ -124,6 +130,188 @@ impl TestServer {
     pub fn sync(&self) -> plumbline::proto::sync_service_client::SyncServiceClient<Channel> {
         plumbline::proto::sync_service_client::SyncServiceClient::new(self.channel.clone())
     }
+}
+
+// ----- the store the suite runs on -----
+
+/// The variable that switches the whole suite to the PostgreSQL store: the
+/// DSN of a superuser of a running PostgreSQL, which creates one fresh
+/// database per server (`scripts/with-postgres.sh` starts one and sets it).
+pub const TEST_POSTGRES: &str = "PLUMBLINE_TEST_POSTGRES";
+
+/// Whether the suite runs on PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var_os(TEST_POSTGRES).is_some_and(|v| !v.is_empty())
+}
+
+/// Where a test's server keeps its data: the SQLite file `name` in `dir`,
+/// or, on PostgreSQL, the URL of a database of its own, created now.
+pub fn test_db(dir: &std::path::Path, name: &str) -> PathBuf {
+    if on_postgres() {
+        PathBuf::from(fresh_postgres_database())
+    } else {
+        dir.join(name)
+    }
+}
+
+/// True (with a note) when the suite runs on PostgreSQL: for the tests of
+/// what only a SQLite file has (its bytes, its -wal file, its deletion).
+pub fn skip_on_postgres(why: &str) -> bool {
+    if on_postgres() {
+        eprintln!("skipped on PostgreSQL: {why}");
+    }
+    on_postgres()
+}
+
+/// Opens the store at `db` ([`test_db`]) as the server would.
+pub async fn open_store(db: &std::path::Path) -> std::sync::Arc<dyn plumbline::store::Store> {
+    let config = Config {
+        db: db.to_path_buf(),
+        ..Config::default()
+    };
+    plumbline::store::open(&config).await.expect("store opens")
+}
+
+/// Every row of every table of the database at `db` ([`test_db`]), as
+/// (table, the row's text values joined): what a dump of it would hold.
+pub fn stored_rows(db: &std::path::Path) -> Vec<(String, String)> {
+    if !plumbline::config::is_postgres_url(db) {
+        let conn = rusqlite::Connection::open(db).expect("the database opens");
+        let names: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .expect("tables")
+            .query_map([], |r| r.get(0))
+            .expect("tables")
+            .map(Result::unwrap)
+            .collect();
+        let mut rows = Vec::new();
+        for t in names {
+            let mut stmt = conn
+                .prepare(&format!("SELECT * FROM \"{t}\""))
+                .expect("rows");
+            let n = stmt.column_count();
+            let read = stmt
+                .query_map([], |r| {
+                    Ok((0..n)
+                        .map(|i| match r.get_ref(i).expect("a column") {
+                            rusqlite::types::ValueRef::Text(b) => {
+                                String::from_utf8_lossy(b).into_owned()
+                            }
+                            _ => String::new(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("|"))
+                })
+                .expect("rows")
+                .map(Result::unwrap);
+            rows.extend(read.map(|r| (t.clone(), r)));
+        }
+        return rows;
+    }
+    let url = db.to_string_lossy().into_owned();
+    on_own_runtime(async move {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("the test database is reachable");
+        tokio::spawn(conn);
+        let tables: Vec<String> = client
+            .query(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+                &[],
+            )
+            .await
+            .expect("tables")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut rows = Vec::new();
+        for t in tables {
+            for r in client
+                .query(&format!("SELECT t::text FROM {t} t"), &[])
+                .await
+                .expect("rows")
+            {
+                rows.push((t.clone(), r.get::<_, String>(0)));
+            }
+        }
+        rows
+    })
+}
+
+/// Runs one statement with one text parameter (`$1`) on the database at
+/// `db` beside the running server; answers the rows it changed.
+pub fn execute_sql(db: &std::path::Path, sql: &str, param: &str) -> u64 {
+    if !plumbline::config::is_postgres_url(db) {
+        let conn = rusqlite::Connection::open(db).expect("the database opens");
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .expect("busy timeout");
+        return conn.execute(sql, [param]).expect("the statement runs") as u64;
+    }
+    let (url, sql, param) = (
+        db.to_string_lossy().into_owned(),
+        sql.to_string(),
+        param.to_string(),
+    );
+    on_own_runtime(async move {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("the test database is reachable");
+        tokio::spawn(conn);
+        client
+            .execute(&sql, &[&param])
+            .await
+            .expect("the statement runs")
+    })
+}
+
+/// Runs `f` to its end on a runtime of its own, on a thread of its own, so
+/// that sync and async tests can call it.
+fn on_own_runtime<T: Send + 'static>(
+    f: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(f)
+    })
+    .join()
+    .expect("the thread ends")
+}
+
+/// A new, empty database on the suite's PostgreSQL; its `postgres://` URL.
+/// Made on a thread of its own so that it serves sync and async tests.
+fn fresh_postgres_database() -> String {
+    use std::str::FromStr;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dsn = std::env::var(TEST_POSTGRES).expect("PLUMBLINE_TEST_POSTGRES is set");
+    let parsed = tokio_postgres::Config::from_str(&dsn).expect("PLUMBLINE_TEST_POSTGRES parses");
+    let host = match parsed.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".into(),
+    };
+    let port = parsed.get_ports().first().copied().unwrap_or(5432);
+    let user = parsed.get_user().unwrap_or("postgres").to_string();
+    let password = String::from_utf8_lossy(parsed.get_password().unwrap_or_default()).into_owned();
+    let name = format!(
+        "plb_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let create = format!("CREATE DATABASE {name}");
+    on_own_runtime(async move {
+        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+            .await
+            .expect("the suite's PostgreSQL is reachable");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&create)
+            .await
+            .expect("CREATE DATABASE");
+    });
+    format!("postgres://{user}:{password}@{host}:{port}/{name}")
 }
 
 // ----- the binary -----
@@ -781,11 +969,21 @@ impl Drop for ServerChild {
 
 /// Starts `plumbline serve` as a child process on `db` and returns it with
 /// its URL.
+/// On PostgreSQL, `db` is a database URL ([`test_db`]).
 pub fn spawn_server(db: &std::path::Path) -> (ServerChild, String) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_plumbline"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-        .arg(db)
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_plumbline"));
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    if plumbline::config::is_postgres_url(db) {
+        // As an operator would: the DSN in a variable, not on the command
+        // line where the process list shows it.
+        command
+            .env("PLUMBLINE_DATABASE_URL", db)
+            .env("PLUMBLINE_STORE__URL_ENV", "PLUMBLINE_DATABASE_URL");
+    } else {
+        command.arg("--db").arg(db);
+    }
+    let mut child = command
         .args(["--log-format", "json"])
         .env("PLUMBLINE_SYNC__INTERVAL_SECS", "0")
         .env("PLUMBLINE_WEB__LISTEN", "127.0.0.1:0")

@@ -257,14 +257,11 @@ async fn error_bodies_never_reach_callers_or_the_store() {
         assert!(stored.contains("not found (404)"), "{stored}");
         leaks(&stored);
     }
-    let db = rusqlite::Connection::open(s.db_path()).unwrap();
-    let all: Vec<String> = db
-        .prepare("SELECT last_error FROM sync_state")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let all: Vec<String> = crate::common::stored_rows(&s.config.db)
+        .into_iter()
+        .filter(|(t, _)| t == "sync_state")
+        .map(|(_, row)| row)
+        .collect();
     assert_eq!(all.len(), 2);
     for e in all {
         leaks(&e);
@@ -520,14 +517,11 @@ async fn an_error_stored_before_scrubbing_is_scrubbed_when_served() {
         "source \"gh\": not found (404) at {}/repos/acme/shop/issues: echo Bearer {GITHUB_TOKEN} INTERNAL: db_password=hunter2",
         tracker.uri()
     );
-    let db = rusqlite::Connection::open(s.db_path()).unwrap();
-    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-    let n = db
-        .execute(
-            "UPDATE sync_state SET last_error = ?1 WHERE source_id = 'gh'",
-            [&leaked],
-        )
-        .unwrap();
+    let n = crate::common::execute_sql(
+        &s.config.db,
+        "UPDATE sync_state SET last_error = $1 WHERE source_id = 'gh'",
+        &leaked,
+    );
     assert_eq!(n, 1);
     let shown = sync_status(&s, "gh").await.last_error;
     assert!(

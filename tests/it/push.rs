@@ -11,7 +11,6 @@ use plumbline::proto::scoring_service_client::ScoringServiceClient;
 use plumbline::proto::source_service_client::SourceServiceClient;
 use plumbline::proto::split_service_client::SplitServiceClient;
 use plumbline::proto::value_model_service_client::ValueModelServiceClient;
-use plumbline::store::{SqliteStore, Store};
 use tonic::Code;
 use tonic::metadata::{Ascii, MetadataValue};
 
@@ -506,12 +505,12 @@ async fn python_integration_example_runs_against_a_real_server() {
     // A server with auth on and an admin token (registering a source needs
     // admin), made in its database before it starts.
     let dir = tempfile::tempdir().expect("temporary folder");
-    let db = dir.path().join("py.sqlite");
-    let store = SqliteStore::open(&db).await.expect("store opens");
-    let (_, token) = tokens::create_in(&store, "plugin", Role::Admin)
+    let db = crate::common::test_db(dir.path(), "py.sqlite");
+    let store = crate::common::open_store(&db).await;
+    let (_, token) = tokens::create_in(&*store, "plugin", Role::Admin)
         .await
         .expect("token");
-    Store::close(&store).await;
+    store.close().await;
     let s = TestServer::start_with_config(|c| {
         c.db = db;
         c.auth.enabled = true;

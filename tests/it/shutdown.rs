@@ -86,7 +86,7 @@ async fn sigterm_ends_watches_stops_a_sync_at_a_page_and_a_restart_resumes_it() 
         .mount(&mock)
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("plumbline.sqlite");
+    let db = crate::common::test_db(dir.path(), "plumbline.sqlite");
 
     let (mut first, url) = tokio::task::block_in_place(|| spawn_server(&db));
     let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
@@ -291,7 +291,7 @@ async fn a_shutdown_waits_for_the_background_sync_to_record_its_stop() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        db: dir.path().join("plumbline.sqlite"),
+        db: crate::common::test_db(dir.path(), "plumbline.sqlite"),
         sync: SyncConfig {
             interval_secs: 1,
             ..SyncConfig::manual()
@@ -373,8 +373,9 @@ async fn a_shutdown_waits_for_the_background_sync_to_record_its_stop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_stops_a_server_with_an_open_watch_the_same_way() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url) =
-        tokio::task::block_in_place(|| spawn_server(&dir.path().join("plumbline.sqlite")));
+    let (mut child, url) = tokio::task::block_in_place(|| {
+        spawn_server(&crate::common::test_db(dir.path(), "plumbline.sqlite"))
+    });
     let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
     let mut watch = pb::scoring_service_client::ScoringServiceClient::new(channel)
         .watch_ranking(pb::WatchRankingRequest::default())

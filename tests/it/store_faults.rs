@@ -79,6 +79,9 @@ async fn try_create_goal(s: &TestServer, id: &str) -> Result<pb::Goal, tonic::St
 
 #[tokio::test]
 async fn a_deleted_database_refuses_writes_and_a_restart_finds_none_acknowledged() {
+    if crate::common::skip_on_postgres("faults of the SQLite file (deleted, full, locked)") {
+        return;
+    }
     let s = start(|_| {}).await;
     create_goal(&s, goal("before", pb::GoalLevel::Strategic, "", Some(1.0))).await;
     assert_eq!(health(&s).await, [ServingStatus::Serving as i32; 2]);
@@ -116,6 +119,9 @@ async fn a_deleted_database_refuses_writes_and_a_restart_finds_none_acknowledged
 
 #[tokio::test]
 async fn health_notices_a_deleted_database_without_a_write() {
+    if crate::common::skip_on_postgres("faults of the SQLite file (deleted, full, locked)") {
+        return;
+    }
     let s = start(|_| {}).await;
     assert_eq!(health(&s).await, [ServingStatus::Serving as i32; 2]);
     remove_database(&s.db_path());
@@ -126,6 +132,9 @@ async fn health_notices_a_deleted_database_without_a_write() {
 
 #[tokio::test]
 async fn a_full_database_is_resource_exhausted_until_space_is_freed() {
+    if crate::common::skip_on_postgres("faults of the SQLite file (deleted, full, locked)") {
+        return;
+    }
     let s = start(|c| c.max_size_mib = 1).await;
     create_source(&s, github_source("gh")).await;
     let body = "x".repeat(100 << 10);
@@ -171,6 +180,9 @@ async fn a_full_database_is_resource_exhausted_until_space_is_freed() {
 
 #[tokio::test]
 async fn a_database_held_by_another_process_is_unavailable_until_it_lets_go() {
+    if crate::common::skip_on_postgres("faults of the SQLite file (deleted, full, locked)") {
+        return;
+    }
     let s = start(|c| c.busy_timeout_ms = 200).await;
     create_goal(&s, goal("before", pb::GoalLevel::Strategic, "", Some(1.0))).await;
 

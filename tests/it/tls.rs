@@ -109,7 +109,7 @@ async fn start(tls: TlsConfig) -> (RunningServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        db: dir.path().join("plumbline.sqlite"),
+        db: crate::common::test_db(dir.path(), "plumbline.sqlite"),
         sync: plumbline::config::SyncConfig::manual(),
         validation: plumbline::config::ValidationConfig::manual(),
         tls,

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 
 use plumbline::auth::Role;
 use plumbline::auth::tokens;
-use plumbline::store::{SqliteStore, Store};
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 
@@ -30,7 +29,7 @@ pub async fn demo_server(
     change: impl FnOnce(&mut plumbline::config::Config),
 ) -> WebServer {
     let dir = tempfile::tempdir().expect("temporary folder");
-    let db = dir.path().join("web.sqlite");
+    let db = crate::common::test_db(dir.path(), "web.sqlite");
     let db1 = db.clone();
     // The demo's sources name PLUMBLINE_SECRET_* tokens: the default policy.
     let s = TestServer::start_with_config(move |c| {
@@ -44,16 +43,16 @@ pub async fn demo_server(
     s.stop().await;
     let (mut read, mut write) = (String::new(), String::new());
     if auth {
-        let store = SqliteStore::open(&db).await.expect("store opens");
-        read = tokens::create_in(&store, "viewer", Role::Read)
+        let store = crate::common::open_store(&db).await;
+        read = tokens::create_in(&*store, "viewer", Role::Read)
             .await
             .expect("token")
             .1;
-        write = tokens::create_in(&store, "po", Role::Write)
+        write = tokens::create_in(&*store, "po", Role::Write)
             .await
             .expect("token")
             .1;
-        Store::close(&store).await;
+        store.close().await;
     }
     let s = TestServer::start_with_config(move |c| {
         c.db = db;
@@ -786,13 +785,13 @@ async fn grpc_web_calls_need_a_token_when_auth_is_on() {
 async fn with_tls_on_the_web_view_is_https_and_the_session_cookie_is_secure() {
     let pki = crate::tls::Pki::new();
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("tls.sqlite");
-    let store = SqliteStore::open(&db).await.expect("store opens");
-    let read = tokens::create_in(&store, "viewer", Role::Read)
+    let db = crate::common::test_db(dir.path(), "tls.sqlite");
+    let store = crate::common::open_store(&db).await;
+    let read = tokens::create_in(&*store, "viewer", Role::Read)
         .await
         .expect("token")
         .1;
-    Store::close(&store).await;
+    store.close().await;
     let mut config = plumbline::config::Config {
         db,
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -885,11 +884,9 @@ async fn revoking_the_token_ends_its_sessions_and_live_streams() {
 
     // Revoked in the database (as `plumbline tokens revoke --db` does); the
     // server reads it on its next refresh.
-    let store = SqliteStore::open(&w.s.config.db)
-        .await
-        .expect("store opens");
-    tokens::revoke_in(&store, "viewer").await.expect("revoked");
-    Store::close(&store).await;
+    let store = crate::common::open_store(&w.s.config.db).await;
+    tokens::revoke_in(&*store, "viewer").await.expect("revoked");
+    store.close().await;
     let mut refused = false;
     for _ in 0..100 {
         if page(cookie.clone()).await == StatusCode::SEE_OTHER {

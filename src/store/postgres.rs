@@ -418,7 +418,8 @@ async fn query_all<T>(
 async fn items_with_body_text(tx: &Tx<'_>, source_id: &str, text: &str) -> Attempt<Vec<Item>> {
     query_all(
         tx,
-        "SELECT * FROM items WHERE source_id = $1 AND strpos(body, $2) > 0 ORDER BY key",
+        "SELECT * FROM items WHERE source_id = $1 AND strpos(body, $2) > 0 \
+         ORDER BY key COLLATE \"C\"",
         &[&source_id, &text],
         item_from_row,
     )
@@ -444,7 +445,7 @@ async fn get_items(tx: &Tx<'_>, keys: &[String]) -> Attempt<Vec<Option<Item>>> {
 async fn links_of_items(tx: &Tx<'_>, keys: &[String]) -> Attempt<Vec<Link>> {
     let sql = format!(
         "SELECT {} FROM links WHERE item_key = ANY($1::text[]) \
-         ORDER BY item_key, hypothesis_id COLLATE \"C\"",
+         ORDER BY item_key COLLATE \"C\", hypothesis_id COLLATE \"C\"",
         load::LINK_COLUMNS
     );
     let mut out = Vec::new();
@@ -492,13 +493,13 @@ impl ItemPage {
         }
         if let Some(a) = after {
             let n = next(&mut params, Box::new(a.to_string()));
-            sql.push_str(&format!(" AND key > ${n}"));
+            sql.push_str(&format!(" AND key COLLATE \"C\" > ${n}"));
         }
         let n = next(
             &mut params,
             Box::new(i64::try_from(limit).unwrap_or(i64::MAX)),
         );
-        sql.push_str(&format!(" ORDER BY key LIMIT ${n}"));
+        sql.push_str(&format!(" ORDER BY key COLLATE \"C\" LIMIT ${n}"));
         ItemPage {
             sql,
             params,
@@ -542,7 +543,7 @@ async fn list_item_splits(tx: &Tx<'_>) -> Attempt<Vec<ItemSplit>> {
     query_all(
         tx,
         "SELECT item_key, plan_kind, hypothesis_ids, create_time FROM item_splits \
-         ORDER BY item_key",
+         ORDER BY item_key COLLATE \"C\"",
         &[],
         |r| {
             let mut hypothesis_ids: Vec<String> = parse_json(r.try_get("hypothesis_ids")?)?;

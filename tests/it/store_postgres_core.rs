@@ -40,6 +40,32 @@ async fn pair(test: &str) -> Option<Pair> {
     let pg = PostgresStore::open_dsn(&dsn, &StoreConfig::default())
         .await
         .expect("the PostgreSQL store opens");
+    // A database made with a language's locale orders text by its rules
+    // ("a-team" before "B2B"); SQLite orders bytewise ("B2B" first). The
+    // tests' server has no locale, so every text column is given the ICU
+    // root collation: the answers must still come in SQLite's order.
+    let owner = server.owner().await;
+    owner
+        .batch_execute(&format!("SET search_path TO {schema}"))
+        .await
+        .unwrap();
+    let columns = owner
+        .query(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND data_type = 'text'",
+            &[],
+        )
+        .await
+        .unwrap();
+    for c in columns {
+        let (table, column): (String, String) = (c.get(0), c.get(1));
+        owner
+            .batch_execute(&format!(
+                "ALTER TABLE {table} ALTER COLUMN {column} TYPE text COLLATE \"und-x-icu\""
+            ))
+            .await
+            .unwrap();
+    }
     let dir = tempfile::tempdir().unwrap();
     let lite = SqliteStore::open(&dir.path().join("s.sqlite"))
         .await
@@ -209,6 +235,9 @@ async fn script(s: &dyn Store) -> Vec<String> {
     say("source gh again", said(s.put_source(&gh).await));
     say("goal G", said(s.put_goal(&goal("G", "")).await));
     say("goal G2", said(s.put_goal(&goal("G2", "G")).await));
+    say("goal beta", said(s.put_goal(&goal("beta", "G")).await));
+    say("source Zed", said(s.put_source(&source("Zed")).await));
+    say("metric Z", said(s.put_metric(&metric("Z")).await));
     say("metric m", said(s.put_metric(&metric("m")).await));
     say("metric n", said(s.put_metric(&metric("n")).await));
     let obs = |m: &str, t: i64, v: f64| Observation {
@@ -236,6 +265,10 @@ async fn script(s: &dyn Store) -> Vec<String> {
         "hypothesis K",
         said(s.put_hypothesis(&hypothesis("K", "G2", "n")).await),
     );
+    say(
+        "hypothesis h2",
+        said(s.put_hypothesis(&hypothesis("h2", "beta", "Z")).await),
+    );
     let mut h = hypothesis("H", "G", "m");
     h.confidence = 0.75;
     h.create_time = at(100);
@@ -250,6 +283,8 @@ async fn script(s: &dyn Store) -> Vec<String> {
         item("gh", "10", "ten"),
         item("gh", "1", "second title"),
         item("gl", "a", "gitlab a"),
+        item("gh", "a-team", "lower case"),
+        item("gh", "B2B", "upper case"),
     ];
     let mut state = SyncState::never("gh");
     state.cursor = SyncCursor {
@@ -496,6 +531,15 @@ async fn script(s: &dyn Store) -> Vec<String> {
         ..PullStatus::default()
     };
     say("failed pull", said(s.record_pull(&[], &failed).await));
+    let z = PullStatus {
+        metric_id: "Z".into(),
+        last_pull_time: Some(at(82)),
+        ..PullStatus::default()
+    };
+    say(
+        "pull of Z",
+        said(s.record_pull(&[obs("Z", 1, 1.5)], &z).await),
+    );
     say("pulls", said(s.list_metric_pulls().await));
     say("loaded", loaded(s).await);
 

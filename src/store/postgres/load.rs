@@ -249,7 +249,8 @@ async fn model(tx: &Tx<'_>) -> Attempt<Model> {
     }
     for r in tx
         .query(
-            "SELECT item_key, remove_time, reason, detail FROM item_removals ORDER BY item_key",
+            "SELECT item_key, remove_time, reason, detail FROM item_removals \
+             ORDER BY item_key COLLATE \"C\"",
             &[],
         )
         .await?

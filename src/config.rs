@@ -185,6 +185,15 @@ pub struct StoreConfig {
     pub url_env: Option<String>,
     /// PostgreSQL: connections each sidecar keeps open, at most.
     pub max_connections: usize,
+    /// PostgreSQL: how often a sidecar reads the change log when no
+    /// notification woke it (a lost NOTIFY, an engine without LISTEN), in
+    /// milliseconds.
+    pub follow_poll_ms: u64,
+    /// PostgreSQL: how long a sidecar's hold on a kind of background work
+    /// (a source's sync, a metric's pull, validation, snapshots) lasts
+    /// without renewal, in seconds: when it dies, another sidecar takes the
+    /// work over within about this long.
+    pub lease_secs: u64,
     /// When an acknowledged write is on disk. `normal` (the default): a
     /// process crash loses nothing acknowledged, a power cut or OS crash
     /// may lose the last transactions (never corrupts the file); `full`
@@ -207,6 +216,8 @@ impl Default for StoreConfig {
             backend: StoreBackend::default(),
             url_env: None,
             max_connections: 8,
+            follow_poll_ms: 1000,
+            lease_secs: 30,
             synchronous: Synchronous::default(),
             busy_timeout_ms: 5000,
             max_size_mib: 0,
@@ -459,6 +470,18 @@ impl Config {
             }
         }
         cfg.postgres_dsn()?;
+        if !(1..=3600).contains(&cfg.store.lease_secs) {
+            return Err(ConfigError::Invalid(format!(
+                "store.lease_secs must be from 1 to 3600, got {}",
+                cfg.store.lease_secs
+            )));
+        }
+        if !(10..=60_000).contains(&cfg.store.follow_poll_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "store.follow_poll_ms must be from 10 to 60000, got {}",
+                cfg.store.follow_poll_ms
+            )));
+        }
         if cfg.store.max_connections == 0 || cfg.store.max_connections > 256 {
             return Err(ConfigError::Invalid(format!(
                 "store.max_connections must be from 1 to 256, got {}",

@@ -14,6 +14,7 @@
 
 mod apply;
 mod customer;
+mod follow;
 mod history;
 mod insight;
 mod listing;
@@ -30,6 +31,7 @@ pub use customer::{
     CustomerExport, Customers, DesiredCustomerOutcome, OutcomeView, SegmentRollupView,
     SegmentTreeView,
 };
+pub use follow::FollowHealth;
 pub use history::{MAX_TOP_N, SinceView};
 pub use insight::{InsightFilter, RecordCounts, insight_key};
 pub use listing::{GoalView, HypothesisView, LinkFilter, link_order_key};
@@ -134,6 +136,10 @@ pub struct Engine {
     store: Arc<dyn Store>,
     index: RwLock<ScoreIndex>,
     writes: tokio::sync::Mutex<()>,
+    /// The last change log position the index reflects (shared stores).
+    applied: std::sync::atomic::AtomicI64,
+    /// Size of items without an estimate; kept to rebuild the index.
+    default_size: f64,
     /// Bumped on every change to the index, so watchers can re-rank.
     changes: tokio::sync::watch::Sender<u64>,
     /// What a source may name and reach; checked on every source written.
@@ -285,10 +291,18 @@ fn check_outbound(policy: &OutboundPolicy, s: &Source) -> Result<()> {
     }
 }
 
-impl Engine {
-    /// Loads the model from the store and builds the index.
-    pub async fn open(store: Arc<dyn Store>, default_size: f64) -> Result<Self> {
-        let index = build_index(store.as_ref(), default_size).await?;
+/// Everything the engine keeps in memory, as read from the store.
+struct State {
+    index: ScoreIndex,
+    splits: HashMap<String, ItemSplit>,
+    pulls: HashMap<String, PullStatus>,
+    insights: insight::InsightBook,
+    customers: Customers,
+}
+
+impl State {
+    async fn load(store: &dyn Store, default_size: f64) -> Result<State> {
+        let index = build_index(store, default_size).await?;
         let splits = store
             .list_item_splits()
             .await?
@@ -303,17 +317,40 @@ impl Engine {
             .collect();
         let insights = insight::InsightBook::new(&store.list_all_insights().await?);
         let customers = Customers::from_load(store.load_customers().await?);
+        Ok(State {
+            index,
+            splits,
+            pulls,
+            insights,
+            customers,
+        })
+    }
+}
+
+impl Engine {
+    /// Loads the model from the store and builds the index.
+    pub async fn open(store: Arc<dyn Store>, default_size: f64) -> Result<Self> {
+        // Read before the state, so that whatever commits while it is read
+        // is applied again by the follower (applying is idempotent).
+        let applied = if store.is_shared() {
+            store.last_change().await?
+        } else {
+            0
+        };
+        let state = State::load(store.as_ref(), default_size).await?;
         Ok(Engine {
             store,
-            index: RwLock::new(index),
+            index: RwLock::new(state.index),
             writes: tokio::sync::Mutex::new(()),
+            applied: std::sync::atomic::AtomicI64::new(applied),
+            default_size,
             changes: tokio::sync::watch::Sender::new(0),
             outbound: Arc::new(OutboundPolicy::default()),
-            splits: RwLock::new(splits),
-            pulls: RwLock::new(pulls),
-            insights: RwLock::new(insights),
+            splits: RwLock::new(state.splits),
+            pulls: RwLock::new(state.pulls),
+            insights: RwLock::new(state.insights),
             asked_for_customers: DEFAULT_ASKED_FOR_CUSTOMERS,
-            customers: RwLock::new(customers),
+            customers: RwLock::new(state.customers),
         })
     }
 
@@ -329,6 +366,11 @@ impl Engine {
     pub fn with_outbound(mut self, policy: Arc<OutboundPolicy>) -> Self {
         self.outbound = policy;
         self
+    }
+
+    /// The store the engine writes to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// The outbound policy sources are checked against.
@@ -380,7 +422,7 @@ impl Engine {
 
     pub async fn create_source(&self, mut s: Source) -> Result<Source> {
         check_outbound(&self.outbound, &s)?;
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         if self.read().source(&s.id).is_some() {
             return Err(Error::AlreadyExists(format!(
                 "source {} already exists",
@@ -408,7 +450,7 @@ impl Engine {
         id: &str,
         change: impl FnOnce(&mut Source) -> Result<()>,
     ) -> Result<Source> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         let mut s = self.get_source(id)?;
         change(&mut s)?;
         check_outbound(&self.outbound, &s)?;
@@ -419,7 +461,7 @@ impl Engine {
     }
 
     pub async fn delete_source(&self, id: &str, force: bool) -> Result<u64> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         let keys: Vec<String> = {
             let ix = self.read();
             ix.source(id).ok_or_else(|| not_found("source", id))?;
@@ -460,7 +502,7 @@ impl Engine {
     /// Inserts or updates items by key, all in one transaction. An item
     /// given twice is counted as written in order; the last one is kept.
     pub async fn upsert_items(&self, items: Vec<Item>) -> Result<(Vec<Item>, UpsertCounts)> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         let (counts, _) = self
             .upsert_pages_locked(vec![items.clone()], None, true, Vec::new())
             .await?;
@@ -479,7 +521,7 @@ impl Engine {
         keys: &[String],
         merge: impl FnOnce(Vec<Option<Item>>) -> Result<Vec<Item>>,
     ) -> Result<(Vec<Item>, UpsertCounts)> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         let stored = self.stored_items(keys).await?;
         let items = merge(stored)?;
         let (counts, _) = self
@@ -512,7 +554,7 @@ impl Engine {
         removed: Vec<(String, Removal)>,
         state: &SyncState,
     ) -> Result<(Vec<UpsertCounts>, usize)> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         self.upsert_pages_locked(pages, Some(state), false, removed)
             .await
     }
@@ -540,7 +582,7 @@ impl Engine {
         if removals.is_empty() {
             return Ok(0);
         }
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         let (_, n) = self
             .upsert_pages_locked(Vec::new(), None, false, removals)
             .await?;
@@ -563,7 +605,7 @@ impl Engine {
 
     /// Saves a source's sync state on its own (start and end of a sync).
     pub async fn save_sync_state(&self, state: &SyncState) -> Result<()> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         if self.read().source(&state.source_id).is_none() {
             return Err(not_found("source", &state.source_id));
         }
@@ -884,7 +926,7 @@ impl Engine {
     }
 
     pub async fn create_goal(&self, mut g: Goal) -> Result<Goal> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         {
             let ix = self.read();
             if ix.goal(&g.id).is_some() {
@@ -915,7 +957,7 @@ impl Engine {
         id: &str,
         change: impl FnOnce(&mut Goal) -> Result<()>,
     ) -> Result<Goal> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         let mut g = self.get_goal(id)?;
         let old_level = g.level;
         change(&mut g)?;
@@ -936,7 +978,7 @@ impl Engine {
     }
 
     pub async fn delete_goal(&self, id: &str) -> Result<()> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         {
             let ix = self.read();
             ix.goal(id).ok_or_else(|| not_found("goal", id))?;
@@ -999,7 +1041,7 @@ impl Engine {
 
     pub async fn create_metric(&self, mut m: Metric) -> Result<MetricEntry> {
         self.check_metric_source(&m)?;
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         if self.read().metric(&m.id).is_some() {
             return Err(Error::AlreadyExists(format!(
                 "metric {} already exists",
@@ -1030,7 +1072,7 @@ impl Engine {
         id: &str,
         change: impl FnOnce(&mut Metric) -> Result<()>,
     ) -> Result<MetricEntry> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         self.check_not_outcome_metric(id)?;
         let mut m = self.get_metric(id)?.metric;
         change(&mut m)?;
@@ -1046,7 +1088,7 @@ impl Engine {
     }
 
     pub async fn delete_metric(&self, id: &str) -> Result<()> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         {
             let ix = self.read();
             ix.metric(id).ok_or_else(|| not_found("metric", id))?;
@@ -1083,7 +1125,7 @@ impl Engine {
         note: String,
         at: Time,
     ) -> Result<(u32, MetricEntry)> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         self.get_metric(metric_id)?;
         let changed: Vec<Observation> = match points.first() {
             None => Vec::new(),
@@ -1132,7 +1174,7 @@ impl Engine {
         error: String,
         at: Time,
     ) -> Result<()> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         self.get_metric(metric_id)?;
         let before = self.pull_status(metric_id).unwrap_or_default();
         let status = PullStatus {
@@ -1153,7 +1195,7 @@ impl Engine {
         &self,
         observations: Vec<Observation>,
     ) -> Result<Vec<MetricEntry>> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         {
             let ix = self.read();
             for (i, o) in observations.iter().enumerate() {
@@ -1201,7 +1243,7 @@ impl Engine {
     }
 
     pub async fn create_hypothesis(&self, mut h: Hypothesis) -> Result<Hypothesis> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         {
             let ix = self.read();
             if ix.hypothesis(&h.id).is_some() {
@@ -1232,7 +1274,7 @@ impl Engine {
         id: &str,
         change: impl FnOnce(&mut Hypothesis) -> Result<()>,
     ) -> Result<Hypothesis> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         let mut h = self.get_hypothesis(id)?;
         change(&mut h)?;
         Self::check_hypothesis_refs(&self.read(), &h)?;
@@ -1243,7 +1285,7 @@ impl Engine {
     }
 
     pub async fn delete_hypothesis(&self, id: &str, force: bool) -> Result<()> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         {
             let ix = self.read();
             ix.hypothesis(id)
@@ -1271,7 +1313,7 @@ impl Engine {
         contribution: f64,
         rationale: String,
     ) -> Result<Link> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         let now: Time = Utc::now();
         let link = {
             let ix = self.read();
@@ -1298,7 +1340,7 @@ impl Engine {
     }
 
     pub async fn unlink_item(&self, item_key: &str, hypothesis_id: &str) -> Result<()> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         if self.read().link(item_key, hypothesis_id).is_none() {
             return Err(Error::NotFound(format!(
                 "item {} is not linked to hypothesis {}",

@@ -199,7 +199,13 @@ impl Historian {
 
 /// Every interval, a snapshot if the ranking changed; at shutdown, one more
 /// if it changed since. Runs until the server stops.
-pub async fn background_snapshots(historian: Arc<Historian>, lifecycle: Lifecycle) {
+/// On a shared database only the sidecar holding the `snapshots` lease
+/// takes them (see [`crate::lease`]).
+pub async fn background_snapshots(
+    historian: Arc<Historian>,
+    lifecycle: Lifecycle,
+    lease: std::time::Duration,
+) {
     let interval = historian.config.interval();
     loop {
         let stopping = tokio::select! {
@@ -211,7 +217,16 @@ pub async fn background_snapshots(historian: Arc<Historian>, lifecycle: Lifecycl
         } else {
             SnapshotOrigin::Background
         };
-        match historian.take_if_changed(origin).await {
+        let store = historian.engine.store().clone();
+        let taken = crate::lease::run_leased(
+            store.as_ref(),
+            "snapshots",
+            lease,
+            historian.take_if_changed(origin),
+        )
+        .await
+        .unwrap_or(Ok(None));
+        match taken {
             Ok(Some(s)) => tracing::info!(
                 id = s.id,
                 items = s.item_count,

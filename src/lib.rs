@@ -39,6 +39,7 @@ pub mod domain;
 pub mod engine;
 pub mod history;
 pub mod index;
+pub mod lease;
 pub mod lifecycle;
 pub mod limits;
 pub mod metric_source;

@@ -457,12 +457,21 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
 
     lifecycle.spawn(
         "background ranking snapshots",
-        crate::history::background_snapshots(historian.clone(), lifecycle.clone()),
+        crate::history::background_snapshots(
+            historian.clone(),
+            lifecycle.clone(),
+            Duration::from_secs(config.store.lease_secs),
+        ),
     );
     if config.validation.interval_secs > 0 {
         lifecycle.spawn(
             "background validation",
-            background_validation(engine.clone(), config.validation.clone(), lifecycle.clone()),
+            background_validation(
+                engine.clone(),
+                config.validation.clone(),
+                lifecycle.clone(),
+                Duration::from_secs(config.store.lease_secs),
+            ),
         );
     }
     if config.sync.interval_secs > 0 {
@@ -473,6 +482,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                 Duration::from_secs(config.sync.interval_secs),
                 (config.sync.full_interval_secs > 0)
                     .then(|| Duration::from_secs(config.sync.full_interval_secs)),
+                Duration::from_secs(config.store.lease_secs),
             ),
         );
     }
@@ -483,11 +493,25 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                 puller.clone(),
                 Duration::from_secs(config.pulls.tick_secs),
                 config.pulls.concurrency,
+                Duration::from_secs(config.store.lease_secs),
             ),
         );
     }
+    // On a shared database, follow the other sidecars' writes.
+    let replica = if store.is_shared() {
+        let (tx, rx) = tokio::sync::watch::channel(crate::engine::FollowHealth::InStep);
+        let (engine, stop) = (engine.clone(), lifecycle.token().clone());
+        let poll = Duration::from_millis(config.store.follow_poll_ms.max(1));
+        lifecycle.spawn("change log follower", async move {
+            engine.follow(poll, tx, stop).await;
+        });
+        Some(rx)
+    } else {
+        None
+    };
     let store_health = store_health::StoreHealth::follow(
         store.clone(),
+        replica,
         health_reporter.clone(),
         &HEALTH_NAMES,
         Duration::from_millis(config.store.check_interval_ms),
@@ -528,7 +552,12 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
 /// every `interval`, skipping a source whose previous sync is still
 /// running, until the server stops (a sync under way then stores the pages
 /// in hand and ends).
-async fn background_sync(syncer: Arc<Syncer>, interval: Duration, full_every: Option<Duration>) {
+async fn background_sync(
+    syncer: Arc<Syncer>,
+    interval: Duration,
+    full_every: Option<Duration>,
+    lease: Duration,
+) {
     let lifecycle = syncer.lifecycle().clone();
     // When each source last had a full sync (or was first seen): counted
     // from start-up, so a restart does not begin with full syncs of all.
@@ -553,7 +582,17 @@ async fn background_sync(syncer: Arc<Syncer>, interval: Duration, full_every: Op
             let now = tokio::time::Instant::now();
             let since_full = now - *last_full.entry(id.clone()).or_insert(now);
             let full = full_every.is_some_and(|every| since_full >= every);
-            match syncer.sync(&id, full, &|_| {}).await {
+            let store = syncer.engine().store().clone();
+            let synced = crate::lease::run_leased(
+                store.as_ref(),
+                &format!("sync:{id}"),
+                lease,
+                syncer.sync(&id, full, &|_| {}),
+            )
+            .await;
+            // Another sidecar holds this source's sync.
+            let Some(synced) = synced else { continue };
+            match synced {
                 Ok(s) => {
                     if full {
                         last_full.insert(id.clone(), now);
@@ -579,6 +618,7 @@ async fn background_validation(
     engine: Arc<Engine>,
     config: crate::config::ValidationConfig,
     lifecycle: Lifecycle,
+    lease: Duration,
 ) {
     let windows = config.windows();
     loop {
@@ -586,10 +626,15 @@ async fn background_validation(
             _ = tokio::time::sleep(Duration::from_secs(config.interval_secs)) => {}
             () = lifecycle.cancelled() => return,
         }
-        match engine
-            .validate_releases(&windows, chrono::Utc::now(), false, false)
-            .await
-        {
+        let validated = crate::lease::run_leased(
+            engine.store().as_ref(),
+            "validation",
+            lease,
+            engine.validate_releases(&windows, chrono::Utc::now(), false, false),
+        )
+        .await;
+        let Some(validated) = validated else { continue };
+        match validated {
             Ok(ev) if !ev.is_empty() => tracing::info!(evidence = ev.len(), "releases validated"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "automatic validation failed"),

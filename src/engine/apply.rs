@@ -277,7 +277,7 @@ impl Engine {
             }
         }
 
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         let stored = self.read_stored(&d, &keys, opts).await?;
         let now = Utc::now();
         let (mut plan, write) = {

@@ -156,7 +156,7 @@ impl Engine {
 
     /// Creates or replaces a segment; answers it and whether it was new.
     pub async fn upsert_segment(&self, mut s: Segment) -> Result<(Segment, bool)> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         let old = self.segment(&s.id);
         if old.is_none() && self.customers.read().segments.len() >= MAX_SEGMENTS {
             return Err(Error::FailedPrecondition(format!(
@@ -195,7 +195,7 @@ impl Engine {
     /// (each may be the metric of hypotheses, so they are deleted one by
     /// one, on purpose).
     pub async fn delete_segment(&self, id: &str) -> Result<()> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         {
             let c = self.customers.read();
             c.segments.get(id).ok_or_else(|| not_found("segment", id))?;
@@ -227,7 +227,7 @@ impl Engine {
     /// Creates or replaces a desired outcome and its backing metric. Its
     /// segment must exist; its id must not name a metric of its own.
     pub async fn upsert_outcome(&self, mut o: DesiredOutcome) -> Result<(OutcomeView, bool)> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         let (old, waves) = {
             let c = self.customers.read();
             if !c.outcomes.contains_key(&o.id) && c.outcomes.len() >= MAX_OUTCOMES {
@@ -292,7 +292,7 @@ impl Engine {
     /// Deletes an outcome with its waves and its metric; FAILED_PRECONDITION
     /// while a hypothesis measures it.
     pub async fn delete_outcome(&self, id: &str) -> Result<()> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         if self.outcome(id).is_none() {
             return Err(not_found("desired outcome", id));
         }
@@ -319,7 +319,7 @@ impl Engine {
         &self,
         waves: Vec<SurveyWave>,
     ) -> Result<(usize, Vec<OutcomeView>)> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         // The last of each (outcome, time) in the request wins.
         let mut latest: BTreeMap<(String, crate::domain::Time), SurveyWave> = BTreeMap::new();
         let named: BTreeSet<String> = waves.iter().map(|w| w.outcome_id.clone()).collect();

@@ -184,7 +184,7 @@ impl Engine {
                 format!("at most {MAX_INSIGHTS_PER_CALL} per call"),
             ));
         }
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         let mut violations = Vec::new();
         {
             let ix = self.read();
@@ -334,7 +334,7 @@ impl Engine {
         if customer.is_empty() {
             return Err(Error::invalid("customer", "is required"));
         }
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         let n = self.store.forget_customer(customer).await?;
         let mut book = self.insights.write();
         let gone: Vec<String> = book

@@ -189,7 +189,7 @@ impl Engine {
     /// that answers its slices), or a slice key taken by another item are
     /// FAILED_PRECONDITION.
     pub async fn apply_split(&self, key: &str, kind: PlanKind) -> Result<AppliedSplit> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         let draft = match self.start_split(key, kind).await? {
             SplitStart::Done(applied) => return Ok(applied),
             SplitStart::Draft(d) => *d,
@@ -331,7 +331,7 @@ impl Engine {
     /// exists), so that applying the plan again finds them and creates only
     /// the others.
     pub async fn store_partial_split(&self, slices: &[Item]) -> Result<()> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         self.store
             .upsert_items(slices.to_vec(), &[], &[], None)
             .await?;
@@ -348,7 +348,7 @@ impl Engine {
     /// them this application created: those of the slices without an
     /// `existing` item.
     pub async fn finish_split(&self, draft: &SplitDraft, items: Vec<Item>) -> Result<AppliedSplit> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         self.finish_split_locked(draft, items).await
     }
 

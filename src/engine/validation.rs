@@ -119,7 +119,7 @@ fn fill(e: &mut Evidence, a: &Attribution) {
 impl Engine {
     /// Records a release of existing items. Idempotent on the id.
     pub async fn record_release(&self, mut release: Release) -> Result<Release> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         {
             let ix = self.read();
             for (i, k) in release.item_keys.iter().enumerate() {
@@ -228,7 +228,7 @@ impl Engine {
 
     /// Records an A/B result and lets it move its hypothesis now.
     pub async fn record_experiment(&self, e: Experiment) -> Result<Evidence> {
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         let (h, metric) = {
             let ix = self.read();
             let h = ix
@@ -295,7 +295,7 @@ impl Engine {
         dry_run: bool,
     ) -> Result<Vec<Evidence>> {
         let releases = self.releases().await?;
-        let _w = self.writes.lock().await;
+        let _w = self.write_lock().await?;
         let existing: HashMap<(String, String), Evidence> = self
             .store
             .list_evidence(None)

@@ -707,7 +707,12 @@ pub fn due(
 /// Pulls every metric whose poll interval has passed, every `tick`, at
 /// most `concurrency` at once, skipping one whose pull is still running,
 /// until the server stops (a pull under way then ends without storing).
-pub async fn background_pulls(puller: Arc<Puller>, tick: std::time::Duration, concurrency: usize) {
+pub async fn background_pulls(
+    puller: Arc<Puller>,
+    tick: std::time::Duration,
+    concurrency: usize,
+    lease: std::time::Duration,
+) {
     let limit = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let lifecycle = puller.lifecycle().clone();
     loop {
@@ -746,7 +751,17 @@ pub async fn background_pulls(puller: Arc<Puller>, tick: std::time::Duration, co
             let p = puller.clone();
             lifecycle.spawn(format!("background pull of metric {}", quote(&id)), async move {
                 let _permit = permit;
-                match p.pull(&id, &|_| {}).await {
+                let store = p.engine().store().clone();
+                let pulled = crate::lease::run_leased(
+                    store.as_ref(),
+                    &format!("pull:{id}"),
+                    lease,
+                    p.pull(&id, &|_| {}),
+                )
+                .await;
+                // Another sidecar holds this metric's pulls.
+                let Some(pulled) = pulled else { return };
+                match pulled {
                     Ok(s) => tracing::info!(metric = %id, stored = s.stored, refused = s.refused, "background pull done"),
                     Err(PullError::Interrupted(_) | PullError::AlreadyRunning(_)) => {}
                     Err(e) => tracing::warn!(metric = %id, error = %e, "background pull failed"),

@@ -15,8 +15,42 @@ use std::time::Duration;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::engine::FollowHealth;
 use crate::lifecycle::Lifecycle;
 use crate::store::{Store, WriteHealth};
+
+/// SERVING while writes can succeed and, on a shared database, this
+/// sidecar is in step with the change log.
+fn store_status(
+    health: &tokio::sync::watch::Receiver<WriteHealth>,
+    replica: Option<&tokio::sync::watch::Receiver<FollowHealth>>,
+) -> ServingStatus {
+    let writable = *health.borrow() == WriteHealth::Writable;
+    let in_step = replica.is_none_or(|r| *r.borrow() == FollowHealth::InStep);
+    if writable && in_step {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    }
+}
+
+/// Sets `status` on every name unless reporting stopped; answers whether
+/// it may go on.
+async fn report(
+    status: &ServingStatus,
+    reporter: &HealthReporter,
+    names: &[&str],
+    gate: &tokio::sync::Mutex<bool>,
+) -> bool {
+    let stopped = gate.lock().await;
+    if *stopped {
+        return false;
+    }
+    for name in names {
+        reporter.set_service_status(name, *status).await;
+    }
+    true
+}
 
 /// The running follower; [`stop`](Self::stop) it before shutdown sets the
 /// final statuses, so that it cannot set SERVING after them.
@@ -29,6 +63,7 @@ impl StoreHealth {
     /// `interval`, and reporting on `names`.
     pub fn follow(
         store: Arc<dyn Store>,
+        mut replica: Option<tokio::sync::watch::Receiver<FollowHealth>>,
         reporter: HealthReporter,
         names: &'static [&'static str],
         interval: Duration,
@@ -42,22 +77,28 @@ impl StoreHealth {
             let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
+                let replica_changed = async {
+                    match replica.as_mut() {
+                        Some(r) => r.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     changed = health.changed() => {
                         if changed.is_err() {
                             return;
                         }
-                        let now = *health.borrow_and_update();
-                        let status = match now {
-                            WriteHealth::Writable => ServingStatus::Serving,
-                            _ => ServingStatus::NotServing,
-                        };
-                        let stopped = gate.lock().await;
-                        if *stopped {
+                        health.borrow_and_update();
+                        if !report(&store_status(&health, replica.as_ref()), &reporter, names, &gate).await {
                             return;
                         }
-                        for name in names {
-                            reporter.set_service_status(name, status).await;
+                    }
+                    changed = replica_changed => {
+                        if !changed {
+                            replica = None;
+                        }
+                        if !report(&store_status(&health, replica.as_ref()), &reporter, names, &gate).await {
+                            return;
                         }
                     }
                     _ = ticks.tick() => tokio::select! {

@@ -473,6 +473,143 @@ pub trait Store: TokenStore + CustomerStore + Send + Sync + 'static {
     async fn ranking_snapshot_at(&self, at: Option<Time>) -> Result<Option<RankingSnapshot>>;
     /// The oldest snapshot kept.
     async fn earliest_ranking_snapshot(&self) -> Result<Option<SnapshotSummary>>;
+
+    // ----- many sidecars on one database -----
+
+    /// Whether other sidecars may write the same database (PostgreSQL):
+    /// then the engine follows the change log, takes a write turn before
+    /// each write and runs background work under leases.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// This sidecar's id in the change log and on leases.
+    fn replica_id(&self) -> &str {
+        "local"
+    }
+
+    /// The change log after `seq`, in commit order, at most `limit`.
+    async fn changes_after(&self, seq: i64, limit: usize) -> Result<Vec<ChangeRecord>> {
+        let _ = (seq, limit);
+        Ok(Vec::new())
+    }
+
+    /// The last position of the change log (0 when empty).
+    async fn last_change(&self) -> Result<i64> {
+        Ok(0)
+    }
+
+    /// Deletes change log entries older than `keep_for`, keeping at least
+    /// the last `keep_last`; answers how many went. A sidecar further
+    /// behind than what is kept reads everything back.
+    async fn prune_changes(&self, keep_for: std::time::Duration, keep_last: i64) -> Result<u64> {
+        let _ = (keep_for, keep_last);
+        Ok(0)
+    }
+
+    /// A receiver that wakes when another sidecar commits a change
+    /// (LISTEN/NOTIFY), where the database can say so; followers poll too.
+    fn change_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
+    /// The removal records of the items of `keys` that are removed.
+    async fn item_removals(&self, keys: &[String]) -> Result<Vec<(String, Removal)>>;
+
+    /// Waits for this sidecar's turn to write (see [`WriteTurn`]).
+    async fn write_turn(&self) -> Result<WriteTurn> {
+        Ok(WriteTurn::none())
+    }
+
+    /// Takes or renews the lease `name` for `ttl` when it is free, expired
+    /// or already this sidecar's; answers whether this sidecar holds it.
+    async fn lease(&self, name: &str, ttl: std::time::Duration) -> Result<bool> {
+        let _ = (name, ttl);
+        Ok(true)
+    }
+
+    /// Gives up the lease `name` if this sidecar holds it.
+    async fn release_lease(&self, name: &str) -> Result<()> {
+        let _ = name;
+        Ok(())
+    }
+}
+
+/// What one committed write changed, as the change log tells the other
+/// sidecars on a shared database (see [`Store::changes_after`]): the items
+/// whose rows, links or removal changed (each re-read by key), and whether
+/// anything else the index holds changed (the model: sources, goals,
+/// metrics and their observations, hypotheses, splits, pulls, customers,
+/// insights), which the follower reads back whole.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Changed {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub model: bool,
+}
+
+impl Changed {
+    /// A change of the model (read back whole by followers).
+    pub fn model() -> Changed {
+        Changed {
+            items: Vec::new(),
+            model: true,
+        }
+    }
+
+    /// A change of these items only.
+    pub fn items<'a>(keys: impl IntoIterator<Item = &'a String>) -> Changed {
+        let mut items: Vec<String> = keys.into_iter().cloned().collect();
+        items.sort();
+        items.dedup();
+        Changed {
+            items,
+            model: false,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty() && !self.model
+    }
+}
+
+/// One entry of the change log: a committed write, in commit order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeRecord {
+    /// Position in commit order: 1, 2, 3... without gaps.
+    pub seq: i64,
+    /// The sidecar that wrote it ([`Store::replica_id`]).
+    pub replica: String,
+    pub changed: Changed,
+}
+
+/// Held while this sidecar writes, so that the sidecars of one database
+/// write one at a time (as SQLite's one writer does): each write is
+/// decided on an index that has caught up with every other's. Released
+/// when dropped.
+pub struct WriteTurn(Option<Box<dyn std::any::Any + Send + Sync>>);
+
+impl WriteTurn {
+    /// No lock to hold: the only writer (SQLite).
+    pub fn none() -> WriteTurn {
+        WriteTurn(None)
+    }
+
+    /// A turn held by `guard` until it is dropped.
+    pub fn held(guard: Box<dyn std::any::Any + Send + Sync>) -> WriteTurn {
+        WriteTurn(Some(guard))
+    }
+}
+
+impl std::fmt::Debug for WriteTurn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "WriteTurn(held)"
+        } else {
+            "WriteTurn(none)"
+        })
+    }
 }
 
 /// Which ranking snapshots are kept when one is added.

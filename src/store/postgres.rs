@@ -11,6 +11,7 @@ mod history;
 mod insights;
 mod load;
 mod migrate;
+mod replica;
 mod tokens;
 mod validation;
 mod write;
@@ -36,9 +37,19 @@ use conn::{Attempt, Connections, Fail, Settings, Shared, Tx};
 use write::ItemWrite;
 
 /// PostgreSQL-backed [`Store`]; clones share the pool.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresStore {
     db: Shared,
+    /// Wakes followers when another sidecar commits.
+    listener: std::sync::Arc<replica::Listener>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("replica", &self.db.replica())
+            .finish_non_exhaustive()
+    }
 }
 
 impl PostgresStore {
@@ -59,8 +70,10 @@ impl PostgresStore {
         }
         .await;
         migrated.map_err(|e| e.during("open the PostgreSQL database"))?;
+        let db = std::sync::Arc::new(db);
         Ok(PostgresStore {
-            db: std::sync::Arc::new(db),
+            listener: std::sync::Arc::new(replica::Listener::start(db.clone())),
+            db,
         })
     }
 }
@@ -648,6 +661,7 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
+        self.listener.stop();
         self.db.close();
     }
 
@@ -1057,5 +1071,71 @@ impl Store for PostgresStore {
                 Box::pin(history::earliest(tx))
             })
             .await
+    }
+
+    // ---- many sidecars (replica.rs) ----
+
+    async fn item_removals(&self, keys: &[String]) -> Result<Vec<(String, Removal)>> {
+        self.db
+            .read("read item removals", keys, |tx, keys| {
+                Box::pin(async move {
+                    let stmt = tx
+                        .prepare_cached(
+                            "SELECT item_key, remove_time, reason, detail FROM item_removals \
+                             WHERE item_key = ANY($1)",
+                        )
+                        .await?;
+                    let rows = tx.query(&stmt, &[keys]).await?;
+                    rows.iter()
+                        .map(|r| {
+                            Ok((
+                                r.get(0),
+                                Removal {
+                                    remove_time: time(r.get(1)),
+                                    reason: parse_enum(r.get(2))?,
+                                    detail: r.get(3),
+                                },
+                            ))
+                        })
+                        .collect()
+                })
+            })
+            .await
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn replica_id(&self) -> &str {
+        self.db.replica()
+    }
+
+    async fn changes_after(&self, seq: i64, limit: usize) -> Result<Vec<super::ChangeRecord>> {
+        replica::changes_after(&self.db, seq, limit).await
+    }
+
+    async fn last_change(&self) -> Result<i64> {
+        replica::last_change(&self.db).await
+    }
+
+    async fn prune_changes(&self, keep_for: std::time::Duration, keep_last: i64) -> Result<u64> {
+        replica::prune_changes(&self.db, keep_for, keep_last).await
+    }
+
+    fn change_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.listener.signal.subscribe())
+    }
+
+    async fn write_turn(&self) -> Result<super::WriteTurn> {
+        replica::write_turn(&self.db).await
+    }
+
+    async fn lease(&self, name: &str, ttl: std::time::Duration) -> Result<bool> {
+        replica::lease(&self.db, name, ttl).await
+    }
+
+    async fn release_lease(&self, name: &str) -> Result<()> {
+        replica::release_lease(&self.db, name).await
     }
 }

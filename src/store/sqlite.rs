@@ -773,6 +773,34 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn item_removals(&self, keys: &[String]) -> Result<Vec<(String, Removal)>> {
+        let keys = keys.to_vec();
+        self.db
+            .read("read item removals", move |c| {
+                let mut out = Vec::new();
+                // Chunked to stay under SQLite's bound-parameter limit.
+                for chunk in keys.chunks(500) {
+                    let marks = vec!["?"; chunk.len()].join(", ");
+                    let sql = format!(
+                        "SELECT item_key, remove_time, reason, detail FROM item_removals \
+                         WHERE item_key IN ({marks})"
+                    );
+                    out.extend(query_all(c, &sql, params_from_iter(chunk), |r| {
+                        Ok((
+                            r.get(0)?,
+                            Removal {
+                                remove_time: time(r.get(1)?),
+                                reason: parse_enum(text(r, "reason")?)?,
+                                detail: r.get(3)?,
+                            },
+                        ))
+                    })?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
     async fn items_with_body_text(&self, source_id: &str, text: &str) -> Result<Vec<Item>> {
         let (source_id, needle) = (source_id.to_string(), text.to_string());
         self.db

@@ -264,6 +264,30 @@ pub fn execute_sql(db: &std::path::Path, sql: &str, param: &str) -> u64 {
     })
 }
 
+/// The first column of each row `sql` answers on the PostgreSQL database
+/// at `db`, as text (NULL as "").
+pub fn pg_query(db: &std::path::Path, sql: &str) -> Vec<String> {
+    let (url, sql) = (db.to_string_lossy().into_owned(), sql.to_string());
+    on_own_runtime(async move {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("the test database is reachable");
+        tokio::spawn(conn);
+        client
+            .simple_query(&sql)
+            .await
+            .expect("the query runs")
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some(r.get(0).unwrap_or_default().to_string())
+                }
+                _ => None,
+            })
+            .collect()
+    })
+}
+
 /// Runs `f` to its end on a runtime of its own, on a thread of its own, so
 /// that sync and async tests can call it.
 fn on_own_runtime<T: Send + 'static>(
@@ -971,6 +995,11 @@ impl Drop for ServerChild {
 /// its URL.
 /// On PostgreSQL, `db` is a database URL ([`test_db`]).
 pub fn spawn_server(db: &std::path::Path) -> (ServerChild, String) {
+    spawn_server_with(db, &[])
+}
+
+/// [`spawn_server`] with more `PLUMBLINE_*` settings in its environment.
+pub fn spawn_server_with(db: &std::path::Path, env: &[(&str, &str)]) -> (ServerChild, String) {
     use std::io::BufRead;
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_plumbline"));
     command.args(["serve", "--listen", "127.0.0.1:0"]);
@@ -991,6 +1020,7 @@ pub fn spawn_server(db: &std::path::Path) -> (ServerChild, String) {
         // The test policy (common::test_outbound): loopback trackers, PLB_TEST_* tokens.
         .env("PLUMBLINE_OUTBOUND__TOKEN_ENV_PREFIX", "PLB_TEST_")
         .env("PLUMBLINE_OUTBOUND__ALLOW_HOSTS", "[127.0.0.1]")
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -28,6 +28,7 @@ mod metric_pull_real;
 mod metric_sql;
 mod reflection;
 mod removal;
+mod replicas;
 mod restart;
 mod rollup;
 mod shutdown;

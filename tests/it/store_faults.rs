@@ -18,7 +18,7 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::common::*;
 
 /// The health of the server (`""`) and of one service, as probes see them.
-async fn health(s: &TestServer) -> [i32; 2] {
+pub(crate) async fn health(s: &TestServer) -> [i32; 2] {
     let mut client = HealthClient::new(s.channel.clone());
     let mut out = [0; 2];
     for (i, service) in ["", "plumbline.v1.BacklogService"].into_iter().enumerate() {
@@ -36,7 +36,7 @@ async fn health(s: &TestServer) -> [i32; 2] {
 
 /// Waits until both statuses are `want` (the periodic check runs every
 /// 50 ms here); fails after a minute, a bound far from the expected time.
-async fn wait_for_health(s: &TestServer, want: ServingStatus) {
+pub(crate) async fn wait_for_health(s: &TestServer, want: ServingStatus) {
     let want = [want as i32; 2];
     for _ in 0..1200 {
         if health(s).await == want {

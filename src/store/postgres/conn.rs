@@ -116,6 +116,11 @@ impl Fail {
 /// The pool of one database, and whether writes can succeed.
 pub(in crate::store) struct Connections {
     pool: Pool,
+    /// For the connections made outside the pool (the change listener).
+    config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    /// This sidecar's id in the change log and on leases.
+    replica: String,
     health: watch::Sender<WriteHealth>,
     closed: AtomicBool,
 }
@@ -159,8 +164,8 @@ impl Connections {
         let tls =
             tokio_postgres_rustls::MakeRustlsConnect::new((*crate::pg::tls_config()?).clone());
         let manager = Manager::from_config(
-            config,
-            tls,
+            config.clone(),
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -175,9 +180,40 @@ impl Connections {
             .map_err(|e| format!("the PostgreSQL pool could not be built: {e}"))?;
         Ok(Connections {
             pool,
+            config,
+            tls,
+            replica: replica_id(),
             health: watch::Sender::new(WriteHealth::Writable),
             closed: AtomicBool::new(false),
         })
+    }
+
+    /// This sidecar's id in the change log and on leases.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// A connection of its own, outside the pool (for LISTEN), with its
+    /// driver future, which the caller polls.
+    pub async fn dedicated(
+        &self,
+    ) -> std::result::Result<
+        (
+            tokio_postgres::Client,
+            tokio_postgres::Connection<
+                tokio_postgres::Socket,
+                <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<
+                    tokio_postgres::Socket,
+                >>::Stream,
+            >,
+        ),
+        tokio_postgres::Error,
+    > {
+        self.config.connect(self.tls.clone()).await
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// A connection of the pool.
@@ -231,6 +267,42 @@ impl Connections {
             }
         }
         result
+    }
+
+    /// [`write`](Self::write), and when `changed` is not empty, appends it
+    /// to the change log in the same transaction (see
+    /// `migrations/postgres/0002_replicas.sql`) and wakes the other
+    /// sidecars' listeners at commit.
+    pub async fn write_logged<A, T, F>(
+        &self,
+        doing: &str,
+        changed: &crate::store::Changed,
+        args: A,
+        f: F,
+    ) -> Result<T>
+    where
+        A: Sync,
+        T: Send,
+        F: for<'c> Fn(&'c Tx<'c>, &'c A) -> TxFuture<'c, T> + Sync,
+    {
+        if changed.is_empty() {
+            return self.write(doing, args, f).await;
+        }
+        let record = crate::store::codec::json(changed);
+        let replica = self.replica.as_str();
+        let f = &f;
+        self.write(
+            doing,
+            (args, record, replica),
+            move |tx, (args, record, replica)| {
+                Box::pin(async move {
+                    let out = f(tx, args).await?;
+                    log_change(tx, replica, record).await?;
+                    Ok(out)
+                })
+            },
+        )
+        .await
     }
 
     /// Runs `f` on `args` in one read-only transaction (one snapshot of
@@ -307,6 +379,41 @@ impl Connections {
         self.closed.store(true, Ordering::Release);
         self.pool.close();
     }
+}
+
+/// The channel of the change log's notifications.
+pub(in crate::store) const CHANGES_CHANNEL: &str = "plumbline_changes";
+
+/// Appends one entry to the change log, as the transaction's last
+/// statements: the counter row stays locked until commit, so entries are
+/// numbered in commit order.
+async fn log_change(tx: &Tx<'_>, replica: &str, record: &str) -> Attempt<()> {
+    let next = tx
+        .prepare_cached("UPDATE change_seq SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+        .await?;
+    let seq: i64 = tx.query_one(&next, &[]).await?.get(0);
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO change_log (seq, replica, commit_time, changed) VALUES ($1, $2, $3, $4)",
+        )
+        .await?;
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    tx.execute(&insert, &[&seq, &replica, &now, &record])
+        .await?;
+    let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
+    tx.execute(&notify, &[&CHANGES_CHANNEL, &seq.to_string()])
+        .await?;
+    Ok(())
+}
+
+/// A new id for this process: its pid and 48 random bits, so that a
+/// restarted sidecar never takes the leases of the one it replaced for
+/// its own.
+fn replica_id() -> String {
+    let mut b = [0u8; 6];
+    let _ = getrandom::fill(&mut b);
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{hex}", std::process::id())
 }
 
 /// A few bits of randomness for the retry's jitter.

@@ -7,11 +7,18 @@
 use super::conn::{Attempt, Fail};
 
 /// Every step, in order: (version, name, SQL).
-const STEPS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/postgres/0001_initial.sql"),
-)];
+const STEPS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "replicas",
+        include_str!("../../../migrations/postgres/0002_replicas.sql"),
+    ),
+];
 
 /// The advisory lock's key: any constant the database's other users do
 /// not take ("plumbline" in ASCII, truncated to 63 bits).

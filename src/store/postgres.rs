@@ -25,7 +25,8 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::{
-    ItemFilter, Load, ModelWrite, Result, SnapshotRetention, Store, StoreError, WriteHealth,
+    Changed, ItemFilter, Load, ModelWrite, Result, SnapshotRetention, Store, StoreError,
+    WriteHealth,
 };
 use crate::config::Config;
 use crate::domain::history::{RankingSnapshot, SnapshotSummary};
@@ -681,13 +682,15 @@ impl Store for PostgresStore {
 
     async fn put_source(&self, s: &Source) -> Result<()> {
         self.db
-            .write("store a source", s, |tx, s| Box::pin(put_source(tx, s)))
+            .write_logged("store a source", &Changed::model(), s, |tx, s| {
+                Box::pin(put_source(tx, s))
+            })
             .await
     }
 
     async fn delete_source(&self, id: &str) -> Result<u64> {
         self.db
-            .write("delete a source", id, |tx, id| {
+            .write_logged("delete a source", &Changed::model(), id, |tx, id| {
                 Box::pin(delete_source(tx, id))
             })
             .await
@@ -712,7 +715,7 @@ impl Store for PostgresStore {
             remove,
         };
         self.db
-            .write("upsert items", w, |tx, w| {
+            .write_logged("upsert items", &w.changed(), w, |tx, w| {
                 Box::pin(write::write_items(tx, w))
             })
             .await
@@ -733,7 +736,7 @@ impl Store for PostgresStore {
             ..ItemWrite::default()
         };
         self.db
-            .write("apply a split", w, |tx, w| {
+            .write_logged("apply a split", &Changed::model(), w, |tx, w| {
                 Box::pin(write::write_items(tx, w))
             })
             .await
@@ -788,13 +791,15 @@ impl Store for PostgresStore {
 
     async fn put_goal(&self, g: &Goal) -> Result<()> {
         self.db
-            .write("store a goal", g, |tx, g| Box::pin(put_goal(tx, g)))
+            .write_logged("store a goal", &Changed::model(), g, |tx, g| {
+                Box::pin(put_goal(tx, g))
+            })
             .await
     }
 
     async fn delete_goal(&self, id: &str) -> Result<()> {
         self.db
-            .write("delete a goal", id, |tx, id| {
+            .write_logged("delete a goal", &Changed::model(), id, |tx, id| {
                 Box::pin(async move {
                     execute_by(tx, "DELETE FROM goals WHERE id = $1", id).await?;
                     Ok(())
@@ -805,13 +810,15 @@ impl Store for PostgresStore {
 
     async fn put_metric(&self, m: &Metric) -> Result<()> {
         self.db
-            .write("store a metric", m, |tx, m| Box::pin(put_metric(tx, m)))
+            .write_logged("store a metric", &Changed::model(), m, |tx, m| {
+                Box::pin(put_metric(tx, m))
+            })
             .await
     }
 
     async fn delete_metric(&self, id: &str) -> Result<()> {
         self.db
-            .write("delete a metric", id, |tx, id| {
+            .write_logged("delete a metric", &Changed::model(), id, |tx, id| {
                 Box::pin(async move {
                     execute_by(tx, "DELETE FROM metrics WHERE id = $1", id).await?;
                     Ok(())
@@ -825,9 +832,12 @@ impl Store for PostgresStore {
         observations: &[Observation],
     ) -> Result<Vec<(String, ObservationSummary)>> {
         self.db
-            .write("record observations", observations, |tx, o| {
-                Box::pin(record_observations(tx, o))
-            })
+            .write_logged(
+                "record observations",
+                &Changed::model(),
+                observations,
+                |tx, o| Box::pin(record_observations(tx, o)),
+            )
             .await
     }
 
@@ -837,8 +847,9 @@ impl Store for PostgresStore {
         status: &PullStatus,
     ) -> Result<Option<ObservationSummary>> {
         self.db
-            .write(
+            .write_logged(
                 "store a metric pull",
+                &Changed::model(),
                 (observations, status),
                 |tx, (o, s)| Box::pin(record_pull(tx, o, s)),
             )
@@ -855,7 +866,7 @@ impl Store for PostgresStore {
 
     async fn apply_model(&self, w: &ModelWrite) -> Result<Vec<(String, ObservationSummary)>> {
         self.db
-            .write("apply a value model", w, |tx, w| {
+            .write_logged("apply a value model", &Changed::model(), w, |tx, w| {
                 Box::pin(write_model(tx, w))
             })
             .await
@@ -863,7 +874,7 @@ impl Store for PostgresStore {
 
     async fn put_hypothesis(&self, h: &Hypothesis) -> Result<()> {
         self.db
-            .write("store a hypothesis", h, |tx, h| {
+            .write_logged("store a hypothesis", &Changed::model(), h, |tx, h| {
                 Box::pin(put_hypothesis(tx, h))
             })
             .await
@@ -871,7 +882,7 @@ impl Store for PostgresStore {
 
     async fn delete_hypothesis(&self, id: &str) -> Result<()> {
         self.db
-            .write("delete a hypothesis", id, |tx, id| {
+            .write_logged("delete a hypothesis", &Changed::model(), id, |tx, id| {
                 Box::pin(delete_hypothesis(tx, id))
             })
             .await
@@ -879,25 +890,33 @@ impl Store for PostgresStore {
 
     async fn put_link(&self, l: &Link) -> Result<()> {
         self.db
-            .write("store a link", l, |tx, l| {
-                Box::pin(write::put_links(tx, std::slice::from_ref(*l)))
-            })
+            .write_logged(
+                "store a link",
+                &Changed::items([&l.item_key]),
+                l,
+                |tx, l| Box::pin(write::put_links(tx, std::slice::from_ref(*l))),
+            )
             .await
     }
 
     async fn delete_link(&self, item_key: &str, hypothesis_id: &str) -> Result<()> {
         self.db
-            .write("delete a link", (item_key, hypothesis_id), |tx, (i, h)| {
-                Box::pin(async move {
-                    let stmt = tx
-                        .prepare_cached(
-                            "DELETE FROM links WHERE item_key = $1 AND hypothesis_id = $2",
-                        )
-                        .await?;
-                    tx.execute(&stmt, &[i, h]).await?;
-                    Ok(())
-                })
-            })
+            .write_logged(
+                "delete a link",
+                &Changed::items([&item_key.to_string()]),
+                (item_key, hypothesis_id),
+                |tx, (i, h)| {
+                    Box::pin(async move {
+                        let stmt = tx
+                            .prepare_cached(
+                                "DELETE FROM links WHERE item_key = $1 AND hypothesis_id = $2",
+                            )
+                            .await?;
+                        tx.execute(&stmt, &[i, h]).await?;
+                        Ok(())
+                    })
+                },
+            )
             .await
     }
 

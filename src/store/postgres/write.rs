@@ -23,6 +23,7 @@ use std::hash::Hash;
 use super::conn::{Attempt, Tx};
 use super::{enum_str, json, nanos, pg_labels, pg_text};
 use crate::domain::{Item, ItemSplit, Link, Observation, Removal, SyncState};
+use crate::store::Changed;
 
 /// Rows per statement: big enough that a page is one statement, small
 /// enough that one statement's arrays stay a few MiB.
@@ -41,6 +42,23 @@ pub(super) struct ItemWrite<'a> {
     pub restore: &'a [String],
     /// Items the tracker no longer returns, by key.
     pub remove: &'a [(String, Removal)],
+}
+
+impl ItemWrite<'_> {
+    /// The items this write changes, for the change log: their rows,
+    /// links or removal.
+    pub fn changed(&self) -> Changed {
+        let keys: Vec<String> = self
+            .items
+            .iter()
+            .map(Item::key)
+            .chain(self.remove_links.iter().map(|(k, _)| k.clone()))
+            .chain(self.put_links.iter().map(|l| l.item_key.clone()))
+            .chain(self.restore.iter().cloned())
+            .chain(self.remove.iter().map(|(k, _)| k.clone()))
+            .collect();
+        Changed::items(&keys)
+    }
 }
 
 /// Writes `w` inside `tx` (the caller commits), in SQLite's order: items,

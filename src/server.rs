@@ -310,7 +310,11 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             windows: Some(config.validation.windows()),
         },
     ));
-    let syncer = Arc::new(Syncer::new(engine.clone(), http).within(lifecycle.clone()));
+    let syncer = Arc::new(
+        Syncer::new(engine.clone(), http)
+            .within(lifecycle.clone())
+            .with_lease(Duration::from_secs(config.store.lease_secs)),
+    );
     let historian = Arc::new(crate::history::Historian::new(
         engine.clone(),
         config.history.clone(),
@@ -482,7 +486,6 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                 Duration::from_secs(config.sync.interval_secs),
                 (config.sync.full_interval_secs > 0)
                     .then(|| Duration::from_secs(config.sync.full_interval_secs)),
-                Duration::from_secs(config.store.lease_secs),
             ),
         );
     }
@@ -552,12 +555,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
 /// every `interval`, skipping a source whose previous sync is still
 /// running, until the server stops (a sync under way then stores the pages
 /// in hand and ends).
-async fn background_sync(
-    syncer: Arc<Syncer>,
-    interval: Duration,
-    full_every: Option<Duration>,
-    lease: Duration,
-) {
+async fn background_sync(syncer: Arc<Syncer>, interval: Duration, full_every: Option<Duration>) {
     let lifecycle = syncer.lifecycle().clone();
     // When each source last had a full sync (or was first seen): counted
     // from start-up, so a restart does not begin with full syncs of all.
@@ -582,17 +580,7 @@ async fn background_sync(
             let now = tokio::time::Instant::now();
             let since_full = now - *last_full.entry(id.clone()).or_insert(now);
             let full = full_every.is_some_and(|every| since_full >= every);
-            let store = syncer.engine().store().clone();
-            let synced = crate::lease::run_leased(
-                store.as_ref(),
-                &format!("sync:{id}"),
-                lease,
-                syncer.sync(&id, full, &|_| {}),
-            )
-            .await;
-            // Another sidecar holds this source's sync.
-            let Some(synced) = synced else { continue };
-            match synced {
+            match syncer.sync(&id, full, &|_| {}).await {
                 Ok(s) => {
                     if full {
                         last_full.insert(id.clone(), now);
@@ -600,6 +588,8 @@ async fn background_sync(
                     tracing::info!(source = %id, full, pages = s.pages, upserted = s.upserted, "background sync done")
                 }
                 Err(SyncError::Interrupted { .. }) => return,
+                // Another sidecar of the shared database syncs it.
+                Err(SyncError::RunningElsewhere(_)) => {}
                 Err(e) => tracing::warn!(source = %id, error = %e, "background sync failed"),
             }
         }

@@ -19,7 +19,9 @@ use crate::sync::{SyncError, SyncEvent, Syncer};
 pub fn sync_status(e: SyncError) -> Status {
     match e {
         SyncError::Engine(e) => e.into(),
-        SyncError::AlreadyRunning(_) | SyncError::SplitRunning(_) => Status::aborted(e.to_string()),
+        SyncError::AlreadyRunning(_)
+        | SyncError::RunningElsewhere(_)
+        | SyncError::SplitRunning(_) => Status::aborted(e.to_string()),
         // `Http` is a 4xx that retrying cannot fix (bad query, unknown project).
         SyncError::Unauthorized { .. }
         | SyncError::Anonymous { .. }

@@ -67,7 +67,7 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the sidecar: open the SQLite store and serve gRPC until SIGINT or SIGTERM.
+    /// Run the sidecar: open the store (a SQLite file, or PostgreSQL shared by many sidecars) and serve gRPC until SIGINT or SIGTERM.
     Serve(ServeArgs),
     /// Start a sidecar on a temporary database with a sample product, print
     /// the ranked, explained backlog, and exit.
@@ -280,14 +280,18 @@ struct Conn {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// TOML config file (keys: listen, db, default_size).
+    /// TOML config file (keys: listen, db, default_size, and the tables
+    /// of the README's configuration list).
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:50051].
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// SQLite database file, created if missing [default: plumbline.sqlite].
-    #[arg(long)]
+    /// SQLite database file, created if missing [default: plumbline.sqlite];
+    /// or a postgres:// DSN, for many sidecars on one database (better: the
+    /// DSN in a variable named by PLUMBLINE_STORE__URL_ENV, which no
+    /// process list shows).
+    #[arg(long, value_name = "PATH|DSN")]
     db: Option<PathBuf>,
     /// Size used for unestimated items [default: 3].
     #[arg(long)]

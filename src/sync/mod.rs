@@ -190,6 +190,10 @@ pub enum SyncError {
     },
     #[error("a sync of source {0:?} is already running")]
     AlreadyRunning(String),
+    /// Another sidecar of the shared database holds the source's sync
+    /// lease (or took it while this sync ran).
+    #[error("a sync of source {0:?} is running on another sidecar sharing the database")]
+    RunningElsewhere(String),
     #[error("a split of item {} is already being applied", crate::engine::quote(.0))]
     SplitRunning(String),
     /// The HTTP client or a request body could not be built: a bug or a
@@ -724,6 +728,9 @@ pub struct Syncer {
     identities: identity::Confirmed,
     /// Items whose split is being applied ([`Syncer::apply_split`]).
     splitting: Mutex<HashSet<String>>,
+    /// How long a source's sync lease lasts unrenewed on a shared
+    /// database ([`crate::lease`]).
+    lease: std::time::Duration,
 }
 
 /// Removes a source from the running set when its sync ends, however it ends.
@@ -747,7 +754,14 @@ impl Syncer {
             running: Mutex::new(HashSet::new()),
             identities: identity::Confirmed::default(),
             splitting: Mutex::new(HashSet::new()),
+            lease: std::time::Duration::from_secs(30),
         }
+    }
+
+    /// The same syncer with sync leases lasting `ttl` unrenewed.
+    pub fn with_lease(mut self, ttl: std::time::Duration) -> Self {
+        self.lease = ttl;
+        self
     }
 
     /// The same syncer, stopping its syncs when `lifecycle` stops (without
@@ -823,7 +837,26 @@ impl Syncer {
             syncer: self,
             source_id: source_id.to_string(),
         };
+        // On a shared database, one sidecar syncs a source at a time.
+        let store = self.engine.store().clone();
+        crate::lease::run_leased(
+            store.as_ref(),
+            &format!("sync:{source_id}"),
+            self.lease,
+            self.sync_held(&source, full, events),
+        )
+        .await
+        .unwrap_or_else(|| Err(SyncError::RunningElsewhere(source_id.to_string())))
+    }
 
+    /// [`sync`](Self::sync) once the source is this sidecar's to sync.
+    async fn sync_held(
+        &self,
+        source: &Source,
+        full: bool,
+        events: &(dyn Fn(SyncEvent) + Send + Sync),
+    ) -> Result<SyncSummary, SyncError> {
+        let source_id = source.id.as_str();
         let mut state = self.engine.sync_state(source_id).await?;
         state.state = SyncRunState::Running;
         state.last_start_time = Some(Utc::now());
@@ -831,9 +864,9 @@ impl Syncer {
 
         let mut summary = SyncSummary::default();
         let result = self
-            .run(&source, full, &mut state, &mut summary, events)
+            .run(source, full, &mut state, &mut summary, events)
             .await
-            .map_err(|e| e.redacted(&self.secrets(&source)));
+            .map_err(|e| e.redacted(&self.secrets(source)));
         state.last_finish_time = Some(Utc::now());
         state.last_request_count = summary.requests as i64;
         state.last_upserted_count = summary.upserted as i64;

@@ -369,3 +369,150 @@ async fn health_is_not_serving_while_the_database_is_unreachable() {
     .await;
     s.stop().await;
 }
+
+/// Two sidecars changing the same item and the same hypothesis, one field
+/// each, back to back (B's write follows A's acknowledgement at once, before
+/// B could have heard of it), and linking the same item at once: neither
+/// write's effect is lost, and both sidecars end with the same answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_writing_the_same_rows_lose_neither_write() {
+    use crate::common::{TestServer, create_source, goal, hypothesis, item, mask, metric};
+    if !on_postgres() {
+        eprintln!("skipped: runs in the PostgreSQL pass of the suite (scripts/with-postgres.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = test_db(dir.path(), "unused.sqlite");
+    let (d1, d2) = (db.clone(), db.clone());
+    let a = TestServer::start_with_config(move |c| c.db = d1).await;
+    let b = TestServer::start_with_config(move |c| c.db = d2).await;
+    create_source(
+        &a,
+        pb::Source {
+            id: "push".into(),
+            kind: pb::TrackerKind::Push as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    crate::common::create_goal(&a, goal("G", pb::GoalLevel::Strategic, "", Some(1.0))).await;
+    crate::common::create_metric(&a, metric("M", 10.0, 20.0)).await;
+    for h in ["H1", "H2", "H3"] {
+        crate::common::create_hypothesis(&a, hypothesis(h, "G", "M", 0.5, 0.5)).await;
+    }
+    crate::common::upsert(&a, vec![item("push", "1", "First")]).await;
+
+    let (mut a_backlog, mut a_model) = (a.backlog(), a.model());
+    let (mut b_backlog, mut b_model) = (b.backlog(), b.model());
+    for n in 0..10 {
+        a_backlog
+            .upsert_items(pb::UpsertItemsRequest {
+                items: vec![item("push", "1", &format!("Title {n}"))],
+                update_mask: mask(&["title"]),
+            })
+            .await
+            .expect("A's title");
+        let mut it = item("push", "1", "");
+        it.estimate = Some(1.0 + n as f64);
+        b_backlog
+            .upsert_items(pb::UpsertItemsRequest {
+                items: vec![it],
+                update_mask: mask(&["estimate"]),
+            })
+            .await
+            .expect("B's estimate");
+        a_model
+            .update_hypothesis(pb::UpdateHypothesisRequest {
+                hypothesis: Some(pb::Hypothesis {
+                    id: "H1".into(),
+                    statement: format!("Statement {n}"),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["statement"]),
+            })
+            .await
+            .expect("A's statement");
+        b_model
+            .update_hypothesis(pb::UpdateHypothesisRequest {
+                hypothesis: Some(pb::Hypothesis {
+                    id: "H1".into(),
+                    confidence: Some(0.1 + n as f64 / 100.0),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["confidence"]),
+            })
+            .await
+            .expect("B's confidence");
+        // What the store holds now has both writes of the round.
+        let item = pg_query(
+            &db,
+            "SELECT title || '|' || estimate FROM items WHERE key = 'push/1'",
+        );
+        assert_eq!(item, [format!("Title {n}|{}", 1.0 + n as f64)], "round {n}");
+        let h = pg_query(
+            &db,
+            "SELECT statement || '|' || confidence FROM hypotheses WHERE id = 'H1'",
+        );
+        assert_eq!(
+            h,
+            [format!("Statement {n}|{}", 0.1 + n as f64 / 100.0)],
+            "round {n}"
+        );
+    }
+    // Links to one item from both at once.
+    let (la, lb) = tokio::join!(
+        a_backlog.link_item(pb::LinkItemRequest {
+            item_key: "push/1".into(),
+            hypothesis_id: "H2".into(),
+            contribution: 0.5,
+            rationale: "from A".into(),
+        }),
+        b_backlog.link_item(pb::LinkItemRequest {
+            item_key: "push/1".into(),
+            hypothesis_id: "H3".into(),
+            contribution: 0.5,
+            rationale: "from B".into(),
+        })
+    );
+    la.expect("A's link");
+    lb.expect("B's link");
+    for s in [&a, &b] {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let it = crate::common::get_item(s, "push/1").await.unwrap();
+            let h = s
+                .model()
+                .get_hypothesis(pb::GetHypothesisRequest { id: "H1".into() })
+                .await
+                .unwrap()
+                .into_inner()
+                .hypothesis
+                .unwrap();
+            let links = s
+                .backlog()
+                .list_links(pb::ListLinksRequest {
+                    item_key: "push/1".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .links;
+            if it.title == "Title 9"
+                && it.estimate == Some(10.0)
+                && h.statement == "Statement 9"
+                && h.confidence == Some(0.1 + 9.0 / 100.0)
+                && links.len() == 2
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "the replicas do not agree: {it:?} {h:?} {links:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    a.stop().await;
+    b.stop().await;
+}

@@ -482,9 +482,10 @@ impl Config {
                 cfg.store.follow_poll_ms
             )));
         }
-        if cfg.store.max_connections == 0 || cfg.store.max_connections > 256 {
+        // Two at least: a write holds one for its turn and needs another.
+        if cfg.store.max_connections < 2 || cfg.store.max_connections > 256 {
             return Err(ConfigError::Invalid(format!(
-                "store.max_connections must be from 1 to 256, got {}",
+                "store.max_connections must be from 2 to 256, got {}",
                 cfg.store.max_connections
             )));
         }
@@ -614,7 +615,11 @@ impl Config {
 /// password or other parameters.
 pub fn redact_dsn(dsn: &str) -> String {
     use std::str::FromStr;
-    let Ok(c) = tokio_postgres::Config::from_str(dsn) else {
+    let dsn = match dsn.split_once("://") {
+        Some((scheme, rest)) => format!("{}://{rest}", scheme.to_ascii_lowercase()),
+        None => dsn.to_string(),
+    };
+    let Ok(c) = tokio_postgres::Config::from_str(&dsn) else {
         return "postgres://(a DSN that does not parse)".into();
     };
     let hosts: Vec<String> = c

@@ -201,6 +201,19 @@ impl Drop for IndexWrite<'_> {
     }
 }
 
+/// Replaces each NUL of the item's texts with U+FFFD.
+fn without_nul(it: &mut Item) {
+    fn clean(s: &mut String) {
+        if s.contains('\0') {
+            *s = s.replace('\0', "\u{FFFD}");
+        }
+    }
+    clean(&mut it.title);
+    clean(&mut it.body);
+    clean(&mut it.url);
+    it.labels.iter_mut().for_each(clean);
+}
+
 fn facts_of(item: &Item) -> ItemFacts {
     ItemFacts {
         source_id: item.source_id.clone(),
@@ -630,11 +643,17 @@ impl Engine {
     /// their count comes second. The caller holds the write lock.
     async fn upsert_pages_locked(
         &self,
-        pages: Vec<Vec<Item>>,
+        mut pages: Vec<Vec<Item>>,
         sync_state: Option<&SyncState>,
         check_parents: bool,
         removed: Vec<(String, Removal)>,
     ) -> Result<(Vec<UpsertCounts>, usize)> {
+        // A NUL (which a tracker's JSON can carry) is kept as U+FFFD on
+        // every backend: PostgreSQL's text cannot hold it, and the item
+        // compared, indexed and stored must be the same.
+        for it in pages.iter_mut().flatten() {
+            without_nul(it);
+        }
         {
             let ix = self.read_unflushed();
             let mut violations = Vec::new();

@@ -152,6 +152,11 @@ impl Historian {
         if last.items.is_some() && last.checked_at == Some(count) {
             return Ok(None);
         }
+        // On a shared database another sidecar may have taken the last
+        // snapshot (the lease moves): compare with the store's.
+        if self.engine.store().is_shared() {
+            last.items = None;
+        }
         if last.items.is_none() {
             last.items = Some(
                 self.engine

@@ -10,10 +10,17 @@ use tokio_postgres::config::{Host, SslMode};
 /// Whether every host of `config` is on this machine (loopback or a Unix
 /// socket).
 pub fn is_local(config: &tokio_postgres::Config) -> bool {
-    config.get_hosts().iter().all(|h| match h {
+    // No host at all (only `hostaddr=`) is judged by the addresses; with
+    // neither, nothing says it is this machine.
+    let hosts = config.get_hosts();
+    let addrs = config.get_hostaddrs();
+    if hosts.is_empty() && addrs.is_empty() {
+        return false;
+    }
+    hosts.iter().all(|h| match h {
         Host::Unix(_) => true,
         Host::Tcp(name) => is_loopback(name),
-    })
+    }) && addrs.iter().all(|a| a.is_loopback())
 }
 
 /// To a host that is not on this machine the connection requires TLS:

@@ -580,6 +580,27 @@ async fn background_sync(syncer: Arc<Syncer>, interval: Duration, full_every: Op
             let now = tokio::time::Instant::now();
             let since_full = now - *last_full.entry(id.clone()).or_insert(now);
             let full = full_every.is_some_and(|every| since_full >= every);
+            // On a shared database each sidecar's loop comes round: a
+            // source another sidecar synced within the interval waits, so
+            // that N sidecars do not sync it N times.
+            if !full && syncer.engine().store().is_shared() {
+                let recent = syncer
+                    .engine()
+                    .sync_state(&id)
+                    .await
+                    .ok()
+                    .and_then(|s| s.last_finish_time)
+                    .is_some_and(|t| {
+                        chrono::Utc::now()
+                            .signed_duration_since(t)
+                            .to_std()
+                            .unwrap_or_default()
+                            < interval
+                    });
+                if recent {
+                    continue;
+                }
+            }
             match syncer.sync(&id, full, &|_| {}).await {
                 Ok(s) => {
                     if full {

@@ -69,6 +69,9 @@ impl Engine {
                 _local: local,
             });
         }
+        // Most of the catching up (a model read back whole) is done before
+        // the turn, so that the other sidecars do not wait for it.
+        self.catch_up_locked().await?;
         let turn = self.store.write_turn().await?;
         self.catch_up_locked().await?;
         Ok(WriteGuard {
@@ -154,9 +157,9 @@ impl Engine {
                 continue;
             };
             if let Some(r) = removals.get(&key) {
-                if ix.item(&key).is_some() {
-                    ix.mark_removed(&key, r.clone());
-                }
+                // Also for an item this index never held (created and
+                // removed between two reads of the log).
+                ix.mark_removed(&key, r.clone());
                 continue;
             }
             if ix.removal(&key).is_some() {

@@ -748,3 +748,31 @@ async fn a_masked_upsert_keeps_a_stored_value_the_api_would_refuse() {
     fields.sort();
     assert_eq!(fields, ["items[0].estimate", "items[0].labels[0]"]);
 }
+
+/// A NUL in an item's body (the API refuses it in titles and labels; a
+/// tracker's JSON can carry `\u0000` anywhere) is kept as U+FFFD on both
+/// stores, so that the same item written again is unchanged, and a restart
+/// reads back what was served.
+#[tokio::test]
+async fn a_nul_in_an_items_text_is_kept_as_a_replacement_character() {
+    let s = TestServer::start().await;
+    create_source(
+        &s,
+        pb::Source {
+            id: "push".into(),
+            kind: pb::TrackerKind::Push as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut it = item("push", "1", "A title");
+    it.body = "line\0two".into();
+    let first = upsert(&s, vec![it.clone()]).await;
+    assert_eq!(first.created_count, 1);
+    let again = upsert(&s, vec![it]).await;
+    assert_eq!(again.unchanged_count, 1, "{again:?}");
+    let s = s.restart().await;
+    let stored = get_item(&s, "push/1").await.unwrap();
+    assert_eq!(stored.body, "line\u{FFFD}two");
+    s.stop().await;
+}

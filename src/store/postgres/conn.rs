@@ -146,9 +146,14 @@ impl Connections {
     /// A pool on the database `dsn` names (nothing is connected yet). The
     /// error never holds the DSN.
     pub fn new(dsn: &str, settings: &Settings) -> std::result::Result<Connections, String> {
-        let mut config = tokio_postgres::Config::from_str(dsn).map_err(|e| {
-            // The parser's message names the bad option, not the value.
-            format!("the PostgreSQL DSN does not parse: {e}")
+        // The parser's message can quote the DSN (with its password), so
+        // it is never shown; libpq takes the scheme in any case, the parser
+        // only in lower case.
+        let dsn = lowercase_scheme(dsn);
+        let mut config = tokio_postgres::Config::from_str(&dsn).map_err(|_| {
+            "the PostgreSQL DSN does not parse; its form is \
+             postgres://user:password@host:port/database?sslmode=require"
+                .to_string()
         })?;
         crate::pg::require_tls_off_loopback(&mut config, "the PostgreSQL DSN")?;
         let lock_ms = settings.wait.as_millis().max(1);
@@ -378,6 +383,19 @@ impl Connections {
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.pool.close();
+    }
+}
+
+/// `dsn` with its URL scheme (`POSTGRES://`) in lower case.
+pub(in crate::store) fn lowercase_scheme(dsn: &str) -> String {
+    match dsn.split_once("://") {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("postgres")
+                || scheme.eq_ignore_ascii_case("postgresql") =>
+        {
+            format!("{}://{rest}", scheme.to_ascii_lowercase())
+        }
+        _ => dsn.to_string(),
     }
 }
 

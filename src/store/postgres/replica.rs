@@ -179,13 +179,25 @@ pub(super) async fn prune_changes(
 }
 
 /// The write turn: the advisory lock held on a pooled connection.
-struct Turn(Option<deadpool_postgres::Object>);
+struct Turn {
+    client: Option<deadpool_postgres::Object>,
+    /// Whether the lock was granted. A turn dropped before (its wait
+    /// cancelled: a client gone, a timeout) may still have the request
+    /// pending on the server, which would grant it to an idle pooled
+    /// session nobody unlocks: its connection is closed instead, which
+    /// withdraws the request.
+    held: bool,
+}
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        let Some(client) = self.0.take() else {
+        let Some(client) = self.client.take() else {
             return;
         };
+        if !self.held {
+            drop(deadpool_postgres::Object::take(client));
+            return;
+        }
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {
@@ -206,43 +218,49 @@ impl Drop for Turn {
 
 /// Waits for the write turn.
 pub(super) async fn write_turn(db: &Connections) -> Result<WriteTurn> {
-    let taken: Attempt<deadpool_postgres::Object> = async {
-        let client = db.client().await?;
-        client
-            .execute("SELECT pg_advisory_lock($1)", &[&WRITE_KEY])
-            .await?;
-        Ok(client)
+    let taken: Attempt<Turn> = async {
+        let mut turn = Turn {
+            client: Some(db.client().await?),
+            held: false,
+        };
+        if let Some(client) = &turn.client {
+            client
+                .execute("SELECT pg_advisory_lock($1)", &[&WRITE_KEY])
+                .await?;
+        }
+        turn.held = true;
+        Ok(turn)
     }
     .await;
-    let client = taken.map_err(|e| e.during("wait for the turn to write"))?;
-    Ok(WriteTurn::held(Box::new(Turn(Some(client)))))
+    let turn = taken.map_err(|e| e.during("wait for the turn to write"))?;
+    Ok(WriteTurn::held(Box::new(turn)))
 }
 
 /// Takes or renews the lease `name` for `ttl` if it is free, expired or
 /// this sidecar's; answers whether this sidecar holds it now.
 pub(super) async fn lease(db: &Connections, name: &str, ttl: Duration) -> Result<bool> {
-    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-    let until = now.saturating_add(i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX));
+    // Times are the database's clock, so a sidecar whose clock runs ahead
+    // cannot take a live lease for an expired one.
+    let ttl = i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX);
     let holder = db.replica();
-    db.write(
-        "take a lease",
-        (name, holder, now, until),
-        |tx, (name, holder, now, until)| {
-            Box::pin(async move {
-                let stmt = tx
-                    .prepare_cached(
-                        "INSERT INTO leases (name, holder, expire_time) VALUES ($1, $2, $4) \
+    db.write("take a lease", (name, holder, ttl), |tx, (name, holder, ttl)| {
+        Box::pin(async move {
+            let stmt = tx
+                .prepare_cached(
+                    "WITH now AS (SELECT (extract(epoch FROM clock_timestamp()) * 1e9)::bigint AS t) \
+                     INSERT INTO leases (name, holder, expire_time) \
+                     SELECT $1, $2, now.t + $3 FROM now \
                      ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, \
                      expire_time = EXCLUDED.expire_time \
-                     WHERE leases.holder = EXCLUDED.holder OR leases.expire_time < $3 \
+                     WHERE leases.holder = EXCLUDED.holder \
+                        OR leases.expire_time < (SELECT t FROM now) \
                      RETURNING holder",
-                    )
-                    .await?;
-                let got = tx.query_opt(&stmt, &[name, holder, now, until]).await?;
-                Ok(got.is_some())
-            })
-        },
-    )
+                )
+                .await?;
+            let got = tx.query_opt(&stmt, &[name, holder, ttl]).await?;
+            Ok(got.is_some())
+        })
+    })
     .await
 }
 

@@ -18,8 +18,12 @@ CREATE TABLE sources (
     update_time    BIGINT NOT NULL
 );
 
+-- Item keys compare bytewise (COLLATE "C"), as SQLite's do, whatever the
+-- database's locale: pages of items are read in key order through this
+-- index, and the same keys must come in the same order on both backends.
+-- The columns that name an item share the collation.
 CREATE TABLE items (
-    key         TEXT PRIMARY KEY,
+    key         TEXT COLLATE "C" PRIMARY KEY,
     source_id   TEXT NOT NULL REFERENCES sources (id),
     external_id TEXT NOT NULL,
     title       TEXT NOT NULL,
@@ -98,7 +102,7 @@ CREATE TABLE hypotheses (
 -- hypothesis (rare) scans this table rather than every write paying for a
 -- second index.
 CREATE TABLE links (
-    item_key      TEXT NOT NULL REFERENCES items (key) ON DELETE CASCADE,
+    item_key      TEXT COLLATE "C" NOT NULL REFERENCES items (key) ON DELETE CASCADE,
     hypothesis_id TEXT NOT NULL REFERENCES hypotheses (id) ON DELETE CASCADE,
     contribution  DOUBLE PRECISION NOT NULL,
     origin        TEXT NOT NULL,
@@ -179,14 +183,14 @@ CREATE TABLE api_tokens (
 CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens (name) WHERE revoke_time IS NULL;
 
 CREATE TABLE item_splits (
-    item_key       TEXT PRIMARY KEY REFERENCES items (key) ON DELETE CASCADE,
+    item_key       TEXT COLLATE "C" PRIMARY KEY REFERENCES items (key) ON DELETE CASCADE,
     plan_kind      TEXT NOT NULL,
     hypothesis_ids TEXT NOT NULL,
     create_time    BIGINT NOT NULL
 );
 
 CREATE TABLE item_removals (
-    item_key    TEXT PRIMARY KEY REFERENCES items (key) ON DELETE CASCADE,
+    item_key    TEXT COLLATE "C" PRIMARY KEY REFERENCES items (key) ON DELETE CASCADE,
     remove_time BIGINT NOT NULL,
     reason      TEXT NOT NULL,
     detail      TEXT NOT NULL

@@ -37,6 +37,7 @@ mod split;
 mod split_resync;
 mod split_write_back;
 mod store_faults;
+mod store_postgres_core;
 mod store_postgres_pgb;
 mod sync_github;
 mod sync_gitlab;

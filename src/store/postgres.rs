@@ -81,19 +81,6 @@ impl PostgresStore {
 
 pub(super) use super::codec::{enum_str, json, nanos, opt_time, time};
 
-/// A string for a TEXT column: PostgreSQL's TEXT cannot hold the NUL
-/// character (SQLite's can), so each is written as U+FFFD, the replacement
-/// character, rather than failing the write. Every string that can come
-/// from a tracker or a caller goes through here, and so does every key
-/// looked up by such a string, so that what was written is found again.
-pub(super) fn pg_text(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains('\0') {
-        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
-    } else {
-        std::borrow::Cow::Borrowed(s)
-    }
-}
-
 fn parse_enum<T: DeserializeOwned>(s: &str) -> Attempt<T> {
     super::codec::parse_enum(s).map_err(Fail::Corrupt)
 }

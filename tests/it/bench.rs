@@ -90,7 +90,10 @@ async fn every_figure_is_measured_and_finite_at_a_tiny_size() {
 
     // The JSON form carries the same figures, and the sync's two baselines.
     let json = serde_json::to_value(&report).unwrap();
-    assert_eq!(json["figures"].as_array().map(Vec::len), Some(expected.len()));
+    assert_eq!(
+        json["figures"].as_array().map(Vec::len),
+        Some(expected.len())
+    );
     let sync_json = json["figures"]
         .as_array()
         .and_then(|fs| fs.iter().find(|f| f["name"] == "sync_ingest"))

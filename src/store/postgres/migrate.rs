@@ -86,3 +86,16 @@ async fn apply(client: &mut deadpool_postgres::Object) -> Attempt<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{STEPS, latest};
+
+    /// `apply` runs the steps after the stored version in order, so a
+    /// step numbered out of order or twice would be skipped.
+    #[test]
+    fn steps_are_numbered_one_to_latest_in_order() {
+        let versions: Vec<i64> = STEPS.iter().map(|s| s.0).collect();
+        assert_eq!(versions, (1..=latest()).collect::<Vec<_>>());
+    }
+}

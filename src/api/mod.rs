@@ -82,6 +82,12 @@ impl From<Error> for Status {
                         "the database is read-only; the operator must make it writable \
                          before writes succeed",
                     ),
+                    // The database cannot be reached (a PostgreSQL server
+                    // down or cut off, a file that cannot be opened): it
+                    // may come back by itself; health says NOT_SERVING.
+                    StoreError::Unavailable { .. } => Status::unavailable(
+                        "the database cannot be reached; retry shortly (health says NOT_SERVING until it can)",
+                    ),
                     StoreError::Gone { .. } => Status::failed_precondition(
                         "the database file was deleted or replaced while the server ran; \
                          no write is accepted until the operator restarts the server",

@@ -81,23 +81,25 @@ impl PostgresStore {
 
 pub(super) use super::codec::{enum_str, json, nanos, opt_time, time};
 
-fn parse_enum<T: DeserializeOwned>(s: &str) -> Attempt<T> {
-    super::codec::parse_enum(s).map_err(Fail::Corrupt)
-}
-
-fn parse_json<T: DeserializeOwned>(s: &str) -> Attempt<T> {
-    super::codec::parse_json(s).map_err(Fail::Corrupt)
-}
-
-/// Text as PostgreSQL can hold it: TEXT cannot hold NUL, which SQLite's
-/// can, so a NUL a tracker or a caller sent is written as U+FFFD rather
-/// than failing the write.
+/// A string for a TEXT column: PostgreSQL's TEXT cannot hold the NUL
+/// character (SQLite's can), so each is written as U+FFFD, the replacement
+/// character, rather than failing the write. Every string that can come
+/// from a tracker or a caller goes through here, and so does every key
+/// looked up by such a string, so that what was written is found again.
 pub(super) fn pg_text(s: &str) -> Cow<'_, str> {
     if s.contains('\0') {
         Cow::Owned(s.replace('\0', "\u{FFFD}"))
     } else {
         Cow::Borrowed(s)
     }
+}
+
+fn parse_enum<T: DeserializeOwned>(s: &str) -> Attempt<T> {
+    super::codec::parse_enum(s).map_err(Fail::Corrupt)
+}
+
+fn parse_json<T: DeserializeOwned>(s: &str) -> Attempt<T> {
+    super::codec::parse_json(s).map_err(Fail::Corrupt)
 }
 
 /// Labels as their JSON text, each through [`pg_text`]: JSON escapes a NUL
@@ -147,7 +149,10 @@ fn hypothesis_from_row(r: &Row) -> Attempt<Hypothesis> {
 }
 
 /// A metric's latest observation and how many it has.
-async fn observation_summary(tx: &Tx<'_>, metric_id: &str) -> Attempt<ObservationSummary> {
+pub(super) async fn observation_summary(
+    tx: &Tx<'_>,
+    metric_id: &str,
+) -> Attempt<ObservationSummary> {
     let latest = tx
         .prepare_cached(
             "SELECT observe_time, value FROM observations WHERE metric_id = $1 \
@@ -271,7 +276,7 @@ async fn put_goal(tx: &Tx<'_>, g: &Goal) -> Attempt<()> {
 }
 
 /// Stores or replaces a metric (its create time is kept).
-async fn put_metric(tx: &Tx<'_>, m: &Metric) -> Attempt<()> {
+pub(super) async fn put_metric(tx: &Tx<'_>, m: &Metric) -> Attempt<()> {
     let stmt = tx
         .prepare_cached(
             "INSERT INTO metrics (id, name, unit, direction, baseline, target, cadence_nanos, \

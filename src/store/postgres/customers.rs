@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 
-use super::PostgresStore;
 use super::conn::{Attempt, Fail, Tx};
-use super::{enum_str, nanos, pg_text, time};
+use super::{PostgresStore, observation_summary, put_metric};
+use super::{nanos, pg_text, time};
 use crate::domain::{DesiredOutcome, Metric, ObservationSummary, Segment, SurveyWave};
 use crate::store::{Changed, CustomerLoad, CustomerStore, Result};
 
@@ -111,63 +111,6 @@ pub(super) async fn delete_outcome(tx: &Tx<'_>, id: &str) -> Attempt<()> {
         tx.execute(&stmt, &[&id]).await?;
     }
     Ok(())
-}
-
-// The value model's `put_metric` and `observation_summary` are the other
-// half of the backend's (postgres.rs); until they land there, the customer
-// calls use these copies of the SQLite backend's statements.
-// TODO(merge): use the shared ones.
-
-async fn put_metric(tx: &Tx<'_>, m: &Metric) -> Attempt<()> {
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO metrics (id, name, unit, direction, baseline, target, cadence_nanos, \
-             create_time, update_time, source) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, unit = EXCLUDED.unit, \
-             direction = EXCLUDED.direction, baseline = EXCLUDED.baseline, \
-             target = EXCLUDED.target, cadence_nanos = EXCLUDED.cadence_nanos, \
-             update_time = EXCLUDED.update_time, source = EXCLUDED.source",
-        )
-        .await?;
-    tx.execute(
-        &stmt,
-        &[
-            &pg_text(&m.id),
-            &pg_text(&m.name),
-            &pg_text(&m.unit),
-            &enum_str(&m.direction),
-            &m.baseline,
-            &m.target,
-            &m.cadence.and_then(|c| c.num_nanoseconds()),
-            &nanos(&m.create_time),
-            &nanos(&m.update_time),
-            &m.source
-                .as_ref()
-                .and_then(|s| serde_json::to_string(s).ok()),
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-async fn observation_summary(tx: &Tx<'_>, metric_id: &str) -> Attempt<ObservationSummary> {
-    let id = pg_text(metric_id);
-    let latest = tx
-        .prepare_cached(
-            "SELECT observe_time, value FROM observations WHERE metric_id = $1 \
-             ORDER BY observe_time DESC LIMIT 1",
-        )
-        .await?;
-    let latest = match tx.query_opt(&latest, &[&id]).await? {
-        Some(r) => Some((time(r.try_get(0)?), r.try_get(1)?)),
-        None => None,
-    };
-    let count = tx
-        .prepare_cached("SELECT COUNT(*) FROM observations WHERE metric_id = $1")
-        .await?;
-    let count: i64 = tx.query_one(&count, &[&id]).await?.try_get(0)?;
-    Ok(ObservationSummary { latest, count })
 }
 
 fn respondents(n: i64) -> Attempt<u32> {

@@ -39,19 +39,35 @@ fn free_port() -> Result<u16> {
 /// Spawns `plumbline serve` on `db` and waits until health answers
 /// SERVING; returns it with the time from spawn.
 pub(super) async fn start(exe: &Path, db: &Path) -> Result<(Server, Duration)> {
+    start_with(exe, db, &[]).await
+}
+
+/// [`start`] with more settings in the environment (after, so overriding,
+/// the defaults). A `postgres://` database is given as an operator would,
+/// in a named variable (`[store] url_env`), not on the command line.
+pub(super) async fn start_with(
+    exe: &Path,
+    db: &Path,
+    env: &[(&str, &str)],
+) -> Result<(Server, Duration)> {
     let port = free_port()?;
     let listen = format!("127.0.0.1:{port}");
+    let mut command = Command::new(exe);
+    command.arg("serve").arg("--listen").arg(&listen);
+    if plumbline::config::is_postgres_url(db) {
+        command
+            .env("PLUMBLINE_DATABASE_URL", db)
+            .env("PLUMBLINE_STORE__URL_ENV", "PLUMBLINE_DATABASE_URL");
+    } else {
+        command.arg("--db").arg(db);
+    }
     let t = Instant::now();
-    let child = Command::new(exe)
-        .arg("serve")
-        .arg("--db")
-        .arg(db)
-        .arg("--listen")
-        .arg(&listen)
+    let child = command
         .env("PLUMBLINE_SYNC__INTERVAL_SECS", "0")
         .env("PLUMBLINE_VALIDATION__INTERVAL_SECS", "0")
         .env("PLUMBLINE_WEB__LISTEN", "127.0.0.1:0")
         .env("PLUMBLINE_LOG", "warn")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -5,10 +5,16 @@
 //!
 //! Pages are rendered once up front when they fit in memory (so the
 //! benchmark times the client, not the mock), and on demand beyond that.
+//!
+//! [`GitHubMock::start_slow`] is the failover figure's tracker: each page
+//! after a delay, and `since` answered as GitHub does (issues updated at or
+//! after it, the synthetic issues being one minute apart in update order),
+//! so that a sync resumed from its cursor asks for the rest only.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -33,42 +39,72 @@ struct Pages {
     items: u64,
     base: String,
     rendered: Vec<Bytes>,
+    /// How long each answer waits.
+    delay: Duration,
+}
+
+/// The first of `n` synthetic issues updated at or after `since` (an
+/// RFC 3339 time): issue `i` is updated `n - i` minutes before the
+/// synthetic epoch.
+fn first_since(since: &str, n: u64) -> u64 {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(since) else {
+        return 0;
+    };
+    let before = (synth::epoch() - t.with_timezone(&chrono::Utc)).num_seconds();
+    if before < 0 {
+        return n;
+    }
+    n.saturating_sub((before / 60) as u64)
 }
 
 impl Pages {
-    fn count(&self) -> u64 {
-        self.items.div_ceil(PAGE_SIZE as u64).max(1)
+    /// Pages of the issues from `first` on.
+    fn count(&self, first: u64) -> u64 {
+        (self.items - first.min(self.items))
+            .div_ceil(PAGE_SIZE as u64)
+            .max(1)
     }
 
-    /// Page `p` (1-based) of the issue list.
-    fn body(&self, p: u64) -> Bytes {
-        if let Some(b) = self.rendered.get((p - 1) as usize) {
+    /// Page `p` (1-based) of the issue list from issue `first` on.
+    fn body(&self, p: u64, first: u64) -> Bytes {
+        if first == 0
+            && let Some(b) = self.rendered.get((p - 1) as usize)
+        {
             return b.clone();
         }
-        let from = (p - 1) * PAGE_SIZE as u64;
+        let from = (first + (p - 1) * PAGE_SIZE as u64).min(self.items);
         let to = (from + PAGE_SIZE as u64).min(self.items);
         Bytes::from(synth::github_page(self.seed, from, to, self.items))
     }
 
-    fn page_url(&self, p: u64) -> String {
+    fn page_url(&self, p: u64, since: Option<&str>) -> String {
+        let since = since.map(|s| format!("&since={s}")).unwrap_or_default();
         format!(
-            "{}/repositories/42/issues?state=all&sort=updated&direction=asc&per_page={PAGE_SIZE}&page={p}",
+            "{}/repositories/42/issues?state=all&sort=updated&direction=asc&per_page={PAGE_SIZE}{since}&page={p}",
             self.base
         )
     }
 
     fn respond(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         let path = req.uri().path();
+        let param = |name: &str| {
+            req.uri().query().and_then(|q| {
+                q.split('&')
+                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                    .map(str::to_string)
+            })
+        };
+        // As sent (percent-encoded), for the next pages' links.
+        let since = param("since");
+        let first = since.as_deref().map_or(0, |s| {
+            first_since(&s.replace("%3A", ":").replace("%2B", "+"), self.items)
+        });
         let page = match path {
             "/repos/acme/bench/issues" => Some(1),
-            "/repositories/42/issues" => req.uri().query().and_then(|q| {
-                q.split('&')
-                    .find_map(|kv| kv.strip_prefix("page="))
-                    .and_then(|v| v.parse::<u64>().ok())
-            }),
+            "/repositories/42/issues" => param("page").and_then(|v| v.parse::<u64>().ok()),
             _ => None,
         };
-        let Some(p) = page.filter(|p| (1..=self.count()).contains(p)) else {
+        let Some(p) = page.filter(|p| (1..=self.count(first)).contains(p)) else {
             return plain(StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#);
         };
         let mut b = Response::builder()
@@ -81,20 +117,21 @@ impl Pages {
             .header("x-ratelimit-used", "1")
             .header("x-ratelimit-resource", "core")
             .header("etag", format!("W/\"bench-page-{p}\""));
-        let last = self.count();
+        let last = self.count(first);
+        let url = |p| self.page_url(p, since.as_deref());
         let mut links = Vec::new();
         if p < last {
-            links.push(format!("<{}>; rel=\"next\"", self.page_url(p + 1)));
-            links.push(format!("<{}>; rel=\"last\"", self.page_url(last)));
+            links.push(format!("<{}>; rel=\"next\"", url(p + 1)));
+            links.push(format!("<{}>; rel=\"last\"", url(last)));
         }
         if p > 1 {
-            links.push(format!("<{}>; rel=\"prev\"", self.page_url(p - 1)));
-            links.push(format!("<{}>; rel=\"first\"", self.page_url(1)));
+            links.push(format!("<{}>; rel=\"prev\"", url(p - 1)));
+            links.push(format!("<{}>; rel=\"first\"", url(1)));
         }
         if !links.is_empty() {
             b = b.header("link", links.join(", "));
         }
-        b.body(Full::new(self.body(p)))
+        b.body(Full::new(self.body(p, first)))
             .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad response"))
     }
 }
@@ -114,6 +151,16 @@ pub struct GitHubMock {
 impl GitHubMock {
     /// Renders (when they fit) and serves the `items` issues of `seed`.
     pub async fn start(seed: u64, items: u64) -> std::io::Result<GitHubMock> {
+        Self::start_with(seed, items, Duration::ZERO).await
+    }
+
+    /// Serves the `items` issues of `seed`, each answer after `delay`
+    /// (rendered on demand: the delay dwarfs the rendering).
+    pub async fn start_slow(seed: u64, items: u64, delay: Duration) -> std::io::Result<GitHubMock> {
+        Self::start_with(seed, items, delay).await
+    }
+
+    async fn start_with(seed: u64, items: u64, delay: Duration) -> std::io::Result<GitHubMock> {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
         let mut pages = Pages {
@@ -121,9 +168,10 @@ impl GitHubMock {
             items,
             base: format!("http://{addr}"),
             rendered: Vec::new(),
+            delay,
         };
-        if items * ISSUE_BYTES <= PRERENDER_LIMIT {
-            pages.rendered = (1..=pages.count()).map(|p| pages.body(p)).collect();
+        if delay.is_zero() && items * ISSUE_BYTES <= PRERENDER_LIMIT {
+            pages.rendered = (1..=pages.count(0)).map(|p| pages.body(p, 0)).collect();
         }
         let pages = Arc::new(pages);
         let task = tokio::spawn(async move {
@@ -135,7 +183,13 @@ impl GitHubMock {
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let r = pages.respond(&req);
-                        async move { Ok::<_, Infallible>(r) }
+                        let delay = pages.delay;
+                        async move {
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
+                            Ok::<_, Infallible>(r)
+                        }
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)

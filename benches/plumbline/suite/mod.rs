@@ -29,7 +29,11 @@
 //!    50 on the same server, and the bytes a first visit transfers
 //!    ([`web`]); in headless Chromium, when it is installed, the time from
 //!    navigation to the table painted and a live update's delay
-//!    ([`browser`]).
+//!    ([`browser`]);
+//! 10. on PostgreSQL, when `PLB_SUITE_POSTGRES` names one
+//!     (`scripts/with-postgres.sh`): start-up against SQLite's, `RankItems`
+//!     on a replica against the writer, replication lag, sync ingest and
+//!     the failover of the background sync ([`replicas`]).
 //!
 //! A second report, `--learning` ([`learning`]), measures what validating
 //! value after release does to the next ranking, over seeded simulated
@@ -45,6 +49,7 @@ mod hostile;
 pub mod learning;
 mod mock;
 mod pull;
+pub mod replicas;
 mod rpc;
 pub mod sync;
 pub mod synth;
@@ -328,7 +333,7 @@ impl Report {
 }
 
 /// The names of every figure a run reports, in order.
-pub const FIGURES: [&str; 17] = [
+pub const FIGURES: [&str; 23] = [
     "rank_top50_p50",
     "rank_top50_p99",
     "rank_top50_throughput_16_clients",
@@ -346,6 +351,12 @@ pub const FIGURES: [&str; 17] = [
     "web_backlog_search_p50",
     "web_backlog_paint",
     "web_live_update_p50",
+    "startup_postgres",
+    "rank_top50_replica_p50",
+    "replication_lag_p50",
+    "replication_lag_p99",
+    "sync_ingest_postgres",
+    "failover",
 ];
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -482,6 +493,15 @@ pub async fn run(opts: &Options) -> Result<Report> {
     say("a pull of 10,000 metric points, and fetching and parsing them alone");
     figures.push(pull::figure(opts, dir.path()).await?);
     notes.push(pull::NOTE.into());
+
+    // Only under PLB_SUITE_POSTGRES; otherwise a note says how to run them.
+    let sqlite_startup = figures
+        .iter()
+        .find(|f| f.name == "startup_to_serving")
+        .cloned();
+    let (pg_figures, pg_notes) = replicas::figures(opts, sqlite_startup.as_ref(), &say).await?;
+    figures.extend(pg_figures);
+    notes.extend(pg_notes);
 
     let order = |f: &Figure| FIGURES.iter().position(|n| *n == f.name);
     figures.sort_by_key(order);

@@ -96,7 +96,7 @@ pub async fn figure(opts: &Options, dir: &Path) -> Result<Figure> {
 
 /// Follows the mock's pages with the sync's own client and connector,
 /// mapping every issue; returns the pages' items.
-async fn fetch_and_parse(
+pub(super) async fn fetch_and_parse(
     http: &HttpClient,
     conn: &dyn Connector,
     source: &Source,
@@ -191,9 +191,18 @@ async fn bulk_write(
 /// value model, through the engine as the server runs it; checks that every
 /// item arrived.
 async fn sync(seed: u64, n: u64, path: &Path, source: &Source) -> Result<Duration> {
-    let store = SqliteStore::open(path).await?;
-    synth::write_model(&store, seed, std::slice::from_ref(source)).await?;
-    let engine = Arc::new(Engine::open(Arc::new(store.clone()), 3.0).await?);
+    sync_into(seed, n, Arc::new(SqliteStore::open(path).await?), source).await
+}
+
+/// [`sync`] into `store` (fresh), which it closes.
+pub(super) async fn sync_into(
+    seed: u64,
+    n: u64,
+    store: Arc<dyn Store>,
+    source: &Source,
+) -> Result<Duration> {
+    synth::write_model(store.as_ref(), seed, std::slice::from_ref(source)).await?;
+    let engine = Arc::new(Engine::open(store.clone(), 3.0).await?);
     let syncer = Syncer::new(
         engine.clone(),
         HttpClient::new(SyncConfig::manual().http_options(), loopback())?,

@@ -516,3 +516,39 @@ async fn two_replicas_writing_the_same_rows_lose_neither_write() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Sidecars starting together on a new database migrate it once: the
+/// others wait on the migration lock, then find nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecars_starting_together_migrate_once() {
+    if !on_postgres() {
+        eprintln!("skipped: runs in the PostgreSQL pass of the suite (scripts/with-postgres.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = test_db(dir.path(), "unused.sqlite");
+    let dsn = db.to_string_lossy().into_owned();
+    let config = plumbline::config::StoreConfig::default();
+    let mut opening = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (dsn, config) = (dsn.clone(), config.clone());
+        opening
+            .spawn(async move { plumbline::store::PostgresStore::open_dsn(&dsn, &config).await });
+    }
+    while let Some(opened) = opening.join_next().await {
+        let store = opened.unwrap().expect("every sidecar opens the database");
+        plumbline::store::Store::close(&store).await;
+    }
+    let steps = pg_query(
+        &db,
+        "SELECT count(*) || '/' || count(DISTINCT version) FROM schema_migrations",
+    );
+    let dir_steps = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        steps,
+        [format!("{dir_steps}/{dir_steps}")],
+        "each step applied once"
+    );
+}

@@ -212,10 +212,7 @@ pub fn stored_rows(db: &std::path::Path) -> Vec<(String, String)> {
     }
     let url = db.to_string_lossy().into_owned();
     on_own_runtime(async move {
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("the test database is reachable");
-        tokio::spawn(conn);
+        let client = pg_connect(&url).await;
         let tables: Vec<String> = client
             .query(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
@@ -255,10 +252,7 @@ pub fn execute_sql(db: &std::path::Path, sql: &str, param: &str) -> u64 {
         param.to_string(),
     );
     on_own_runtime(async move {
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("the test database is reachable");
-        tokio::spawn(conn);
+        let client = pg_connect(&url).await;
         client
             .execute(&sql, &[&param])
             .await
@@ -271,10 +265,7 @@ pub fn execute_sql(db: &std::path::Path, sql: &str, param: &str) -> u64 {
 pub fn pg_query(db: &std::path::Path, sql: &str) -> Vec<String> {
     let (url, sql) = (db.to_string_lossy().into_owned(), sql.to_string());
     on_own_runtime(async move {
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("the test database is reachable");
-        tokio::spawn(conn);
+        let client = pg_connect(&url).await;
         client
             .simple_query(&sql)
             .await
@@ -288,6 +279,16 @@ pub fn pg_query(db: &std::path::Path, sql: &str) -> Vec<String> {
             })
             .collect()
     })
+}
+
+/// A connection to the test PostgreSQL at `dsn` (a URL or key=value),
+/// its driver on this runtime.
+async fn pg_connect(dsn: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(dsn, tokio_postgres::NoTls)
+        .await
+        .expect("the test PostgreSQL is reachable");
+    tokio::spawn(conn);
+    client
 }
 
 /// Runs `f` to its end on a runtime of its own, on a thread of its own, so
@@ -328,10 +329,7 @@ fn fresh_postgres_database() -> String {
     );
     let create = format!("CREATE DATABASE {name}");
     on_own_runtime(async move {
-        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
-            .await
-            .expect("the suite's PostgreSQL is reachable");
-        tokio::spawn(conn);
+        let client = pg_connect(&dsn).await;
         client
             .batch_execute(&create)
             .await

@@ -16,7 +16,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 
 use crate::common::*;
 
-fn push_source(id: &str) -> pb::Source {
+pub(crate) fn push_source(id: &str) -> pb::Source {
     pb::Source {
         id: id.into(),
         kind: pb::TrackerKind::Push as i32,
@@ -756,15 +756,7 @@ async fn a_masked_upsert_keeps_a_stored_value_the_api_would_refuse() {
 #[tokio::test]
 async fn a_nul_in_an_items_text_is_kept_as_a_replacement_character() {
     let s = TestServer::start().await;
-    create_source(
-        &s,
-        pb::Source {
-            id: "push".into(),
-            kind: pb::TrackerKind::Push as i32,
-            ..Default::default()
-        },
-    )
-    .await;
+    create_source(&s, push_source("push")).await;
     let mut it = item("push", "1", "A title");
     it.body = "line\0two".into();
     let first = upsert(&s, vec![it.clone()]).await;

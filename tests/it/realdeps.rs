@@ -463,3 +463,81 @@ async fn start_postgres(tls: bool) -> Result<Postgres, String> {
         _dir: dir,
     })
 }
+
+// ------------------------------------------------- the stores side by side
+
+/// A PostgreSQL store on a schema of its own of the shared server (the
+/// tests' role owns the database, so it may create schemas, not
+/// databases: a fresh schema is what a fresh database is to the store),
+/// and a SQLite store in a temporary folder, the specification; with a
+/// plain connection to each database for what the calls under test do not
+/// write.
+pub struct StorePair {
+    pub pg: plumbline::store::PostgresStore,
+    pub lite: plumbline::store::SqliteStore,
+    /// The owner's connection, its `search_path` on the schema.
+    pub raw_pg: tokio_postgres::Client,
+    pub lite_path: PathBuf,
+    _dir: tempfile::TempDir,
+    _server: Arc<Postgres>,
+}
+
+/// A [`StorePair`] on a new schema named after `prefix`; `None` (with the
+/// reason) where PostgreSQL cannot run, see [`require`].
+pub async fn store_pair(test: &str, prefix: &str) -> Option<StorePair> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static SCHEMAS: AtomicU32 = AtomicU32::new(0);
+    let server = require(test, postgres().await)?;
+    let schema = format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        SCHEMAS.fetch_add(1, Ordering::Relaxed)
+    );
+    let raw_pg = server.owner().await;
+    raw_pg
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema}; SET search_path TO {schema}"
+        ))
+        .await
+        .expect("the schema is created");
+    let dsn = format!("{} options='-c search_path={schema}'", server.dsn());
+    let pg =
+        plumbline::store::PostgresStore::open_dsn(&dsn, &plumbline::config::StoreConfig::default())
+            .await
+            .expect("the PostgreSQL store opens");
+    // A database made with a language's locale orders text by its rules
+    // ("a-team" before "B2B"); SQLite orders bytewise ("B2B" first). The
+    // tests' server has no locale, so every text column of the schema is
+    // given the ICU root collation, and the answers must still come in
+    // SQLite's order.
+    let columns = raw_pg
+        .query(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND data_type = 'text'",
+            &[],
+        )
+        .await
+        .expect("the columns are listed");
+    for c in columns {
+        let (table, column): (String, String) = (c.get(0), c.get(1));
+        raw_pg
+            .batch_execute(&format!(
+                "ALTER TABLE {table} ALTER COLUMN {column} TYPE text COLLATE \"und-x-icu\""
+            ))
+            .await
+            .expect("the collation is set");
+    }
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let lite_path = dir.path().join("spec.sqlite");
+    let lite = plumbline::store::SqliteStore::open(&lite_path)
+        .await
+        .expect("the SQLite store opens");
+    Some(StorePair {
+        pg,
+        lite,
+        raw_pg,
+        lite_path,
+        _dir: dir,
+        _server: server,
+    })
+}

@@ -133,11 +133,7 @@ async fn three_replicas_converge_on_writes_through_each_and_on_a_sync_whose_runn
         .unwrap();
     pb::source_service_client::SourceServiceClient::new(b.clone())
         .create_source(pb::CreateSourceRequest {
-            source: Some(pb::Source {
-                id: "push".into(),
-                kind: pb::TrackerKind::Push as i32,
-                ..Default::default()
-            }),
+            source: Some(crate::push::push_source("push")),
         })
         .await
         .unwrap();
@@ -320,18 +316,12 @@ async fn health_is_not_serving_while_the_database_is_unreachable() {
         c.db = through;
         c.store.check_interval_ms = 50;
         c.store.follow_poll_ms = 50;
-        c.store.busy_timeout_ms = 500;
+        // Short, so that the cut shows soon, yet long enough for a
+        // connection on a loaded machine.
+        c.store.busy_timeout_ms = 2000;
     })
     .await;
-    crate::common::create_source(
-        &s,
-        pb::Source {
-            id: "push".into(),
-            kind: pb::TrackerKind::Push as i32,
-            ..Default::default()
-        },
-    )
-    .await;
+    crate::common::create_source(&s, crate::push::push_source("push")).await;
     crate::common::upsert(&s, vec![crate::common::item("push", "1", "One")]).await;
     crate::store_faults::wait_for_health(&s, ServingStatus::Serving).await;
 
@@ -386,15 +376,7 @@ async fn two_replicas_writing_the_same_rows_lose_neither_write() {
     let (d1, d2) = (db.clone(), db.clone());
     let a = TestServer::start_with_config(move |c| c.db = d1).await;
     let b = TestServer::start_with_config(move |c| c.db = d2).await;
-    create_source(
-        &a,
-        pb::Source {
-            id: "push".into(),
-            kind: pb::TrackerKind::Push as i32,
-            ..Default::default()
-        },
-    )
-    .await;
+    create_source(&a, crate::push::push_source("push")).await;
     crate::common::create_goal(&a, goal("G", pb::GoalLevel::Strategic, "", Some(1.0))).await;
     crate::common::create_metric(&a, metric("M", 10.0, 20.0)).await;
     for h in ["H1", "H2", "H3"] {

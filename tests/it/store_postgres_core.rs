@@ -6,76 +6,17 @@
 //! each test gets a schema of its own in the shared server.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
-use plumbline::config::StoreConfig;
 use plumbline::domain::*;
-use plumbline::store::{
-    Batch, ItemFilter, ModelWrite, PostgresStore, SqliteStore, Store, StoreError,
-};
+use plumbline::store::{Batch, ItemFilter, ModelWrite, Store, StoreError};
 
-use super::realdeps::{self, require};
+use super::realdeps;
 
-/// A PostgreSQL store on a schema of its own (the tests' role owns the
-/// database, so it may create schemas, not databases), and a SQLite one.
-struct Pair {
-    pg: PostgresStore,
-    lite: SqliteStore,
-    _dir: tempfile::TempDir,
-    _server: std::sync::Arc<realdeps::Postgres>,
-}
+type Pair = realdeps::StorePair;
 
 async fn pair(test: &str) -> Option<Pair> {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let server = require(test, realdeps::postgres().await)?;
-    let schema = format!("core_{}", NEXT.fetch_add(1, Ordering::Relaxed));
-    server
-        .owner()
-        .await
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .expect("the schema is created");
-    let dsn = format!("{} options='-c search_path={schema}'", server.dsn());
-    let pg = PostgresStore::open_dsn(&dsn, &StoreConfig::default())
-        .await
-        .expect("the PostgreSQL store opens");
-    // A database made with a language's locale orders text by its rules
-    // ("a-team" before "B2B"); SQLite orders bytewise ("B2B" first). The
-    // tests' server has no locale, so every text column is given the ICU
-    // root collation: the answers must still come in SQLite's order.
-    let owner = server.owner().await;
-    owner
-        .batch_execute(&format!("SET search_path TO {schema}"))
-        .await
-        .unwrap();
-    let columns = owner
-        .query(
-            "SELECT table_name::text, column_name::text FROM information_schema.columns \
-             WHERE table_schema = current_schema() AND data_type = 'text'",
-            &[],
-        )
-        .await
-        .unwrap();
-    for c in columns {
-        let (table, column): (String, String) = (c.get(0), c.get(1));
-        owner
-            .batch_execute(&format!(
-                "ALTER TABLE {table} ALTER COLUMN {column} TYPE text COLLATE \"und-x-icu\""
-            ))
-            .await
-            .unwrap();
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let lite = SqliteStore::open(&dir.path().join("s.sqlite"))
-        .await
-        .expect("the SQLite store opens");
-    Some(Pair {
-        pg,
-        lite,
-        _dir: dir,
-        _server: server,
-    })
+    realdeps::store_pair(test, "core").await
 }
 
 /// A time with nanoseconds, so that a rounding would show.

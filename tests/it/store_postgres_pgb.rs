@@ -7,12 +7,8 @@
 //! create databases), which is what a fresh database is to the store.
 
 use std::fmt::Debug;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{Duration, TimeZone, Utc};
-use plumbline::config::StoreConfig;
 use plumbline::domain::history::{RankingSnapshot, SnapshotOrigin, SnapshotSummary};
 use plumbline::domain::{
     ApiToken, DesiredOutcome, Direction, Evidence, EvidenceMethod, EvidenceOutcome, Experiment,
@@ -20,80 +16,13 @@ use plumbline::domain::{
     Segment, SurveyWave, Time,
 };
 use plumbline::store::{
-    Changed, CustomerStore, PostgresStore, SnapshotRetention, SqliteStore, Store, StoreError,
-    TokenStore,
+    Changed, CustomerStore, PostgresStore, SnapshotRetention, Store, StoreError, TokenStore,
 };
 
-use super::realdeps::{PG_DATABASE, PG_PASSWORD, PG_USER, Postgres, postgres, require};
-
-/// A store of each backend on an empty database, and a plain connection to
-/// each database for what the calls under test do not write.
-struct Pair {
-    pg: PostgresStore,
-    lite: SqliteStore,
-    raw_pg: tokio_postgres::Client,
-    lite_path: PathBuf,
-    _dir: tempfile::TempDir,
-    _server: Arc<Postgres>,
-}
-
-static SCHEMAS: AtomicU32 = AtomicU32::new(0);
+use super::realdeps::StorePair as Pair;
 
 async fn pair(test: &str) -> Option<Pair> {
-    let server = require(test, postgres().await)?;
-    let schema = format!(
-        "pgb_{}_{}",
-        std::process::id(),
-        SCHEMAS.fetch_add(1, Ordering::Relaxed)
-    );
-    let raw_pg = server.owner().await;
-    raw_pg
-        .batch_execute(&format!(
-            "CREATE SCHEMA {schema}; SET search_path TO {schema}"
-        ))
-        .await
-        .unwrap();
-    let dsn = format!(
-        "host=127.0.0.1 port={} user={PG_USER} password={PG_PASSWORD} dbname={PG_DATABASE} \
-         options='-c search_path={schema}'",
-        server.port
-    );
-    let pg = PostgresStore::open_dsn(&dsn, &StoreConfig::default())
-        .await
-        .unwrap();
-    // A database made with a language's locale orders text by its rules
-    // ("a-team" before "B2B"); SQLite orders bytewise ("B2B" first). The
-    // tests' server has no locale, so every text column of the schema is
-    // given the ICU root collation, and the answers must still come in
-    // SQLite's order.
-    let columns = raw_pg
-        .query(
-            "SELECT table_name::text, column_name::text FROM information_schema.columns \
-             WHERE table_schema = current_schema() AND data_type = 'text'",
-            &[],
-        )
-        .await
-        .unwrap();
-    for c in columns {
-        let (table, column): (String, String) = (c.get(0), c.get(1));
-        raw_pg
-            .batch_execute(&format!(
-                "ALTER TABLE {table} ALTER COLUMN {column} TYPE text COLLATE \"und-x-icu\""
-            ))
-            .await
-            .unwrap();
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let lite_path = dir.path().join("spec.sqlite");
-    let lite = SqliteStore::open(&lite_path).await.unwrap();
-    Some(Pair {
-        pg,
-        lite,
-        raw_pg,
-        lite_path,
-        _dir: dir,
-        _server: server,
-    })
+    super::realdeps::store_pair(test, "pgb").await
 }
 
 impl Pair {

@@ -120,6 +120,25 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The failure's kind in one word (`busy`, `conflict`, ...), the same
+    /// for every backend: for tests and tools that compare backends.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Busy { .. } => "busy",
+            StoreError::Conflict { .. } => "conflict",
+            StoreError::Unavailable { .. } => "unavailable",
+            StoreError::Corrupt { .. } => "corrupt",
+            StoreError::Migrate { .. } => "migrate",
+            StoreError::Full { .. } => "full",
+            StoreError::ReadOnly { .. } => "read-only",
+            StoreError::Gone { .. } => "gone",
+            StoreError::Closed => "closed",
+            StoreError::Backend { .. } => "backend",
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Whether writes can succeed now: what health reports (NOT_SERVING unless

@@ -66,6 +66,19 @@ async fn converged(channels: &[&Channel], bound: Duration) -> (Vec<u8>, usize) {
     }
 }
 
+/// A new database on the suite's PostgreSQL, with the folder its test
+/// server keeps its files in; `None` (with a note) outside the PostgreSQL
+/// pass of the suite.
+fn shared_database() -> Option<(tempfile::TempDir, std::path::PathBuf)> {
+    if !on_postgres() {
+        eprintln!("skipped: runs in the PostgreSQL pass of the suite (scripts/with-postgres.sh)");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = test_db(dir.path(), "unused.sqlite");
+    Some((dir, db))
+}
+
 async fn connect(url: &str) -> Channel {
     Channel::from_shared(url.to_string())
         .unwrap()
@@ -80,18 +93,15 @@ fn count(db: &std::path::Path, sql: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_converge_on_writes_through_each_and_on_a_sync_whose_runner_is_killed() {
-    if !on_postgres() {
-        eprintln!("skipped: runs in the PostgreSQL pass of the suite (scripts/with-postgres.sh)");
+    let Some((_dir, db)) = shared_database() else {
         return;
-    }
+    };
     let tracker = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/repos/acme/shop/issues"))
         .respond_with(github_like(tracker.uri()))
         .mount(&tracker)
         .await;
-    let dir = tempfile::tempdir().unwrap();
-    let db = test_db(dir.path(), "unused.sqlite");
     // Short leases and background syncs every second, so that a takeover
     // happens within the test's time.
     let env = [
@@ -298,12 +308,9 @@ impl Cable {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_not_serving_while_the_database_is_unreachable() {
     use tonic_health::pb::health_check_response::ServingStatus;
-    if !on_postgres() {
-        eprintln!("skipped: runs in the PostgreSQL pass of the suite (scripts/with-postgres.sh)");
+    let Some((_dir, db)) = shared_database() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let db = test_db(dir.path(), "unused.sqlite");
+    };
     let mut url = url::Url::parse(&db.to_string_lossy()).unwrap();
     let to: std::net::SocketAddr =
         format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
@@ -367,12 +374,9 @@ async fn health_is_not_serving_while_the_database_is_unreachable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_writing_the_same_rows_lose_neither_write() {
     use crate::common::{TestServer, create_source, goal, hypothesis, item, mask, metric};
-    if !on_postgres() {
-        eprintln!("skipped: runs in the PostgreSQL pass of the suite (scripts/with-postgres.sh)");
+    let Some((_dir, db)) = shared_database() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let db = test_db(dir.path(), "unused.sqlite");
+    };
     let (d1, d2) = (db.clone(), db.clone());
     let a = TestServer::start_with_config(move |c| c.db = d1).await;
     let b = TestServer::start_with_config(move |c| c.db = d2).await;
@@ -503,12 +507,9 @@ async fn two_replicas_writing_the_same_rows_lose_neither_write() {
 /// others wait on the migration lock, then find nothing to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecars_starting_together_migrate_once() {
-    if !on_postgres() {
-        eprintln!("skipped: runs in the PostgreSQL pass of the suite (scripts/with-postgres.sh)");
+    let Some((_dir, db)) = shared_database() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let db = test_db(dir.path(), "unused.sqlite");
+    };
     let dsn = db.to_string_lossy().into_owned();
     let config = plumbline::config::StoreConfig::default();
     let mut opening = tokio::task::JoinSet::new();

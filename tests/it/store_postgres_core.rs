@@ -122,18 +122,7 @@ fn link(item_key: &str, hypothesis: &str, contribution: f64, t: i64) -> Link {
 }
 
 fn kind(e: &StoreError) -> &'static str {
-    match e {
-        StoreError::Busy { .. } => "busy",
-        StoreError::Conflict { .. } => "conflict",
-        StoreError::Unavailable { .. } => "unavailable",
-        StoreError::Corrupt { .. } => "corrupt",
-        StoreError::Migrate { .. } => "migrate",
-        StoreError::Full { .. } => "full",
-        StoreError::ReadOnly { .. } => "read-only",
-        StoreError::Gone { .. } => "gone",
-        StoreError::Closed => "closed",
-        StoreError::Backend { .. } => "backend",
-    }
+    e.kind()
 }
 
 /// A call's answer as the transcript records it (errors by their kind).

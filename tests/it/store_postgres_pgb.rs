@@ -45,17 +45,7 @@ async fn logged(s: &PostgresStore) -> Vec<Changed> {
 }
 
 fn kind(e: &StoreError) -> &'static str {
-    match e {
-        StoreError::Busy { .. } => "busy",
-        StoreError::Conflict { .. } => "conflict",
-        StoreError::Unavailable { .. } => "unavailable",
-        StoreError::Corrupt { .. } => "corrupt",
-        StoreError::Migrate { .. } => "migrate",
-        StoreError::Full { .. } => "full",
-        StoreError::ReadOnly { .. } => "read-only",
-        StoreError::Backend { .. } => "backend",
-        _ => "other",
-    }
+    e.kind()
 }
 
 /// One call's answer as a line of the transcript.

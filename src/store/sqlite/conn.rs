@@ -638,18 +638,7 @@ mod tests {
         ];
         for (code, want) in cases {
             let e = sqlite(code).during("store a goal");
-            let got = match &e {
-                StoreError::Busy { .. } => "busy",
-                StoreError::Conflict { .. } => "conflict",
-                StoreError::Unavailable { .. } => "unavailable",
-                StoreError::Corrupt { .. } => "corrupt",
-                StoreError::Backend { .. } => "backend",
-                StoreError::Full { .. } => "full",
-                StoreError::ReadOnly { .. } => "read-only",
-                StoreError::Gone { .. } => "gone",
-                other => panic!("{other:?}"),
-            };
-            assert_eq!(got, want, "SQLite code {code}");
+            assert_eq!(e.kind(), want, "SQLite code {code}");
             if want == "gone" {
                 continue;
             }
